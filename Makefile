@@ -1,0 +1,78 @@
+# Everyday commands. `make run` serves the demo, `make test` runs the test suite; both set up .venv first
+# and reinstall the requirements only when a requirements file has changed since the last install.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+SCHEMA_FILE ?= /dev/null
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install install-dev run test lint migrate demo-data worker beat schema clean distclean
+
+help:
+	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT)"
+	@echo "make test       set up .venv with the dev tools and run pytest (PYTEST_ARGS=... to pass options)"
+	@echo "make lint       ruff check ."
+	@echo "make migrate    apply migrations"
+	@echo "make demo-data  load (or refresh) the demo data set and print the logins"
+	@echo "make worker     start a Celery worker (needs REDIS_URL)"
+	@echo "make beat       start the Celery beat scheduler (needs REDIS_URL)"
+	@echo "make schema     validate the OpenAPI schema (SCHEMA_FILE=schema.yml to write it)"
+	@echo "make clean      remove install stamps, db.sqlite3, staticfiles and caches (keeps .venv)"
+	@echo "make distclean  clean, and remove .venv too"
+
+# The virtual environment itself; its interpreter is the target so it is made once.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps: reinstall only when the requirements they depend on are newer than the last install.
+$(VENV)/.installed-run: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo_data
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+demo-data: install
+	$(BIN)/python manage.py load_demo_data
+
+worker: install
+	$(BIN)/celery -A loyalty worker -l info
+
+beat: install
+	$(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+
+schema: install
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
+
+clean:
+	rm -f $(VENV)/.installed-run $(VENV)/.installed-dev db.sqlite3
+	rm -rf staticfiles .pytest_cache .ruff_cache .hypothesis htmlcov .coverage
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,106 @@
+"""Who is calling: principals for client apps and members, staff roles, and the Access a request has.
+
+Plain Python with no DRF import, so authentication classes and services can use it without import cycles.
+"""
+
+from dataclasses import dataclass
+
+ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK = "admin", "marketer", "clerk"
+STAFF_ROLES = (ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK)
+
+# Scopes a client app may be given; `create_api_client` grants all of them unless told otherwise.
+CLIENT_SCOPES = {
+    "members:read": "look members up",
+    "members:write": "register and update members, tag them",
+    "purchases:write": "record purchases and refunds",
+    "events:write": "post engagement events",
+    "points:read": "read balances and ledgers",
+    "points:write": "deduct points at checkout",
+    "rewards:read": "read the rewards catalogue",
+    "redemptions:write": "redeem and cancel rewards",
+}
+
+
+class ClientAppPrincipal:
+    """request.user for a client app authenticated by API key."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, client, store_ids):
+        self.client = client
+        self.pk = client.pk
+        self.store_ids = store_ids  # frozenset of store ids, or None for every store
+        self.scopes = frozenset(client.scopes or ())
+
+    def __str__(self):
+        return f"client:{self.client.name}"
+
+
+class MemberPrincipal:
+    """request.user for a member authenticated by a member token: reaches /api/v1/me/ only."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, member):
+        self.member = member
+        self.pk = member.pk
+
+    def __str__(self):
+        return f"member:{self.member.pk}"
+
+
+def staff_role(user):
+    """The strongest role of a staff user (admin > marketer > clerk), or None."""
+    if not getattr(user, "is_authenticated", False) or isinstance(user, (ClientAppPrincipal, MemberPrincipal)):
+        return None
+    if not user.is_active:
+        return None
+    if user.is_superuser:
+        return ROLE_ADMIN
+    cached = getattr(user, "_loyalty_role", False)
+    if cached is not False:
+        return cached
+    groups = set(user.groups.values_list("name", flat=True))
+    role = next((r for r in STAFF_ROLES if r in groups), None)
+    user._loyalty_role = role
+    return role
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the caller may touch: `store_ids` None means every store. `actor` labels ledger and audit rows."""
+
+    kind: str  # staff | client | member
+    actor: str
+    role: str | None = None
+    store_ids: frozenset | None = None
+    principal: object = None
+
+    def can_act_for_store(self, store_id):
+        return self.store_ids is None or store_id in self.store_ids
+
+
+def access_for(request):
+    """Build (once per request) the Access of the authenticated caller."""
+    cached = getattr(request, "_loyalty_access", None)
+    if cached is not None:
+        return cached
+    user = request.user
+    if isinstance(user, ClientAppPrincipal):
+        access = Access("client", str(user), None, user.store_ids, user)
+    elif isinstance(user, MemberPrincipal):
+        access = Access("member", str(user), None, frozenset(), user)
+    else:
+        role = staff_role(user)
+        store_ids = None
+        if role == ROLE_CLERK:
+            store_ids = frozenset(user.stores.values_list("id", flat=True))
+        access = Access("staff", f"staff:{user.get_username()}", role, store_ids, user)
+    request._loyalty_access = access
+    return access

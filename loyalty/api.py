@@ -1,0 +1,264 @@
+"""Shared API plumbing: who is calling (principals and access), permissions, pagination, and the one place where
+every failure under /api/ becomes the error shape of API.md: {"code", "detail", "errors"?}.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from django.views import defaults as django_defaults
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, permissions, serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+
+from loyalty.access import ClientAppPrincipal, MemberPrincipal, staff_role
+from loyalty.errors import DomainError, InvalidInput
+from loyalty.errors import Throttled as ThrottledError
+
+logger = logging.getLogger(__name__)
+
+# --- Permissions ----------------------------------------------------------------------------------------------
+
+
+def _required(view, request, attribute):
+    """A view declares per-action requirements as {action or method: value}; '*' is the fallback."""
+    mapping = getattr(view, attribute, None) or {}
+    action = getattr(view, "action", None)
+    for key in (action, request.method, "*"):
+        if key in mapping:
+            return mapping[key]
+    return None
+
+
+class IsStaffOrClientApp(permissions.BasePermission):
+    """Staff with a role, or a client app holding the view's scope. Member tokens are refused here: they reach
+    only the /me/ views, which use IsMember.
+
+    Views narrow it with `client_scopes = {"list": "members:read", "POST": "members:write"}` and
+    `staff_roles = {"POST": {"admin", "marketer"}}` (default: every staff role).
+    """
+
+    message = "You do not have permission to perform this action."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if user is None or not user.is_authenticated:
+            return False
+        if isinstance(user, MemberPrincipal):
+            self.message = "A member token reaches only /api/v1/me/."
+            return False
+        if isinstance(user, ClientAppPrincipal):
+            scope = _required(view, request, "client_scopes")
+            if scope is None:
+                self.message = "Client apps cannot use this endpoint."
+                return False
+            if scope not in user.scopes:
+                self.message = f"This API key lacks the scope {scope}."
+                return False
+            return True
+        role = staff_role(user)
+        if role is None:
+            self.message = "Your account has no staff role (clerk, marketer or admin)."
+            return False
+        roles = _required(view, request, "staff_roles")
+        if roles is not None and role not in roles:
+            self.message = f"The {role} role cannot do this."
+            return False
+        return True
+
+
+class IsMember(permissions.BasePermission):
+    message = "This endpoint needs a member token."
+
+    def has_permission(self, request, view):
+        return isinstance(request.user, MemberPrincipal)
+
+
+# --- Pagination -----------------------------------------------------------------------------------------------
+
+
+class IdCursorPagination(CursorPagination):
+    """Cursor pages, newest first by id; `page_size` up to 500, and a clear 400 beyond that."""
+
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = "-id"
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise exceptions.ValidationError({"page_size": [f"Must be an integer from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+
+# --- Errors ---------------------------------------------------------------------------------------------------
+
+_CODES = {
+    exceptions.NotAuthenticated: (401, "not_authenticated"),
+    exceptions.AuthenticationFailed: (401, "not_authenticated"),
+    exceptions.PermissionDenied: (403, "permission_denied"),
+    exceptions.NotFound: (404, "not_found"),
+    exceptions.MethodNotAllowed: (405, "method_not_allowed"),
+    exceptions.NotAcceptable: (406, "not_acceptable"),
+    exceptions.UnsupportedMediaType: (415, "unsupported_media_type"),
+    exceptions.Throttled: (429, "throttled"),
+    exceptions.ParseError: (400, "parse_error"),
+}
+
+
+def flatten_errors(detail, prefix=""):
+    """DRF's nested error detail as {"field": [...], "lines.0.quantity": [...]}."""
+    if isinstance(detail, dict):
+        out = {}
+        for key, value in detail.items():
+            name = "non_field_errors" if key in ("non_field_errors", "__all__") else str(key)
+            out.update(flatten_errors(value, f"{prefix}{name}" if not prefix else f"{prefix}.{name}"))
+        return out
+    if isinstance(detail, list) and detail and all(isinstance(item, (dict, list)) for item in detail):
+        out = {}
+        for index, item in enumerate(detail):
+            if item:
+                out.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+        return out
+    messages = detail if isinstance(detail, list) else [detail]
+    return {prefix or "non_field_errors": [str(message) for message in messages]}
+
+
+def error_body(code, detail, errors=None, **extra):
+    body = {"code": code, "detail": str(detail)}
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extra)
+    return body
+
+
+def validation_response(errors):
+    fields = ", ".join(errors)
+    return Response(error_body("invalid", f"Invalid input: {fields}.", errors), status=400)
+
+
+def exception_handler(exc, context):
+    """DRF's exception handler for the whole API: every failure in the shape of API.md."""
+    from rest_framework.views import set_rollback  # imported here: DRF imports this module while loading views
+
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+
+    if isinstance(exc, InvalidInput):
+        set_rollback()
+        return validation_response(exc.errors)
+    if isinstance(exc, DomainError):
+        set_rollback()
+        headers = {}
+        if isinstance(exc, ThrottledError) and exc.retry_after:
+            headers["Retry-After"] = str(int(exc.retry_after))
+        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status, headers=headers)
+    if isinstance(exc, exceptions.ValidationError):
+        set_rollback()
+        return validation_response(flatten_errors(exc.detail))
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()
+        status, code = next(
+            (mapped for klass, mapped in _CODES.items() if isinstance(exc, klass)),
+            (exc.status_code, exc.default_code),
+        )
+        headers = {}
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            request = context.get("request")
+            view = context.get("view")
+            header = view.get_authenticate_header(request) if view and request else None
+            headers["WWW-Authenticate"] = header or "Api-Key"
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code, exc.detail), status=status, headers=headers)
+    return None  # unexpected: ApiErrorMiddleware logs it and answers 500 in JSON
+
+
+_STATUS_CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found",
+                 405: "method_not_allowed", 413: "payload_too_large", 429: "throttled", 500: "server_error"}
+
+
+def _is_api(request):
+    return request.path.startswith("/api/")
+
+
+class ApiErrorMiddleware:
+    """Unexpected exceptions under /api/ answer a JSON 500 (logged), never Django's HTML page, even with DEBUG."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and _is_api(request)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            # Django's own pages (a URL that matches nothing, DEBUG's technical 404, CSRF failures) in JSON.
+            code = _STATUS_CODES.get(response.status_code, "error")
+            return JsonResponse(error_body(code, response.reason_phrase), status=response.status_code)
+        return response
+
+    def process_exception(self, request, exception):
+        if not _is_api(request):
+            return None
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."),
+                            status=500)
+
+
+def handler400(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("invalid", "Bad request."), status=400)
+    return django_defaults.bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+    return django_defaults.permission_denied(request, exception)
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return django_defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."),
+                            status=500)
+    return django_defaults.server_error(request)
+
+
+# --- Schema ---------------------------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="machine code, e.g. invalid, not_found, insufficient_points")
+    detail = serializers.CharField(help_text="a sentence for people")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
+                                   help_text="validation errors by field (400 invalid only)")
+
+
+def error_responses(codes):
+    """OpenAPI responses for the error statuses of an endpoint: {409: "member_exists", 400: "invalid"}."""
+    return {status: OpenApiResponse(ErrorSerializer, description=f"`{code}`") for status, code in codes.items()}

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from loyalty import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/", include("members.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "loyalty.api.handler400"
+handler403 = "loyalty.api.handler403"
+handler404 = "loyalty.api.handler404"
+handler500 = "loyalty.api.handler500"

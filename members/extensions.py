@@ -1,0 +1,59 @@
+"""How higher apps (points, tiers, reports) add their parts to the member representation and list filters
+without members importing them (apps depend one way: members is at the bottom).
+
+Each app registers, in its AppConfig.ready(), a MemberField: how to prepare the member queryset (select_related /
+prefetch_related, so a page of members costs a fixed number of queries) and how to represent one member. Until an
+app registers a field, the representation carries its empty value (no tier, zero points, no RFM yet).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MemberField:
+    name: str
+    represent: Callable[[Any], Any]
+    prepare_queryset: Callable[[Any], Any] = lambda queryset: queryset
+
+
+EMPTY_VALUES = {
+    "tier": None,
+    "points": {"available": 0, "pending": 0},
+    "growth_value": 0,
+    "rfm": None,
+}
+FILTER_NAMES = ("tier", "segment", "lifecycle")
+_fields: dict[str, MemberField] = {}
+_filters: dict[str, Callable[[Any, str], Any]] = {}
+
+
+def register_member_field(field: MemberField):
+    if field.name not in EMPTY_VALUES:
+        raise ValueError(f"Unknown member field {field.name!r}; add it to EMPTY_VALUES first.")
+    _fields[field.name] = field
+
+
+def register_member_filter(name, filter_queryset):
+    """`filter_queryset(queryset, value)` answers ?<name>=value on the member list (tier, segment, lifecycle)."""
+    if name not in FILTER_NAMES:
+        raise ValueError(f"Unknown member filter {name!r}.")
+    _filters[name] = filter_queryset
+
+
+def prepare_member_queryset(queryset):
+    for field in _fields.values():
+        queryset = field.prepare_queryset(queryset)
+    return queryset
+
+
+def represent_member_field(name, member):
+    field = _fields.get(name)
+    return field.represent(member) if field else EMPTY_VALUES[name]
+
+
+def filter_members_by(name, queryset, value):
+    """Filter by a field a higher app owns (tier, segment, lifecycle); with no such app, no member matches."""
+    filter_queryset = _filters.get(name)
+    return queryset.none() if filter_queryset is None else filter_queryset(queryset, value)

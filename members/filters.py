@@ -1,0 +1,79 @@
+import contextlib
+
+import django_filters
+from django.db.models import Q
+from rest_framework.exceptions import ValidationError
+
+from members.extensions import filter_members_by
+from members.models import Member, MemberStatus, Message, MessageStatus
+from members.phone_numbers import InvalidPhoneNumber, normalise_phone
+
+
+def _phone_or_400(value, field):
+    try:
+        return normalise_phone(value)
+    except InvalidPhoneNumber:
+        raise ValidationError({field: ["Enter a valid phone number."]}) from None
+
+
+class MemberFilter(django_filters.FilterSet):
+    phone = django_filters.CharFilter(method="filter_phone")
+    external_id = django_filters.CharFilter()
+    member_no = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=MemberStatus.choices)
+    store = django_filters.CharFilter(field_name="home_store__code")
+    tag = django_filters.CharFilter(method="filter_tag")
+    tier = django_filters.CharFilter(method="filter_extension", help_text="tier code")
+    segment = django_filters.CharFilter(method="filter_extension", help_text="RFM segment")
+    lifecycle = django_filters.CharFilter(method="filter_extension", help_text="lifecycle stage")
+    joined_after = django_filters.IsoDateTimeFilter(field_name="joined_at", lookup_expr="gte")
+    joined_before = django_filters.IsoDateTimeFilter(field_name="joined_at", lookup_expr="lt")
+    q = django_filters.CharFilter(method="search", help_text="name, phone or card number")
+
+    class Meta:
+        model = Member
+        fields = []
+
+    def filter_phone(self, queryset, name, value):
+        return queryset.filter(phone=_phone_or_400(value, "phone"))
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(member_tags__tag__code=value)
+
+    def filter_extension(self, queryset, name, value):
+        return filter_members_by(name, queryset, value)
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        digits = value.lstrip("+").replace(" ", "").replace("-", "")
+        if digits.isdigit():
+            condition = Q(member_no=digits) | Q(phone__endswith=digits)
+            with contextlib.suppress(InvalidPhoneNumber):
+                condition |= Q(phone=normalise_phone(value))
+            return queryset.filter(condition)
+        return queryset.filter(name__icontains=value)
+
+
+class MessageFilter(django_filters.FilterSet):
+    recipient = django_filters.CharFilter(method="filter_recipient", help_text="phone or member id")
+    kind = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=MessageStatus.choices)
+    channel = django_filters.CharFilter()
+
+    class Meta:
+        model = Message
+        fields = []
+
+    def filter_recipient(self, queryset, name, value):
+        value = value.strip()
+        if value.isdigit() and len(value) <= 18:
+            condition = Q(member_id=int(value))
+            with contextlib.suppress(InvalidPhoneNumber):
+                condition |= Q(recipient=normalise_phone(value))
+            return queryset.filter(condition)
+        try:
+            return queryset.filter(recipient=normalise_phone(value))
+        except InvalidPhoneNumber:
+            return queryset.filter(recipient=value)

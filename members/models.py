@@ -1,0 +1,276 @@
+"""Members, stores, tags and the identities that act on them (staff users, client apps, member logins).
+
+Tables, constraints and small properties only; every write the business knows by name is in services.py.
+"""
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Store(models.Model):
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    city = models.CharField(_("city"), max_length=60, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
+
+    def __str__(self):
+        return f"{self.name} ({self.code})"
+
+
+class StaffUser(AbstractUser):
+    """A person working in the admin or through a staff token: clerk, marketer or admin (by group).
+
+    A clerk acts for the stores listed here only; marketers and admins see every store.
+    """
+
+    stores = models.ManyToManyField(Store, blank=True, related_name="staff", verbose_name=_("stores"))
+
+    class Meta:
+        verbose_name = _("staff user")
+        verbose_name_plural = _("staff users")
+
+
+class Gender(models.TextChoices):
+    MALE = "male", _("male")
+    FEMALE = "female", _("female")
+    UNKNOWN = "unknown", _("unknown")
+
+
+class Channel(models.TextChoices):
+    STORE = "store", _("store")
+    MINI_PROGRAM = "mini_program", _("mini-program")
+    APP = "app", _("app")
+    WEB = "web", _("web")
+    IMPORT = "import", _("import")
+
+
+class MemberStatus(models.TextChoices):
+    ACTIVE = "active", _("active")
+    FROZEN = "frozen", _("frozen")
+    ANONYMISED = "anonymised", _("anonymised")
+
+
+class Member(models.Model):
+    member_no = models.CharField(_("card number"), max_length=20, unique=True, editable=False)
+    phone = models.CharField(_("phone"), max_length=20, null=True, blank=True, unique=True,
+                             help_text=_("E.164, e.g. +8613800138000"))
+    external_id = models.CharField(_("external id"), max_length=64, null=True, blank=True, unique=True)
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    gender = models.CharField(_("gender"), max_length=8, choices=Gender.choices, default=Gender.UNKNOWN)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    email = models.EmailField(_("email"), blank=True)
+    home_store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="members",
+                                   verbose_name=_("home store"))
+    channel = models.CharField(_("registration channel"), max_length=16, choices=Channel.choices,
+                               default=Channel.STORE)
+    referral_code = models.CharField(_("referral code"), max_length=12, unique=True, editable=False)
+    referrer = models.ForeignKey("self", models.SET_NULL, null=True, blank=True, related_name="referrals",
+                                 verbose_name=_("referred by"))
+    consent_sms = models.BooleanField(_("SMS consent"), default=False)
+    consent_wechat = models.BooleanField(_("WeChat consent"), default=False)
+    consent_email = models.BooleanField(_("email consent"), default=False)
+    status = models.CharField(_("status"), max_length=12, choices=MemberStatus.choices, default=MemberStatus.ACTIVE)
+    joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", blank=True,
+                                  verbose_name=_("tags"))
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        indexes = [
+            models.Index(fields=["home_store", "id"], name="member_store_idx"),
+            models.Index(fields=["joined_at"], name="member_joined_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(phone__isnull=False) | Q(external_id__isnull=False) | Q(status="anonymised"),
+                name="member_has_phone_or_external_id",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.member_no} {self.name}".strip()
+
+    @property
+    def consents(self):
+        return {"sms": self.consent_sms, "wechat": self.consent_wechat, "email": self.consent_email}
+
+    @property
+    def is_frozen(self):
+        return self.status == MemberStatus.FROZEN
+
+
+class TagKind(models.TextChoices):
+    MANUAL = "manual", _("manual")
+    RULE = "rule", _("rule-based")
+
+
+class Tag(models.Model):
+    code = models.SlugField(_("code"), max_length=50, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=8, choices=TagKind.choices, default=TagKind.MANUAL)
+    rule = models.JSONField(_("rule"), null=True, blank=True,
+                            help_text=_("For rule-based tags: the condition members must meet."))
+    description = models.TextField(_("description"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+
+    def __str__(self):
+        return self.name
+
+
+class MemberTag(models.Model):
+    member = models.ForeignKey(Member, models.CASCADE, related_name="member_tags")
+    tag = models.ForeignKey(Tag, models.CASCADE, related_name="member_tags")
+    added_at = models.DateTimeField(_("added at"), default=timezone.now)
+    added_by = models.CharField(_("added by"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("member tag")
+        verbose_name_plural = _("member tags")
+        constraints = [models.UniqueConstraint(fields=["member", "tag"], name="member_tag_unique")]
+        indexes = [models.Index(fields=["tag", "member"], name="member_tag_by_tag_idx")]
+
+    def __str__(self):
+        return f"{self.member_id}:{self.tag_id}"
+
+
+class ApiClient(models.Model):
+    """A client app (POS, mini-program backend, e-shop) calling the API with `Authorization: Api-Key <key>`.
+
+    Only a SHA-256 hash of the key is stored. The keys are 256-bit random strings, so a fast hash is as safe as a
+    slow one and keeps authentication off the hot path; `prefix` finds the row without scanning.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    prefix = models.CharField(_("key prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
+    stores = models.ManyToManyField(Store, blank=True, related_name="api_clients", verbose_name=_("stores"),
+                                    help_text=_("Empty: the client may act for every store."))
+    scopes = models.JSONField(_("scopes"), default=list, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("API client")
+        verbose_name_plural = _("API clients")
+
+    def __str__(self):
+        return self.name
+
+
+class StaffToken(models.Model):
+    """A staff bearer token (`Authorization: Bearer <token>`); only its hash is stored."""
+
+    user = models.ForeignKey(StaffUser, models.CASCADE, related_name="api_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("staff token")
+        verbose_name_plural = _("staff tokens")
+
+    def __str__(self):
+        return f"token of {self.user_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class OtpChallenge(models.Model):
+    """A one-time login code sent to a phone. The code itself is stored hashed."""
+
+    phone = models.CharField(max_length=20)
+    code_hash = models.CharField(max_length=64)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["phone", "-created_at"], name="otp_phone_idx"),
+            models.Index(fields=["ip_address", "-created_at"], name="otp_ip_idx"),
+        ]
+
+    def __str__(self):
+        return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    SENT = "sent", _("sent")
+    FAILED = "failed", _("failed")
+    SKIPPED = "skipped", _("skipped")
+
+
+class MessageChannel(models.TextChoices):
+    SMS = "sms", _("SMS")
+    WECHAT = "wechat", _("WeChat")
+    EMAIL = "email", _("email")
+    INBOX = "inbox", _("in-app inbox")
+
+
+class Message(models.Model):
+    """Every message sent to a member or a phone, with what became of it (the message log)."""
+
+    member = models.ForeignKey(Member, models.SET_NULL, null=True, blank=True, related_name="messages")
+    recipient = models.CharField(_("recipient"), max_length=254, help_text=_("phone, email or openid"))
+    channel = models.CharField(_("channel"), max_length=8, choices=MessageChannel.choices)
+    kind = models.CharField(_("kind"), max_length=40)
+    subject = models.CharField(_("subject"), max_length=200, blank=True)
+    body = models.TextField(_("body"))
+    status = models.CharField(_("status"), max_length=8, choices=MessageStatus.choices,
+                              default=MessageStatus.QUEUED)
+    status_reason = models.CharField(_("reason"), max_length=200, blank=True)
+    backend = models.CharField(_("backend"), max_length=100, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [
+            models.Index(fields=["recipient", "-id"], name="message_recipient_idx"),
+            models.Index(fields=["member", "-id"], name="message_member_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} → {self.recipient} ({self.status})"
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when, from which value to which: one row per change a person or client app makes."""
+
+    actor = models.CharField(_("actor"), max_length=120)
+    action = models.CharField(_("action"), max_length=60)
+    target_type = models.CharField(_("target type"), max_length=60)
+    target_id = models.CharField(_("target id"), max_length=40)
+    old_values = models.JSONField(_("old values"), null=True, blank=True)
+    new_values = models.JSONField(_("new values"), null=True, blank=True)
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+        indexes = [models.Index(fields=["target_type", "target_id", "-id"], name="audit_target_idx")]
+
+    def __str__(self):
+        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"

@@ -1,0 +1,36 @@
+"""Phone numbers in one form: E.164 (+8613800138000), parsed with libphonenumber in the default region (CN)."""
+
+import phonenumbers
+from django.conf import settings
+
+
+class InvalidPhoneNumber(ValueError):
+    pass
+
+
+def normalise_phone(raw):
+    """'138 0013 8000', '+86 13800138000' and '8613800138000' all give '+8613800138000'.
+
+    Raises InvalidPhoneNumber for anything libphonenumber does not consider a valid number.
+    """
+    text = str(raw or "").strip()
+    if not text or len(text) > 32:
+        raise InvalidPhoneNumber("Enter a valid phone number.")
+    region = settings.PHONE_DEFAULT_REGION
+    try:
+        number = phonenumbers.parse(text, region)
+        if not phonenumbers.is_valid_number(number) and not text.startswith("+"):
+            # '8613800138000' without the plus: try it as an international number.
+            number = phonenumbers.parse("+" + text, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumber("Enter a valid phone number.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber("Enter a valid phone number.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(e164):
+    """+8613800138000 → +86138****8000, for logs and staff lists that need no full number."""
+    if not e164 or len(e164) < 8:
+        return e164
+    return f"{e164[:-8]}****{e164[-4:]}"

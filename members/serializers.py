@@ -1,0 +1,259 @@
+"""HTTP shapes of members, tags, stores, messages and logins. Validation of input only; no business rules."""
+
+from datetime import date
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, inline_serializer
+from rest_framework import serializers
+
+from members.extensions import represent_member_field
+from members.models import Channel, Gender, Member, Message, Store, Tag, TagKind
+from members.phone_numbers import InvalidPhoneNumber, normalise_phone
+
+
+class PhoneField(serializers.CharField):
+    """A phone number in any common form, given back normalised to E.164."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 32)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        text = super().to_internal_value(data)
+        try:
+            return normalise_phone(text)
+        except InvalidPhoneNumber as error:
+            raise serializers.ValidationError(str(error)) from None
+
+
+class BirthdayField(serializers.DateField):
+    def to_internal_value(self, value):
+        birthday = super().to_internal_value(value)
+        if birthday > timezone.localdate() or birthday < date(1900, 1, 1):
+            raise serializers.ValidationError("Enter a birthday between 1900-01-01 and today.")
+        return birthday
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only: "yes", 1 and "on" are not consents."""
+
+    def to_internal_value(self, data):
+        if data is True or data is False:
+            return data
+        raise serializers.ValidationError("Must be true or false.")
+
+
+class ConsentsSerializer(serializers.Serializer):
+    sms = StrictBooleanField(required=False)
+    wechat = StrictBooleanField(required=False)
+    email = StrictBooleanField(required=False)
+
+
+class TierSummarySerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class PointsSummarySerializer(serializers.Serializer):
+    available = serializers.IntegerField()
+    pending = serializers.IntegerField()
+
+
+class RfmSerializer(serializers.Serializer):
+    as_of = serializers.DateField()
+    recency_days = serializers.IntegerField(allow_null=True)
+    frequency = serializers.IntegerField()
+    monetary = serializers.DecimalField(max_digits=14, decimal_places=2)
+    r_score = serializers.IntegerField(allow_null=True)
+    f_score = serializers.IntegerField(allow_null=True)
+    m_score = serializers.IntegerField(allow_null=True)
+    segment = serializers.CharField()
+    lifecycle = serializers.CharField()
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    """The member representation of API.md. Tier, points, growth value and RFM come from their own apps
+    (members.extensions); each is its empty value until that app is installed and has data."""
+
+    id = serializers.CharField(read_only=True)
+    store = serializers.SlugRelatedField(source="home_store", slug_field="code", read_only=True)
+    referrer = serializers.CharField(source="referrer_id", read_only=True, allow_null=True)
+    consents = ConsentsSerializer(read_only=True)
+    tags = serializers.SerializerMethodField()
+    tier = serializers.SerializerMethodField()
+    points = serializers.SerializerMethodField()
+    growth_value = serializers.SerializerMethodField()
+    rfm = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Member
+        fields = [
+            "id", "member_no", "phone", "external_id", "name", "gender", "birthday", "email", "status", "store",
+            "channel", "joined_at", "referral_code", "referrer", "consents", "tier", "points", "growth_value",
+            "tags", "rfm",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tags(self, member):
+        return sorted(tag.code for tag in member.tags.all())
+
+    @extend_schema_field(TierSummarySerializer(allow_null=True))
+    def get_tier(self, member):
+        return represent_member_field("tier", member)
+
+    @extend_schema_field(PointsSummarySerializer)
+    def get_points(self, member):
+        return represent_member_field("points", member)
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_growth_value(self, member):
+        return represent_member_field("growth_value", member)
+
+    @extend_schema_field(RfmSerializer(allow_null=True))
+    def get_rfm(self, member):
+        return represent_member_field("rfm", member)
+
+
+class MemberRegistrationSerializer(serializers.Serializer):
+    phone = PhoneField(required=False, allow_null=True)
+    external_id = serializers.CharField(required=False, allow_null=True, max_length=64)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    gender = serializers.ChoiceField(choices=Gender.choices, required=False, default=Gender.UNKNOWN)
+    birthday = BirthdayField(required=False, allow_null=True)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
+                                         required=False, allow_null=True)
+    channel = serializers.ChoiceField(choices=[c for c in Channel.choices if c[0] != Channel.IMPORT],
+                                      required=False, default=Channel.STORE)
+    referral_code = serializers.CharField(required=False, allow_blank=True, max_length=12)
+    consents = ConsentsSerializer(required=False)
+
+    def validate(self, attrs):
+        if not attrs.get("phone") and not attrs.get("external_id"):
+            raise serializers.ValidationError({"phone": ["Give a phone or an external_id (at least one)."]})
+        return attrs
+
+
+class MemberUpdateSerializer(serializers.Serializer):
+    """PATCH by staff and client apps."""
+
+    phone = PhoneField(required=False, allow_null=True)
+    external_id = serializers.CharField(required=False, allow_null=True, max_length=64)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    gender = serializers.ChoiceField(choices=Gender.choices, required=False)
+    birthday = BirthdayField(required=False, allow_null=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
+                                         required=False, source="home_store")
+    consents = ConsentsSerializer(required=False)
+
+
+class ProfileUpdateSerializer(serializers.Serializer):
+    """PATCH /me/ by the member herself: the phone is her login (changed only by staff), and a birthday once set
+    is fixed (it drives the birthday bonus)."""
+
+    name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    gender = serializers.ChoiceField(choices=Gender.choices, required=False)
+    birthday = BirthdayField(required=False)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    consents = ConsentsSerializer(required=False)
+
+    def validate_birthday(self, value):
+        member = self.context["member"]
+        if member.birthday and member.birthday != value:
+            raise serializers.ValidationError("Your birthday is already set; ask a store to correct it.")
+        return value
+
+
+class MemberTagInputSerializer(serializers.Serializer):
+    tag = serializers.SlugRelatedField(slug_field="code", queryset=Tag.objects.filter(is_active=True))
+
+
+class MemberStatusChangeSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=200)
+
+
+class TagSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    kind = serializers.ChoiceField(choices=TagKind.choices, read_only=True)
+    member_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Tag
+        fields = ["id", "code", "name", "kind", "description", "is_active", "created_at", "member_count"]
+        read_only_fields = ["id", "kind", "created_at", "member_count"]
+
+
+class StoreSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Store
+        fields = ["id", "code", "name", "city", "is_active"]
+        read_only_fields = fields
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    member = serializers.CharField(source="member_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "member", "recipient", "channel", "kind", "subject", "body", "status", "status_reason",
+                  "created_at", "sent_at"]
+        read_only_fields = fields
+
+
+class InboxMessageSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = ["id", "kind", "subject", "body", "created_at"]
+        read_only_fields = fields
+
+
+class StaffLoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+
+class StaffTokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    user = inline_serializer("StaffIdentity", {
+        "username": serializers.CharField(), "role": serializers.CharField(),
+        "stores": serializers.ListField(child=serializers.CharField()),
+    })
+
+
+class OtpRequestSerializer(serializers.Serializer):
+    phone = PhoneField()
+
+
+class OtpSentSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    expires_in = serializers.IntegerField(help_text="seconds")
+    retry_after = serializers.IntegerField(help_text="seconds before another code may be asked for")
+
+
+class MemberLoginSerializer(serializers.Serializer):
+    phone = PhoneField()
+    code = serializers.RegexField(r"^\d{6}$", error_messages={"invalid": "Enter the 6-digit code."})
+
+
+class MemberTokensSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    created = serializers.BooleanField(help_text="true when this login registered the member")
+    member = MemberSerializer()
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField()

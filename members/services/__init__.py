@@ -1,0 +1,43 @@
+"""Every write on members, tags, client apps, logins and messages, by name. Views and admin call these."""
+
+from .access import (
+    authenticate_api_key,
+    create_api_client,
+    issue_member_tokens,
+    issue_staff_token,
+    read_member_token,
+    refresh_member_access,
+    request_login_code,
+    revoke_staff_token,
+    verify_login_code,
+)
+from .membership import (
+    MemberExists,
+    MemberFrozen,
+    add_member_tag,
+    freeze_member,
+    register_member,
+    remove_member_tag,
+    unfreeze_member,
+    update_member,
+)
+
+__all__ = [
+    "MemberExists",
+    "MemberFrozen",
+    "add_member_tag",
+    "authenticate_api_key",
+    "create_api_client",
+    "freeze_member",
+    "issue_member_tokens",
+    "issue_staff_token",
+    "read_member_token",
+    "refresh_member_access",
+    "register_member",
+    "remove_member_tag",
+    "request_login_code",
+    "revoke_staff_token",
+    "unfreeze_member",
+    "update_member",
+    "verify_login_code",
+]

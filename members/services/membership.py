@@ -1,0 +1,210 @@
+"""Registering, updating, tagging and freezing members."""
+
+import secrets
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from loyalty.errors import DomainError, InvalidInput, NotFoundError
+from members.models import Member, MemberStatus, MemberTag, Tag, TagKind
+
+from .audit import record_audit
+
+CARD_NUMBER_LENGTH = 12
+REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud at the counter
+
+
+class MemberExists(DomainError):
+    code = "member_exists"
+    default_detail = "A member with this phone or external id already exists."
+
+
+class MemberFrozen(DomainError):
+    code = "member_frozen"
+    default_detail = "The member is frozen."
+
+
+def _luhn_check_digit(digits):
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2 == 0:
+            value *= 2
+            value -= 9 if value > 9 else 0
+        total += value
+    return str((10 - total % 10) % 10)
+
+
+def generate_member_no():
+    """A random 12-digit card number whose last digit is a Luhn check digit (catches a mistyped digit)."""
+    body = str(secrets.randbelow(9 * 10 ** (CARD_NUMBER_LENGTH - 2)) + 10 ** (CARD_NUMBER_LENGTH - 2))
+    return body + _luhn_check_digit(body)
+
+
+def is_valid_member_no(value):
+    return len(value) == CARD_NUMBER_LENGTH and value.isdigit() and _luhn_check_digit(value[:-1]) == value[-1]
+
+
+def generate_referral_code():
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(8))
+
+
+def _existing_member(phone, external_id):
+    condition = Q(pk__in=[])
+    if phone:
+        condition |= Q(phone=phone)
+    if external_id:
+        condition |= Q(external_id=external_id)
+    return Member.objects.filter(condition).order_by("pk").first()
+
+
+def _raise_exists(member):
+    raise MemberExists(id=str(member.pk), member_no=member.member_no)
+
+
+def register_member(*, actor, phone=None, external_id=None, name="", gender="unknown", birthday=None, email="",
+                    store=None, channel="store", referral_code=None, consents=None):
+    """Register a member. `phone` must already be normalised (E.164).
+
+    Raises MemberExists (409, with the existing member's id) when the phone or external id is taken, also when a
+    concurrent registration wins the race (the unique constraints decide). Raises InvalidInput for an unknown
+    referral code.
+    """
+    if not phone and not external_id:
+        raise InvalidInput({"phone": ["Give a phone or an external_id."]})
+    existing = _existing_member(phone, external_id)
+    if existing:
+        _raise_exists(existing)
+    referrer = None
+    if referral_code:
+        referrer = Member.objects.filter(referral_code=referral_code.strip().upper()).first()
+        if referrer is None:
+            raise InvalidInput({"referral_code": ["No member has this referral code."]})
+    consents = consents or {}
+    for _attempt in range(5):
+        member = Member(
+            member_no=generate_member_no(),
+            referral_code=generate_referral_code(),
+            phone=phone or None,
+            external_id=external_id or None,
+            name=name or "",
+            gender=gender or "unknown",
+            birthday=birthday,
+            email=email or "",
+            home_store=store,
+            channel=channel or "store",
+            referrer=referrer,
+            consent_sms=bool(consents.get("sms", False)),
+            consent_wechat=bool(consents.get("wechat", False)),
+            consent_email=bool(consents.get("email", False)),
+        )
+        try:
+            with transaction.atomic(durable=True):
+                member.save()
+                record_audit(actor=actor, action="member.registered", target=member,
+                             new={"phone": member.phone, "external_id": member.external_id,
+                                  "store": store.code if store else None, "channel": member.channel})
+            return member
+        except IntegrityError:
+            existing = _existing_member(phone, external_id)
+            if existing:
+                _raise_exists(existing)
+            # A generated card number or referral code collided; draw again.
+    raise RuntimeError("Could not generate a unique card number after 5 attempts.")
+
+
+UPDATABLE_FIELDS = ("phone", "external_id", "name", "gender", "birthday", "email", "home_store")
+
+
+def update_member(*, actor, member, changes, consents=None):
+    """Apply profile changes ({field: value}) and consent changes ({"sms": bool, ...}) with one audit row.
+
+    Raises MemberExists when the new phone or external id belongs to another member.
+    """
+    old, new = {}, {}
+    with transaction.atomic(durable=True):
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        for field, value in changes.items():
+            if field not in UPDATABLE_FIELDS:
+                raise ValueError(f"{field} cannot be updated here")
+            current = getattr(member, field)
+            if current != value:
+                old[field], new[field] = _audit_value(current), _audit_value(value)
+                setattr(member, field, value)
+        for channel, value in (consents or {}).items():
+            field = f"consent_{channel}"
+            if getattr(member, field) != bool(value):
+                old[field], new[field] = getattr(member, field), bool(value)
+                setattr(member, field, bool(value))
+        if not new:
+            return member
+        clash = Member.objects.exclude(pk=member.pk).filter(
+            Q(phone=member.phone, phone__isnull=False) | Q(external_id=member.external_id, external_id__isnull=False)
+        ).first()
+        if clash:
+            _raise_exists(clash)
+        member.save()
+        record_audit(actor=actor, action="member.updated", target=member, old=old, new=new)
+    return member
+
+
+def _audit_value(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "code"):
+        return value.code
+    return value
+
+
+def add_member_tag(*, actor, member, tag):
+    """Tag a member by hand. Returns True when the tag was added, False when the member already had it.
+
+    Rule-based tags are assigned by their rule only (InvalidInput).
+    """
+    if tag.kind == TagKind.RULE:
+        raise InvalidInput({"tag": ["This tag is rule-based; its rule assigns it."]})
+    with transaction.atomic(durable=True):
+        _, created = MemberTag.objects.get_or_create(member=member, tag=tag, defaults={"added_by": actor})
+        if created:
+            record_audit(actor=actor, action="member.tag_added", target=member, new={"tag": tag.code})
+    return created
+
+
+def remove_member_tag(*, actor, member, tag_code):
+    """Remove a manual tag. Removing a tag the member does not have is a no-op (safe to retry)."""
+    tag = Tag.objects.filter(code=tag_code).first()
+    if tag is None:
+        raise NotFoundError("No tag with this code.")
+    if tag.kind == TagKind.RULE:
+        raise InvalidInput({"tag": ["This tag is rule-based; its rule removes it."]})
+    with transaction.atomic(durable=True):
+        deleted, _ = MemberTag.objects.filter(member=member, tag=tag).delete()
+        if deleted:
+            record_audit(actor=actor, action="member.tag_removed", target=member, old={"tag": tag.code})
+    return bool(deleted)
+
+
+def _set_status(*, actor, member, status, reason, action):
+    with transaction.atomic(durable=True):
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        if member.status == MemberStatus.ANONYMISED:
+            raise DomainError("The member is anonymised.", code="member_anonymised")
+        if member.status != status:
+            old = member.status
+            member.status = status
+            member.save(update_fields=["status", "updated_at"])
+            record_audit(actor=actor, action=action, target=member, old={"status": old},
+                         new={"status": status, "reason": reason})
+    return member
+
+
+def freeze_member(*, actor, member, reason):
+    """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent."""
+    return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason,
+                       action="member.frozen")
+
+
+def unfreeze_member(*, actor, member, reason=""):
+    """Lift a freeze. Idempotent."""
+    return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason,
+                       action="member.unfrozen")

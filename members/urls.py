@@ -1,0 +1,20 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from members import views
+
+router = SimpleRouter()
+router.register("members", views.MemberViewSet, basename="member")
+router.register("tags", views.TagViewSet, basename="tag")
+router.register("stores", views.StoreViewSet, basename="store")
+router.register("messages", views.MessageLogViewSet, basename="message")
+
+urlpatterns = [
+    path("auth/staff-token", views.StaffTokenView.as_view(), name="staff-token"),
+    path("auth/otp", views.OtpView.as_view(), name="otp"),
+    path("auth/member-token", views.MemberTokenView.as_view(), name="member-token"),
+    path("auth/member-token/refresh", views.MemberTokenRefreshView.as_view(), name="member-token-refresh"),
+    path("me/", views.MeView.as_view(), name="me"),
+    path("me/messages/", views.MyMessagesView.as_view({"get": "list"}), name="me-messages"),
+    *router.urls,
+]

@@ -1,0 +1,352 @@
+"""HTTP for members, tags, stores, the message log, logins and the member's own profile.
+
+Each view validates input, calls one service, and serialises the result. Who may see which member is decided by
+`access_for(request)`: clerks and store-bound client apps see the members of their stores only (others are 404,
+so existence does not leak).
+"""
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for, staff_role
+from loyalty.api import IsMember, error_body, error_responses
+from loyalty.errors import DomainError, PermissionDeniedError
+from members import services
+from members.extensions import prepare_member_queryset
+from members.filters import MemberFilter, MessageFilter
+from members.models import Member, Message, MessageChannel, Store, Tag, TagKind
+from members.serializers import (
+    AccessTokenSerializer,
+    InboxMessageSerializer,
+    MemberLoginSerializer,
+    MemberRegistrationSerializer,
+    MemberSerializer,
+    MemberStatusChangeSerializer,
+    MemberTagInputSerializer,
+    MemberTokensSerializer,
+    MemberUpdateSerializer,
+    MessageSerializer,
+    OtpRequestSerializer,
+    OtpSentSerializer,
+    ProfileUpdateSerializer,
+    RefreshSerializer,
+    StaffLoginSerializer,
+    StaffTokenSerializer,
+    StoreSerializer,
+    TagSerializer,
+)
+
+ID_PATTERN = r"[0-9]{1,18}"  # ids are bigints; longer digit strings cannot exist and must not reach the DB
+MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
+
+
+def member_queryset():
+    return prepare_member_queryset(
+        Member.objects.select_related("home_store").prefetch_related("tags")
+    )
+
+
+def visible_members(request):
+    """The members the caller may see: all of them, or those whose home store is one of the caller's."""
+    access = access_for(request)
+    queryset = member_queryset()
+    if access.store_ids is not None:
+        queryset = queryset.filter(home_store_id__in=access.store_ids)
+    return queryset
+
+
+def store_for_write(request, store):
+    """The store a write acts for: the one asked for, if the caller may act for it, else the caller's only one."""
+    access = access_for(request)
+    if store is None:
+        if access.store_ids is not None and len(access.store_ids) == 1:
+            return Store.objects.get(pk=next(iter(access.store_ids)))
+        if access.store_ids is not None:
+            raise DomainError("Say which of your stores this is for.", code="invalid", status=400)
+        return None
+    if not access.can_act_for_store(store.pk):
+        raise PermissionDeniedError(f"You cannot act for store {store.code}.")
+    return store
+
+
+class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = MemberSerializer
+    filterset_class = MemberFilter
+    lookup_value_regex = ID_PATTERN
+    client_scopes = {
+        "list": "members:read", "retrieve": "members:read", "create": "members:write",
+        "partial_update": "members:write", "add_tag": "members:write", "remove_tag": "members:write",
+    }
+    staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Member.objects.none()
+        return visible_members(self.request)
+
+    def _respond(self, member, status_code=status.HTTP_200_OK):
+        member = member_queryset().get(pk=member.pk)
+        return Response(MemberSerializer(member, context=self.get_serializer_context()).data, status=status_code)
+
+    @extend_schema(request=MemberRegistrationSerializer,
+                   responses={201: MemberSerializer, **error_responses({400: "invalid", 409: "member_exists"})})
+    def create(self, request):
+        payload = MemberRegistrationSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        member = services.register_member(
+            actor=access_for(request).actor,
+            phone=data.get("phone"),
+            external_id=data.get("external_id"),
+            name=data["name"],
+            gender=data["gender"],
+            birthday=data.get("birthday"),
+            email=data["email"],
+            store=store_for_write(request, data.get("store")),
+            channel=data["channel"],
+            referral_code=data.get("referral_code"),
+            consents=data.get("consents"),
+        )
+        return self._respond(member, status.HTTP_201_CREATED)
+
+    @extend_schema(request=MemberUpdateSerializer,
+                   responses={200: MemberSerializer,
+                              **error_responses({400: "invalid", 404: "not_found", 409: "member_exists"})})
+    def partial_update(self, request, pk=None):
+        member = self.get_object()
+        payload = MemberUpdateSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        changes = dict(payload.validated_data)
+        consents = changes.pop("consents", None)
+        if "home_store" in changes:
+            changes["home_store"] = store_for_write(request, changes["home_store"])
+        member = services.update_member(actor=access_for(request).actor, member=member, changes=changes,
+                                        consents=consents)
+        return self._respond(member)
+
+    @extend_schema(request=MemberTagInputSerializer,
+                   responses={201: MemberSerializer, 200: MemberSerializer,
+                              **error_responses({400: "invalid", 404: "not_found"})},
+                   description="Tag a member by hand: 201 when added, 200 when she already had the tag.")
+    @action(detail=True, methods=["post"], url_path="tags")
+    def add_tag(self, request, pk=None):
+        member = self.get_object()
+        payload = MemberTagInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        added = services.add_member_tag(actor=access_for(request).actor, member=member,
+                                        tag=payload.validated_data["tag"])
+        return self._respond(member, status.HTTP_201_CREATED if added else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={204: None, **error_responses({404: "not_found"})},
+                   description="Remove a manual tag; removing one the member does not have is a no-op (204).")
+    @action(detail=True, methods=["delete"], url_path=r"tags/(?P<tag_code>[-a-zA-Z0-9_]+)")
+    def remove_tag(self, request, pk=None, tag_code=None):
+        member = self.get_object()
+        services.remove_member_tag(actor=access_for(request).actor, member=member, tag_code=tag_code)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
+                   description="Freeze a member (admin): she earns nothing and cannot redeem until unfrozen.")
+    @action(detail=True, methods=["post"])
+    def freeze(self, request, pk=None):
+        member = self.get_object()
+        payload = MemberStatusChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member = services.freeze_member(actor=access_for(request).actor, member=member,
+                                        reason=payload.validated_data["reason"])
+        return self._respond(member)
+
+    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer})
+    @action(detail=True, methods=["post"])
+    def unfreeze(self, request, pk=None):
+        member = self.get_object()
+        payload = MemberStatusChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member = services.unfreeze_member(actor=access_for(request).actor, member=member,
+                                          reason=payload.validated_data["reason"])
+        return self._respond(member)
+
+
+class TagViewSet(viewsets.ModelViewSet):
+    """Tags: every staff role and client apps read them; marketers and admins write manual tags."""
+
+    serializer_class = TagSerializer
+    lookup_field = "code"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    filterset_fields = ["kind", "is_active"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    client_scopes = {"list": "members:read", "retrieve": "members:read"}
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "destroy": MARKETING}
+
+    def get_queryset(self):
+        return Tag.objects.annotate(member_count=Count("member_tags"))
+
+    def perform_create(self, serializer):
+        serializer.save(kind=TagKind.MANUAL)
+
+    def perform_destroy(self, instance):
+        if instance.kind == TagKind.RULE:
+            raise DomainError("Rule-based tags are switched off (is_active=false), not deleted.",
+                              code="tag_is_rule_based")
+        instance.delete()
+
+
+class StoreViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = StoreSerializer
+    lookup_field = "code"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    client_scopes = {"list": "members:read", "retrieve": "members:read"}
+    queryset = Store.objects.all()
+
+
+class MessageLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The staff message log. Clerks see messages to members of their stores only."""
+
+    serializer_class = MessageSerializer
+    filterset_class = MessageFilter
+
+    def get_queryset(self):
+        queryset = Message.objects.all()
+        if getattr(self, "swagger_fake_view", False):
+            return queryset.none()
+        access = access_for(self.request)
+        if access.store_ids is not None:
+            queryset = queryset.filter(member__home_store_id__in=access.store_ids)
+        return queryset
+
+
+# --- Authentication -------------------------------------------------------------------------------------------
+
+
+class StaffTokenView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "staff_login"
+
+    @extend_schema(request=StaffLoginSerializer,
+                   responses={201: StaffTokenSerializer,
+                              **error_responses({401: "not_authenticated", 429: "throttled"})},
+                   auth=[], summary="Log a staff user in; the token is used as `Authorization: Bearer <token>`.")
+    def post(self, request):
+        payload = StaffLoginSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        user = authenticate(request, **payload.validated_data)
+        if user is None or staff_role(user) is None:
+            return Response(error_body("not_authenticated", "Wrong username or password, or no staff role."),
+                            status=status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        token, expires_at = services.issue_staff_token(user=user)
+        body = {"token": token, "expires_at": expires_at,
+                "user": {"username": user.get_username(), "role": staff_role(user),
+                         "stores": list(user.stores.values_list("code", flat=True))}}
+        return Response(StaffTokenSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None}, summary="Log out: revoke the bearer token sent.")
+    def delete(self, request):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            services.revoke_staff_token(token.strip())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _client_ip(request):
+    return request.META.get("REMOTE_ADDR") or None
+
+
+class OtpView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=OtpRequestSerializer, responses={202: OtpSentSerializer,
+                                                            **error_responses({400: "invalid", 429: "throttled"})},
+                   auth=[], summary="Send a 6-digit login code to a phone by SMS.")
+    def post(self, request):
+        payload = OtpRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.request_login_code(phone=payload.validated_data["phone"], ip_address=_client_ip(request))
+        body = {"sent": True, "expires_in": int(settings.OTP_TTL.total_seconds()),
+                "retry_after": int(settings.OTP_RESEND_INTERVAL.total_seconds())}
+        return Response(OtpSentSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class MemberTokenView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=MemberLoginSerializer,
+                   responses={200: MemberTokensSerializer,
+                              **error_responses({400: "invalid / otp_invalid / otp_expired", 429: "throttled"})},
+                   auth=[], summary="Exchange a login code for member tokens (registers a new phone).")
+    def post(self, request):
+        payload = MemberLoginSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member, created = services.verify_login_code(**payload.validated_data)
+        member = member_queryset().get(pk=member.pk)
+        body = {**services.issue_member_tokens(member), "created": created, "member": member}
+        return Response(MemberTokensSerializer(body).data)
+
+
+class MemberTokenRefreshView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=RefreshSerializer, responses={200: AccessTokenSerializer,
+                                                         **error_responses({401: "not_authenticated"})},
+                   auth=[], summary="A new member access token from a refresh token.")
+    def post(self, request):
+        payload = RefreshSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return Response(services.refresh_member_access(payload.validated_data["refresh"]))
+
+
+# --- The member herself ---------------------------------------------------------------------------------------
+
+
+class MeView(APIView):
+    permission_classes = [IsMember]
+
+    def _member(self):
+        return member_queryset().get(pk=self.request.user.pk)
+
+    @extend_schema(responses={200: MemberSerializer})
+    def get(self, request):
+        return Response(MemberSerializer(self._member()).data)
+
+    @extend_schema(request=ProfileUpdateSerializer,
+                   responses={200: MemberSerializer, **error_responses({400: "invalid"})})
+    def patch(self, request):
+        member = self._member()
+        payload = ProfileUpdateSerializer(data=request.data, partial=True, context={"member": member})
+        payload.is_valid(raise_exception=True)
+        changes = dict(payload.validated_data)
+        consents = changes.pop("consents", None)
+        services.update_member(actor=str(request.user), member=member, changes=changes, consents=consents)
+        return Response(MemberSerializer(self._member()).data)
+
+
+class MyMessagesView(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The member's in-app inbox."""
+
+    permission_classes = [IsMember]
+    serializer_class = InboxMessageSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        return Message.objects.filter(member_id=self.request.user.pk, channel=MessageChannel.INBOX)
+
+
+def get_visible_member_or_404(request, member_id):
+    """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her."""
+    return get_object_or_404(visible_members(request), pk=member_id)
+

@@ -1,0 +1,53 @@
+import hashlib
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from members.models import ApiClient, Member, StaffUser, Store
+from members.services import authenticate_api_key
+
+
+def test_create_api_client_prints_the_key_once_and_stores_its_hash(store_a):
+    out = StringIO()
+    call_command("create_api_client", "POS 1", "--store", "A001", "--scopes", "members:read", "purchases:write",
+                 stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    client = ApiClient.objects.get(name="POS 1")
+    assert key.startswith("lk_")
+    assert client.key_hash == hashlib.sha256(key.encode()).hexdigest()
+    assert key not in str(ApiClient.objects.values().get())
+    assert client.scopes == ["members:read", "purchases:write"]
+    assert list(client.stores.values_list("code", flat=True)) == ["A001"]
+    assert authenticate_api_key(key) == client
+    assert authenticate_api_key(key[:-1] + ("x" if key[-1] != "x" else "y")) is None
+
+
+def test_create_api_client_refuses_unknown_store_scope_and_duplicates(store_a):
+    with pytest.raises(CommandError, match="Unknown store"):
+        call_command("create_api_client", "POS 2", "--store", "NOPE", stdout=StringIO())
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("create_api_client", "POS 2", "--scopes", "points:steal", stdout=StringIO())
+    call_command("create_api_client", "POS 2", stdout=StringIO())
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_api_client", "POS 2", stdout=StringIO())
+    assert ApiClient.objects.count() == 1
+
+
+def test_load_demo_data_is_idempotent_and_its_login_works(client, db):
+    out = StringIO()
+    call_command("load_demo_data", stdout=out)
+    call_command("load_demo_data", stdout=(second := StringIO()))
+    assert Member.objects.filter(external_id__startswith="DEMO-").count() == 200
+    assert Store.objects.count() == 4
+    assert "(0 new)" in second.getvalue()
+    password = second.getvalue().split("password: ")[1].split()[0]
+    assert StaffUser.objects.get(username="admin").check_password(password)
+    assert client.login(username="admin", password=password)
+    assert client.get("/admin/members/member/").status_code == 200
+
+
+def test_load_demo_data_refuses_production(settings, db):
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="production"):
+        call_command("load_demo_data", stdout=StringIO())
