@@ -102,7 +102,7 @@ class MemberAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if not cleaned.get("phone") and not cleaned.get("external_id"):
+        if not cleaned.get("phone") and not cleaned.get("external_id") and "phone" not in self.errors:
             raise forms.ValidationError(_("Give a phone or an external id."))
         for field in ("phone", "external_id"):
             value = cleaned.get(field)
@@ -229,7 +229,8 @@ class ApiClientAdmin(ServiceAdmin):
             super().save_model(request, obj, form, change)
             return
         client, key = services.create_api_client(name=form.cleaned_data["name"], stores=[],
-                                                 scopes=form.cleaned_data["scopes"])
+                                                 scopes=form.cleaned_data["scopes"],
+                                                 is_active=form.cleaned_data["is_active"])
         obj.pk = client.pk
         obj.refresh_from_db()
         self.message_user(request, _("API key for %(name)s (shown once, copy it now): %(key)s")

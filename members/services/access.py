@@ -30,7 +30,7 @@ def _sha256(value):
 # --- Client apps ----------------------------------------------------------------------------------------------
 
 
-def create_api_client(*, name, stores=(), scopes=None):
+def create_api_client(*, name, stores=(), scopes=None, is_active=True):
     """Create a client app and return (client, key). The key is shown once; only its hash is kept."""
     scopes = sorted(CLIENT_SCOPES) if scopes is None else sorted(set(scopes))
     unknown = [scope for scope in scopes if scope not in CLIENT_SCOPES]
@@ -40,7 +40,8 @@ def create_api_client(*, name, stores=(), scopes=None):
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}.{secret}"
     with transaction.atomic(durable=True):
-        client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes)
+        client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes,
+                                         is_active=is_active)
         client.stores.set(stores)
     return client, key
 
