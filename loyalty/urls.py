@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("members.urls")),
+    path("api/v1/", include("points.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -274,3 +274,99 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"
+
+
+class PurchaseChannel(models.TextChoices):
+    OFFLINE = "offline", _("offline")
+    ONLINE = "online", _("online")
+
+
+class Purchase(models.Model):
+    """An order a member paid for. `source` scopes `order_no`: an order number is unique per client app or, for
+    orders keyed in by staff, per store (SPEC §1). Written by points.services (with its points, in one
+    transaction) and by the purchase import."""
+
+    member = models.ForeignKey(Member, models.PROTECT, related_name="purchases")
+    store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="purchases")
+    source = models.CharField(_("source"), max_length=40, help_text=_("client:<id> or store:<code>"))
+    order_no = models.CharField(_("order number"), max_length=64)
+    channel = models.CharField(_("channel"), max_length=8, choices=PurchaseChannel.choices,
+                               default=PurchaseChannel.OFFLINE)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    refunded_amount = models.DecimalField(_("refunded amount"), max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    points_awarded = models.BigIntegerField(_("points awarded"), default=0)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    points_used = models.BigIntegerField(_("points used as cash"), default=0)
+    points_used_returned = models.BigIntegerField(_("points used returned"), default=0)
+    imported = models.BooleanField(_("imported"), default=False)
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("purchase")
+        verbose_name_plural = _("purchases")
+        constraints = [
+            models.UniqueConstraint(fields=["source", "order_no"], name="purchase_order_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="purchase_amount_positive"),
+            models.CheckConstraint(condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
+                                   name="purchase_refund_within_amount"),
+        ]
+        indexes = [
+            models.Index(fields=["member", "occurred_at"], name="purchase_member_time_idx"),
+            models.Index(fields=["occurred_at"], name="purchase_time_idx"),
+            models.Index(fields=["order_no"], name="purchase_order_no_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_no} ({self.amount})"
+
+    @property
+    def refundable_amount(self):
+        return self.amount - self.refunded_amount
+
+
+class PurchaseLine(models.Model):
+    purchase = models.ForeignKey(Purchase, models.CASCADE, related_name="lines")
+    sku = models.CharField(_("SKU"), max_length=64)
+    category = models.CharField(_("category"), max_length=64, blank=True)
+    quantity = models.DecimalField(_("quantity"), max_digits=12, decimal_places=3)
+    unit_price = models.DecimalField(_("unit price"), max_digits=14, decimal_places=2)
+    refunded_quantity = models.DecimalField(_("refunded quantity"), max_digits=12, decimal_places=3, default=0)
+
+    class Meta:
+        verbose_name = _("purchase line")
+        verbose_name_plural = _("purchase lines")
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="purchase_line_quantity_positive"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="purchase_line_price_not_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.sku} × {self.quantity}"
+
+    @property
+    def line_amount(self):
+        return self.quantity * self.unit_price
+
+
+class Refund(models.Model):
+    purchase = models.ForeignKey(Purchase, models.PROTECT, related_name="refunds")
+    refund_no = models.CharField(_("refund number"), max_length=64)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    lines = models.JSONField(_("lines"), default=list, blank=True)
+    points_reversed = models.BigIntegerField(_("points reversed"), default=0)
+    points_returned = models.BigIntegerField(_("points used returned"), default=0)
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        constraints = [
+            models.UniqueConstraint(fields=["purchase", "refund_no"], name="refund_no_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.refund_no} ({self.amount})"

@@ -55,7 +55,7 @@ class TierSummarySerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
-class PointsSummarySerializer(serializers.Serializer):
+class MemberPointsBriefSerializer(serializers.Serializer):
     available = serializers.IntegerField()
     pending = serializers.IntegerField()
 
@@ -103,7 +103,7 @@ class MemberSerializer(serializers.ModelSerializer):
     def get_tier(self, member):
         return represent_member_field("tier", member)
 
-    @extend_schema_field(PointsSummarySerializer)
+    @extend_schema_field(MemberPointsBriefSerializer)
     def get_points(self, member):
         return represent_member_field("points", member)
 

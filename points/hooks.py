@@ -1,0 +1,81 @@
+"""Where higher apps plug into the points engine without points importing them (apps depend one way).
+
+tiers registers the tier multiplier (an earn modifier), the growth-value listener and the reward tier check;
+campaigns registers campaign multipliers and bonuses. Each hook runs inside the caller's transaction, after the
+member's account is locked, so what it writes commits or rolls back with the points.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass
+class EarnContext:
+    """What an earn is for: a modifier reads it and returns extra breakdown lines."""
+
+    member: Any
+    channel: str  # purchase, sign_in, share, review, referral, birthday, custom
+    base_points: int
+    occurred_at: datetime
+    store: Any = None
+    purchase_channel: str = ""
+    amount: Decimal | None = None
+    lines: list = field(default_factory=list)
+    event_type: str = ""
+    preview: bool = False  # True: nothing may be written (purchase preview)
+
+
+@dataclass
+class Activity:
+    """A recorded activity other apps react to (growth value, tier upgrade, campaign participation)."""
+
+    kind: str  # purchase, refund, event
+    member: Any
+    occurred_at: datetime
+    purchase: Any = None
+    refund: Any = None
+    amount: Decimal | None = None
+    event_type: str = ""
+    preview: bool = False
+
+
+_earn_modifiers: list[Callable[[EarnContext], list[dict]]] = []
+_activity_listeners: list[Callable[[Activity], dict]] = []
+_redemption_checks: list[Callable[[Any, Any], None]] = []
+
+
+def register_earn_modifier(modifier):
+    """`modifier(context) -> [{"source": "tier:gold", "points": 65}, ...]` (extra points on top of base)."""
+    _earn_modifiers.append(modifier)
+
+
+def register_activity_listener(listener):
+    """`listener(activity) -> {"growth_awarded": 139, "tier_change": {...}}`: fields merged into the result."""
+    _activity_listeners.append(listener)
+
+
+def register_redemption_check(check):
+    """`check(member, reward)` raises a DomainError (e.g. not_eligible) when the member may not redeem it."""
+    _redemption_checks.append(check)
+
+
+def earn_breakdown(context):
+    lines = [{"source": "base", "points": context.base_points}]
+    for modifier in _earn_modifiers:
+        lines.extend(line for line in modifier(context) if line.get("points"))
+    return lines
+
+
+def activity_fields(activity, defaults):
+    result = dict(defaults)
+    for listener in _activity_listeners:
+        result.update(listener(activity) or {})
+    return result
+
+
+def check_redemption(member, reward):
+    for check in _redemption_checks:
+        check(member, reward)

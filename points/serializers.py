@@ -1,0 +1,238 @@
+"""HTTP shapes of purchases, refunds, events, balances, ledger entries, rewards and redemptions."""
+
+import copy
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from members.models import PurchaseChannel, Store
+from points.models import EarningRule, EntryKind, LedgerEntry, Reward
+
+MAX_POINTS = 10**9
+MAX_AMOUNT = Decimal("9999999999.99")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: 1.5, "12", true and 1e3 are refused (points are whole numbers, never coerced)."""
+
+    default_error_messages = {"invalid": "A whole number is required."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def money_field(**kwargs):
+    kwargs.setdefault("min_value", Decimal("0.01"))
+    return serializers.DecimalField(max_digits=12, decimal_places=2, max_value=MAX_AMOUNT, **kwargs)
+
+
+class IdField(serializers.CharField):
+    """An id as clients send it: a string (or integer) of digits."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            raise serializers.ValidationError("An id is a string of digits.")
+        text = str(data).strip()
+        if not text.isdigit() or len(text) > 18:
+            raise serializers.ValidationError("An id is a string of digits.")
+        return int(text)
+
+
+class PurchaseLineSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal("0.001"))
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"),
+                                          max_value=MAX_AMOUNT)
+
+
+class PurchaseInputSerializer(serializers.Serializer):
+    member = IdField()
+    order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
+    amount = money_field()
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
+                                         required=False, allow_null=True)
+    channel = serializers.ChoiceField(choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE)
+    occurred_at = serializers.DateTimeField(required=False)
+    lines = PurchaseLineSerializer(many=True, required=False, default=list)
+    points_used = StrictIntegerField(min_value=0, max_value=MAX_POINTS, required=False, default=0)
+
+
+class PurchasePointsSerializer(serializers.Serializer):
+    awarded = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["pending", "available", "none"])
+    available_at = serializers.DateTimeField(allow_null=True)
+    breakdown = serializers.ListField(child=serializers.DictField())
+
+
+class PurchaseResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    order_no = serializers.CharField()
+    member = serializers.CharField()
+    amount = serializers.CharField()
+    points = PurchasePointsSerializer()
+    points_used = serializers.DictField(allow_null=True)
+    growth_awarded = serializers.IntegerField()
+    tier_change = serializers.DictField(allow_null=True)
+
+
+class PurchasePreviewSerializer(serializers.Serializer):
+    points = PurchasePointsSerializer()
+    growth_awarded = serializers.IntegerField()
+
+
+class RefundLineSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal("0.001"))
+
+
+class RefundInputSerializer(serializers.Serializer):
+    amount = money_field()
+    refund_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
+    lines = RefundLineSerializer(many=True, required=False, default=list)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class RefundResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    refund_no = serializers.CharField()
+    purchase = serializers.CharField()
+    amount = serializers.CharField()
+    points_reversed = serializers.IntegerField()
+    points_returned = serializers.IntegerField()
+    growth_reversed = serializers.IntegerField()
+    balance = serializers.IntegerField()
+
+
+class EventInputSerializer(serializers.Serializer):
+    member = IdField()
+    type = serializers.SlugField(max_length=40)
+    occurred_at = serializers.DateTimeField(required=False)
+    order_no = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    payload = serializers.DictField(required=False, default=dict)
+
+
+class EventResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField()
+    points = serializers.DictField()
+    growth_awarded = serializers.IntegerField()
+    capped = serializers.BooleanField()
+    tier_change = serializers.DictField(allow_null=True)
+
+
+class SignInInputSerializer(serializers.Serializer):
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class ExpiringSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    points = serializers.IntegerField()
+
+
+class PointsSummarySerializer(serializers.Serializer):
+    available = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    lifetime_earned = serializers.IntegerField()
+    lifetime_spent = serializers.IntegerField()
+    lifetime_expired = serializers.IntegerField()
+    expiring = ExpiringSerializer(many=True)
+
+
+class LedgerEntrySerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    kind = serializers.ChoiceField(choices=EntryKind.choices)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "kind", "points", "balance_after", "reason", "reference", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class AdjustmentInputSerializer(serializers.Serializer):
+    points = StrictIntegerField(min_value=-MAX_POINTS, max_value=MAX_POINTS)
+    reason = serializers.CharField(max_length=200)
+
+    def validate_points(self, value):
+        if value == 0:
+            raise serializers.ValidationError("An adjustment is not zero.")
+        return value
+
+
+class DeductionInputSerializer(serializers.Serializer):
+    order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
+    points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)
+    amount = money_field(required=False, help_text="the order's amount, when the order is not recorded yet")
+
+
+class DeductionResultSerializer(serializers.Serializer):
+    points = serializers.IntegerField()
+    amount = serializers.CharField()
+    order_no = serializers.CharField()
+    balance = serializers.IntegerField()
+
+
+class RewardSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    available = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Reward
+        fields = ["id", "code", "name", "kind", "description", "cost_points", "stock", "per_member_limit",
+                  "eligible_tiers", "voucher_amount", "valid_from", "valid_until", "is_active", "available"]
+        read_only_fields = ["id", "available"]
+
+    def get_available(self, reward) -> bool:
+        from django.utils import timezone
+
+        return reward.is_available_at(timezone.now()) and (reward.stock is None or reward.stock > 0)
+
+    def validate_eligible_tiers(self, value):
+        if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+            raise serializers.ValidationError("A list of tier codes.")
+        return value
+
+
+class RedemptionInputSerializer(serializers.Serializer):
+    member = IdField()
+    reward = IdField()
+    quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
+
+
+class MyRedemptionInputSerializer(serializers.Serializer):
+    reward = IdField()
+    quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
+
+
+class RedemptionResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    status = serializers.CharField()
+    points_spent = serializers.IntegerField()
+    quantity = serializers.IntegerField()
+    code = serializers.CharField(allow_null=True)
+    reward = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    cancelled_at = serializers.DateTimeField(allow_null=True)
+    balance = serializers.IntegerField(required=False)
+
+
+class EarningRuleSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all(), required=False,
+                                         allow_null=True)
+
+    class Meta:
+        model = EarningRule
+        fields = ["id", "channel", "event_type", "name", "store", "valid_from", "valid_until", "is_active", "points",
+                  "points_per_unit", "min_amount", "excluded_categories", "pending_days", "daily_limit",
+                  "streak_days", "streak_bonus", "created_by", "created_at"]
+        read_only_fields = ["id", "created_by", "created_at"]
+
+    def validate(self, attrs):
+        rule = copy.copy(self.instance) if self.instance else EarningRule()
+        for field, value in attrs.items():
+            setattr(rule, field, value)
+        rule.clean()
+        return attrs

@@ -1,0 +1,36 @@
+"""Every write on points, by name. Views, admin, commands and jobs call these; nothing else writes the ledger."""
+
+from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
+from .idempotency import IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
+from .ledger import InsufficientPoints, current_policy, expires_at_for
+from .maintenance import expire_points, release_pending
+from .purchases import (
+    AlreadyDeducted,
+    DeductionLimit,
+    Outcome,
+    RefundExceedsPurchase,
+    preview_purchase,
+    record_purchase,
+    record_refund,
+)
+from .spending import (
+    AdjustmentLimit,
+    AlreadyCancelled,
+    LimitReached,
+    NotEligible,
+    OutOfStock,
+    RewardUnavailable,
+    adjust_points,
+    cancel_redemption,
+    deduct_points,
+    redeem_reward,
+)
+
+__all__ = [
+    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
+    "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
+    "NotEligible", "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
+    "adjust_points", "award_birthday_points", "cancel_redemption", "current_policy", "deduct_points",
+    "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase", "record_refund",
+    "redeem_reward", "release_pending", "request_fingerprint",
+]

@@ -1,0 +1,148 @@
+"""Engagement events that earn points: sign-in (with streak), share (daily cap), review (one per own order),
+custom events a marketer defined, and the yearly birthday bonus."""
+
+from datetime import date, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.clock import business_date
+from loyalty.errors import DomainError, InvalidInput
+from members.models import Member, Purchase
+from members.services import MemberFrozen
+from points import hooks
+from points.models import EarningRule, Event, RuleChannel
+
+from . import idempotency
+from .earning import Award, apply_daily_cap, rule_for, with_modifiers
+from .ledger import current_policy, earn, expires_at_for, lock_account, save_account
+from .purchases import Outcome, _replay
+
+
+class AlreadySignedIn(DomainError):
+    code = "already_signed_in"
+    default_detail = "The member has already signed in today."
+
+
+class OrderNotEligible(DomainError):
+    code = "order_not_eligible"
+    default_detail = "The order is not one of this member's purchases."
+
+
+class AlreadyReviewed(DomainError):
+    code = "already_reviewed"
+    default_detail = "This order has already earned its review points."
+
+
+BUILT_IN_TYPES = (RuleChannel.SIGN_IN, RuleChannel.SHARE, RuleChannel.REVIEW)
+
+
+def event_rule(event_type, at):
+    if event_type in BUILT_IN_TYPES:
+        return rule_for(event_type, at=at)
+    return rule_for(RuleChannel.CUSTOM, at=at, event_type=event_type)
+
+
+def is_known_event_type(event_type):
+    return event_type in BUILT_IN_TYPES or EarningRule.objects.filter(
+        channel=RuleChannel.CUSTOM, event_type=event_type, is_active=True).exists()
+
+
+def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occurred_at=None, order_no="",
+                 payload=None):
+    """Record an engagement event and award its points, idempotent on (scope, Idempotency-Key).
+
+    sign_in: once per business day (AlreadySignedIn), base points plus the streak bonus on every Nth
+    consecutive day. share: up to the rule's times per day, then `capped` with 0 points. review: one per order of
+    the member's own (OrderNotEligible, AlreadyReviewed). Every award is subject to the member's daily cap."""
+    now = timezone.now()
+    occurred_at = occurred_at or now
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        member = Member.objects.get(pk=member_id)
+        if member.is_frozen:
+            raise MemberFrozen()
+        rule = event_rule(event_type, occurred_at)
+        if rule is None:
+            raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})
+        account = lock_account(member.pk)
+        day = business_date(occurred_at)
+        extra_lines, capped_by_count, purchase = [], False, None
+        base = rule.points
+        if event_type == RuleChannel.SIGN_IN:
+            if account.last_sign_in and day <= account.last_sign_in:
+                raise AlreadySignedIn()
+            streak = account.sign_in_streak + 1 if account.last_sign_in == day - timedelta(days=1) else 1
+            account.last_sign_in, account.sign_in_streak = day, streak
+            if rule.streak_days and streak % rule.streak_days == 0 and rule.streak_bonus:
+                extra_lines.append({"source": "streak", "points": rule.streak_bonus})
+        elif event_type == RuleChannel.REVIEW:
+            purchase = Purchase.objects.filter(member=member, order_no=order_no).order_by("id").first()
+            if not order_no or purchase is None:
+                raise OrderNotEligible()
+            if Event.objects.filter(type=RuleChannel.REVIEW, purchase=purchase).exists():
+                raise AlreadyReviewed()
+        if rule.daily_limit is not None:
+            done_today = Event.objects.filter(member=member, type=event_type, business_date=day).count()
+            if done_today >= rule.daily_limit:
+                base, capped_by_count = 0, True
+        context = hooks.EarnContext(member=member, channel=rule.channel, base_points=base, occurred_at=occurred_at,
+                                    event_type=event_type)
+        total, breakdown = with_modifiers(context)
+        if not capped_by_count:
+            total += sum(line["points"] for line in extra_lines)
+            breakdown += extra_lines
+        else:
+            total, breakdown = 0, [{"source": "base", "points": 0}]
+        policy = current_policy(now)
+        award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=occurred_at)
+        entry = None
+        if award.points > 0:
+            entry, _ = earn(account, points=award.points, actor=actor,
+                            available_at=occurred_at + timedelta(days=rule.pending_days),
+                            expires_at=expires_at_for(policy, occurred_at), reason=event_type,
+                            reference=order_no or key, breakdown=award.breakdown, now=now)
+        event = Event.objects.create(member=member, type=event_type, business_date=day, occurred_at=occurred_at,
+                                     purchase=purchase, payload=payload or {}, points=award.points,
+                                     capped=award.capped or capped_by_count, entry=entry)
+        extra = hooks.activity_fields(
+            hooks.Activity(kind="event", member=member, occurred_at=occurred_at, event_type=event_type),
+            {"growth_awarded": 0, "tier_change": None},
+        )
+        save_account(account)
+        result = {"id": str(event.pk), "type": event_type,
+                  "points": {"awarded": award.points, "breakdown": award.breakdown},
+                  "capped": event.capped, **extra}
+        idempotency.complete(claim, response=result)
+    return Outcome(result)
+
+
+def award_birthday_points(*, member_id, year, actor="job:birthday"):
+    """The yearly birthday bonus, in the birthday month of `year`; at most once per member and year (a database
+    constraint holds it). Returns the points awarded (0 when already given or not her birthday month)."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        member = Member.objects.get(pk=member_id)
+        if member.birthday is None or member.is_frozen or business_date(now).month != member.birthday.month:
+            return 0
+        account = lock_account(member.pk)
+        marker = date(year, member.birthday.month, 1)
+        if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
+            return 0
+        rule = rule_for(RuleChannel.BIRTHDAY, at=now)
+        policy = current_policy(now)
+        context = hooks.EarnContext(member=member, channel=RuleChannel.BIRTHDAY, base_points=rule.points,
+                                    occurred_at=now)
+        total, breakdown = with_modifiers(context)
+        award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
+        entry = None
+        if award.points > 0:
+            entry, _ = earn(account, points=award.points, actor=actor, available_at=now,
+                            expires_at=expires_at_for(policy, now), reason="birthday", reference=str(year),
+                            breakdown=award.breakdown, now=now)
+        Event.objects.create(member=member, type=RuleChannel.BIRTHDAY, business_date=marker, occurred_at=now,
+                             points=award.points, capped=award.capped, entry=entry)
+        save_account(account)
+    return award.points

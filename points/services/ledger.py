@@ -1,0 +1,312 @@
+"""The ledger's primitives: lock accounts, earn into a lot, spend lots first-expiring-first, claw back, return,
+release and expire. Every function here runs inside the caller's transaction, after `lock_accounts`; none opens
+a transaction of its own. These are the only functions that write accounts, entries, lots and movements.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+from dateutil.relativedelta import relativedelta
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from loyalty.clock import business_date, end_of_business_day, start_of_business_day
+from loyalty.errors import DomainError
+from points.models import (
+    EntryKind,
+    ExpiryMode,
+    LedgerEntry,
+    LotMovement,
+    LotStatus,
+    PointsAccount,
+    PointsLot,
+    PointsPolicy,
+)
+
+MAX_POINTS = 10**12  # no single change may move more than this (guards against absurd input)
+
+
+class InsufficientPoints(DomainError):
+    code = "insufficient_points"
+    default_detail = "Not enough available points."
+
+
+def current_policy(at=None):
+    """The points policy in force at `at` (now): the newest version whose valid_from has passed."""
+    at = at or timezone.now()
+    policy = PointsPolicy.objects.filter(valid_from__lte=at).order_by("-valid_from", "-id").first()
+    return policy or PointsPolicy()  # defaults of SPEC §2 before a marketer saved any
+
+
+def expires_at_for(policy, earned_at):
+    """The instant points earned at `earned_at` stop being usable (the start of the day after their last day).
+
+    rolling: N months after the earning date (2024-02-29 + 12 months → last day 2025-02-28);
+    fixed_annual: points earned in year Y last until 31 December of Y+1.
+    """
+    earned_on = business_date(earned_at)
+    if policy.expiry_mode == ExpiryMode.FIXED_ANNUAL:
+        return start_of_business_day(date(earned_on.year + 2, 1, 1))
+    return end_of_business_day(earned_on + relativedelta(months=policy.expiry_months))
+
+
+def last_valid_day(expires_at):
+    return business_date(expires_at - relativedelta(microseconds=1))
+
+
+def lock_accounts(member_ids):
+    """Lock the accounts of these members (created on first use), in id order so two transactions that lock
+    the same members can never deadlock. Returns {member_id: PointsAccount}."""
+    ids = sorted(set(member_ids))
+    accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
+                .order_by("member_id")}
+    missing = [member_id for member_id in ids if member_id not in accounts]
+    if missing:
+        PointsAccount.objects.bulk_create([PointsAccount(member_id=m) for m in missing], ignore_conflicts=True)
+        accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
+                    .order_by("member_id")}
+    return accounts
+
+
+def lock_account(member_id):
+    return lock_accounts([member_id])[member_id]
+
+
+def save_account(account):
+    account.save()
+
+
+def append_entry(account, *, kind, actor, available_delta=0, pending_delta=0, points=None, reason="",
+                 reference="", breakdown=None, expires_at=None, now=None):
+    """Move the account's balances and write the entry that says so (balance_after = available after it)."""
+    account.available += available_delta
+    account.pending += pending_delta
+    return LedgerEntry.objects.create(
+        member_id=account.member_id,
+        kind=kind,
+        points=available_delta + pending_delta if points is None else points,
+        available_delta=available_delta,
+        pending_delta=pending_delta,
+        balance_after=account.available,
+        pending_after=account.pending,
+        reason=reason[:200],
+        reference=str(reference)[:100],
+        actor=actor[:120],
+        breakdown=breakdown,
+        expires_at=expires_at,
+        created_at=now or timezone.now(),
+    )
+
+
+def earn(account, *, points, actor, available_at, expires_at, reason="", reference="", breakdown=None,
+         purchase=None, kind=EntryKind.EARN, now=None):
+    """Add points as a new lot: pending until `available_at`, then available until `expires_at`.
+
+    Returns (entry, lot). A member in debt (negative balance after a claw-back) pays it off first."""
+    now = now or timezone.now()
+    pending = available_at > now
+    was_in_debt = account.available < 0
+    entry = append_entry(
+        account, kind=kind, actor=actor, points=points,
+        available_delta=0 if pending else points, pending_delta=points if pending else 0,
+        reason=reason, reference=reference, breakdown=breakdown, expires_at=expires_at, now=now,
+    )
+    lot = PointsLot.objects.create(
+        member_id=account.member_id, entry=entry, status=LotStatus.PENDING if pending else LotStatus.AVAILABLE,
+        points=points, remaining=points, earned_at=now, available_at=available_at, expires_at=expires_at,
+        purchase=purchase,
+    )
+    account.lifetime_earned += points
+    if not pending and was_in_debt:
+        settle_debt(account, entry, [lot])
+    return entry, lot
+
+
+def settle_debt(account, entry, credited_lots):
+    """Pay the member's debt lots from lots just credited with available points."""
+    debts = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.DEBT, remaining__lt=0)
+                 .order_by("id"))
+    movements = []
+    for lot in credited_lots:
+        for debt in debts:
+            take = min(lot.remaining, -debt.remaining)
+            if take <= 0:
+                continue
+            lot.remaining -= take
+            debt.remaining += take
+            movements += [LotMovement(entry=entry, lot=lot, points=-take),
+                          LotMovement(entry=entry, lot=debt, points=take)]
+    if movements:
+        PointsLot.objects.bulk_update([*credited_lots, *debts], ["remaining"])
+        LotMovement.objects.bulk_create(movements)
+
+
+@dataclass
+class Take:
+    lot: PointsLot
+    points: int
+
+
+def plan_spend(member_id, points, exclude_ids=()):
+    """The available lots `points` would come from, soonest expiry first (then oldest), and the shortfall.
+    The account lock protects the lots: no other transaction changes them until ours ends."""
+    takes, needed = [], points
+    lots = (PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
+            .exclude(pk__in=exclude_ids).order_by(F("expires_at").asc(nulls_last=True), "id"))
+    for lot in lots.iterator(chunk_size=200):
+        take = min(lot.remaining, needed)
+        takes.append(Take(lot, take))
+        needed -= take
+        if needed == 0:
+            break
+    return takes, needed
+
+
+def apply_takes(entry, takes):
+    for take in takes:
+        PointsLot.objects.filter(pk=take.lot.pk).update(remaining=F("remaining") - take.points)
+    LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=t.lot, points=-t.points) for t in takes])
+
+
+def spend(account, *, points, kind, actor, reason="", reference="", now=None, allow_negative=False):
+    """Take points from available lots, first-expiring-first, with one entry. Raises InsufficientPoints when
+    the balance does not cover them (the balance is checked under the account lock, so two concurrent spends
+    can never both pass)."""
+    if points <= 0 or points > MAX_POINTS:
+        raise ValueError("points to spend must be positive")
+    if account.available < points and not allow_negative:
+        raise InsufficientPoints(available=account.available, required=points)
+    takes, shortfall = plan_spend(account.member_id, points)
+    if shortfall and not allow_negative:
+        raise InsufficientPoints(available=account.available, required=points)
+    entry = append_entry(account, kind=kind, actor=actor, available_delta=-points, reason=reason,
+                         reference=reference, now=now)
+    apply_takes(entry, takes)
+    if shortfall:
+        add_debt(entry, account.member_id, shortfall, now)
+    if kind in (EntryKind.REDEEM, EntryKind.DEDUCT):
+        account.lifetime_spent += points
+    return entry
+
+
+def add_debt(entry, member_id, points, now):
+    now = now or timezone.now()
+    debt = PointsLot.objects.create(member_id=member_id, entry=entry, status=LotStatus.DEBT, points=-points,
+                                    remaining=-points, earned_at=now, available_at=now, expires_at=None)
+    LotMovement.objects.create(entry=entry, lot=debt, points=-points)
+
+
+def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
+    """Reverse `points` earned by `purchase` (a refund): its pending points first, then its available ones, then
+    other available lots; beyond the balance the member goes into debt (a negative balance that blocks
+    redemption until earned back)."""
+    now = now or timezone.now()
+    own = list(PointsLot.objects.filter(purchase=purchase, remaining__gt=0,
+                                        status__in=[LotStatus.PENDING, LotStatus.AVAILABLE])
+               .order_by("-status", "id"))  # descending: "pending" before "available"
+    pending_takes, available_takes, needed = [], [], points
+    for lot in own:
+        take = min(lot.remaining, needed)
+        if take:
+            (pending_takes if lot.status == LotStatus.PENDING else available_takes).append(Take(lot, take))
+            needed -= take
+    shortfall = 0
+    if needed:
+        more, shortfall = plan_spend(account.member_id, needed, exclude_ids=[t.lot.pk for t in available_takes])
+        available_takes += more
+    from_pending = sum(t.points for t in pending_takes)
+    entry = append_entry(account, kind=EntryKind.REVERSE, actor=actor, points=-points,
+                         pending_delta=-from_pending, available_delta=-(points - from_pending),
+                         reason=reason, reference=reference, now=now)
+    apply_takes(entry, pending_takes + available_takes)
+    if shortfall > 0:
+        add_debt(entry, account.member_id, shortfall, now)
+    account.lifetime_earned -= points
+    return entry
+
+
+def give_back(account, *, original_entry, points, already_returned, kind, actor, reason, reference, now=None):
+    """Return `points` of what `original_entry` spent to the very lots it took them from (their original
+    expiry), skipping the `already_returned` first points (earlier partial returns). Points whose lot has
+    expired meanwhile are returned and expired at once, so they count in lifetime_expired."""
+    now = now or timezone.now()
+    movements = list(LotMovement.objects.filter(entry=original_entry, points__lt=0, lot__status__in=[
+        LotStatus.AVAILABLE, LotStatus.EXPIRED]).select_related("lot").order_by("id"))
+    returns, skip, left = [], already_returned, points
+    for movement in movements:
+        taken = -movement.points
+        if skip >= taken:
+            skip -= taken
+            continue
+        amount = min(taken - skip, left)
+        skip = 0
+        returns.append(Take(movement.lot, amount))
+        left -= amount
+        if left == 0:
+            break
+    returned = points - left  # debt movements are not returned: the debt stays paid
+    was_in_debt = account.available < 0
+    entry = append_entry(account, kind=kind, actor=actor, available_delta=returned, reason=reason,
+                         reference=reference, now=now)
+    live = [r for r in returns if r.lot.status == LotStatus.AVAILABLE]
+    expired = sum(r.points for r in returns if r.lot.status == LotStatus.EXPIRED)
+    for take in live:
+        PointsLot.objects.filter(pk=take.lot.pk).update(remaining=F("remaining") + take.points)
+    LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=r.lot, points=r.points) for r in live])
+    if kind in (EntryKind.CANCEL,):
+        account.lifetime_spent -= returned
+    if expired:
+        append_entry(account, kind=EntryKind.EXPIRE, actor=actor, available_delta=-expired,
+                     reason="returned points whose lots had expired", reference=f"expired-on-return:{entry.pk}",
+                     now=now)
+        account.lifetime_expired += expired
+    if was_in_debt and live:
+        lots = list(PointsLot.objects.filter(pk__in=[r.lot.pk for r in live]))
+        settle_debt(account, entry, lots)
+    return entry, returned
+
+
+def release_member_lots(account, *, now, actor="job:release_pending"):
+    """Make the member's pending lots whose pending period has ended available: one release entry per lot."""
+    lots = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.PENDING,
+                                         available_at__lte=now).order_by("available_at", "id"))
+    released = 0
+    for lot in lots:
+        was_in_debt = account.available < 0
+        entry = append_entry(account, kind=EntryKind.RELEASE, actor=actor, points=lot.remaining,
+                             available_delta=lot.remaining, pending_delta=-lot.remaining,
+                             reason="pending period ended", reference=lot.entry.reference or f"lot:{lot.pk}",
+                             expires_at=lot.expires_at, now=now)
+        lot.status = LotStatus.AVAILABLE
+        lot.save(update_fields=["status"])
+        released += lot.remaining
+        if was_in_debt and lot.remaining:
+            settle_debt(account, entry, [lot])
+    return released
+
+
+def expire_member_lots(account, *, as_of, now=None, actor="job:expire_points"):
+    """Expire what remains of the member's lots whose last valid day is `as_of` or earlier, with one expire
+    entry per member and business date (a database constraint makes a second one impossible)."""
+    cutoff = end_of_business_day(as_of)
+    reference = f"expiry:{as_of.isoformat()}"
+    if LedgerEntry.objects.filter(member_id=account.member_id, kind=EntryKind.EXPIRE, reference=reference).exists():
+        return 0
+    lots = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE,
+                                         expires_at__lte=cutoff).exclude(remaining=0))
+    total = sum(lot.remaining for lot in lots)
+    if not total:
+        PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE, remaining=0,
+                                 expires_at__lte=cutoff).update(status=LotStatus.EXPIRED)
+        return 0
+    entry = append_entry(account, kind=EntryKind.EXPIRE, actor=actor, available_delta=-total,
+                         reason=f"points expired on {as_of.isoformat()}", reference=reference, now=now)
+    LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=lot, points=-lot.remaining) for lot in lots])
+    PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE,
+                             expires_at__lte=cutoff).update(status=LotStatus.EXPIRED, remaining=0)
+    account.lifetime_expired += total
+    return total
+
+
+def lots_total(member_id, status):
+    return PointsLot.objects.filter(member_id=member_id, status=status).aggregate(total=Sum("remaining"))["total"] or 0

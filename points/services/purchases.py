@@ -1,0 +1,251 @@
+"""Purchases and refunds with their points: one durable transaction each, idempotent on order_no / refund_no."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.clock import business_date
+from loyalty.errors import DomainError, InvalidInput
+from members.models import Member, Purchase, PurchaseLine, Refund
+from members.services import MemberFrozen
+from points import hooks
+from points.models import Deduction, EntryKind, Event, RuleChannel
+
+from . import idempotency
+from .earning import Award, apply_daily_cap, purchase_base_points, rule_for, with_modifiers
+from .ledger import claw_back, current_policy, earn, expires_at_for, give_back, lock_accounts, save_account, spend
+
+
+class RefundExceedsPurchase(DomainError):
+    code = "refund_exceeds_purchase"
+    default_detail = "The refund is more than the purchase's remaining refundable amount."
+
+
+class DeductionLimit(DomainError):
+    code = "deduction_limit"
+    default_detail = "More points than the allowed share of the order."
+
+
+class AlreadyDeducted(DomainError):
+    code = "already_deducted"
+    default_detail = "Points were already used for this order."
+
+
+@dataclass
+class Outcome:
+    """A service's answer: the result body, and whether it is the replay of an earlier identical request."""
+
+    result: dict
+    replayed: bool = False
+    status_code: int = 201
+
+
+def _replay(claim):
+    return Outcome(claim.replay.response, replayed=True, status_code=claim.replay.status_code)
+
+
+def iso(value):
+    return timezone.localtime(value).isoformat() if value else None
+
+
+def cash_value(policy, points):
+    """The money value of points at checkout; points must come to whole cents."""
+    amount = Decimal(points) / Decimal(policy.cash_points_per_unit)
+    if amount != amount.quantize(Decimal("0.01")):
+        raise DomainError(f"Use points in steps worth 0.01 (multiples of {policy.cash_points_per_unit // 100 or 1}).",
+                          code="invalid", status=400)
+    return amount.quantize(Decimal("0.01"))
+
+
+def use_points_as_cash(account, *, policy, member, source, order_no, points, order_amount, actor, now):
+    """Deduct points for an order (积分抵现) within the policy's share of the order. Caller holds the lock."""
+    amount = cash_value(policy, points)
+    if amount > (order_amount * policy.cash_max_share).quantize(Decimal("0.01"), rounding=ROUND_FLOOR):
+        raise DeductionLimit(max_points=int(order_amount * policy.cash_max_share * policy.cash_points_per_unit))
+    if Deduction.objects.filter(source=source, order_no=order_no).exists():
+        raise AlreadyDeducted()
+    entry = spend(account, points=points, kind=EntryKind.DEDUCT, actor=actor, reason="points used as cash",
+                  reference=order_no, now=now)
+    return Deduction.objects.create(member=member, source=source, order_no=order_no, points=points, amount=amount,
+                                    order_amount=order_amount, entry=entry, created_at=now)
+
+
+def _purchase_award(account, *, member, policy, store, channel, paid_amount, lines, occurred_at, preview):
+    rule = rule_for(RuleChannel.PURCHASE, at=occurred_at, store=store)
+    base = purchase_base_points(rule, paid_amount, lines)
+    context = hooks.EarnContext(member=member, channel=RuleChannel.PURCHASE, base_points=base,
+                                occurred_at=occurred_at, store=store, purchase_channel=channel, amount=paid_amount,
+                                lines=list(lines), preview=preview)
+    total, breakdown = with_modifiers(context)
+    award = Award(points=total, breakdown=breakdown, rule=rule,
+                  available_at=occurred_at + timedelta(days=rule.pending_days))
+    return apply_daily_cap(account, award, policy=policy, at=timezone.now(), preview=preview)
+
+
+def _points_block(award, now):
+    status = "none" if award.points <= 0 else "pending" if award.available_at > now else "available"
+    return {"awarded": award.points, "status": status, "available_at": iso(award.available_at),
+            "breakdown": award.breakdown}
+
+
+def preview_purchase(*, member, amount, store=None, channel="offline", occurred_at=None, lines=(), points_used=0):
+    """What a purchase would earn now, writing nothing (no lock: the daily cap is read as it stands)."""
+    from points.models import PointsAccount
+
+    now = timezone.now()
+    occurred_at = occurred_at or now
+    policy = current_policy(now)
+    account = PointsAccount.objects.filter(member=member).first() or PointsAccount(member=member)
+    paid = amount - (cash_value(policy, points_used) if points_used else Decimal(0))
+    award = _purchase_award(account, member=member, policy=policy, store=store, channel=channel, paid_amount=paid,
+                            lines=lines, occurred_at=occurred_at, preview=True)
+    extra = hooks.activity_fields(hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at,
+                                                 amount=paid, preview=True), {"growth_awarded": 0})
+    return {"points": _points_block(award, now), **extra}
+
+
+def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, store=None, channel="offline",
+                    occurred_at=None, lines=(), points_used=0):
+    """Record an order and award its points, idempotent on (source, order_no).
+
+    Locks the member's account (and, on her first purchase, her referrer's, in id order). Raises MemberFrozen,
+    IdempotencyConflict (same order_no, different body), InsufficientPoints / DeductionLimit for points_used.
+    """
+    now = timezone.now()
+    occurred_at = occurred_at or now
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        member = Member.objects.get(pk=member_id)
+        if member.is_frozen:
+            raise MemberFrozen()
+        first_purchase = not Purchase.objects.filter(member=member).exists()
+        referrer_id = member.referrer_id if first_purchase else None
+        accounts = lock_accounts([member.pk] + ([referrer_id] if referrer_id else []))
+        account = accounts[member.pk]
+        policy = current_policy(now)
+        purchase = Purchase.objects.create(member=member, store=store, source=source, order_no=order_no,
+                                           channel=channel, occurred_at=occurred_at, amount=amount)
+        PurchaseLine.objects.bulk_create([PurchaseLine(purchase=purchase, **line) for line in lines])
+        paid = amount
+        if points_used:
+            deduction = use_points_as_cash(account, policy=policy, member=member, source=source, order_no=order_no,
+                                           points=points_used, order_amount=amount, actor=actor, now=now)
+            paid = amount - deduction.amount
+            purchase.points_used = points_used
+        award = _purchase_award(account, member=member, policy=policy, store=store, channel=channel,
+                                paid_amount=paid, lines=lines, occurred_at=occurred_at, preview=False)
+        if award.points > 0:
+            earn(account, points=award.points, actor=actor, available_at=award.available_at,
+                 expires_at=expires_at_for(policy, occurred_at), reason="purchase", reference=order_no,
+                 breakdown=award.breakdown, purchase=purchase, now=now)
+        purchase.points_awarded = award.points
+        purchase.save(update_fields=["points_awarded", "points_used"])
+        if referrer_id and not Purchase.objects.filter(member=member).exclude(pk=purchase.pk).exists():
+            _referral_bonus(accounts[referrer_id], referee=member, policy=policy, actor=actor, now=now)
+        extra = hooks.activity_fields(
+            hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at, purchase=purchase, amount=paid),
+            {"growth_awarded": 0, "tier_change": None},
+        )
+        for locked in accounts.values():
+            save_account(locked)
+        result = {
+            "id": str(purchase.pk), "order_no": order_no, "member": str(member.pk), "amount": f"{amount:.2f}",
+            "points": _points_block(award, now),
+            "points_used": {"points": points_used, "amount": f"{amount - paid:.2f}"} if points_used else None,
+            **extra,
+        }
+        idempotency.complete(claim, response=result)
+    return Outcome(result)
+
+
+def _referral_bonus(referrer_account, *, referee, policy, actor, now):
+    """The referrer's bonus on her referee's first purchase (one per referee, a unique constraint holds it)."""
+    referrer = Member.objects.get(pk=referrer_account.member_id)
+    rule = rule_for(RuleChannel.REFERRAL, at=now)
+    if rule is None or referrer.is_frozen or Event.objects.filter(referee=referee).exists():
+        return
+    context = hooks.EarnContext(member=referrer, channel=RuleChannel.REFERRAL, base_points=rule.points,
+                                occurred_at=now)
+    total, breakdown = with_modifiers(context)
+    award = apply_daily_cap(referrer_account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
+    entry = None
+    if award.points > 0:
+        entry, _ = earn(referrer_account, points=award.points, actor=actor,
+                        available_at=now + timedelta(days=rule.pending_days),
+                        expires_at=expires_at_for(policy, now), reason="referral", reference=referee.member_no,
+                        breakdown=award.breakdown, now=now)
+    Event.objects.create(member=referrer, type=RuleChannel.REFERRAL, business_date=business_date(now), occurred_at=now,
+                         referee=referee, points=award.points, capped=award.capped, entry=entry)
+
+
+def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(), occurred_at=None):
+    """Refund part or all of a purchase, idempotent on (purchase, refund_no). Reverses the purchase's points in
+    proportion to the refunded amount (cumulatively, so a full refund in several parts reverses exactly all of
+    them) and returns points used as cash in the same proportion. Raises RefundExceedsPurchase."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=f"refund:{purchase_id}", key=refund_no, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        member_id = Purchase.objects.values_list("member_id", flat=True).get(pk=purchase_id)
+        account = lock_accounts([member_id])[member_id]
+        purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
+        if amount > purchase.refundable_amount:
+            raise RefundExceedsPurchase(refundable=f"{purchase.refundable_amount:.2f}")
+        _refund_lines(purchase, lines)
+        refunded = purchase.refunded_amount + amount
+        share = refunded / purchase.amount
+        to_reverse = int((purchase.points_awarded * share).to_integral_value(ROUND_FLOOR)) - purchase.points_reversed
+        to_return = int((purchase.points_used * share).to_integral_value(ROUND_FLOOR)) - purchase.points_used_returned
+        if to_reverse > 0:
+            claw_back(account, purchase=purchase, points=to_reverse, actor=actor, reason="refund",
+                      reference=f"{purchase.order_no}/{refund_no}", now=now)
+        if to_return > 0:
+            deduction = Deduction.objects.get(source=purchase.source, order_no=purchase.order_no)
+            give_back(account, original_entry=deduction.entry, points=to_return,
+                      already_returned=deduction.points_returned, kind=EntryKind.CANCEL, actor=actor,
+                      reason="points used as cash returned on refund",
+                      reference=f"{purchase.order_no}/{refund_no}", now=now)
+            deduction.points_returned += to_return
+            deduction.save(update_fields=["points_returned"])
+        refund = Refund.objects.create(purchase=purchase, refund_no=refund_no, amount=amount, lines=[
+            {"sku": line["sku"], "quantity": str(line["quantity"])} for line in lines],
+            points_reversed=max(to_reverse, 0), points_returned=max(to_return, 0), occurred_at=occurred_at or now)
+        purchase.refunded_amount = refunded
+        purchase.points_reversed += max(to_reverse, 0)
+        purchase.points_used_returned += max(to_return, 0)
+        purchase.save(update_fields=["refunded_amount", "points_reversed", "points_used_returned"])
+        extra = hooks.activity_fields(
+            hooks.Activity(kind="refund", member=purchase.member, occurred_at=refund.occurred_at, purchase=purchase,
+                           refund=refund, amount=amount),
+            {"growth_reversed": 0},
+        )
+        save_account(account)
+        result = {"id": str(refund.pk), "refund_no": refund_no, "purchase": str(purchase.pk),
+                  "amount": f"{amount:.2f}", "points_reversed": refund.points_reversed,
+                  "points_returned": refund.points_returned, "balance": account.available, **extra}
+        idempotency.complete(claim, response=result)
+    return Outcome(result)
+
+
+def _refund_lines(purchase, lines):
+    if not lines:
+        return
+    by_sku = {line.sku: line for line in purchase.lines.all()}
+    errors = {}
+    for index, line in enumerate(lines):
+        bought = by_sku.get(line["sku"])
+        if bought is None:
+            errors[f"lines.{index}.sku"] = ["This SKU is not on the order."]
+        elif bought.refunded_quantity + line["quantity"] > bought.quantity:
+            errors[f"lines.{index}.quantity"] = ["More than was bought and not yet refunded."]
+        else:
+            bought.refunded_quantity += line["quantity"]
+    if errors:
+        raise InvalidInput(errors)
+    PurchaseLine.objects.bulk_update(by_sku.values(), ["refunded_quantity"])

@@ -1,0 +1,211 @@
+"""Spending and correcting points: reward redemption and its cancellation, points as cash, manual adjustments."""
+
+import secrets
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
+from loyalty.errors import DomainError, NotFoundError
+from members.models import Member, Purchase
+from members.services import MemberFrozen
+from members.services.audit import record_audit
+from points import hooks
+from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
+
+from . import idempotency
+from .ledger import (
+    InsufficientPoints,
+    current_policy,
+    earn,
+    expires_at_for,
+    give_back,
+    lock_account,
+    save_account,
+    spend,
+)
+from .purchases import Outcome, _replay, iso, use_points_as_cash
+
+
+class OutOfStock(DomainError):
+    code = "out_of_stock"
+    default_detail = "The reward is out of stock."
+
+
+class LimitReached(DomainError):
+    code = "limit_reached"
+    default_detail = "The member has redeemed this reward as often as allowed."
+
+
+class NotEligible(DomainError):
+    code = "not_eligible"
+    default_detail = "The member's tier may not redeem this reward."
+
+
+class RewardUnavailable(DomainError):
+    code = "reward_unavailable"
+    default_detail = "The reward is not available now."
+
+
+class AlreadyCancelled(DomainError):
+    code = "already_cancelled"
+    default_detail = "The redemption was already cancelled."
+
+
+class AdjustmentLimit(DomainError):
+    status = 403
+    code = "adjustment_limit"
+    default_detail = "The adjustment is over your role's limit; ask a manager."
+
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def entry_representation(entry):
+    return {"id": str(entry.pk), "kind": entry.kind, "points": entry.points, "balance_after": entry.balance_after,
+            "reason": entry.reason, "reference": entry.reference, "created_at": iso(entry.created_at),
+            "expires_at": iso(entry.expires_at)}
+
+
+def redemption_representation(redemption):
+    reward = redemption.reward
+    return {"id": str(redemption.pk), "status": redemption.status, "points_spent": redemption.points_spent,
+            "quantity": redemption.quantity, "code": redemption.code or None,
+            "reward": {"id": str(reward.pk), "code": reward.code, "name": reward.name, "kind": reward.kind},
+            "created_at": iso(redemption.created_at), "cancelled_at": iso(redemption.cancelled_at)}
+
+
+def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quantity=1, store=None):
+    """Redeem a reward: points, stock and the per-member limit all hold or nothing happens.
+
+    Order under the member's lock: availability, tier, balance, limit, then stock by a conditional UPDATE (so
+    concurrent redemptions by different members can never oversell). Raises RewardUnavailable, NotEligible,
+    MemberFrozen, InsufficientPoints, LimitReached, OutOfStock."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        member = Member.objects.get(pk=member_id)
+        reward = Reward.objects.get(pk=reward_id)
+        if member.is_frozen:
+            raise MemberFrozen()
+        if not reward.is_available_at(now):
+            raise RewardUnavailable()
+        hooks.check_redemption(member, reward)
+        account = lock_account(member.pk)
+        cost = reward.cost_points * quantity
+        if account.available < cost:
+            raise InsufficientPoints(available=account.available, required=cost)
+        if reward.per_member_limit is not None:
+            redeemed = (Redemption.objects.filter(member=member, reward=reward, status=RedemptionStatus.COMPLETED)
+                        .aggregate(total=Sum("quantity"))["total"] or 0)
+            if redeemed + quantity > reward.per_member_limit:
+                raise LimitReached(redeemed=redeemed, limit=reward.per_member_limit)
+        if reward.stock is not None and not Reward.objects.filter(pk=reward.pk, stock__gte=quantity).update(
+                stock=F("stock") - quantity):
+            raise OutOfStock()
+        entry = spend(account, points=cost, kind=EntryKind.REDEEM, actor=actor, reason=f"redeemed {reward.name}",
+                      reference=f"reward:{reward.code}", now=now)
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12)) if reward.kind != RewardKind.GIFT else ""
+        redemption = Redemption.objects.create(member=member, reward=reward, quantity=quantity, points_spent=cost,
+                                               code=code, entry=entry, actor=actor, store=store, created_at=now)
+        save_account(account)
+        result = {**redemption_representation(redemption), "balance": account.available}
+        idempotency.complete(claim, response=result)
+    return Outcome(result)
+
+
+def cancel_redemption(*, actor, redemption_id):
+    """Cancel a redemption: its points go back to the lots they came from (with their original expiry) and the
+    stock is returned. Raises AlreadyCancelled on a second cancel."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        member_id = Redemption.objects.values_list("member_id", flat=True).get(pk=redemption_id)
+        account = lock_account(member_id)
+        redemption = Redemption.objects.select_related("reward", "entry").get(pk=redemption_id)
+        if redemption.status == RedemptionStatus.CANCELLED:
+            raise AlreadyCancelled()
+        give_back(account, original_entry=redemption.entry, points=redemption.points_spent, already_returned=0,
+                  kind=EntryKind.CANCEL, actor=actor, reason=f"redemption {redemption.pk} cancelled",
+                  reference=f"redemption:{redemption.pk}", now=now)
+        if redemption.reward.stock is not None:
+            Reward.objects.filter(pk=redemption.reward_id).update(stock=F("stock") + redemption.quantity)
+        redemption.status, redemption.cancelled_at = RedemptionStatus.CANCELLED, now
+        redemption.save(update_fields=["status", "cancelled_at"])
+        save_account(account)
+    return {**redemption_representation(redemption), "balance": account.available}
+
+
+def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no, points, order_amount=None):
+    """Use points as cash for an order (积分抵现), up to the policy's share of the order amount: the recorded
+    purchase's amount when the order is already recorded, else `order_amount` as the POS says. Raises
+    DeductionLimit, InsufficientPoints, AlreadyDeducted, MemberFrozen."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        member = Member.objects.get(pk=member_id)
+        if member.is_frozen:
+            raise MemberFrozen()
+        purchase = Purchase.objects.filter(source=source, order_no=order_no).first()
+        if purchase is not None:
+            if purchase.member_id != member.pk:
+                raise DomainError("The order belongs to another member.", code="order_not_eligible")
+            order_amount = purchase.amount
+        if order_amount is None:
+            raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid",
+                              status=400)
+        account = lock_account(member.pk)
+        deduction = use_points_as_cash(account, policy=current_policy(now), member=member, source=source,
+                                       order_no=order_no, points=points, order_amount=Decimal(order_amount),
+                                       actor=actor, now=now)
+        if purchase is not None:
+            Purchase.objects.filter(pk=purchase.pk).update(points_used=points)
+        save_account(account)
+        result = {"points": points, "amount": f"{deduction.amount:.2f}", "order_no": order_no,
+                  "balance": account.available}
+        idempotency.complete(claim, response=result)
+    return Outcome(result)
+
+
+def adjustment_limit(role, policy):
+    if role == ROLE_ADMIN:
+        return None
+    if role == ROLE_MARKETER:
+        return policy.marketer_adjustment_limit
+    return policy.clerk_adjustment_limit
+
+
+def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, reason):
+    """A manual correction by staff, with a reason, within the role's limit per entry (admins: none). Adding
+    points makes a lot that expires by the policy; taking them may not go below zero. Writes an audit row."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        policy = current_policy(now)
+        limit = adjustment_limit(role, policy)
+        if limit is not None and abs(points) > limit:
+            raise AdjustmentLimit(limit=limit)
+        member = Member.objects.filter(pk=member_id).first()
+        if member is None:
+            raise NotFoundError()
+        account = lock_account(member.pk)
+        if points > 0:
+            entry, _ = earn(account, points=points, actor=actor, available_at=now,
+                            expires_at=expires_at_for(policy, now), reason=reason, reference="adjustment",
+                            kind=EntryKind.ADJUST, now=now)
+        else:
+            entry = spend(account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason,
+                          reference="adjustment", now=now)
+        record_audit(actor=actor, action="points.adjusted", target=member,
+                     new={"points": points, "reason": reason, "entry": entry.pk})
+        save_account(account)
+        result = entry_representation(entry)
+        idempotency.complete(claim, response=result)
+    return Outcome(result)

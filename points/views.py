@@ -1,0 +1,378 @@
+"""HTTP for purchases, refunds, events, balances and ledgers, adjustments, deductions, rewards, redemptions and
+earning rules. Each view validates input, calls one service and returns its result."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
+from loyalty.api import IsMember, error_responses
+from members.models import Member, Purchase
+from members.views import ID_PATTERN, get_visible_member_or_404, store_for_write
+from points import selectors, services
+from points.filters import LedgerFilter, RewardFilter
+from points.models import EarningRule, LedgerEntry, Redemption, Reward
+from points.serializers import (
+    AdjustmentInputSerializer,
+    DeductionInputSerializer,
+    DeductionResultSerializer,
+    EarningRuleSerializer,
+    EventInputSerializer,
+    EventResultSerializer,
+    LedgerEntrySerializer,
+    MyRedemptionInputSerializer,
+    PointsSummarySerializer,
+    PurchaseInputSerializer,
+    PurchasePreviewSerializer,
+    PurchaseResultSerializer,
+    RedemptionInputSerializer,
+    RedemptionResultSerializer,
+    RefundInputSerializer,
+    RefundResultSerializer,
+    RewardSerializer,
+    SignInInputSerializer,
+)
+from points.services.spending import redemption_representation
+
+MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
+IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+                                      description="A unique key per intended write; retries reuse it.")
+
+
+def validated(serializer_class, request, **kwargs):
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def idempotency_key(request):
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        raise services.IdempotencyKeyRequired()
+    if len(key) > 200:
+        raise ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+    return key
+
+
+def idempotency_scope(request):
+    access = access_for(request)
+    return f"{access.kind}:{access.principal.pk}"
+
+
+def fingerprint(request):
+    return services.request_fingerprint({"path": request.path, "body": request.data})
+
+
+def existing_member(member_id, field="member"):
+    member = Member.objects.filter(pk=member_id).first()
+    if member is None:
+        raise ValidationError({field: ["No member with this id."]})
+    return member
+
+
+def purchase_source(request, store):
+    """Order numbers are unique per client app, or per store for orders keyed in by staff."""
+    access = access_for(request)
+    if access.kind == "client":
+        return f"client:{access.principal.pk}"
+    return f"store:{store.code}" if store else "staff"
+
+
+def respond(outcome, replay_status=None):
+    code = (replay_status or outcome.status_code) if outcome.replayed else outcome.status_code
+    response = Response(outcome.result, status=code)
+    if outcome.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+class PurchaseViewSet(viewsets.GenericViewSet):
+    client_scopes = {"create": "purchases:write", "preview": "purchases:write", "refunds": "purchases:write"}
+    lookup_value_regex = ID_PATTERN
+    queryset = Purchase.objects.none()
+
+    def _purchase_input(self, request):
+        data = validated(PurchaseInputSerializer, request)
+        data["member"] = existing_member(data["member"])
+        data["store"] = store_for_write(request, data.get("store"))
+        return data
+
+    @extend_schema(request=PurchaseInputSerializer,
+                   responses={201: PurchaseResultSerializer, 200: PurchaseResultSerializer,
+                              **error_responses({400: "invalid", 409: "idempotency_conflict / member_frozen / "
+                                                                       "insufficient_points / deduction_limit"})},
+                   description="Record an order and award its points. The same order_no again: 200 with the "
+                               "original result.")
+    def create(self, request):
+        data = self._purchase_input(request)
+        outcome = services.record_purchase(
+            actor=access_for(request).actor, source=purchase_source(request, data["store"]),
+            member_id=data["member"].pk, order_no=data["order_no"], amount=data["amount"], store=data["store"],
+            channel=data["channel"], occurred_at=data.get("occurred_at"), lines=data["lines"],
+            points_used=data["points_used"], fingerprint=fingerprint(request),
+        )
+        return respond(outcome, replay_status=status.HTTP_200_OK)
+
+    @extend_schema(request=PurchaseInputSerializer,
+                   responses={200: PurchasePreviewSerializer, **error_responses({400: "invalid"})},
+                   description="What the purchase would earn now; nothing is written.")
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        data = self._purchase_input(request)
+        result = services.preview_purchase(member=data["member"], amount=data["amount"], store=data["store"],
+                                           channel=data["channel"], occurred_at=data.get("occurred_at"),
+                                           lines=data["lines"], points_used=data["points_used"])
+        return Response(result)
+
+    @extend_schema(request=RefundInputSerializer,
+                   responses={201: RefundResultSerializer, 200: RefundResultSerializer,
+                              **error_responses({400: "invalid", 404: "not_found",
+                                                 409: "refund_exceeds_purchase / idempotency_conflict"})})
+    @action(detail=True, methods=["post"])
+    def refunds(self, request, pk=None):
+        purchase = get_object_or_404(selectors.purchases_visible_to(access_for(request)), pk=pk)
+        data = validated(RefundInputSerializer, request)
+        outcome = services.record_refund(
+            actor=access_for(request).actor, purchase_id=purchase.pk, refund_no=data["refund_no"],
+            amount=data["amount"], lines=data["lines"], occurred_at=data.get("occurred_at"),
+            fingerprint=fingerprint(request),
+        )
+        return respond(outcome, replay_status=status.HTTP_200_OK)
+
+
+class EventView(APIView):
+    client_scopes = {"POST": "events:write"}
+
+    @extend_schema(request=EventInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: EventResultSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required",
+                                                 409: "already_signed_in / order_not_eligible / already_reviewed / "
+                                                      "member_frozen / idempotency_conflict"})})
+    def post(self, request):
+        key = idempotency_key(request)
+        data = validated(EventInputSerializer, request)
+        member = existing_member(data["member"])
+        outcome = services.record_event(
+            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request), member_id=member.pk, event_type=data["type"],
+            occurred_at=data.get("occurred_at"), order_no=data["order_no"], payload=data["payload"],
+        )
+        return respond(outcome)
+
+
+class MemberPointsViewSet(viewsets.GenericViewSet):
+    """/members/{id}/points/ and its ledger, adjustments and deductions."""
+
+    lookup_value_regex = ID_PATTERN
+    queryset = LedgerEntry.objects.none()
+    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write"}
+    staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, "clerk"}}
+    filterset_class = LedgerFilter
+
+    def get_queryset(self):
+        return selectors.ledger_entries(self.kwargs.get("pk"))
+
+    @extend_schema(responses={200: PointsSummarySerializer, **error_responses({404: "not_found"})})
+    @action(detail=True, methods=["get"], url_path="points", filterset_class=None)
+    def summary(self, request, pk=None):
+        member = get_visible_member_or_404(request, pk)
+        return Response(selectors.points_summary(member.pk))
+
+    @extend_schema(responses={200: LedgerEntrySerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="points/ledger")
+    def ledger(self, request, pk=None):
+        get_visible_member_or_404(request, pk)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
+
+    @extend_schema(request=AdjustmentInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: LedgerEntrySerializer,
+                              **error_responses({400: "invalid", 403: "adjustment_limit",
+                                                 409: "insufficient_points"})})
+    @action(detail=True, methods=["post"], url_path="points/adjustments", filterset_class=None)
+    def adjustments(self, request, pk=None):
+        member = get_visible_member_or_404(request, pk)
+        key = idempotency_key(request)
+        data = validated(AdjustmentInputSerializer, request)
+        access = access_for(request)
+        outcome = services.adjust_points(
+            actor=access.actor, role=access.role, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request), member_id=member.pk, points=data["points"], reason=data["reason"],
+        )
+        return respond(outcome)
+
+    @extend_schema(request=DeductionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: DeductionResultSerializer,
+                              **error_responses({400: "invalid", 409: "deduction_limit / insufficient_points"})})
+    @action(detail=True, methods=["post"], url_path="points/deductions", filterset_class=None)
+    def deductions(self, request, pk=None):
+        member = get_visible_member_or_404(request, pk)
+        key = idempotency_key(request)
+        data = validated(DeductionInputSerializer, request)
+        store = store_for_write(request, None) if access_for(request).kind != "client" else None
+        outcome = services.deduct_points(
+            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request), member_id=member.pk, source=purchase_source(request, store),
+            order_no=data["order_no"], points=data["points"], order_amount=data.get("amount"),
+        )
+        return respond(outcome)
+
+
+class RewardViewSet(viewsets.ModelViewSet):
+    """The rewards catalogue: everyone reads it (members too); marketers and admins write it."""
+
+    serializer_class = RewardSerializer
+    filterset_class = RewardFilter
+    lookup_value_regex = ID_PATTERN
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    client_scopes = {"list": "rewards:read", "retrieve": "rewards:read"}
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING}
+    queryset = Reward.objects.all()
+
+    def get_permissions(self):
+        if self.action in ("list", "retrieve") and isinstance(self.request.user, MemberPrincipal):
+            return [IsMember()]
+        return super().get_permissions()
+
+    def get_queryset(self):
+        queryset = Reward.objects.all()
+        if isinstance(self.request.user, MemberPrincipal):
+            queryset = queryset.filter(is_active=True)
+        return queryset
+
+
+class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_PATTERN
+    client_scopes = {"create": "redemptions:write", "cancel": "redemptions:write", "list": "points:read"}
+    serializer_class = RedemptionResultSerializer
+    filterset_fields = ["member", "reward", "status"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Redemption.objects.none()
+        return selectors.redemptions_visible_to(access_for(self.request))
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([redemption_representation(r) for r in page])
+
+    @extend_schema(request=RedemptionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: RedemptionResultSerializer,
+                              **error_responses({400: "invalid", 409: "insufficient_points / out_of_stock / "
+                                                 "limit_reached / not_eligible / reward_unavailable / "
+                                                 "member_frozen"})})
+    def create(self, request):
+        key = idempotency_key(request)
+        data = validated(RedemptionInputSerializer, request)
+        member = existing_member(data["member"])
+        reward = _existing_reward(data["reward"])
+        outcome = services.redeem_reward(
+            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request), member_id=member.pk, reward_id=reward.pk, quantity=data["quantity"],
+            store=store_for_write(request, None) if access_for(request).kind == "staff" else None,
+        )
+        return respond(outcome)
+
+    @extend_schema(request=None, responses={200: RedemptionResultSerializer,
+                                            **error_responses({404: "not_found", 409: "already_cancelled"})})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        redemption = get_object_or_404(self.get_queryset(), pk=pk)
+        result = services.cancel_redemption(actor=access_for(request).actor, redemption_id=redemption.pk)
+        return Response(result)
+
+
+def _existing_reward(reward_id):
+    reward = Reward.objects.filter(pk=reward_id).first()
+    if reward is None:
+        raise ValidationError({"reward": ["No reward with this id."]})
+    return reward
+
+
+class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                         mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    """Earning rules, versioned: a change is a new version from a date; an old one is closed by valid_until."""
+
+    serializer_class = EarningRuleSerializer
+    lookup_value_regex = ID_PATTERN
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING}
+    filterset_fields = ["channel", "event_type", "is_active"]
+    queryset = EarningRule.objects.select_related("store")
+
+    def perform_create(self, serializer):
+        serializer.save(created_by=access_for(self.request).actor)
+
+
+# --- The member herself ---------------------------------------------------------------------------------------
+
+
+class MyPointsView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(responses={200: PointsSummarySerializer})
+    def get(self, request):
+        return Response(selectors.points_summary(request.user.pk))
+
+
+class MyLedgerView(mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsMember]
+    serializer_class = LedgerEntrySerializer
+    filterset_class = LedgerFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return selectors.ledger_entries(None)
+        return selectors.ledger_entries(self.request.user.pk)
+
+
+class MySignInView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(request=SignInInputSerializer, responses={201: EventResultSerializer,
+                                                             **error_responses({409: "already_signed_in"})},
+                   description="Sign in for today (same rules as the sign_in event). Idempotency-Key optional: "
+                               "the business date is the natural key.")
+    def post(self, request):
+        member = request.user.member
+        day = timezone.localdate()
+        key = request.headers.get("Idempotency-Key", "").strip() or f"sign-in:{day.isoformat()}"
+        outcome = services.record_event(
+            actor=str(request.user), scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request), member_id=member.pk, event_type="sign_in",
+        )
+        return respond(outcome)
+
+
+class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsMember]
+    serializer_class = RedemptionResultSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Redemption.objects.none()
+        return Redemption.objects.filter(member_id=self.request.user.pk).select_related("reward")
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response([redemption_representation(r) for r in page])
+
+    @extend_schema(request=MyRedemptionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: RedemptionResultSerializer,
+                              **error_responses({409: "insufficient_points / out_of_stock / limit_reached / "
+                                                      "not_eligible / reward_unavailable / member_frozen"})})
+    def create(self, request):
+        key = idempotency_key(request)
+        data = validated(MyRedemptionInputSerializer, request)
+        reward = _existing_reward(data["reward"])
+        outcome = services.redeem_reward(
+            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request),
+            member_id=request.user.pk, reward_id=reward.pk, quantity=data["quantity"],
+        )
+        return respond(outcome)
+
