@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.utils import timezone
 
@@ -63,7 +64,12 @@ def claim(*, scope, key, fingerprint):
 
 
 def complete(claim_, *, response, status_code=201):
-    IdempotencyRecord.objects.filter(pk=claim_.record_id).update(response=response, status_code=status_code)
+    IdempotencyRecord.objects.filter(pk=claim_.record_id).update(
+        response=json.dumps(response, cls=DjangoJSONEncoder, ensure_ascii=False), status_code=status_code)
+
+
+def replayed_response(record):
+    return json.loads(record.response)
 
 
 def forget_expired(now=None):

@@ -118,27 +118,29 @@ def earn(account, *, points, actor, available_at, expires_at, reason="", referen
     )
     account.lifetime_earned += points
     if not pending and was_in_debt:
-        settle_debt(account, entry, [lot])
+        settle_debt(account, entry)
     return entry, lot
 
 
-def settle_debt(account, entry, credited_lots):
-    """Pay the member's debt lots from lots just credited with available points."""
+def settle_debt(account, entry):
+    """Pay the member's debt lots (a refund's claw-back beyond her balance) from her available lots, soonest
+    expiring first, as spending would. Call after crediting available points to a member who was in debt."""
     debts = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.DEBT, remaining__lt=0)
                  .order_by("id"))
+    owed = -sum(debt.remaining for debt in debts)
+    takes, _ = plan_spend(account.member_id, owed)
+    paid = sum(take.points for take in takes)
+    apply_takes(entry, takes)
     movements = []
-    for lot in credited_lots:
-        for debt in debts:
-            take = min(lot.remaining, -debt.remaining)
-            if take <= 0:
-                continue
-            lot.remaining -= take
-            debt.remaining += take
-            movements += [LotMovement(entry=entry, lot=lot, points=-take),
-                          LotMovement(entry=entry, lot=debt, points=take)]
-    if movements:
-        PointsLot.objects.bulk_update([*credited_lots, *debts], ["remaining"])
-        LotMovement.objects.bulk_create(movements)
+    for debt in debts:
+        share = min(paid, -debt.remaining)
+        if share <= 0:
+            break
+        debt.remaining += share
+        paid -= share
+        movements.append(LotMovement(entry=entry, lot=debt, points=share))
+    PointsLot.objects.bulk_update(debts, ["remaining"])
+    LotMovement.objects.bulk_create(movements)
 
 
 @dataclass
@@ -191,9 +193,8 @@ def spend(account, *, points, kind, actor, reason="", reference="", now=None, al
 
 def add_debt(entry, member_id, points, now):
     now = now or timezone.now()
-    debt = PointsLot.objects.create(member_id=member_id, entry=entry, status=LotStatus.DEBT, points=-points,
-                                    remaining=-points, earned_at=now, available_at=now, expires_at=None)
-    LotMovement.objects.create(entry=entry, lot=debt, points=-points)
+    PointsLot.objects.create(member_id=member_id, entry=entry, status=LotStatus.DEBT, points=-points,
+                             remaining=-points, earned_at=now, available_at=now, expires_at=None)
 
 
 def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
@@ -261,8 +262,7 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
                      now=now)
         account.lifetime_expired += expired
     if was_in_debt and live:
-        lots = list(PointsLot.objects.filter(pk__in=[r.lot.pk for r in live]))
-        settle_debt(account, entry, lots)
+        settle_debt(account, entry)
     return entry, returned
 
 
@@ -281,7 +281,7 @@ def release_member_lots(account, *, now, actor="job:release_pending"):
         lot.save(update_fields=["status"])
         released += lot.remaining
         if was_in_debt and lot.remaining:
-            settle_debt(account, entry, [lot])
+            settle_debt(account, entry)
     return released
 
 

@@ -120,9 +120,7 @@ def _settle_after_release(member_id, now):
     """A member who was in debt pays it from the points just released (rare: after a claw-back)."""
     account = lock_account(member_id)
     entry = LedgerEntry.objects.filter(member_id=member_id, kind="release").order_by("-id").first()
-    lots = list(PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
-                .order_by("expires_at", "id"))
-    settle_debt(account, entry, lots)
+    settle_debt(account, entry)
 
 
 EXPIRE_SQL = """

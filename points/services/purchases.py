@@ -44,7 +44,7 @@ class Outcome:
 
 
 def _replay(claim):
-    return Outcome(claim.replay.response, replayed=True, status_code=claim.replay.status_code)
+    return Outcome(idempotency.replayed_response(claim.replay), replayed=True, status_code=claim.replay.status_code)
 
 
 def iso(value):

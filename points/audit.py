@@ -1,0 +1,82 @@
+"""The ledger's invariants (SPEC §2), checked in the database, chunked by member id range:
+
+- the account's available == the sum of its entries' available_delta == the remaining of its available and debt
+  lots; pending likewise with pending_delta and pending lots;
+- the newest entry's balance_after == available;
+- every lot's remaining == its points plus the movements on it, and no lot is over-spent (0 <= remaining <=
+  points; a debt lot between points and 0).
+"""
+
+from django.db import connection
+
+CHUNK_SIZE = 100_000
+
+BALANCES_SQL = """
+WITH ids AS (
+    SELECT member_id FROM points_pointsaccount WHERE member_id >= %(start)s AND member_id < %(stop)s
+    UNION SELECT DISTINCT member_id FROM points_ledgerentry WHERE member_id >= %(start)s AND member_id < %(stop)s
+), entries AS (
+    SELECT member_id, SUM(available_delta) AS available, SUM(pending_delta) AS pending, MAX(id) AS last_id
+    FROM points_ledgerentry WHERE member_id >= %(start)s AND member_id < %(stop)s GROUP BY member_id
+), lots AS (
+    SELECT member_id,
+           SUM(CASE WHEN status IN ('available', 'debt') THEN remaining ELSE 0 END) AS available,
+           SUM(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS pending
+    FROM points_pointslot WHERE member_id >= %(start)s AND member_id < %(stop)s GROUP BY member_id
+)
+SELECT ids.member_id, a.available, a.pending, e.available, e.pending, l.available, l.pending, last.balance_after
+FROM ids
+LEFT JOIN points_pointsaccount a ON a.member_id = ids.member_id
+LEFT JOIN entries e ON e.member_id = ids.member_id
+LEFT JOIN lots l ON l.member_id = ids.member_id
+LEFT JOIN points_ledgerentry last ON last.id = e.last_id
+WHERE COALESCE(a.available, 0) <> COALESCE(e.available, 0)
+   OR COALESCE(a.pending, 0) <> COALESCE(e.pending, 0)
+   OR COALESCE(a.available, 0) <> COALESCE(l.available, 0)
+   OR COALESCE(a.pending, 0) <> COALESCE(l.pending, 0)
+   OR COALESCE(a.available, 0) <> COALESCE(last.balance_after, 0)
+ORDER BY ids.member_id
+"""
+
+LOTS_SQL = """
+SELECT l.member_id, l.id, l.status, l.points, l.remaining, COALESCE(m.moved, 0)
+FROM points_pointslot l
+LEFT JOIN (SELECT lot_id, SUM(points) AS moved FROM points_lotmovement GROUP BY lot_id) m ON m.lot_id = l.id
+WHERE l.member_id >= %(start)s AND l.member_id < %(stop)s
+  AND (
+    (l.status <> 'debt' AND (l.remaining < 0 OR l.remaining > l.points))
+    OR (l.status = 'debt' AND (l.remaining > 0 OR l.remaining < l.points))
+    OR l.remaining <> l.points + COALESCE(m.moved, 0)
+  )
+ORDER BY l.member_id, l.id
+"""
+
+
+def _bounds():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM points_pointsaccount "
+                       "UNION ALL SELECT MAX(member_id) FROM points_pointsaccount "
+                       "UNION ALL SELECT MIN(member_id) FROM points_ledgerentry "
+                       "UNION ALL SELECT MAX(member_id) FROM points_ledgerentry) b")
+        return cursor.fetchone()
+
+
+def ledger_mismatches(chunk_size=CHUNK_SIZE):
+    """Yield one text line per broken invariant, member by member."""
+    low, high = _bounds()
+    if low is None:
+        return
+    start = low
+    while start <= high:
+        params = {"start": start, "stop": start + chunk_size}
+        with connection.cursor() as cursor:
+            cursor.execute(BALANCES_SQL, params)
+            for member, acc_av, acc_pe, ent_av, ent_pe, lot_av, lot_pe, last in cursor.fetchall():
+                yield (f"member {member}: account available={acc_av} pending={acc_pe}; entries "
+                       f"available={ent_av} pending={ent_pe}; lots available={lot_av} pending={lot_pe}; "
+                       f"last balance_after={last}")
+            cursor.execute(LOTS_SQL, params)
+            for member, lot, status, points, remaining, moved in cursor.fetchall():
+                yield (f"member {member}: lot {lot} ({status}) points={points} remaining={remaining} "
+                       f"movements={moved}")
+        start += chunk_size
