@@ -14,7 +14,20 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
 from loyalty.errors import DomainError
 from members import services
-from members.models import ApiClient, AuditEntry, Member, MemberTag, Message, StaffUser, Store, Tag, TagKind
+from members.models import (
+    ApiClient,
+    AuditEntry,
+    Member,
+    MemberTag,
+    Message,
+    Purchase,
+    PurchaseLine,
+    Refund,
+    StaffUser,
+    Store,
+    Tag,
+    TagKind,
+)
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.access import rotate_api_key
 from members.services.membership import UPDATABLE_FIELDS
@@ -282,3 +295,43 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_filter = ["action", "target_type"]
     search_fields = ["actor", "target_id"]
     show_full_result_count = False
+
+
+class PurchaseLineInline(admin.TabularInline):
+    model = PurchaseLine
+    extra = 0
+    can_delete = False
+    fields = ["sku", "category", "quantity", "unit_price", "refunded_quantity"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ["refund_no", "amount", "points_reversed", "points_returned", "occurred_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(ReadOnlyAdmin):
+    """Orders as recorded (through the API, the member page's "record purchase" action, or the import)."""
+
+    list_display = ["order_no", "member", "store", "amount", "refunded_amount", "points_awarded", "occurred_at"]
+    list_filter = ["store", "channel"]
+    list_select_related = ["member", "store"]
+    search_fields = ["order_no", "member__member_no", "member__phone"]
+    inlines = [PurchaseLineInline, RefundInline]
+    show_full_result_count = False
+    date_hierarchy = "occurred_at"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        store_ids = clerk_store_ids(request)
+        return queryset if store_ids is None else queryset.filter(store_id__in=store_ids)

@@ -17,11 +17,15 @@ CLERK_PERMISSIONS = [
     ("members", "view_member"), ("members", "add_member"), ("members", "change_member"),
     ("members", "view_store"), ("members", "view_tag"),
     ("members", "view_membertag"), ("members", "add_membertag"), ("members", "delete_membertag"),
-    ("members", "view_message"),
+    ("members", "view_message"), ("members", "view_purchase"), ("members", "view_refund"),
+    ("points", "view_pointsaccount"), ("points", "view_ledgerentry"), ("points", "view_redemption"),
+    ("points", "change_redemption"), ("points", "view_reward"), ("points", "view_earningrule"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"), ("members", "change_tag"), ("members", "delete_tag"),
     ("members", "view_auditentry"),
+    ("points", "add_reward"), ("points", "change_reward"), ("points", "add_earningrule"),
+    ("points", "change_earningrule"), ("points", "view_pointspolicy"), ("points", "add_pointspolicy"),
 ]
 
 

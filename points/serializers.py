@@ -1,8 +1,10 @@
 """HTTP shapes of purchases, refunds, events, balances, ledger entries, rewards and redemptions."""
 
 import copy
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from members.models import PurchaseChannel, Store
@@ -21,6 +23,19 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class OccurredAtField(serializers.DateTimeField):
+    """When something happened: not before 2000, not more than a day ahead of now (clocks drift, orders do not
+    come from the future)."""
+
+    earliest = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def to_internal_value(self, value):
+        moment = super().to_internal_value(value)
+        if not self.earliest <= moment <= timezone.now() + timedelta(days=1):
+            raise serializers.ValidationError("Must be between 2000-01-01 and now.")
+        return moment
 
 
 def money_field(**kwargs):
@@ -55,7 +70,7 @@ class PurchaseInputSerializer(serializers.Serializer):
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
                                          required=False, allow_null=True)
     channel = serializers.ChoiceField(choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE)
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = OccurredAtField(required=False)
     lines = PurchaseLineSerializer(many=True, required=False, default=list)
     points_used = StrictIntegerField(min_value=0, max_value=MAX_POINTS, required=False, default=0)
 
@@ -92,7 +107,7 @@ class RefundInputSerializer(serializers.Serializer):
     amount = money_field()
     refund_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     lines = RefundLineSerializer(many=True, required=False, default=list)
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = OccurredAtField(required=False)
 
 
 class RefundResultSerializer(serializers.Serializer):
@@ -109,7 +124,7 @@ class RefundResultSerializer(serializers.Serializer):
 class EventInputSerializer(serializers.Serializer):
     member = IdField()
     type = serializers.SlugField(max_length=40)
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = OccurredAtField(required=False)
     order_no = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     payload = serializers.DictField(required=False, default=dict)
 
@@ -124,7 +139,7 @@ class EventResultSerializer(serializers.Serializer):
 
 
 class SignInInputSerializer(serializers.Serializer):
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = OccurredAtField(required=False)
 
 
 class ExpiringSerializer(serializers.Serializer):
@@ -185,8 +200,6 @@ class RewardSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "available"]
 
     def get_available(self, reward) -> bool:
-        from django.utils import timezone
-
         return reward.is_available_at(timezone.now()) and (reward.stock is None or reward.stock > 0)
 
     def validate_eligible_tiers(self, value):

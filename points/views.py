@@ -1,8 +1,9 @@
 """HTTP for purchases, refunds, events, balances and ledgers, adjustments, deductions, rewards, redemptions and
 earning rules. Each view validates input, calls one service and returns its result."""
 
+import uuid
+
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -340,8 +341,8 @@ class MySignInView(APIView):
                                "the business date is the natural key.")
     def post(self, request):
         member = request.user.member
-        day = timezone.localdate()
-        key = request.headers.get("Idempotency-Key", "").strip() or f"sign-in:{day.isoformat()}"
+        # Without a key each call is a new attempt: a second sign-in the same day is 409 already_signed_in.
+        key = request.headers.get("Idempotency-Key", "").strip() or f"sign-in:{uuid.uuid4()}"
         outcome = services.record_event(
             actor=str(request.user), scope=idempotency_scope(request), key=key,
             fingerprint=fingerprint(request), member_id=member.pk, event_type="sign_in",

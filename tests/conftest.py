@@ -28,6 +28,20 @@ def _isolate(settings):
     cache.clear()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """check_ledger's invariants hold after every test's data, checked while the test's database is still
+    there (tests that break the ledger on purpose are marked tampers_ledger)."""
+    result = yield
+    uses_db = item.get_closest_marker("django_db") or {"db", "transactional_db"} & set(item.fixturenames)
+    if uses_db and not item.get_closest_marker("tampers_ledger"):
+        from points.audit import ledger_mismatches
+
+        mismatches = list(ledger_mismatches())
+        assert mismatches == [], "check_ledger would fail after this test"
+    return result
+
+
 @pytest.fixture
 def store_a(db):
     return StoreFactory(code="A001", name="Store A")

@@ -238,6 +238,7 @@ def test_database_refuses_ledger_updates_and_deletes(member):
     assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-3, 10]
 
 
+@pytest.mark.tampers_ledger
 def test_check_ledger_command_reports_a_tampered_balance(member, capsys):
     from django.core.management import CommandError, call_command
 
