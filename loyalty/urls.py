@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/", include("members.urls")),
     path("api/v1/", include("points.urls")),
+    path("api/v1/", include("tiers.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -20,12 +20,15 @@ CLERK_PERMISSIONS = [
     ("members", "view_message"), ("members", "view_purchase"), ("members", "view_refund"),
     ("points", "view_pointsaccount"), ("points", "view_ledgerentry"), ("points", "view_redemption"),
     ("points", "change_redemption"), ("points", "view_reward"), ("points", "view_earningrule"),
+    ("tiers", "view_tier"), ("tiers", "view_membertier"), ("tiers", "view_tierchange"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"), ("members", "change_tag"), ("members", "delete_tag"),
     ("members", "view_auditentry"),
     ("points", "add_reward"), ("points", "change_reward"), ("points", "add_earningrule"),
     ("points", "change_earningrule"), ("points", "view_pointspolicy"), ("points", "add_pointspolicy"),
+    ("tiers", "change_tier"), ("tiers", "view_growthpolicy"), ("tiers", "add_growthpolicy"),
+    ("tiers", "view_growthentry"),
 ]
 
 

@@ -22,6 +22,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _isolate(settings):
+    from tiers.apps import _entry_tier_cache
+
+    _entry_tier_cache["at"] = 0.0  # the entry tier is cached per process: not across tests
     cache.clear()
     settings.LANGUAGE_CODE = "en"
     yield

@@ -1,3 +1,5 @@
+import time
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -5,3 +7,59 @@ from django.utils.translation import gettext_lazy as _
 class TiersConfig(AppConfig):
     name = "tiers"
     verbose_name = _("Tiers")
+
+    def ready(self):
+        from members.extensions import MemberField, register_member_field, register_member_filter
+        from points import hooks
+        from tiers import services
+
+        hooks.register_activity_listener(services.on_activity)
+        hooks.register_earn_modifier(services.tier_multiplier_lines)
+        hooks.register_redemption_check(services.check_reward_tier)
+        register_member_field(MemberField(
+            name="tier", represent=represent_tier,
+            prepare_queryset=lambda queryset: queryset.select_related("member_tier__tier"),
+        ))
+        register_member_field(MemberField(name="growth_value", represent=represent_growth))
+        register_member_filter("tier", filter_by_tier)
+
+
+_entry_tier_cache = {"at": 0.0, "tier": None}
+
+
+def _entry_tier():
+    """The entry tier, cached for a minute: a member list must not ask for it once per member."""
+    from tiers.services import entry_tier
+
+    if time.monotonic() - _entry_tier_cache["at"] > 60:
+        _entry_tier_cache.update(at=time.monotonic(), tier=entry_tier())
+    return _entry_tier_cache["tier"]
+
+
+def _member_tier(member):
+    from tiers.models import MemberTier
+
+    try:
+        return member.member_tier
+    except MemberTier.DoesNotExist:
+        return None
+
+
+def represent_tier(member):
+    row = _member_tier(member)
+    tier = row.tier if row else _entry_tier()
+    return {"code": tier.code, "name": tier.name} if tier else None
+
+
+def represent_growth(member):
+    row = _member_tier(member)
+    return row.window_growth if row else 0
+
+
+def filter_by_tier(queryset, code):
+    from tiers.services import entry_tier
+
+    entry = entry_tier()
+    if entry is not None and entry.code == code:
+        return queryset.filter(member_tier__isnull=True) | queryset.filter(member_tier__tier__code=code)
+    return queryset.filter(member_tier__tier__code=code)

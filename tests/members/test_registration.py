@@ -32,7 +32,7 @@ def test_register_returns_the_member_representation(admin_api, store_a):
     assert body["channel"] == "mini_program"
     assert body["status"] == "active"
     assert body["consents"] == {"sms": True, "wechat": False, "email": True}
-    assert body["tier"] is None
+    assert body["tier"] == {"code": "regular", "name": "普通会员"}
     assert body["points"] == {"available": 0, "pending": 0}
     assert body["growth_value"] == 0
     assert body["tags"] == []

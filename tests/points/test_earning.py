@@ -175,7 +175,7 @@ def test_custom_event_types_earn_by_their_rule(member):
 def test_preview_writes_nothing(member):
     result = services.preview_purchase(member=member, amount=Decimal("129.90"))
     assert result == {"points": {"awarded": 129, "status": "pending", "available_at": result["points"]["available_at"],
-                                 "breakdown": [{"source": "base", "points": 129}]}, "growth_awarded": 0}
+                                 "breakdown": [{"source": "base", "points": 129}]}, "growth_awarded": 139}
     assert balances(member) == (0, 0)
     assert timedelta(days=6, hours=23) < (datetime.fromisoformat(result["points"]["available_at"])
                                           - datetime.now(SHANGHAI)) <= timedelta(days=7)

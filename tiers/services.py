@@ -1,0 +1,250 @@
+"""Growth value and tiers: growth booked in the same transaction as the activity that earns it (the points
+engine calls `on_activity` after it has locked the member's account, so growth and upgrades of one member are
+serialised by that lock), the tier multiplier and birthday bonus as earn modifiers, the tier restriction of
+rewards, and the nightly downgrade evaluation as set-based SQL."""
+
+from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal
+
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from loyalty.clock import business_date, end_of_business_day
+from loyalty.errors import DomainError
+from members.models import MemberTag
+from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
+
+EVENT_WEIGHTS = {"sign_in": "per_active_day", "share": "per_share", "review": "per_review",
+                 "campaign": "per_campaign"}
+
+
+class NotEligible(DomainError):
+    code = "not_eligible"
+    default_detail = "The member's tier may not redeem this reward."
+
+
+def ladder():
+    return list(Tier.objects.order_by("rank"))
+
+
+def entry_tier():
+    return Tier.objects.order_by("rank").first()
+
+
+def current_tier(member_id):
+    """(tier, MemberTier or None): a member with no row is on the entry tier."""
+    row = MemberTier.objects.select_related("tier").filter(member_id=member_id).first()
+    return (row.tier, row) if row else (entry_tier(), None)
+
+
+def growth_policy_for(member_id, at):
+    """The growth policy for a member at `at`: her tags' policies first (highest priority, newest), then the
+    general one (newest valid_from that has passed). None before any policy exists."""
+    live = GrowthPolicy.objects.filter(valid_from__lte=at)
+    tag_ids = MemberTag.objects.filter(member_id=member_id).values("tag_id")
+    persona = live.filter(tag_id__in=tag_ids).order_by("-priority", "-valid_from", "-id").first()
+    return persona or live.filter(tag__isnull=True).order_by("-valid_from", "-id").first()
+
+
+def _floor(value):
+    return int(Decimal(value).to_integral_value(ROUND_FLOOR))
+
+
+def growth_for(activity, policy):
+    if policy is None:
+        return 0
+    if activity.kind == "purchase":
+        return _floor(activity.amount * policy.per_currency_unit + policy.per_order)
+    if activity.kind == "event":
+        weight = EVENT_WEIGHTS.get(activity.event_type)
+        return _floor(getattr(policy, weight)) if weight else 0
+    return 0
+
+
+def window_growth(member_id, *, at, window_days):
+    """Growth earned in the window ending at `at` (rolling, in business days: the last `window_days` dates)."""
+    start = end_of_business_day(business_date(at) - timedelta(days=window_days))
+    return GrowthEntry.objects.filter(member_id=member_id, occurred_at__gte=start, occurred_at__lte=at).aggregate(
+        total=Sum("value"))["total"] or 0
+
+
+def _purchase_growth_reversal(activity):
+    """Growth reversed by a refund: cumulative and proportional, like the points (exactly all on a full refund)."""
+    purchase = activity.purchase
+    earned = GrowthEntry.objects.filter(member_id=purchase.member_id, kind="purchase",
+                                        reference=f"purchase:{purchase.pk}").aggregate(t=Sum("value"))["t"] or 0
+    reversed_so_far = -(GrowthEntry.objects.filter(member_id=purchase.member_id, kind="refund",
+                                                   reference=f"purchase:{purchase.pk}")
+                        .aggregate(t=Sum("value"))["t"] or 0)
+    target = _floor(Decimal(earned) * purchase.refunded_amount / purchase.amount)
+    return max(target - reversed_so_far, 0)
+
+
+def on_activity(activity):
+    """Book the growth of an activity and upgrade at once if it crossed a threshold. Runs inside the points
+    transaction (the member's account is locked). Refunds reverse growth but never downgrade at once."""
+    member = activity.member
+    if activity.kind == "refund":
+        if activity.preview:
+            return {"growth_reversed": 0}
+        value = _purchase_growth_reversal(activity)
+        if value:
+            GrowthEntry.objects.create(member=member, kind="refund", value=-value, occurred_at=activity.occurred_at,
+                                       reference=f"purchase:{activity.purchase.pk}")
+            _refresh_cached_growth(member.pk, activity.occurred_at)
+        return {"growth_reversed": value}
+    policy = growth_policy_for(member.pk, activity.occurred_at)
+    value = growth_for(activity, policy)
+    if activity.preview:
+        return {"growth_awarded": value}
+    if value:
+        reference = f"purchase:{activity.purchase.pk}" if activity.purchase else activity.event_type
+        GrowthEntry.objects.create(member=member, kind=activity.kind if activity.kind == "purchase"
+                                   else activity.event_type, value=value, occurred_at=activity.occurred_at,
+                                   reference=reference, policy=policy)
+    change = _upgrade_if_due(member, at=timezone.now(), policy=policy) if value > 0 else None
+    return {"growth_awarded": value, "tier_change": change}
+
+
+def _refresh_cached_growth(member_id, at):
+    policy = growth_policy_for(member_id, at)
+    window = policy.window_days if policy else 365
+    MemberTier.objects.filter(member_id=member_id).update(window_growth=window_growth(member_id, at=at,
+                                                                                      window_days=window))
+
+
+def _upgrade_if_due(member, *, at, policy):
+    window = policy.window_days if policy else 365
+    growth = window_growth(member.pk, at=at, window_days=window)
+    tier, row = current_tier(member.pk)
+    best = Tier.objects.filter(entry_threshold__lte=growth).order_by("-rank").first()
+    if row is None:
+        row = MemberTier(member=member, tier=tier, since=member.joined_at, hold_until=None)
+    row.window_growth = growth
+    if best is None or tier is None or best.rank <= tier.rank:
+        row.save()
+        return None
+    previous = tier
+    row.tier, row.since = best, at
+    row.hold_until = business_date(at) + timedelta(days=best.hold_days)
+    row.save()
+    TierChange.objects.create(member=member, from_tier=previous, to_tier=best, reason="upgrade", growth_value=growth,
+                              business_date=business_date(at), at=at)
+    return {"from": previous.code if previous else None, "to": best.code, "reason": "upgrade"}
+
+
+def tier_multiplier_lines(context):
+    """Earn modifier: the tier's points multiplier on top of base (`tier:<code>`), and its birthday bonus."""
+    tier, _ = current_tier(context.member.pk)
+    if tier is None:
+        return []
+    lines = []
+    extra = _floor(Decimal(context.base_points) * (tier.points_multiplier - 1))
+    if extra:
+        lines.append({"source": f"tier:{tier.code}", "points": extra})
+    if context.channel == "birthday" and tier.birthday_bonus:
+        lines.append({"source": f"tier:{tier.code}:birthday", "points": tier.birthday_bonus})
+    return lines
+
+
+def check_reward_tier(member, reward):
+    if reward.eligible_tiers:
+        tier, _ = current_tier(member.pk)
+        if tier is None or tier.code not in reward.eligible_tiers:
+            raise NotEligible(tier=tier.code if tier else None, eligible=reward.eligible_tiers)
+
+
+# --- Nightly downgrade evaluation -----------------------------------------------------------------------------
+
+CHUNK_SIZE = 100_000
+
+EVALUATE_SQL = """
+WITH held AS (
+    SELECT mt.member_id, mt.tier_id, t.rank, t.retention_threshold
+    FROM tiers_membertier mt JOIN tiers_tier t ON t.id = mt.tier_id
+    WHERE mt.member_id >= %(start)s AND mt.member_id < %(stop)s
+      AND t.rank > 0 AND (mt.hold_until IS NULL OR mt.hold_until <= %(as_of)s)
+    FOR UPDATE OF mt
+), growth AS (
+    SELECT g.member_id, SUM(g.value) AS value FROM tiers_growthentry g JOIN held USING (member_id)
+    WHERE g.occurred_at >= %(window_start)s AND g.occurred_at < %(window_end)s
+    GROUP BY g.member_id
+), decided AS (
+    SELECT held.member_id, held.tier_id AS from_tier, held.rank AS from_rank, COALESCE(growth.value, 0) AS value,
+           (SELECT t.id FROM tiers_tier t
+            WHERE t.rank <= held.rank AND t.retention_threshold <= COALESCE(growth.value, 0)
+            ORDER BY t.rank DESC LIMIT 1) AS to_tier
+    FROM held LEFT JOIN growth USING (member_id)
+), moved AS (
+    UPDATE tiers_membertier mt
+    SET tier_id = d.to_tier, window_growth = d.value, updated_at = %(now)s,
+        since = CASE WHEN d.to_tier <> d.from_tier THEN %(now)s ELSE mt.since END,
+        hold_until = %(as_of)s + (SELECT t.hold_days FROM tiers_tier t WHERE t.id = d.to_tier)
+    FROM decided d WHERE mt.member_id = d.member_id
+    RETURNING mt.member_id, d.from_tier, d.to_tier, d.value
+), history AS (
+    INSERT INTO tiers_tierchange (member_id, from_tier_id, to_tier_id, reason, growth_value, business_date, at, actor)
+    SELECT member_id, from_tier, to_tier, 'downgrade', value, %(as_of)s, %(now)s, 'job:tiers'
+    FROM moved WHERE to_tier <> from_tier
+)
+SELECT count(*), count(*) FILTER (WHERE to_tier <> from_tier) FROM moved
+"""
+
+
+def evaluate_downgrades(*, as_of, now=None, chunk_size=CHUNK_SIZE):
+    """Downgrade, for business date `as_of`, members whose hold period has ended to the highest tier whose
+    retention threshold their growth in the window (the `window_days` business days ending on as_of) still
+    meets; members who keep their tier get a new hold period. Growth older than the window no longer counts.
+    Idempotent per date: an evaluated member is held past `as_of`. Returns (evaluated, downgraded).
+
+    PostgreSQL: one statement per member id chunk. Other databases: the same rule member by member."""
+    now = now or timezone.now()
+    policy = GrowthPolicy.objects.filter(tag__isnull=True, valid_from__lte=now).order_by("-valid_from").first()
+    window_days = policy.window_days if policy else 365
+    window_end = end_of_business_day(as_of)
+    window_start = end_of_business_day(as_of - timedelta(days=window_days))
+    bounds = MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
+    low = bounds.order_by("member_id").values_list("member_id", flat=True).first()
+    high = bounds.order_by("-member_id").values_list("member_id", flat=True).first()
+    evaluated = downgraded = 0
+    if low is None:
+        return evaluated, downgraded
+    start = low
+    while start <= high:
+        params = {"start": start, "stop": start + chunk_size, "as_of": as_of, "now": now,
+                  "window_start": window_start, "window_end": window_end}
+        with transaction.atomic(durable=True):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(EVALUATE_SQL, params)
+                    count, moved = cursor.fetchone()
+            else:
+                count, moved = _evaluate_chunk_python(params)
+        evaluated += count
+        downgraded += moved
+        start += chunk_size
+    return evaluated, downgraded
+
+
+def _evaluate_chunk_python(params):
+    rows = (MemberTier.objects.select_for_update().select_related("tier")
+            .filter(Q(hold_until__isnull=True) | Q(hold_until__lte=params["as_of"]), tier__rank__gt=0,
+                    member_id__gte=params["start"], member_id__lt=params["stop"]))
+    count = moved = 0
+    for row in rows:
+        value = GrowthEntry.objects.filter(member_id=row.member_id, occurred_at__gte=params["window_start"],
+                                           occurred_at__lt=params["window_end"]).aggregate(t=Sum("value"))["t"] or 0
+        target = (Tier.objects.filter(rank__lte=row.tier.rank, retention_threshold__lte=value)
+                  .order_by("-rank").first())
+        count += 1
+        if target.pk != row.tier_id:
+            TierChange.objects.create(member_id=row.member_id, from_tier=row.tier, to_tier=target, reason="downgrade",
+                                      growth_value=value, business_date=params["as_of"], at=params["now"],
+                                      actor="job:tiers")
+            row.tier, row.since = target, params["now"]
+            moved += 1
+        row.window_growth = value
+        row.hold_until = params["as_of"] + timedelta(days=target.hold_days)
+        row.save()
+    return count, moved
