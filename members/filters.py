@@ -68,7 +68,7 @@ class MessageFilter(django_filters.FilterSet):
 
     def filter_recipient(self, queryset, name, value):
         value = value.strip()
-        if value.isdigit() and len(value) <= 18:
+        if value.isascii() and value.isdigit() and len(value) <= 18:
             condition = Q(member_id=int(value))
             with contextlib.suppress(InvalidPhoneNumber):
                 condition |= Q(recipient=normalise_phone(value))

@@ -370,3 +370,54 @@ class Refund(models.Model):
 
     def __str__(self):
         return f"{self.refund_no} ({self.amount})"
+
+
+class JobStatus(models.TextChoices):
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class JobRun(models.Model):
+    """One run of a nightly job for one business date: a job already done for a date is not done again, and a
+    run that crashed resumes from its unfinished chunks."""
+
+    job = models.CharField(_("job"), max_length=40)
+    business_date = models.DateField(_("business date"))
+    status = models.CharField(_("status"), max_length=8, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    triggered_by = models.CharField(_("triggered by"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+        constraints = [models.UniqueConstraint(fields=["job", "business_date"], name="job_run_once_per_date")]
+        indexes = [models.Index(fields=["-started_at"], name="job_run_recent_idx")]
+
+    def __str__(self):
+        return f"{self.job} {self.business_date} ({self.status})"
+
+
+class JobChunk(models.Model):
+    """A member id range [start_id, stop_id) of a run; its work and its `done` commit in one transaction."""
+
+    run = models.ForeignKey(JobRun, models.CASCADE, related_name="chunks")
+    start_id = models.BigIntegerField()
+    stop_id = models.BigIntegerField()
+    status = models.CharField(max_length=8, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "start_id"], name="job_chunk_unique")]
+
+    def __str__(self):
+        return f"{self.run_id}[{self.start_id}, {self.stop_id})"

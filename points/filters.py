@@ -1,4 +1,5 @@
 import django_filters
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -26,7 +27,12 @@ class RewardFilter(django_filters.FilterSet):
         fields = []
 
     def filter_tier(self, queryset, name, value):
-        return queryset.filter(Q(eligible_tiers=[]) | Q(eligible_tiers__contains=[value]))
+        if connection.vendor == "postgresql":
+            return queryset.filter(Q(eligible_tiers=[]) | Q(eligible_tiers__contains=[value]))
+        # SQLite has no JSON containment: keep the rewards whose list holds the code (few rows: the catalogue).
+        ids = [reward.pk for reward in queryset.only("pk", "eligible_tiers")
+               if not reward.eligible_tiers or value in reward.eligible_tiers]
+        return queryset.filter(pk__in=ids)
 
     def filter_available(self, queryset, name, value):
         now = timezone.now()

@@ -1,6 +1,6 @@
 """Reads of points data that more than one caller needs."""
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from members.models import Purchase
@@ -42,7 +42,9 @@ def purchases_visible_to(access):
 
 
 def redemptions_visible_to(access):
+    """Store-bound callers see the redemptions of their stores' members and the ones they made themselves
+    (a member of another store may redeem at this counter, and it must be able to cancel that)."""
     queryset = Redemption.objects.select_related("reward")
     if access.store_ids is not None:
-        return queryset.filter(member__home_store_id__in=access.store_ids)
+        return queryset.filter(Q(member__home_store_id__in=access.store_ids) | Q(actor=access.actor))
     return queryset

@@ -50,7 +50,7 @@ class IdField(serializers.CharField):
         if isinstance(data, bool) or not isinstance(data, (str, int)):
             raise serializers.ValidationError("An id is a string of digits.")
         text = str(data).strip()
-        if not text.isdigit() or len(text) > 18:
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
             raise serializers.ValidationError("An id is a string of digits.")
         return int(text)
 

@@ -65,8 +65,10 @@ def idempotency_scope(request):
     return f"{access.kind}:{access.principal.pk}"
 
 
-def fingerprint(request):
-    return services.request_fingerprint({"path": request.path, "body": request.data})
+def fingerprint(request, data):
+    """Of the path and the validated body, so "129.9" and "129.90" are the same request."""
+    body = {key: getattr(value, "pk", value) for key, value in data.items()}
+    return services.request_fingerprint({"path": request.path, "body": body})
 
 
 def existing_member(member_id, field="member"):
@@ -115,7 +117,7 @@ class PurchaseViewSet(viewsets.GenericViewSet):
             actor=access_for(request).actor, source=purchase_source(request, data["store"]),
             member_id=data["member"].pk, order_no=data["order_no"], amount=data["amount"], store=data["store"],
             channel=data["channel"], occurred_at=data.get("occurred_at"), lines=data["lines"],
-            points_used=data["points_used"], fingerprint=fingerprint(request),
+            points_used=data["points_used"], fingerprint=fingerprint(request, data),
         )
         return respond(outcome, replay_status=status.HTTP_200_OK)
 
@@ -141,7 +143,7 @@ class PurchaseViewSet(viewsets.GenericViewSet):
         outcome = services.record_refund(
             actor=access_for(request).actor, purchase_id=purchase.pk, refund_no=data["refund_no"],
             amount=data["amount"], lines=data["lines"], occurred_at=data.get("occurred_at"),
-            fingerprint=fingerprint(request),
+            fingerprint=fingerprint(request, data),
         )
         return respond(outcome, replay_status=status.HTTP_200_OK)
 
@@ -160,7 +162,7 @@ class EventView(APIView):
         member = existing_member(data["member"])
         outcome = services.record_event(
             actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request), member_id=member.pk, event_type=data["type"],
+            fingerprint=fingerprint(request, data), member_id=member.pk, event_type=data["type"],
             occurred_at=data.get("occurred_at"), order_no=data["order_no"], payload=data["payload"],
         )
         return respond(outcome)
@@ -203,7 +205,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         access = access_for(request)
         outcome = services.adjust_points(
             actor=access.actor, role=access.role, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request), member_id=member.pk, points=data["points"], reason=data["reason"],
+            fingerprint=fingerprint(request, data), member_id=member.pk, points=data["points"], reason=data["reason"],
         )
         return respond(outcome)
 
@@ -212,13 +214,14 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
                               **error_responses({400: "invalid", 409: "deduction_limit / insufficient_points"})})
     @action(detail=True, methods=["post"], url_path="points/deductions", filterset_class=None)
     def deductions(self, request, pk=None):
-        member = get_visible_member_or_404(request, pk)
+        # A write for the checkout at this store: any member of the chain may pay with points here.
+        member = get_object_or_404(Member, pk=pk)
         key = idempotency_key(request)
         data = validated(DeductionInputSerializer, request)
         store = store_for_write(request, None) if access_for(request).kind != "client" else None
         outcome = services.deduct_points(
             actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request), member_id=member.pk, source=purchase_source(request, store),
+            fingerprint=fingerprint(request, data), member_id=member.pk, source=purchase_source(request, store),
             order_no=data["order_no"], points=data["points"], order_amount=data.get("amount"),
         )
         return respond(outcome)
@@ -274,7 +277,7 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         reward = _existing_reward(data["reward"])
         outcome = services.redeem_reward(
             actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request), member_id=member.pk, reward_id=reward.pk, quantity=data["quantity"],
+            fingerprint=fingerprint(request, data), member_id=member.pk, reward_id=reward.pk, quantity=data["quantity"],
             store=store_for_write(request, None) if access_for(request).kind == "staff" else None,
         )
         return respond(outcome)
@@ -341,11 +344,13 @@ class MySignInView(APIView):
                                "the business date is the natural key.")
     def post(self, request):
         member = request.user.member
+        data = validated(SignInInputSerializer, request)
         # Without a key each call is a new attempt: a second sign-in the same day is 409 already_signed_in.
         key = request.headers.get("Idempotency-Key", "").strip() or f"sign-in:{uuid.uuid4()}"
         outcome = services.record_event(
             actor=str(request.user), scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request), member_id=member.pk, event_type="sign_in",
+            fingerprint=fingerprint(request, data), member_id=member.pk, event_type="sign_in",
+            occurred_at=data.get("occurred_at"),
         )
         return respond(outcome)
 
@@ -372,7 +377,7 @@ class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = validated(MyRedemptionInputSerializer, request)
         reward = _existing_reward(data["reward"])
         outcome = services.redeem_reward(
-            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request),
+            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request, data),
             member_id=request.user.pk, reward_id=reward.pk, quantity=data["quantity"],
         )
         return respond(outcome)

@@ -131,12 +131,13 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
         purchase = Purchase.objects.create(member=member, store=store, source=source, order_no=order_no,
                                            channel=channel, occurred_at=occurred_at, amount=amount)
         PurchaseLine.objects.bulk_create([PurchaseLine(purchase=purchase, **line) for line in lines])
-        paid = amount
         if points_used:
             deduction = use_points_as_cash(account, policy=policy, member=member, source=source, order_no=order_no,
                                            points=points_used, order_amount=amount, actor=actor, now=now)
-            paid = amount - deduction.amount
-            purchase.points_used = points_used
+        else:  # points may have been deducted at the checkout before the order was recorded
+            deduction = _earlier_deduction(policy, member=member, source=source, order_no=order_no, amount=amount)
+        paid = amount - deduction.amount if deduction else amount
+        purchase.points_used = deduction.points if deduction else 0
         award = _purchase_award(account, member=member, policy=policy, store=store, channel=channel,
                                 paid_amount=paid, lines=lines, occurred_at=occurred_at, preview=False)
         if award.points > 0:
@@ -161,6 +162,17 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
         }
         idempotency.complete(claim, response=result)
     return Outcome(result)
+
+
+def _earlier_deduction(policy, *, member, source, order_no, amount):
+    deduction = Deduction.objects.filter(source=source, order_no=order_no).first()
+    if deduction is None:
+        return None
+    if deduction.member_id != member.pk:
+        raise DomainError("Points were used for this order by another member.", code="order_not_eligible")
+    if deduction.amount > (amount * policy.cash_max_share).quantize(Decimal("0.01"), rounding=ROUND_FLOOR):
+        raise DeductionLimit("The points used at checkout exceed the allowed share of this order's amount.")
+    return deduction
 
 
 def _referral_bonus(referrer_account, *, referee, policy, actor, now):

@@ -22,10 +22,11 @@ from hypothesis.stateful import (
 
 from loyalty.clock import business_date, end_of_business_day
 from points import services
-from points.models import PointsAccount, PointsLot, Reward
+from points.models import PointsAccount, PointsLot, PointsPolicy, Reward
 from points.services.ledger import InsufficientPoints
 from tests.factories import MemberFactory, StoreFactory
 from tests.points.helpers import adjust, assert_ledger_consistent, purchase, redeem, refund
+from tiers.models import Tier
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 1, 1, 9, tzinfo=SHANGHAI)
@@ -131,6 +132,9 @@ class LedgerMachine(RuleBasedStateMachine):
             "name": "Prop", "kind": "coupon", "cost_points": 50})[0]
         self.now = START
         self.model = Model()
+        # The model knows points, not tiers or the daily fraud cap: take both out of play.
+        Tier.objects.update(points_multiplier=Decimal("1.00"))
+        PointsPolicy.objects.create(valid_from=START - timedelta(days=1), daily_cap=10**9)
 
     def at_now(self):
         return time_machine.travel(self.now, tick=False)
