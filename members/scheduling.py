@@ -8,9 +8,10 @@ SELECT ... FOR UPDATE SKIP LOCKED, so two workers never run the same chunk at th
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone

@@ -1,9 +1,41 @@
-from celery import shared_task
+"""Celery tasks: thin wrappers that take ids, load fresh rows and call a service; safe to retry."""
 
+import logging
+
+from celery import shared_task
+from django.db import transaction
+
+from members import scheduling
 from members.services.messaging import deliver_message
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
 def deliver_message_task(message_id):
     """Deliver one queued message (no-op when it is no longer queued, so a retry sends nothing twice)."""
     return deliver_message(message_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_job_chunk(chunk_id):
+    """One chunk of a nightly job. Done at most once (see members.scheduling.run_chunk); a message redelivered
+    after a worker died finds the chunk undone and does it."""
+    return scheduling.run_chunk(chunk_id)
+
+
+def dispatch_job(name, as_of=None, *, params=None, triggered_by="", force=False):
+    """Plan a job's run and send its unfinished chunks to the workers (after the plan is committed)."""
+    run, todo = scheduling.start_run(name, as_of, params=params, triggered_by=triggered_by, force=force)
+    for chunk_id in todo:
+        transaction.on_commit(lambda chunk_id=chunk_id: run_job_chunk.delay(chunk_id))
+    return run
+
+
+@shared_task(acks_late=True)
+def start_scheduled_job(name, as_of=None):
+    """What django-celery-beat calls on the schedule: plan the job for its default business date and fan out."""
+    from datetime import date
+
+    run = dispatch_job(name, date.fromisoformat(as_of) if as_of else None, triggered_by="beat")
+    return {"run": run.pk, "chunks": run.chunks_total}

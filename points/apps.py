@@ -18,6 +18,39 @@ class PointsConfig(AppConfig):
             represent=represent,
             prepare_queryset=lambda queryset: queryset.select_related("points_account"),
         ))
+        register_jobs()
+
+
+def _release_until(as_of):
+    """Release runs hourly for today; for an earlier date it releases what was due by the end of that date."""
+    from django.utils import timezone
+
+    from loyalty.clock import end_of_business_day
+
+    return min(timezone.now(), end_of_business_day(as_of))
+
+
+def register_jobs():
+    from django.utils import timezone
+
+    from loyalty.clock import business_date
+    from members.scheduling import JobDefinition, register_job
+    from points.services import maintenance
+
+    register_job(JobDefinition(
+        name="release_pending",
+        description="Make pending points whose pending period has ended available.",
+        bounds=lambda as_of, params: maintenance.release_bounds(_release_until(as_of)),
+        run_chunk=lambda as_of, start, stop, params: maintenance.release_chunk(start, stop, _release_until(as_of)),
+        repeatable=True,
+        default_as_of=business_date,
+    ))
+    register_job(JobDefinition(
+        name="expire_points",
+        description="Expire what remains of lots whose last valid day is the business date or earlier.",
+        bounds=lambda as_of, params: maintenance.expire_bounds(as_of),
+        run_chunk=lambda as_of, start, stop, params: maintenance.expire_chunk(start, stop, as_of, timezone.now()),
+    ))
 
 
 def _has_account(member):

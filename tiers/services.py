@@ -192,6 +192,33 @@ SELECT count(*), count(*) FILTER (WHERE to_tier <> from_tier) FROM moved
 """
 
 
+def _evaluation_window(as_of, now):
+    policy = GrowthPolicy.objects.filter(tag__isnull=True, valid_from__lte=now).order_by("-valid_from").first()
+    window_days = policy.window_days if policy else 365
+    return end_of_business_day(as_of - timedelta(days=window_days)), end_of_business_day(as_of)
+
+
+def downgrade_bounds(as_of):
+    due = MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
+    low = due.order_by("member_id").values_list("member_id", flat=True).first()
+    high = due.order_by("-member_id").values_list("member_id", flat=True).first()
+    return low, high
+
+
+def downgrade_chunk(start, stop, as_of, now):
+    """Evaluate the members in [start, stop) whose hold has ended. Runs in the caller's transaction."""
+    window_start, window_end = _evaluation_window(as_of, now)
+    params = {"start": start, "stop": stop, "as_of": as_of, "now": now, "window_start": window_start,
+              "window_end": window_end}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(EVALUATE_SQL, params)
+            evaluated, downgraded = cursor.fetchone()
+    else:
+        evaluated, downgraded = _evaluate_chunk_python(params)
+    return {"evaluated": evaluated, "downgraded": downgraded}
+
+
 def evaluate_downgrades(*, as_of, now=None, chunk_size=CHUNK_SIZE):
     """Downgrade, for business date `as_of`, members whose hold period has ended to the highest tier whose
     retention threshold their growth in the window (the `window_days` business days ending on as_of) still
@@ -200,29 +227,16 @@ def evaluate_downgrades(*, as_of, now=None, chunk_size=CHUNK_SIZE):
 
     PostgreSQL: one statement per member id chunk. Other databases: the same rule member by member."""
     now = now or timezone.now()
-    policy = GrowthPolicy.objects.filter(tag__isnull=True, valid_from__lte=now).order_by("-valid_from").first()
-    window_days = policy.window_days if policy else 365
-    window_end = end_of_business_day(as_of)
-    window_start = end_of_business_day(as_of - timedelta(days=window_days))
-    bounds = MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
-    low = bounds.order_by("member_id").values_list("member_id", flat=True).first()
-    high = bounds.order_by("-member_id").values_list("member_id", flat=True).first()
+    low, high = downgrade_bounds(as_of)
     evaluated = downgraded = 0
     if low is None:
         return evaluated, downgraded
     start = low
     while start <= high:
-        params = {"start": start, "stop": start + chunk_size, "as_of": as_of, "now": now,
-                  "window_start": window_start, "window_end": window_end}
         with transaction.atomic(durable=True):
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(EVALUATE_SQL, params)
-                    count, moved = cursor.fetchone()
-            else:
-                count, moved = _evaluate_chunk_python(params)
-        evaluated += count
-        downgraded += moved
+            done = downgrade_chunk(start, start + chunk_size, as_of, now)
+        evaluated += done["evaluated"]
+        downgraded += done["downgraded"]
         start += chunk_size
     return evaluated, downgraded
 

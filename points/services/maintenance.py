@@ -40,22 +40,31 @@ def _chunks(low, high, size):
         start += size
 
 
+def release_bounds(now):
+    return _id_range(PointsLot.objects.filter(status=LotStatus.PENDING, available_at__lte=now))
+
+
+def release_chunk(start, stop, now):
+    """Release the due pending lots of members in [start, stop). Runs in the caller's transaction."""
+    members, points, indebted = (_release_chunk_sql if connection.vendor == "postgresql"
+                                 else _release_chunk_python)(start, stop, now)
+    for member_id in indebted:
+        _settle_after_release(member_id, now)
+    return {"members": members, "points": points}
+
+
 def release_pending(*, now=None, chunk_size=CHUNK_SIZE):
     """Make every pending lot whose pending period has ended available (one release entry per member)."""
     now = now or timezone.now()
-    due = PointsLot.objects.filter(status=LotStatus.PENDING, available_at__lte=now)
-    low, high = _id_range(due)
+    low, high = release_bounds(now)
     counts = RunCounts()
     if low is None:
         return counts
     for start, stop in _chunks(low, high, chunk_size):
         with transaction.atomic(durable=True):
-            members, points, indebted = (_release_chunk_sql if connection.vendor == "postgresql"
-                                         else _release_chunk_python)(start, stop, now)
-            for member_id in indebted:
-                _settle_after_release(member_id, now)
-        counts.members += members
-        counts.points += points
+            done = release_chunk(start, stop, now)
+        counts.members += done["members"]
+        counts.points += done["points"]
         counts.chunks += 1
     return counts
 
@@ -154,39 +163,47 @@ SELECT count(*), coalesce(sum(points), 0) FROM moved
 """
 
 
+def expire_bounds(as_of):
+    return _id_range(PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=end_of_business_day(as_of)))
+
+
+def expire_chunk(start, stop, as_of, now):
+    """Expire, for members in [start, stop), what remains of lots whose last valid day is `as_of` or earlier.
+    Runs in the caller's transaction."""
+    cutoff = end_of_business_day(as_of)
+    reference = f"expiry:{as_of.isoformat()}"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            _lock_chunk_accounts(cursor, start, stop, "l.status = 'available' AND l.expires_at <= %s", [cutoff])
+            cursor.execute(EXPIRE_SQL, {"start": start, "stop": stop, "cutoff": cutoff, "now": now,
+                                        "reference": reference, "reason": f"points expired on {as_of.isoformat()}"})
+            members, points = cursor.fetchone()
+    else:
+        members = points = 0
+        due = PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=cutoff, member_id__gte=start,
+                                       member_id__lt=stop)
+        for member_id in list(due.values_list("member_id", flat=True).distinct().order_by("member_id")):
+            account = lock_account(member_id)
+            expired = expire_member_lots(account, as_of=as_of, now=now)
+            save_account(account)
+            members, points = members + (1 if expired else 0), points + expired
+    # Lots spent to zero before their expiry are closed too (no entry: nothing was left to expire).
+    PointsLot.objects.filter(member_id__gte=start, member_id__lt=stop, status=LotStatus.AVAILABLE, remaining=0,
+                             expires_at__lte=cutoff).update(status=LotStatus.EXPIRED)
+    return {"members": members, "points": int(points)}
+
+
 def expire_points(*, as_of, now=None, chunk_size=CHUNK_SIZE):
     """Expire what remains of every lot whose last valid day is `as_of` or earlier (one entry per member)."""
     now = now or timezone.now()
-    cutoff = end_of_business_day(as_of)
-    due = PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=cutoff)
-    low, high = _id_range(due)
+    low, high = expire_bounds(as_of)
     counts = RunCounts()
     if low is None:
         return counts
-    reference = f"expiry:{as_of.isoformat()}"
     for start, stop in _chunks(low, high, chunk_size):
         with transaction.atomic(durable=True):
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    _lock_chunk_accounts(cursor, start, stop, "l.status = 'available' AND l.expires_at <= %s",
-                                         [cutoff])
-                    cursor.execute(EXPIRE_SQL, {"start": start, "stop": stop, "cutoff": cutoff, "now": now,
-                                                "reference": reference,
-                                                "reason": f"points expired on {as_of.isoformat()}"})
-                    members, points = cursor.fetchone()
-            else:
-                members = points = 0
-                for member_id in list(due.filter(member_id__gte=start, member_id__lt=stop)
-                                      .values_list("member_id", flat=True).distinct().order_by("member_id")):
-                    account = lock_account(member_id)
-                    expired = expire_member_lots(account, as_of=as_of, now=now)
-                    save_account(account)
-                    members, points = members + (1 if expired else 0), points + expired
-            # Lots spent to zero before their expiry are closed too (no entry: nothing was left to expire).
-            PointsLot.objects.filter(member_id__gte=start, member_id__lt=stop, status=LotStatus.AVAILABLE,
-                                     remaining=0, expires_at__lte=cutoff).update(status=LotStatus.EXPIRED)
-        counts.members += members
-        counts.points += int(points)
+            done = expire_chunk(start, stop, as_of, now)
+        counts.members += done["members"]
+        counts.points += done["points"]
         counts.chunks += 1
     return counts
-
