@@ -2,14 +2,16 @@
 every failure under /api/ becomes the error shape of API.md: {"code", "detail", "errors"?}.
 """
 
+import csv
+import json
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, permissions, serializers
+from rest_framework import exceptions, permissions, renderers, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -262,3 +264,35 @@ class ErrorSerializer(serializers.Serializer):
 def error_responses(codes):
     """OpenAPI responses for the error statuses of an endpoint: {409: "member_exists", 400: "invalid"}."""
     return {status: OpenApiResponse(ErrorSerializer, description=f"`{code}`") for status, code in codes.items()}
+
+
+class CsvRenderer(renderers.BaseRenderer):
+    """Lets `?format=csv` select CSV on report views; the views stream the rows themselves."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, dict) and "code" in data:  # an error: keep the JSON error shape
+            return json.dumps(data).encode()
+        return data if isinstance(data, bytes) else str(data).encode()
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_response(filename, header, rows):
+    """A streaming CSV download (UTF-8 with a BOM so spreadsheet programs read Chinese names right)."""
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield "\ufeff" + writer.writerow(header)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -11,3 +11,48 @@ class MembersConfig(AppConfig):
         from members.roles import sync_role_groups
 
         post_migrate.connect(sync_role_groups, dispatch_uid="members.sync_role_groups")
+        register_rfm()
+
+
+def register_rfm():
+    from django.db.models import Prefetch
+
+    from members import jobs
+    from members.extensions import MemberField, register_member_field, register_member_filter
+    from members.models import RfmSnapshot
+    from members.scheduling import JobDefinition, register_job
+
+    register_job(JobDefinition(
+        name="rfm",
+        description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
+        bounds=jobs.member_bounds, run_chunk=jobs.rfm_chunk, prepare=jobs.rfm_prepare, finish=jobs.rfm_finish,
+        chunk_size=100_000,
+    ))
+
+    def prepare(queryset):
+        latest = jobs.latest_rfm_date()
+        rows = RfmSnapshot.objects.filter(as_of=latest) if latest else RfmSnapshot.objects.none()
+        return queryset.prefetch_related(Prefetch("rfm_snapshots", queryset=rows, to_attr="current_rfm"))
+
+    def represent(member):
+        rows = getattr(member, "current_rfm", None)
+        if rows is None:  # not prefetched (a single member): look it up
+            rows = list(jobs.current_rfm([member.pk]).values())
+        if not rows:
+            return None
+        row = rows[0]
+        return {"as_of": row.as_of.isoformat(), "recency_days": row.recency_days, "frequency": row.frequency,
+                "monetary": f"{row.monetary:.2f}", "r_score": row.r_score, "f_score": row.f_score,
+                "m_score": row.m_score, "segment": row.segment, "lifecycle": row.lifecycle}
+
+    def by(field):
+        def filter_queryset(queryset, value):
+            latest = jobs.latest_rfm_date()
+            if latest is None:
+                return queryset.none()
+            return queryset.filter(rfm_snapshots__as_of=latest, **{f"rfm_snapshots__{field}": value})
+        return filter_queryset
+
+    register_member_field(MemberField(name="rfm", represent=represent, prepare_queryset=prepare))
+    register_member_filter("segment", by("segment"))
+    register_member_filter("lifecycle", by("lifecycle"))

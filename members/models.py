@@ -421,3 +421,52 @@ class JobChunk(models.Model):
 
     def __str__(self):
         return f"{self.run_id}[{self.start_id}, {self.stop_id})"
+
+
+class Segment(models.TextChoices):
+    IMPORTANT_VALUE = "important_value", _("important value 重要价值")
+    IMPORTANT_DEVELOP = "important_develop", _("important develop 重要发展")
+    IMPORTANT_RETAIN = "important_retain", _("important retain 重要保持")
+    IMPORTANT_WINBACK = "important_winback", _("important win-back 重要挽留")
+    GENERAL_VALUE = "general_value", _("general value 一般价值")
+    GENERAL_DEVELOP = "general_develop", _("general develop 一般发展")
+    GENERAL_RETAIN = "general_retain", _("general retain 一般保持")
+    GENERAL_WINBACK = "general_winback", _("general win-back 一般挽留")
+    INACTIVE = "inactive", _("inactive")
+
+
+class Lifecycle(models.TextChoices):
+    NEW = "new", _("new")
+    ACTIVE = "active", _("active")
+    DORMANT = "dormant", _("dormant")
+    LOST = "lost", _("lost")
+    NEVER_PURCHASED = "never_purchased", _("never purchased")
+
+
+class RfmSnapshot(models.Model):
+    """A member's RFM values, scores, segment and lifecycle stage as of a business date (one row per member and
+    date: the history that segment moves are counted from). The newest completed date is the current one."""
+
+    member = models.ForeignKey(Member, models.CASCADE, related_name="rfm_snapshots")
+    as_of = models.DateField(_("as of"))
+    window_days = models.PositiveSmallIntegerField(_("window (days)"), default=365)
+    recency_days = models.IntegerField(_("recency (days)"), null=True)
+    frequency = models.IntegerField(_("frequency"), default=0)
+    monetary = models.DecimalField(_("monetary"), max_digits=14, decimal_places=2, default=0)
+    r_score = models.PositiveSmallIntegerField(null=True)
+    f_score = models.PositiveSmallIntegerField(null=True)
+    m_score = models.PositiveSmallIntegerField(null=True)
+    segment = models.CharField(_("segment"), max_length=20, choices=Segment.choices, default=Segment.INACTIVE)
+    lifecycle = models.CharField(_("lifecycle stage"), max_length=16, choices=Lifecycle.choices)
+
+    class Meta:
+        verbose_name = _("RFM snapshot")
+        verbose_name_plural = _("RFM snapshots")
+        constraints = [models.UniqueConstraint(fields=["as_of", "member"], name="rfm_one_row_per_member_and_date")]
+        indexes = [
+            models.Index(fields=["as_of", "segment"], name="rfm_segment_idx"),
+            models.Index(fields=["member", "-as_of"], name="rfm_member_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.member_id} {self.as_of}: {self.segment}"

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from members.extensions import represent_member_field
-from members.models import Channel, Gender, Member, Message, Store, Tag, TagKind
+from members.models import Channel, Gender, JobRun, Member, Message, Store, Tag, TagKind
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
@@ -257,3 +257,13 @@ class RefreshSerializer(serializers.Serializer):
 
 class AccessTokenSerializer(serializers.Serializer):
     access = serializers.CharField()
+
+
+class JobRunSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = JobRun
+        fields = ["id", "job", "business_date", "status", "counts", "chunks_total", "chunks_done", "error", "params",
+                  "triggered_by", "started_at", "finished_at"]
+        read_only_fields = fields

@@ -8,6 +8,7 @@ router.register("members", views.MemberViewSet, basename="member")
 router.register("tags", views.TagViewSet, basename="tag")
 router.register("stores", views.StoreViewSet, basename="store")
 router.register("messages", views.MessageLogViewSet, basename="message")
+router.register("jobs", views.JobRunViewSet, basename="job")
 
 urlpatterns = [
     path("auth/staff-token", views.StaffTokenView.as_view(), name="staff-token"),

@@ -23,10 +23,11 @@ from loyalty.errors import DomainError, PermissionDeniedError
 from members import services
 from members.extensions import prepare_member_queryset
 from members.filters import MemberFilter, MessageFilter
-from members.models import Member, Message, MessageChannel, Store, Tag, TagKind
+from members.models import JobRun, Member, Message, MessageChannel, Store, Tag, TagKind
 from members.serializers import (
     AccessTokenSerializer,
     InboxMessageSerializer,
+    JobRunSerializer,
     MemberLoginSerializer,
     MemberRegistrationSerializer,
     MemberSerializer,
@@ -350,3 +351,12 @@ def get_visible_member_or_404(request, member_id):
     """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her."""
     return get_object_or_404(visible_members(request), pk=member_id)
 
+
+
+class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Recent runs of the nightly jobs (staff): status, counts, chunks, errors."""
+
+    serializer_class = JobRunSerializer
+    queryset = JobRun.objects.all()
+    filterset_fields = ["job", "status", "business_date"]
+    lookup_value_regex = ID_PATTERN
