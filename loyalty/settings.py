@@ -131,7 +131,10 @@ CACHES = {
 }
 
 # Celery: Redis as broker; with REDIS_URL unset tasks run eagerly in-process, so the embedded default needs no
-# broker. Reliability settings for the job tasks come with the scheduled-jobs work.
+# broker. Tasks are acknowledged after they run, so a task whose worker died is delivered again: with Redis, once
+# it has been unacknowledged for CELERY_VISIBILITY_TIMEOUT seconds (longer than any task may run). Publishing
+# fails fast when the broker is down or hangs (connect and socket timeouts, one retry), so no request or job
+# waits long on the broker.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
@@ -140,9 +143,22 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600, "socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=2)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600),
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2),
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env.int("CELERY_PUBLISH_MAX_RETRIES", default=1),
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Nightly jobs: seconds each chunk pauses before its work, to spread a big job's load on the primary (0: none).
+JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -31,6 +31,7 @@ from members.models import (
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.access import rotate_api_key
 from members.services.membership import UPDATABLE_FIELDS
+from members.tag_rules import InvalidRule, validate_rule
 
 
 def clerk_store_ids(request):
@@ -64,8 +65,26 @@ class StoreAdmin(admin.ModelAdmin):
     search_fields = ["code", "name", "city"]
 
 
+class TagAdminForm(forms.ModelForm):
+    class Meta:
+        model = Tag
+        fields = ["code", "name", "kind", "rule", "description", "is_active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind") == TagKind.RULE:
+            try:
+                validate_rule(cleaned.get("rule"))
+            except InvalidRule as error:
+                self.add_error("rule", str(error))
+        elif cleaned.get("rule"):
+            self.add_error("rule", _("Manual tags have no rule."))
+        return cleaned
+
+
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
+    form = TagAdminForm
     list_display = ["code", "name", "kind", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]

@@ -23,6 +23,11 @@ def register_rfm():
     from members.scheduling import JobDefinition, register_job
 
     register_job(JobDefinition(
+        name="rule_tags",
+        description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
+        bounds=jobs.member_bounds, run_chunk=jobs.rule_tags_chunk, chunk_size=100_000,
+    ))
+    register_job(JobDefinition(
         name="rfm",
         description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
         bounds=jobs.member_bounds, run_chunk=jobs.rfm_chunk, prepare=jobs.rfm_prepare, finish=jobs.rfm_finish,

@@ -156,3 +156,48 @@ def current_rfm(member_ids, as_of=None):
         return {}
     return {row.member_id: row for row in RfmSnapshot.objects.filter(as_of=as_of, member_id__in=member_ids)}
 
+
+
+# --- Rule-based tags ------------------------------------------------------------------------------------------
+
+
+def rule_tags_chunk(as_of, start, stop, params):
+    """Recompute rule tags for members in [start, stop): add the tag where the rule holds, remove it where it
+    no longer does (and everywhere for a rule tag that was switched off). `params["tags"]` limits the codes."""
+    from django.utils import timezone
+
+    from members.models import Tag, TagKind
+    from members.tag_rules import InvalidRule, compile_rule
+
+    tags = Tag.objects.filter(kind=TagKind.RULE)
+    if params.get("tags"):
+        tags = tags.filter(code__in=params["tags"])
+    rfm_date = latest_rfm_date()
+    counts = {"added": 0, "removed": 0, "invalid_rules": 0}
+    with connection.cursor() as cursor:
+        for tag in tags:
+            if not tag.is_active:
+                cursor.execute("DELETE FROM members_membertag WHERE tag_id = %s AND member_id >= %s AND member_id < %s",
+                               [tag.pk, start, stop])
+                counts["removed"] += cursor.rowcount
+                continue
+            try:
+                condition, condition_params = compile_rule(tag.rule, as_of=as_of, rfm_date=rfm_date)
+            except InvalidRule:
+                counts["invalid_rules"] += 1
+                continue
+            cursor.execute(
+                "DELETE FROM members_membertag WHERE tag_id = %s AND member_id >= %s AND member_id < %s "  # noqa: S608
+                f"AND NOT EXISTS (SELECT 1 FROM members_member m WHERE m.id = members_membertag.member_id "
+                f"AND {condition})",
+                [tag.pk, start, stop, *condition_params],
+            )
+            counts["removed"] += cursor.rowcount
+            cursor.execute(
+                "INSERT INTO members_membertag (member_id, tag_id, added_at, added_by) "  # noqa: S608
+                f"SELECT m.id, %s, %s, 'rule' FROM members_member m WHERE m.id >= %s AND m.id < %s AND {condition} "
+                "ON CONFLICT (member_id, tag_id) DO NOTHING",
+                [tag.pk, timezone.now(), start, stop, *condition_params],
+            )
+            counts["added"] += cursor.rowcount
+    return counts

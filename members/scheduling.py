@@ -8,11 +8,13 @@ SELECT ... FOR UPDATE SKIP LOCKED, so two workers never run the same chunk at th
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -109,6 +111,10 @@ def run_chunk(chunk_id):
             if chunk is None:
                 return False
             run = chunk.run
+            if settings.JOB_CHUNK_PAUSE_SECONDS > 0:
+                # Spread the load on the primary: a pause per chunk, with the chunk taken (no other worker
+                # waits for it) and before its work (a worker killed here leaves nothing half done).
+                time.sleep(settings.JOB_CHUNK_PAUSE_SECONDS)
             counts = job(run.job).run_chunk(run.business_date, chunk.start_id, chunk.stop_id, run.params)
             chunk.status, chunk.counts, chunk.finished_at = JobStatus.DONE, counts or {}, timezone.now()
             chunk.attempts += 1

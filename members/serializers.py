@@ -10,6 +10,7 @@ from rest_framework import serializers
 from members.extensions import represent_member_field
 from members.models import Channel, Gender, JobRun, Member, Message, Store, Tag, TagKind
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
+from members.tag_rules import InvalidRule, validate_rule
 
 
 class PhoneField(serializers.CharField):
@@ -176,14 +177,30 @@ class MemberStatusChangeSerializer(serializers.Serializer):
 
 
 class TagSerializer(serializers.ModelSerializer):
+    """Manual tags, and rule tags whose `rule` (members.tag_rules) the nightly job applies."""
+
     id = serializers.CharField(read_only=True)
-    kind = serializers.ChoiceField(choices=TagKind.choices, read_only=True)
+    kind = serializers.ChoiceField(choices=TagKind.choices, default=TagKind.MANUAL)
     member_count = serializers.IntegerField(read_only=True, required=False)
 
     class Meta:
         model = Tag
-        fields = ["id", "code", "name", "kind", "description", "is_active", "created_at", "member_count"]
-        read_only_fields = ["id", "kind", "created_at", "member_count"]
+        fields = ["id", "code", "name", "kind", "rule", "description", "is_active", "created_at", "member_count"]
+        read_only_fields = ["id", "created_at", "member_count"]
+
+    def validate(self, attrs):
+        kind = attrs.get("kind", getattr(self.instance, "kind", TagKind.MANUAL))
+        rule = attrs.get("rule", getattr(self.instance, "rule", None))
+        if self.instance is not None and "kind" in attrs and attrs["kind"] != self.instance.kind:
+            raise serializers.ValidationError({"kind": ["A tag's kind cannot change; make a new tag."]})
+        if kind == TagKind.MANUAL and rule:
+            raise serializers.ValidationError({"rule": ["Manual tags have no rule."]})
+        if kind == TagKind.RULE:
+            try:
+                validate_rule(rule)
+            except InvalidRule as error:
+                raise serializers.ValidationError({"rule": [str(error)]}) from None
+        return attrs
 
 
 class StoreSerializer(serializers.ModelSerializer):

@@ -186,13 +186,25 @@ class TagViewSet(viewsets.ModelViewSet):
     filterset_fields = ["kind", "is_active"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     client_scopes = {"list": "members:read", "retrieve": "members:read"}
-    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "destroy": MARKETING}
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "destroy": MARKETING, "recompute": MARKETING}
 
     def get_queryset(self):
         return Tag.objects.annotate(member_count=Count("member_tags"))
 
-    def perform_create(self, serializer):
-        serializer.save(kind=TagKind.MANUAL)
+    @extend_schema(request=None, responses={202: JobRunSerializer, **error_responses({404: "not_found"})},
+                   description="Recompute a rule tag now (the nightly rule_tags job does all of them).")
+    @action(detail=True, methods=["post"])
+    def recompute(self, request, code=None):
+        from loyalty.clock import business_date
+        from members.tasks import dispatch_job
+
+        tag = self.get_object()
+        if tag.kind != TagKind.RULE:
+            raise DomainError("Only rule-based tags are recomputed.", code="invalid", status=400)
+        run = dispatch_job("rule_tags", business_date(), params={"tags": [tag.code]}, force=True,
+                           triggered_by=access_for(request).actor)
+        run.refresh_from_db()
+        return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
         if instance.kind == TagKind.RULE:

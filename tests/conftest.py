@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL)"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tasks_run_in_process():
+    """Tasks run eagerly in tests even when REDIS_URL is set (CI's PostgreSQL run); the worker tests in
+    tests/jobs start a real worker and switch this off for themselves."""
+    from loyalty.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _isolate(settings):
     from tiers.apps import _entry_tier_cache

@@ -1,0 +1,20 @@
+import json
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from members.scheduling import job_names
+
+
+@pytest.mark.django_db
+def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_time_zone(settings):
+    tasks = {task.name: task for task in PeriodicTask.objects.select_related("crontab")}
+    expected = {"release_pending": ("5", "*"), "expire_points": ("30", "0"), "rfm": ("0", "2"),
+                "tiers": ("0", "3"), "rule_tags": ("30", "3")}
+    assert set(expected) == set(job_names())
+    for job, (minute, hour) in expected.items():
+        task = tasks[f"nightly: {job}"]
+        assert task.task == "members.tasks.start_scheduled_job"
+        assert json.loads(task.args) == [job]
+        assert (task.crontab.minute, task.crontab.hour) == (minute, hour)
+        assert str(task.crontab.timezone) == settings.TIME_ZONE
