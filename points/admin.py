@@ -1,0 +1,618 @@
+"""Admin screens for points: the member page at the counter (balances, ledger, redemptions, and actions to record a
+purchase, redeem a reward and adjust points), read-only ledger, redemption and account lists, and the marketer's
+rewards, earning rules and policies.
+
+Every points write goes through points.services, the same functions the API calls; clerks see and act for the
+members of their own stores only. The services open durable transactions, so no view here opens its own.
+"""
+
+import contextlib
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Model, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import re_path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.access import staff_role
+from loyalty.errors import DomainError
+from members.admin import MemberAdmin, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from members.models import Member, PurchaseChannel, Store
+from members.phone_numbers import InvalidPhoneNumber, normalise_phone
+from members.services.audit import record_audit
+from points import selectors, services
+from points.models import (
+    EarningRule,
+    LedgerEntry,
+    PointsAccount,
+    PointsPolicy,
+    Redemption,
+    Reward,
+)
+from points.serializers import MAX_AMOUNT, MAX_POINTS
+
+LEDGER_ROWS_SHOWN = 50
+REDEMPTIONS_SHOWN = 50
+ACTION_ROWS_LIMIT = 500  # rows one admin action may touch, each in its own transaction
+ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$"  # as the API accepts it
+MEMBER_ID_PATTERN = r"(?P<member_id>[0-9]{1,18})"  # ids are bigints: longer digit strings never reach the DB
+ACTION_TEMPLATE = "admin/points/member_points_action.html"
+
+
+def domain_error_text(error):
+    """A refused service call as a clerk reads it: the machine code (what support asks for), the detail, and
+    the numbers that explain it (available / required, the role's limit ...)."""
+    extra = {**error.extra, **getattr(error, "errors", {})}
+    details = ", ".join(f"{name}: {value}" for name, value in extra.items())
+    return f"{error.code}: {error.detail}" + (f" ({details})" if details else "")
+
+
+def when(value):
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def members_matching(term):
+    """Ids of the members a search term names exactly: card number or phone (any format). Exact lookups only, so
+    a search on a ledger of millions of rows goes through the member index, never a scan."""
+    condition = Q(member_no=term)
+    with contextlib.suppress(InvalidPhoneNumber):
+        condition |= Q(phone=normalise_phone(term))
+    return list(Member.objects.filter(condition).values_list("pk", flat=True)[:10])
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most `cap` rows: an exact COUNT(*) over a ledger of hundreds of millions of rows takes seconds on
+    every page. Beyond the cap the list says "cap + 1" and pages stop there; a search narrows it."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+
+class MemberScopedAdmin(admin.ModelAdmin):
+    """Lists of rows that belong to a member: a clerk sees those of her stores' members; the search box takes a
+    card number or phone, or else an exact value of `search_other_field`."""
+
+    search_other_field = None
+    show_full_result_count = False  # no COUNT(*) over the whole table on every search
+    paginator = CappedCountPaginator
+    list_select_related = ["member"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        store_ids = clerk_store_ids(request)
+        return queryset if store_ids is None else queryset.filter(member__home_store_id__in=store_ids)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        member_ids = members_matching(term)
+        if member_ids or not self.search_other_field:
+            return queryset.filter(member_id__in=member_ids), False
+        return queryset.filter(**{self.search_other_field: term}), False
+
+
+# --- The member page at the counter ------------------------------------------------------------------------------
+
+
+class KeyedForm(forms.Form):
+    """A form whose submission is one idempotent write: the key is made when the form is shown, so submitting
+    it twice (a double click, a reload) replays the first result instead of writing again."""
+
+    key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, request, member, **kwargs):
+        self.request, self.member = request, member
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("key", uuid.uuid4())
+
+    def renew_key(self):
+        """After an idempotency conflict (the key was used for other values), give the next submit a new key."""
+        data = self.data.copy()
+        data[self.add_prefix("key")] = str(uuid.uuid4())
+        self.data = data
+
+
+class RecordPurchaseForm(forms.Form):
+    order_no = forms.RegexField(ORDER_NO_PATTERN, label=_("order number"), max_length=64,
+                                error_messages={"invalid": _("Letters, digits and _ . / : - only.")})
+    amount = forms.DecimalField(label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
+                                max_value=MAX_AMOUNT)
+    store = forms.ModelChoiceField(queryset=Store.objects.none(), label=_("store"))
+    channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
+    points_used = forms.IntegerField(label=_("points used as cash"), min_value=0, max_value=MAX_POINTS,
+                                     required=False, initial=0)
+
+    def __init__(self, *args, request, member, **kwargs):
+        self.request, self.member = request, member
+        super().__init__(*args, **kwargs)
+        store_ids = clerk_store_ids(request)
+        stores = Store.objects.filter(is_active=True)
+        field = self.fields["store"]
+        if store_ids is None:
+            field.queryset, field.required = stores, False
+            field.help_text = _("Empty: an order keyed in by head office, numbered apart from the stores' orders.")
+        else:
+            field.queryset = stores.filter(pk__in=store_ids)
+            only = list(field.queryset[:2])
+            if len(only) == 1:
+                field.initial = only[0].pk
+            elif member.home_store_id in store_ids:
+                field.initial = member.home_store_id
+
+
+class RedeemRewardForm(KeyedForm):
+    reward = forms.ModelChoiceField(queryset=Reward.objects.filter(is_active=True), label=_("reward"))
+    quantity = forms.IntegerField(label=_("quantity"), min_value=1, max_value=1000, initial=1)
+
+    field_order = ["reward", "quantity"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reward"].label_from_instance = lambda reward: (
+            f"{reward.name} — {reward.cost_points} points"
+            + ("" if reward.stock is None else f", {reward.stock} in stock"))
+
+
+class AdjustPointsForm(KeyedForm):
+    points = forms.IntegerField(label=_("points"), min_value=-MAX_POINTS, max_value=MAX_POINTS,
+                                help_text=_("Positive to add, negative to take away."))
+    reason = forms.CharField(label=_("reason"), max_length=200, widget=forms.TextInput(attrs={"size": 60}))
+
+    field_order = ["points", "reason"]
+
+    def clean_points(self):
+        points = self.cleaned_data["points"]
+        if points == 0:
+            raise forms.ValidationError(_("An adjustment is not zero."))
+        return points
+
+
+def breakdown_text(breakdown):
+    return " + ".join(f"{line['source']} {line['points']}" for line in breakdown or ())
+
+
+class PointsMemberAdmin(MemberAdmin):
+    """The member page with her points: balances, what is pending and expiring, the newest ledger entries and
+    her redemptions, and the counter's three points actions (each through the service the API uses)."""
+
+    change_form_template = "admin/points/member/change_form.html"
+    points_fields = ["points_available", "points_pending", "points_expiring", "lifetime_earned", "lifetime_spent",
+                     "lifetime_expired"]
+    readonly_fields = [*MemberAdmin.readonly_fields, *points_fields, "ledger_table", "redemptions_table"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [
+            *fieldsets,
+            (_("Points"), {"fields": self.points_fields}),
+            (_("Ledger (newest %(count)s entries)") % {"count": LEDGER_ROWS_SHOWN}, {"fields": ["ledger_table"]}),
+            (_("Redemptions"), {"fields": ["redemptions_table"]}),
+        ]
+
+    # Balances -----------------------------------------------------------------------------------------------
+
+    def _summary(self, member):
+        if not hasattr(member, "_points_summary"):
+            member._points_summary = selectors.points_summary(member.pk)
+        return member._points_summary
+
+    @admin.display(description=_("available points"))
+    def points_available(self, member):
+        return self._summary(member)["available"]
+
+    @admin.display(description=_("pending points"))
+    def points_pending(self, member):
+        return self._summary(member)["pending"]
+
+    @admin.display(description=_("expiring next"))
+    def points_expiring(self, member):
+        expiring = self._summary(member)["expiring"]
+        if not expiring:
+            return "—"
+        return format_html_join(", ", "{} on {}", ((row["points"], row["date"]) for row in expiring))
+
+    @admin.display(description=_("lifetime earned"))
+    def lifetime_earned(self, member):
+        return self._summary(member)["lifetime_earned"]
+
+    @admin.display(description=_("lifetime spent"))
+    def lifetime_spent(self, member):
+        return self._summary(member)["lifetime_spent"]
+
+    @admin.display(description=_("lifetime expired"))
+    def lifetime_expired(self, member):
+        return self._summary(member)["lifetime_expired"]
+
+    # Tables -------------------------------------------------------------------------------------------------
+
+    @admin.display(description=_("ledger"))
+    def ledger_table(self, member):
+        entries = selectors.ledger_entries(member.pk).order_by("-id")[:LEDGER_ROWS_SHOWN]
+        rows = [(when(e.created_at), e.get_kind_display(), f"{e.points:+d}", e.balance_after, e.reason,
+                 e.reference, e.actor, when(e.expires_at) if e.expires_at else "") for e in entries]
+        if not rows:
+            return _("No entries yet.")
+        full_list = f"{reverse('admin:points_ledgerentry_changelist')}?member__id__exact={member.pk}"
+        return format_html(
+            '<table class="points-ledger"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">{}</a></p>',
+            _("created at"), _("kind"), _("points"), _("balance after"), _("reason"), _("reference"), _("actor"),
+            _("expires at"),
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                                 "<td>{}</td><td>{}</td></tr>", rows),
+            full_list, _("The whole ledger"),
+        )
+
+    @admin.display(description=_("redemptions"))
+    def redemptions_table(self, member):
+        redemptions = (Redemption.objects.filter(member_id=member.pk).select_related("reward")
+                       .order_by("-id")[:REDEMPTIONS_SHOWN])
+        rows = [(when(r.created_at), r.reward.name, r.quantity, r.points_spent, r.get_status_display(), r.code)
+                for r in redemptions]
+        if not rows:
+            return _("No redemptions yet.")
+        return format_html(
+            '<table class="points-redemptions"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("created at"), _("reward"), _("quantity"), _("points"), _("status"), _("code"),
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                             rows),
+        )
+
+    # The counter's actions ----------------------------------------------------------------------------------
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        view = self.admin_site.admin_view
+        return [
+            re_path(rf"^{MEMBER_ID_PATTERN}/record-purchase/$", view(self.record_purchase_view),
+                    name=f"{prefix}_record_purchase"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/redeem/$", view(self.redeem_reward_view), name=f"{prefix}_redeem"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/adjust/$", view(self.adjust_points_view), name=f"{prefix}_adjust"),
+            *super().get_urls(),
+        ]
+
+    def may_act_on_points(self, request):
+        """Any staff role may use the points actions, if it may change members."""
+        return staff_role(request.user) is not None and self.has_change_permission(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "points_actions": self.may_act_on_points(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _member_for_action(self, request, member_id):
+        if not self.may_act_on_points(request):
+            raise PermissionDenied
+        return get_object_or_404(self.get_queryset(request), pk=member_id)
+
+    def _points_action(self, request, member_id, *, form_class, title, submit_label, perform):
+        """Show the form; on a valid submit call `perform` (one service call) and go back to the member page with
+        its result, or show the service's refusal on the form."""
+        member = self._member_for_action(request, member_id)
+        if request.method == "POST":
+            form = form_class(request.POST, request=request, member=member)
+            if form.is_valid():
+                try:
+                    level, text = perform(request, member, form.cleaned_data)
+                except DomainError as error:
+                    form.add_error(None, domain_error_text(error))
+                    if isinstance(error, services.IdempotencyConflict) and isinstance(form, KeyedForm):
+                        form.renew_key()
+                else:
+                    self.message_user(request, text, level)
+                    return HttpResponseRedirect(reverse("admin:members_member_change", args=[member.pk]))
+        else:
+            form = form_class(request=request, member=member)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{title}: {member}",
+            "subtitle": None,
+            "member": member,
+            "summary": selectors.points_summary(member.pk),
+            "form": form,
+            "submit_label": submit_label,
+            "media": self.media + form.media,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, ACTION_TEMPLATE, context)
+
+    def record_purchase_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=RecordPurchaseForm, title=_("Record a purchase"),
+                                   submit_label=_("Record the purchase"), perform=self._record_purchase)
+
+    def redeem_reward_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=RedeemRewardForm, title=_("Redeem a reward"),
+                                   submit_label=_("Redeem"), perform=self._redeem_reward)
+
+    def adjust_points_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=AdjustPointsForm, title=_("Adjust points"),
+                                   submit_label=_("Adjust"), perform=self._adjust_points)
+
+    def _record_purchase(self, request, member, data):
+        store = data["store"]
+        points_used = data["points_used"] or 0
+        # The natural key is (store, order_no): the same form posted again replays the first result.
+        fingerprint = services.request_fingerprint({
+            "member": member.pk, "order_no": data["order_no"], "amount": f"{data['amount']:.2f}",
+            "store": store.pk if store else None, "channel": data["channel"], "points_used": points_used,
+        })
+        outcome = services.record_purchase(
+            actor=admin_actor(request), source=f"store:{store.code}" if store else "staff", member_id=member.pk,
+            order_no=data["order_no"], amount=data["amount"], store=store, channel=data["channel"],
+            points_used=points_used, fingerprint=fingerprint,
+        )
+        points = outcome.result["points"]
+        text = _("Purchase %(order)s: %(points)s points %(status)s (%(breakdown)s).") % {
+            "order": data["order_no"], "points": points["awarded"], "status": points["status"],
+            "breakdown": breakdown_text(points["breakdown"]),
+        }
+        if outcome.replayed:
+            return messages.WARNING, _("Already recorded, nothing changed. %(result)s") % {"result": text}
+        return messages.SUCCESS, text
+
+    def _redeem_reward(self, request, member, data):
+        reward, quantity = data["reward"], data["quantity"]
+        outcome = services.redeem_reward(
+            actor=admin_actor(request), scope=f"staff:{request.user.pk}", key=str(data["key"]),
+            fingerprint=services.request_fingerprint({"action": "redeem", "member": member.pk,
+                                                      "reward": reward.pk, "quantity": quantity}),
+            member_id=member.pk, reward_id=reward.pk, quantity=quantity, store=self._acting_store(request, member),
+        )
+        result = outcome.result
+        text = _("Redeemed %(quantity)s × %(reward)s for %(points)s points%(code)s; balance %(balance)s.") % {
+            "quantity": result["quantity"], "reward": result["reward"]["name"], "points": result["points_spent"],
+            "code": f", code {result['code']}" if result["code"] else "", "balance": result["balance"],
+        }
+        if outcome.replayed:
+            return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
+                "result": text}
+        return messages.SUCCESS, text
+
+    def _adjust_points(self, request, member, data):
+        outcome = services.adjust_points(
+            actor=admin_actor(request), role=staff_role(request.user), scope=f"staff:{request.user.pk}",
+            key=str(data["key"]),
+            fingerprint=services.request_fingerprint({"action": "adjust", "member": member.pk,
+                                                      "points": data["points"], "reason": data["reason"]}),
+            member_id=member.pk, points=data["points"], reason=data["reason"],
+        )
+        result = outcome.result
+        text = _("Adjusted %(points)+d points; balance %(balance)s.") % {
+            "points": result["points"], "balance": result["balance_after"]}
+        if outcome.replayed:
+            return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
+                "result": text}
+        return messages.SUCCESS, text
+
+    def _acting_store(self, request, member):
+        """Where a clerk redeems: her only store, else the member's home store (one of hers). Others: none."""
+        store_ids = clerk_store_ids(request)
+        if not store_ids:
+            return None
+        store_id = next(iter(store_ids)) if len(store_ids) == 1 else member.home_store_id
+        return Store.objects.filter(pk=store_id).first()
+
+
+admin.site.unregister(Member)
+admin.site.register(Member, PointsMemberAdmin)
+
+
+# --- Read-only lists ---------------------------------------------------------------------------------------------
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
+    list_display = ["member", "kind", "points", "balance_after", "reason", "reference", "actor", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["member__member_no", "member__phone", "reference"]
+    search_help_text = _("Card number, phone (any format), or an exact reference (order number ...).")
+    search_other_field = "reference"
+    ordering = ["-id"]
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(MemberScopedAdmin, ReadOnlyAdmin):
+    list_display = ["created_at", "member", "reward", "quantity", "points_spent", "status", "code", "store",
+                    "actor", "cancelled_at"]
+    list_filter = ["status", "reward"]
+    list_select_related = ["member", "reward", "store"]
+    search_fields = ["member__member_no", "member__phone", "code"]
+    search_help_text = _("Card number, phone (any format), or a coupon code.")
+    search_other_field = "code"
+    ordering = ["-id"]
+    actions = ["cancel_redemptions"]
+
+    def has_cancel_permission(self, request):
+        """Cancelling is the one write here: for staff who may change redemptions (through the service)."""
+        codename = get_permission_codename("change", self.opts)
+        return staff_role(request.user) is not None and request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.action(description=_("Cancel selected redemptions"), permissions=["cancel"])
+    def cancel_redemptions(self, request, queryset):
+        cancelled, failures = 0, []
+        for redemption in queryset.order_by("id")[:ACTION_ROWS_LIMIT]:
+            try:
+                services.cancel_redemption(actor=admin_actor(request), redemption_id=redemption.pk)
+            except DomainError as error:
+                failures.append(f"#{redemption.pk}: {domain_error_text(error)}")
+            else:
+                cancelled += 1
+        if cancelled:
+            self.message_user(request, _("Cancelled %(count)s redemption(s); their points and stock are back.")
+                              % {"count": cancelled}, messages.SUCCESS)
+        for failure in failures:
+            self.message_user(request, failure, messages.ERROR)
+
+
+@admin.register(PointsAccount)
+class PointsAccountAdmin(MemberScopedAdmin, ReadOnlyAdmin):
+    list_display = ["member", "available", "pending", "lifetime_earned", "lifetime_spent", "lifetime_expired",
+                    "updated_at"]
+    search_fields = ["member__member_no", "member__phone"]
+    search_help_text = _("Card number or phone (any format).")
+    ordering = ["-pk"]
+    exclude = ["cap_date", "earned_on_cap_date", "last_sign_in", "sign_in_streak"]
+
+
+# --- The marketer's configuration ----------------------------------------------------------------------------------
+
+
+def plain(value):
+    """A form value as JSON can hold it, for the audit row."""
+    if isinstance(value, Model):
+        return value.pk
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Configuration a marketer edits in place: the save writes only the changed columns (a stale form must not
+    overwrite stock that redemptions moved meanwhile) and an audit row with the old and new values, in the
+    transaction ModelAdmin's change form opens."""
+
+    audit_name = ""
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            fields = [name for name in form.changed_data if name in form.cleaned_data]
+            obj.save(update_fields=fields)
+            if fields:
+                record_audit(actor=admin_actor(request), action=f"{self.audit_name}.changed", target=obj,
+                             old={name: plain(form.initial.get(name)) for name in fields},
+                             new={name: plain(form.cleaned_data[name]) for name in fields})
+            return
+        if hasattr(obj, "created_by"):
+            obj.created_by = admin_actor(request)
+        obj.save()
+        record_audit(actor=admin_actor(request), action=f"{self.audit_name}.added", target=obj,
+                     new={name: plain(value) for name, value in form.cleaned_data.items()})
+
+
+class RewardForm(forms.ModelForm):
+    class Meta:
+        model = Reward
+        fields = ["code", "name", "kind", "description", "cost_points", "stock", "per_member_limit", "eligible_tiers",
+                  "voucher_amount", "valid_from", "valid_until", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
+        # not write it, so redemptions made while the form was open keep their decrement.
+        self.fields["stock"].show_hidden_initial = True
+
+
+@admin.register(Reward)
+class RewardAdmin(AuditedAdmin):
+    audit_name = "points.reward"
+    form = RewardForm
+    list_display = ["code", "name", "kind", "cost_points", "stock", "per_member_limit", "is_active", "valid_from",
+                    "valid_until"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["code", "name"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # redemptions keep pointing at it: retire a reward with "active" off
+
+
+EARNING_FIELDS = ["channel", "event_type", "name", "store", "valid_from", "points", "points_per_unit", "min_amount",
+                  "excluded_categories", "pending_days", "daily_limit", "streak_days", "streak_bonus"]
+IN_PLACE_FIELDS = ["valid_until", "is_active"]
+
+
+class EarningRuleForm(forms.ModelForm):
+    """An existing rule keeps its earning fields (points already earned were earned under them): a change to
+    them is saved as a new version ("Save as new version"); in place, only the end date and the switch change."""
+
+    class Meta:
+        model = EarningRule
+        fields = [*EARNING_FIELDS, *IN_PLACE_FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            for name in self.earning_fields_changed():
+                self.add_error(name, _("Existing versions keep their earning fields: press “Save as new "
+                                       "version” to start a new version with this change."))
+        return cleaned
+
+    def earning_fields_changed(self):
+        # Against the saved rule itself, not the form's hidden "initial-" inputs (which a post could forge).
+        return [name for name in EARNING_FIELDS
+                if self.fields[name].has_changed(self.get_initial_for_field(self.fields[name], name), self[name].data)]
+
+
+@admin.register(EarningRule)
+class EarningRuleAdmin(AuditedAdmin):
+    audit_name = "points.earning_rule"
+    form = EarningRuleForm
+    save_as = True  # the "Save as new version" button (see templates/admin/points/earningrule/submit_line.html)
+    list_display = ["channel", "name", "store", "valid_from", "valid_until", "is_active"]
+    list_filter = ["channel", "is_active"]
+    list_select_related = ["store"]
+    search_fields = ["name", "event_type"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def get_fieldsets(self, request, obj=None):
+        description = None if obj is None else _(
+            "Change “valid until” or “active” and press Save; to change how the rule earns, edit the fields and "
+            "press “Save as new version” (the new version wins from its “valid from”).")
+        main = (None, {"fields": ["channel", "event_type", "name", "store", "valid_from", "valid_until",
+                                  "is_active"], "description": description})
+        earning = (_("Earning"), {"fields": ["points", "points_per_unit", "min_amount", "excluded_categories",
+                                             "pending_days", "daily_limit", "streak_days", "streak_bonus"]})
+        if obj is None:
+            return [main, earning]
+        return [main, earning, (_("History"), {"fields": ["created_by", "created_at"]})]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # history stays: end a rule with "valid until"
+
+
+@admin.register(PointsPolicy)
+class PointsPolicyAdmin(AuditedAdmin):
+    """Policies are versions: a new one (starting from the current values) applies from its valid_from; saved
+    versions stay as they were."""
+
+    audit_name = "points.policy"
+    list_display = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit",
+                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "created_by"]
+    readonly_fields = ["created_by", "created_at"]
+    ordering = ["-valid_from", "-id"]
+
+    def get_changeform_initial_data(self, request):
+        current = services.current_policy()
+        initial = {field: getattr(current, field) for field in (
+            "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit", "cash_max_share",
+            "clerk_adjustment_limit", "marketer_adjustment_limit")}
+        return {**initial, "valid_from": timezone.now(), **super().get_changeform_initial_data(request)}
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
