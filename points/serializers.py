@@ -202,6 +202,13 @@ class RewardSerializer(serializers.ModelSerializer):
     def get_available(self, reward) -> bool:
         return reward.is_available_at(timezone.now()) and (reward.stock is None or reward.stock > 0)
 
+    def update(self, instance, validated_data):
+        # Save only the fields sent: a catalogue edit must not write back a stock a redemption has since changed.
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        instance.save(update_fields=list(validated_data))
+        return instance
+
     def validate_eligible_tiers(self, value):
         if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
             raise serializers.ValidationError("A list of tier codes.")
@@ -243,7 +250,15 @@ class EarningRuleSerializer(serializers.ModelSerializer):
                   "streak_days", "streak_bonus", "created_by", "created_at"]
         read_only_fields = ["id", "created_by", "created_at"]
 
+    VERSION_FIELDS = {"valid_until", "is_active"}  # what a saved version may still change
+
     def validate(self, attrs):
+        if self.instance is not None:
+            fixed = sorted(set(attrs) - self.VERSION_FIELDS)
+            if fixed:
+                raise serializers.ValidationError(
+                    {field: ["A saved version keeps its terms: POST a new version from a date instead."]
+                     for field in fixed})
         rule = copy.copy(self.instance) if self.instance else EarningRule()
         for field, value in attrs.items():
             setattr(rule, field, value)

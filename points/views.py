@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
 from loyalty.api import IsMember, error_responses
 from members.models import Member, Purchase
+from members.services.audit import record_audit
 from members.views import ID_PATTERN, get_visible_member_or_404, store_for_write
 from points import selectors, services
 from points.filters import LedgerFilter, RewardFilter
@@ -249,6 +250,12 @@ class RewardViewSet(viewsets.ModelViewSet):
             queryset = queryset.filter(is_active=True)
         return queryset
 
+    def perform_create(self, serializer):
+        audit_config_change(self.request, serializer.save(), "reward.added", serializer.validated_data)
+
+    def perform_update(self, serializer):
+        audit_config_change(self.request, serializer.save(), "reward.changed", serializer.validated_data)
+
 
 class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = ID_PATTERN
@@ -310,7 +317,17 @@ class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     queryset = EarningRule.objects.select_related("store")
 
     def perform_create(self, serializer):
-        serializer.save(created_by=access_for(self.request).actor)
+        rule = serializer.save(created_by=access_for(self.request).actor)
+        audit_config_change(self.request, rule, "earning_rule.added", serializer.validated_data)
+
+    def perform_update(self, serializer):
+        rule = serializer.save()
+        audit_config_change(self.request, rule, "earning_rule.changed", serializer.validated_data)
+
+
+def audit_config_change(request, target, action, values):
+    record_audit(actor=access_for(request).actor, action=f"points.{action}", target=target,
+                 new={key: str(getattr(value, "pk", value)) for key, value in values.items()})
 
 
 # --- The member herself ---------------------------------------------------------------------------------------

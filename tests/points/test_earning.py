@@ -180,3 +180,20 @@ def test_preview_writes_nothing(member):
     assert timedelta(days=6, hours=23) < (datetime.fromisoformat(result["points"]["available_at"])
                                           - datetime.now(SHANGHAI)) <= timedelta(days=7)
 
+
+
+def test_earning_rule_versions_keep_their_terms_through_the_api(marketer_api):
+    from members.models import AuditEntry
+
+    created = marketer_api.post("/api/v1/earning-rules/", {
+        "channel": "purchase", "name": "Double", "points_per_unit": "2.00", "valid_from": "2026-07-01T00:00:00+08:00",
+    }, format="json")
+    assert created.status_code == 201
+    rule_url = f"/api/v1/earning-rules/{created.json()['id']}/"
+    refused = marketer_api.patch(rule_url, {"points_per_unit": "5.00"}, format="json")
+    assert (refused.status_code, list(refused.json()["errors"])) == (400, ["points_per_unit"])
+    closed = marketer_api.patch(rule_url, {"valid_until": "2026-08-01T00:00:00+08:00"}, format="json")
+    assert closed.status_code == 200
+    assert EarningRule.objects.get(pk=created.json()["id"]).points_per_unit == Decimal("2.00")
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
+    assert actions == ["points.earning_rule.added", "points.earning_rule.changed"]
