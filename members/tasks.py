@@ -24,18 +24,36 @@ def run_job_chunk(chunk_id):
     return scheduling.run_chunk(chunk_id)
 
 
+def _send_chunk(chunk_id):
+    try:
+        run_job_chunk.delay(chunk_id)
+    except Exception:  # broker down: the chunk stays undone; the next scheduled start resumes the run
+        logger.exception("could not send job chunk %s to the workers", chunk_id)
+
+
 def dispatch_job(name, as_of=None, *, params=None, triggered_by="", force=False):
     """Plan a job's run and send its unfinished chunks to the workers (after the plan is committed)."""
     run, todo = scheduling.start_run(name, as_of, params=params, triggered_by=triggered_by, force=force)
     for chunk_id in todo:
-        transaction.on_commit(lambda chunk_id=chunk_id: run_job_chunk.delay(chunk_id))
+        transaction.on_commit(lambda chunk_id=chunk_id: _send_chunk(chunk_id))
     return run
+
+
+RESUME_DAYS = 7
 
 
 @shared_task(acks_late=True)
 def start_scheduled_job(name, as_of=None):
-    """What django-celery-beat calls on the schedule: plan the job for its default business date and fan out."""
-    from datetime import date
+    """What django-celery-beat calls on the schedule: resume this job's unfinished runs of the last week (a
+    crash or a broker outage left chunks undone), then plan the job for its default business date and fan out."""
+    from datetime import date, timedelta
 
+    from django.utils import timezone
+
+    from members.models import JobRun, JobStatus
+
+    since = timezone.localdate() - timedelta(days=RESUME_DAYS)
+    for stalled in JobRun.objects.filter(job=name, business_date__gte=since).exclude(status=JobStatus.DONE):
+        dispatch_job(name, stalled.business_date, triggered_by="beat:resume")
     run = dispatch_job(name, date.fromisoformat(as_of) if as_of else None, triggered_by="beat")
     return {"run": run.pk, "chunks": run.chunks_total}
