@@ -17,12 +17,15 @@ from members import services
 from members.models import (
     ApiClient,
     AuditEntry,
+    JobChunk,
+    JobRun,
     Member,
     MemberTag,
     Message,
     Purchase,
     PurchaseLine,
     Refund,
+    RfmSnapshot,
     StaffUser,
     Store,
     Tag,
@@ -354,3 +357,36 @@ class PurchaseAdmin(ReadOnlyAdmin):
         queryset = super().get_queryset(request)
         store_ids = clerk_store_ids(request)
         return queryset if store_ids is None else queryset.filter(store_id__in=store_ids)
+
+
+class JobChunkInline(admin.TabularInline):
+    model = JobChunk
+    extra = 0
+    can_delete = False
+    fields = ["start_id", "stop_id", "status", "counts", "attempts", "error", "finished_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(JobRun)
+class JobRunAdmin(ReadOnlyAdmin):
+    """Nightly job runs: one per job and business date, with their chunks, counts and errors. The schedule
+    itself is under Periodic tasks; `manage.py run_job NAME --as-of DATE` runs one by hand."""
+
+    list_display = ["job", "business_date", "status", "chunks_done", "chunks_total", "counts", "started_at",
+                    "finished_at", "triggered_by"]
+    list_filter = ["job", "status"]
+    date_hierarchy = "business_date"
+    inlines = [JobChunkInline]
+
+
+@admin.register(RfmSnapshot)
+class RfmSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["as_of", "member", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
+                    "segment", "lifecycle"]
+    list_filter = ["as_of", "segment", "lifecycle"]
+    list_select_related = ["member"]
+    search_fields = ["member__member_no", "member__phone"]
+    show_full_result_count = False

@@ -61,3 +61,14 @@ def test_a_failed_run_resumes_from_its_undone_chunks(counting_job, django_captur
     assert len(calls) == 3 + 3  # 1 before the failure + the other 2 of 1 May, then the 3 chunks of 2 May
     assert JobChunk.objects.filter(run=run, attempts=1).count() == 3
 
+
+
+def test_job_runs_are_listed_in_the_admin(counting_job, client, admin_user):
+    run = scheduling.run_inline("counting", date(2026, 5, 1))
+    client.force_login(admin_user)
+    listing = client.get("/admin/members/jobrun/")
+    assert listing.status_code == 200
+    assert "counting" in listing.content.decode()
+    detail = client.get(f"/admin/members/jobrun/{run.pk}/change/")
+    assert detail.status_code == 200
+    assert detail.content.decode().count("<td class=\"field-status\">") == 3  # its three chunks
