@@ -87,7 +87,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "list": "members:read", "retrieve": "members:read", "create": "members:write",
         "partial_update": "members:write", "add_tag": "members:write", "remove_tag": "members:write",
     }
-    staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}}
+    staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}, "anonymise": {ROLE_ADMIN}}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -164,6 +164,18 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         payload.is_valid(raise_exception=True)
         member = services.freeze_member(actor=access_for(request).actor, member=member,
                                         reason=payload.validated_data["reason"])
+        return self._respond(member)
+
+    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
+                   description="Erase the member's personal data on her request (admin; irreversible). Her card "
+                               "number, ledger and purchases stay.")
+    @action(detail=True, methods=["post"])
+    def anonymise(self, request, pk=None):
+        member = self.get_object()
+        payload = MemberStatusChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member = services.anonymise_member(actor=access_for(request).actor, member=member,
+                                           reason=payload.validated_data["reason"])
         return self._respond(member)
 
     @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer})

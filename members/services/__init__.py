@@ -12,9 +12,12 @@ from .access import (
     verify_login_code,
 )
 from .membership import (
+    MemberAnonymised,
     MemberExists,
     MemberFrozen,
     add_member_tag,
+    anonymise_member,
+    ensure_member_active,
     freeze_member,
     register_member,
     remove_member_tag,
@@ -23,11 +26,14 @@ from .membership import (
 )
 
 __all__ = [
+    "MemberAnonymised",
     "MemberExists",
     "MemberFrozen",
     "add_member_tag",
+    "anonymise_member",
     "authenticate_api_key",
     "create_api_client",
+    "ensure_member_active",
     "freeze_member",
     "issue_member_tokens",
     "issue_staff_token",

@@ -24,6 +24,19 @@ class MemberFrozen(DomainError):
     default_detail = "The member is frozen."
 
 
+class MemberAnonymised(DomainError):
+    code = "member_anonymised"
+    default_detail = "The member is anonymised."
+
+
+def ensure_member_active(member):
+    """Frozen members earn nothing and cannot redeem; anonymised ones do nothing at all."""
+    if member.status == MemberStatus.FROZEN:
+        raise MemberFrozen()
+    if member.status == MemberStatus.ANONYMISED:
+        raise MemberAnonymised()
+
+
 def _luhn_check_digit(digits):
     total = 0
     for index, char in enumerate(reversed(digits)):
@@ -188,7 +201,7 @@ def _set_status(*, actor, member, status, reason, action):
     with transaction.atomic(durable=True):
         member = Member.objects.select_for_update().get(pk=member.pk)
         if member.status == MemberStatus.ANONYMISED:
-            raise DomainError("The member is anonymised.", code="member_anonymised")
+            raise MemberAnonymised()
         if member.status != status:
             old = member.status
             member.status = status
@@ -202,6 +215,30 @@ def freeze_member(*, actor, member, reason):
     """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent."""
     return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason,
                        action="member.frozen")
+
+
+def anonymise_member(*, actor, member, reason):
+    """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
+    consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
+    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
+    from members.models import Message, OtpChallenge
+
+    with transaction.atomic(durable=True):
+        member = Member.objects.select_for_update().get(pk=member.pk)
+        if member.status == MemberStatus.ANONYMISED:
+            return member
+        old_phone = member.phone
+        member.phone = member.external_id = None
+        member.name, member.email, member.birthday, member.gender = "", "", None, "unknown"
+        member.consent_sms = member.consent_wechat = member.consent_email = False
+        member.status = MemberStatus.ANONYMISED
+        member.save()
+        MemberTag.objects.filter(member=member).delete()
+        if old_phone:
+            OtpChallenge.objects.filter(phone=old_phone).delete()
+        Message.objects.filter(member=member).update(recipient="anonymised", body="", subject="")
+        record_audit(actor=actor, action="member.anonymised", target=member, new={"reason": reason})
+    return member
 
 
 def unfreeze_member(*, actor, member, reason=""):

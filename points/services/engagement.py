@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
-from members.models import Member, Purchase
-from members.services import MemberFrozen
+from members.models import Member, MemberStatus, Purchase
+from members.services import ensure_member_active
 from points import hooks
 from points.models import EarningRule, Event, RuleChannel
 
@@ -62,8 +62,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
         if claim.replay:
             return _replay(claim)
         member = Member.objects.get(pk=member_id)
-        if member.is_frozen:
-            raise MemberFrozen()
+        ensure_member_active(member)
         rule = event_rule(event_type, occurred_at)
         if rule is None:
             raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})
@@ -125,7 +124,8 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
     now = timezone.now()
     with transaction.atomic(durable=True):
         member = Member.objects.get(pk=member_id)
-        if member.birthday is None or member.is_frozen or business_date(now).month != member.birthday.month:
+        if (member.birthday is None or member.status != MemberStatus.ACTIVE
+                or business_date(now).month != member.birthday.month):
             return 0
         account = lock_account(member.pk)
         marker = date(year, member.birthday.month, 1)

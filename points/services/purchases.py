@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
-from members.models import Member, Purchase, PurchaseLine, Refund
-from members.services import MemberFrozen
+from members.models import Member, MemberStatus, Purchase, PurchaseLine, Refund
+from members.services import ensure_member_active
 from points import hooks
 from points.models import Deduction, EntryKind, Event, RuleChannel
 
@@ -121,8 +121,7 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
         if claim.replay:
             return _replay(claim)
         member = Member.objects.get(pk=member_id)
-        if member.is_frozen:
-            raise MemberFrozen()
+        ensure_member_active(member)
         first_purchase = not Purchase.objects.filter(member=member).exists()
         referrer_id = member.referrer_id if first_purchase else None
         accounts = lock_accounts([member.pk] + ([referrer_id] if referrer_id else []))
@@ -179,7 +178,7 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
     """The referrer's bonus on her referee's first purchase (one per referee, a unique constraint holds it)."""
     referrer = Member.objects.get(pk=referrer_account.member_id)
     rule = rule_for(RuleChannel.REFERRAL, at=now)
-    if rule is None or referrer.is_frozen or Event.objects.filter(referee=referee).exists():
+    if rule is None or referrer.status != MemberStatus.ACTIVE or Event.objects.filter(referee=referee).exists():
         return
     context = hooks.EarnContext(member=referrer, channel=RuleChannel.REFERRAL, base_points=rule.points,
                                 occurred_at=now)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
 from loyalty.errors import DomainError, NotFoundError
 from members.models import Member, Purchase
-from members.services import MemberFrozen
+from members.services import ensure_member_active
 from members.services.audit import record_audit
 from points import hooks
 from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
@@ -90,8 +90,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             return _replay(claim)
         member = Member.objects.get(pk=member_id)
         reward = Reward.objects.get(pk=reward_id)
-        if member.is_frozen:
-            raise MemberFrozen()
+        ensure_member_active(member)
         if not reward.is_available_at(now):
             raise RewardUnavailable()
         hooks.check_redemption(member, reward)
@@ -149,8 +148,7 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
         if claim.replay:
             return _replay(claim)
         member = Member.objects.get(pk=member_id)
-        if member.is_frozen:
-            raise MemberFrozen()
+        ensure_member_active(member)
         purchase = Purchase.objects.filter(source=source, order_no=order_no).first()
         if purchase is not None:
             if purchase.member_id != member.pk:

@@ -227,3 +227,30 @@ def test_concurrent_registrations_of_one_phone_make_one_member(store_a):
     member = Member.objects.get()
     assert sorted(kind for kind, _ in outcomes) == ["created"] + ["exists"] * 7
     assert {str(pk) for _, pk in outcomes} == {str(member.pk)}
+
+
+def test_anonymise_erases_personal_data_and_keeps_the_books(admin_api, clerk_api, member_a):
+    from members.services.messaging import send_message
+    from tests.conftest import member_client
+    from tests.points.helpers import purchase
+
+    purchase(member_a, "100.00")
+    send_message(channel="sms", kind="notice", recipient=member_a.phone, member=member_a, body="hello")
+    token_client = member_client(member_a)
+    assert clerk_api.post(f"{URL}{member_a.pk}/anonymise/", {"reason": "x"}, format="json").status_code == 403
+    response = admin_api.post(f"{URL}{member_a.pk}/anonymise/", {"reason": "her request"}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["phone"], body["name"], body["birthday"], body["email"]) == (
+        "anonymised", None, "", None, "")
+    assert body["member_no"] == member_a.member_no
+    assert body["points"] == {"available": 0, "pending": 100}
+    from members.models import Message
+
+    assert list(Message.objects.values_list("recipient", "body")) == [("anonymised", "")]
+    assert token_client.get("/api/v1/me/").status_code == 401
+    again = admin_api.post(f"{URL}{member_a.pk}/anonymise/", {"reason": "twice"}, format="json")
+    assert again.status_code == 200
+    assert AuditEntry.objects.filter(action="member.anonymised").count() == 1
+    assert admin_api.post(f"{URL}{member_a.pk}/freeze/", {"reason": "x"}, format="json").json()["code"] == \
+        "member_anonymised"
