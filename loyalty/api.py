@@ -15,6 +15,7 @@ from rest_framework import exceptions, permissions, renderers, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+from rest_framework.throttling import ScopedRateThrottle
 
 from loyalty.access import ClientAppPrincipal, MemberPrincipal, staff_role
 from loyalty.errors import DomainError, InvalidInput
@@ -77,6 +78,18 @@ class IsMember(permissions.BasePermission):
 
     def has_permission(self, request, view):
         return isinstance(request.user, MemberPrincipal)
+
+
+class FailOpenScopedRateThrottle(ScopedRateThrottle):
+    """A rate limit that lets the request through when its cache (Redis) is down, rather than failing a login
+    because the counter cannot be read. Logged, so the outage is seen."""
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception:  # the cache backend's connection errors
+            logger.warning("rate limit skipped: cache unavailable", exc_info=True)
+            return True
 
 
 # --- Pagination -----------------------------------------------------------------------------------------------

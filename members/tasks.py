@@ -24,18 +24,21 @@ def run_job_chunk(chunk_id):
     return scheduling.run_chunk(chunk_id)
 
 
-def _send_chunk(chunk_id):
-    try:
-        run_job_chunk.delay(chunk_id)
-    except Exception:  # broker down: the chunk stays undone; the next scheduled start resumes the run
-        logger.exception("could not send job chunk %s to the workers", chunk_id)
+def _send_chunks(chunk_ids):
+    for index, chunk_id in enumerate(chunk_ids):
+        try:
+            run_job_chunk.delay(chunk_id)
+        except Exception:  # broker down: stop here (each try costs a timeout); the next start resumes the run
+            logger.exception("could not send job chunk %s (and %d more) to the workers", chunk_id,
+                             len(chunk_ids) - index - 1)
+            return
 
 
 def dispatch_job(name, as_of=None, *, params=None, triggered_by="", force=False):
     """Plan a job's run and send its unfinished chunks to the workers (after the plan is committed)."""
     run, todo = scheduling.start_run(name, as_of, params=params, triggered_by=triggered_by, force=force)
-    for chunk_id in todo:
-        transaction.on_commit(lambda chunk_id=chunk_id: _send_chunk(chunk_id))
+    if todo:
+        transaction.on_commit(lambda: _send_chunks(todo))
     return run
 
 

@@ -14,11 +14,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for, staff_role
-from loyalty.api import IsMember, error_body, error_responses
+from loyalty.api import FailOpenScopedRateThrottle, IsMember, error_body, error_responses
 from loyalty.errors import DomainError, PermissionDeniedError
 from members import services
 from members.extensions import prepare_member_queryset
@@ -255,7 +254,7 @@ class MessageLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class StaffTokenView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [FailOpenScopedRateThrottle]
     throttle_scope = "staff_login"
 
     @extend_schema(request=StaffLoginSerializer,
