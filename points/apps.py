@@ -19,6 +19,10 @@ class PointsConfig(AppConfig):
             prepare_queryset=lambda queryset: queryset.select_related("points_account"),
         ))
         register_jobs()
+        from members.imports import register_purchase_recorder
+        from points.services import record_purchase
+
+        register_purchase_recorder(record_purchase)  # import_purchases --award-points goes through the service
 
 
 def _release_until(as_of):
