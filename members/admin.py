@@ -319,26 +319,25 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-class PurchaseLineInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PurchaseLineInline(ReadOnlyInline):
     model = PurchaseLine
-    extra = 0
-    can_delete = False
     fields = ["sku", "category", "quantity", "unit_price", "refunded_quantity"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyInline):
     model = Refund
-    extra = 0
-    can_delete = False
     fields = ["refund_no", "amount", "points_reversed", "points_returned", "occurred_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Purchase)
@@ -359,15 +358,9 @@ class PurchaseAdmin(ReadOnlyAdmin):
         return queryset if store_ids is None else queryset.filter(store_id__in=store_ids)
 
 
-class JobChunkInline(admin.TabularInline):
+class JobChunkInline(ReadOnlyInline):
     model = JobChunk
-    extra = 0
-    can_delete = False
     fields = ["start_id", "stop_id", "status", "counts", "attempts", "error", "finished_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(JobRun)

@@ -154,38 +154,30 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         services.remove_member_tag(actor=access_for(request).actor, member=member, tag_code=tag_code)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    def _status_change(self, request, service):
+        member = self.get_object()
+        payload = MemberStatusChangeSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member = service(actor=access_for(request).actor, member=member, reason=payload.validated_data["reason"])
+        return self._respond(member)
+
     @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
                    description="Freeze a member (admin): she earns nothing and cannot redeem until unfrozen.")
     @action(detail=True, methods=["post"])
     def freeze(self, request, pk=None):
-        member = self.get_object()
-        payload = MemberStatusChangeSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        member = services.freeze_member(actor=access_for(request).actor, member=member,
-                                        reason=payload.validated_data["reason"])
-        return self._respond(member)
+        return self._status_change(request, services.freeze_member)
+
+    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer})
+    @action(detail=True, methods=["post"])
+    def unfreeze(self, request, pk=None):
+        return self._status_change(request, services.unfreeze_member)
 
     @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
                    description="Erase the member's personal data on her request (admin; irreversible). Her card "
                                "number, ledger and purchases stay.")
     @action(detail=True, methods=["post"])
     def anonymise(self, request, pk=None):
-        member = self.get_object()
-        payload = MemberStatusChangeSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        member = services.anonymise_member(actor=access_for(request).actor, member=member,
-                                           reason=payload.validated_data["reason"])
-        return self._respond(member)
-
-    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer})
-    @action(detail=True, methods=["post"])
-    def unfreeze(self, request, pk=None):
-        member = self.get_object()
-        payload = MemberStatusChangeSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        member = services.unfreeze_member(actor=access_for(request).actor, member=member,
-                                          reason=payload.validated_data["reason"])
-        return self._respond(member)
+        return self._status_change(request, services.anonymise_member)
 
 
 class TagViewSet(viewsets.ModelViewSet):

@@ -17,7 +17,6 @@ from .spending import (
     AdjustmentLimit,
     AlreadyCancelled,
     LimitReached,
-    NotEligible,
     OutOfStock,
     RewardUnavailable,
     adjust_points,
@@ -29,7 +28,7 @@ from .spending import (
 __all__ = [
     "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
     "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
-    "NotEligible", "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
+    "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
     "adjust_points", "award_birthday_points", "cancel_redemption", "current_policy", "deduct_points",
     "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase", "record_refund",
     "redeem_reward", "release_pending", "request_fingerprint",

@@ -39,11 +39,6 @@ class LimitReached(DomainError):
     default_detail = "The member has redeemed this reward as often as allowed."
 
 
-class NotEligible(DomainError):
-    code = "not_eligible"
-    default_detail = "The member's tier may not redeem this reward."
-
-
 class RewardUnavailable(DomainError):
     code = "reward_unavailable"
     default_detail = "The reward is not available now."
@@ -81,8 +76,8 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
     """Redeem a reward: points, stock and the per-member limit all hold or nothing happens.
 
     Order under the member's lock: availability, tier, balance, limit, then stock by a conditional UPDATE (so
-    concurrent redemptions by different members can never oversell). Raises RewardUnavailable, NotEligible,
-    MemberFrozen, InsufficientPoints, LimitReached, OutOfStock."""
+    concurrent redemptions by different members can never oversell). Raises RewardUnavailable, the checks
+    other apps register (tiers: not_eligible), MemberFrozen, InsufficientPoints, LimitReached, OutOfStock."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
