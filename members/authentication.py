@@ -31,11 +31,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = _credential(request, self.keyword)
         if key is None:
             return None
-        client = authenticate_api_key(key)
-        if client is None:
+        found = authenticate_api_key(key)
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid or inactive API key.")
-        store_ids = frozenset(client.stores.values_list("id", flat=True)) or None
-        return ClientAppPrincipal(client, store_ids), client
+        client, store_ids = found
+        return ClientAppPrincipal(client, store_ids or None), client
 
     def authenticate_header(self, request):
         return self.keyword

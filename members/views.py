@@ -363,8 +363,13 @@ class MyMessagesView(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 def get_visible_member_or_404(request, member_id):
-    """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her."""
-    return get_object_or_404(visible_members(request), pk=member_id)
+    """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her.
+    One light query (no representation prefetches: these views show points or tiers, not the member)."""
+    access = access_for(request)
+    queryset = Member.objects.only("id", "home_store_id", "status")
+    if access.store_ids is not None:
+        queryset = queryset.filter(home_store_id__in=access.store_ids)
+    return get_object_or_404(queryset, pk=member_id)
 
 
 

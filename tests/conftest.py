@@ -32,9 +32,9 @@ def _tasks_run_in_process():
 
 @pytest.fixture(autouse=True)
 def _isolate(settings):
-    from tiers.apps import _entry_tier_cache
+    from loyalty.config_cache import clear_all
 
-    _entry_tier_cache["at"] = 0.0  # the entry tier is cached per process: not across tests
+    clear_all()  # the configuration tables are cached per process: not across tests
     cache.clear()
     settings.LANGUAGE_CODE = "en"
     yield

@@ -1,5 +1,3 @@
-import time
-
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -40,18 +38,6 @@ def register_jobs():
     ))
 
 
-_entry_tier_cache = {"at": 0.0, "tier": None}
-
-
-def _entry_tier():
-    """The entry tier, cached for a minute: a member list must not ask for it once per member."""
-    from tiers.services import entry_tier
-
-    if time.monotonic() - _entry_tier_cache["at"] > 60:
-        _entry_tier_cache.update(at=time.monotonic(), tier=entry_tier())
-    return _entry_tier_cache["tier"]
-
-
 def _member_tier(member):
     from tiers.models import MemberTier
 
@@ -63,7 +49,9 @@ def _member_tier(member):
 
 def represent_tier(member):
     row = _member_tier(member)
-    tier = row.tier if row else _entry_tier()
+    from tiers.services import entry_tier
+
+    tier = row.tier if row else entry_tier()
     return {"code": tier.code, "name": tier.name} if tier else None
 
 

@@ -11,6 +11,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from loyalty.clock import business_date, end_of_business_day
+from loyalty.config_cache import cached
 from loyalty.errors import DomainError
 from members.models import MemberTag
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
@@ -25,26 +26,41 @@ class NotEligible(DomainError):
 
 
 def ladder():
-    return list(Tier.objects.order_by("rank"))
+    """The tiers, lowest rank first (cached: see loyalty.config_cache)."""
+    return cached("tiers.ladder", lambda: list(Tier.objects.order_by("rank")), models=[Tier])
 
 
 def entry_tier():
-    return Tier.objects.order_by("rank").first()
+    tiers = ladder()
+    return tiers[0] if tiers else None
+
+
+def highest_tier(reached):
+    """The highest tier for which `reached(tier)` holds, or None."""
+    return next((tier for tier in reversed(ladder()) if reached(tier)), None)
 
 
 def current_tier(member_id):
     """(tier, MemberTier or None): a member with no row is on the entry tier."""
-    row = MemberTier.objects.select_related("tier").filter(member_id=member_id).first()
-    return (row.tier, row) if row else (entry_tier(), None)
+    row = MemberTier.objects.filter(member_id=member_id).first()
+    if row is None:
+        return entry_tier(), None
+    return next((tier for tier in ladder() if tier.pk == row.tier_id), None) or row.tier, row
 
 
 def growth_policy_for(member_id, at):
     """The growth policy for a member at `at`: her tags' policies first (highest priority, newest), then the
     general one (newest valid_from that has passed). None before any policy exists."""
-    live = GrowthPolicy.objects.filter(valid_from__lte=at)
-    tag_ids = MemberTag.objects.filter(member_id=member_id).values("tag_id")
-    persona = live.filter(tag_id__in=tag_ids).order_by("-priority", "-valid_from", "-id").first()
-    return persona or live.filter(tag__isnull=True).order_by("-valid_from", "-id").first()
+    policies = cached("tiers.growth_policies",
+                      lambda: list(GrowthPolicy.objects.order_by("-valid_from", "-id")), models=[GrowthPolicy])
+    live = [policy for policy in policies if policy.valid_from <= at]
+    if any(policy.tag_id for policy in live):
+        tag_ids = set(MemberTag.objects.filter(member_id=member_id).values_list("tag_id", flat=True))
+        persona = sorted((p for p in live if p.tag_id in tag_ids), key=lambda p: (p.priority, p.valid_from, p.pk),
+                         reverse=True)
+        if persona:
+            return persona[0]
+    return next((policy for policy in live if policy.tag_id is None), None)
 
 
 def _floor(value):
@@ -118,7 +134,7 @@ def _upgrade_if_due(member, *, at, policy):
     window = policy.window_days if policy else 365
     growth = window_growth(member.pk, at=at, window_days=window)
     tier, row = current_tier(member.pk)
-    best = Tier.objects.filter(entry_threshold__lte=growth).order_by("-rank").first()
+    best = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
     if row is None:
         row = MemberTier(member=member, tier=tier, since=member.joined_at, hold_until=None)
     row.window_growth = growth

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from loyalty.access import CLIENT_SCOPES
+from loyalty.config_cache import cached
 from loyalty.errors import DomainError, InvalidInput, Throttled
 from members.models import ApiClient, Channel, Member, MemberStatus, OtpChallenge, StaffToken
 
@@ -50,24 +51,35 @@ def rotate_api_key(client):
     """Give a client app a new key (the old one stops working at once) and return it."""
     prefix = secrets.token_hex(4)
     key = f"{API_KEY_PREFIX}_{prefix}.{secrets.token_urlsafe(32)}"
-    ApiClient.objects.filter(pk=client.pk).update(prefix=prefix, key_hash=_sha256(key))
     client.prefix, client.key_hash = prefix, _sha256(key)
+    client.save(update_fields=["prefix", "key_hash"])  # a save: clears the cached keys of this process
     return key
 
 
+def _active_clients():
+    """Active client apps by key prefix, with their store ids (cached: every API request needs them)."""
+    def load():
+        clients = ApiClient.objects.filter(is_active=True).prefetch_related("stores")
+        return {client.prefix: (client, frozenset(store.pk for store in client.stores.all())) for client in clients}
+    return cached("members.api_clients", load, models=[ApiClient, ApiClient.stores.through])
+
+
 def authenticate_api_key(key):
-    """The active ApiClient for a key, or None. Constant-time comparison of the hashes."""
+    """(ApiClient, store ids) for an active key, or None. Constant-time comparison of the hashes. A key
+    deactivated or rotated in another process stops working within CONFIG_CACHE_SECONDS."""
     head, _, _ = key.partition(".")
     if not head.startswith(f"{API_KEY_PREFIX}_"):
         return None
-    client = ApiClient.objects.filter(prefix=head[len(API_KEY_PREFIX) + 1:], is_active=True).first()
-    if client is None or not hmac.compare_digest(client.key_hash, _sha256(key)):
+    found = _active_clients().get(head[len(API_KEY_PREFIX) + 1:])
+    if found is None or not hmac.compare_digest(found[0].key_hash, _sha256(key)):
         return None
+    client, _ = found
     now = timezone.now()
     if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=5):
         # At most one write per client per five minutes: last use is for operators, not for every request.
         ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-    return client
+        client.last_used_at = now
+    return found
 
 
 # --- Staff tokens ---------------------------------------------------------------------------------------------

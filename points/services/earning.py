@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db.models import F, Q
-
 from loyalty.clock import business_date
+from loyalty.config_cache import cached
 from points import hooks
 from points.models import EarningRule, RuleChannel
 
@@ -28,11 +27,17 @@ DEFAULT_RULES = {
 def rule_for(channel, *, at, store=None, event_type=""):
     """The rule in force for a channel at `at`: a store's own rule before the general one, the newest
     valid_from first. Custom events have no default: no rule, no points."""
-    candidates = EarningRule.objects.filter(
-        Q(valid_until__isnull=True) | Q(valid_until__gt=at),
-        channel=channel, is_active=True, valid_from__lte=at, event_type=event_type or "",
-    ).filter(Q(store__isnull=True) | Q(store=store) if store else Q(store__isnull=True))
-    rule = candidates.order_by(F("store_id").desc(nulls_last=True), "-valid_from", "-id").first()
+    rules = cached("points.earning_rules", lambda: list(EarningRule.objects.filter(is_active=True)),
+                   models=[EarningRule])
+    store_id = store.pk if store else None
+    candidates = [
+        rule for rule in rules
+        if rule.channel == channel and rule.event_type == (event_type or "") and rule.valid_from <= at
+        and (rule.valid_until is None or rule.valid_until > at) and rule.store_id in (None, store_id)
+    ]
+    # A store's own rule first, then the newest version.
+    candidates.sort(key=lambda rule: (rule.store_id is not None, rule.valid_from, rule.pk), reverse=True)
+    rule = candidates[0] if candidates else None
     if rule is None and channel in DEFAULT_RULES:
         rule = EarningRule(channel=channel, name=f"default {channel}", **DEFAULT_RULES[channel])
     return rule

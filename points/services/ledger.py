@@ -11,6 +11,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
+from loyalty.config_cache import cached
 from loyalty.errors import DomainError
 from points.models import (
     EntryKind,
@@ -34,8 +35,9 @@ class InsufficientPoints(DomainError):
 def current_policy(at=None):
     """The points policy in force at `at` (now): the newest version whose valid_from has passed."""
     at = at or timezone.now()
-    policy = PointsPolicy.objects.filter(valid_from__lte=at).order_by("-valid_from", "-id").first()
-    return policy or PointsPolicy()  # defaults of SPEC §2 before a marketer saved any
+    versions = cached("points.policies", lambda: list(PointsPolicy.objects.order_by("-valid_from", "-id")),
+                      models=[PointsPolicy])
+    return next((p for p in versions if p.valid_from <= at), None) or PointsPolicy()  # SPEC §2 defaults
 
 
 def expires_at_for(policy, earned_at):

@@ -122,8 +122,10 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
             return _replay(claim)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
-        first_purchase = not Purchase.objects.filter(member=member).exists()
-        referrer_id = member.referrer_id if first_purchase else None
+        # The referrer's account is locked too only on a referred member's first purchase.
+        referrer_id = member.referrer_id
+        if referrer_id and Purchase.objects.filter(member=member).exists():
+            referrer_id = None
         accounts = lock_accounts([member.pk] + ([referrer_id] if referrer_id else []))
         account = accounts[member.pk]
         policy = current_policy(now)

@@ -19,7 +19,7 @@ def test_create_api_client_prints_the_key_once_and_stores_its_hash(store_a):
     assert key not in str(ApiClient.objects.values().get())
     assert client.scopes == ["members:read", "purchases:write"]
     assert list(client.stores.values_list("code", flat=True)) == ["A001"]
-    assert authenticate_api_key(key) == client
+    assert authenticate_api_key(key) == (client, frozenset({store_a.pk}))
     assert authenticate_api_key(key[:-1] + ("x" if key[-1] != "x" else "y")) is None
 
 
