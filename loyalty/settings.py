@@ -162,6 +162,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
+# How long a process keeps the small configuration tables (points policy, earning rules, tiers, growth policies,
+# API keys) before reading them again; a change made in this process applies at once (loyalty/config_cache.py).
+CONFIG_CACHE_SECONDS = env.int("CONFIG_CACHE_SECONDS", default=30)
+
 # Nightly jobs: seconds each chunk pauses before its work, to spread a big job's load on the primary (0: none).
 JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
