@@ -189,7 +189,7 @@ WITH held AS (
 ), decided AS (
     SELECT held.member_id, held.tier_id AS from_tier, held.rank AS from_rank, COALESCE(growth.value, 0) AS value,
            (SELECT t.id FROM tiers_tier t
-            WHERE t.rank <= held.rank AND t.retention_threshold <= COALESCE(growth.value, 0)
+            WHERE t.rank <= held.rank AND t.retention_threshold <= GREATEST(COALESCE(growth.value, 0), 0)
             ORDER BY t.rank DESC LIMIT 1) AS to_tier
     FROM held LEFT JOIN growth USING (member_id)
 ), moved AS (
@@ -265,7 +265,8 @@ def _evaluate_chunk_python(params):
     for row in rows:
         value = GrowthEntry.objects.filter(member_id=row.member_id, occurred_at__gte=params["window_start"],
                                            occurred_at__lt=params["window_end"]).aggregate(t=Sum("value"))["t"] or 0
-        target = (Tier.objects.filter(rank__lte=row.tier.rank, retention_threshold__lte=value)
+        # A refund in the window of an order made before it can leave the sum below zero: count it as 0.
+        target = (Tier.objects.filter(rank__lte=row.tier.rank, retention_threshold__lte=max(value, 0))
                   .order_by("-rank").first())
         count += 1
         if target.pk != row.tier_id:

@@ -243,3 +243,14 @@ def test_simultaneous_purchases_crossing_a_threshold_upgrade_once(default_ladder
     assert TierChange.objects.filter(member=member).count() == 1
     assert tier_of(member) == "silver"
 
+
+
+@pytest.mark.django_db
+def test_a_refund_in_the_window_of_an_older_order_cannot_break_the_evaluation(member):
+    with time_machine.travel(at(2025, 12, 1, 12), tick=False):
+        order = purchase(member, "990.00")  # 1000: silver, held until 2026-12-01
+    with time_machine.travel(at(2026, 12, 10, 12), tick=False):
+        refund(order["id"], "990.00")  # -1000 inside the window, the order itself is outside it
+    assert evaluate_downgrades(as_of=date(2026, 12, 10)) == (1, 1)
+    change = TierChange.objects.get(reason="downgrade")
+    assert (change.to_tier.code, change.growth_value) == ("regular", -1000)
