@@ -4,8 +4,9 @@
 one plain SQL statement run by psql with \\timing (what the database alone needs).
 
     .venv/bin/python bench/seed.py                 # once: loyalty_bench_jobs, 1M members, 10M purchases
-    .venv/bin/python bench/jobs.py                 # every job twice + its plain SQL; drops the work copies
+    .venv/bin/python bench/jobs.py --keep          # every job twice + its plain SQL; keeps the seed
     .venv/bin/python bench/jobs.py --jobs rfm,tiers --runs 3 --keep
+    .venv/bin/python bench/jobs.py                 # ... and drops the seeded database at the end
     .venv/bin/python bench/jobs.py --explain       # also EXPLAIN (ANALYZE, BUFFERS) one chunk of each job
 
 The seeded database is never changed: every measurement runs in a copy (CREATE DATABASE ... TEMPLATE ... STRATEGY
@@ -24,9 +25,10 @@ Per measurement:
   file bytes the database wrote (pg_stat_database.temp_bytes: sorts and hashes spilled to disk), and the WAL the
   server wrote meanwhile (pg_current_wal_lsn: the whole server's, so other databases' writes count too).
 The plain SQL runs with the server's settings (work_mem etc. as the jobs get them), on the same kind of copy.
-Results: a summary table on stdout and JSON in bench/out/jobs-<time>.json. Drops its copies at the end (--keep
-leaves the last work copy, loyalty_bench_jobs_work, for inspection; the seeded database is kept either way, use
---drop-seed to drop it too).
+Results: a summary table on stdout and JSON in bench/out/jobs-<time>.json. At the end it drops its copies
+(loyalty_bench_jobs_work_<pid>...) and the seeded database too, unless --keep (then the next run needs no new
+seed). Only one run per seeded database at a time (a PostgreSQL advisory lock): two would
+time each other's load.
 """
 
 import argparse
@@ -151,7 +153,8 @@ class BackendSampler(threading.Thread):
 def temp_bytes(dsn, db):
     with admin(dsn) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
-        return conn.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = %s", [db]).fetchone()[0]
+        row = conn.execute("SELECT temp_bytes FROM pg_stat_database WHERE datname = %s", [db]).fetchone()
+        return row[0] if row else 0
 
 
 def wal_position(dsn):
@@ -643,8 +646,8 @@ def main():
     parser.add_argument("--as-of", type=date.fromisoformat, help="business date (default: the seed's)")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN (ANALYZE, BUFFERS) one chunk per job")
     parser.add_argument("--minimal", action="store_true", help="also time the minimal expiry (lots + accounts)")
-    parser.add_argument("--keep", action="store_true", help="keep the work copy at the end")
-    parser.add_argument("--drop-seed", action="store_true", help="drop the seeded database at the end too")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the seeded database at the end (default: drop it, and always the work copies)")
     args = parser.parse_args()
     if "bench" not in args.db:
         parser.error("--db must contain 'bench'")
@@ -652,7 +655,10 @@ def main():
     if info is None:
         parser.error(f"{args.db} does not exist: run bench/seed.py first")
     args.as_of = args.as_of or date.fromisoformat(info["as_of"])
-    args.work = args.db + "_work"
+    args.work = f"{args.db}_work_{os.getpid()}"  # its own copies: a second run never drops this one's
+    lock = admin(args.dsn)  # held until the end: two runs at once would time each other's load
+    if not lock.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"bench/jobs.py {args.db}"]).fetchone()[0]:
+        parser.error(f"another bench/jobs.py run on {args.db} is in progress (it holds an advisory lock)")
     jobs = args.jobs.split(",")
     unknown = set(jobs) - set(TARGETS)
     if unknown:
@@ -675,10 +681,10 @@ def main():
             {"rfm": bench_rfm, "tiers": bench_tiers, "import_purchases": bench_import,
              "expire_points": bench_expire}[job](args, results)
     finally:
+        drop_database(args.dsn, args.work)
         if not args.keep:
-            drop_database(args.dsn, args.work)
-        if args.drop_seed:
             drop_database(args.dsn, args.db)
+            log(f"dropped {args.db} (--keep keeps it for the next run)")
         path = OUT / f"jobs-{started:%Y%m%d-%H%M%S}.json"
         path.write_text(json.dumps({"started": started.isoformat(), "commit": commit, "seed": info,
                                     "as_of": args.as_of.isoformat(), "results": results}, indent=1, default=str))
