@@ -19,6 +19,10 @@ class PointsConfig(AppConfig):
             prepare_queryset=lambda queryset: queryset.select_related("points_account"),
         ))
         register_jobs()
+        from members.locking import member_lockers
+        from points.services.ledger import lock_accounts
+
+        member_lockers.register(lock_accounts)  # step 1 of the lock order: the points account
         from members.imports import register_purchase_recorder
         from points.services import record_purchase
 
