@@ -48,7 +48,7 @@ TARGET_RATIO, TARGET_P99_MS, TARGET_READS = 0.20, 100.0, 1000.0
 PREP_SNIPPET = r"""
 import json
 from members.models import Member, Store
-from members.services import create_api_client
+from loyalty.credentials import create_api_client
 from members.services.membership import REFERRAL_ALPHABET, _luhn_check_digit
 from points.models import PointsAccount
 

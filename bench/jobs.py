@@ -208,7 +208,7 @@ def run_job(name, as_of, *, dsn, db):
         return {"seconds": None, "failed": str(error)}
     with psycopg.connect(url(dsn, db)) as conn:
         run_id, started, finished, counts = conn.execute(
-            "SELECT id, started_at, finished_at, counts FROM members_jobrun WHERE job = %s AND business_date = %s",
+            "SELECT id, started_at, finished_at, counts FROM loyalty_jobrun WHERE job = %s AND business_date = %s",
             [name, as_of]).fetchone()
         ends = [row[0] for row in conn.execute(
             "SELECT finished_at FROM members_jobchunk WHERE run_id = %s ORDER BY finished_at", [run_id])]

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # --- Permissions ----------------------------------------------------------------------------------------------
 
+ID_PATTERN = r"[0-9]{1,18}"  # ids are bigints; longer digit strings cannot exist and must not reach the DB
+
 
 def _required(view, request, attribute):
     """A view declares per-action requirements as {action or method: value}; '*' is the fallback."""

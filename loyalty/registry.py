@@ -36,8 +36,26 @@ class ExtensionPoint:
         self._items.append(item)
         return item
 
+    def unregister(self, item: Any) -> None:
+        """Take `item` out again (tests that plug in a part for one case)."""
+        self._items.remove(item)
+        self._by_key = {key: value for key, value in self._by_key.items() if value is not item}
+
     def get(self, key: str, default: Any = None) -> Any:
         return self._by_key.get(key, default)
+
+    # A keyed point reads and writes like a dict too (so a test can swap an item with monkeypatch.setitem).
+    def __getitem__(self, key: str) -> Any:
+        return self._by_key[key]
+
+    def __setitem__(self, key: str, item: Any) -> None:
+        self.register(item, key=key)
+
+    def __delitem__(self, key: str) -> None:
+        self._items.remove(self._by_key.pop(key))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._by_key
 
     def keys(self) -> list[str]:
         return sorted(self._by_key)

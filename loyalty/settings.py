@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_beat",
+    "loyalty",
     "members",
     "points",
     "tiers",
@@ -171,9 +172,9 @@ JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "members.authentication.ApiKeyAuthentication",
-        "members.authentication.BearerTokenAuthentication",
-        "members.authentication.StaffSessionAuthentication",
+        "loyalty.authentication.ApiKeyAuthentication",
+        "loyalty.authentication.BearerTokenAuthentication",
+        "loyalty.authentication.StaffSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["loyalty.api.IsStaffOrClientApp"],
     "DEFAULT_PAGINATION_CLASS": "loyalty.api.IdCursorPagination",
@@ -213,10 +214,10 @@ PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="CN")
 # Message backends per channel. The outbox backend records the message and keeps its body whole (development);
 # production backends keep bodies with one-time codes masked.
 MESSAGE_BACKENDS = {
-    "sms": env.str("SMS_BACKEND", default="members.messages.OutboxBackend"),
-    "email": env.str("EMAIL_MESSAGE_BACKEND", default="members.messages.OutboxBackend"),
-    "wechat": env.str("WECHAT_BACKEND", default="members.messages.OutboxBackend"),
-    "inbox": "members.messages.OutboxBackend",
+    "sms": env.str("SMS_BACKEND", default="loyalty.messaging.OutboxBackend"),
+    "email": env.str("EMAIL_MESSAGE_BACKEND", default="loyalty.messaging.OutboxBackend"),
+    "wechat": env.str("WECHAT_BACKEND", default="loyalty.messaging.OutboxBackend"),
+    "inbox": "loyalty.messaging.OutboxBackend",
 }
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")

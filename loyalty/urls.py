@@ -1,14 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
-from loyalty import health
+from loyalty import health, views
+
+platform = SimpleRouter()
+platform.register("jobs", views.JobRunViewSet, basename="job")
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/auth/staff-token", views.StaffTokenView.as_view(), name="staff-token"),
+    path("api/v1/", include(platform.urls)),
     path("api/v1/", include("members.urls")),
     path("api/v1/", include("points.urls")),
     path("api/v1/", include("tiers.urls")),

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 from django.utils.translation import gettext_lazy as _
 
 
@@ -8,19 +7,30 @@ class MembersConfig(AppConfig):
     verbose_name = _("Members")
 
     def ready(self):
-        from members.roles import sync_role_groups
-
-        post_migrate.connect(sync_role_groups, dispatch_uid="members.sync_role_groups")
+        register_member_tokens()
         register_rfm()
+
+
+def register_member_tokens():
+    """A bearer token that is not a staff token is a member's signed access token."""
+    from loyalty.access import MemberPrincipal
+    from loyalty.authentication import bearer_token_readers
+    from members.services.login import read_member_token
+
+    def read(token):
+        member = read_member_token(token)
+        return None if member is None else (MemberPrincipal(member), token)
+
+    bearer_token_readers.register(read, key="member_token")
 
 
 def register_rfm():
     from django.db.models import Prefetch
 
+    from loyalty.scheduling import JobDefinition, register_job
     from members import jobs
     from members.extensions import MemberField, register_member_field, register_member_filter
     from members.models import RfmSnapshot
-    from members.scheduling import JobDefinition, register_job
 
     register_job(JobDefinition(
         name="rule_tags",

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from loyalty.registry import ExtensionPoint
+
 
 @dataclass(frozen=True)
 class MemberField:
@@ -25,25 +27,25 @@ EMPTY_VALUES = {
     "rfm": None,
 }
 FILTER_NAMES = ("tier", "segment", "lifecycle")
-_fields: dict[str, MemberField] = {}
-_filters: dict[str, Callable[[Any, str], Any]] = {}
+_fields = ExtensionPoint("member_fields", "MemberField by name: a part of the member representation", keyed=True)
+_filters = ExtensionPoint("member_filters", "filter_queryset(queryset, value) by list filter name", keyed=True)
 
 
 def register_member_field(field: MemberField):
     if field.name not in EMPTY_VALUES:
         raise ValueError(f"Unknown member field {field.name!r}; add it to EMPTY_VALUES first.")
-    _fields[field.name] = field
+    _fields.register(field, key=field.name)
 
 
 def register_member_filter(name, filter_queryset):
     """`filter_queryset(queryset, value)` answers ?<name>=value on the member list (tier, segment, lifecycle)."""
     if name not in FILTER_NAMES:
         raise ValueError(f"Unknown member filter {name!r}.")
-    _filters[name] = filter_queryset
+    _filters.register(filter_queryset, key=name)
 
 
 def prepare_member_queryset(queryset):
-    for field in _fields.values():
+    for field in _fields:
         queryset = field.prepare_queryset(queryset)
     return queryset
 

@@ -4,8 +4,9 @@ import django_filters
 from django.db.models import Q
 from rest_framework.exceptions import ValidationError
 
+from loyalty.models import Message, MessageStatus
 from members.extensions import filter_members_by
-from members.models import Member, MemberStatus, Message, MessageStatus
+from members.models import Member, MemberStatus
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 

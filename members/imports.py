@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from loyalty.clock import business_tz
 from loyalty.errors import DomainError
+from loyalty.registry import ExtensionPoint
 from members.models import Channel, Gender, Member, MemberStatus, Purchase, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import generate_member_no, generate_referral_code
@@ -69,7 +70,7 @@ PHONE_TAKEN = "phone already used by another member"
 UNKNOWN_MEMBER = "unknown member"
 NO_UNIQUE_CODE = "no unique card number or referral code could be drawn"
 
-_registry = {}
+_registry = ExtensionPoint("import_services", "services of higher apps an import calls, by name", keyed=True)
 
 
 def register_purchase_recorder(record_purchase):

@@ -144,7 +144,7 @@ def rfm_finish(as_of, params):
 
 def latest_rfm_date():
     """The newest business date with a completed RFM run, or None before the first."""
-    from members.models import JobRun, JobStatus
+    from loyalty.models import JobRun, JobStatus
 
     return (JobRun.objects.filter(job="rfm", status=JobStatus.DONE).order_by("-business_date")
             .values_list("business_date", flat=True).first())

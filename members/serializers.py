@@ -4,11 +4,12 @@ from datetime import date
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from loyalty.models import Message
 from members.extensions import represent_member_field
-from members.models import Channel, Gender, JobRun, Member, Message, Store, Tag, TagKind
+from members.models import Channel, Gender, Member, Store, Tag, TagKind
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.tag_rules import InvalidRule, validate_rule
 
@@ -232,20 +233,6 @@ class InboxMessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StaffLoginSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=128, trim_whitespace=False)
-
-
-class StaffTokenSerializer(serializers.Serializer):
-    token = serializers.CharField()
-    expires_at = serializers.DateTimeField()
-    user = inline_serializer("StaffIdentity", {
-        "username": serializers.CharField(), "role": serializers.CharField(),
-        "stores": serializers.ListField(child=serializers.CharField()),
-    })
-
-
 class OtpRequestSerializer(serializers.Serializer):
     phone = PhoneField()
 
@@ -274,13 +261,3 @@ class RefreshSerializer(serializers.Serializer):
 
 class AccessTokenSerializer(serializers.Serializer):
     access = serializers.CharField()
-
-
-class JobRunSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = JobRun
-        fields = ["id", "job", "business_date", "status", "counts", "chunks_total", "chunks_done", "error", "params",
-                  "triggered_by", "started_at", "finished_at"]
-        read_only_fields = fields

@@ -8,10 +8,8 @@ router.register("members", views.MemberViewSet, basename="member")
 router.register("tags", views.TagViewSet, basename="tag")
 router.register("stores", views.StoreViewSet, basename="store")
 router.register("messages", views.MessageLogViewSet, basename="message")
-router.register("jobs", views.JobRunViewSet, basename="job")
 
 urlpatterns = [
-    path("auth/staff-token", views.StaffTokenView.as_view(), name="staff-token"),
     path("auth/otp", views.OtpView.as_view(), name="otp"),
     path("auth/member-token", views.MemberTokenView.as_view(), name="member-token"),
     path("auth/member-token/refresh", views.MemberTokenRefreshView.as_view(), name="member-token-refresh"),

@@ -6,7 +6,6 @@ so existence does not leak).
 """
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -16,17 +15,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for, staff_role
-from loyalty.api import FailOpenScopedRateThrottle, IsMember, error_body, error_responses
+from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
+from loyalty.api import ID_PATTERN, IsMember, error_responses
 from loyalty.errors import DomainError, PermissionDeniedError
+from loyalty.models import Message, MessageChannel
+from loyalty.serializers import JobRunSerializer
 from members import services
 from members.extensions import prepare_member_queryset
 from members.filters import MemberFilter, MessageFilter
-from members.models import JobRun, Member, Message, MessageChannel, Store, Tag, TagKind
+from members.models import Member, Store, Tag, TagKind
 from members.serializers import (
     AccessTokenSerializer,
     InboxMessageSerializer,
-    JobRunSerializer,
     MemberLoginSerializer,
     MemberRegistrationSerializer,
     MemberSerializer,
@@ -39,13 +39,10 @@ from members.serializers import (
     OtpSentSerializer,
     ProfileUpdateSerializer,
     RefreshSerializer,
-    StaffLoginSerializer,
-    StaffTokenSerializer,
     StoreSerializer,
     TagSerializer,
 )
 
-ID_PATTERN = r"[0-9]{1,18}"  # ids are bigints; longer digit strings cannot exist and must not reach the DB
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
 
 
@@ -199,7 +196,7 @@ class TagViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def recompute(self, request, code=None):
         from loyalty.clock import business_date
-        from members.tasks import dispatch_job
+        from loyalty.tasks import dispatch_job
 
         tag = self.get_object()
         if tag.kind != TagKind.RULE:
@@ -241,38 +238,6 @@ class MessageLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 # --- Authentication -------------------------------------------------------------------------------------------
-
-
-class StaffTokenView(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [FailOpenScopedRateThrottle]
-    throttle_scope = "staff_login"
-
-    @extend_schema(request=StaffLoginSerializer,
-                   responses={201: StaffTokenSerializer,
-                              **error_responses({401: "not_authenticated", 429: "throttled"})},
-                   auth=[], summary="Log a staff user in; the token is used as `Authorization: Bearer <token>`.")
-    def post(self, request):
-        payload = StaffLoginSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        user = authenticate(request, **payload.validated_data)
-        if user is None or staff_role(user) is None:
-            return Response(error_body("not_authenticated", "Wrong username or password, or no staff role."),
-                            status=status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-        token, expires_at = services.issue_staff_token(user=user)
-        body = {"token": token, "expires_at": expires_at,
-                "user": {"username": user.get_username(), "role": staff_role(user),
-                         "stores": list(user.stores.values_list("code", flat=True))}}
-        return Response(StaffTokenSerializer(body).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=None, responses={204: None}, summary="Log out: revoke the bearer token sent.")
-    def delete(self, request):
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            services.revoke_staff_token(token.strip())
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _client_ip(request):
@@ -373,10 +338,3 @@ def get_visible_member_or_404(request, member_id):
 
 
 
-class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Recent runs of the nightly jobs (staff): status, counts, chunks, errors."""
-
-    serializer_class = JobRunSerializer
-    queryset = JobRun.objects.all()
-    filterset_fields = ["job", "status", "business_date"]
-    lookup_value_regex = ID_PATTERN

@@ -27,11 +27,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import staff_role
+from loyalty.admin import ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.audit import record_audit
 from loyalty.errors import DomainError
-from members.admin import MemberAdmin, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from members.admin import MemberAdmin
 from members.models import Member, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
-from members.services.audit import record_audit
 from points import selectors, services
 from points.models import (
     EarningRule,

@@ -42,7 +42,7 @@ def register_jobs():
     from django.utils import timezone
 
     from loyalty.clock import business_date
-    from members.scheduling import JobDefinition, register_job
+    from loyalty.scheduling import JobDefinition, register_job
     from points.services import maintenance
 
     register_job(JobDefinition(

@@ -5,11 +5,12 @@ campaigns registers campaign multipliers and bonuses. Each hook runs inside the 
 member's account is locked, so what it writes commits or rolls back with the points.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from loyalty.registry import ExtensionPoint
 
 
 @dataclass
@@ -42,24 +43,24 @@ class Activity:
     preview: bool = False
 
 
-_earn_modifiers: list[Callable[[EarnContext], list[dict]]] = []
-_activity_listeners: list[Callable[[Activity], dict]] = []
-_redemption_checks: list[Callable[[Any, Any], None]] = []
+_earn_modifiers = ExtensionPoint("earn_modifiers", "modifier(EarnContext) -> extra breakdown lines")
+_activity_listeners = ExtensionPoint("activity_listeners", "listener(Activity) -> fields merged into the result")
+_redemption_checks = ExtensionPoint("redemption_checks", "check(member, reward) raises when she may not redeem it")
 
 
 def register_earn_modifier(modifier):
     """`modifier(context) -> [{"source": "tier:gold", "points": 65}, ...]` (extra points on top of base)."""
-    _earn_modifiers.append(modifier)
+    _earn_modifiers.register(modifier)
 
 
 def register_activity_listener(listener):
     """`listener(activity) -> {"growth_awarded": 139, "tier_change": {...}}`: fields merged into the result."""
-    _activity_listeners.append(listener)
+    _activity_listeners.register(listener)
 
 
 def register_redemption_check(check):
     """`check(member, reward)` raises a DomainError (e.g. not_eligible) when the member may not redeem it."""
-    _redemption_checks.append(check)
+    _redemption_checks.register(check)
 
 
 def earn_breakdown(context):

@@ -12,10 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
-from loyalty.api import IsMember, error_responses
+from loyalty.api import ID_PATTERN, IsMember, error_responses
+from loyalty.audit import record_audit
 from members.models import Member, Purchase
-from members.services.audit import record_audit
-from members.views import ID_PATTERN, get_visible_member_or_404, store_for_write
+from members.views import get_visible_member_or_404, store_for_write
 from points import selectors, services
 from points.filters import LedgerFilter, RewardFilter
 from points.models import EarningRule, LedgerEntry, Redemption, Reward

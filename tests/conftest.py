@@ -4,7 +4,8 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
-from members.services import create_api_client, issue_member_tokens, issue_staff_token
+from loyalty.credentials import create_api_client, issue_staff_token
+from members.services import issue_member_tokens
 from tests.factories import MemberFactory, StaffUserFactory, StoreFactory
 
 PASSWORD = "correct horse battery"

@@ -4,8 +4,8 @@ views of members' tiers, tier history and growth entries."""
 from django.contrib import admin
 from django.forms.models import model_to_dict
 
-from members.admin import ReadOnlyAdmin, admin_actor
-from members.services.audit import record_audit
+from loyalty.admin import ReadOnlyAdmin, admin_actor
+from loyalty.audit import record_audit
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
 

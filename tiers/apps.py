@@ -26,7 +26,7 @@ class TiersConfig(AppConfig):
 def register_jobs():
     from django.utils import timezone
 
-    from members.scheduling import JobDefinition, register_job
+    from loyalty.scheduling import JobDefinition, register_job
     from tiers import services
 
     register_job(JobDefinition(

@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.access import MemberPrincipal
-from loyalty.api import IsMember, error_responses
-from members.views import ID_PATTERN, get_visible_member_or_404
+from loyalty.api import ID_PATTERN, IsMember, error_responses
+from members.views import get_visible_member_or_404
 from tiers import selectors
 from tiers.models import Tier
 from tiers.serializers import MemberStandingSerializer, TierSerializer

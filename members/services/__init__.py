@@ -1,14 +1,10 @@
-"""Every write on members, tags, client apps, logins and messages, by name. Views and admin call these."""
+"""Every write on members, tags and member logins, by name. Views and admin call these."""
 
-from .access import (
-    authenticate_api_key,
-    create_api_client,
+from .login import (
     issue_member_tokens,
-    issue_staff_token,
     read_member_token,
     refresh_member_access,
     request_login_code,
-    revoke_staff_token,
     verify_login_code,
 )
 from .membership import (
@@ -31,18 +27,14 @@ __all__ = [
     "MemberFrozen",
     "add_member_tag",
     "anonymise_member",
-    "authenticate_api_key",
-    "create_api_client",
     "ensure_member_active",
     "freeze_member",
     "issue_member_tokens",
-    "issue_staff_token",
     "read_member_token",
     "refresh_member_access",
     "register_member",
     "remove_member_tag",
     "request_login_code",
-    "revoke_staff_token",
     "unfreeze_member",
     "update_member",
     "verify_login_code",

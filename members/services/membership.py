@@ -5,10 +5,9 @@ import secrets
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
 from members.models import Member, MemberStatus, MemberTag, Tag, TagKind
-
-from .audit import record_audit
 
 CARD_NUMBER_LENGTH = 12
 REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud at the counter
@@ -221,7 +220,8 @@ def anonymise_member(*, actor, member, reason):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
     consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
     and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
-    from members.models import Message, OtpChallenge
+    from loyalty.models import Message
+    from members.models import OtpChallenge
 
     with transaction.atomic(durable=True):
         member = Member.objects.select_for_update().get(pk=member.pk)

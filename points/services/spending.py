@@ -8,10 +8,10 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
+from loyalty.audit import record_audit
 from loyalty.errors import DomainError, NotFoundError
 from members.models import Member, Purchase
 from members.services import ensure_member_active
-from members.services.audit import record_audit
 from points import hooks
 from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
+from loyalty.scheduling import run_inline
 from members.models import RfmSnapshot
-from members.scheduling import run_inline
 from tests.factories import MemberFactory
 from tests.points.helpers import purchase, refund
 

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from members.models import JobRun, MemberTag, Tag
-from members.scheduling import run_inline
+from loyalty.models import JobRun
+from loyalty.scheduling import run_inline
+from members.models import MemberTag, Tag
 from members.tag_rules import InvalidRule, validate_rule
 from tests.factories import MemberFactory
 from tests.points.helpers import purchase

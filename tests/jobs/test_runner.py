@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from members import scheduling
-from members.models import JobChunk, JobRun
-from members.tasks import start_scheduled_job
+from loyalty import scheduling
+from loyalty.models import JobChunk, JobRun
+from loyalty.tasks import start_scheduled_job
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -66,9 +66,9 @@ def test_a_failed_run_resumes_from_its_undone_chunks(counting_job, django_captur
 def test_job_runs_are_listed_in_the_admin(counting_job, client, admin_user):
     run = scheduling.run_inline("counting", date(2026, 5, 1))
     client.force_login(admin_user)
-    listing = client.get("/admin/members/jobrun/")
+    listing = client.get("/admin/loyalty/jobrun/")
     assert listing.status_code == 200
     assert "counting" in listing.content.decode()
-    detail = client.get(f"/admin/members/jobrun/{run.pk}/change/")
+    detail = client.get(f"/admin/loyalty/jobrun/{run.pk}/change/")
     assert detail.status_code == 200
     assert detail.content.decode().count("<td class=\"field-status\">") == 3  # its three chunks

@@ -3,7 +3,7 @@ import json
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from members.scheduling import job_names
+from loyalty.scheduling import job_names
 
 
 @pytest.mark.django_db
@@ -14,7 +14,7 @@ def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_
     assert set(expected) == set(job_names())
     for job, (minute, hour) in expected.items():
         task = tasks[f"nightly: {job}"]
-        assert task.task == "members.tasks.start_scheduled_job"
+        assert task.task == "loyalty.tasks.start_scheduled_job"
         assert json.loads(task.args) == [job]
         assert (task.crontab.minute, task.crontab.hour) == (minute, hour)
         assert str(task.crontab.timezone) == settings.TIME_ZONE

@@ -24,10 +24,11 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from members import scheduling
-from members.models import JobChunk, JobRun, JobStatus, Member, Message, MessageStatus
-from members.services.messaging import send_message
-from members.tasks import dispatch_job
+from loyalty import scheduling
+from loyalty.messaging import send_message
+from loyalty.models import JobChunk, JobRun, JobStatus, Message, MessageStatus
+from loyalty.tasks import dispatch_job
+from members.models import Member
 from points.audit import ledger_mismatches
 from points.models import EntryKind, LedgerEntry, LotStatus, PointsAccount, PointsLot, Purchase
 from tests.factories import MemberFactory

@@ -8,7 +8,8 @@ from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from rest_framework.test import APIClient
 
-from members.models import ApiClient, AuditEntry, Member, MemberTag
+from loyalty.models import ApiClient, AuditEntry
+from members.models import Member, MemberTag
 from members.services.membership import is_valid_member_no
 from tests.factories import MemberFactory, StaffUserFactory, TagFactory
 
@@ -76,14 +77,14 @@ def test_role_groups_get_their_model_permissions_on_migrate(db):
 
     clerk, marketer, admin = codenames("clerk"), codenames("marketer"), codenames("admin")
     assert {("members", "view_member"), ("members", "add_member"), ("members", "change_member"),
-            ("members", "add_membertag"), ("members", "delete_membertag"), ("members", "view_message")} <= clerk
+            ("members", "add_membertag"), ("members", "delete_membertag"), ("loyalty", "view_message")} <= clerk
     assert ("members", "delete_member") not in clerk
     assert ("members", "add_tag") not in clerk
-    assert ("members", "add_apiclient") not in clerk
+    assert ("loyalty", "add_apiclient") not in clerk
     assert clerk < marketer
-    assert {("members", "add_tag"), ("members", "change_tag"), ("members", "view_auditentry")} <= marketer
-    assert ("members", "add_apiclient") not in marketer
-    assert {("members", "add_apiclient"), ("members", "change_member"), ("members", "add_tag")} <= admin
+    assert {("members", "add_tag"), ("members", "change_tag"), ("loyalty", "view_auditentry")} <= marketer
+    assert ("loyalty", "add_apiclient") not in marketer
+    assert {("loyalty", "add_apiclient"), ("members", "change_member"), ("members", "add_tag")} <= admin
     assert not any(codename.endswith(("stafftoken", "otpchallenge")) for _, codename in admin)
 
 
@@ -303,7 +304,7 @@ def test_changing_a_phone_to_another_members_shows_a_form_error(admin_client, me
 
 def test_creating_an_api_client_in_the_admin_shows_the_key_once_and_stores_its_hash(admin_client, member_a):
     response = admin_client.post(
-        "/admin/members/apiclient/add/",
+        "/admin/loyalty/apiclient/add/",
         {"name": "E-shop", "scopes": ["members:read", "members:write"], "is_active": "on"},
         follow=True,
     )
@@ -326,14 +327,14 @@ def test_creating_an_api_client_in_the_admin_shows_the_key_once_and_stores_its_h
     assert [row["id"] for row in listing.json()["results"]] == [str(member_a.pk)]
 
     # Shown once: the client's change page does not show the key again.
-    again = admin_client.get(f"/admin/members/apiclient/{client.pk}/change/")
+    again = admin_client.get(f"/admin/loyalty/apiclient/{client.pk}/change/")
     assert again.status_code == 200
     assert key not in again.content.decode()
     assert not list(get_messages(again.wsgi_request))
 
 
 def add_api_client(admin_client, **data):
-    response = admin_client.post("/admin/members/apiclient/add/", data, follow=True)
+    response = admin_client.post("/admin/loyalty/apiclient/add/", data, follow=True)
     assert response.status_code == 200
     keys = [key for message in response.context["messages"] for key in KEY_RE.findall(str(message))]
     assert len(keys) == 1
@@ -367,7 +368,7 @@ def test_api_client_added_inactive_in_the_admin_is_inactive(admin_client, member
 
 
 def test_clerk_cannot_create_api_clients(clerk_client):
-    response = clerk_client.get("/admin/members/apiclient/add/")
+    response = clerk_client.get("/admin/loyalty/apiclient/add/")
 
     assert response.status_code == 403
 

@@ -111,7 +111,7 @@ def test_only_admins_freeze_members(clerk_api, admin_api, member_a):
 
 
 def test_message_log_is_staff_only_and_store_scoped(clerk_api, admin_api, pos_a, member_a, member_b):
-    from members.services.messaging import send_message
+    from loyalty.messaging import send_message
 
     send_message(channel="sms", kind="notice", recipient=member_a.phone, member=member_a, body="hello a")
     send_message(channel="sms", kind="notice", recipient=member_b.phone, member=member_b, body="hello b")

@@ -4,8 +4,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from members.models import ApiClient, Member, StaffUser, Store
-from members.services import authenticate_api_key
+from loyalty.credentials import authenticate_api_key
+from loyalty.models import ApiClient
+from members.models import Member, StaffUser, Store
 
 
 def test_create_api_client_prints_the_key_once_and_stores_its_hash(store_a):

@@ -11,8 +11,10 @@ import pytest
 import time_machine
 from django.conf import settings
 
-from members.models import Channel, Member, Message, MessageStatus, OtpChallenge, StaffToken
-from members.services import create_api_client, issue_member_tokens
+from loyalty.credentials import create_api_client
+from loyalty.models import Message, MessageStatus, StaffToken
+from members.models import Channel, Member, OtpChallenge
+from members.services import issue_member_tokens
 from tests.conftest import PASSWORD, member_client, staff_client
 from tests.factories import StaffUserFactory
 
@@ -205,7 +207,7 @@ def sms_gateway(settings, monkeypatch):
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    settings.MESSAGE_BACKENDS = {**settings.MESSAGE_BACKENDS, "sms": "members.messages.HttpSmsBackend"}
+    settings.MESSAGE_BACKENDS = {**settings.MESSAGE_BACKENDS, "sms": "loyalty.messaging.HttpSmsBackend"}
     settings.SMS_HTTP_URL = f"http://127.0.0.1:{server.server_address[1]}/send"
     settings.SMS_HTTP_TOKEN = "gateway-token"
     yield handler.received
@@ -233,7 +235,7 @@ def test_with_a_masking_backend_the_log_keeps_the_code_masked_and_the_sent_code_
     assert message.body == sent["body"]["text"].replace(code, "******")
     assert message.status == MessageStatus.SENT
     assert message.provider_message_id == "abc"
-    assert message.backend == "members.messages.HttpSmsBackend"
+    assert message.backend == "loyalty.messaging.HttpSmsBackend"
     assert message.sent_at is not None
     logged = admin_api.get(MESSAGES_URL, {"recipient": PHONE_A}).json()["results"]
     assert [entry["body"] for entry in logged] == [message.body]

@@ -5,7 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from members.models import AuditEntry, Member
+from loyalty.models import AuditEntry
+from members.models import Member
 from members.services.membership import is_valid_member_no
 from tests.factories import MemberFactory, TagFactory
 
@@ -230,7 +231,7 @@ def test_concurrent_registrations_of_one_phone_make_one_member(store_a):
 
 
 def test_anonymise_erases_personal_data_and_keeps_the_books(admin_api, clerk_api, member_a):
-    from members.services.messaging import send_message
+    from loyalty.messaging import send_message
     from tests.conftest import member_client
     from tests.points.helpers import purchase
 
@@ -245,7 +246,7 @@ def test_anonymise_erases_personal_data_and_keeps_the_books(admin_api, clerk_api
         "anonymised", None, "", None, "")
     assert body["member_no"] == member_a.member_no
     assert body["points"] == {"available": 0, "pending": 100}
-    from members.models import Message
+    from loyalty.models import Message
 
     assert list(Message.objects.values_list("recipient", "body")) == [("anonymised", "")]
     assert token_client.get("/api/v1/me/").status_code == 401

@@ -10,7 +10,8 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
-from members.models import AuditEntry, Purchase
+from loyalty.models import AuditEntry
+from members.models import Purchase
 from members.services import freeze_member
 from points import services
 from points.models import (

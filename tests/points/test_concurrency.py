@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from members.services import create_api_client
+from loyalty.credentials import create_api_client
 from points.models import LedgerEntry, PointsAccount, Purchase, Redemption, Reward
 from tests.factories import MemberFactory, StaffUserFactory
 from tests.points.helpers import adjust, assert_ledger_consistent

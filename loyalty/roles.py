@@ -10,21 +10,21 @@ from django.db.models import Q
 
 from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MARKETER
 
-LOYALTY_APPS = ("members", "points", "tiers", "campaigns", "reports")
+LOYALTY_APPS = ("loyalty", "members", "points", "tiers", "campaigns", "reports")
 
 # (app_label, codename) pairs; later apps extend these lists.
 CLERK_PERMISSIONS = [
     ("members", "view_member"), ("members", "add_member"), ("members", "change_member"),
     ("members", "view_store"), ("members", "view_tag"),
     ("members", "view_membertag"), ("members", "add_membertag"), ("members", "delete_membertag"),
-    ("members", "view_message"), ("members", "view_purchase"), ("members", "view_refund"),
+    ("loyalty", "view_message"), ("members", "view_purchase"), ("members", "view_refund"),
     ("points", "view_pointsaccount"), ("points", "view_ledgerentry"), ("points", "view_redemption"),
     ("points", "change_redemption"), ("points", "view_reward"), ("points", "view_earningrule"),
     ("tiers", "view_tier"), ("tiers", "view_membertier"), ("tiers", "view_tierchange"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"), ("members", "change_tag"), ("members", "delete_tag"),
-    ("members", "view_auditentry"),
+    ("loyalty", "view_auditentry"),
     ("points", "add_reward"), ("points", "change_reward"), ("points", "add_earningrule"),
     ("points", "change_earningrule"), ("points", "view_pointspolicy"), ("points", "add_pointspolicy"),
     ("tiers", "change_tier"), ("tiers", "view_growthpolicy"), ("tiers", "add_growthpolicy"),

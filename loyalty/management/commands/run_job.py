@@ -3,8 +3,8 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from members import scheduling
-from members.models import JobStatus
+from loyalty import scheduling
+from loyalty.models import JobStatus
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         params = {"window_days": window_days} if window_days else {}
         try:
             if run_async:
-                from members.tasks import dispatch_job
+                from loyalty.tasks import dispatch_job
 
                 run = dispatch_job(name, as_of, params=params, triggered_by="command", force=force)
                 self.stdout.write(f"{run.job} {run.business_date}: {run.chunks_total} chunk(s) sent to the workers.")

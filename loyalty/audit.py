@@ -1,4 +1,6 @@
-from members.models import AuditEntry
+"""The audit log: who changed what, from which values to which."""
+
+from loyalty.models import AuditEntry
 
 
 def record_audit(*, actor, action, target, old=None, new=None):

@@ -4,12 +4,15 @@ session for staff. A malformed or unknown credential is a 401 (never an anonymou
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from loyalty.access import ClientAppPrincipal, MemberPrincipal
-from members.services.access import (
-    STAFF_TOKEN_PREFIX,
-    authenticate_api_key,
-    read_member_token,
-    staff_user_for_token,
+from loyalty.access import ClientAppPrincipal
+from loyalty.credentials import STAFF_TOKEN_PREFIX, authenticate_api_key, staff_user_for_token
+from loyalty.registry import ExtensionPoint
+
+bearer_token_readers = ExtensionPoint(
+    "bearer_token_readers",
+    "reader(token) -> (user, auth) or None: a bearer token that is not a staff token (members register the "
+    "reader of their signed access tokens). The first reader that recognises the token wins.",
+    keyed=True,
 )
 
 
@@ -42,7 +45,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    """Staff tokens start with `stf_`; anything else is read as a signed member access token."""
+    """Staff tokens start with `stf_`; anything else goes to the registered readers (member access tokens)."""
 
     keyword = "Bearer"
 
@@ -55,10 +58,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             if user is None:
                 raise exceptions.AuthenticationFailed("Invalid or expired staff token.")
             return user, token
-        member = read_member_token(token)
-        if member is None:
-            raise exceptions.AuthenticationFailed("Invalid or expired member token.")
-        return MemberPrincipal(member), token
+        for reader in bearer_token_readers:
+            found = reader(token)
+            if found is not None:
+                return found
+        raise exceptions.AuthenticationFailed("Invalid or expired member token.")
 
     def authenticate_header(self, request):
         return self.keyword
@@ -69,7 +73,7 @@ class StaffSessionAuthentication(authentication.SessionAuthentication):
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "members.authentication.ApiKeyAuthentication"
+    target_class = "loyalty.authentication.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
@@ -78,7 +82,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class BearerScheme(OpenApiAuthenticationExtension):
-    target_class = "members.authentication.BearerTokenAuthentication"
+    target_class = "loyalty.authentication.BearerTokenAuthentication"
     name = "Bearer"
 
     def get_security_definition(self, auto_schema):
@@ -88,7 +92,7 @@ class BearerScheme(OpenApiAuthenticationExtension):
 
 
 class StaffSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "members.authentication.StaffSessionAuthentication"
+    target_class = "loyalty.authentication.StaffSessionAuthentication"
     name = "AdminSession"
 
     def get_security_definition(self, auto_schema):

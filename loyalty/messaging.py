@@ -1,15 +1,78 @@
-"""Recording and delivering messages: every message is a row in the message log with what became of it."""
+"""The message log and its channel backends: `send_message` records a message and delivers it after commit
+through the backend of its channel (settings.MESSAGE_BACKENDS).
 
+Backends, one per channel (settings.MESSAGE_BACKENDS). A backend delivers one Message and says
+whether the message log may keep one-time codes readable (`keeps_secrets`): the development outbox does, so a
+tester can read an OTP in GET /api/v1/messages/; production backends do not, and the log keeps the body masked.
+"""
+
+import json
 import logging
+import urllib.request
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from members.messages import DeliveryFailed, backend_for
-from members.models import Message, MessageStatus
+from loyalty.models import Message, MessageStatus
 
 logger = logging.getLogger(__name__)
 MASK = "******"
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class OutboxBackend:
+    """Development and test: the message log is the outbox. Nothing leaves the machine."""
+
+    keeps_secrets = True
+
+    def deliver(self, message, body):
+        logger.info("outbox %s to %s: %s", message.channel, message.recipient, body)
+        return ""
+
+
+class ConsoleBackend(OutboxBackend):
+    """Development: print each message to standard output as well."""
+
+    def deliver(self, message, body):
+        print(f"[{message.channel}] to {message.recipient}: {body}", flush=True)  # noqa: T201
+        return ""
+
+
+class HttpSmsBackend:
+    """Production SMS through an HTTP gateway: POST {"to", "text"} as JSON with a bearer token to SMS_HTTP_URL.
+    The gateway's JSON answer may carry an "id", kept as the provider's message id."""
+
+    keeps_secrets = False
+    timeout_seconds = 5
+
+    def deliver(self, message, body):
+        if not settings.SMS_HTTP_URL:
+            raise DeliveryFailed("SMS_HTTP_URL is not set")
+        request = urllib.request.Request(  # noqa: S310 - the URL is the operator's setting
+            settings.SMS_HTTP_URL,
+            data=json.dumps({"to": message.recipient, "text": body}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {settings.SMS_HTTP_TOKEN}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+                answer = json.loads(response.read() or b"{}")
+        except (OSError, ValueError) as error:
+            raise DeliveryFailed(str(error)) from error
+        return str(answer.get("id", "")) if isinstance(answer, dict) else ""
+
+
+def backend_for(channel):
+    path = settings.MESSAGE_BACKENDS.get(channel)
+    if not path:
+        raise DeliveryFailed(f"No backend for channel {channel}")
+    return path, import_string(path)()
+
 
 
 def send_message(*, channel, kind, recipient, body, member=None, subject="", secrets=(), immediate=True,
@@ -36,7 +99,7 @@ def send_message(*, channel, kind, recipient, body, member=None, subject="", sec
     if immediate:
         transaction.on_commit(lambda: deliver_message(message.pk, body))
     else:
-        from members.tasks import deliver_message_task
+        from loyalty.tasks import deliver_message_task
 
         def enqueue():
             try:

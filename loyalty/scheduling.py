@@ -19,7 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from loyalty.clock import business_date
-from members.models import JobChunk, JobRun, JobStatus
+from loyalty.models import JobChunk, JobRun, JobStatus
+from loyalty.registry import ExtensionPoint
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class JobDefinition:
     default_as_of: Callable[[], date] = lambda: business_date() - timedelta(days=1)
 
 
-_jobs: dict[str, JobDefinition] = {}
+_jobs = ExtensionPoint("jobs", "JobDefinitions by name: each app registers its nightly jobs in ready().", keyed=True)
 
 
 class UnknownJob(LookupError):
@@ -45,18 +46,18 @@ class UnknownJob(LookupError):
 
 
 def register_job(definition):
-    _jobs[definition.name] = definition
+    _jobs.register(definition, key=definition.name)
 
 
 def job_names():
-    return sorted(_jobs)
+    return _jobs.keys()
 
 
 def job(name):
-    try:
-        return _jobs[name]
-    except KeyError:
-        raise UnknownJob(f"Unknown job {name!r}; jobs: {', '.join(job_names())}") from None
+    definition = _jobs.get(name)
+    if definition is None:
+        raise UnknownJob(f"Unknown job {name!r}; jobs: {', '.join(job_names())}")
+    return definition
 
 
 def start_run(name, as_of=None, *, params=None, triggered_by="", force=False):

@@ -1,9 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from loyalty.access import CLIENT_SCOPES
+from loyalty.credentials import create_api_client
 from loyalty.errors import DomainError
-from members.models import ApiClient, Store
-from members.services import create_api_client
+from loyalty.models import ApiClient
+from members.models import Store
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from members import scheduling
-from members.services.messaging import deliver_message
+from loyalty import scheduling
+from loyalty.messaging import deliver_message
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def deliver_message_task(message_id):
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def run_job_chunk(chunk_id):
-    """One chunk of a nightly job. Done at most once (see members.scheduling.run_chunk); a message redelivered
+    """One chunk of a nightly job. Done at most once (see loyalty.scheduling.run_chunk); a message redelivered
     after a worker died finds the chunk undone and does it."""
     return scheduling.run_chunk(chunk_id)
 
@@ -53,7 +53,7 @@ def start_scheduled_job(name, as_of=None):
 
     from django.utils import timezone
 
-    from members.models import JobRun, JobStatus
+    from loyalty.models import JobRun, JobStatus
 
     since = timezone.localdate() - timedelta(days=RESUME_DAYS)
     for stalled in JobRun.objects.filter(job=name, business_date__gte=since).exclude(status=JobStatus.DONE):

@@ -1,4 +1,4 @@
-"""Credentials: client-app API keys, staff bearer tokens, member logins by one-time SMS code, member tokens."""
+"""Member logins: one-time codes by SMS and the signed member tokens they give."""
 
 import hashlib
 import hmac
@@ -11,100 +11,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from loyalty.access import CLIENT_SCOPES
-from loyalty.config_cache import cached
-from loyalty.errors import DomainError, InvalidInput, Throttled
-from members.models import ApiClient, Channel, Member, MemberStatus, OtpChallenge, StaffToken
+from loyalty.errors import DomainError, Throttled
+from loyalty.messaging import send_message
+from members.models import Channel, Member, MemberStatus, OtpChallenge
 
 from .membership import MemberExists, register_member
-from .messaging import send_message
 
-API_KEY_PREFIX = "lk"
-STAFF_TOKEN_PREFIX = "stf_"  # noqa: S105 - a prefix, not a secret
 MEMBER_TOKEN_SALT = "members.member-token"  # noqa: S105 - a namespace, the key is SECRET_KEY
-
-
-def _sha256(value):
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-# --- Client apps ----------------------------------------------------------------------------------------------
-
-
-def create_api_client(*, name, stores=(), scopes=None, is_active=True):
-    """Create a client app and return (client, key). The key is shown once; only its hash is kept."""
-    scopes = sorted(CLIENT_SCOPES) if scopes is None else sorted(set(scopes))
-    unknown = [scope for scope in scopes if scope not in CLIENT_SCOPES]
-    if unknown:
-        raise InvalidInput({"scopes": [f"Unknown scope(s): {', '.join(unknown)}."]})
-    prefix = secrets.token_hex(4)
-    secret = secrets.token_urlsafe(32)
-    key = f"{API_KEY_PREFIX}_{prefix}.{secret}"
-    with transaction.atomic(durable=True):
-        client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes,
-                                         is_active=is_active)
-        client.stores.set(stores)
-    return client, key
-
-
-def rotate_api_key(client):
-    """Give a client app a new key (the old one stops working at once) and return it."""
-    prefix = secrets.token_hex(4)
-    key = f"{API_KEY_PREFIX}_{prefix}.{secrets.token_urlsafe(32)}"
-    client.prefix, client.key_hash = prefix, _sha256(key)
-    client.save(update_fields=["prefix", "key_hash"])  # a save: clears the cached keys of this process
-    return key
-
-
-def _active_clients():
-    """Active client apps by key prefix, with their store ids (cached: every API request needs them)."""
-    def load():
-        clients = ApiClient.objects.filter(is_active=True).prefetch_related("stores")
-        return {client.prefix: (client, frozenset(store.pk for store in client.stores.all())) for client in clients}
-    return cached("members.api_clients", load, models=[ApiClient, ApiClient.stores.through])
-
-
-def authenticate_api_key(key):
-    """(ApiClient, store ids) for an active key, or None. Constant-time comparison of the hashes. A key
-    deactivated or rotated in another process stops working within CONFIG_CACHE_SECONDS."""
-    head, _, _ = key.partition(".")
-    if not head.startswith(f"{API_KEY_PREFIX}_"):
-        return None
-    found = _active_clients().get(head[len(API_KEY_PREFIX) + 1:])
-    if found is None or not hmac.compare_digest(found[0].key_hash, _sha256(key)):
-        return None
-    client, _ = found
-    now = timezone.now()
-    if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=5):
-        # At most one write per client per five minutes: last use is for operators, not for every request.
-        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
-        client.last_used_at = now
-    return found
-
-
-# --- Staff tokens ---------------------------------------------------------------------------------------------
-
-
-def issue_staff_token(*, user):
-    """A new bearer token for a staff user, valid for STAFF_TOKEN_TTL. Returns (token, expires_at)."""
-    token = STAFF_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires_at = timezone.now() + settings.STAFF_TOKEN_TTL
-    StaffToken.objects.create(user=user, token_hash=_sha256(token), expires_at=expires_at)
-    StaffToken.objects.filter(user=user, expires_at__lt=timezone.now()).delete()
-    return token, expires_at
-
-
-def staff_user_for_token(token):
-    row = (
-        StaffToken.objects.select_related("user")
-        .filter(token_hash=_sha256(token), expires_at__gt=timezone.now(), user__is_active=True)
-        .first()
-    )
-    return row.user if row else None
-
-
-def revoke_staff_token(token):
-    return StaffToken.objects.filter(token_hash=_sha256(token)).delete()[0] > 0
 
 
 # --- Member tokens --------------------------------------------------------------------------------------------

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
+
+
+class PlatformConfig(AppConfig):
+    """The ground floor as an app: its tables (client apps, staff tokens, audit log, message log, job runs)."""
+
+    name = "loyalty"
+    verbose_name = _("Platform")
+
+    def ready(self):
+        from loyalty.roles import sync_role_groups
+
+        post_migrate.connect(sync_role_groups, dispatch_uid="loyalty.sync_role_groups")

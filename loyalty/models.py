@@ -1,0 +1,166 @@
+"""The platform's tables: client apps and staff tokens, the audit log, the message log and the job runs.
+
+They serve every app above and import none of them; where a row belongs to a member or a store (the message
+log's recipient, a client app's stores) it names that table by foreign key, as auth's tables name the user model.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ApiClient(models.Model):
+    """A client app (POS, mini-program backend, e-shop) calling the API with `Authorization: Api-Key <key>`.
+
+    Only a SHA-256 hash of the key is stored. The keys are 256-bit random strings, so a fast hash is as safe as a
+    slow one and keeps authentication off the hot path; `prefix` finds the row without scanning.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    prefix = models.CharField(_("key prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
+    stores = models.ManyToManyField("members.Store", blank=True, related_name="api_clients", verbose_name=_("stores"),
+                                    help_text=_("Empty: the client may act for every store."))
+    scopes = models.JSONField(_("scopes"), default=list, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("API client")
+        verbose_name_plural = _("API clients")
+
+    def __str__(self):
+        return self.name
+
+
+class StaffToken(models.Model):
+    """A staff bearer token (`Authorization: Bearer <token>`); only its hash is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("staff token")
+        verbose_name_plural = _("staff tokens")
+
+    def __str__(self):
+        return f"token of {self.user_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    SENT = "sent", _("sent")
+    FAILED = "failed", _("failed")
+    SKIPPED = "skipped", _("skipped")
+
+
+class MessageChannel(models.TextChoices):
+    SMS = "sms", _("SMS")
+    WECHAT = "wechat", _("WeChat")
+    EMAIL = "email", _("email")
+    INBOX = "inbox", _("in-app inbox")
+
+
+class Message(models.Model):
+    """Every message sent to a member or a phone, with what became of it (the message log)."""
+
+    member = models.ForeignKey("members.Member", models.SET_NULL, null=True, blank=True, related_name="messages")
+    recipient = models.CharField(_("recipient"), max_length=254, help_text=_("phone, email or openid"))
+    channel = models.CharField(_("channel"), max_length=8, choices=MessageChannel.choices)
+    kind = models.CharField(_("kind"), max_length=40)
+    subject = models.CharField(_("subject"), max_length=200, blank=True)
+    body = models.TextField(_("body"))
+    status = models.CharField(_("status"), max_length=8, choices=MessageStatus.choices,
+                              default=MessageStatus.QUEUED)
+    status_reason = models.CharField(_("reason"), max_length=200, blank=True)
+    backend = models.CharField(_("backend"), max_length=100, blank=True)
+    provider_message_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        indexes = [
+            models.Index(fields=["recipient", "-id"], name="message_recipient_idx"),
+            models.Index(fields=["member", "-id"], name="message_member_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} → {self.recipient} ({self.status})"
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when, from which value to which: one row per change a person or client app makes."""
+
+    actor = models.CharField(_("actor"), max_length=120)
+    action = models.CharField(_("action"), max_length=60)
+    target_type = models.CharField(_("target type"), max_length=60)
+    target_id = models.CharField(_("target id"), max_length=40)
+    old_values = models.JSONField(_("old values"), null=True, blank=True)
+    new_values = models.JSONField(_("new values"), null=True, blank=True)
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+        indexes = [models.Index(fields=["target_type", "target_id", "-id"], name="audit_target_idx")]
+
+    def __str__(self):
+        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"
+
+
+class JobStatus(models.TextChoices):
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class JobRun(models.Model):
+    """One run of a nightly job for one business date: a job already done for a date is not done again, and a
+    run that crashed resumes from its unfinished chunks."""
+
+    job = models.CharField(_("job"), max_length=40)
+    business_date = models.DateField(_("business date"))
+    status = models.CharField(_("status"), max_length=8, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    triggered_by = models.CharField(_("triggered by"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+        constraints = [models.UniqueConstraint(fields=["job", "business_date"], name="job_run_once_per_date")]
+        indexes = [models.Index(fields=["-started_at"], name="job_run_recent_idx")]
+
+    def __str__(self):
+        return f"{self.job} {self.business_date} ({self.status})"
+
+
+class JobChunk(models.Model):
+    """A member id range [start_id, stop_id) of a run; its work and its `done` commit in one transaction."""
+
+    run = models.ForeignKey(JobRun, models.CASCADE, related_name="chunks")
+    start_id = models.BigIntegerField()
+    stop_id = models.BigIntegerField()
+    status = models.CharField(max_length=8, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "start_id"], name="job_chunk_unique")]
+
+    def __str__(self):
+        return f"{self.run_id}[{self.start_id}, {self.stop_id})"
