@@ -4,7 +4,6 @@ from loyalty.access import CLIENT_SCOPES
 from loyalty.credentials import create_api_client
 from loyalty.errors import DomainError
 from loyalty.models import ApiClient
-from members.models import Store
 
 
 class Command(BaseCommand):
@@ -20,7 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, name, store, scopes, **options):
         if ApiClient.objects.filter(name=name).exists():
             raise CommandError(f"A client named {name!r} already exists.")
-        stores = list(Store.objects.filter(code__in=store))
+        store_model = ApiClient._meta.get_field("stores").related_model  # the stores table, named by the field
+        stores = list(store_model.objects.filter(code__in=store))
         missing = sorted(set(store) - {s.code for s in stores})
         if missing:
             raise CommandError(f"Unknown store code(s): {', '.join(missing)}")
