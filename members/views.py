@@ -7,7 +7,6 @@ so existence does not leak).
 
 from django.conf import settings
 from django.db.models import Count
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -17,13 +16,13 @@ from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
-from loyalty.errors import DomainError, PermissionDeniedError
+from loyalty.errors import DomainError
 from loyalty.models import Message, MessageChannel
 from loyalty.serializers import JobRunSerializer
 from members import services
-from members.extensions import prepare_member_queryset
 from members.filters import MemberFilter, MessageFilter
 from members.models import Member, Store, Tag, TagKind
+from members.selectors import member_queryset, store_for_write, visible_members
 from members.serializers import (
     AccessTokenSerializer,
     InboxMessageSerializer,
@@ -44,35 +43,6 @@ from members.serializers import (
 )
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
-
-
-def member_queryset():
-    return prepare_member_queryset(
-        Member.objects.select_related("home_store").prefetch_related("tags")
-    )
-
-
-def visible_members(request):
-    """The members the caller may see: all of them, or those whose home store is one of the caller's."""
-    access = access_for(request)
-    queryset = member_queryset()
-    if access.store_ids is not None:
-        queryset = queryset.filter(home_store_id__in=access.store_ids)
-    return queryset
-
-
-def store_for_write(request, store):
-    """The store a write acts for: the one asked for, if the caller may act for it, else the caller's only one."""
-    access = access_for(request)
-    if store is None:
-        if access.store_ids is not None and len(access.store_ids) == 1:
-            return Store.objects.get(pk=next(iter(access.store_ids)))
-        if access.store_ids is not None:
-            raise DomainError("Say which of your stores this is for.", code="invalid", status=400)
-        return None
-    if not access.can_act_for_store(store.pk):
-        raise PermissionDeniedError(f"You cannot act for store {store.code}.")
-    return store
 
 
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -327,14 +297,7 @@ class MyMessagesView(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Message.objects.filter(member_id=self.request.user.pk, channel=MessageChannel.INBOX)
 
 
-def get_visible_member_or_404(request, member_id):
-    """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her.
-    One light query (no representation prefetches: these views show points or tiers, not the member)."""
-    access = access_for(request)
-    queryset = Member.objects.only("id", "home_store_id", "status")
-    if access.store_ids is not None:
-        queryset = queryset.filter(home_store_id__in=access.store_ids)
-    return get_object_or_404(queryset, pk=member_id)
+
 
 
 

@@ -15,7 +15,7 @@ from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_fo
 from loyalty.api import ID_PATTERN, IsMember, error_responses
 from loyalty.audit import record_audit
 from members.models import Member, Purchase
-from members.views import get_visible_member_or_404, store_for_write
+from members.selectors import get_visible_member_or_404, store_for_write
 from points import selectors, services
 from points.filters import LedgerFilter, RewardFilter
 from points.models import EarningRule, LedgerEntry, Redemption, Reward

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from loyalty.access import MemberPrincipal
 from loyalty.api import ID_PATTERN, IsMember, error_responses
-from members.views import get_visible_member_or_404
+from members.selectors import get_visible_member_or_404
 from tiers import selectors
 from tiers.models import Tier
 from tiers.serializers import MemberStandingSerializer, TierSerializer

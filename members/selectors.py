@@ -1,0 +1,48 @@
+"""Reads of members that more than one caller needs: the member queryset with every app's parts prefetched, and
+which members a caller may see or act for (the API's and the admin's access rules in one place)."""
+
+from django.shortcuts import get_object_or_404
+
+from loyalty.access import access_for
+from loyalty.errors import DomainError, PermissionDeniedError
+from members.extensions import prepare_member_queryset
+from members.models import Member, Store
+
+
+def member_queryset():
+    return prepare_member_queryset(
+        Member.objects.select_related("home_store").prefetch_related("tags")
+    )
+
+
+def visible_members(request):
+    """The members the caller may see: all of them, or those whose home store is one of the caller's."""
+    access = access_for(request)
+    queryset = member_queryset()
+    if access.store_ids is not None:
+        queryset = queryset.filter(home_store_id__in=access.store_ids)
+    return queryset
+
+
+def store_for_write(request, store):
+    """The store a write acts for: the one asked for, if the caller may act for it, else the caller's only one."""
+    access = access_for(request)
+    if store is None:
+        if access.store_ids is not None and len(access.store_ids) == 1:
+            return Store.objects.get(pk=next(iter(access.store_ids)))
+        if access.store_ids is not None:
+            raise DomainError("Say which of your stores this is for.", code="invalid", status=400)
+        return None
+    if not access.can_act_for_store(store.pk):
+        raise PermissionDeniedError(f"You cannot act for store {store.code}.")
+    return store
+
+
+def get_visible_member_or_404(request, member_id):
+    """For other apps' member sub-resources (/members/{id}/points/ ...): the member if the caller may see her.
+    One light query (no representation prefetches: these views show points or tiers, not the member)."""
+    access = access_for(request)
+    queryset = Member.objects.only("id", "home_store_id", "status")
+    if access.store_ids is not None:
+        queryset = queryset.filter(home_store_id__in=access.store_ids)
+    return get_object_or_404(queryset, pk=member_id)
