@@ -122,7 +122,7 @@ def chunk_in_flight(max_age):
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND state = 'idle in transaction' AND query LIKE %s AND clock_timestamp() - xact_start < %s",
-            ["%members_jobchunk%FOR UPDATE SKIP LOCKED%", f"{max_age} seconds"],
+            ["%loyalty_jobchunk%FOR UPDATE SKIP LOCKED%", f"{max_age} seconds"],
         )
         return cursor.fetchone()[0]
 
