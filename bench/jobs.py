@@ -211,7 +211,7 @@ def run_job(name, as_of, *, dsn, db):
             "SELECT id, started_at, finished_at, counts FROM loyalty_jobrun WHERE job = %s AND business_date = %s",
             [name, as_of]).fetchone()
         ends = [row[0] for row in conn.execute(
-            "SELECT finished_at FROM members_jobchunk WHERE run_id = %s ORDER BY finished_at", [run_id])]
+            "SELECT finished_at FROM loyalty_jobchunk WHERE run_id = %s ORDER BY finished_at", [run_id])]
     chunk_seconds = [(b - a).total_seconds() for a, b in zip(ends, ends[1:], strict=False)]
     result.update(job_seconds=round((finished - started).total_seconds(), 1), counts=counts, chunks=len(ends),
                   chunk_median_s=round(statistics.median(chunk_seconds), 2) if chunk_seconds else None,
