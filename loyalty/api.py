@@ -2,13 +2,19 @@
 every failure under /api/ becomes the error shape of API.md: {"code", "detail", "errors"?}.
 """
 
+import contextvars
 import csv
 import json
 import logging
+import sqlite3
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
+from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.utils.translation import gettext as _
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, permissions, renderers, serializers
@@ -120,6 +126,77 @@ class IdCursorPagination(CursorPagination):
             raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
 
 
+# --- The database: the web's timeouts, and outages ------------------------------------------------------------
+
+_serving_request = contextvars.ContextVar("loyalty_serving_request", default=False)
+
+
+class DatabaseTimeoutsMiddleware:
+    """PostgreSQL connections opened while serving a request get the web's lock_timeout and statement_timeout
+    (settings.WEB_DB_LOCK_TIMEOUT_SECONDS, WEB_DB_STATEMENT_TIMEOUT_SECONDS), so a request stuck behind a lock or
+    in a runaway statement fails (503, see database_unavailable) instead of holding a worker. Connections opened
+    outside a request (Celery workers, management commands: the nightly jobs) are left without them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        connection_created.connect(_set_web_timeouts, dispatch_uid="loyalty.api.web_timeouts")
+
+    def __call__(self, request):
+        token = _serving_request.set(True)
+        try:
+            return self.get_response(request)
+        finally:
+            _serving_request.reset(token)
+
+
+def _set_web_timeouts(sender, connection, **kwargs):
+    if connection.vendor != "postgresql" or not _serving_request.get():
+        return
+    limits = [(name, f"{max(1, round(seconds * 1000))}ms") for name, seconds in (
+        ("lock_timeout", settings.WEB_DB_LOCK_TIMEOUT_SECONDS),
+        ("statement_timeout", settings.WEB_DB_STATEMENT_TIMEOUT_SECONDS),
+    ) if seconds]  # 0: the server's own setting stays
+    if not limits:
+        return
+    # Once per session (a persistent connection keeps them), on the driver's cursor: not a query of the request.
+    with connection.connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(limits)),
+                       [value for limit in limits for value in limit])
+
+
+RETRY_AFTER_SECONDS = 2  # what a 503 for a busy or unreachable database asks the client to wait
+# SQLSTATE classes a retry can get past: connection exception, transaction rollback (deadlock, serialization
+# failure), insufficient resources (too many connections), operator intervention (statement timeout, a session
+# terminated, the server shutting down), system error; and 55P03, lock_not_available (lock timeout).
+_TRANSIENT_SQLSTATE_CLASSES = {"08", "40", "53", "57", "58"}
+
+
+def database_unavailable(exc):
+    """True when `exc` is the database being busy or out of reach, not a bug: a lock or statement timeout, a
+    deadlock, the session terminated or its connection lost (OperationalError), or a connection already closed
+    (InterfaceError). The request's transaction did not commit, or (the connection broke at COMMIT) its outcome
+    is unknown; either way a retry with the same idempotency key or order number is safe."""
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):
+        return False  # the embedded demo database: its errors stay 500s, as before
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    # psycopg 3's sqlstate (psycopg2's pgcode); None when the connection was lost or refused.
+    state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return state is None or state == "55P03" or state[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+def _unavailable(request, exc):
+    if request is not None:
+        logger.warning("database unavailable on %s %s: %s: %s", request.method, request.path,
+                       type(exc.__cause__ or exc).__name__, (str(exc).strip().splitlines() or [""])[0])
+    body = error_body("temporarily_unavailable", _("The database is busy or out of reach; try again in a moment. "
+                                                   "Retrying with the same Idempotency-Key or order number is safe."))
+    return body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
 # --- Errors ---------------------------------------------------------------------------------------------------
 
 _CODES = {
@@ -204,6 +281,10 @@ def exception_handler(exc, context):
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
         return Response(error_body(code, exc.detail), status=status, headers=headers)
+    if database_unavailable(exc):
+        set_rollback()
+        body, headers = _unavailable(context.get("request"), exc)
+        return Response(body, status=503, headers=headers)
     return None  # unexpected: ApiErrorMiddleware logs it and answers 500 in JSON
 
 
@@ -236,6 +317,9 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not _is_api(request):
             return None
+        if database_unavailable(exception):
+            body, headers = _unavailable(request, exception)
+            return JsonResponse(body, status=503, headers=headers)
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."),
                             status=500)

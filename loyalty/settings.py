@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "loyalty.api.DatabaseTimeoutsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),  # runserver serves static in dev
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -97,6 +98,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for the writer lock instead of failing at once when the demo server and a command write together.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# PostgreSQL limits on the web's sessions, in seconds: how long a request's statement waits for a lock, and how
+# long any one statement may run (0: not set, the server's own setting applies). A request past either answers 503
+# `temporarily_unavailable` with a Retry-After header, its transaction rolled back, instead of holding a worker.
+# They are set on connections opened while serving a request (loyalty.api.DatabaseTimeoutsMiddleware); Celery
+# workers and management commands (the nightly jobs, imports) open theirs outside any request and run without them.
+WEB_DB_LOCK_TIMEOUT_SECONDS = env.float("WEB_DB_LOCK_TIMEOUT_SECONDS", default=5)
+WEB_DB_STATEMENT_TIMEOUT_SECONDS = env.float("WEB_DB_STATEMENT_TIMEOUT_SECONDS", default=15)
+if WEB_DB_LOCK_TIMEOUT_SECONDS < 0 or WEB_DB_STATEMENT_TIMEOUT_SECONDS < 0:
+    raise ImproperlyConfigured("WEB_DB_LOCK_TIMEOUT_SECONDS and WEB_DB_STATEMENT_TIMEOUT_SECONDS must be 0 or more.")
 
 AUTH_USER_MODEL = "members.StaffUser"
 AUTH_PASSWORD_VALIDATORS = [
