@@ -13,8 +13,8 @@ import pytest
 from django.db import InterfaceError, connection
 from rest_framework.test import APIClient
 
+from loyalty.credentials import create_api_client
 from members.models import Purchase
-from members.services import create_api_client
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
 from tests.factories import MemberFactory
 from tests.faults.conftest import assert_temporarily_unavailable, call, sessions, terminate, wait_for

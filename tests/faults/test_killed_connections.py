@@ -10,8 +10,8 @@ from random import Random
 
 import pytest
 
+from loyalty.credentials import create_api_client
 from members.models import Purchase
-from members.services import create_api_client
 from points.audit import ledger_mismatches
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
 from tests.factories import MemberFactory

@@ -9,8 +9,8 @@ import threading
 import pytest
 from django.apps import apps
 
+from loyalty.credentials import create_api_client
 from members.models import Purchase
-from members.services import create_api_client
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
 from tests.factories import MemberFactory
 from tests.faults.conftest import call, sessions, tables_written_by, wait_for
