@@ -340,9 +340,10 @@ class Reward(models.Model):
         verbose_name = _("reward")
         verbose_name_plural = _("rewards")
         constraints = [
-            models.CheckConstraint(condition=Q(cost_points__gt=0), name="reward_cost_positive"),
+            models.CheckConstraint(condition=Q(cost_points__gt=0), name="reward_cost_positive",
+                                   violation_error_message=_("The cost in points must be above zero.")),
             models.UniqueConstraint(fields=["code"], condition=Q(replaced_at__isnull=True),
-                                    name="reward_code_unique_among_current",
+                                    name="reward_code_unique_among_current", violation_error_code="unique",
                                     violation_error_message=_("A current reward has this code.")),
         ]
 

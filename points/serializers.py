@@ -204,6 +204,7 @@ class RewardSerializer(serializers.ModelSerializer):
                   "eligible_tiers", "voucher_amount", "valid_from", "valid_until", "is_active", "available",
                   "replaces", "replaced_at"]
         read_only_fields = ["id", "available", "replaces", "replaced_at"]
+        extra_kwargs = {"cost_points": {"min_value": 1}}
         validators = []  # the code is unique among current versions: the service checks it (and the database)
 
     def get_available(self, reward) -> bool:

@@ -3,6 +3,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.db.models import Model
+from django.utils import timezone
 
 from members.models import AuditEntry
 
@@ -20,10 +21,12 @@ def record_audit(*, actor, action, target, old=None, new=None):
 
 
 def json_safe(value):
-    """A value as an audit row keeps it: decimals as strings (never floats), dates and times in ISO 8601, rows by
-    their id; dicts and lists item by item."""
+    """A value as an audit row keeps it: decimals as strings (never floats), dates and times in ISO 8601 (instants
+    in the business time zone, as the API shows them), rows by their id; dicts and lists item by item."""
     if isinstance(value, Decimal | UUID):
         return str(value)
+    if isinstance(value, datetime) and timezone.is_aware(value):
+        return timezone.localtime(value).isoformat()
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Model):
