@@ -256,7 +256,7 @@ class RewardViewSet(viewsets.ModelViewSet):
         reward = services.create_reward(actor=access_for(request).actor, values=data)
         return Response(RewardSerializer(reward).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RewardSerializer,
+    @extend_schema(request=RewardSerializer(partial=True),
                    responses={200: RewardSerializer,
                               **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
                                                  409: "version_replaced"})},
@@ -268,7 +268,7 @@ class RewardViewSet(viewsets.ModelViewSet):
         reward = services.change_reward(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
         return Response(RewardSerializer(reward).data)
 
-    @extend_schema(request=RewardSerializer,
+    @extend_schema(request=RewardSerializer(partial=True),
                    responses={201: RewardSerializer,
                               **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"})},
                    description="A new version of the reward: its values with the fields sent, under the same code. "
@@ -348,7 +348,7 @@ class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         rule = services.create_earning_rule(actor=access_for(request).actor, values=data)
         return Response(EarningRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=EarningRuleSerializer,
+    @extend_schema(request=EarningRuleSerializer(partial=True),
                    responses={200: EarningRuleSerializer,
                               **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
                                                  409: "overlapping_version"})},
@@ -360,7 +360,7 @@ class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         rule = services.change_earning_rule(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
         return Response(EarningRuleSerializer(rule).data)
 
-    @extend_schema(request=EarningRuleSerializer,
+    @extend_schema(request=EarningRuleSerializer(partial=True),
                    responses={201: EarningRuleSerializer,
                               **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"})},
                    description="A new version of the rule: its values with the fields sent (typically new terms "
