@@ -4,6 +4,7 @@ admin builds on (saving through services, read-only screens, the acting staff us
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import csrf_protect_m
+from django.contrib.admin.utils import unquote
 from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
@@ -11,6 +12,7 @@ from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
 from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError
 from loyalty.models import ApiClient, AuditEntry, JobChunk, JobRun, Message
+from loyalty.versions import VersionKeepsItsTerms
 
 
 def clerk_store_ids(request):
@@ -35,6 +37,103 @@ class ServiceAdmin(admin.ModelAdmin):
         except DomainError as error:
             self.message_user(request, f"{error.detail} ({error.code})", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+class ServiceRefusal(Exception):
+    """Carries a service's refusal (a DomainError) from save_model back to the change form view."""
+
+    def __init__(self, error):
+        super().__init__(error.detail)
+        self.error = error
+
+
+class ConfigurationForm(forms.ModelForm):
+    """A configuration form checks the input's shape only; the model's rules (clean(), constraints, uniqueness) are
+    the service's to check, once for the API and the admin. A refusal of the post comes back here (`refusal_errors`,
+    set by ConfigurationAdmin.get_form) to be shown on the form."""
+
+    refusal_errors = {}
+
+    def _post_clean(self):
+        for name, texts in self.refusal_errors.items():
+            for text in texts:
+                self.add_error(name if name in self.fields else None, text)
+
+
+class ConfigurationAdmin(ServiceAdmin):
+    """Configuration saved by one service per write (points' rewards, earning rules and policy; tiers' ladder and
+    growth policy). A subclass says which: `create(request, values)`, `change(request, obj, changes)` and, with
+    save_as, `add_version(request, source_id, values)` for "Save as new version". Each service has its own durable
+    transaction, so the form is not wrapped in one; a refusal (DomainError) is shown on the form as posted, on the
+    fields it names, and nothing is saved."""
+
+    form = ConfigurationForm
+    # Fields saved only when changed from the value the form showed: a column others move while the form is open
+    # (a reward's stock) is not written back when the user left it alone. The form posts the shown value for them
+    # (show_hidden_initial). Every other field is compared with the saved row, which a forged post cannot hide.
+    compare_with_shown = ()
+
+    @csrf_protect_m
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefusal as refused:
+            request.service_refusal = refused.error  # the form, built again from the post, shows it (get_form)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)  # a class of its own, made per call
+        refusal = getattr(request, "service_refusal", None)
+        if refusal is not None:
+            form_class.refusal_errors = self.refusal_errors(refusal)
+        return form_class
+
+    def refusal_errors(self, error):
+        """{field or None: [messages]}: the errors a refusal names, else its code and detail above the form."""
+        if isinstance(error, VersionKeepsItsTerms) and self.save_as:
+            hint = _("Existing versions keep their terms: press “Save as new version” to start a new version with "
+                     "this change.")
+            return {name: [hint] for name in error.fields}
+        errors = getattr(error, "errors", None) or error.extra.get("errors")
+        return errors or {None: [f"{error.code}: {error.detail}"]}
+
+    def save_model(self, request, obj, form, change):
+        # "Save as new version" posts to the change page of the version it starts from (without save_as, Django
+        # still takes the button for an add: then it is one).
+        object_id = request.resolver_match.kwargs.get("object_id")
+        source_id = unquote(object_id) if self.save_as and "_saveasnew" in request.POST and object_id else None
+        try:
+            if source_id is not None:
+                saved = self.add_version(request, source_id, self.new_version_values(form))
+            elif change:
+                saved = self.change(request, obj, self.changed_values(form))
+            else:
+                saved = self.create(request, dict(form.cleaned_data))
+        except DomainError as error:
+            raise ServiceRefusal(error) from error
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def changed_values(self, form):
+        """What the user changed, by field."""
+        changed = [name for name, field in form.fields.items()
+                   if (name in form.changed_data if name in self.compare_with_shown
+                       else field.has_changed(form.get_initial_for_field(field, name), form[name].data))]
+        return {name: form.cleaned_data[name] for name in changed}
+
+    def new_version_values(self, form):
+        """The values of a new version: all posted, but `compare_with_shown` fields only if the user changed them."""
+        return {name: value for name, value in form.cleaned_data.items()
+                if name not in self.compare_with_shown or name in form.changed_data}
+
+    def create(self, request, values):
+        raise NotImplementedError
+
+    def change(self, request, obj, changes):
+        raise NotImplementedError
+
+    def add_version(self, request, source_id, values):
+        raise NotImplementedError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

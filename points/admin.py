@@ -8,7 +8,6 @@ members of their own stores only. The services open durable transactions, so no 
 
 import contextlib
 import uuid
-from datetime import date, datetime
 from decimal import Decimal
 
 from django import forms
@@ -16,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, Q
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -27,8 +26,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import staff_role
-from loyalty.admin import ReadOnlyAdmin, admin_actor, clerk_store_ids
-from loyalty.audit import record_audit
+from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
 from members.admin import MemberAdmin
 from members.models import Member, PurchaseChannel, Store
@@ -43,6 +41,7 @@ from points.models import (
     Reward,
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
+from points.services import configuration
 
 LEDGER_ROWS_SHOWN = 50
 REDEMPTIONS_SHOWN = 50
@@ -479,45 +478,38 @@ class PointsAccountAdmin(MemberScopedAdmin, ReadOnlyAdmin):
 # --- The marketer's configuration ----------------------------------------------------------------------------------
 
 
-def plain(value):
-    """A form value as JSON can hold it, for the audit row."""
-    if isinstance(value, Model):
-        return value.pk
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+class VersionedAdmin(ConfigurationAdmin):
+    """Rewards and earning rules: a version keeps its terms, a change of terms is "Save as new version" (Django's
+    "Save as new", named for what it does in templates/admin/points/submit_line.html); switching one off is
+    an action too."""
+
+    save_as = True
+    actions = ["deactivate_selected"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # redemptions and earnings keep pointing at them: switch one off instead
+
+    @admin.action(description=_("Deactivate the selected rows"), permissions=["change"])
+    def deactivate_selected(self, request, queryset):
+        """Each row through the service, in its own transaction; a refusal is reported and the others go on."""
+        done, failures = 0, []
+        for pk in queryset.order_by("id").values_list("pk", flat=True)[:ACTION_ROWS_LIMIT]:
+            try:
+                self.deactivate(request, pk)
+            except DomainError as error:
+                failures.append(f"#{pk}: {domain_error_text(error)}")
+            else:
+                done += 1
+        if done:
+            self.message_user(request, _("Deactivated %(count)s.") % {"count": done}, messages.SUCCESS)
+        for failure in failures:
+            self.message_user(request, failure, messages.ERROR)
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Configuration a marketer edits in place: the save writes only the changed columns (a stale form must not
-    overwrite stock that redemptions moved meanwhile) and an audit row with the old and new values, in the
-    transaction ModelAdmin's change form opens."""
-
-    audit_name = ""
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            fields = [name for name in form.changed_data if name in form.cleaned_data]
-            obj.save(update_fields=fields)
-            if fields:
-                record_audit(actor=admin_actor(request), action=f"{self.audit_name}.changed", target=obj,
-                             old={name: plain(form.initial.get(name)) for name in fields},
-                             new={name: plain(form.cleaned_data[name]) for name in fields})
-            return
-        if hasattr(obj, "created_by"):
-            obj.created_by = admin_actor(request)
-        obj.save()
-        record_audit(actor=admin_actor(request), action=f"{self.audit_name}.added", target=obj,
-                     new={name: plain(value) for name, value in form.cleaned_data.items()})
-
-
-class RewardForm(forms.ModelForm):
+class RewardForm(ConfigurationForm):
     class Meta:
         model = Reward
-        fields = ["code", "name", "kind", "description", "cost_points", "stock", "per_member_limit", "eligible_tiers",
-                  "voucher_amount", "valid_from", "valid_until", "is_active"]
+        fields = configuration.REWARD_FIELDS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -527,50 +519,47 @@ class RewardForm(forms.ModelForm):
 
 
 @admin.register(Reward)
-class RewardAdmin(AuditedAdmin):
-    audit_name = "points.reward"
+class RewardAdmin(VersionedAdmin):
+    """Once redeemed, a reward keeps its terms (code, kind, cost, voucher amount): a change of them is saved as a
+    new version, which retires this one and takes over its stock."""
+
     form = RewardForm
+    compare_with_shown = ["stock"]
     list_display = ["code", "name", "kind", "cost_points", "stock", "per_member_limit", "is_active", "valid_from",
-                    "valid_until"]
+                    "valid_until", "replaced_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
+    readonly_fields = ["replaces", "replaced_at", "created_at"]
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # redemptions keep pointing at it: retire a reward with "active" off
+    def get_fieldsets(self, request, obj=None):
+        main = (None, {"fields": configuration.REWARD_FIELDS})
+        return [main] if obj is None else [main, (_("Versions"), {"fields": self.readonly_fields})]
+
+    def create(self, request, values):
+        return services.create_reward(actor=admin_actor(request), values=values)
+
+    def change(self, request, obj, changes):
+        return services.change_reward(actor=admin_actor(request), reward_id=obj.pk, changes=changes)
+
+    def add_version(self, request, source_id, values):
+        return services.add_reward_version(actor=admin_actor(request), reward_id=source_id, changes=values)
+
+    def deactivate(self, request, pk):
+        return services.deactivate_reward(actor=admin_actor(request), reward_id=pk)
 
 
-EARNING_FIELDS = ["channel", "event_type", "name", "store", "valid_from", "points", "points_per_unit", "min_amount",
-                  "excluded_categories", "pending_days", "daily_limit", "streak_days", "streak_bonus"]
-IN_PLACE_FIELDS = ["valid_until", "is_active"]
-
-
-class EarningRuleForm(forms.ModelForm):
-    """An existing rule keeps its earning fields (points already earned were earned under them): a change to
-    them is saved as a new version ("Save as new version"); in place, only the end date and the switch change."""
-
+class EarningRuleForm(ConfigurationForm):
     class Meta:
         model = EarningRule
-        fields = [*EARNING_FIELDS, *IN_PLACE_FIELDS]
-
-    def clean(self):
-        cleaned = super().clean()
-        if self.instance.pk:
-            for name in self.earning_fields_changed():
-                self.add_error(name, _("Existing versions keep their earning fields: press “Save as new "
-                                       "version” to start a new version with this change."))
-        return cleaned
-
-    def earning_fields_changed(self):
-        # Against the saved rule itself, not the form's hidden "initial-" inputs (which a post could forge).
-        return [name for name in EARNING_FIELDS
-                if self.fields[name].has_changed(self.get_initial_for_field(self.fields[name], name), self[name].data)]
+        fields = configuration.RULE_FIELDS
 
 
 @admin.register(EarningRule)
-class EarningRuleAdmin(AuditedAdmin):
-    audit_name = "points.earning_rule"
+class EarningRuleAdmin(VersionedAdmin):
+    """An existing rule keeps its earning fields (points already earned were earned under them): a change to them
+    is saved as a new version; in place, only the end date and the switch change."""
+
     form = EarningRuleForm
-    save_as = True  # the "Save as new version" button (see templates/admin/points/earningrule/submit_line.html)
     list_display = ["channel", "name", "store", "valid_from", "valid_until", "is_active"]
     list_filter = ["channel", "is_active"]
     list_select_related = ["store"]
@@ -589,16 +578,24 @@ class EarningRuleAdmin(AuditedAdmin):
             return [main, earning]
         return [main, earning, (_("History"), {"fields": ["created_by", "created_at"]})]
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # history stays: end a rule with "valid until"
+    def create(self, request, values):
+        return services.create_earning_rule(actor=admin_actor(request), values=values)
+
+    def change(self, request, obj, changes):
+        return services.change_earning_rule(actor=admin_actor(request), rule_id=obj.pk, changes=changes)
+
+    def add_version(self, request, source_id, values):
+        return services.add_earning_rule_version(actor=admin_actor(request), rule_id=source_id, changes=values)
+
+    def deactivate(self, request, pk):
+        return services.deactivate_earning_rule(actor=admin_actor(request), rule_id=pk)
 
 
 @admin.register(PointsPolicy)
-class PointsPolicyAdmin(AuditedAdmin):
+class PointsPolicyAdmin(ConfigurationAdmin):
     """Policies are versions: a new one (starting from the current values) applies from its valid_from; saved
     versions stay as they were."""
 
-    audit_name = "points.policy"
     list_display = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit",
                     "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "created_by"]
     readonly_fields = ["created_by", "created_at"]
@@ -606,14 +603,14 @@ class PointsPolicyAdmin(AuditedAdmin):
 
     def get_changeform_initial_data(self, request):
         current = services.current_policy()
-        initial = {field: getattr(current, field) for field in (
-            "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit", "cash_max_share",
-            "clerk_adjustment_limit", "marketer_adjustment_limit")}
+        initial = {field: getattr(current, field) for field in configuration.POLICY_FIELDS if field != "valid_from"}
         return {**initial, "valid_from": timezone.now(), **super().get_changeform_initial_data(request)}
+
+    def create(self, request, values):
+        return services.add_points_policy(actor=admin_actor(request), values=values)
 
     def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
-

@@ -312,7 +312,11 @@ class RewardKind(models.TextChoices):
 
 
 class Reward(models.Model):
-    code = models.SlugField(_("code"), max_length=50, unique=True)
+    """A catalogue entry. Versioned: once redeemed, its terms (code, kind, cost, voucher amount) stay as they were
+    for the redemptions made under them; a change of terms is a new version with the same code, which retires
+    this one (points.services.configuration). The code is unique among current versions."""
+
+    code = models.SlugField(_("code"), max_length=50)
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(_("kind"), max_length=8, choices=RewardKind.choices)
     description = models.TextField(_("description"), blank=True)
@@ -325,13 +329,23 @@ class Reward(models.Model):
     valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
     valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    replaces = models.OneToOneField("self", models.PROTECT, null=True, blank=True, related_name="replaced_by",
+                                    verbose_name=_("replaces"), help_text=_("The version this one replaced."))
+    replaced_at = models.DateTimeField(_("replaced at"), null=True, blank=True,
+                                       help_text=_("When a newer version replaced this one."))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["cost_points", "id"]
         verbose_name = _("reward")
         verbose_name_plural = _("rewards")
-        constraints = [models.CheckConstraint(condition=Q(cost_points__gt=0), name="reward_cost_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(cost_points__gt=0), name="reward_cost_positive",
+                                   violation_error_message=_("The cost in points must be above zero.")),
+            models.UniqueConstraint(fields=["code"], condition=Q(replaced_at__isnull=True),
+                                    name="reward_code_unique_among_current", violation_error_code="unique",
+                                    violation_error_message=_("A current reward has this code.")),
+        ]
 
     def __str__(self):
         return f"{self.name} ({self.cost_points} points)"

@@ -1,6 +1,5 @@
 """HTTP shapes of purchases, refunds, events, balances, ledger entries, rewards and redemptions."""
 
-import copy
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -190,24 +189,26 @@ class DeductionResultSerializer(serializers.Serializer):
 
 
 class RewardSerializer(serializers.ModelSerializer):
+    """A reward's shape; the rules (a unique code, a positive cost, terms kept once redeemed) are
+    points.services.configuration's to check."""
+
     id = serializers.CharField(read_only=True)
+    code = serializers.SlugField(max_length=50)  # unique among current versions: the service checks it
     available = serializers.SerializerMethodField()
+    replaces = serializers.CharField(source="replaces_id", read_only=True, allow_null=True,
+                                     help_text="the version this one replaced (its terms stay with it)")
 
     class Meta:
         model = Reward
         fields = ["id", "code", "name", "kind", "description", "cost_points", "stock", "per_member_limit",
-                  "eligible_tiers", "voucher_amount", "valid_from", "valid_until", "is_active", "available"]
-        read_only_fields = ["id", "available"]
+                  "eligible_tiers", "voucher_amount", "valid_from", "valid_until", "is_active", "available",
+                  "replaces", "replaced_at"]
+        read_only_fields = ["id", "available", "replaces", "replaced_at"]
+        extra_kwargs = {"cost_points": {"min_value": 1}}
+        validators = []  # the code is unique among current versions: the service checks it (and the database)
 
     def get_available(self, reward) -> bool:
         return reward.is_available_at(timezone.now()) and (reward.stock is None or reward.stock > 0)
-
-    def update(self, instance, validated_data):
-        # Save only the fields sent: a catalogue edit must not write back a stock a redemption has since changed.
-        for field, value in validated_data.items():
-            setattr(instance, field, value)
-        instance.save(update_fields=list(validated_data))
-        return instance
 
     def validate_eligible_tiers(self, value):
         if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
@@ -239,6 +240,9 @@ class RedemptionResultSerializer(serializers.Serializer):
 
 
 class EarningRuleSerializer(serializers.ModelSerializer):
+    """An earning rule's shape; the rules (valid_until after valid_from, a custom rule's event type, terms kept by a
+    saved version) are points.services.configuration's to check."""
+
     id = serializers.CharField(read_only=True)
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all(), required=False,
                                          allow_null=True)
@@ -249,18 +253,3 @@ class EarningRuleSerializer(serializers.ModelSerializer):
                   "points_per_unit", "min_amount", "excluded_categories", "pending_days", "daily_limit",
                   "streak_days", "streak_bonus", "created_by", "created_at"]
         read_only_fields = ["id", "created_by", "created_at"]
-
-    VERSION_FIELDS = {"valid_until", "is_active"}  # what a saved version may still change
-
-    def validate(self, attrs):
-        if self.instance is not None:
-            fixed = sorted(set(attrs) - self.VERSION_FIELDS)
-            if fixed:
-                raise serializers.ValidationError(
-                    {field: ["A saved version keeps its terms: POST a new version from a date instead."]
-                     for field in fixed})
-        rule = copy.copy(self.instance) if self.instance else EarningRule()
-        for field, value in attrs.items():
-            setattr(rule, field, value)
-        rule.clean()
-        return attrs

@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
-from loyalty.audit import record_audit
 from members.models import Member, Purchase
 from members.selectors import get_visible_member_or_404, store_for_write
 from points import selectors, services
@@ -236,7 +235,7 @@ class RewardViewSet(viewsets.ModelViewSet):
     lookup_value_regex = ID_PATTERN
     http_method_names = ["get", "post", "patch", "head", "options"]
     client_scopes = {"list": "rewards:read", "retrieve": "rewards:read"}
-    staff_roles = {"create": MARKETING, "partial_update": MARKETING}
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "versions": MARKETING}
     queryset = Reward.objects.all()
 
     def get_permissions(self):
@@ -250,11 +249,36 @@ class RewardViewSet(viewsets.ModelViewSet):
             queryset = queryset.filter(is_active=True)
         return queryset
 
-    def perform_create(self, serializer):
-        audit_config_change(self.request, serializer.save(), "reward.added", serializer.validated_data)
+    @extend_schema(request=RewardSerializer,
+                   responses={201: RewardSerializer, **error_responses({400: "invalid"})})
+    def create(self, request):
+        data = validated(RewardSerializer, request)
+        reward = services.create_reward(actor=access_for(request).actor, values=data)
+        return Response(RewardSerializer(reward).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer):
-        audit_config_change(self.request, serializer.save(), "reward.changed", serializer.validated_data)
+    @extend_schema(request=RewardSerializer(partial=True),
+                   responses={200: RewardSerializer,
+                              **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
+                                                 409: "version_replaced"})},
+                   description="Change a reward in place. Once redeemed, its terms (code, kind, cost_points, "
+                               "voucher_amount) stay: change them with POST .../versions/.")
+    def partial_update(self, request, pk=None):
+        reward = self.get_object()
+        data = validated(RewardSerializer, request, partial=True)
+        reward = services.change_reward(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
+        return Response(RewardSerializer(reward).data)
+
+    @extend_schema(request=RewardSerializer(partial=True),
+                   responses={201: RewardSerializer,
+                              **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"})},
+                   description="A new version of the reward: its values with the fields sent, under the same code. "
+                               "The old version keeps its terms and is retired; its stock moves to the new one.")
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def versions(self, request, pk=None):
+        reward = self.get_object()
+        data = validated(RewardSerializer, request, partial=True)
+        new = services.add_reward_version(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
+        return Response(RewardSerializer(new).data, status=status.HTTP_201_CREATED)
 
 
 class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -312,22 +336,41 @@ class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     serializer_class = EarningRuleSerializer
     lookup_value_regex = ID_PATTERN
     http_method_names = ["get", "post", "patch", "head", "options"]
-    staff_roles = {"create": MARKETING, "partial_update": MARKETING}
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "versions": MARKETING}
     filterset_fields = ["channel", "event_type", "is_active"]
     queryset = EarningRule.objects.select_related("store")
 
-    def perform_create(self, serializer):
-        rule = serializer.save(created_by=access_for(self.request).actor)
-        audit_config_change(self.request, rule, "earning_rule.added", serializer.validated_data)
+    @extend_schema(request=EarningRuleSerializer,
+                   responses={201: EarningRuleSerializer, **error_responses({400: "invalid",
+                                                                             409: "overlapping_version"})})
+    def create(self, request):
+        data = validated(EarningRuleSerializer, request)
+        rule = services.create_earning_rule(actor=access_for(request).actor, values=data)
+        return Response(EarningRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer):
-        rule = serializer.save()
-        audit_config_change(self.request, rule, "earning_rule.changed", serializer.validated_data)
+    @extend_schema(request=EarningRuleSerializer(partial=True),
+                   responses={200: EarningRuleSerializer,
+                              **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
+                                                 409: "overlapping_version"})},
+                   description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
+                               "terms: change them with POST .../versions/.")
+    def partial_update(self, request, pk=None):
+        rule = self.get_object()
+        data = validated(EarningRuleSerializer, request, partial=True)
+        rule = services.change_earning_rule(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
+        return Response(EarningRuleSerializer(rule).data)
 
-
-def audit_config_change(request, target, action, values):
-    record_audit(actor=access_for(request).actor, action=f"points.{action}", target=target,
-                 new={key: str(getattr(value, "pk", value)) for key, value in values.items()})
+    @extend_schema(request=EarningRuleSerializer(partial=True),
+                   responses={201: EarningRuleSerializer,
+                              **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"})},
+                   description="A new version of the rule: its values with the fields sent (typically new terms "
+                               "from a new valid_from). The old version stays as it was; the newest in force wins.")
+    @action(detail=True, methods=["post"])
+    def versions(self, request, pk=None):
+        rule = self.get_object()
+        data = validated(EarningRuleSerializer, request, partial=True)
+        new = services.add_earning_rule_version(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
+        return Response(EarningRuleSerializer(new).data, status=status.HTTP_201_CREATED)
 
 
 # --- The member herself ---------------------------------------------------------------------------------------

@@ -1,56 +1,48 @@
-"""Admin for the ladder and growth policy (marketers, admins), with an audit row for every edit, and read-only
-views of members' tiers, tier history and growth entries."""
+"""Admin for the ladder and growth policy (marketers, admins), saved through tiers.services (one audit row with the
+old and new values for every edit), and read-only views of members' tiers, tier history and growth entries."""
 
 from django.contrib import admin
-from django.forms.models import model_to_dict
 
-from loyalty.admin import ReadOnlyAdmin, admin_actor
-from loyalty.audit import record_audit
+from loyalty.admin import ConfigurationAdmin, ReadOnlyAdmin, admin_actor
+from tiers import services
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
 
-class AuditedAdmin(admin.ModelAdmin):
-    """Saves write an audit row with the old and new values (who changed a threshold, when, from what)."""
-
-    def save_model(self, request, obj, form, change):
-        old = model_to_dict(type(obj).objects.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        record_audit(actor=admin_actor(request), action=f"{obj._meta.model_name}.{'changed' if change else 'added'}",
-                     target=obj, old=_jsonable(old), new=_jsonable(model_to_dict(obj)))
-
-
-def _jsonable(values):
-    return None if values is None else {key: str(value) if value is not None else None
-                                        for key, value in values.items()}
-
-
 @admin.register(Tier)
-class TierAdmin(AuditedAdmin):
+class TierAdmin(ConfigurationAdmin):
+    fields = services.TIER_FIELDS
     list_display = ["rank", "code", "name", "entry_threshold", "retention_threshold", "hold_days",
                     "points_multiplier", "birthday_bonus", "discount_rate", "free_shipping"]
     list_display_links = ["code"]
     ordering = ["rank"]
+
+    def create(self, request, values):
+        return services.create_tier(actor=admin_actor(request), values=values)
+
+    def change(self, request, obj, changes):
+        return services.change_tier(actor=admin_actor(request), tier_id=obj.pk, changes=changes)
 
     def has_delete_permission(self, request, obj=None):
         return False  # members hold tiers; retire one by raising its thresholds instead
 
 
 @admin.register(GrowthPolicy)
-class GrowthPolicyAdmin(AuditedAdmin):
-    """A change of weights is a new version from a date: existing versions are read-only."""
+class GrowthPolicyAdmin(ConfigurationAdmin):
+    """A change of weights is a new version from a date: saved versions are read-only."""
 
+    fields = services.GROWTH_POLICY_FIELDS
     list_display = ["name", "valid_from", "tag", "priority", "per_currency_unit", "per_order", "per_active_day",
-                    "per_share", "per_review", "per_campaign", "window_days"]
+                    "per_share", "per_review", "per_campaign", "window_days", "created_by"]
     list_filter = ["tag"]
 
-    def get_readonly_fields(self, request, obj=None):
-        if obj is None:
-            return ["created_by"]
-        return [field.name for field in obj._meta.fields]
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is None else [*self.fields, "created_by", "created_at"]
 
-    def save_model(self, request, obj, form, change):
-        obj.created_by = admin_actor(request)
-        super().save_model(request, obj, form, change)
+    def create(self, request, values):
+        return services.add_growth_policy(actor=admin_actor(request), values=values)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # as points policies: a saved version is only viewed
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -1,7 +1,8 @@
 """Growth value and tiers: growth booked in the same transaction as the activity that earns it (the points
 engine calls `on_activity` after it has locked the member's account, so growth and upgrades of one member are
 serialised by that lock), the tier multiplier and birthday bonus as earn modifiers, the tier restriction of
-rewards, and the nightly downgrade evaluation as set-based SQL."""
+rewards, the nightly downgrade evaluation as set-based SQL, and the marketers' writes to the ladder and the growth
+policy (loyalty.versions says how they are written)."""
 
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -12,7 +13,8 @@ from django.utils import timezone
 
 from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
-from loyalty.errors import DomainError
+from loyalty.errors import DomainError, NotFoundError
+from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
 from members.models import MemberTag
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
@@ -279,3 +281,46 @@ def _evaluate_chunk_python(params):
         row.hold_until = params["as_of"] + timedelta(days=target.hold_days)
         row.save()
     return count, moved
+
+
+# --- The ladder and the growth policy, as marketers configure them ---------------------------------------------
+
+TIER_FIELDS = ["code", "name", "rank", "entry_threshold", "retention_threshold", "hold_days", "points_multiplier",
+               "birthday_bonus", "discount_rate", "free_shipping", "benefits"]
+GROWTH_POLICY_FIELDS = ["name", "valid_from", "tag", "priority", "per_currency_unit", "per_order", "per_active_day",
+                        "per_share", "per_review", "per_campaign", "window_days"]
+
+
+def create_tier(*, actor, values):
+    """Add a tier to the ladder. Raises InvalidInput (code or rank taken, retention above entry, ...)."""
+    with transaction.atomic(durable=True):
+        return add(actor=actor, action="tiers.tier.added", instance=Tier(**only(values, TIER_FIELDS)),
+                   fields=TIER_FIELDS)
+
+
+def change_tier(*, actor, tier_id, changes):
+    """Change a tier in place (thresholds, benefits; only what differs is written). Members are measured against
+    the new values from then on: upgrades at their next growth, downgrades at the nightly evaluation. Raises
+    InvalidInput."""
+    with transaction.atomic(durable=True):
+        tier = Tier.objects.select_for_update().filter(pk=tier_id).first()
+        if tier is None:
+            raise NotFoundError()
+        change_in_place(actor=actor, action="tiers.tier.changed", instance=tier,
+                        changes=only(changes, TIER_FIELDS))
+        return tier
+
+
+def add_growth_policy(*, actor, values):
+    """A new version of the growth weights, for every member or for a tag's members, applying from its valid_from
+    (now or later: a start up to a few minutes ago means now). Saved versions never change. The audit row holds
+    what it changes from the version it follows. Raises StartsInThePast, OverlappingVersion, InvalidInput."""
+    with transaction.atomic(durable=True):
+        policy = GrowthPolicy(**only(values, GROWTH_POLICY_FIELDS), created_by=actor)
+        policy.valid_from = version_start(values.get("valid_from"))
+        versions = list(GrowthPolicy.objects.select_for_update().filter(tag_id=policy.tag_id)
+                        .order_by("-valid_from", "-id"))
+        check_no_overlap(versions, policy.valid_from)
+        follows = next((version for version in versions if version.valid_from < policy.valid_from), None)
+        return add(actor=actor, action="tiers.growth_policy.added", instance=policy, fields=GROWTH_POLICY_FIELDS,
+                   previous=follows)

@@ -1,5 +1,16 @@
 """Every write on points, by name. Views, admin, commands and jobs call these; nothing else writes the ledger."""
 
+from .configuration import (
+    add_earning_rule_version,
+    add_points_policy,
+    add_reward_version,
+    change_earning_rule,
+    change_reward,
+    create_earning_rule,
+    create_reward,
+    deactivate_earning_rule,
+    deactivate_reward,
+)
 from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
 from .idempotency import IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
 from .ledger import InsufficientPoints, current_policy, expires_at_for
@@ -29,7 +40,9 @@ __all__ = [
     "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
     "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
     "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
-    "adjust_points", "award_birthday_points", "cancel_redemption", "current_policy", "deduct_points",
-    "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase", "record_refund",
-    "redeem_reward", "release_pending", "request_fingerprint",
+    "add_earning_rule_version", "add_points_policy", "add_reward_version", "adjust_points", "award_birthday_points",
+    "cancel_redemption", "change_earning_rule", "change_reward", "create_earning_rule", "create_reward",
+    "current_policy", "deactivate_earning_rule", "deactivate_reward", "deduct_points", "expire_points",
+    "expires_at_for", "preview_purchase", "record_event", "record_purchase", "record_refund", "redeem_reward",
+    "release_pending", "request_fingerprint",
 ]

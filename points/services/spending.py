@@ -94,7 +94,9 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
         if account.available < cost:
             raise InsufficientPoints(available=account.available, required=cost)
         if reward.per_member_limit is not None:
-            redeemed = (Redemption.objects.filter(member=member, reward=reward, status=RedemptionStatus.COMPLETED)
+            # Every version of the reward counts (a new version of its terms is not a new allowance).
+            redeemed = (Redemption.objects.filter(member=member, reward__code=reward.code,
+                                                  status=RedemptionStatus.COMPLETED)
                         .aggregate(total=Sum("quantity"))["total"] or 0)
             if redeemed + quantity > reward.per_member_limit:
                 raise LimitReached(redeemed=redeemed, limit=reward.per_member_limit)
@@ -114,7 +116,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
 
 def cancel_redemption(*, actor, redemption_id):
     """Cancel a redemption: its points go back to the lots they came from (with their original expiry) and the
-    stock is returned. Raises AlreadyCancelled on a second cancel."""
+    stock is returned to the reward's current version. Raises AlreadyCancelled on a second cancel."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         member_id = Redemption.objects.values_list("member_id", flat=True).get(pk=redemption_id)
@@ -125,8 +127,9 @@ def cancel_redemption(*, actor, redemption_id):
         give_back(account, original_entry=redemption.entry, points=redemption.points_spent, already_returned=0,
                   kind=EntryKind.CANCEL, actor=actor, reason=f"redemption {redemption.pk} cancelled",
                   reference=f"redemption:{redemption.pk}", now=now)
-        if redemption.reward.stock is not None:
-            Reward.objects.filter(pk=redemption.reward_id).update(stock=F("stock") + redemption.quantity)
+        # The stock goes back to the current version of the reward (a replaced version handed its stock over).
+        Reward.objects.filter(code=redemption.reward.code, replaced_at__isnull=True, stock__isnull=False).update(
+            stock=F("stock") + redemption.quantity)
         redemption.status, redemption.cancelled_at = RedemptionStatus.CANCELLED, now
         redemption.save(update_fields=["status", "cancelled_at"])
         save_account(account)
