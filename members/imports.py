@@ -4,6 +4,10 @@ What an import guarantees:
 - Streaming: the file is read row by row and merged in chunks of `chunk_rows`; while one chunk is merged the next
   is read and checked in a thread, so memory holds two chunks, never the file. On PostgreSQL even the keys seen
   so far (to catch duplicates inside the file) live in a temporary table.
+- Erasures honoured: a row carrying the external id or phone of a member erased on her request (ErasedIdentity,
+  keyed hashes) never creates a member: import_members rejects it, import_purchases --create-members rejects the
+  rows of an erased external id and does not give an erased phone to a member it creates. Each chunk is checked
+  with one join against the hashes, under every configured key.
 - Nothing silently dropped: every data row counts once, as imported, skipped (already imported) or rejected, and
   every rejected row is written to the rejects file with its line number, the reason and its original values.
 - Idempotent: members are keyed by external_id, purchases by (source, order_no). A second run of the same file
@@ -42,9 +46,19 @@ from django.utils import timezone
 from loyalty.clock import business_tz
 from loyalty.errors import DomainError
 from loyalty.registry import ExtensionPoint
-from members.models import Channel, Gender, Member, MemberStatus, Purchase, PurchaseChannel, Store
+from members.models import (
+    Channel,
+    ErasedIdentity,
+    ErasedIdentityKind,
+    Gender,
+    Member,
+    MemberStatus,
+    Purchase,
+    PurchaseChannel,
+    Store,
+)
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
-from members.services.membership import generate_member_no, generate_referral_code
+from members.services.membership import erasure_keys, generate_member_no, generate_referral_code, identity_digest
 
 CHUNK_ROWS = 50_000
 AWARD_CHUNK_ROWS = 1_000  # with award_points each order is its own transaction: show progress more often
@@ -69,6 +83,7 @@ PURCHASE_COLUMNS = ("member_external_id", "member_phone", "order_no", "occurred_
 PHONE_TAKEN = "phone already used by another member"
 UNKNOWN_MEMBER = "unknown member"
 NO_UNIQUE_CODE = "no unique card number or referral code could be drawn"
+ERASED = "erased on the member's request"
 
 _registry = ExtensionPoint("import_services", "services of higher apps an import calls, by name", keyed=True)
 
@@ -138,6 +153,8 @@ class MemberRow(NamedTuple):  # also the column order of the members staging tab
     consent_email: bool
     member_no: str
     referral_code: str
+    external_id_digests: list  # ErasedIdentity digests of the external id, one per configured key
+    phone_digests: list
 
 
 class PurchaseRow(NamedTuple):  # also the column order of the purchases staging table
@@ -149,6 +166,7 @@ class PurchaseRow(NamedTuple):  # also the column order of the purchases staging
     amount: Decimal
     store_id: int | None
     channel: str
+    member_external_id_digests: list  # with create_members only; else empty
 
 
 class AwardRow(NamedTuple):
@@ -177,9 +195,11 @@ def import_members(path, *, rejects_path=None, encoding="utf-8-sig", chunk_rows=
     """Import members (channel "import") keyed by external_id; see MEMBER_COLUMNS and the command's help.
 
     A member whose external_id exists is skipped (left as it is); a row whose phone belongs to another member,
-    or to an earlier row of the file, is rejected. Raises ImportRefused for a file that cannot be read.
+    or to an earlier row of the file, is rejected; so is a row with the external id or phone of a member erased on
+    her request. Raises ImportRefused for a file that cannot be read, or while erased identities were hashed under
+    a key no longer configured.
     """
-    checks = _Checks()
+    checks = _Checks(_ErasureCheck())
     merger = _PostgresMembers() if _on_postgres() else _OrmMembers()
     return _run(path, rejects_path=rejects_path, encoding=encoding, chunk_rows=chunk_rows, progress=progress,
                 columns=MEMBER_COLUMNS, required=("external_id",), parse=checks.member, merger=merger)
@@ -190,8 +210,10 @@ def import_purchases(path, *, source="import", create_members=False, award_point
     """Import purchases keyed by (source, order_no); see PURCHASE_COLUMNS and the command's help.
 
     The member is found by member_external_id when the row has one, else by member_phone. An unknown member is
-    rejected, or with `create_members` created by member_external_id. Raises ImportRefused for a file that
-    cannot be read, a bad source, or award_points without a registered recorder.
+    rejected, or with `create_members` created by member_external_id, unless that external id was erased on the
+    member's request (the row is rejected); a created member does not take an erased phone. Raises
+    ImportRefused for a file that cannot be read, a bad source, award_points without a registered recorder, or
+    (with create_members) erased identities hashed under a key no longer configured.
     """
     if not source or len(source) > Purchase._meta.get_field("source").max_length:
         raise ImportRefused("The source must be 1 to 40 characters.")
@@ -199,8 +221,9 @@ def import_purchases(path, *, source="import", create_members=False, award_point
     if award_points and recorder is None:
         raise ImportRefused("No purchase recorder is registered (the points app registers one when installed).")
     chunk_rows = chunk_rows or (AWARD_CHUNK_ROWS if award_points else CHUNK_ROWS)
-    checks = _Checks()
-    options = {"source": source, "create_members": create_members, "recorder": recorder}
+    erasure = _ErasureCheck(enabled=create_members)  # without create_members an erased member is unknown
+    checks = _Checks(erasure)
+    options = {"source": source, "create_members": create_members, "recorder": recorder, "erasure": erasure}
     merger = _PostgresPurchases(**options) if _on_postgres() else _OrmPurchases(**options)
     return _run(path, rejects_path=rejects_path, encoding=encoding, chunk_rows=chunk_rows, progress=progress,
                 columns=PURCHASE_COLUMNS, required=("order_no", "occurred_at", "amount"), parse=checks.purchase,
@@ -374,10 +397,33 @@ class _RejectsFile:
         self.file.flush()
 
 
+class _ErasureCheck:
+    """The digests a row's identifiers would have in ErasedIdentity, under every configured key (SECRET_KEY and
+    its fallbacks). Refuses the import while erased identities were hashed under a key no longer configured:
+    they could not match, and those members would come back."""
+
+    def __init__(self, *, enabled=True):
+        self.keys = []
+        if not enabled:
+            return
+        keys = erasure_keys()
+        unmatched = ErasedIdentity.objects.exclude(key_id__in=[key_id for key_id, _key in keys]).count()
+        if unmatched:
+            raise ImportRefused(
+                f"{unmatched:,} erased identities were hashed under a key that is not configured (SECRET_KEY was "
+                "changed?): put the former SECRET_KEY in SECRET_KEY_FALLBACKS, so that members erased on their "
+                "request are not imported again.")
+        self.keys = [key for _key_id, key in keys]
+
+    def digests(self, kind, value):
+        return [identity_digest(key, kind, value) for key in self.keys] if value else []
+
+
 class _Checks:
     """Turn a row's text into typed values, or raise Rejected with the first reason found."""
 
-    def __init__(self):
+    def __init__(self, erasure):
+        self.erasure = erasure
         self.stores = dict(Store.objects.values_list("code", "id"))
         self.tz = business_tz()
         self.now = timezone.now()
@@ -408,7 +454,9 @@ class _Checks:
         consents = [self._boolean(values.get(name, ""), name) for name in
                     ("consent_sms", "consent_wechat", "consent_email")]
         return MemberRow(line, external_id, phone, name, gender, birthday, email, store_id, joined_at, *consents,
-                         generate_member_no(), generate_referral_code())
+                         generate_member_no(), generate_referral_code(),
+                         self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+                         self.erasure.digests(ErasedIdentityKind.PHONE, phone))
 
     def purchase(self, line, values):
         external_id = _text(values, "member_external_id", Member, column="external_id") or None
@@ -424,7 +472,8 @@ class _Checks:
         channel = values.get("channel", "").lower() or PurchaseChannel.OFFLINE
         if channel not in PURCHASE_CHANNELS:
             raise Rejected("invalid channel")
-        return PurchaseRow(line, external_id, phone, order_no, occurred_at, amount, store_id, channel)
+        return PurchaseRow(line, external_id, phone, order_no, occurred_at, amount, store_id, channel,
+                           self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id))
 
     def _phone(self, text, name):
         if not text:
@@ -498,11 +547,13 @@ def _text(values, name, model, *, column=None, required=False):
     return text
 
 
-def _new_member(external_id, *, line, phone, store_id, joined_at):
+def _new_member(external_id, *, line, phone, store_id, joined_at, erasure):
     """A member created from her first row in the file (create_members): its phone, its store as her home store,
     its time as joined_at. The first row, not the earliest order: so the result does not depend on chunking."""
     return MemberRow(line, external_id, phone, "", Gender.UNKNOWN, None, "", store_id, joined_at, False, False, False,
-                     generate_member_no(), generate_referral_code())
+                     generate_member_no(), generate_referral_code(),
+                     erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+                     erasure.digests(ErasedIdentityKind.PHONE, phone))
 
 
 def _fingerprint(row, source):
@@ -549,6 +600,7 @@ def _award_points(rows, *, source, recorder):
 
 MEMBER_TABLE = Member._meta.db_table
 PURCHASE_TABLE = Purchase._meta.db_table
+ERASED_TABLE = ErasedIdentity._meta.db_table
 MEMBER_STAGE = "import_member_stage"
 PURCHASE_STAGE = "import_purchase_stage"
 CLAIMED_KEYS = ("external_id", "phone", "order_no")  # each has a table of the keys seen so far in the run
@@ -562,11 +614,12 @@ CREATE_STAGES = [
         line bigint NOT NULL, external_id text NOT NULL, phone text, name text NOT NULL, gender text NOT NULL,
         birthday date, email text NOT NULL, home_store_id bigint, joined_at timestamptz NOT NULL,
         consent_sms boolean NOT NULL, consent_wechat boolean NOT NULL, consent_email boolean NOT NULL,
-        member_no text NOT NULL, referral_code text NOT NULL)""",
+        member_no text NOT NULL, referral_code text NOT NULL, external_id_digests text[] NOT NULL,
+        phone_digests text[] NOT NULL)""",
     f"""CREATE TEMP TABLE IF NOT EXISTS {PURCHASE_STAGE} (
         line bigint NOT NULL, member_external_id text, member_phone text, order_no text NOT NULL,
         occurred_at timestamptz NOT NULL, amount numeric(14, 2) NOT NULL, store_id bigint, channel text NOT NULL,
-        member_id bigint)""",
+        member_external_id_digests text[] NOT NULL, member_id bigint)""",
 ]
 INSERT_MEMBERS = f"""
     INSERT INTO {MEMBER_TABLE} (member_no, referral_code, phone, external_id, name, gender, birthday, email,
@@ -579,6 +632,19 @@ INSERT_MEMBERS = f"""
 UNSTAGE_PRESENT_MEMBERS = f"""
     DELETE FROM {MEMBER_STAGE} s
     WHERE (SELECT true FROM {MEMBER_TABLE} m WHERE m.external_id = s.external_id)"""  # noqa: S608
+# The erased identities are checked by one join per chunk (a row matches when any of its digests, under any
+# configured key, is in the table; the digest's unique index serves the probes). A row that matches twice is
+# deleted, and returned, once.
+UNSTAGE_ERASED_MEMBERS = f"""
+    DELETE FROM {MEMBER_STAGE} s USING {ERASED_TABLE} e
+    WHERE e.digest = ANY(s.external_id_digests || s.phone_digests) RETURNING s.line"""  # noqa: S608
+UNSTAGE_ERASED_MEMBERS_PURCHASES = f"""
+    DELETE FROM {PURCHASE_STAGE} s USING {ERASED_TABLE} e
+    WHERE s.member_id IS NULL AND e.digest = ANY(s.member_external_id_digests) RETURNING s.line"""  # noqa: S608
+# Members created from purchases never take an erased phone (as they never take a taken one).
+DROP_ERASED_PHONES = f"""
+    UPDATE {MEMBER_STAGE} s SET phone = NULL, phone_digests = '{{}}'
+    FROM {ERASED_TABLE} e WHERE e.digest = ANY(s.phone_digests)"""  # noqa: S608
 UNSTAGE_TAKEN_PHONES = f"""
     DELETE FROM {MEMBER_STAGE} s
     WHERE (SELECT true FROM {MEMBER_TABLE} m WHERE m.phone = s.phone) RETURNING s.line"""  # noqa: S608
@@ -689,6 +755,8 @@ class _PostgresMembers(_PostgresMerger):
             rejects += _pg_claim(cursor, stage=MEMBER_STAGE, column="phone", reason="phone already used by line {}")
             cursor.execute(UNSTAGE_PRESENT_MEMBERS)
             skipped = cursor.rowcount
+            cursor.execute(UNSTAGE_ERASED_MEMBERS)
+            rejects += [(line, ERASED) for (line,) in cursor.fetchall()]
             cursor.execute(UNSTAGE_TAKEN_PHONES)
             rejects += [(line, PHONE_TAKEN) for (line,) in cursor.fetchall()]
             imported, raced, failed = _pg_insert_staged_members(cursor)
@@ -696,8 +764,9 @@ class _PostgresMembers(_PostgresMerger):
 
 
 class _PostgresPurchases(_PostgresMerger):
-    def __init__(self, *, source, create_members, recorder):
+    def __init__(self, *, source, create_members, recorder, erasure):
         self.source, self.create_members, self.recorder = source, create_members, recorder
+        self.erasure = erasure
 
     def start(self):
         super().start()
@@ -715,6 +784,8 @@ class _PostgresPurchases(_PostgresMerger):
             cursor.execute(RESOLVE_BY_EXTERNAL_ID)
             cursor.execute(RESOLVE_BY_PHONE)
             if self.create_members:
+                cursor.execute(UNSTAGE_ERASED_MEMBERS_PURCHASES)
+                outcome.rejects += [(line, ERASED) for (line,) in cursor.fetchall()]
                 outcome.members_created = self._create_members(cursor)
             cursor.execute(UNSTAGE_UNKNOWN_MEMBERS)
             outcome.rejects += [(line, UNKNOWN_MEMBER) for (line,) in cursor.fetchall()]
@@ -736,11 +807,13 @@ class _PostgresPurchases(_PostgresMerger):
 
     def _create_members(self, cursor):
         cursor.execute(MEMBERS_TO_CREATE)
-        new = [_new_member(external_id, line=line, phone=phone, store_id=store_id, joined_at=joined_at)
+        new = [_new_member(external_id, line=line, phone=phone, store_id=store_id, joined_at=joined_at,
+                           erasure=self.erasure)
                for external_id, line, phone, store_id, joined_at in cursor.fetchall()]
         if not new:
             return 0
         _pg_stage(cursor, MEMBER_STAGE, MemberRow._fields, new)
+        cursor.execute(DROP_ERASED_PHONES)
         cursor.execute(DROP_TAKEN_PHONES)
         created, _raced, _failed = _pg_insert_staged_members(cursor)  # failed ones stay unknown members
         cursor.execute(RESOLVE_BY_EXTERNAL_ID)
@@ -781,6 +854,13 @@ class _OrmMerger:
         return kept, rejects
 
 
+def _orm_erased_lines(rows, digests_of):
+    """The lines of the rows with a digest among the erased identities' (in IN batches, not a query per row)."""
+    found = set(_lookup(ErasedIdentity.objects, "digest", [digest for row in rows for digest in digests_of(row)],
+                        value="digest"))
+    return {row.line for row in rows if found.intersection(digests_of(row))} if found else set()
+
+
 def _orm_insert_members(rows):
     """As _pg_insert_staged_members. Without a RETURNING the ORM cannot tell our rows from a concurrent run's."""
     pending, imported = list(rows), 0
@@ -811,15 +891,20 @@ class _OrmMembers(_OrmMerger):
             rows, more = self._claim(rows, "phone", "phone", "phone already used by line {}")
             existing = _lookup(Member.objects, "external_id", [row.external_id for row in rows])
             new = [row for row in rows if row.external_id not in existing]
+            skipped = len(rows) - len(new)
+            erased = _orm_erased_lines(new, lambda row: row.external_id_digests + row.phone_digests)
+            rejects += more + [(line, ERASED) for line in erased]
+            new = [row for row in new if row.line not in erased]
             taken = _lookup(Member.objects, "phone", [row.phone for row in new if row.phone])
-            rejects += more + [(row.line, PHONE_TAKEN) for row in new if row.phone in taken]
+            rejects += [(row.line, PHONE_TAKEN) for row in new if row.phone in taken]
             imported, failed = _orm_insert_members([row for row in new if row.phone not in taken])
-        return ChunkOutcome(imported=imported, skipped=len(rows) - len(new), rejects=rejects + failed)
+        return ChunkOutcome(imported=imported, skipped=skipped, rejects=rejects + failed)
 
 
 class _OrmPurchases(_OrmMerger):
-    def __init__(self, *, source, create_members, recorder):
+    def __init__(self, *, source, create_members, recorder, erasure):
         self.source, self.create_members, self.recorder = source, create_members, recorder
+        self.erasure = erasure
 
     def merge(self, rows):
         outcome = ChunkOutcome()
@@ -831,6 +916,10 @@ class _OrmPurchases(_OrmMerger):
             outcome.skipped = len(imported_before)
             member_ids = self._resolve(rows)
             if self.create_members:
+                erased = _orm_erased_lines([row for row in rows if row.line not in member_ids],
+                                           lambda row: row.member_external_id_digests)
+                outcome.rejects += [(line, ERASED) for line in erased]
+                rows = [row for row in rows if row.line not in erased]
                 outcome.members_created = self._create_members(rows, member_ids)
             known = []
             for row in rows:
@@ -870,8 +959,10 @@ class _OrmPurchases(_OrmMerger):
             if row.line not in member_ids and row.member_external_id and row.member_external_id not in new:
                 new[row.member_external_id] = _new_member(row.member_external_id, line=row.line,
                                                           phone=row.member_phone, store_id=row.store_id,
-                                                          joined_at=row.occurred_at)
+                                                          joined_at=row.occurred_at, erasure=self.erasure)
         taken = set(_lookup(Member.objects, "phone", [member.phone for member in new.values() if member.phone]))
+        erased = _orm_erased_lines(new.values(), lambda member: member.phone_digests)
+        taken.update(member.phone for member in new.values() if member.line in erased)
         candidates = []
         for member in sorted(new.values(), key=lambda member: member.line):
             if member.phone in taken:

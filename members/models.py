@@ -110,6 +110,47 @@ class Member(models.Model):
         return self.status == MemberStatus.FROZEN
 
 
+class ErasedIdentityKind(models.TextChoices):
+    PHONE = "phone", _("phone")
+    EXTERNAL_ID = "external_id", _("external id")
+
+
+class ErasedIdentity(models.Model):
+    """A phone or external id erased on the member's request, kept as a keyed one-way hash so that importing an
+    old file again (import_members, import_purchases --create-members) does not bring her back. Written by
+    `anonymise_member` in its transaction; read by the imports; nothing else. A person who registers again herself
+    is not refused (see `anonymise_member`).
+
+    Why keyed (HMAC-SHA256), not a plain hash: phone numbers are a small space. China's mobile numbers are fewer
+    than 10^10 (11 digits, starting 13 to 19); one GPU computes SHA-256 of all of them in seconds, so a plain hash
+    of a phone is the phone. With a secret key, the table alone gives nothing away: to test a guess one needs the
+    key too. The key is dedicated: derived from SECRET_KEY for this purpose only
+    (`membership.erasure_keys`), so a digest is of no use as a signature anywhere else, and nothing else signed
+    with SECRET_KEY is such a digest. The kind is part of the hashed message, so a phone and an external id
+    never share a digest.
+
+    Key rotation: the plain values are gone, so digests cannot be computed again under a new key. Rotate
+    SECRET_KEY the Django way, keeping the former one in SECRET_KEY_FALLBACKS as long as old files may still be
+    imported: the imports test each row against the digests under every configured key; new erasures are hashed
+    under the current one. `key_id` (a fingerprint of the key, not the key) says which key a row was written
+    under; an import refuses to start while rows exist under a key that is no longer configured, rather than
+    silently letting those members come back.
+
+    Nothing else is kept (no member, no date), so a row says no more than "someone erased had this identifier".
+    """
+
+    kind = models.CharField(_("kind"), max_length=16, choices=ErasedIdentityKind.choices)
+    digest = models.CharField(_("digest"), max_length=64, unique=True, help_text=_("HMAC-SHA256, hex"))
+    key_id = models.CharField(_("key id"), max_length=16)
+
+    class Meta:
+        verbose_name = _("erased identity")
+        verbose_name_plural = _("erased identities")
+
+    def __str__(self):
+        return f"{self.kind} {self.digest[:12]}…"
+
+
 class TagKind(models.TextChoices):
     MANUAL = "manual", _("manual")
     RULE = "rule", _("rule-based")

@@ -1,15 +1,18 @@
 """Registering, updating, tagging and freezing members."""
 
+import hmac
 import secrets
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
-from members.models import Member, MemberStatus, MemberTag, Tag, TagKind
+from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus, MemberTag, Tag, TagKind
 
 CARD_NUMBER_LENGTH = 12
+ERASURE_KEY_PURPOSE = b"loyalty.members.ErasedIdentity"
 REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud at the counter
 
 
@@ -216,10 +219,41 @@ def freeze_member(*, actor, member, reason):
                        action="member.frozen")
 
 
+def erasure_keys():
+    """[(key_id, key)] for ErasedIdentity digests: the key derived from SECRET_KEY first (new erasures are hashed
+    with it), then those derived from SECRET_KEY_FALLBACKS (old erasures still match). See ErasedIdentity."""
+    keys = []
+    for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
+        key = hmac.digest(secret.encode() if isinstance(secret, str) else secret, ERASURE_KEY_PURPOSE, "sha256")
+        keys.append((hmac.digest(key, b"key id", "sha256").hex()[:16], key))
+    return keys
+
+
+def identity_digest(key, kind, value):
+    """HMAC-SHA256 of "kind:value" under an erasure key, in hex. `value`: a normalised (E.164) phone, or an
+    external id as stored."""
+    return hmac.digest(key, f"{kind}:{value}".encode(), "sha256").hex()
+
+
+def _remember_erased_identities(*, phone, external_id):
+    key_id, key = erasure_keys()[0]
+    erased = [ErasedIdentity(kind=kind, digest=identity_digest(key, kind, value), key_id=key_id)
+              for kind, value in ((ErasedIdentityKind.PHONE, phone), (ErasedIdentityKind.EXTERNAL_ID, external_id))
+              if value]
+    # the same identifier erased twice (a member erased, back through registration, erased again) is kept once
+    ErasedIdentity.objects.bulk_create(erased, ignore_conflicts=True)
+
+
 def anonymise_member(*, actor, member, reason):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
     consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
-    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
+    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
+
+    Her phone and external id are kept as keyed hashes (ErasedIdentity), written in the same transaction, so that
+    importing an old members or purchases file does not create her again. They do not stop her from registering
+    again herself (register_member): that is a new, freely given registration, which the erasure does not
+    forbid; refusing it would tell whoever types a phone that its owner was erased, and would lock out the next
+    owner of a recycled number."""
     from loyalty.models import Message
     from members.models import OtpChallenge
 
@@ -228,6 +262,7 @@ def anonymise_member(*, actor, member, reason):
         if member.status == MemberStatus.ANONYMISED:
             return member
         old_phone = member.phone
+        _remember_erased_identities(phone=member.phone, external_id=member.external_id)
         member.phone = member.external_id = None
         member.name, member.email, member.birthday, member.gender = "", "", None, "unknown"
         member.consent_sms = member.consent_wechat = member.consent_email = False

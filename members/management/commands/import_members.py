@@ -12,8 +12,8 @@ class Command(BaseCommand):
         "(ISO 8601, e.g. 2021-03-04 or 2021-03-04T10:30:00+08:00; a time without offset is in the business time "
         "zone; default now), consent_sms, consent_wechat, consent_email (true/false/1/0/yes/no; default false). "
         "Members get a new card number and referral code and the registration channel 'import'. Running the same "
-        "file again imports nothing twice. Every rejected row goes to the rejects file with its line number and "
-        "reason."
+        "file again imports nothing twice. A row with the external id or phone of a member erased on her request is "
+        "rejected. Every rejected row goes to the rejects file with its line number and reason."
     )
 
     def add_arguments(self, parser):

@@ -26,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--create-members", action="store_true",
                             help="create a member (channel 'import') for an unknown member_external_id instead of "
                                  "rejecting the row, from her first row in the file: its phone (unless another "
-                                 "member has it), its store as home store, its time as joined_at")
+                                 "member has it or it was erased), its store as home store, its time as joined_at; "
+                                 "never for the external id of a member erased on her request (those rows are "
+                                 "rejected)")
         parser.add_argument("--award-points", action="store_true",
                             help="award points for each purchase through the points service, one order at a time "
                                  "(slower; the earning rules, caps and pending periods in force apply)")
