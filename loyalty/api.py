@@ -360,6 +360,22 @@ class ErrorSerializer(serializers.Serializer):
                                    help_text="validation errors by field (400 invalid only)")
 
 
+def document_unavailable(result, generator, request, public):
+    """drf-spectacular postprocessing hook: every operation may answer 503 `temporarily_unavailable` with a
+    Retry-After header (the database is unreachable, or a lock or statement timeout cut the request off; nothing
+    was written and a retry with the same key is safe)."""
+    error = {"$ref": "#/components/schemas/Error"}
+    for operations in result.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                operation.setdefault("responses", {}).setdefault("503", {
+                    "description": "`temporarily_unavailable`: nothing was written; retry after the given seconds.",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+                    "content": {"application/json": {"schema": error}},
+                })
+    return result
+
+
 def error_responses(codes):
     """OpenAPI responses for the error statuses of an endpoint: {409: "member_exists", 400: "invalid"}."""
     return {status: OpenApiResponse(ErrorSerializer, description=f"`{code}`") for status, code in codes.items()}

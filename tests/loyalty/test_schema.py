@@ -26,6 +26,14 @@ def test_schema_builds_without_warnings_and_has_the_routes(tmp_path, db):
                   "joined_at", "referral_code", "tier", "points", "growth_value", "tags", "rfm"):
         assert field in member, field
     assert {"ApiKey", "Bearer"} <= set(schema["components"]["securitySchemes"])
+    # Every operation says it may answer 503 temporarily_unavailable with Retry-After (database outage, timeouts).
+    operations = [op for path in schema["paths"].values() for method, op in path.items()
+                  if method in {"get", "post", "put", "patch", "delete"}]
+    without_503 = [op["operationId"] for op in operations if "503" not in op["responses"]]
+    assert without_503 == []
+    unavailable = schema["paths"]["/api/v1/purchases/"]["post"]["responses"]["503"]
+    assert unavailable["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert unavailable["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 
 
 def test_schema_and_docs_are_served(client, db):
