@@ -52,6 +52,7 @@ def register_jobs():
         run_chunk=lambda as_of, start, stop, params: maintenance.release_chunk(start, stop, _release_until(as_of)),
         repeatable=True,
         default_as_of=business_date,
+        latest_as_of=business_date,  # releases only what is due by now, so today is allowed
     ))
     register_job(JobDefinition(
         name="expire_points",
