@@ -1,7 +1,7 @@
 """Every write on points, by name. Views, admin, commands and jobs call these; nothing else writes the ledger."""
 
 from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
-from .idempotency import IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
+from .idempotency import AlreadyRecorded, IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
 from .ledger import InsufficientPoints, current_policy, expires_at_for
 from .maintenance import expire_points, release_pending
 from .purchases import (
@@ -26,7 +26,7 @@ from .spending import (
 )
 
 __all__ = [
-    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
+    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyRecorded", "AlreadyReviewed", "AlreadySignedIn",
     "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
     "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
     "adjust_points", "award_birthday_points", "cancel_redemption", "current_policy", "deduct_points",
