@@ -1,6 +1,7 @@
-"""Nightly jobs: a registry the apps fill (points: release and expiry; tiers: downgrades; members: RFM and rule
-tags), and the runner that records each run per (job, business date), splits it into member id chunks that
-several workers can share, and resumes a crashed run from its unfinished chunks.
+"""Nightly jobs: a registry the apps fill (points: release, expiry and the idempotency purge; tiers: downgrades;
+members: RFM and rule tags), and the runner that records each run per (job, business date), splits it into id
+chunks (member ids; record ids for the purge) that several workers can share, and resumes a crashed run from its
+unfinished chunks.
 
 A chunk's work and the mark that it is done commit in one transaction, so a worker killed mid-chunk leaves the
 chunk undone (PostgreSQL rolls the work back) and the next attempt does it once. Chunks are taken with
