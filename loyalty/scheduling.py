@@ -1,10 +1,14 @@
-"""Nightly jobs: a registry the apps fill (points: release and expiry; tiers: downgrades; members: RFM and rule
-tags), and the runner that records each run per (job, business date), splits it into member id chunks that
-several workers can share, and resumes a crashed run from its unfinished chunks.
+"""Nightly jobs: a registry the apps fill (points: release, expiry and the idempotency purge; tiers: downgrades;
+members: RFM and rule tags), and the runner that records each run per (job, business date), splits it into id
+chunks (member ids; record ids for the purge) that several workers can share, and resumes a crashed run from its
+unfinished chunks.
 
 A chunk's work and the mark that it is done commit in one transaction, so a worker killed mid-chunk leaves the
 chunk undone (PostgreSQL rolls the work back) and the next attempt does it once. Chunks are taken with
 SELECT ... FOR UPDATE SKIP LOCKED, so two workers never run the same chunk at the same time.
+
+A run acts only for a business date that has ended (yesterday or earlier; release_pending: up to today): start_run
+refuses a later date before writing anything, whichever path asked (run_job, the Celery tasks, the API).
 """
 
 import logging
@@ -17,12 +21,18 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.clock import business_date
+from loyalty.errors import DomainError
 from loyalty.models import JobChunk, JobRun, JobStatus
 from loyalty.registry import ExtensionPoint
 
 logger = logging.getLogger(__name__)
+
+
+def yesterday():
+    return business_date() - timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,10 @@ class JobDefinition:
     prepare: Callable[[date, dict], None] | None = None  # once, before the chunks (its own transaction)
     finish: Callable[[date, dict], dict] | None = None  # once, after the last chunk (the finishing transaction)
     repeatable: bool = False  # runs several times a day (release_pending, hourly): a new run resets the day's
-    default_as_of: Callable[[], date] = lambda: business_date() - timedelta(days=1)
+    default_as_of: Callable[[], date] = yesterday
+    # The latest business date a run may act for: a day that has ended, so that a date typed a year ahead cannot
+    # expire or downgrade today what is still valid. release_pending acts "up to now" and allows today.
+    latest_as_of: Callable[[], date] = yesterday
 
 
 _jobs = ExtensionPoint("jobs", "JobDefinitions by name: each app registers its nightly jobs in ready().", keyed=True)
@@ -43,6 +56,22 @@ _jobs = ExtensionPoint("jobs", "JobDefinitions by name: each app registers its n
 
 class UnknownJob(LookupError):
     pass
+
+
+class BusinessDateNotEnded(DomainError):
+    status = 400
+    code = "business_date_not_ended"
+    default_detail = "That business date has not ended yet."
+
+
+def check_as_of(definition, as_of):
+    """Refuse a business date later than the job allows (for most jobs: later than yesterday)."""
+    latest = definition.latest_as_of()
+    if as_of > latest:
+        raise BusinessDateNotEnded(
+            _("%(job)s cannot run for %(date)s: that business date has not ended yet. The latest date allowed is "
+              "%(latest)s.") % {"job": definition.name, "date": as_of.isoformat(), "latest": latest.isoformat()},
+            latest_as_of=latest.isoformat())
 
 
 def register_job(definition):
@@ -62,9 +91,11 @@ def job(name):
 
 def start_run(name, as_of=None, *, params=None, triggered_by="", force=False):
     """Create (or pick up) the run of a job for a business date and plan its chunks. Returns (run, todo) where
-    `todo` lists the ids of chunks still to run: empty when the run is already done (and not forced)."""
+    `todo` lists the ids of chunks still to run: empty when the run is already done (and not forced). Raises
+    BusinessDateNotEnded, before anything is written, for a date later than the job's latest_as_of."""
     definition = job(name)
     as_of = as_of or definition.default_as_of()
+    check_as_of(definition, as_of)
     with transaction.atomic(durable=True):
         run, created = JobRun.objects.select_for_update().get_or_create(
             job=name, business_date=as_of,

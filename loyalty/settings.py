@@ -184,6 +184,13 @@ CONFIG_CACHE_SECONDS = env.int("CONFIG_CACHE_SECONDS", default=30)
 # Nightly jobs: seconds each chunk pauses before its work, to spread a big job's load on the primary (0: none).
 JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
+# Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
+# nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.
+IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
+if IDEMPOTENCY_RETENTION_DAYS < 30:
+    raise ImproperlyConfigured(
+        f"IDEMPOTENCY_RETENTION_DAYS must be at least 30 days (SPEC §2), not {IDEMPOTENCY_RETENTION_DAYS}.")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "loyalty.authentication.ApiKeyAuthentication",

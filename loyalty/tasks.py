@@ -56,7 +56,9 @@ def start_scheduled_job(name, as_of=None):
     from loyalty.models import JobRun, JobStatus
 
     since = timezone.localdate() - timedelta(days=RESUME_DAYS)
-    for stalled in JobRun.objects.filter(job=name, business_date__gte=since).exclude(status=JobStatus.DONE):
+    latest = scheduling.job(name).latest_as_of()  # a run dated later (made before the runner refused such dates)
+    stalled_runs = JobRun.objects.filter(job=name, business_date__gte=since, business_date__lte=latest)
+    for stalled in stalled_runs.exclude(status=JobStatus.DONE):
         dispatch_job(name, stalled.business_date, triggered_by="beat:resume")
     run = dispatch_job(name, date.fromisoformat(as_of) if as_of else None, triggered_by="beat")
     return {"run": run.pk, "chunks": run.chunks_total}

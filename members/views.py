@@ -162,16 +162,17 @@ class TagViewSet(viewsets.ModelViewSet):
         return Tag.objects.annotate(member_count=Count("member_tags"))
 
     @extend_schema(request=None, responses={202: JobRunSerializer, **error_responses({404: "not_found"})},
-                   description="Recompute a rule tag now (the nightly rule_tags job does all of them).")
+                   description="Recompute a rule tag now, as of yesterday (the last business date that has ended; the "
+                               "nightly rule_tags job does all of them).")
     @action(detail=True, methods=["post"])
     def recompute(self, request, code=None):
-        from loyalty.clock import business_date
         from loyalty.tasks import dispatch_job
 
         tag = self.get_object()
         if tag.kind != TagKind.RULE:
             raise DomainError("Only rule-based tags are recomputed.", code="invalid", status=400)
-        run = dispatch_job("rule_tags", business_date(), params={"tags": [tag.code]}, force=True,
+        # As of the job's default date (yesterday): a run may not act for a day that has not ended.
+        run = dispatch_job("rule_tags", None, params={"tags": [tag.code]}, force=True,
                            triggered_by=access_for(request).actor)
         run.refresh_from_db()
         return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

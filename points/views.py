@@ -108,9 +108,11 @@ class PurchaseViewSet(viewsets.GenericViewSet):
     @extend_schema(request=PurchaseInputSerializer,
                    responses={201: PurchaseResultSerializer, 200: PurchaseResultSerializer,
                               **error_responses({400: "invalid", 409: "idempotency_conflict / member_frozen / "
-                                                                       "insufficient_points / deduction_limit"})},
+                                                                       "insufficient_points / deduction_limit / "
+                                                                       "already_recorded"})},
                    description="Record an order and award its points. The same order_no again: 200 with the "
-                               "original result.")
+                               "original result while its idempotency record is kept (IDEMPOTENCY_RETENTION_DAYS, "
+                               "at least 30 days); after that, 409 already_recorded with the purchase's id.")
     def create(self, request):
         data = self._purchase_input(request)
         outcome = services.record_purchase(
@@ -135,7 +137,8 @@ class PurchaseViewSet(viewsets.GenericViewSet):
     @extend_schema(request=RefundInputSerializer,
                    responses={201: RefundResultSerializer, 200: RefundResultSerializer,
                               **error_responses({400: "invalid", 404: "not_found",
-                                                 409: "refund_exceeds_purchase / idempotency_conflict"})})
+                                                 409: "refund_exceeds_purchase / idempotency_conflict / "
+                                                      "already_recorded"})})
     @action(detail=True, methods=["post"])
     def refunds(self, request, pk=None):
         purchase = get_object_or_404(selectors.purchases_visible_to(access_for(request)), pk=pk)

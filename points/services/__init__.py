@@ -12,7 +12,7 @@ from .configuration import (
     deactivate_reward,
 )
 from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
-from .idempotency import IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
+from .idempotency import AlreadyRecorded, IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
 from .ledger import InsufficientPoints, current_policy, expires_at_for
 from .maintenance import expire_points, release_pending
 from .purchases import (
@@ -37,7 +37,7 @@ from .spending import (
 )
 
 __all__ = [
-    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
+    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyRecorded", "AlreadyReviewed", "AlreadySignedIn",
     "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
     "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
     "add_earning_rule_version", "add_points_policy", "add_reward_version", "adjust_points", "award_birthday_points",

@@ -4,6 +4,10 @@ body gets the first result back; the same key with another body is refused.
 The claim is an INSERT ... ON CONFLICT DO NOTHING on the unique (scope, key): a concurrent request with the same
 key waits on that index entry until the first transaction ends, then sees its committed result (or, if the first
 rolled back, claims the key itself). So 20 simultaneous retries make exactly one write.
+
+Records are kept IDEMPOTENCY_RETENTION_DAYS (at least 30, SPEC §2); the nightly purge_idempotency job deletes
+older ones (purge_bounds / purge_chunk). A purchase or refund retried after that finds its natural key
+(order_no, refund_no) already recorded and is refused with AlreadyRecorded, never done twice.
 """
 
 import hashlib
@@ -11,19 +15,30 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models import Max, Min
 from django.utils import timezone
 
+from loyalty.clock import end_of_business_day
 from loyalty.errors import DomainError
 from points.models import IdempotencyRecord
 
-KEEP_FOR = timedelta(days=30)
+PURGE_CHUNK_SIZE = 50_000
 
 
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
     default_detail = "This idempotency key was used with a different request."
+
+
+class AlreadyRecorded(DomainError):
+    """A retry whose record was purged: what it asks for is recorded already (its natural key says so), and its
+    first answer is no longer kept to be replayed."""
+
+    code = "already_recorded"
+    default_detail = "This was already recorded; its first answer is no longer kept, so it is not repeated."
 
 
 class IdempotencyKeyRequired(DomainError):
@@ -72,6 +87,27 @@ def replayed_response(record):
     return json.loads(record.response)
 
 
-def forget_expired(now=None):
-    """Drop records older than KEEP_FOR (a nightly job calls this)."""
-    return IdempotencyRecord.objects.filter(created_at__lt=(now or timezone.now()) - KEEP_FOR).delete()[0]
+def purge_cutoff(as_of):
+    """Records created before this instant go in the purge for business date `as_of`: the end of that day minus
+    the retention. A run acts only for a day that has ended, so every record it deletes is older than that."""
+    return end_of_business_day(as_of) - timedelta(days=settings.IDEMPOTENCY_RETENTION_DAYS)
+
+
+def purge_bounds(as_of):
+    """The id range of the records the purge for `as_of` deletes (one aggregate, no rows read)."""
+    bounds = IdempotencyRecord.objects.filter(created_at__lt=purge_cutoff(as_of)).aggregate(low=Min("id"),
+                                                                                          high=Max("id"))
+    return bounds["low"], bounds["high"]
+
+
+PURGE_SQL = (f"DELETE FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - the table name is ours
+             "WHERE id >= %s AND id < %s AND created_at < %s")
+
+
+def purge_chunk(start, stop, as_of):
+    """Delete, in one statement, the records with ids in [start, stop) created before the cutoff of `as_of`.
+    Runs in the caller's transaction. Idempotent per date: what is left is younger than the cutoff."""
+    cutoff = connection.ops.adapt_datetimefield_value(purge_cutoff(as_of))  # SQLite compares stored UTC text
+    with connection.cursor() as cursor:
+        cursor.execute(PURGE_SQL, [start, stop, cutoff])
+        return {"deleted": cursor.rowcount}

@@ -268,22 +268,33 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
     return entry, returned
 
 
+RELEASE_REASON = "pending period ended: these points can now be used"
+
+
+def release_reference(lot):
+    """What a release entry names: the order (or other source) its lot was earned by, as its earn entry says."""
+    return lot.entry.reference or f"lot:{lot.pk}"
+
+
 def release_member_lots(account, *, now, actor="job:release_pending"):
-    """Make the member's pending lots whose pending period has ended available: one release entry per lot."""
+    """Make the member's pending lots whose pending period has ended available, the soonest freed first: one
+    release entry per lot with points left in it, naming its order (the earn entry's reference) and carrying the
+    lot's expiry. A member who was in debt then pays it from her available lots, on the last release entry.
+    maintenance.RELEASE_SQL (the set-based release) writes exactly these entries; keep the two in step."""
     lots = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.PENDING,
-                                         available_at__lte=now).order_by("available_at", "id"))
-    released = 0
+                                         available_at__lte=now).select_related("entry").order_by("available_at", "id"))
+    was_in_debt = account.available < 0
+    released, entry = 0, None
     for lot in lots:
-        was_in_debt = account.available < 0
+        if not lot.remaining:  # refunded in full while pending: nothing to release, nothing to say
+            continue
         entry = append_entry(account, kind=EntryKind.RELEASE, actor=actor, points=lot.remaining,
-                             available_delta=lot.remaining, pending_delta=-lot.remaining,
-                             reason="pending period ended", reference=lot.entry.reference or f"lot:{lot.pk}",
-                             expires_at=lot.expires_at, now=now)
-        lot.status = LotStatus.AVAILABLE
-        lot.save(update_fields=["status"])
+                             available_delta=lot.remaining, pending_delta=-lot.remaining, reason=RELEASE_REASON,
+                             reference=release_reference(lot), expires_at=lot.expires_at, now=now)
         released += lot.remaining
-        if was_in_debt and lot.remaining:
-            settle_debt(account, entry)
+    PointsLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(status=LotStatus.AVAILABLE)
+    if was_in_debt and entry is not None:
+        settle_debt(account, entry)
     return released
 
 

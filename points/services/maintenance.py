@@ -3,8 +3,9 @@
 On PostgreSQL this is set-based SQL, chunked by member id range, one transaction per chunk: the chunk's accounts
 are locked in id order first (so it never deadlocks with a redemption, which locks one account), then one
 statement moves the lots, the balances and writes the entries. On SQLite (the embedded demo default) the same
-work runs member by member through the ledger primitives. Both are idempotent: a lot released or expired is no
-longer due, and expiry writes at most one entry per member and date (a unique constraint).
+work runs member by member through the ledger primitives, writing the same entries (tests/points/test_release.py
+compares the two). Both are idempotent: a lot released or expired is no longer due, and expiry writes at most one
+entry per member and date (a unique constraint).
 """
 
 from dataclasses import dataclass
@@ -13,11 +14,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from loyalty.clock import end_of_business_day
-from points.models import LedgerEntry, LotStatus, PointsLot
+from points.models import EntryKind, LedgerEntry, LotStatus, PointsLot
 
-from .ledger import expire_member_lots, lock_account, release_member_lots, save_account, settle_debt
+from .ledger import (
+    RELEASE_REASON,
+    expire_member_lots,
+    lock_account,
+    release_member_lots,
+    save_account,
+    settle_debt,
+)
 
 CHUNK_SIZE = 50_000
+RELEASE_ACTOR = "job:release_pending"
 
 
 @dataclass
@@ -46,15 +55,14 @@ def release_bounds(now):
 
 def release_chunk(start, stop, now):
     """Release the due pending lots of members in [start, stop). Runs in the caller's transaction."""
-    members, points, indebted = (_release_chunk_sql if connection.vendor == "postgresql"
-                                 else _release_chunk_python)(start, stop, now)
-    for member_id in indebted:
-        _settle_after_release(member_id, now)
-    return {"members": members, "points": points}
+    if connection.vendor == "postgresql":
+        return release_chunk_set_based(start, stop, now)
+    return release_chunk_per_member(start, stop, now)
 
 
 def release_pending(*, now=None, chunk_size=CHUNK_SIZE):
-    """Make every pending lot whose pending period has ended available (one release entry per member)."""
+    """Make every pending lot whose pending period has ended available: one release entry per lot, naming its
+    order and carrying its expiry (the same entries on every database)."""
     now = now or timezone.now()
     low, high = release_bounds(now)
     counts = RunCounts()
@@ -79,56 +87,76 @@ def _lock_chunk_accounts(cursor, start, stop, due_condition, params):
     )
 
 
+# The entries of ledger.release_member_lots, set-based: one per lot with points left, the soonest freed first,
+# each with the balances after it (a running sum over the member's lots), the lot's order as its reference and
+# the lot's expiry. Lots refunded in full while pending become available with no entry.
 RELEASE_SQL = """
 WITH due AS (
-    SELECT id, member_id, remaining FROM points_pointslot
-    WHERE member_id >= %(start)s AND member_id < %(stop)s AND status = 'pending' AND available_at <= %(now)s
+    SELECT l.id, l.member_id, l.remaining, l.available_at, l.expires_at,
+           COALESCE(NULLIF(e.reference, ''), 'lot:' || l.id) AS reference
+    FROM points_pointslot l JOIN points_ledgerentry e ON e.id = l.entry_id
+    WHERE l.member_id >= %(start)s AND l.member_id < %(stop)s AND l.status = 'pending' AND l.available_at <= %(now)s
 ), totals AS (
-    SELECT member_id, SUM(remaining) AS points FROM due GROUP BY member_id
+    SELECT member_id, SUM(remaining) AS points FROM due GROUP BY member_id HAVING SUM(remaining) > 0
 ), moved AS (
     UPDATE points_pointsaccount a
     SET available = a.available + t.points, pending = a.pending - t.points, updated_at = %(now)s
     FROM totals t WHERE a.member_id = t.member_id
-    RETURNING a.member_id, a.available, a.pending, t.points
+    RETURNING a.member_id, a.available - t.points AS available_before, a.pending + t.points AS pending_before,
+              t.points
 ), entries AS (
     INSERT INTO points_ledgerentry (member_id, kind, points, available_delta, pending_delta, balance_after,
-                                    pending_after, reason, reference, actor, created_at)
-    SELECT member_id, 'release', points, points, -points, available, pending, 'pending period ended', 'release',
-           'job:release_pending', %(now)s
-    FROM moved WHERE points <> 0
+                                    pending_after, reason, reference, actor, expires_at, created_at)
+    SELECT d.member_id, 'release', d.remaining, d.remaining, -d.remaining,
+           m.available_before + SUM(d.remaining) OVER running, m.pending_before - SUM(d.remaining) OVER running,
+           %(reason)s, d.reference, %(actor)s, d.expires_at, %(now)s
+    FROM due d JOIN moved m ON m.member_id = d.member_id
+    WHERE d.remaining > 0
+    WINDOW running AS (PARTITION BY d.member_id ORDER BY d.available_at, d.id)
+    ORDER BY d.member_id, d.available_at, d.id
 ), released AS (
     UPDATE points_pointslot l SET status = 'available' FROM due WHERE l.id = due.id
 )
-SELECT count(*), coalesce(sum(points), 0), coalesce(array_agg(member_id) FILTER (WHERE available - points < 0), '{}')
+SELECT count(*), coalesce(sum(points), 0),
+       coalesce(array_agg(member_id) FILTER (WHERE available_before < 0), '{}')
 FROM moved
 """
 
 
-def _release_chunk_sql(start, stop, now):
+def release_chunk_set_based(start, stop, now):
+    """The release of members in [start, stop) in one statement (PostgreSQL), then the debts of members who were
+    in debt paid from what was released. Runs in the caller's transaction, after locking the chunk's accounts."""
     with connection.cursor() as cursor:
         _lock_chunk_accounts(cursor, start, stop, "l.status = 'pending' AND l.available_at <= %s", [now])
-        cursor.execute(RELEASE_SQL, {"start": start, "stop": stop, "now": now})
+        cursor.execute(RELEASE_SQL, {"start": start, "stop": stop, "now": now, "reason": RELEASE_REASON,
+                                     "actor": RELEASE_ACTOR})
         members, points, indebted = cursor.fetchone()
-    return members, int(points), list(indebted)
+    for member_id in indebted:
+        _settle_after_release(member_id)
+    return {"members": members, "points": int(points)}
 
 
-def _release_chunk_python(start, stop, now):
+def release_chunk_per_member(start, stop, now):
+    """The same release, member by member through ledger.release_member_lots (any database). Runs in the
+    caller's transaction."""
     member_ids = (PointsLot.objects.filter(member_id__gte=start, member_id__lt=stop, status=LotStatus.PENDING,
                                            available_at__lte=now)
                   .values_list("member_id", flat=True).distinct().order_by("member_id"))
     members = points = 0
     for member_id in list(member_ids):
         account = lock_account(member_id)
-        points += release_member_lots(account, now=now)
+        released = release_member_lots(account, now=now, actor=RELEASE_ACTOR)
         save_account(account)
-        members += 1
-    return members, points, []
+        members += 1 if released else 0
+        points += released
+    return {"members": members, "points": points}
 
 
-def _settle_after_release(member_id, now):
-    """A member who was in debt pays it from the points just released (rare: after a claw-back)."""
+def _settle_after_release(member_id):
+    """A member who was in debt pays it from the points just released (rare: after a claw-back), on her last
+    release entry, as release_member_lots does."""
     account = lock_account(member_id)
-    entry = LedgerEntry.objects.filter(member_id=member_id, kind="release").order_by("-id").first()
+    entry = LedgerEntry.objects.filter(member_id=member_id, kind=EntryKind.RELEASE).order_by("-id").first()
     settle_debt(account, entry)
 
 

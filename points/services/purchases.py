@@ -6,6 +6,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -112,7 +113,8 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
     """Record an order and award its points, idempotent on (source, order_no).
 
     Locks the member's account (and, on her first purchase, her referrer's, in id order). Raises MemberFrozen,
-    IdempotencyConflict (same order_no, different body), InsufficientPoints / DeductionLimit for points_used.
+    IdempotencyConflict (same order_no, different body), AlreadyRecorded (the order is recorded but its record was
+    purged), InsufficientPoints / DeductionLimit for points_used.
     """
     now = timezone.now()
     occurred_at = occurred_at or now
@@ -120,6 +122,7 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
         claim = idempotency.claim(scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
+        _refuse_recorded_purchase(source=source, order_no=order_no)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
         # The referrer's account is locked too only on a referred member's first purchase.
@@ -165,6 +168,29 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
     return Outcome(result)
 
 
+def _refuse_recorded_purchase(*, source, order_no):
+    """A new claim for an order already recorded: its idempotency record was purged (kept 30 days) or it never had
+    one (imported by file). Its first answer cannot be rebuilt exactly, so the retry is refused, never redone."""
+    recorded = Purchase.objects.filter(source=source, order_no=order_no).values_list("pk", "created_at").first()
+    if recorded:
+        raise idempotency.AlreadyRecorded(
+            _("Order %(order_no)s was already recorded on %(date)s; its first answer is no longer kept, so it is not "
+              "repeated.") % {"order_no": order_no, "date": business_date(recorded[1]).isoformat()},
+            purchase=str(recorded[0]))
+
+
+def _refuse_recorded_refund(*, purchase_id, refund_no):
+    """The same for a refund retried after its record was purged."""
+    recorded = (Refund.objects.filter(purchase_id=purchase_id, refund_no=refund_no)
+                .values_list("pk", "created_at", "purchase__order_no").first())
+    if recorded:
+        raise idempotency.AlreadyRecorded(
+            _("Refund %(refund_no)s of order %(order_no)s was already recorded on %(date)s; its first answer is no "
+              "longer kept, so it is not repeated.") % {"refund_no": refund_no, "order_no": recorded[2],
+                                                        "date": business_date(recorded[1]).isoformat()},
+            refund=str(recorded[0]))
+
+
 def _earlier_deduction(policy, *, member, source, order_no, amount):
     deduction = Deduction.objects.filter(source=source, order_no=order_no).first()
     if deduction is None:
@@ -199,12 +225,14 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
 def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(), occurred_at=None):
     """Refund part or all of a purchase, idempotent on (purchase, refund_no). Reverses the purchase's points in
     proportion to the refunded amount (cumulatively, so a full refund in several parts reverses exactly all of
-    them) and returns points used as cash in the same proportion. Raises RefundExceedsPurchase."""
+    them) and returns points used as cash in the same proportion. Raises RefundExceedsPurchase, AlreadyRecorded (the
+    refund is recorded but its record was purged)."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=f"refund:{purchase_id}", key=refund_no, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
+        _refuse_recorded_refund(purchase_id=purchase_id, refund_no=refund_no)
         member_id = Purchase.objects.values_list("member_id", flat=True).get(pk=purchase_id)
         account = lock_accounts([member_id])[member_id]
         purchase = Purchase.objects.select_for_update().get(pk=purchase_id)

@@ -15,7 +15,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="job name: " + ", ".join(scheduling.job_names()))
         parser.add_argument("--as-of", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                            help="business date (default: yesterday; today for release_pending)")
+                            help="business date (default: yesterday; today for release_pending); a date that has not "
+                                 "ended yet is refused")
         parser.add_argument("--window-days", type=int, help="rfm: the window in days (default 365)")
         parser.add_argument("--force", action="store_true", help="run again even if done for the date")
         parser.add_argument("--async", dest="run_async", action="store_true",
@@ -32,7 +33,7 @@ class Command(BaseCommand):
                 return
             started = timezone.now()
             run = scheduling.run_inline(name, as_of, params=params, triggered_by="command", force=force)
-        except scheduling.UnknownJob as error:
+        except (scheduling.UnknownJob, scheduling.BusinessDateNotEnded) as error:
             raise CommandError(str(error)) from None
         if run.status != JobStatus.DONE:
             raise CommandError(f"{run.job} {run.business_date}: {run.status} {run.error}")
