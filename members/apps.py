@@ -7,7 +7,10 @@ class MembersConfig(AppConfig):
     verbose_name = _("Members")
 
     def ready(self):
+        from members.jobs import register_jobs
+
         register_member_tokens()
+        register_jobs()
         register_rfm()
 
 
@@ -27,22 +30,9 @@ def register_member_tokens():
 def register_rfm():
     from django.db.models import Prefetch
 
-    from loyalty.scheduling import JobDefinition, register_job
     from members import jobs
     from members.extensions import MemberField, register_member_field, register_member_filter
     from members.models import RfmSnapshot
-
-    register_job(JobDefinition(
-        name="rule_tags",
-        description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
-        bounds=jobs.member_bounds, run_chunk=jobs.rule_tags_chunk, chunk_size=100_000,
-    ))
-    register_job(JobDefinition(
-        name="rfm",
-        description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
-        bounds=jobs.member_bounds, run_chunk=jobs.rfm_chunk, prepare=jobs.rfm_prepare, finish=jobs.rfm_finish,
-        chunk_size=100_000,
-    ))
 
     def prepare(queryset):
         latest = jobs.latest_rfm_date()

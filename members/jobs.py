@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import NotSupportedError, connection
 
 from loyalty.clock import end_of_business_day, start_of_business_day
+from loyalty.scheduling import JobDefinition, register_job
 from members.models import Member, RfmSnapshot
 
 DEFAULT_WINDOW_DAYS = 365
@@ -201,3 +202,18 @@ def rule_tags_chunk(as_of, start, stop, params):
             )
             counts["added"] += cursor.rowcount
     return counts
+
+
+def register_jobs():
+    """Called from MembersConfig.ready()."""
+    register_job(JobDefinition(
+        name="rule_tags",
+        description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
+        bounds=member_bounds, run_chunk=rule_tags_chunk, chunk_size=100_000,
+    ))
+    register_job(JobDefinition(
+        name="rfm",
+        description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
+        bounds=member_bounds, run_chunk=rfm_chunk, prepare=rfm_prepare, finish=rfm_finish,
+        chunk_size=100_000,
+    ))
