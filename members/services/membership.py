@@ -218,8 +218,8 @@ def freeze_member(*, actor, member, reason):
 
 def anonymise_member(*, actor, member, reason):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
-    consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
-    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
+    consents, household, tags, login codes and the recipients and bodies of her messages. Her card number, ledger,
+    purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
     from loyalty.models import Message
     from members.models import OtpChallenge
 
@@ -231,6 +231,7 @@ def anonymise_member(*, actor, member, reason):
         member.phone = member.external_id = None
         member.name, member.email, member.birthday, member.gender = "", "", None, "unknown"
         member.consent_sms = member.consent_wechat = member.consent_email = False
+        member.household = None  # who her family is is personal data too
         member.status = MemberStatus.ANONYMISED
         member.save()
         MemberTag.objects.filter(member=member).delete()
