@@ -3,6 +3,7 @@ entries, and the marketer's rules, policies and rewards. Only points.services wr
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -392,3 +393,50 @@ class Deduction(models.Model):
 
     def __str__(self):
         return f"{self.order_no}: {self.points} points = {self.amount}"
+
+
+class AdjustmentRequestStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+
+
+class AdjustmentRequest(models.Model):
+    """An adjustment over the requester's limit (or sent for a second look), waiting for a manager: nothing moves
+    until it is approved, and then once, through the same ledger path as a direct adjustment (`entry`)."""
+
+    member = models.ForeignKey(Member, models.PROTECT, related_name="adjustment_requests")
+    points = models.BigIntegerField(_("points"))
+    reason = models.CharField(_("reason"), max_length=200)
+    status = models.CharField(_("status"), max_length=8, choices=AdjustmentRequestStatus.choices,
+                              default=AdjustmentRequestStatus.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+",
+                                     verbose_name=_("requested by"))
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True,
+                                   related_name="+", verbose_name=_("decided by"))
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.CharField(_("decision note"), max_length=200, blank=True)
+    entry = models.OneToOneField(LedgerEntry, models.PROTECT, null=True, blank=True,
+                                 related_name="adjustment_request", verbose_name=_("ledger entry"))
+
+    class Meta:
+        verbose_name = _("adjustment request")
+        verbose_name_plural = _("adjustment requests")
+        indexes = [
+            models.Index(fields=["member", "-id"], name="adjustment_request_member_idx"),
+            models.Index(fields=["-id"], name="adjustment_request_pending_idx", condition=Q(status="pending")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(points=0), name="adjustment_request_not_zero"),
+            # An approved request has its ledger entry; a pending one no decision; a rejected one no entry.
+            models.CheckConstraint(
+                condition=(Q(status="pending") & Q(decided_by__isnull=True) & Q(entry__isnull=True))
+                | (Q(status="approved") & Q(decided_by__isnull=False) & Q(entry__isnull=False))
+                | (Q(status="rejected") & Q(decided_by__isnull=False) & Q(entry__isnull=True)),
+                name="adjustment_request_decision_consistent",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.points:+d} for {self.member_id} ({self.status})"

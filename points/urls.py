@@ -9,6 +9,7 @@ router.register("members", views.MemberPointsViewSet, basename="member-points")
 router.register("rewards", views.RewardViewSet, basename="reward")
 router.register("redemptions", views.RedemptionViewSet, basename="redemption")
 router.register("earning-rules", views.EarningRuleViewSet, basename="earning-rule")
+router.register("adjustment-requests", views.AdjustmentRequestViewSet, basename="adjustment-request")
 
 urlpatterns = [
     path("events/", views.EventView.as_view(), name="events"),

@@ -1,5 +1,13 @@
 """Every write on points, by name. Views, admin, commands and jobs call these; nothing else writes the ledger."""
 
+from .approvals import (
+    AlreadyDecided,
+    ApprovalLimit,
+    OwnRequest,
+    approve_adjustment,
+    reject_adjustment,
+    request_adjustment,
+)
 from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
 from .idempotency import IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
 from .ledger import InsufficientPoints, current_policy, expires_at_for
@@ -26,10 +34,12 @@ from .spending import (
 )
 
 __all__ = [
-    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
-    "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints", "LimitReached",
-    "OrderNotEligible", "OutOfStock", "Outcome", "RefundExceedsPurchase", "RewardUnavailable",
-    "adjust_points", "award_birthday_points", "cancel_redemption", "current_policy", "deduct_points",
-    "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase", "record_refund",
-    "redeem_reward", "release_pending", "request_fingerprint",
+    "AdjustmentLimit", "AlreadyCancelled", "AlreadyDecided", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
+    "ApprovalLimit", "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints",
+    "LimitReached", "OrderNotEligible", "OutOfStock", "Outcome", "OwnRequest", "RefundExceedsPurchase",
+    "RewardUnavailable",
+    "adjust_points", "approve_adjustment", "award_birthday_points", "cancel_redemption", "current_policy",
+    "deduct_points", "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase",
+    "record_refund", "redeem_reward", "reject_adjustment", "release_pending", "request_adjustment",
+    "request_fingerprint",
 ]
