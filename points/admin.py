@@ -1,7 +1,8 @@
-"""Admin screens for points: the member page at the counter (balances, ledger, redemptions and the adjustments
-waiting for a manager, and actions to record a purchase, redeem a reward, adjust points or ask for an adjustment's
-approval, and decide on one), read-only ledger, redemption and account lists, the list of adjustment requests with
-approve / reject actions, and the marketer's rewards, earning rules and policies.
+"""Admin screens for points: the member page at the counter (balances, ledger, redemptions, her household and the
+adjustments waiting for a manager, and actions to record a purchase, redeem a reward, adjust points or ask for an
+adjustment's approval, decide on one, link her household and transfer points within it), read-only ledger,
+redemption and account lists, the list of adjustment requests with approve / reject actions, and the marketer's
+rewards, earning rules and policies.
 
 Every points write goes through points.services, the same functions the API calls; clerks see and act for the
 members of their own stores only. The services open durable transactions, so no view here opens its own.
@@ -32,6 +33,7 @@ from loyalty.access import staff_role
 from loyalty.admin import ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError
+from members import services as member_services
 from members.admin import MemberAdmin
 from members.models import Member, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
@@ -208,6 +210,44 @@ class DecideAdjustmentForm(forms.Form):
         super().__init__(*args, **kwargs)
 
 
+class HouseholdForm(forms.Form):
+    """Link the member with another (found by exact card number or phone, as at the counter), or take her out."""
+
+    link_with = forms.CharField(label=_("link with member"), max_length=40, required=False,
+                                help_text=_("Card number or phone of a member of the same family."))
+    leave = forms.BooleanField(label=_("take her out of her household"), required=False)
+
+    def __init__(self, *args, request, member, **kwargs):
+        self.request, self.member = request, member
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        cleaned = super().clean()
+        term, leave = (cleaned.get("link_with") or "").strip(), cleaned.get("leave")
+        if bool(term) == bool(leave):
+            raise forms.ValidationError(_("Either give a member to link with, or tick “take her out”."))
+        if term:
+            found = members_matching(term)
+            if len(found) != 1:
+                self.add_error("link_with", _("No member has exactly this card number or phone."))
+            else:
+                cleaned["other"] = Member.objects.get(pk=found[0])
+        return cleaned
+
+
+class TransferPointsForm(KeyedForm):
+    to = forms.ModelChoiceField(queryset=Member.objects.none(), label=_("to member"))
+    points = forms.IntegerField(label=_("points"), min_value=1, max_value=MAX_POINTS)
+    reason = forms.CharField(label=_("reason"), max_length=150, required=False,
+                             widget=forms.TextInput(attrs={"size": 60}))
+
+    field_order = ["to", "points", "reason"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to"].queryset = selectors.household_members(self.member.pk)
+
+
 def breakdown_text(breakdown):
     return " + ".join(f"{line['source']} {line['points']}" for line in breakdown or ())
 
@@ -220,7 +260,7 @@ class PointsMemberAdmin(MemberAdmin):
     points_fields = ["points_available", "points_pending", "points_expiring", "lifetime_earned", "lifetime_spent",
                      "lifetime_expired"]
     readonly_fields = [*MemberAdmin.readonly_fields, *points_fields, "ledger_table", "redemptions_table",
-                       "pending_adjustments_table"]
+                       "household_table", "pending_adjustments_table"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -232,6 +272,7 @@ class PointsMemberAdmin(MemberAdmin):
             (_("Adjustments waiting for approval"), {"fields": ["pending_adjustments_table"]}),
             (_("Ledger (newest %(count)s entries)") % {"count": LEDGER_ROWS_SHOWN}, {"fields": ["ledger_table"]}),
             (_("Redemptions"), {"fields": ["redemptions_table"]}),
+            (_("Household"), {"fields": ["household_table"]}),
         ]
 
     # Balances -----------------------------------------------------------------------------------------------
@@ -305,6 +346,14 @@ class PointsMemberAdmin(MemberAdmin):
                              rows),
         )
 
+    @admin.display(description=_("household"))
+    def household_table(self, member):
+        others = list(selectors.household_members(member.pk)) if member.household_id else []
+        if not others:
+            return _("Not in a household.")
+        return format_html_join(", ", '<a href="{}">{}</a>', (
+            (reverse("admin:members_member_change", args=[other.pk]), str(other)) for other in others))
+
     @admin.display(description=_("pending adjustments"))
     def pending_adjustments_table(self, member):
         pending = (AdjustmentRequest.objects.filter(member_id=member.pk, status=AdjustmentRequestStatus.PENDING)
@@ -334,6 +383,8 @@ class PointsMemberAdmin(MemberAdmin):
             re_path(rf"^{MEMBER_ID_PATTERN}/adjust/$", view(self.adjust_points_view), name=f"{prefix}_adjust"),
             re_path(rf"^{MEMBER_ID_PATTERN}/adjustment-requests/{REQUEST_ID_PATTERN}/$",
                     view(self.decide_adjustment_view), name=f"{prefix}_decide_adjustment"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/household/$", view(self.household_view), name=f"{prefix}_household"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/transfer/$", view(self.transfer_points_view), name=f"{prefix}_transfer"),
             *super().get_urls(),
         ]
 
@@ -405,6 +456,15 @@ class PointsMemberAdmin(MemberAdmin):
         return self._points_action(request, member_id, form_class=DecideAdjustmentForm, title=title,
                                    submit_label=_("Decide"), perform=partial(self._decide_adjustment, adjustment))
 
+    def household_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=HouseholdForm, title=_("Household"),
+                                   submit_label=_("Save"), perform=self._change_household)
+
+    def transfer_points_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=TransferPointsForm,
+                                   title=_("Transfer points within the household"), submit_label=_("Transfer"),
+                                   perform=self._transfer_points)
+
     def _record_purchase(self, request, member, data):
         store = data["store"]
         points_used = data["points_used"] or 0
@@ -473,6 +533,30 @@ class PointsMemberAdmin(MemberAdmin):
             return messages.SUCCESS, _("Approved: %(points)+d points; balance %(balance)s.") % {
                 "points": result["points"], "balance": result["entry"]["balance_after"]}
         return messages.SUCCESS, _("Rejected: nothing changed.")
+
+    def _change_household(self, request, member, data):
+        if data["leave"]:
+            member_services.leave_household(actor=admin_actor(request), member=member)
+            return messages.SUCCESS, _("She is no longer in a household.")
+        household = member_services.link_household(actor=admin_actor(request), member=member, other=data["other"])
+        return messages.SUCCESS, _("Linked with %(other)s in %(household)s.") % {
+            "other": data["other"], "household": household}
+
+    def _transfer_points(self, request, member, data):
+        receiver = data["to"]
+        outcome = services.transfer_points(
+            actor=admin_actor(request), scope=f"staff:{request.user.pk}", key=str(data["key"]),
+            fingerprint=services.request_fingerprint({"action": "transfer", "member": member.pk,
+                                                      "to": receiver.pk, "points": data["points"],
+                                                      "reason": data["reason"]}),
+            from_member_id=member.pk, to_member_id=receiver.pk, points=data["points"], reason=data["reason"],
+        )
+        text = _("Transferred %(points)s points to %(to)s; balance %(balance)s.") % {
+            "points": outcome.result["points"], "to": receiver, "balance": outcome.result["balance"]}
+        if outcome.replayed:
+            return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
+                "result": text}
+        return messages.SUCCESS, text
 
     def _acting_store(self, request, member):
         """Where a clerk redeems: her only store, else the member's home store (one of hers). Others: none."""
@@ -714,7 +798,8 @@ class PointsPolicyAdmin(AuditedAdmin):
 
     audit_name = "points.policy"
     list_display = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit",
-                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "created_by"]
+                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled",
+                    "transfer_daily_limit", "created_by"]
     readonly_fields = ["created_by", "created_at"]
     ordering = ["-valid_from", "-id"]
 
@@ -722,7 +807,7 @@ class PointsPolicyAdmin(AuditedAdmin):
         current = services.current_policy()
         initial = {field: getattr(current, field) for field in (
             "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit", "cash_max_share",
-            "clerk_adjustment_limit", "marketer_adjustment_limit")}
+            "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled", "transfer_daily_limit")}
         return {**initial, "valid_from": timezone.now(), **super().get_changeform_initial_data(request)}
 
     def has_change_permission(self, request, obj=None):

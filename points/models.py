@@ -60,6 +60,7 @@ class EntryKind(models.TextChoices):
     DEDUCT = "deduct", _("deduct (points as cash)")
     CANCEL = "cancel", _("cancel (points returned)")
     MERGE = "merge", _("merge")
+    TRANSFER = "transfer", _("transfer (household)")
 
 
 class LedgerEntry(models.Model):
@@ -188,6 +189,8 @@ class PointsPolicy(models.Model):
                                          decimal_places=2, default=Decimal("0.50"))
     clerk_adjustment_limit = models.PositiveIntegerField(_("clerk adjustment limit per entry"), default=500)
     marketer_adjustment_limit = models.PositiveIntegerField(_("marketer adjustment limit per entry"), default=5000)
+    transfers_enabled = models.BooleanField(_("points transfers within a household"), default=False)
+    transfer_daily_limit = models.PositiveIntegerField(_("points a member may transfer per day"), default=1000)
     created_by = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -440,3 +443,37 @@ class AdjustmentRequest(models.Model):
 
     def __str__(self):
         return f"{self.points:+d} for {self.member_id} ({self.status})"
+
+
+class PointsTransfer(models.Model):
+    """Points one member of a household gave another: two ledger entries of kind transfer (out and in), written
+    in one transaction; the points arrive as lots that keep the expiry of what was taken."""
+
+    from_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_out",
+                                    verbose_name=_("from member"))
+    to_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_in", verbose_name=_("to member"))
+    points = models.BigIntegerField(_("points"))
+    business_date = models.DateField(_("business date"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    out_entry = models.OneToOneField(LedgerEntry, models.PROTECT, related_name="transfer_out")
+    in_entry = models.OneToOneField(LedgerEntry, models.PROTECT, related_name="transfer_in")
+    actor = models.CharField(_("actor"), max_length=120)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("points transfer")
+        verbose_name_plural = _("points transfers")
+        indexes = [
+            # The daily limit sums what a member sent on a business date.
+            models.Index(fields=["from_member", "business_date"], name="transfer_sender_day_idx"),
+            models.Index(fields=["to_member", "-id"], name="transfer_receiver_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="transfer_points_positive"),
+            models.CheckConstraint(condition=~Q(from_member=models.F("to_member")), name="transfer_between_two"),
+        ]
+
+    def __str__(self):
+        return f"{self.points} from {self.from_member_id} to {self.to_member_id}"

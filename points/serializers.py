@@ -209,6 +209,41 @@ class DecisionInputSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+class TransferInputSerializer(serializers.Serializer):
+    to = IdField(help_text="the receiving member's id (of the same household)")
+    points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)
+    reason = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class TransferredLotSerializer(serializers.Serializer):
+    points = serializers.IntegerField()
+    expires_on = serializers.DateField(allow_null=True, help_text="the last day these points can be used")
+
+
+class TransferResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    member = serializers.CharField(help_text="the sending member's id")
+    to = serializers.CharField()
+    points = serializers.IntegerField()
+    reason = serializers.CharField(allow_blank=True)
+    business_date = serializers.DateField()
+    created_at = serializers.DateTimeField()
+    balance = serializers.IntegerField(help_text="the sender's available points after the transfer")
+    lots = TransferredLotSerializer(many=True, help_text="what moved, by expiry (the expiry moves with the points)")
+
+
+class HouseholdMemberSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    member_no = serializers.CharField()
+    name = serializers.CharField(allow_blank=True)
+
+
+class MyHouseholdSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True, help_text="null: the member belongs to no household")
+    members = HouseholdMemberSerializer(many=True, help_text="the other members, to whom points may be "
+                                                                  "transferred")
+
+
 class DeductionInputSerializer(serializers.Serializer):
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)

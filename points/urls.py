@@ -15,6 +15,8 @@ urlpatterns = [
     path("events/", views.EventView.as_view(), name="events"),
     path("me/points/", views.MyPointsView.as_view(), name="me-points"),
     path("me/points/ledger/", views.MyLedgerView.as_view({"get": "list"}), name="me-points-ledger"),
+    path("me/points/transfers/", views.MyTransfersView.as_view(), name="me-points-transfers"),
+    path("me/household/", views.MyHouseholdView.as_view(), name="me-household"),
     path("me/sign-in/", views.MySignInView.as_view(), name="me-sign-in"),
     path("me/redemptions/", views.MyRedemptionsView.as_view({"get": "list", "post": "create"}),
          name="me-redemptions"),

@@ -1,5 +1,6 @@
-"""HTTP for purchases, refunds, events, balances and ledgers, adjustments and their approval, deductions, rewards,
-redemptions and earning rules. Each view validates input, calls one service and returns its result."""
+"""HTTP for purchases, refunds, events, balances and ledgers, adjustments and their approval, deductions,
+household transfers, rewards, redemptions and earning rules. Each view validates input, calls one service and
+returns its result."""
 
 import uuid
 
@@ -29,6 +30,7 @@ from points.serializers import (
     EventInputSerializer,
     EventResultSerializer,
     LedgerEntrySerializer,
+    MyHouseholdSerializer,
     MyRedemptionInputSerializer,
     PointsSummarySerializer,
     PurchaseInputSerializer,
@@ -40,6 +42,8 @@ from points.serializers import (
     RefundResultSerializer,
     RewardSerializer,
     SignInInputSerializer,
+    TransferInputSerializer,
+    TransferResultSerializer,
 )
 from points.services.approvals import adjustment_request_representation
 from points.services.spending import redemption_representation
@@ -173,11 +177,12 @@ class EventView(APIView):
 
 
 class MemberPointsViewSet(viewsets.GenericViewSet):
-    """/members/{id}/points/ and its ledger, adjustments and deductions."""
+    """/members/{id}/points/ and its ledger, adjustments, deductions and transfers."""
 
     lookup_value_regex = ID_PATTERN
     queryset = LedgerEntry.objects.none()
-    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write"}
+    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write",
+                     "transfers": "points:write"}
     staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, "clerk"}}
     filterset_class = LedgerFilter
 
@@ -217,6 +222,27 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
             outcome = services.request_adjustment(requester=access.principal, **common)
         else:
             outcome = services.adjust_points(actor=access.actor, role=access.role, **common)
+        return respond(outcome)
+
+    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: TransferResultSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required", 404: "not_found",
+                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
+                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
+                   description="Give available points to another member of the same household (when the points "
+                               "policy allows transfers; within its daily limit per sending member). The points "
+                               "keep their expiry.")
+    @action(detail=True, methods=["post"], url_path="points/transfers", filterset_class=None)
+    def transfers(self, request, pk=None):
+        member = get_visible_member_or_404(request, pk)
+        key = idempotency_key(request)
+        data = validated(TransferInputSerializer, request)
+        receiver = existing_member(data["to"], field="to")
+        outcome = services.transfer_points(
+            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request, data), from_member_id=member.pk, to_member_id=receiver.pk,
+            points=data["points"], reason=data["reason"],
+        )
         return respond(outcome)
 
     @extend_schema(request=DeductionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
@@ -456,3 +482,35 @@ class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
             member_id=request.user.pk, reward_id=reward.pk, quantity=data["quantity"],
         )
         return respond(outcome)
+
+
+class MyTransfersView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: TransferResultSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required",
+                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
+                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
+                   description="Give some of your available points to a member of your household "
+                               "(GET /api/v1/me/household/ lists them).")
+    def post(self, request):
+        key = idempotency_key(request)
+        data = validated(TransferInputSerializer, request)
+        # No existence check here: to a member, an unknown id is just not of her household.
+        outcome = services.transfer_points(
+            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request, data),
+            from_member_id=request.user.pk, to_member_id=data["to"], points=data["points"], reason=data["reason"],
+        )
+        return respond(outcome)
+
+
+class MyHouseholdView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(responses={200: MyHouseholdSerializer})
+    def get(self, request):
+        household_id = Member.objects.filter(pk=request.user.pk).values_list("household_id", flat=True).first()
+        others = selectors.household_members(request.user.pk) if household_id else []
+        return Response({"id": str(household_id) if household_id else None,
+                         "members": [{"id": str(m.pk), "member_no": m.member_no, "name": m.name} for m in others]})

@@ -32,14 +32,15 @@ from .spending import (
     deduct_points,
     redeem_reward,
 )
+from .transfers import NotSameHousehold, TransferDisabled, TransferLimit, transfer_points
 
 __all__ = [
     "AdjustmentLimit", "AlreadyCancelled", "AlreadyDecided", "AlreadyDeducted", "AlreadyReviewed", "AlreadySignedIn",
     "ApprovalLimit", "DeductionLimit", "IdempotencyConflict", "IdempotencyKeyRequired", "InsufficientPoints",
-    "LimitReached", "OrderNotEligible", "OutOfStock", "Outcome", "OwnRequest", "RefundExceedsPurchase",
-    "RewardUnavailable",
+    "LimitReached", "NotSameHousehold", "OrderNotEligible", "OutOfStock", "Outcome", "OwnRequest",
+    "RefundExceedsPurchase", "RewardUnavailable", "TransferDisabled", "TransferLimit",
     "adjust_points", "approve_adjustment", "award_birthday_points", "cancel_redemption", "current_policy",
     "deduct_points", "expire_points", "expires_at_for", "preview_purchase", "record_event", "record_purchase",
     "record_refund", "redeem_reward", "reject_adjustment", "release_pending", "request_adjustment",
-    "request_fingerprint",
+    "request_fingerprint", "transfer_points",
 ]

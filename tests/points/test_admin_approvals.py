@@ -1,15 +1,20 @@
-"""The admin for adjustment approvals: asking for approval from the adjust form, deciding on the member page and
-from the list of requests — each through the same services as the API."""
+"""The admin for adjustment approvals and households: asking for approval from the adjust form, deciding on the
+member page and from the list of requests, linking a household and transferring points within it — each through
+the same services as the API."""
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.messages import get_messages
+from django.utils import timezone
 
 from loyalty.models import AuditEntry
+from members.models import Member
+from members.services import link_household
 from points import services
-from points.models import AdjustmentRequest, LedgerEntry, PointsAccount
-from tests.factories import StaffUserFactory
+from points.models import AdjustmentRequest, LedgerEntry, PointsAccount, PointsPolicy, PointsTransfer
+from tests.factories import MemberFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -175,3 +180,74 @@ def test_a_clerk_sees_only_her_stores_requests_in_the_list(client, clerk_a, cler
 
     assert listing.status_code == 200
     assert list(listing.context["cl"].result_list.values_list("pk", flat=True)) == [int(mine)]
+
+
+# --- Households and transfers -------------------------------------------------------------------------------------
+
+
+def test_a_clerk_links_two_members_by_card_number_and_takes_one_out(client, clerk_a, member_a, store_b):
+    partner = MemberFactory(home_store=store_b)  # any member of the chain, found by exact card number
+    login(client, clerk_a)
+
+    linked = client.post(action_url(member_a, "household"), {"link_with": partner.member_no})
+    page = client.get(f"/admin/members/member/{member_a.pk}/change/")
+    left = client.post(action_url(member_a, "household"), {"leave": "on"})
+
+    assert linked.status_code == 302, linked.content[:500]
+    assert partner.member_no in page.content.decode()
+    assert action_url(member_a, "transfer").encode() in page.content
+    assert left.status_code == 302
+    assert Member.objects.get(pk=member_a.pk).household_id is None
+    assert Member.objects.get(pk=partner.pk).household_id is not None
+    assert [a.action for a in AuditEntry.objects.filter(action__startswith="member.household").order_by("id")] == [
+        "member.household_joined", "member.household_joined", "member.household_left"]
+
+
+def test_the_household_form_needs_exactly_one_known_member_or_leave(client, clerk_a, member_a):
+    login(client, clerk_a)
+    nothing = client.post(action_url(member_a, "household"), {})
+    unknown = client.post(action_url(member_a, "household"), {"link_with": "000000000000"})
+    assert (nothing.status_code, unknown.status_code) == (200, 200)
+    assert nothing.context["form"].non_field_errors()
+    assert "link_with" in unknown.context["form"].errors
+    assert Member.objects.filter(household__isnull=False).count() == 0
+
+
+def test_a_clerk_transfers_points_within_the_household(client, clerk_a, member_a, store_a):
+    daughter = MemberFactory(home_store=store_a)
+    link_household(actor="x", member=member_a, other=daughter)
+    PointsPolicy.objects.create(valid_from=timezone.now() - timedelta(days=1), transfers_enabled=True)
+    give_points(member_a, 500)
+    login(client, clerk_a)
+    url = action_url(member_a, "transfer")
+    data = {"to": str(daughter.pk), "points": "200", "reason": "birthday", "key": form_key(client, url)}
+
+    response = client.post(url, data)
+    again = client.post(url, data)
+
+    assert (response.status_code, again.status_code) == (302, 302)
+    assert messages_of(response) == [f"Transferred 200 points to {daughter}; balance 300."]
+    assert PointsTransfer.objects.count() == 1
+    assert (available(member_a), available(daughter)) == (300, 200)
+
+
+def test_transfers_switched_off_are_refused_on_the_form(client, clerk_a, member_a, store_a):
+    daughter = MemberFactory(home_store=store_a)
+    link_household(actor="x", member=member_a, other=daughter)
+    give_points(member_a, 500)
+    login(client, clerk_a)
+    url = action_url(member_a, "transfer")
+
+    response = client.post(url, {"to": str(daughter.pk), "points": "200", "key": form_key(client, url)})
+
+    assert response.status_code == 200
+    assert "transfer_disabled" in response.content.decode()
+    assert (available(member_a), available(daughter)) == (500, 0)
+
+
+def test_a_new_policy_starts_from_the_current_transfer_settings(client, admin_user):
+    PointsPolicy.objects.create(valid_from=timezone.now() - timedelta(days=1), transfers_enabled=True,
+                                transfer_daily_limit=300)
+    login(client, admin_user)
+    form = client.get("/admin/points/pointspolicy/add/").context["adminform"].form
+    assert (form.initial["transfers_enabled"], form.initial["transfer_daily_limit"]) == (True, 300)
