@@ -53,6 +53,22 @@ class Channel(models.TextChoices):
     IMPORT = "import", _("import")
 
 
+class Household(models.Model):
+    """Members of one family, linked by staff: points may move between them when the points policy allows it
+    (SPEC §5). A member belongs to at most one household."""
+
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    created_by = models.CharField(_("created by"), max_length=120, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("household")
+        verbose_name_plural = _("households")
+
+    def __str__(self):
+        return self.name or f"household {self.pk}"
+
+
 class MemberStatus(models.TextChoices):
     ACTIVE = "active", _("active")
     FROZEN = "frozen", _("frozen")
@@ -83,6 +99,9 @@ class Member(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", blank=True,
                                   verbose_name=_("tags"))
+    # Indexed only where set (most members have no household): see Meta.indexes.
+    household = models.ForeignKey(Household, models.PROTECT, null=True, blank=True, related_name="members",
+                                  db_index=False, verbose_name=_("household"))
 
     class Meta:
         verbose_name = _("member")
@@ -90,6 +109,7 @@ class Member(models.Model):
         indexes = [
             models.Index(fields=["home_store", "id"], name="member_store_idx"),
             models.Index(fields=["joined_at"], name="member_joined_idx"),
+            models.Index(fields=["household"], name="member_household_idx", condition=Q(household__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(

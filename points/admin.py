@@ -1,5 +1,7 @@
-"""Admin screens for points: the member page at the counter (balances, ledger, redemptions, and actions to record a
-purchase, redeem a reward and adjust points), read-only ledger, redemption and account lists, and the marketer's
+"""Admin screens for points: the member page at the counter (balances, ledger, redemptions, her household and the
+adjustments waiting for a manager, and actions to record a purchase, redeem a reward, adjust points or ask for an
+adjustment's approval, decide on one, link her household and transfer points within it), read-only ledger,
+redemption and account lists, the list of adjustment requests with approve / reject actions, and the marketer's
 rewards, earning rules and policies.
 
 Every points write goes through points.services, the same functions the API calls; clerks see and act for the
@@ -9,6 +11,7 @@ members of their own stores only. The services open durable transactions, so no 
 import contextlib
 import uuid
 from decimal import Decimal
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,11 +31,14 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
+from members import services as member_services
 from members.admin import MemberAdmin
 from members.models import Member, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from points import selectors, services
 from points.models import (
+    AdjustmentRequest,
+    AdjustmentRequestStatus,
     EarningRule,
     LedgerEntry,
     PointsAccount,
@@ -42,12 +48,15 @@ from points.models import (
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
 from points.services import configuration
+from points.services.approvals import staff_actor
 
 LEDGER_ROWS_SHOWN = 50
 REDEMPTIONS_SHOWN = 50
 ACTION_ROWS_LIMIT = 500  # rows one admin action may touch, each in its own transaction
 ORDER_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$"  # as the API accepts it
 MEMBER_ID_PATTERN = r"(?P<member_id>[0-9]{1,18})"  # ids are bigints: longer digit strings never reach the DB
+REQUEST_ID_PATTERN = r"(?P<request_id>[0-9]{1,18})"
+PENDING_REQUESTS_SHOWN = 20
 ACTION_TEMPLATE = "admin/points/member_points_action.html"
 
 
@@ -174,14 +183,68 @@ class AdjustPointsForm(KeyedForm):
     points = forms.IntegerField(label=_("points"), min_value=-MAX_POINTS, max_value=MAX_POINTS,
                                 help_text=_("Positive to add, negative to take away."))
     reason = forms.CharField(label=_("reason"), max_length=200, widget=forms.TextInput(attrs={"size": 60}))
+    request_approval = forms.BooleanField(
+        label=_("ask a manager to approve it"), required=False,
+        help_text=_("For adjustments over your limit: nothing changes until another manager approves it."))
 
-    field_order = ["points", "reason"]
+    field_order = ["points", "reason", "request_approval"]
 
     def clean_points(self):
         points = self.cleaned_data["points"]
         if points == 0:
             raise forms.ValidationError(_("An adjustment is not zero."))
         return points
+
+
+class DecideAdjustmentForm(forms.Form):
+    """Approve or reject one adjustment request. No key: a decision is made once; a second is already_decided."""
+
+    decision = forms.ChoiceField(label=_("decision"), widget=forms.RadioSelect,
+                                 choices=[("approve", _("approve: adjust the points now")), ("reject", _("reject"))])
+    note = forms.CharField(label=_("note"), max_length=200, required=False,
+                           widget=forms.TextInput(attrs={"size": 60}))
+
+    def __init__(self, *args, request, member, **kwargs):
+        self.request, self.member = request, member
+        super().__init__(*args, **kwargs)
+
+
+class HouseholdForm(forms.Form):
+    """Link the member with another (found by exact card number or phone, as at the counter), or take her out."""
+
+    link_with = forms.CharField(label=_("link with member"), max_length=40, required=False,
+                                help_text=_("Card number or phone of a member of the same family."))
+    leave = forms.BooleanField(label=_("take her out of her household"), required=False)
+
+    def __init__(self, *args, request, member, **kwargs):
+        self.request, self.member = request, member
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        cleaned = super().clean()
+        term, leave = (cleaned.get("link_with") or "").strip(), cleaned.get("leave")
+        if bool(term) == bool(leave):
+            raise forms.ValidationError(_("Either give a member to link with, or tick “take her out”."))
+        if term:
+            found = members_matching(term)
+            if len(found) != 1:
+                self.add_error("link_with", _("No member has exactly this card number or phone."))
+            else:
+                cleaned["other"] = Member.objects.get(pk=found[0])
+        return cleaned
+
+
+class TransferPointsForm(KeyedForm):
+    to = forms.ModelChoiceField(queryset=Member.objects.none(), label=_("to member"))
+    points = forms.IntegerField(label=_("points"), min_value=1, max_value=MAX_POINTS)
+    reason = forms.CharField(label=_("reason"), max_length=150, required=False,
+                             widget=forms.TextInput(attrs={"size": 60}))
+
+    field_order = ["to", "points", "reason"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to"].queryset = selectors.household_members(self.member.pk)
 
 
 def breakdown_text(breakdown):
@@ -195,7 +258,8 @@ class PointsMemberAdmin(MemberAdmin):
     change_form_template = "admin/points/member/change_form.html"
     points_fields = ["points_available", "points_pending", "points_expiring", "lifetime_earned", "lifetime_spent",
                      "lifetime_expired"]
-    readonly_fields = [*MemberAdmin.readonly_fields, *points_fields, "ledger_table", "redemptions_table"]
+    readonly_fields = [*MemberAdmin.readonly_fields, *points_fields, "ledger_table", "redemptions_table",
+                       "household_table", "pending_adjustments_table"]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -204,8 +268,10 @@ class PointsMemberAdmin(MemberAdmin):
         return [
             *fieldsets,
             (_("Points"), {"fields": self.points_fields}),
+            (_("Adjustments waiting for approval"), {"fields": ["pending_adjustments_table"]}),
             (_("Ledger (newest %(count)s entries)") % {"count": LEDGER_ROWS_SHOWN}, {"fields": ["ledger_table"]}),
             (_("Redemptions"), {"fields": ["redemptions_table"]}),
+            (_("Household"), {"fields": ["household_table"]}),
         ]
 
     # Balances -----------------------------------------------------------------------------------------------
@@ -279,6 +345,31 @@ class PointsMemberAdmin(MemberAdmin):
                              rows),
         )
 
+    @admin.display(description=_("household"))
+    def household_table(self, member):
+        others = list(selectors.household_members(member.pk)) if member.household_id else []
+        if not others:
+            return _("Not in a household.")
+        return format_html_join(", ", '<a href="{}">{}</a>', (
+            (reverse("admin:members_member_change", args=[other.pk]), str(other)) for other in others))
+
+    @admin.display(description=_("pending adjustments"))
+    def pending_adjustments_table(self, member):
+        pending = (AdjustmentRequest.objects.filter(member_id=member.pk, status=AdjustmentRequestStatus.PENDING)
+                   .select_related("requested_by").order_by("-id")[:PENDING_REQUESTS_SHOWN])
+        rows = [(when(r.requested_at), f"{r.points:+d}", r.reason, staff_actor(r.requested_by),
+                 reverse("admin:members_member_decide_adjustment", args=[member.pk, r.pk]), _("approve or reject"))
+                for r in pending]
+        if not rows:
+            return _("None.")
+        return format_html(
+            '<table class="points-adjustment-requests"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+            "<th></th></tr></thead><tbody>{}</tbody></table>",
+            _("requested at"), _("points"), _("reason"), _("requested by"),
+            format_html_join("", '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>',
+                             rows),
+        )
+
     # The counter's actions ----------------------------------------------------------------------------------
 
     def get_urls(self):
@@ -289,6 +380,10 @@ class PointsMemberAdmin(MemberAdmin):
                     name=f"{prefix}_record_purchase"),
             re_path(rf"^{MEMBER_ID_PATTERN}/redeem/$", view(self.redeem_reward_view), name=f"{prefix}_redeem"),
             re_path(rf"^{MEMBER_ID_PATTERN}/adjust/$", view(self.adjust_points_view), name=f"{prefix}_adjust"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/adjustment-requests/{REQUEST_ID_PATTERN}/$",
+                    view(self.decide_adjustment_view), name=f"{prefix}_decide_adjustment"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/household/$", view(self.household_view), name=f"{prefix}_household"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/transfer/$", view(self.transfer_points_view), name=f"{prefix}_transfer"),
             *super().get_urls(),
         ]
 
@@ -349,6 +444,26 @@ class PointsMemberAdmin(MemberAdmin):
         return self._points_action(request, member_id, form_class=AdjustPointsForm, title=_("Adjust points"),
                                    submit_label=_("Adjust"), perform=self._adjust_points)
 
+    def decide_adjustment_view(self, request, member_id, request_id):
+        if not self.may_act_on_points(request):
+            raise PermissionDenied
+        adjustment = get_object_or_404(AdjustmentRequest.objects.select_related("requested_by"), pk=request_id,
+                                       member_id=member_id)
+        title = _("Adjustment request %(id)s (%(points)+d points, “%(reason)s”, asked by %(by)s, %(status)s)") % {
+            "id": adjustment.pk, "points": adjustment.points, "reason": adjustment.reason,
+            "by": adjustment.requested_by.get_username(), "status": adjustment.get_status_display()}
+        return self._points_action(request, member_id, form_class=DecideAdjustmentForm, title=title,
+                                   submit_label=_("Decide"), perform=partial(self._decide_adjustment, adjustment))
+
+    def household_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=HouseholdForm, title=_("Household"),
+                                   submit_label=_("Save"), perform=self._change_household)
+
+    def transfer_points_view(self, request, member_id):
+        return self._points_action(request, member_id, form_class=TransferPointsForm,
+                                   title=_("Transfer points within the household"), submit_label=_("Transfer"),
+                                   perform=self._transfer_points)
+
     def _record_purchase(self, request, member, data):
         store = data["store"]
         points_used = data["points_used"] or 0
@@ -390,16 +505,53 @@ class PointsMemberAdmin(MemberAdmin):
         return messages.SUCCESS, text
 
     def _adjust_points(self, request, member, data):
-        outcome = services.adjust_points(
-            actor=admin_actor(request), role=staff_role(request.user), scope=f"staff:{request.user.pk}",
-            key=str(data["key"]),
-            fingerprint=services.request_fingerprint({"action": "adjust", "member": member.pk,
-                                                      "points": data["points"], "reason": data["reason"]}),
-            member_id=member.pk, points=data["points"], reason=data["reason"],
-        )
+        fingerprint = {"action": "adjust", "member": member.pk, "points": data["points"], "reason": data["reason"]}
+        common = {"scope": f"staff:{request.user.pk}", "key": str(data["key"]), "member_id": member.pk,
+                  "points": data["points"], "reason": data["reason"]}
+        if data["request_approval"]:
+            outcome = services.request_adjustment(
+                requester=request.user, **common,
+                fingerprint=services.request_fingerprint({**fingerprint, "request_approval": True}))
+            text = _("Sent for approval: request %(id)s, %(points)+d points. Nothing changes until a manager "
+                     "approves it.") % {"id": outcome.result["id"], "points": outcome.result["points"]}
+            return (messages.WARNING if outcome.replayed else messages.SUCCESS), text
+        outcome = services.adjust_points(actor=admin_actor(request), role=staff_role(request.user), **common,
+                                         fingerprint=services.request_fingerprint(fingerprint))
         result = outcome.result
         text = _("Adjusted %(points)+d points; balance %(balance)s.") % {
             "points": result["points"], "balance": result["balance_after"]}
+        if outcome.replayed:
+            return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
+                "result": text}
+        return messages.SUCCESS, text
+
+    def _decide_adjustment(self, adjustment, request, member, data):
+        decide = services.approve_adjustment if data["decision"] == "approve" else services.reject_adjustment
+        result = decide(approver=request.user, request_id=adjustment.pk, note=data["note"])
+        if result["status"] == AdjustmentRequestStatus.APPROVED:
+            return messages.SUCCESS, _("Approved: %(points)+d points; balance %(balance)s.") % {
+                "points": result["points"], "balance": result["entry"]["balance_after"]}
+        return messages.SUCCESS, _("Rejected: nothing changed.")
+
+    def _change_household(self, request, member, data):
+        if data["leave"]:
+            member_services.leave_household(actor=admin_actor(request), member=member)
+            return messages.SUCCESS, _("She is no longer in a household.")
+        household = member_services.link_household(actor=admin_actor(request), member=member, other=data["other"])
+        return messages.SUCCESS, _("Linked with %(other)s in %(household)s.") % {
+            "other": data["other"], "household": household}
+
+    def _transfer_points(self, request, member, data):
+        receiver = data["to"]
+        outcome = services.transfer_points(
+            actor=admin_actor(request), scope=f"staff:{request.user.pk}", key=str(data["key"]),
+            fingerprint=services.request_fingerprint({"action": "transfer", "member": member.pk,
+                                                      "to": receiver.pk, "points": data["points"],
+                                                      "reason": data["reason"]}),
+            from_member_id=member.pk, to_member_id=receiver.pk, points=data["points"], reason=data["reason"],
+        )
+        text = _("Transferred %(points)s points to %(to)s; balance %(balance)s.") % {
+            "points": outcome.result["points"], "to": receiver, "balance": outcome.result["balance"]}
         if outcome.replayed:
             return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
                 "result": text}
@@ -473,6 +625,52 @@ class PointsAccountAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     search_help_text = _("Card number or phone (any format).")
     ordering = ["-pk"]
     exclude = ["cap_date", "earned_on_cap_date", "last_sign_in", "sign_in_streak"]
+
+
+@admin.register(AdjustmentRequest)
+class AdjustmentRequestAdmin(MemberScopedAdmin, ReadOnlyAdmin):
+    """Adjustments waiting for a manager. Every staff role sees those of the members it sees; approving and
+    rejecting go through the services, which decide who may (not the requester; within the decider's limit)."""
+
+    list_display = ["id", "requested_at", "member", "points", "reason", "status", "requested_by", "decided_by",
+                    "decided_at", "decision_note", "entry"]
+    list_filter = ["status"]
+    list_select_related = ["member", "requested_by", "decided_by", "entry"]
+    search_fields = ["member__member_no", "member__phone"]
+    search_help_text = _("Card number or phone (any format).")
+    ordering = ["-id"]
+    actions = ["approve_requests", "reject_requests"]
+
+    def has_view_permission(self, request, obj=None):
+        return staff_role(request.user) is not None
+
+    def has_module_permission(self, request):
+        return staff_role(request.user) is not None
+
+    def has_decide_permission(self, request):
+        return staff_role(request.user) is not None
+
+    @admin.action(description=_("Approve selected requests"), permissions=["decide"])
+    def approve_requests(self, request, queryset):
+        self._decide(request, queryset, services.approve_adjustment, _("Approved %(count)s request(s)."))
+
+    @admin.action(description=_("Reject selected requests"), permissions=["decide"])
+    def reject_requests(self, request, queryset):
+        self._decide(request, queryset, services.reject_adjustment, _("Rejected %(count)s request(s)."))
+
+    def _decide(self, request, queryset, decide, done_text):
+        done, failures = 0, []
+        for adjustment in queryset.order_by("id")[:ACTION_ROWS_LIMIT]:
+            try:
+                decide(approver=request.user, request_id=adjustment.pk)
+            except DomainError as error:
+                failures.append(f"#{adjustment.pk}: {domain_error_text(error)}")
+            else:
+                done += 1
+        if done:
+            self.message_user(request, done_text % {"count": done}, messages.SUCCESS)
+        for failure in failures:
+            self.message_user(request, failure, messages.ERROR)
 
 
 # --- The marketer's configuration ----------------------------------------------------------------------------------
@@ -597,7 +795,8 @@ class PointsPolicyAdmin(ConfigurationAdmin):
     versions stay as they were."""
 
     list_display = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit",
-                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "created_by"]
+                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled",
+                    "transfer_daily_limit", "created_by"]
     readonly_fields = ["created_by", "created_at"]
     ordering = ["-valid_from", "-id"]
 

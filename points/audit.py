@@ -4,7 +4,9 @@
   lots; pending likewise with pending_delta and pending lots;
 - the newest entry's balance_after == available;
 - every lot's remaining == its points plus the movements on it, and no lot is over-spent (0 <= remaining <=
-  points; a debt lot between points and 0).
+  points; a debt lot between points and 0);
+- every transfer entry is one side of one household transfer, for its member and its amount (out: minus the
+  points from the sender, in: plus the points to the receiver), so transfers move points and never make any.
 """
 
 from django.db import connection
@@ -52,6 +54,22 @@ ORDER BY l.member_id, l.id
 """
 
 
+TRANSFERS_SQL = """
+SELECT e.member_id, e.id, e.available_delta, e.pending_delta
+FROM points_ledgerentry e
+LEFT JOIN points_pointstransfer t_out ON t_out.out_entry_id = e.id
+LEFT JOIN points_pointstransfer t_in ON t_in.in_entry_id = e.id
+WHERE e.member_id >= %(start)s AND e.member_id < %(stop)s AND e.kind = 'transfer'
+  AND NOT COALESCE(
+    (t_out.id IS NOT NULL AND t_in.id IS NULL AND t_out.from_member_id = e.member_id
+     AND e.available_delta = -t_out.points AND e.pending_delta = 0)
+    OR (t_in.id IS NOT NULL AND t_out.id IS NULL AND t_in.to_member_id = e.member_id
+        AND e.available_delta = t_in.points AND e.pending_delta = 0),
+    FALSE)
+ORDER BY e.member_id, e.id
+"""
+
+
 def _bounds():
     with connection.cursor() as cursor:
         cursor.execute("SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM points_pointsaccount "
@@ -79,4 +97,8 @@ def ledger_mismatches(chunk_size=CHUNK_SIZE):
             for member, lot, status, points, remaining, moved in cursor.fetchall():
                 yield (f"member {member}: lot {lot} ({status}) points={points} remaining={remaining} "
                        f"movements={moved}")
+            cursor.execute(TRANSFERS_SQL, params)
+            for member, entry, available_delta, pending_delta in cursor.fetchall():
+                yield (f"member {member}: transfer entry {entry} (available {available_delta:+d}, pending "
+                       f"{pending_delta:+d}) is not one side of a transfer of hers with that amount")
         start += chunk_size

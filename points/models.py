@@ -3,6 +3,7 @@ entries, and the marketer's rules, policies and rewards. Only points.services wr
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -59,6 +60,7 @@ class EntryKind(models.TextChoices):
     DEDUCT = "deduct", _("deduct (points as cash)")
     CANCEL = "cancel", _("cancel (points returned)")
     MERGE = "merge", _("merge")
+    TRANSFER = "transfer", _("transfer (household)")
 
 
 class LedgerEntry(models.Model):
@@ -187,6 +189,8 @@ class PointsPolicy(models.Model):
                                          decimal_places=2, default=Decimal("0.50"))
     clerk_adjustment_limit = models.PositiveIntegerField(_("clerk adjustment limit per entry"), default=500)
     marketer_adjustment_limit = models.PositiveIntegerField(_("marketer adjustment limit per entry"), default=5000)
+    transfers_enabled = models.BooleanField(_("points transfers within a household"), default=False)
+    transfer_daily_limit = models.PositiveIntegerField(_("points a member may transfer per day"), default=1000)
     created_by = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -406,3 +410,84 @@ class Deduction(models.Model):
 
     def __str__(self):
         return f"{self.order_no}: {self.points} points = {self.amount}"
+
+
+class AdjustmentRequestStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    APPROVED = "approved", _("approved")
+    REJECTED = "rejected", _("rejected")
+
+
+class AdjustmentRequest(models.Model):
+    """An adjustment over the requester's limit (or sent for a second look), waiting for a manager: nothing moves
+    until it is approved, and then once, through the same ledger path as a direct adjustment (`entry`)."""
+
+    member = models.ForeignKey(Member, models.PROTECT, related_name="adjustment_requests")
+    points = models.BigIntegerField(_("points"))
+    reason = models.CharField(_("reason"), max_length=200)
+    status = models.CharField(_("status"), max_length=8, choices=AdjustmentRequestStatus.choices,
+                              default=AdjustmentRequestStatus.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+",
+                                     verbose_name=_("requested by"))
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True,
+                                   related_name="+", verbose_name=_("decided by"))
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.CharField(_("decision note"), max_length=200, blank=True)
+    entry = models.OneToOneField(LedgerEntry, models.PROTECT, null=True, blank=True,
+                                 related_name="adjustment_request", verbose_name=_("ledger entry"))
+
+    class Meta:
+        verbose_name = _("adjustment request")
+        verbose_name_plural = _("adjustment requests")
+        indexes = [
+            models.Index(fields=["member", "-id"], name="adjustment_request_member_idx"),
+            models.Index(fields=["-id"], name="adjustment_request_pending_idx", condition=Q(status="pending")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(points=0), name="adjustment_request_not_zero"),
+            # An approved request has its ledger entry; a pending one no decision; a rejected one no entry.
+            models.CheckConstraint(
+                condition=(Q(status="pending") & Q(decided_by__isnull=True) & Q(entry__isnull=True))
+                | (Q(status="approved") & Q(decided_by__isnull=False) & Q(entry__isnull=False))
+                | (Q(status="rejected") & Q(decided_by__isnull=False) & Q(entry__isnull=True)),
+                name="adjustment_request_decision_consistent",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.points:+d} for {self.member_id} ({self.status})"
+
+
+class PointsTransfer(models.Model):
+    """Points one member of a household gave another: two ledger entries of kind transfer (out and in), written
+    in one transaction; the points arrive as lots that keep the expiry of what was taken."""
+
+    from_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_out",
+                                    verbose_name=_("from member"))
+    to_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_in", verbose_name=_("to member"))
+    points = models.BigIntegerField(_("points"))
+    business_date = models.DateField(_("business date"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    out_entry = models.OneToOneField(LedgerEntry, models.PROTECT, related_name="transfer_out")
+    in_entry = models.OneToOneField(LedgerEntry, models.PROTECT, related_name="transfer_in")
+    actor = models.CharField(_("actor"), max_length=120)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("points transfer")
+        verbose_name_plural = _("points transfers")
+        indexes = [
+            # The daily limit sums what a member sent on a business date.
+            models.Index(fields=["from_member", "business_date"], name="transfer_sender_day_idx"),
+            models.Index(fields=["to_member", "-id"], name="transfer_receiver_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="transfer_points_positive"),
+            models.CheckConstraint(condition=~Q(from_member=models.F("to_member")), name="transfer_between_two"),
+        ]
+
+    def __str__(self):
+        return f"{self.points} from {self.from_member_id} to {self.to_member_id}"

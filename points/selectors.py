@@ -3,8 +3,8 @@
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from members.models import Purchase
-from points.models import LedgerEntry, LotStatus, PointsAccount, PointsLot, Redemption
+from members.models import Member, Purchase
+from points.models import AdjustmentRequest, LedgerEntry, LotStatus, PointsAccount, PointsLot, Redemption
 from points.services.ledger import last_valid_day
 
 EXPIRING_DATES_SHOWN = 5
@@ -48,3 +48,17 @@ def redemptions_visible_to(access):
     if access.store_ids is not None:
         return queryset.filter(Q(member__home_store_id__in=access.store_ids) | Q(actor=access.actor))
     return queryset
+
+
+def adjustment_requests_visible_to(access):
+    """Clerks see the requests for their stores' members; marketers and admins all."""
+    queryset = AdjustmentRequest.objects.select_related("requested_by", "decided_by", "entry")
+    if access.store_ids is not None:
+        return queryset.filter(member__home_store_id__in=access.store_ids)
+    return queryset
+
+
+def household_members(member_id):
+    """The other members of this member's household, oldest first (none without a household)."""
+    return (Member.objects.filter(household__members__pk=member_id).exclude(pk=member_id)
+            .only("id", "member_no", "name", "status", "household_id").order_by("pk"))

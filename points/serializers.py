@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from members.models import PurchaseChannel, Store
-from points.models import EarningRule, EntryKind, LedgerEntry, Reward
+from points.models import AdjustmentRequestStatus, EarningRule, EntryKind, LedgerEntry, Reward
 
 MAX_POINTS = 10**9
 MAX_AMOUNT = Decimal("9999999999.99")
@@ -165,14 +165,82 @@ class LedgerEntrySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false only ("yes", 1 and "true" are refused, as StrictIntegerField refuses "12")."""
+
+    default_error_messages = {"invalid": "true or false is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class AdjustmentInputSerializer(serializers.Serializer):
     points = StrictIntegerField(min_value=-MAX_POINTS, max_value=MAX_POINTS)
     reason = serializers.CharField(max_length=200)
+    # Not defaulted: a body without it hashes as before, so retries of earlier adjustments still replay.
+    request_approval = StrictBooleanField(
+        required=False, help_text="true: do not adjust now; ask a manager to approve it (202 with the pending "
+                                  "request). For adjustments over your role's limit.")
 
     def validate_points(self, value):
         if value == 0:
             raise serializers.ValidationError("An adjustment is not zero.")
         return value
+
+
+class AdjustmentRequestSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    member = serializers.CharField()
+    points = serializers.IntegerField()
+    reason = serializers.CharField()
+    status = serializers.ChoiceField(choices=AdjustmentRequestStatus.choices)
+    requested_by = serializers.CharField()
+    requested_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField(allow_blank=True)
+    entry = LedgerEntrySerializer(allow_null=True, help_text="the adjustment, once approved")
+
+
+class DecisionInputSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class TransferInputSerializer(serializers.Serializer):
+    to = IdField(help_text="the receiving member's id (of the same household)")
+    points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)
+    reason = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+
+
+class TransferredLotSerializer(serializers.Serializer):
+    points = serializers.IntegerField()
+    expires_on = serializers.DateField(allow_null=True, help_text="the last day these points can be used")
+
+
+class TransferResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    member = serializers.CharField(help_text="the sending member's id")
+    to = serializers.CharField()
+    points = serializers.IntegerField()
+    reason = serializers.CharField(allow_blank=True)
+    business_date = serializers.DateField()
+    created_at = serializers.DateTimeField()
+    balance = serializers.IntegerField(help_text="the sender's available points after the transfer")
+    lots = TransferredLotSerializer(many=True, help_text="what moved, by expiry (the expiry moves with the points)")
+
+
+class HouseholdMemberSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    member_no = serializers.CharField()
+    name = serializers.CharField(allow_blank=True)
+
+
+class MyHouseholdSerializer(serializers.Serializer):
+    id = serializers.CharField(allow_null=True, help_text="null: the member belongs to no household")
+    members = HouseholdMemberSerializer(many=True, help_text="the other members, to whom points may be "
+                                                                  "transferred")
 
 
 class DeductionInputSerializer(serializers.Serializer):

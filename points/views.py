@@ -1,5 +1,6 @@
-"""HTTP for purchases, refunds, events, balances and ledgers, adjustments, deductions, rewards, redemptions and
-earning rules. Each view validates input, calls one service and returns its result."""
+"""HTTP for purchases, refunds, events, balances and ledgers, adjustments and their approval, deductions,
+household transfers, rewards, redemptions and earning rules. Each view validates input, calls one service and
+returns its result."""
 
 import uuid
 
@@ -17,15 +18,18 @@ from members.models import Member, Purchase
 from members.selectors import get_visible_member_or_404, store_for_write
 from points import selectors, services
 from points.filters import LedgerFilter, RewardFilter
-from points.models import EarningRule, LedgerEntry, Redemption, Reward
+from points.models import AdjustmentRequest, EarningRule, LedgerEntry, Redemption, Reward
 from points.serializers import (
     AdjustmentInputSerializer,
+    AdjustmentRequestSerializer,
+    DecisionInputSerializer,
     DeductionInputSerializer,
     DeductionResultSerializer,
     EarningRuleSerializer,
     EventInputSerializer,
     EventResultSerializer,
     LedgerEntrySerializer,
+    MyHouseholdSerializer,
     MyRedemptionInputSerializer,
     PointsSummarySerializer,
     PurchaseInputSerializer,
@@ -37,7 +41,10 @@ from points.serializers import (
     RefundResultSerializer,
     RewardSerializer,
     SignInInputSerializer,
+    TransferInputSerializer,
+    TransferResultSerializer,
 )
+from points.services.approvals import adjustment_request_representation
 from points.services.spending import redemption_representation
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
@@ -172,11 +179,12 @@ class EventView(APIView):
 
 
 class MemberPointsViewSet(viewsets.GenericViewSet):
-    """/members/{id}/points/ and its ledger, adjustments and deductions."""
+    """/members/{id}/points/ and its ledger, adjustments, deductions and transfers."""
 
     lookup_value_regex = ID_PATTERN
     queryset = LedgerEntry.objects.none()
-    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write"}
+    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write",
+                     "transfers": "points:write"}
     staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, "clerk"}}
     filterset_class = LedgerFilter
 
@@ -197,18 +205,45 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
 
     @extend_schema(request=AdjustmentInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: LedgerEntrySerializer,
-                              **error_responses({400: "invalid", 403: "adjustment_limit",
-                                                 409: "insufficient_points"})})
+                   responses={201: LedgerEntrySerializer, 202: AdjustmentRequestSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required", 403: "adjustment_limit",
+                                                 409: "insufficient_points / idempotency_conflict"})},
+                   description="Adjust points now, within your role's limit per entry: 201 with the ledger entry; "
+                               "over the limit 403 adjustment_limit. With `request_approval: true` nothing moves "
+                               "yet: 202 with a pending adjustment request that another manager approves or rejects "
+                               "at /adjustment-requests/{id}/approve/ or /reject/.")
     @action(detail=True, methods=["post"], url_path="points/adjustments", filterset_class=None)
     def adjustments(self, request, pk=None):
         member = get_visible_member_or_404(request, pk)
         key = idempotency_key(request)
         data = validated(AdjustmentInputSerializer, request)
         access = access_for(request)
-        outcome = services.adjust_points(
-            actor=access.actor, role=access.role, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), member_id=member.pk, points=data["points"], reason=data["reason"],
+        common = {"scope": idempotency_scope(request), "key": key, "fingerprint": fingerprint(request, data),
+                  "member_id": member.pk, "points": data["points"], "reason": data["reason"]}
+        if data.get("request_approval"):
+            outcome = services.request_adjustment(requester=access.principal, **common)
+        else:
+            outcome = services.adjust_points(actor=access.actor, role=access.role, **common)
+        return respond(outcome)
+
+    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: TransferResultSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required", 404: "not_found",
+                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
+                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
+                   description="Give available points to another member of the same household (when the points "
+                               "policy allows transfers; within its daily limit per sending member). The points "
+                               "keep their expiry.")
+    @action(detail=True, methods=["post"], url_path="points/transfers", filterset_class=None)
+    def transfers(self, request, pk=None):
+        member = get_visible_member_or_404(request, pk)
+        key = idempotency_key(request)
+        data = validated(TransferInputSerializer, request)
+        receiver = existing_member(data["to"], field="to")
+        outcome = services.transfer_points(
+            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
+            fingerprint=fingerprint(request, data), from_member_id=member.pk, to_member_id=receiver.pk,
+            points=data["points"], reason=data["reason"],
         )
         return respond(outcome)
 
@@ -323,6 +358,55 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         redemption = get_object_or_404(self.get_queryset(), pk=pk)
         result = services.cancel_redemption(actor=access_for(request).actor, redemption_id=redemption.pk)
         return Response(result)
+
+
+class AdjustmentRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Adjustments waiting for a manager (staff only; clerks see their stores' members): list them
+    (`?status=pending`), approve or reject one."""
+
+    lookup_value_regex = ID_PATTERN
+    serializer_class = AdjustmentRequestSerializer
+    filterset_fields = ["status", "member"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AdjustmentRequest.objects.none()
+        return selectors.adjustment_requests_visible_to(access_for(self.request))
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([adjustment_request_representation(r) for r in page])
+
+    def retrieve(self, request, pk=None):
+        return Response(adjustment_request_representation(get_object_or_404(self.get_queryset(), pk=pk)))
+
+    @extend_schema(request=DecisionInputSerializer,
+                   responses={200: AdjustmentRequestSerializer,
+                              **error_responses({400: "invalid", 403: "approval_limit / own_request / "
+                                                                      "permission_denied",
+                                                 404: "not_found", 409: "already_decided / insufficient_points"})},
+                   description="Approve: the adjustment is written now, once. You may not approve your own request, "
+                               "nor one over your own role's limit.")
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        adjustment = get_object_or_404(self.get_queryset(), pk=pk)
+        data = validated(DecisionInputSerializer, request)
+        return Response(services.approve_adjustment(approver=access_for(request).principal,
+                                                    request_id=adjustment.pk, note=data["note"]))
+
+    @extend_schema(request=DecisionInputSerializer,
+                   responses={200: AdjustmentRequestSerializer,
+                              **error_responses({400: "invalid", 403: "approval_limit / own_request / "
+                                                                      "permission_denied",
+                                                 404: "not_found", 409: "already_decided"})},
+                   description="Reject: nothing moves. Whoever may approve it may reject it; the requester may "
+                               "withdraw her own.")
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        adjustment = get_object_or_404(self.get_queryset(), pk=pk)
+        data = validated(DecisionInputSerializer, request)
+        return Response(services.reject_adjustment(approver=access_for(request).principal,
+                                                   request_id=adjustment.pk, note=data["note"]))
 
 
 def _existing_reward(reward_id):
@@ -445,3 +529,34 @@ class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         )
         return respond(outcome)
 
+
+class MyTransfersView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
+                   responses={201: TransferResultSerializer,
+                              **error_responses({400: "invalid / idempotency_key_required",
+                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
+                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
+                   description="Give some of your available points to a member of your household "
+                               "(GET /api/v1/me/household/ lists them).")
+    def post(self, request):
+        key = idempotency_key(request)
+        data = validated(TransferInputSerializer, request)
+        # No existence check here: to a member, an unknown id is just not of her household.
+        outcome = services.transfer_points(
+            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request, data),
+            from_member_id=request.user.pk, to_member_id=data["to"], points=data["points"], reason=data["reason"],
+        )
+        return respond(outcome)
+
+
+class MyHouseholdView(APIView):
+    permission_classes = [IsMember]
+
+    @extend_schema(responses={200: MyHouseholdSerializer})
+    def get(self, request):
+        household_id = Member.objects.filter(pk=request.user.pk).values_list("household_id", flat=True).first()
+        others = selectors.household_members(request.user.pk) if household_id else []
+        return Response({"id": str(household_id) if household_id else None,
+                         "members": [{"id": str(m.pk), "member_no": m.member_no, "name": m.name} for m in others]})

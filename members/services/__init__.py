@@ -1,5 +1,6 @@
 """Every write on members, tags and member logins, by name. Views and admin call these."""
 
+from .households import HouseholdConflict, leave_household, link_household
 from .login import (
     issue_member_tokens,
     read_member_token,
@@ -22,6 +23,7 @@ from .membership import (
 )
 
 __all__ = [
+    "HouseholdConflict",
     "MemberAnonymised",
     "MemberExists",
     "MemberFrozen",
@@ -30,6 +32,8 @@ __all__ = [
     "ensure_member_active",
     "freeze_member",
     "issue_member_tokens",
+    "leave_household",
+    "link_household",
     "read_member_token",
     "refresh_member_access",
     "register_member",

@@ -246,8 +246,8 @@ def _remember_erased_identities(*, phone, external_id):
 
 def anonymise_member(*, actor, member, reason):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
-    consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
-    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
+    consents, household, tags, login codes and the recipients and bodies of her messages. Her card number,
+    ledger, purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
 
     Her phone and external id are kept as keyed hashes (ErasedIdentity), written in the same transaction, so that
     importing an old members or purchases file does not create her again. They do not stop her from registering
@@ -266,6 +266,7 @@ def anonymise_member(*, actor, member, reason):
         member.phone = member.external_id = None
         member.name, member.email, member.birthday, member.gender = "", "", None, "unknown"
         member.consent_sms = member.consent_wechat = member.consent_email = False
+        member.household = None  # who her family is is personal data too
         member.status = MemberStatus.ANONYMISED
         member.save()
         MemberTag.objects.filter(member=member).delete()

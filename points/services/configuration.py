@@ -37,7 +37,7 @@ RULE_TERMS = ["channel", "event_type", "name", "store", "valid_from", "points", 
 RULE_FIELDS = [*RULE_TERMS, *RULE_IN_PLACE_FIELDS]
 
 POLICY_FIELDS = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit", "cash_max_share",
-                 "clerk_adjustment_limit", "marketer_adjustment_limit"]
+                 "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled", "transfer_daily_limit"]
 
 
 def _locked(model, pk):

@@ -1,6 +1,7 @@
-"""The ledger's primitives: lock accounts, earn into a lot, spend lots first-expiring-first, claw back, return,
-release and expire. Every function here runs inside the caller's transaction, after `lock_accounts`; none opens
-a transaction of its own. These are the only functions that write accounts, entries, lots and movements.
+"""The ledger's primitives: lock accounts, earn into a lot, spend lots first-expiring-first, move points between
+two members, claw back, return, release and expire. Every function here runs inside the caller's transaction,
+after `lock_accounts`; none opens a transaction of its own. These are the only functions that write accounts,
+entries, lots and movements.
 """
 
 from dataclasses import dataclass
@@ -191,6 +192,41 @@ def spend(account, *, points, kind, actor, reason="", reference="", now=None, al
     if kind in (EntryKind.REDEEM, EntryKind.DEDUCT):
         account.lifetime_spent += points
     return entry
+
+
+def move_points(sender, receiver, *, points, actor, reason_out, reason_in, now=None):
+    """Move available points from one member to another (a household transfer): one entry of kind transfer on
+    each side. The points leave the sender's lots first-expiring-first and arrive as lots that keep the expiry
+    of what was taken (one lot per expiry date), so a transfer never makes points last longer. A receiver in
+    debt pays it off first, as with any credit. Both accounts must be locked (`lock_accounts`, id order).
+    Returns (out_entry, in_entry); raises InsufficientPoints."""
+    if points <= 0 or points > MAX_POINTS:
+        raise ValueError("points to move must be positive")
+    now = now or timezone.now()
+    if sender.available < points:
+        raise InsufficientPoints(available=sender.available, required=points)
+    takes, shortfall = plan_spend(sender.member_id, points)
+    if shortfall:
+        raise InsufficientPoints(available=sender.available, required=points)
+    by_expiry = {}
+    for take in takes:
+        by_expiry[take.lot.expires_at] = by_expiry.get(take.lot.expires_at, 0) + take.points
+    expiries = [expires_at for expires_at in by_expiry if expires_at is not None]
+    out_entry = append_entry(sender, kind=EntryKind.TRANSFER, actor=actor, available_delta=-points,
+                             reason=reason_out, reference=f"member:{receiver.member_id}", now=now)
+    apply_takes(out_entry, takes)
+    was_in_debt = receiver.available < 0
+    in_entry = append_entry(receiver, kind=EntryKind.TRANSFER, actor=actor, available_delta=points,
+                            reason=reason_in, reference=f"member:{sender.member_id}",
+                            expires_at=min(expiries, default=None), now=now)
+    PointsLot.objects.bulk_create([
+        PointsLot(member_id=receiver.member_id, entry=in_entry, status=LotStatus.AVAILABLE, points=moved,
+                  remaining=moved, earned_at=now, available_at=now, expires_at=expires_at)
+        for expires_at, moved in by_expiry.items()
+    ])
+    if was_in_debt:
+        settle_debt(receiver, in_entry)
+    return out_entry, in_entry
 
 
 def add_debt(entry, member_id, points, now):

@@ -52,7 +52,7 @@ class AlreadyCancelled(DomainError):
 class AdjustmentLimit(DomainError):
     status = 403
     code = "adjustment_limit"
-    default_detail = "The adjustment is over your role's limit; ask a manager."
+    default_detail = "The adjustment is over your role's limit; send it with request_approval to ask a manager."
 
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -176,6 +176,17 @@ def adjustment_limit(role, policy):
     return policy.clerk_adjustment_limit
 
 
+def write_adjustment(account, *, policy, points, actor, reason, reference="adjustment", now):
+    """The ledger side of an adjustment, direct or approved: adding points makes a lot that expires by the
+    policy; taking them may not go below zero (InsufficientPoints). The caller holds the account lock."""
+    if points > 0:
+        entry, _ = earn(account, points=points, actor=actor, available_at=now, expires_at=expires_at_for(policy, now),
+                        reason=reason, reference=reference, kind=EntryKind.ADJUST, now=now)
+        return entry
+    return spend(account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason, reference=reference,
+                 now=now)
+
+
 def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, reason):
     """A manual correction by staff, with a reason, within the role's limit per entry (admins: none). Adding
     points makes a lot that expires by the policy; taking them may not go below zero. Writes an audit row."""
@@ -192,13 +203,7 @@ def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, re
         if member is None:
             raise NotFoundError()
         account = lock_account(member.pk)
-        if points > 0:
-            entry, _ = earn(account, points=points, actor=actor, available_at=now,
-                            expires_at=expires_at_for(policy, now), reason=reason, reference="adjustment",
-                            kind=EntryKind.ADJUST, now=now)
-        else:
-            entry = spend(account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason,
-                          reference="adjustment", now=now)
+        entry = write_adjustment(account, policy=policy, points=points, actor=actor, reason=reason, now=now)
         record_audit(actor=actor, action="points.adjusted", target=member,
                      new={"points": points, "reason": reason, "entry": entry.pk})
         save_account(account)

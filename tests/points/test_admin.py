@@ -666,7 +666,7 @@ def test_a_new_policy_version_records_who_made_it(admin_client):
     response = admin_client.post(f"{POLICIES}add/", {
         "valid_from_0": split(now)[0], "valid_from_1": split(now)[1], "expiry_mode": "rolling",
         "expiry_months": "12", "daily_cap": "5000", "cash_points_per_unit": "100", "cash_max_share": "0.50",
-        "clerk_adjustment_limit": "200", "marketer_adjustment_limit": "5000"})
+        "clerk_adjustment_limit": "200", "marketer_adjustment_limit": "5000", "transfer_daily_limit": "1000"})
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     policy = PointsPolicy.objects.get(created_by="staff:boss")

@@ -141,7 +141,8 @@ def policy_form(valid_from, **overrides):
     date_part, time_part = split(valid_from)
     return {"valid_from_0": date_part, "valid_from_1": time_part, "expiry_mode": "rolling", "expiry_months": "12",
             "daily_cap": "5000", "cash_points_per_unit": "100", "cash_max_share": "0.50",
-            "clerk_adjustment_limit": "500", "marketer_adjustment_limit": "5000", **overrides}
+            "clerk_adjustment_limit": "500", "marketer_adjustment_limit": "5000", "transfer_daily_limit": "1000",
+            **overrides}
 
 
 def form_errors(response):
