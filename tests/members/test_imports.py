@@ -314,11 +314,12 @@ def test_a_second_member_import_adds_nothing_and_writes_the_same_rejects(tmp_pat
 
 def test_a_drawn_card_number_that_is_taken_is_drawn_again(tmp_path, monkeypatch, member_a):
     draws = iter([member_a.member_no, member_a.member_no])
-    real = imports.generate_member_no
-    monkeypatch.setattr(imports, "generate_member_no", lambda: next(draws, None) or real())
+    real = imports.rows.generate_member_no
+    monkeypatch.setattr(imports.rows, "generate_member_no", lambda: next(draws, None) or real())
     path = write(tmp_path, "members.csv", "external_id\nK1\nK2\n")
 
     assert "2 members imported" in run("import_members", path)
+    assert next(draws, None) is None  # both rows were first given the taken number
     numbers = set(Member.objects.filter(external_id__in=["K1", "K2"]).values_list("member_no", flat=True))
     assert len(numbers) == 2 and member_a.member_no not in numbers
     assert all(is_valid_member_no(number) for number in numbers)
@@ -371,7 +372,7 @@ def test_award_points_without_a_registered_recorder_is_refused(tmp_path, monkeyp
 def test_a_rerun_finishes_an_import_that_died_half_way(tmp_path, monkeypatch, member_m1):
     path = write(tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(
         f"M1,,R-{n},2024-03-01,{n},,\n" for n in range(1, 7)))
-    parse = imports._Checks.purchase
+    parse = imports.rows._Checks.purchase
 
     def dies_at_line_6(self, line, values):
         if line == 6:
@@ -379,7 +380,7 @@ def test_a_rerun_finishes_an_import_that_died_half_way(tmp_path, monkeypatch, me
         return parse(self, line, values)
 
     with monkeypatch.context() as patch:
-        patch.setattr(imports._Checks, "purchase", dies_at_line_6)
+        patch.setattr(imports.rows._Checks, "purchase", dies_at_line_6)
         with pytest.raises(RuntimeError):
             run("import_purchases", path, "--chunk-rows", "2")
     assert Purchase.objects.count() == 4  # the first two chunks committed
@@ -415,9 +416,9 @@ def test_the_progress_bar_shows_only_on_a_terminal(tmp_path, member_m1):
 @pytest.mark.postgres
 def test_postgres_copies_into_staging_tables_that_are_gone_after_the_import(tmp_path, monkeypatch, member_m1):
     staged = []
-    stage = imports._pg_stage
-    monkeypatch.setattr(imports, "_pg_stage", lambda cursor, table, columns, rows: staged.append(table) or stage(
-        cursor, table, columns, rows))
+    stage = imports.postgres._pg_stage
+    monkeypatch.setattr(imports.postgres, "_pg_stage",
+                        lambda cursor, table, *rest: staged.append(table) or stage(cursor, table, *rest))
 
     run("import_purchases", write(tmp_path, "orders.csv", f"{PURCHASE_HEADER}\nM1,,S-1,2024-03-01,10,,\n"))
 

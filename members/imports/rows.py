@@ -1,0 +1,392 @@
+"""Reading and checking an import's rows: the CSV source read one record at a time, the rejects file, the checks
+that turn a row's text into typed values or a reason to reject it, the erasure check, and the row tuples and
+chunk outcomes the merges take and give back."""
+
+import codecs
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils import timezone
+
+from loyalty.clock import business_tz
+from members.models import ErasedIdentity, ErasedIdentityKind, Gender, Member, Purchase, PurchaseChannel, Store
+from members.phone_numbers import InvalidPhoneNumber, normalise_phone
+from members.services.membership import erasure_keys, generate_member_no, generate_referral_code, identity_digest
+
+CHUNK_ROWS = 50_000
+AWARD_CHUNK_ROWS = 1_000  # with award_points each order is its own transaction: show progress more often
+LOOKUP_BATCH = 500  # keys per IN (...) on the ORM path: SQLite allows 999 parameters per statement
+CODE_ATTEMPTS = 5  # draws of a card number / referral code before a row is given up
+ACTOR = "import"
+EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)  # as the purchase API: no order is older
+EARLIEST_BIRTHDAY = date(1900, 1, 1)
+MAX_AMOUNT = Decimal("999999999999.99")  # numeric(14, 2)
+CENT = Decimal("0.01")
+AMOUNT_PATTERN = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+BOOLEANS = {"": False, "true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+GENDERS = frozenset(Gender.values)  # an enum's .values is rebuilt on every access: not once per row
+PURCHASE_CHANNELS = frozenset(PurchaseChannel.values)
+IGNORED_COLUMNS = ("line", "reason")  # a corrected rejects file can be imported as it is
+
+MEMBER_COLUMNS = ("external_id", "phone", "name", "gender", "birthday", "email", "store", "joined_at",
+                  "consent_sms", "consent_wechat", "consent_email")
+PURCHASE_COLUMNS = ("member_external_id", "member_phone", "order_no", "occurred_at", "amount", "store", "channel")
+
+PHONE_TAKEN = "phone already used by another member"
+UNKNOWN_MEMBER = "unknown member"
+NO_UNIQUE_CODE = "no unique card number or referral code could be drawn"
+ERASED = "erased on the member's request"
+
+
+class ImportRefused(Exception):
+    """The import cannot start or go on: the file (no header, a column missing or unknown, not decodable in its
+    encoding) or an option is wrong. Chunks merged before stay merged; a re-run skips them."""
+
+
+class Rejected(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MemberRow(NamedTuple):  # also the column order of the members staging table
+    line: int
+    external_id: str
+    phone: str | None
+    name: str
+    gender: str
+    birthday: date | None
+    email: str
+    home_store_id: int | None
+    joined_at: datetime
+    consent_sms: bool
+    consent_wechat: bool
+    consent_email: bool
+    member_no: str
+    referral_code: str
+    external_id_digests: list  # ErasedIdentity digests of the external id, one per configured key
+    phone_digests: list
+
+
+class PurchaseRow(NamedTuple):  # also the column order of the purchases staging table
+    line: int
+    member_external_id: str | None
+    member_phone: str | None
+    order_no: str
+    occurred_at: datetime
+    amount: Decimal
+    store_id: int | None
+    channel: str
+    member_external_id_digests: list  # with create_members only; else empty
+
+
+class AwardRow(NamedTuple):
+    line: int
+    member_id: int
+    order_no: str
+    occurred_at: datetime
+    amount: Decimal
+    store_id: int | None
+    channel: str
+
+
+@dataclass
+class ChunkOutcome:
+    imported: int = 0
+    skipped: int = 0
+    rejects: list = field(default_factory=list)  # (line, reason)
+    members_created: int = 0
+
+
+def _checked_chunks(source, parse, chunk_rows, checker):
+    """Yield (chunk, good rows, rejects, fraction of the file read). The next chunk is read and checked in a
+    thread while the caller merges this one (the merge mostly waits on the database, which releases the GIL),
+    so at most two chunks are in memory."""
+    chunks = source.chunks(chunk_rows)
+
+    def check_next():
+        chunk = next(chunks, None)
+        if chunk is None:
+            return None
+        good, found = [], []
+        for line, raw in chunk:
+            try:
+                good.append(parse(line, source.values(raw)))
+            except Rejected as rejected:
+                found.append((line, rejected.reason))
+        return chunk, good, found, source.fraction()
+
+    pending = checker.submit(check_next)
+    while (checked := pending.result()) is not None:
+        pending = checker.submit(check_next)
+        yield checked
+
+
+class _CsvSource:
+    """A CSV file read one record at a time; a record's line is the physical line it starts on."""
+
+    def __init__(self, path, encoding, *, columns, required, one_of):
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ImportRefused(f"Unknown encoding {encoding!r}.") from None
+        self.path, self.encoding = path, encoding
+        self.columns, self.required, self.one_of = columns, required, one_of
+
+    def __enter__(self):
+        try:
+            self.binary = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+        except OSError as error:
+            raise ImportRefused(f"Cannot open {self.path}: {error.strerror}.") from None
+        self.size = os.fstat(self.binary.fileno()).st_size or 1
+        self.text = io.TextIOWrapper(self.binary, encoding=self.encoding, newline="")
+        self.reader = csv.reader(self.text)
+        try:
+            self.header = next(self._guarded(), None)
+            if self.header is None:
+                raise ImportRefused("The file is empty: it needs a header row.")
+            self.positions = self._positions(self.header)
+        except ImportRefused:
+            self.text.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.text.close()
+
+    def _positions(self, header):
+        names = [name.strip().lower() for name in header]
+        unknown = sorted(set(names) - set(self.columns) - set(IGNORED_COLUMNS))
+        if unknown:
+            raise ImportRefused(f"Unknown column(s): {', '.join(unknown)}. Columns: {', '.join(self.columns)}.")
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ImportRefused(f"Column(s) given twice: {', '.join(doubled)}.")
+        missing = [name for name in self.required if name not in names]
+        if missing:
+            raise ImportRefused(f"Missing column(s): {', '.join(missing)}.")
+        if self.one_of and not set(self.one_of) & set(names):
+            raise ImportRefused(f"The file needs a {' or a '.join(self.one_of)} column.")
+        return [(name, index) for index, name in enumerate(names) if name in self.columns]
+
+    def _guarded(self):
+        try:
+            yield from self.reader
+        except UnicodeDecodeError:
+            raise ImportRefused(f"Line {self.reader.line_num + 1} is not {self.encoding} text; "
+                                "pass the file's encoding (e.g. --encoding gb18030).") from None
+        except csv.Error as error:
+            raise ImportRefused(f"Line {self.reader.line_num}: {error}.") from None
+
+    def chunks(self, size):
+        chunk, last = [], self.reader.line_num
+        for raw in self._guarded():
+            line, last = last + 1, self.reader.line_num
+            if not raw:  # a blank line holds no row
+                continue
+            chunk.append((line, raw))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def values(self, raw):
+        if len(raw) != len(self.header):
+            raise Rejected(f"{len(raw)} columns, expected {len(self.header)}")
+        return {name: raw[index].strip() for name, index in self.positions}
+
+    def fraction(self):
+        return self.binary.tell() / self.size
+
+
+class _RejectsFile:
+    """`line,reason,<the input's columns...>`, one row per rejected row, in line order."""
+
+    def __init__(self, path, header, encoding):
+        self.path, self.header, self.encoding = path, header, encoding
+
+    def __enter__(self):
+        try:
+            self.file = open(self.path, "w", encoding=self.encoding, newline="")  # noqa: SIM115
+        except OSError as error:
+            raise ImportRefused(f"Cannot write the rejects file {self.path}: {error.strerror}.") from None
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["line", "reason", *self.header])
+        return self
+
+    def __exit__(self, *exc_info):
+        self.file.close()
+
+    def write(self, rejects, raw_by_line):
+        self.writer.writerows([line, reason, *raw_by_line[line]] for line, reason in rejects)
+        self.file.flush()
+
+
+class _ErasureCheck:
+    """The digests a row's identifiers would have in ErasedIdentity, under every configured key (SECRET_KEY and
+    its fallbacks). Refuses the import while erased identities were hashed under a key no longer configured:
+    they could not match, and those members would come back."""
+
+    def __init__(self, *, enabled=True):
+        self.keys = []
+        if not enabled:
+            return
+        keys = erasure_keys()
+        unmatched = ErasedIdentity.objects.exclude(key_id__in=[key_id for key_id, _key in keys]).count()
+        if unmatched:
+            raise ImportRefused(
+                f"{unmatched:,} erased identities were hashed under a key that is not configured (SECRET_KEY was "
+                "changed?): put the former SECRET_KEY in SECRET_KEY_FALLBACKS, so that members erased on their "
+                "request are not imported again.")
+        self.keys = [key for _key_id, key in keys]
+
+    def digests(self, kind, value):
+        return [identity_digest(key, kind, value) for key in self.keys] if value else []
+
+
+class _Checks:
+    """Turn a row's text into typed values, or raise Rejected with the first reason found."""
+
+    def __init__(self, erasure):
+        self.erasure = erasure
+        self.stores = dict(Store.objects.values_list("code", "id"))
+        self.tz = business_tz()
+        self.now = timezone.now()
+        self.latest = self.now + timedelta(days=1)  # as the purchase API: clocks drift, orders do not
+        self.today = self.now.astimezone(self.tz).date()
+        self.normalise_phone = lru_cache(maxsize=100_000)(normalise_phone)
+
+    def member(self, line, values):
+        external_id = _text(values, "external_id", Member, required=True)
+        phone = self._phone(values.get("phone", ""), "phone")
+        name = _text(values, "name", Member)
+        gender = values.get("gender", "").lower() or Gender.UNKNOWN
+        if gender not in GENDERS:
+            raise Rejected("invalid gender")
+        birthday = self._birthday(values.get("birthday", ""))
+        email = _text(values, "email", Member)
+        if email:
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise Rejected("invalid email") from None
+        store_id = self._store(values.get("store", ""))
+        joined_at = self.now
+        if values.get("joined_at"):
+            joined_at = self._instant(values["joined_at"], "joined_at")
+            if joined_at > self.latest:
+                raise Rejected("joined_at in the future")
+        consents = [self._boolean(values.get(name, ""), name) for name in
+                    ("consent_sms", "consent_wechat", "consent_email")]
+        return MemberRow(line, external_id, phone, name, gender, birthday, email, store_id, joined_at, *consents,
+                         generate_member_no(), generate_referral_code(),
+                         self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+                         self.erasure.digests(ErasedIdentityKind.PHONE, phone))
+
+    def purchase(self, line, values):
+        external_id = _text(values, "member_external_id", Member, column="external_id") or None
+        phone = self._phone(values.get("member_phone", ""), "member_phone")
+        if external_id is None and phone is None:
+            raise Rejected("missing member_external_id or member_phone")
+        order_no = _text(values, "order_no", Purchase, required=True)
+        occurred_at = self._instant(_required(values, "occurred_at"), "occurred_at")
+        if not EARLIEST_ORDER <= occurred_at <= self.latest:
+            raise Rejected("occurred_at out of range (2000-01-01 to now)")
+        amount = self._amount(_required(values, "amount"))
+        store_id = self._store(values.get("store", ""))
+        channel = values.get("channel", "").lower() or PurchaseChannel.OFFLINE
+        if channel not in PURCHASE_CHANNELS:
+            raise Rejected("invalid channel")
+        return PurchaseRow(line, external_id, phone, order_no, occurred_at, amount, store_id, channel,
+                           self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id))
+
+    def _phone(self, text, name):
+        if not text:
+            return None
+        try:
+            return self.normalise_phone(text)
+        except InvalidPhoneNumber:
+            raise Rejected(f"invalid {name}") from None
+
+    def _store(self, code):
+        if not code:
+            return None
+        try:
+            return self.stores[code]
+        except KeyError:
+            raise Rejected("unknown store") from None
+
+    def _instant(self, text, name):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise Rejected(f"invalid {name}") from None
+        # zoneinfo resolves a naive wall-clock time by replace(); a date alone is the start of that business day
+        return moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
+
+    def _birthday(self, text):
+        if not text:
+            return None
+        try:
+            if not DATE_PATTERN.fullmatch(text):
+                raise ValueError
+            birthday = date.fromisoformat(text)
+        except ValueError:
+            raise Rejected("invalid birthday") from None
+        if not EARLIEST_BIRTHDAY <= birthday <= self.today:
+            raise Rejected("invalid birthday")
+        return birthday
+
+    @staticmethod
+    def _amount(text):
+        if not AMOUNT_PATTERN.fullmatch(text):
+            raise Rejected("invalid amount")
+        amount = Decimal(text)
+        if amount <= 0:
+            raise Rejected("amount must be greater than 0")
+        if amount != amount.quantize(CENT):
+            raise Rejected("amount has more than 2 decimals")
+        if amount > MAX_AMOUNT:
+            raise Rejected("amount too large")
+        return amount.quantize(CENT)
+
+    @staticmethod
+    def _boolean(text, name):
+        try:
+            return BOOLEANS[text.lower()]
+        except KeyError:
+            raise Rejected(f"invalid {name}") from None
+
+
+def _required(values, name):
+    if not values.get(name):
+        raise Rejected(f"missing {name}")
+    return values[name]
+
+
+def _text(values, name, model, *, column=None, required=False):
+    text = _required(values, name) if required else values.get(name, "")
+    max_length = model._meta.get_field(column or name).max_length
+    if len(text) > max_length:
+        raise Rejected(f"{name} longer than {max_length} characters")
+    return text
+
+
+def _new_member(external_id, *, line, phone, store_id, joined_at, erasure):
+    """A member created from her first row in the file (create_members): its phone, its store as her home store,
+    its time as joined_at. The first row, not the earliest order: so the result does not depend on chunking."""
+    return MemberRow(line, external_id, phone, "", Gender.UNKNOWN, None, "", store_id, joined_at, False, False, False,
+                     generate_member_no(), generate_referral_code(),
+                     erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+                     erasure.digests(ErasedIdentityKind.PHONE, phone))
