@@ -98,29 +98,35 @@ def held_open(work, name="holder"):
         session.commit()
 
 
-def waits_for_a_lock(session):
+def waits_for_a_lock(session, rows_of=None):
+    """Whether the session waits for a lock another transaction holds; with `rows_of` (a table), only a wait
+    for one of that table's rows counts (a waiter for a row holds or awaits that row's tuple lock), so a
+    short wait on something else on the way there is not mistaken for it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [session.pid])
+        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0 AND (%s::regclass IS NULL OR EXISTS ("
+                       "SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'tuple' AND relation = %s::regclass))",
+                       [session.pid, rows_of, session.pid, rows_of])
         return cursor.fetchone()[0]
 
 
-def settle(*sessions):
-    """Return when each session either waits for a lock that another transaction holds or has finished."""
+def settle(*sessions, rows_of=None):
+    """Return when each session either waits for a lock that another transaction holds (on a row of `rows_of`,
+    if given) or has finished."""
     deadline = time.monotonic() + WAIT_SECONDS
     pending = list(sessions)
     while pending:
-        pending = [s for s in pending if not s.finished.is_set() and not waits_for_a_lock(s)]
+        pending = [s for s in pending if not s.finished.is_set() and not waits_for_a_lock(s, rows_of)]
         if pending:
             assert time.monotonic() < deadline, f"{[s.name for s in pending]} neither wait nor finish"
             time.sleep(0.005)
 
 
-def start_settled(*sessions):
+def start_settled(*sessions, rows_of=None):
     """Start the sessions one after the other, each settled before the next starts (so they queue for a lock
     in this order)."""
     for session in sessions:
         session.start()
-        settle(session)
+        settle(session, rows_of=rows_of)
     return list(sessions)
 
 

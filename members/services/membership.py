@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
+from members.locking import lock_members
 from members.models import Member, MemberStatus, MemberTag, Tag, TagKind
 
 from .audit import record_audit
@@ -197,9 +198,19 @@ def remove_member_tag(*, actor, member, tag_code):
     return bool(deleted)
 
 
+def _locked(member_id):
+    """Her row, fresh, after every lock of hers in the documented order; Member.DoesNotExist if there is none."""
+    member = lock_members([member_id]).get(member_id)
+    if member is None:
+        raise Member.DoesNotExist()
+    return member
+
+
 def _set_status(*, actor, member, status, reason, action):
+    """Change her status under all her locks (members.locking: her points account first), so every purchase,
+    redemption or other points change of hers either committed before the change or sees it."""
     with transaction.atomic(durable=True):
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised()
         if member.status != status:
@@ -220,11 +231,12 @@ def freeze_member(*, actor, member, reason):
 def anonymise_member(*, actor, member, reason):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
     consents, tags, login codes and the recipients and bodies of her messages. Her card number, ledger, purchases
-    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in."""
+    and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in. Takes all her
+    locks first, as a freeze does, so no points change of hers commits after it."""
     from members.models import Message, OtpChallenge
 
     with transaction.atomic(durable=True):
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             return member
         old_phone = member.phone

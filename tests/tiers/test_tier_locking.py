@@ -10,11 +10,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from points import hooks
+from points.models import Redemption, Reward
 from tests.factories import MemberFactory
 from tests.interleaving import Checkpoint, Session, held_open, start_settled
-from tests.points.helpers import purchase
+from tests.points.helpers import adjust, balances, purchase, redeem
 from tiers.models import MemberTier, TierChange
-from tiers.services import downgrade_chunk
+from tiers.services import NotEligible, downgrade_chunk
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -94,3 +95,22 @@ def test_the_downgrade_waits_for_a_purchase_in_progress_and_counts_its_growth(go
     assert standing(member) == ("gold", GOLD_SINCE, date(2028, 1, 10), 4020)
     assert history(member) == [("upgrade", "regular", "gold", 5000)]
 
+
+def test_a_redemption_during_the_downgrade_is_judged_on_the_downgraded_tier(gold_member_due):
+    member = gold_member_due
+    adjust(member, 500)
+    lounge = Reward.objects.create(code="lounge", name="Lounge", kind="coupon", cost_points=100,
+                                   eligible_tiers=["gold", "diamond"])
+    with time_machine.travel(JOB_TIME, tick=False):
+        now = timezone.now()
+        with held_open(lambda: evaluate(member, now), "downgrade") as downgrade:
+            redeeming = Session(lambda: redeem(member, lounge), "redemption")
+            start_settled(redeeming)  # it waits for the downgrade's locks
+            downgrade.commit()
+        outcome = redeeming.join()
+
+    assert isinstance(outcome, NotEligible), outcome
+    assert outcome.code == "not_eligible"
+    assert balances(member)[0] == 500
+    assert not Redemption.objects.exists()
+    assert standing(member)[0] == "regular"
