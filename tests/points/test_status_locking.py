@@ -6,10 +6,9 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-from rest_framework.test import APIClient
 
 from members.models import MemberStatus
-from members.services import MemberFrozen, create_api_client, freeze_member
+from members.services import MemberFrozen, freeze_member
 from points import hooks, services
 from points.models import Event, PointsAccount, Redemption, Reward
 from points.services.ledger import lock_accounts
@@ -19,17 +18,6 @@ from tests.points.helpers import adjust, event, purchase, redeem
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ACCOUNTS = "points_pointsaccount"  # the parties queue for a row of this table (the member's account)
-
-
-@pytest.fixture
-def api(store_a):
-    _, key = create_api_client(name="POS")
-
-    def client():
-        c = APIClient()
-        c.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-        return c
-    return client
 
 
 def outcome(response):
