@@ -256,6 +256,7 @@ def _evaluation_window(as_of, now):
 
 
 def _due(as_of):
+    """Member tiers above the entry tier whose hold has ended by `as_of`: the ones the downgrade evaluates."""
     return MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
 
 
