@@ -6,7 +6,7 @@ sees every change committed before them:
 
 1. her points account (`points.services.ledger.lock_accounts`): the member's lock. Every change to points,
    growth, tier, status or identity takes it first, so one account lock serialises all of them;
-2. her member tier row (tiers);
+2. her member tier row (`tiers.services.lock_member_tiers`);
 3. her stored-value account (when that app exists);
 4. her member row itself (status, identifiers);
 5. anything else (purchases, redemptions, reward stock by conditional UPDATE, tags).
@@ -14,7 +14,8 @@ sees every change committed before them:
 Several members (a referral, a transfer, a merge): each step for all of them in member-id order before the next
 step (both accounts in id order, then both tier rows in id order, ...). Checks on what these rows say (status,
 tier restriction, balance, limits) come after the locks, never before. Nightly jobs follow the same order for
-their chunk: they lock the chunk's accounts in id order before touching tiers or lots.
+their chunk: they lock the chunk's accounts in id order before touching tiers or lots (an app that cannot import
+points takes the steps registered before its own through `member_lockers`, as the tiers downgrade does).
 
 Apps above members take part through `member_lockers`: each registers, in AppConfig.ready(), a function that
 locks its own rows for a list of member ids (in id order); INSTALLED_APPS order is the lock order above.

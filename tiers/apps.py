@@ -8,9 +8,11 @@ class TiersConfig(AppConfig):
 
     def ready(self):
         from members.extensions import MemberField, register_member_field, register_member_filter
+        from members.locking import member_lockers
         from points import hooks
         from tiers import services
 
+        member_lockers.register(services.lock_member_tiers)  # step 2 of the lock order, after the points account
         hooks.register_activity_listener(services.on_activity)
         hooks.register_earn_modifier(services.tier_multiplier_lines)
         hooks.register_redemption_check(services.check_reward_tier)

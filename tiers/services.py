@@ -2,7 +2,12 @@
 engine calls `on_activity` after it has locked the member's account, so growth and upgrades of one member are
 serialised by that lock), the tier multiplier and birthday bonus as earn modifiers, the tier restriction of
 rewards, the nightly downgrade evaluation as set-based SQL, and the marketers' writes to the ladder and the growth
-policy (loyalty.versions says how they are written)."""
+policy (loyalty.versions says how they are written).
+
+Locks (members.locking): a member's tier row is step 2 of the lock order, after her points account. Every write
+of a tier row holds her account (the points engine's hooks run under it; the nightly downgrade takes the chunk's
+accounts first), then locks the row with `lock_member_tiers` and writes only the columns it changes, from what
+it read under the locks. So a purchase and the downgrade never both work from the same old row."""
 
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -15,6 +20,7 @@ from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
+from members.locking import member_lockers
 from members.models import MemberTag
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
@@ -45,9 +51,35 @@ def highest_tier(reached):
 def current_tier(member_id):
     """(tier, MemberTier or None): a member with no row is on the entry tier."""
     row = MemberTier.objects.filter(member_id=member_id).first()
+    return _tier_of(row), row
+
+
+def _tier_of(row):
+    """The tier a MemberTier row (None: no row, the entry tier) stands for, from the cached ladder."""
     if row is None:
-        return entry_tier(), None
-    return next((tier for tier in ladder() if tier.pk == row.tier_id), None) or row.tier, row
+        return entry_tier()
+    return next((tier for tier in ladder() if tier.pk == row.tier_id), None) or row.tier
+
+
+def lock_member_tiers(member_ids):
+    """Step 2 of the lock order (registered in `members.locking.member_lockers`): lock these members' tier rows
+    in member-id order, in the caller's transaction, after their points accounts. Returns {member_id: row};
+    a member on the entry tier without a row has nothing to lock (her account lock covers the row's creation)."""
+    rows = MemberTier.objects.select_for_update(no_key=True).filter(member_id__in=sorted(set(member_ids)))
+    return {row.member_id: row for row in rows.order_by("member_id")}
+
+
+LOCK_BATCH = 10_000  # member ids per locking statement of a job: bounds what one statement loads
+
+
+def _lock_accounts_before_tiers(member_ids):
+    """For a job: take the lock-order steps that come before tiers' own (the points accounts) for these members
+    (sorted), in member-id order, through the registry (tiers does not import points). Raises ValueError when
+    tiers' own locker is not registered."""
+    steps = list(member_lockers)
+    for locker in steps[:steps.index(lock_member_tiers)]:
+        for first in range(0, len(member_ids), LOCK_BATCH):
+            locker(member_ids[first:first + LOCK_BATCH])
 
 
 def growth_policy_for(member_id, at):
@@ -126,6 +158,8 @@ def on_activity(activity):
 
 
 def _refresh_cached_growth(member_id, at):
+    """Recount the cached window growth after a refund. One UPDATE of that column alone: it locks the row
+    itself and does not depend on what the row said (her account lock keeps the growth entries still)."""
     policy = growth_policy_for(member_id, at)
     window = policy.window_days if policy else 365
     MemberTier.objects.filter(member_id=member_id).update(window_growth=window_growth(member_id, at=at,
@@ -133,23 +167,29 @@ def _refresh_cached_growth(member_id, at):
 
 
 def _upgrade_if_due(member, *, at, policy):
+    """Recount her window growth and move her up at once if it reaches a higher tier's entry threshold. Runs
+    under her account lock; locks her tier row and writes only what changed."""
     window = policy.window_days if policy else 365
     growth = window_growth(member.pk, at=at, window_days=window)
-    tier, row = current_tier(member.pk)
+    row = lock_member_tiers([member.pk]).get(member.pk)
+    tier = _tier_of(row)
     best = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
+    upgrade = best is not None and tier is not None and best.rank > tier.rank
+    changes = {} if row is not None and row.window_growth == growth else {"window_growth": growth}
+    if upgrade:
+        changes.update(tier=best, since=at, hold_until=business_date(at) + timedelta(days=best.hold_days))
     if row is None:
-        row = MemberTier(member=member, tier=tier, since=member.joined_at, hold_until=None)
-    row.window_growth = growth
-    if best is None or tier is None or best.rank <= tier.rank:
-        row.save()
+        MemberTier.objects.create(member=member, **({"tier": tier, "since": member.joined_at, "hold_until": None}
+                                                    | changes))
+    elif changes:
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.save(update_fields=[*changes, "updated_at"])
+    if not upgrade:
         return None
-    previous = tier
-    row.tier, row.since = best, at
-    row.hold_until = business_date(at) + timedelta(days=best.hold_days)
-    row.save()
-    TierChange.objects.create(member=member, from_tier=previous, to_tier=best, reason="upgrade", growth_value=growth,
+    TierChange.objects.create(member=member, from_tier=tier, to_tier=best, reason="upgrade", growth_value=growth,
                               business_date=business_date(at), at=at)
-    return {"from": previous.code if previous else None, "to": best.code, "reason": "upgrade"}
+    return {"from": tier.code, "to": best.code, "reason": "upgrade"}
 
 
 def tier_multiplier_lines(context):
@@ -181,9 +221,10 @@ EVALUATE_SQL = """
 WITH held AS (
     SELECT mt.member_id, mt.tier_id, t.rank, t.retention_threshold
     FROM tiers_membertier mt JOIN tiers_tier t ON t.id = mt.tier_id
-    WHERE mt.member_id >= %(start)s AND mt.member_id < %(stop)s
+    WHERE mt.member_id = ANY(%(member_ids)s)
       AND t.rank > 0 AND (mt.hold_until IS NULL OR mt.hold_until <= %(as_of)s)
-    FOR UPDATE OF mt
+    ORDER BY mt.member_id
+    FOR NO KEY UPDATE OF mt
 ), growth AS (
     SELECT g.member_id, SUM(g.value) AS value FROM tiers_growthentry g JOIN held USING (member_id)
     WHERE g.occurred_at >= %(window_start)s AND g.occurred_at < %(window_end)s
@@ -216,17 +257,32 @@ def _evaluation_window(as_of, now):
     return end_of_business_day(as_of - timedelta(days=window_days)), end_of_business_day(as_of)
 
 
+def _due(as_of):
+    """Member tiers above the entry tier whose hold has ended by `as_of`: the ones the downgrade evaluates."""
+    return MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
+
+
 def downgrade_bounds(as_of):
-    due = MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
+    due = _due(as_of)
     low = due.order_by("member_id").values_list("member_id", flat=True).first()
     high = due.order_by("-member_id").values_list("member_id", flat=True).first()
     return low, high
 
 
 def downgrade_chunk(start, stop, as_of, now):
-    """Evaluate the members in [start, stop) whose hold has ended. Runs in the caller's transaction."""
+    """Evaluate the members in [start, stop) whose hold has ended. Runs in the caller's transaction.
+
+    Lock order (members.locking): the due members' points accounts first, in member-id order, then their tier
+    rows. So a purchase, refund or redemption of one of them has either committed before the evaluation reads
+    her growth and tier, or waits until the chunk commits. Only members whose accounts were locked are
+    evaluated, and only if they are still due under the locks (a purchase may have moved one up meanwhile)."""
+    member_ids = list(_due(as_of).filter(member_id__gte=start, member_id__lt=stop).order_by("member_id")
+                      .values_list("member_id", flat=True))
+    if not member_ids:
+        return {"evaluated": 0, "downgraded": 0}
+    _lock_accounts_before_tiers(member_ids)
     window_start, window_end = _evaluation_window(as_of, now)
-    params = {"start": start, "stop": stop, "as_of": as_of, "now": now, "window_start": window_start,
+    params = {"member_ids": member_ids, "as_of": as_of, "now": now, "window_start": window_start,
               "window_end": window_end}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -260,26 +316,28 @@ def evaluate_downgrades(*, as_of, now=None, chunk_size=CHUNK_SIZE):
 
 
 def _evaluate_chunk_python(params):
-    rows = (MemberTier.objects.select_for_update().select_related("tier")
-            .filter(Q(hold_until__isnull=True) | Q(hold_until__lte=params["as_of"]), tier__rank__gt=0,
-                    member_id__gte=params["start"], member_id__lt=params["stop"]))
     count = moved = 0
-    for row in rows:
+    for row in lock_member_tiers(params["member_ids"]).values():
+        tier = _tier_of(row)
+        if tier.rank == 0 or (row.hold_until is not None and row.hold_until > params["as_of"]):
+            continue  # moved up since the chunk was listed: no longer due
         value = GrowthEntry.objects.filter(member_id=row.member_id, occurred_at__gte=params["window_start"],
                                            occurred_at__lt=params["window_end"]).aggregate(t=Sum("value"))["t"] or 0
         # A refund in the window of an order made before it can leave the sum below zero: count it as 0.
-        target = (Tier.objects.filter(rank__lte=row.tier.rank, retention_threshold__lte=max(value, 0))
-                  .order_by("-rank").first())
+        target = next(candidate for candidate in reversed(ladder())
+                      if candidate.rank <= tier.rank and candidate.retention_threshold <= max(value, 0))
         count += 1
-        if target.pk != row.tier_id:
-            TierChange.objects.create(member_id=row.member_id, from_tier=row.tier, to_tier=target, reason="downgrade",
+        changed = ["window_growth", "hold_until", "updated_at"]
+        if target.pk != tier.pk:
+            TierChange.objects.create(member_id=row.member_id, from_tier=tier, to_tier=target, reason="downgrade",
                                       growth_value=value, business_date=params["as_of"], at=params["now"],
                                       actor="job:tiers")
             row.tier, row.since = target, params["now"]
+            changed += ["tier", "since"]
             moved += 1
         row.window_growth = value
         row.hold_until = params["as_of"] + timedelta(days=target.hold_days)
-        row.save()
+        row.save(update_fields=changed)
     return count, moved
 
 

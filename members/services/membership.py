@@ -9,6 +9,7 @@ from django.db.models import Q
 
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
+from members.locking import lock_members
 from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus, MemberTag, Tag, TagKind
 
 CARD_NUMBER_LENGTH = 12
@@ -199,9 +200,19 @@ def remove_member_tag(*, actor, member, tag_code):
     return bool(deleted)
 
 
+def _locked(member_id):
+    """Her row, fresh, after every lock of hers in the documented order; Member.DoesNotExist if there is none."""
+    member = lock_members([member_id]).get(member_id)
+    if member is None:
+        raise Member.DoesNotExist()
+    return member
+
+
 def _set_status(*, actor, member, status, reason, action):
+    """Change her status under all her locks (members.locking: her points account first), so every purchase,
+    redemption or other points change of hers either committed before the change or sees it."""
     with transaction.atomic(durable=True):
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised()
         if member.status != status:
@@ -253,12 +264,13 @@ def anonymise_member(*, actor, member, reason):
     importing an old members or purchases file does not create her again. They do not stop her from registering
     again herself (register_member): that is a new, freely given registration, which the erasure does not
     forbid; refusing it would tell whoever types a phone that its owner was erased, and would lock out the next
-    owner of a recycled number."""
+    owner of a recycled number. Takes all her locks first, as a freeze does, so no points change of hers commits
+    after it."""
     from loyalty.models import Message
     from members.models import OtpChallenge
 
     with transaction.atomic(durable=True):
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             return member
         old_phone = member.phone

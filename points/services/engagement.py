@@ -54,19 +54,20 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
 
     sign_in: once per business day (AlreadySignedIn), base points plus the streak bonus on every Nth
     consecutive day. share: up to the rule's times per day, then `capped` with 0 points. review: one per order of
-    the member's own (OrderNotEligible, AlreadyReviewed). Every award is subject to the member's daily cap."""
+    the member's own (OrderNotEligible, AlreadyReviewed). Every award is subject to the member's daily cap.
+    The member's status and every limit are read under her account lock (MemberFrozen, MemberAnonymised)."""
     now = timezone.now()
     occurred_at = occurred_at or now
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
-        member = Member.objects.get(pk=member_id)
-        ensure_member_active(member)
         rule = event_rule(event_type, occurred_at)
         if rule is None:
             raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})
-        account = lock_account(member.pk)
+        account = lock_account(member_id)
+        member = Member.objects.get(pk=member_id)
+        ensure_member_active(member)
         day = business_date(occurred_at)
         extra_lines, capped_by_count, purchase = [], False, None
         base = rule.points
@@ -120,14 +121,15 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
 
 def award_birthday_points(*, member_id, year, actor="job:birthday"):
     """The yearly birthday bonus, in the birthday month of `year`; at most once per member and year (a database
-    constraint holds it). Returns the points awarded (0 when already given or not her birthday month)."""
+    constraint holds it). Returns the points awarded (0 when already given, not her birthday month or she is
+    not active: her status is read under her account lock)."""
     now = timezone.now()
     with transaction.atomic(durable=True):
+        account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
         if (member.birthday is None or member.status != MemberStatus.ACTIVE
                 or business_date(now).month != member.birthday.month):
             return 0
-        account = lock_account(member.pk)
         marker = date(year, member.birthday.month, 1)
         if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
             return 0

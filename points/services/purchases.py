@@ -108,14 +108,37 @@ def preview_purchase(*, member, amount, store=None, channel="offline", occurred_
     return {"points": _points_block(award, now), **extra}
 
 
+class _ReferrerFirst(Exception):
+    """Raised inside a purchase's transaction when the referrer's account, with the lower id, must be locked
+    before the member's: the transaction rolls back and starts again with both locked in id order."""
+
+    def __init__(self, referrer_id):
+        super().__init__(referrer_id)
+        self.referrer_id = referrer_id
+
+
 def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, store=None, channel="offline",
                     occurred_at=None, lines=(), points_used=0):
     """Record an order and award its points, idempotent on (source, order_no).
 
-    Locks the member's account (and, on her first purchase, her referrer's, in id order). Raises MemberFrozen,
+    Locks the member's account first, then reads her status. On a referred member's first purchase her
+    referrer's account is locked too, both in id order (members.locking): the referrer is known only once her
+    row is read under the lock, so when the referrer's id is the lower one the transaction starts again, once,
+    with both accounts locked from the start (a member's referrer never changes). Raises MemberFrozen,
     IdempotencyConflict (same order_no, different body), AlreadyRecorded (the order is recorded but its record was
     purged), InsufficientPoints / DeductionLimit for points_used.
     """
+    request = {"actor": actor, "source": source, "member_id": member_id, "order_no": order_no, "amount": amount,
+               "fingerprint": fingerprint, "store": store, "channel": channel, "occurred_at": occurred_at,
+               "lines": lines, "points_used": points_used}
+    try:
+        return _record_purchase(**request, referrer_id=None)
+    except _ReferrerFirst as restart:
+        return _record_purchase(**request, referrer_id=restart.referrer_id)
+
+
+def _record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, store, channel, occurred_at, lines,
+                     points_used, referrer_id):
     now = timezone.now()
     occurred_at = occurred_at or now
     with transaction.atomic(durable=True):
@@ -123,13 +146,10 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
         if claim.replay:
             return _replay(claim)
         _refuse_recorded_purchase(source=source, order_no=order_no)
+        accounts = lock_accounts([member_id, *([referrer_id] if referrer_id else [])])
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
-        # The referrer's account is locked too only on a referred member's first purchase.
-        referrer_id = member.referrer_id
-        if referrer_id and Purchase.objects.filter(member=member).exists():
-            referrer_id = None
-        accounts = lock_accounts([member.pk] + ([referrer_id] if referrer_id else []))
+        referrer_id = _lock_referrer(member, accounts)
         account = accounts[member.pk]
         policy = current_policy(now)
         purchase = Purchase.objects.create(member=member, store=store, source=source, order_no=order_no,
@@ -150,7 +170,7 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
                  breakdown=award.breakdown, purchase=purchase, now=now)
         purchase.points_awarded = award.points
         purchase.save(update_fields=["points_awarded", "points_used"])
-        if referrer_id and not Purchase.objects.filter(member=member).exclude(pk=purchase.pk).exists():
+        if referrer_id:
             _referral_bonus(accounts[referrer_id], referee=member, policy=policy, actor=actor, now=now)
         extra = hooks.activity_fields(
             hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at, purchase=purchase, amount=paid),
@@ -189,6 +209,20 @@ def _refuse_recorded_refund(*, purchase_id, refund_no):
               "longer kept, so it is not repeated.") % {"refund_no": refund_no, "order_no": recorded[2],
                                                         "date": business_date(recorded[1]).isoformat()},
             refund=str(recorded[0]))
+
+
+def _lock_referrer(member, accounts):
+    """The referrer to reward for this purchase (her referee's first: none recorded yet, checked under the
+    member's lock), with her account locked into `accounts`; None when there is none. A referrer with the
+    lower id must be locked first: _ReferrerFirst restarts the transaction."""
+    referrer_id = member.referrer_id
+    if not referrer_id or Purchase.objects.filter(member=member).exists():
+        return None
+    if referrer_id not in accounts:
+        if referrer_id < member.pk:
+            raise _ReferrerFirst(referrer_id)
+        accounts.update(lock_accounts([referrer_id]))
+    return referrer_id
 
 
 def _earlier_deduction(policy, *, member, source, order_no, amount):

@@ -75,21 +75,23 @@ def redemption_representation(redemption):
 def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quantity=1, store=None):
     """Redeem a reward: points, stock and the per-member limit all hold or nothing happens.
 
-    Order under the member's lock: availability, tier, balance, limit, then stock by a conditional UPDATE (so
-    concurrent redemptions by different members can never oversell). Raises RewardUnavailable, the checks
-    other apps register (tiers: not_eligible), MemberFrozen, InsufficientPoints, LimitReached, OutOfStock."""
+    Every check comes after the member's account lock, so a freeze or a tier change either committed before it
+    or waits for the redemption: status, availability, tier, balance, limit, then stock by a conditional UPDATE
+    (so concurrent redemptions by different members can never oversell). Raises MemberFrozen,
+    RewardUnavailable, the checks other apps register (tiers: not_eligible), InsufficientPoints, LimitReached,
+    OutOfStock."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
+        account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
-        reward = Reward.objects.get(pk=reward_id)
         ensure_member_active(member)
+        reward = Reward.objects.get(pk=reward_id)
         if not reward.is_available_at(now):
             raise RewardUnavailable()
         hooks.check_redemption(member, reward)
-        account = lock_account(member.pk)
         cost = reward.cost_points * quantity
         if account.available < cost:
             raise InsufficientPoints(available=account.available, required=cost)
@@ -138,13 +140,14 @@ def cancel_redemption(*, actor, redemption_id):
 
 def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no, points, order_amount=None):
     """Use points as cash for an order (积分抵现), up to the policy's share of the order amount: the recorded
-    purchase's amount when the order is already recorded, else `order_amount` as the POS says. Raises
-    DeductionLimit, InsufficientPoints, AlreadyDeducted, MemberFrozen."""
+    purchase's amount when the order is already recorded, else `order_amount` as the POS says. Checks come
+    after the member's account lock. Raises MemberFrozen, DeductionLimit, InsufficientPoints, AlreadyDeducted."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
+        account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
         purchase = Purchase.objects.filter(source=source, order_no=order_no).first()
@@ -155,7 +158,6 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
         if order_amount is None:
             raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid",
                               status=400)
-        account = lock_account(member.pk)
         deduction = use_points_as_cash(account, policy=current_policy(now), member=member, source=source,
                                        order_no=order_no, points=points, order_amount=Decimal(order_amount),
                                        actor=actor, now=now)
@@ -199,10 +201,10 @@ def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, re
         limit = adjustment_limit(role, policy)
         if limit is not None and abs(points) > limit:
             raise AdjustmentLimit(limit=limit)
+        account = lock_account(member_id)
         member = Member.objects.filter(pk=member_id).first()
         if member is None:
             raise NotFoundError()
-        account = lock_account(member.pk)
         entry = write_adjustment(account, policy=policy, points=points, actor=actor, reason=reason, now=now)
         record_audit(actor=actor, action="points.adjusted", target=member,
                      new={"points": points, "reason": reason, "entry": entry.pk})

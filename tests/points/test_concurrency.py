@@ -5,9 +5,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection
-from rest_framework.test import APIClient
 
-from loyalty.credentials import create_api_client
 from points.models import LedgerEntry, PointsAccount, Purchase, Redemption, Reward
 from tests.factories import MemberFactory, StaffUserFactory
 from tests.points.helpers import adjust, assert_ledger_consistent
@@ -33,16 +31,6 @@ def run_together(count, request):
     for thread in threads:
         thread.join()
     return responses
-
-
-@pytest.fixture
-def api(store_a):
-    _, key = create_api_client(name="POS")
-    def client():
-        c = APIClient()
-        c.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-        return c
-    return client
 
 
 def outcome(response):

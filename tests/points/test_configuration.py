@@ -585,7 +585,7 @@ def test_a_failure_after_the_row_is_written_through_the_admin_wrote_nothing(admi
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_read_by_another_thread_before_the_commit_is_not_served_after_it(monkeypatch):
-    from members.services import versions
+    from loyalty import versions
 
     assert services.current_policy().daily_cap == 5000  # cached (the migration's policy, or the defaults)
     record_audit, seen = versions.record_audit, []

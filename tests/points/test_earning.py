@@ -107,12 +107,20 @@ def test_review_earns_once_per_own_order(member, store_a):
         event(member, "review", order_no="NOPE")
 
 
-def test_referrer_earns_on_the_referees_first_purchase_only(store_a):
-    referrer = MemberFactory(home_store=store_a)
-    referee = MemberFactory(home_store=store_a, referrer=referrer)
-    purchase(referee, "10")
+@pytest.mark.parametrize("referrer_joined", ["before", "after"])  # the lower id's account is locked first
+def test_referrer_earns_on_the_referees_first_purchase_only(store_a, referrer_joined):
+    if referrer_joined == "before":
+        referrer = MemberFactory(home_store=store_a)
+        referee = MemberFactory(home_store=store_a, referrer=referrer)
+    else:  # the referee has the lower id (an imported member, say): her account comes first in the lock order
+        referee = MemberFactory(home_store=store_a)
+        referrer = MemberFactory(home_store=store_a)
+        referee.referrer = referrer
+        referee.save(update_fields=["referrer"])
+    assert purchase(referee, "10")["points"]["awarded"] == 10
     purchase(referee, "10")
     assert balances(referrer) == (100, 0)
+    assert balances(referee) == (0, 20)
     assert Event.objects.filter(type="referral", member=referrer, referee=referee).count() == 1
 
 

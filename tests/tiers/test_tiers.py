@@ -1,6 +1,5 @@
 """Tiers and growth value: thresholds, upgrades at once, weights by date and tag, protected downgrades."""
 
-import importlib
 import threading
 from datetime import date, datetime
 from decimal import Decimal
@@ -209,14 +208,6 @@ def test_a_silver_member_cannot_redeem_a_gold_only_reward(member, pos_a):
     assert (response.status_code, response.json()["code"]) == (409, "not_eligible")
     assert balances(member) == (500, 990)
     assert Tier.objects.get(code="gold").points_multiplier == Decimal("1.50")
-
-
-@pytest.fixture
-def default_ladder():
-    """Transactional tests start from emptied tables: put back the ladder and policy the migration makes."""
-    from django.apps import apps
-
-    importlib.import_module("tiers.migrations.0002_default_ladder").create_ladder(apps, None)
 
 
 @pytest.mark.postgres
