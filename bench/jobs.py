@@ -484,8 +484,8 @@ cases = {
                      "cutoff": end_of_business_day(as_of), "now": timezone.now(),
                      "reference": f"expiry:{as_of}", "reason": "explain"}),
     "tiers_chunk": (tiers.EVALUATE_SQL, {"start": low, "stop": low + tiers.CHUNK_SIZE, "as_of": as_of,
-                    "member_ids": list(range(low, low + tiers.CHUNK_SIZE)), "now": timezone.now(), **dict(zip(("window_start", "window_end"),
-                                                      tiers._evaluation_window(as_of, timezone.now())))}),
+                    "member_ids": list(range(low, low + tiers.CHUNK_SIZE)), "now": timezone.now(),
+                    **dict(zip(("window_start", "window_end"), tiers._evaluation_window(as_of, timezone.now())))}),
 }
 statement, params = cases[which]
 with transaction.atomic():
