@@ -471,7 +471,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from members import jobs
 from points.services import maintenance
-from tiers import services as tiers
+from tiers import jobs as tiers
 from loyalty.clock import end_of_business_day
 
 as_of = date.fromisoformat("__AS_OF__")

@@ -22,22 +22,9 @@ class TiersConfig(AppConfig):
         ))
         register_member_field(MemberField(name="growth_value", represent=represent_growth))
         register_member_filter("tier", filter_by_tier)
+        from tiers.jobs import register_jobs
+
         register_jobs()
-
-
-def register_jobs():
-    from django.utils import timezone
-
-    from loyalty.scheduling import JobDefinition, register_job
-    from tiers import services
-
-    register_job(JobDefinition(
-        name="tiers",
-        description="Downgrade members whose hold period has ended to the tier their window growth retains.",
-        bounds=lambda as_of, params: services.downgrade_bounds(as_of),
-        run_chunk=lambda as_of, start, stop, params: services.downgrade_chunk(start, stop, as_of, timezone.now()),
-        chunk_size=services.CHUNK_SIZE,
-    ))
 
 
 def _member_tier(member):

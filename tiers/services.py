@@ -12,15 +12,14 @@ it read under the locks. So a purchase and the downgrade never both work from th
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
-from members.locking import member_lockers
 from members.models import MemberTag
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
@@ -51,10 +50,10 @@ def highest_tier(reached):
 def current_tier(member_id):
     """(tier, MemberTier or None): a member with no row is on the entry tier."""
     row = MemberTier.objects.filter(member_id=member_id).first()
-    return _tier_of(row), row
+    return tier_of(row), row
 
 
-def _tier_of(row):
+def tier_of(row):
     """The tier a MemberTier row (None: no row, the entry tier) stands for, from the cached ladder."""
     if row is None:
         return entry_tier()
@@ -67,19 +66,6 @@ def lock_member_tiers(member_ids):
     a member on the entry tier without a row has nothing to lock (her account lock covers the row's creation)."""
     rows = MemberTier.objects.select_for_update(no_key=True).filter(member_id__in=sorted(set(member_ids)))
     return {row.member_id: row for row in rows.order_by("member_id")}
-
-
-LOCK_BATCH = 10_000  # member ids per locking statement of a job: bounds what one statement loads
-
-
-def _lock_accounts_before_tiers(member_ids):
-    """For a job: take the lock-order steps that come before tiers' own (the points accounts) for these members
-    (sorted), in member-id order, through the registry (tiers does not import points). Raises ValueError when
-    tiers' own locker is not registered."""
-    steps = list(member_lockers)
-    for locker in steps[:steps.index(lock_member_tiers)]:
-        for first in range(0, len(member_ids), LOCK_BATCH):
-            locker(member_ids[first:first + LOCK_BATCH])
 
 
 def growth_policy_for(member_id, at):
@@ -172,7 +158,7 @@ def _upgrade_if_due(member, *, at, policy):
     window = policy.window_days if policy else 365
     growth = window_growth(member.pk, at=at, window_days=window)
     row = lock_member_tiers([member.pk]).get(member.pk)
-    tier = _tier_of(row)
+    tier = tier_of(row)
     best = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
     upgrade = best is not None and tier is not None and best.rank > tier.rank
     changes = {} if row is not None and row.window_growth == growth else {"window_growth": growth}
@@ -211,134 +197,6 @@ def check_reward_tier(member, reward):
         tier, _ = current_tier(member.pk)
         if tier is None or tier.code not in reward.eligible_tiers:
             raise NotEligible(tier=tier.code if tier else None, eligible=reward.eligible_tiers)
-
-
-# --- Nightly downgrade evaluation -----------------------------------------------------------------------------
-
-CHUNK_SIZE = 100_000
-
-EVALUATE_SQL = """
-WITH held AS (
-    SELECT mt.member_id, mt.tier_id, t.rank, t.retention_threshold
-    FROM tiers_membertier mt JOIN tiers_tier t ON t.id = mt.tier_id
-    WHERE mt.member_id = ANY(%(member_ids)s)
-      AND t.rank > 0 AND (mt.hold_until IS NULL OR mt.hold_until <= %(as_of)s)
-    ORDER BY mt.member_id
-    FOR NO KEY UPDATE OF mt
-), growth AS (
-    SELECT g.member_id, SUM(g.value) AS value FROM tiers_growthentry g JOIN held USING (member_id)
-    WHERE g.occurred_at >= %(window_start)s AND g.occurred_at < %(window_end)s
-    GROUP BY g.member_id
-), decided AS (
-    SELECT held.member_id, held.tier_id AS from_tier, held.rank AS from_rank, COALESCE(growth.value, 0) AS value,
-           (SELECT t.id FROM tiers_tier t
-            WHERE t.rank <= held.rank AND t.retention_threshold <= GREATEST(COALESCE(growth.value, 0), 0)
-            ORDER BY t.rank DESC LIMIT 1) AS to_tier
-    FROM held LEFT JOIN growth USING (member_id)
-), moved AS (
-    UPDATE tiers_membertier mt
-    SET tier_id = d.to_tier, window_growth = d.value, updated_at = %(now)s,
-        since = CASE WHEN d.to_tier <> d.from_tier THEN %(now)s ELSE mt.since END,
-        hold_until = %(as_of)s + (SELECT t.hold_days FROM tiers_tier t WHERE t.id = d.to_tier)
-    FROM decided d WHERE mt.member_id = d.member_id
-    RETURNING mt.member_id, d.from_tier, d.to_tier, d.value
-), history AS (
-    INSERT INTO tiers_tierchange (member_id, from_tier_id, to_tier_id, reason, growth_value, business_date, at, actor)
-    SELECT member_id, from_tier, to_tier, 'downgrade', value, %(as_of)s, %(now)s, 'job:tiers'
-    FROM moved WHERE to_tier <> from_tier
-)
-SELECT count(*), count(*) FILTER (WHERE to_tier <> from_tier) FROM moved
-"""
-
-
-def _evaluation_window(as_of, now):
-    policy = GrowthPolicy.objects.filter(tag__isnull=True, valid_from__lte=now).order_by("-valid_from").first()
-    window_days = policy.window_days if policy else 365
-    return end_of_business_day(as_of - timedelta(days=window_days)), end_of_business_day(as_of)
-
-
-def _due(as_of):
-    """Member tiers above the entry tier whose hold has ended by `as_of`: the ones the downgrade evaluates."""
-    return MemberTier.objects.filter(Q(hold_until__isnull=True) | Q(hold_until__lte=as_of), tier__rank__gt=0)
-
-
-def downgrade_bounds(as_of):
-    due = _due(as_of)
-    low = due.order_by("member_id").values_list("member_id", flat=True).first()
-    high = due.order_by("-member_id").values_list("member_id", flat=True).first()
-    return low, high
-
-
-def downgrade_chunk(start, stop, as_of, now):
-    """Evaluate the members in [start, stop) whose hold has ended. Runs in the caller's transaction.
-
-    Lock order (members.locking): the due members' points accounts first, in member-id order, then their tier
-    rows. So a purchase, refund or redemption of one of them has either committed before the evaluation reads
-    her growth and tier, or waits until the chunk commits. Only members whose accounts were locked are
-    evaluated, and only if they are still due under the locks (a purchase may have moved one up meanwhile)."""
-    member_ids = list(_due(as_of).filter(member_id__gte=start, member_id__lt=stop).order_by("member_id")
-                      .values_list("member_id", flat=True))
-    if not member_ids:
-        return {"evaluated": 0, "downgraded": 0}
-    _lock_accounts_before_tiers(member_ids)
-    window_start, window_end = _evaluation_window(as_of, now)
-    params = {"member_ids": member_ids, "as_of": as_of, "now": now, "window_start": window_start,
-              "window_end": window_end}
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(EVALUATE_SQL, params)
-            evaluated, downgraded = cursor.fetchone()
-    else:
-        evaluated, downgraded = _evaluate_chunk_python(params)
-    return {"evaluated": evaluated, "downgraded": downgraded}
-
-
-def evaluate_downgrades(*, as_of, now=None, chunk_size=CHUNK_SIZE):
-    """Downgrade, for business date `as_of`, members whose hold period has ended to the highest tier whose
-    retention threshold their growth in the window (the `window_days` business days ending on as_of) still
-    meets; members who keep their tier get a new hold period. Growth older than the window no longer counts.
-    Idempotent per date: an evaluated member is held past `as_of`. Returns (evaluated, downgraded).
-
-    PostgreSQL: one statement per member id chunk. Other databases: the same rule member by member."""
-    now = now or timezone.now()
-    low, high = downgrade_bounds(as_of)
-    evaluated = downgraded = 0
-    if low is None:
-        return evaluated, downgraded
-    start = low
-    while start <= high:
-        with transaction.atomic(durable=True):
-            done = downgrade_chunk(start, start + chunk_size, as_of, now)
-        evaluated += done["evaluated"]
-        downgraded += done["downgraded"]
-        start += chunk_size
-    return evaluated, downgraded
-
-
-def _evaluate_chunk_python(params):
-    count = moved = 0
-    for row in lock_member_tiers(params["member_ids"]).values():
-        tier = _tier_of(row)
-        if tier.rank == 0 or (row.hold_until is not None and row.hold_until > params["as_of"]):
-            continue  # moved up since the chunk was listed: no longer due
-        value = GrowthEntry.objects.filter(member_id=row.member_id, occurred_at__gte=params["window_start"],
-                                           occurred_at__lt=params["window_end"]).aggregate(t=Sum("value"))["t"] or 0
-        # A refund in the window of an order made before it can leave the sum below zero: count it as 0.
-        target = next(candidate for candidate in reversed(ladder())
-                      if candidate.rank <= tier.rank and candidate.retention_threshold <= max(value, 0))
-        count += 1
-        changed = ["window_growth", "hold_until", "updated_at"]
-        if target.pk != tier.pk:
-            TierChange.objects.create(member_id=row.member_id, from_tier=tier, to_tier=target, reason="downgrade",
-                                      growth_value=value, business_date=params["as_of"], at=params["now"],
-                                      actor="job:tiers")
-            row.tier, row.since = target, params["now"]
-            changed += ["tier", "since"]
-            moved += 1
-        row.window_growth = value
-        row.hold_until = params["as_of"] + timedelta(days=target.hold_days)
-        row.save(update_fields=changed)
-    return count, moved
 
 
 # --- The ladder and the growth policy, as marketers configure them ---------------------------------------------

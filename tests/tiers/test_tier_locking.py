@@ -14,8 +14,9 @@ from points.models import Redemption, Reward
 from tests.factories import MemberFactory
 from tests.interleaving import Checkpoint, Session, held_open, start_settled
 from tests.points.helpers import adjust, balances, purchase, redeem
+from tiers.jobs import downgrade_chunk
 from tiers.models import MemberTier, TierChange
-from tiers.services import NotEligible, downgrade_chunk
+from tiers.services import NotEligible
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -14,8 +14,9 @@ from points.models import Reward
 from tests.conftest import member_client
 from tests.factories import MemberFactory, TagFactory
 from tests.points.helpers import adjust, balances, event, purchase, redeem, refund
+from tiers.jobs import evaluate_downgrades
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
-from tiers.services import NotEligible, evaluate_downgrades, window_growth
+from tiers.services import NotEligible, window_growth
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
