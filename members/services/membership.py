@@ -135,11 +135,15 @@ UPDATABLE_FIELDS = ("phone", "external_id", "name", "gender", "birthday", "email
 def update_member(*, actor, member, changes, consents=None):
     """Apply profile changes ({field: value}) and consent changes ({"sms": bool, ...}) with one audit row.
 
-    Raises MemberExists when the new phone or external id belongs to another member.
+    Raises MemberExists when the new phone or external id belongs to another member, MemberAnonymised for an
+    erased member (her personal data stays erased). Takes her locks in the written order (members.locking), as a
+    merge does, so an identity change and a merge of the same member are serialised.
     """
     old, new = {}, {}
     with transaction.atomic(durable=True):
-        member = Member.objects.select_for_update().get(pk=member.pk)
+        member = lock_members([member.pk])[member.pk]
+        if member.status == MemberStatus.ANONYMISED:
+            raise MemberAnonymised()
         for field, value in changes.items():
             if field not in UPDATABLE_FIELDS:
                 raise ValueError(f"{field} cannot be updated here")

@@ -7,7 +7,7 @@ from django.db import connection
 
 from loyalty.models import AuditEntry
 from members.models import Member
-from members.services.membership import is_valid_member_no
+from members.services.membership import anonymise_member, is_valid_member_no
 from tests.factories import MemberFactory, TagFactory
 
 URL = "/api/v1/members/"
@@ -124,6 +124,15 @@ def test_patch_to_a_taken_phone_is_409_and_changes_nothing(admin_api, member_a, 
     member_a.refresh_from_db()
     assert member_a.phone == "+8613800138000"
     assert member_a.name != "x"
+
+
+def test_an_anonymised_members_erased_data_cannot_be_written_back(admin_api, member_a):
+    anonymise_member(actor="staff:boss", member=member_a, reason="her request")
+    response = admin_api.patch(f"{URL}{member_a.pk}/", {"phone": "139 0013 9001", "name": "王芳"}, format="json")
+    assert (response.status_code, response.json()["code"]) == (409, "member_anonymised")
+    member_a.refresh_from_db()
+    assert (member_a.phone, member_a.name, member_a.status) == (None, "", "anonymised")
+    assert not AuditEntry.objects.filter(action="member.updated").exists()
 
 
 def test_put_and_delete_are_not_offered(admin_api, member_a):
