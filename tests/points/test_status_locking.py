@@ -38,7 +38,7 @@ def test_no_redemption_commits_after_the_freeze(api, store_a):
                                           format="json", HTTP_IDEMPOTENCY_KEY=f"r{index}"), f"redemption {index}")
 
     freezing = freeze(member)
-    with commit_order("points_redemption", "members_auditentry") as committed:
+    with commit_order("points_redemption", "loyalty_auditentry") as committed:
         # A purchase holds her account; 10 redemptions queue for it, then the freeze, then 10 more.
         with held_open(lambda: lock_accounts([member.pk]), "purchase in progress"):
             sessions = start_settled(*[redemption(index) for index in range(10)], rows_of=ACCOUNTS)
@@ -54,7 +54,7 @@ def test_no_redemption_commits_after_the_freeze(api, store_a):
     # and every other one answered member_frozen.
     redeemed = outcomes.count(201)
     assert outcomes[0] == 201, outcomes
-    assert order == ["points_redemption"] * redeemed + ["members_auditentry"], (order, outcomes)
+    assert order == ["points_redemption"] * redeemed + ["loyalty_auditentry"], (order, outcomes)
     assert Counter(outcomes) == {201: redeemed, (409, "member_frozen"): 20 - redeemed}, outcomes
     assert Redemption.objects.count() == redeemed
     assert PointsAccount.objects.get(member=member).available == 2000 - 100 * redeemed
@@ -90,7 +90,7 @@ def test_a_points_change_queued_before_the_freeze_commits_before_it(store_a, ser
     member = MemberFactory(home_store=store_a)
     adjust(member, 1000)
     freezing = freeze(member)
-    with commit_order(table, "members_auditentry") as committed:
+    with commit_order(table, "loyalty_auditentry") as committed:
         with held_open(lambda: lock_accounts([member.pk]), "purchase in progress"):
             change, = start_settled(Session(lambda: service(member, 1), "points change"), rows_of=ACCOUNTS)
             start_settled(freezing, rows_of=ACCOUNTS)
@@ -99,7 +99,7 @@ def test_a_points_change_queued_before_the_freeze_commits_before_it(store_a, ser
         order = [table for table, _ in committed()]
 
     assert isinstance(result, dict), result
-    assert order == [table, "members_auditentry"]  # the freeze waited for her account
+    assert order == [table, "loyalty_auditentry"]  # the freeze waited for her account
 
 
 @POINTS_CHANGES
@@ -107,7 +107,7 @@ def test_a_points_change_queued_after_the_freeze_sees_it(store_a, service, table
     member = MemberFactory(home_store=store_a)
     adjust(member, 1000)
     freezing = freeze(member)
-    with commit_order(table, "members_auditentry") as committed:
+    with commit_order(table, "loyalty_auditentry") as committed:
         # The freeze changes no account row, so the change queued behind it gets the account right after it.
         with held_open(lambda: lock_accounts([member.pk]), "purchase in progress"):
             start_settled(freezing, rows_of=ACCOUNTS)
@@ -117,7 +117,7 @@ def test_a_points_change_queued_after_the_freeze_sees_it(store_a, service, table
         order = [table for table, _ in committed()]
 
     assert isinstance(result, MemberFrozen), result  # read under the lock, after the freeze committed
-    assert order == ["members_auditentry"]
+    assert order == ["loyalty_auditentry"]
 
 
 def test_no_referral_bonus_commits_after_the_referrers_freeze(store_a, monkeypatch):
@@ -127,7 +127,7 @@ def test_no_referral_bonus_commits_after_the_referrers_freeze(store_a, monkeypat
     checkpoint = Checkpoint()  # holds the first purchase open after the bonus is booked
     monkeypatch.setattr(hooks, "_activity_listeners", [*hooks._activity_listeners, checkpoint])
     freezing = freeze(referrer)
-    with commit_order("points_event", "members_auditentry") as committed:
+    with commit_order("points_event", "loyalty_auditentry") as committed:
         buying = Session(lambda: purchase(referee, "10.00", order_no="FIRST"), "first purchase").start()
         checkpoint.wait()
         start_settled(freezing, rows_of=ACCOUNTS)
@@ -137,5 +137,5 @@ def test_no_referral_bonus_commits_after_the_referrers_freeze(store_a, monkeypat
         order = [table for table, _ in committed()]
 
     assert result["points"]["awarded"] == 10
-    assert order == ["points_event", "members_auditentry"]
+    assert order == ["points_event", "loyalty_auditentry"]
     assert list(Event.objects.values_list("member", "type", "points")) == [(referrer.pk, "referral", 100)]
