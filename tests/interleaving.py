@@ -154,16 +154,27 @@ def commit_order(*tables):
     deferred constraint trigger fires at COMMIT, while the transaction still holds its locks), so positions
     follow the commit order of transactions that wait for one another's locks. Yields a function that returns
     [(table, row id)] in commit order. Rows of transactions that roll back never appear."""
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS test_commit_log")
-        cursor.execute("CREATE TABLE test_commit_log (position bigserial PRIMARY KEY, table_name text NOT NULL, "
-                       "row_id bigint NOT NULL)")
-        cursor.execute("CREATE OR REPLACE FUNCTION test_log_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                       "BEGIN INSERT INTO test_commit_log (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id); "
-                       "RETURN NULL; END $$")
-        for table in tables:
-            cursor.execute(f"CREATE CONSTRAINT TRIGGER test_log_commit AFTER INSERT ON {table} "  # noqa: S608
-                           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_log_commit()")
+    def drop():
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"DROP TRIGGER IF EXISTS test_log_commit ON {table}")
+            cursor.execute("DROP FUNCTION IF EXISTS test_log_commit()")
+            cursor.execute("DROP TABLE IF EXISTS test_commit_log")
+
+    try:  # a table that cannot take the trigger leaves none behind on the others
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS test_commit_log")
+            cursor.execute("CREATE TABLE test_commit_log (position bigserial PRIMARY KEY, table_name text NOT NULL, "
+                           "row_id bigint NOT NULL)")
+            cursor.execute("CREATE OR REPLACE FUNCTION test_log_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                           "BEGIN INSERT INTO test_commit_log (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id); "
+                           "RETURN NULL; END $$")
+            for table in tables:
+                cursor.execute(f"CREATE CONSTRAINT TRIGGER test_log_commit AFTER INSERT ON {table} "  # noqa: S608
+                               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_log_commit()")
+    except Exception:
+        drop()
+        raise
 
     def logged():
         with connection.cursor() as cursor:
@@ -173,8 +184,4 @@ def commit_order(*tables):
     try:
         yield logged
     finally:
-        with connection.cursor() as cursor:
-            for table in tables:
-                cursor.execute(f"DROP TRIGGER IF EXISTS test_log_commit ON {table}")
-            cursor.execute("DROP FUNCTION IF EXISTS test_log_commit()")
-            cursor.execute("DROP TABLE IF EXISTS test_commit_log")
+        drop()
