@@ -73,6 +73,7 @@ class MemberStatus(models.TextChoices):
     ACTIVE = "active", _("active")
     FROZEN = "frozen", _("frozen")
     ANONYMISED = "anonymised", _("anonymised")
+    MERGED = "merged", _("merged into another member")
 
 
 class Member(models.Model):
@@ -95,6 +96,10 @@ class Member(models.Model):
     consent_wechat = models.BooleanField(_("WeChat consent"), default=False)
     consent_email = models.BooleanField(_("email consent"), default=False)
     status = models.CharField(_("status"), max_length=12, choices=MemberStatus.choices, default=MemberStatus.ACTIVE)
+    merged_into = models.ForeignKey(
+        "self", models.PROTECT, null=True, blank=True, related_name="merged_members", editable=False,
+        verbose_name=_("merged into"),
+        help_text=_("A duplicate closed by a merge: the member she now is (always the current survivor)."))
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", blank=True,
@@ -112,10 +117,14 @@ class Member(models.Model):
             models.Index(fields=["household"], name="member_household_idx", condition=Q(household__isnull=False)),
         ]
         constraints = [
+            # A merged duplicate may have handed both to her survivor; lookups by her card number still work.
             models.CheckConstraint(
-                condition=Q(phone__isnull=False) | Q(external_id__isnull=False) | Q(status="anonymised"),
+                condition=Q(phone__isnull=False) | Q(external_id__isnull=False)
+                | Q(status__in=["anonymised", "merged"]),
                 name="member_has_phone_or_external_id",
             ),
+            models.CheckConstraint(condition=~Q(status="merged") | Q(merged_into__isnull=False),
+                                   name="member_merged_has_survivor"),
         ]
 
     def __str__(self):
@@ -128,6 +137,11 @@ class Member(models.Model):
     @property
     def is_frozen(self):
         return self.status == MemberStatus.FROZEN
+
+    def surviving_member(self):
+        """The member this one now is: herself, or the survivor she was merged into (one hop: a merge moves the
+        pointers of members merged into the duplicate earlier on to the new survivor)."""
+        return self.merged_into if self.merged_into_id else self
 
 
 class ErasedIdentityKind(models.TextChoices):
@@ -230,6 +244,35 @@ class OtpChallenge(models.Model):
 
     def __str__(self):
         return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class MemberMerge(models.Model):
+    """A duplicate member merged into a survivor: who did it, why, and what moved (the answer the merge gave, kept
+    so that the same merge asked again, or a retry with the same Idempotency-Key, gets it back). A member is merged
+    away at most once; written by members.services.merge only."""
+
+    survivor = models.ForeignKey(Member, models.PROTECT, related_name="absorbed_merges", verbose_name=_("survivor"))
+    duplicate = models.OneToOneField(Member, models.PROTECT, related_name="merged_away",
+                                     verbose_name=_("duplicate"))
+    reason = models.CharField(_("reason"), max_length=200)
+    actor = models.CharField(_("actor"), max_length=120)
+    idempotency_scope = models.CharField(max_length=60, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    request_hash = models.CharField(max_length=64)
+    result = models.JSONField(_("result"), default=dict)
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("member merge")
+        verbose_name_plural = _("member merges")
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], condition=~Q(idempotency_key=""),
+                                    name="member_merge_idempotency_key_unique"),
+            models.CheckConstraint(condition=~Q(survivor=models.F("duplicate")), name="member_merge_two_members"),
+        ]
+
+    def __str__(self):
+        return f"{self.duplicate_id} → {self.survivor_id}"
 
 
 class PurchaseChannel(models.TextChoices):

@@ -37,6 +37,8 @@ class PointsAccount(models.Model):
     earned_on_cap_date = models.BigIntegerField(default=0)
     last_sign_in = models.DateField(null=True, blank=True)
     sign_in_streak = models.IntegerField(default=0)
+    closed = models.BooleanField(_("closed"), default=False,
+                                 help_text=_("Closed by a merge: its points moved to the survivor; no further change."))
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -116,12 +118,15 @@ class LotStatus(models.TextChoices):
     AVAILABLE = "available", _("available")
     EXPIRED = "expired", _("expired")
     DEBT = "debt", _("debt")
+    MERGED = "merged", _("moved by a merge")
 
 
 class PointsLot(models.Model):
     """Points earned together: free from `available_at`, gone at `expires_at`. Spending takes the soonest
     expiring available lots first. A debt lot (negative remaining) holds what a refund clawed back beyond the
-    balance; later earnings pay it off before they can be spent."""
+    balance; later earnings pay it off before they can be spent. A merge closes a duplicate's open lots (remaining
+    to 0 by a movement; status `merged`, a debt lot stays `debt`) and opens lots with the same remaining points and
+    dates on the survivor."""
 
     member = models.ForeignKey(Member, models.PROTECT, related_name="points_lots")
     entry = models.ForeignKey(LedgerEntry, models.PROTECT, related_name="lots")

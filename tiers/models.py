@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from members.models import Member, Tag
+from members.models import Member, MemberMerge, Tag
 
 
 class Tier(models.Model):
@@ -83,6 +83,9 @@ class GrowthEntry(models.Model):
     occurred_at = models.DateTimeField(_("occurred at"))
     reference = models.CharField(_("reference"), max_length=100, blank=True)
     policy = models.ForeignKey(GrowthPolicy, models.PROTECT, null=True, related_name="entries")
+    merge = models.ForeignKey(MemberMerge, models.PROTECT, null=True, blank=True, related_name="growth_entries",
+                              help_text=_("Set on the mirror entries of a merge: the duplicate's entry negated on her, "
+                                          "and copied (same kind, reference and date) on the survivor."))
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -126,7 +129,7 @@ class TierChange(models.Model):
     member = models.ForeignKey(Member, models.PROTECT, related_name="tier_changes")
     from_tier = models.ForeignKey(Tier, models.PROTECT, null=True, related_name="+")
     to_tier = models.ForeignKey(Tier, models.PROTECT, related_name="+")
-    reason = models.CharField(_("reason"), max_length=20)  # upgrade, downgrade, manual
+    reason = models.CharField(_("reason"), max_length=20)  # upgrade, downgrade, manual, merge
     growth_value = models.IntegerField(_("growth in the window"))
     business_date = models.DateField(_("business date"))
     at = models.DateTimeField(_("at"), default=timezone.now)
