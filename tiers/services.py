@@ -199,6 +199,82 @@ def check_reward_tier(member, reward):
             raise NotEligible(tier=tier.code if tier else None, eligible=reward.eligible_tiers)
 
 
+# --- Member merge ---------------------------------------------------------------------------------------------
+
+
+def move_growth_and_tier(merge):
+    """A member merge's tiers part (registered on members.services.merge.merge_steps), in the merge's transaction
+    after both members are locked.
+
+    Growth: every growth entry of the duplicate is mirrored, never moved (the ledger is append-only): negated on
+    her and copied on the survivor with the same kind, reference, policy and occurred_at, both marked with the
+    merge. So her window growth is 0 from now on, the survivor's window counts the duplicate's growth on the dates
+    it was earned (it leaves the window when it would have), and a later refund of a moved purchase reverses its
+    growth on the survivor. Tier: the better of the two, or the tier the combined growth reaches, whichever ranks
+    highest (never lower than the survivor's own), with a TierChange "merge" when it changes; the duplicate drops
+    to the entry tier (with a TierChange "merge" when she was above it)."""
+    survivor, duplicate, now = merge.survivor, merge.duplicate, merge.now
+    entries = list(GrowthEntry.objects.filter(member_id=duplicate.pk).order_by("id"))
+    GrowthEntry.objects.bulk_create(
+        [GrowthEntry(member_id=member_id, kind=entry.kind, value=sign * entry.value, occurred_at=entry.occurred_at,
+                     reference=entry.reference, policy_id=entry.policy_id, merge=merge.record, created_at=now)
+         for entry in entries for member_id, sign in ((duplicate.pk, -1), (survivor.pk, 1))])
+    policy = growth_policy_for(survivor.pk, now)
+    growth = window_growth(survivor.pk, at=now, window_days=policy.window_days if policy else 365)
+    change = _merged_tier(merge, growth)
+    _drop_duplicate_tier(merge)
+    return {"growth": {"entries": len(entries), "value": sum(entry.value for entry in entries),
+                       "window_growth": growth},
+            "tier": change}
+
+
+def _merged_tier(merge, growth):
+    """The survivor's tier after a merge: the highest of hers, the duplicate's (with its hold period) and the one
+    the combined growth reaches (held from today, as an upgrade). Returns the change, or None."""
+    survivor, duplicate, now = merge.survivor, merge.duplicate, merge.now
+    today = business_date(now)
+    tier, row = current_tier(survivor.pk)
+    if tier is None:  # no ladder
+        return None
+    if row is None:
+        row = MemberTier(member=survivor, tier=tier, since=survivor.joined_at, hold_until=None)
+    row.window_growth = growth
+    duplicate_tier, duplicate_row = current_tier(duplicate.pk)
+    duplicate_hold = duplicate_row.hold_until if duplicate_row else None
+    reached = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
+    candidates = [(duplicate_tier, duplicate_hold)]
+    if reached is not None:
+        candidates.append((reached, today + timedelta(days=reached.hold_days)))
+    best = max((candidate.rank for candidate, _ in candidates), default=tier.rank)
+    if best <= tier.rank:
+        if duplicate_tier.rank == tier.rank and duplicate_hold and (row.hold_until is None
+                                                                    or duplicate_hold > row.hold_until):
+            row.hold_until = duplicate_hold  # she held this tier for longer as the duplicate: that hold stands
+        row.save()
+        return None
+    target = next(candidate for candidate, _ in candidates if candidate.rank == best)
+    holds = [hold for candidate, hold in candidates if candidate.rank == best and hold is not None]
+    row.tier, row.since, row.hold_until = target, now, max(holds, default=None)
+    row.save()
+    TierChange.objects.create(member=survivor, from_tier=tier, to_tier=target, reason="merge", growth_value=growth,
+                              business_date=today, at=now, actor=merge.actor)
+    return {"from": tier.code, "to": target.code, "reason": "merge"}
+
+
+def _drop_duplicate_tier(merge):
+    duplicate, now = merge.duplicate, merge.now
+    tier, row = current_tier(duplicate.pk)
+    if row is None:
+        return
+    entry = entry_tier()
+    if entry is not None and tier is not None and tier.pk != entry.pk:
+        TierChange.objects.create(member=duplicate, from_tier=tier, to_tier=entry, reason="merge", growth_value=0,
+                                  business_date=business_date(now), at=now, actor=merge.actor)
+        row.tier, row.since = entry, now
+    row.hold_until, row.window_growth = None, 0
+    row.save()
+
+
 # --- The ladder and the growth policy, as marketers configure them ---------------------------------------------
 
 TIER_FIELDS = ["code", "name", "rank", "entry_threshold", "retention_threshold", "hold_days", "points_multiplier",

@@ -12,6 +12,7 @@ from .membership import (
     MemberAnonymised,
     MemberExists,
     MemberFrozen,
+    MemberMerged,
     add_member_tag,
     anonymise_member,
     ensure_member_active,
@@ -21,12 +22,14 @@ from .membership import (
     unfreeze_member,
     update_member,
 )
+from .merge import merge_members
 
 __all__ = [
     "HouseholdConflict",
     "MemberAnonymised",
     "MemberExists",
     "MemberFrozen",
+    "MemberMerged",
     "add_member_tag",
     "anonymise_member",
     "ensure_member_active",
@@ -34,6 +37,7 @@ __all__ = [
     "issue_member_tokens",
     "leave_household",
     "link_household",
+    "merge_members",
     "read_member_token",
     "refresh_member_access",
     "register_member",

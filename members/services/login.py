@@ -33,7 +33,8 @@ def issue_member_tokens(member):
 
 def read_member_token(token, kind="access"):
     """The member a signed token names, or None when it is forged, expired, of the other kind, or the member is
-    anonymised. Access tokens live MEMBER_ACCESS_TOKEN_TTL, refresh tokens MEMBER_REFRESH_TOKEN_TTL."""
+    anonymised or merged away (her survivor logs in afresh by phone). Access tokens live MEMBER_ACCESS_TOKEN_TTL,
+    refresh tokens MEMBER_REFRESH_TOKEN_TTL."""
     max_age = settings.MEMBER_ACCESS_TOKEN_TTL if kind == "access" else settings.MEMBER_REFRESH_TOKEN_TTL
     try:
         claims = signing.loads(token, salt=MEMBER_TOKEN_SALT, max_age=max_age)
@@ -41,7 +42,8 @@ def read_member_token(token, kind="access"):
         return None
     if not isinstance(claims, dict) or claims.get("k") != kind:
         return None
-    return Member.objects.filter(pk=claims.get("m")).exclude(status=MemberStatus.ANONYMISED).first()
+    return (Member.objects.filter(pk=claims.get("m"))
+            .exclude(status__in=[MemberStatus.ANONYMISED, MemberStatus.MERGED]).first())
 
 
 def refresh_member_access(refresh_token):
@@ -96,17 +98,22 @@ def request_login_code(*, phone, ip_address=None):
         minutes = int(settings.OTP_TTL.total_seconds() // 60)
         send_message(
             channel="sms", kind="otp", recipient=phone,
-            member=Member.objects.filter(phone=phone).first(),
+            member=_member_by_phone(phone),
             body=f"Your login code is {code}. It expires in {minutes} minutes. Do not share it.",
             secrets=[code],
         )
     return challenge
 
 
+def _member_by_phone(phone):
+    member = Member.objects.filter(phone=phone).first()
+    return member.surviving_member() if member else None
+
+
 def verify_login_code(*, phone, code):
     """Check a login code and return (member, created). The newest unused code for the phone counts; each wrong
     try counts against it, and after OTP_MAX_ATTEMPTS it is dead (429). A right code works once.
-    A phone with no member registers one (channel mini_program)."""
+    A phone with no member registers one (channel mini_program); a merged duplicate's phone logs her survivor in."""
     now = timezone.now()
     refusal = None
     with transaction.atomic(durable=True):
@@ -131,7 +138,7 @@ def verify_login_code(*, phone, code):
             challenge.save(update_fields=["used_at"])
     if refusal is not None:
         raise refusal
-    member = Member.objects.filter(phone=phone).first()
+    member = _member_by_phone(phone)
     if member is None:
         try:
             return register_member(actor=f"member-login:{phone}", phone=phone, channel=Channel.MINI_PROGRAM), True

@@ -32,12 +32,25 @@ class MemberAnonymised(DomainError):
     default_detail = "The member is anonymised."
 
 
+class MemberMerged(DomainError):
+    """The member was merged into another (`merged_into`): she is closed, and the survivor acts in her place."""
+
+    code = "member_merged"
+    default_detail = "The member was merged into another member; use that member."
+
+
+def refuse_merged(member):
+    if member.merged_into_id is not None:
+        raise MemberMerged(merged_into=str(member.merged_into_id))
+
+
 def ensure_member_active(member):
-    """Frozen members earn nothing and cannot redeem; anonymised ones do nothing at all."""
+    """Frozen members earn nothing and cannot redeem; anonymised and merged ones do nothing at all."""
     if member.status == MemberStatus.FROZEN:
         raise MemberFrozen()
     if member.status == MemberStatus.ANONYMISED:
         raise MemberAnonymised()
+    refuse_merged(member)
 
 
 def _luhn_check_digit(digits):
@@ -71,7 +84,8 @@ def _existing_member(phone, external_id):
         condition |= Q(phone=phone)
     if external_id:
         condition |= Q(external_id=external_id)
-    return Member.objects.filter(condition).order_by("pk").first()
+    member = Member.objects.filter(condition).order_by("pk").first()
+    return member.surviving_member() if member else None  # a merged duplicate's identifiers lead to her survivor
 
 
 def _raise_exists(member):
@@ -96,6 +110,7 @@ def register_member(*, actor, phone=None, external_id=None, name="", gender="unk
         referrer = Member.objects.filter(referral_code=referral_code.strip().upper()).first()
         if referrer is None:
             raise InvalidInput({"referral_code": ["No member has this referral code."]})
+        referrer = referrer.surviving_member()
     consents = consents or {}
     for _attempt in range(5):
         member = Member(
@@ -136,14 +151,16 @@ def update_member(*, actor, member, changes, consents=None):
     """Apply profile changes ({field: value}) and consent changes ({"sms": bool, ...}) with one audit row.
 
     Raises MemberExists when the new phone or external id belongs to another member, MemberAnonymised for an
-    erased member (her personal data stays erased). Takes her locks in the written order (members.locking), as a
-    merge does, so an identity change and a merge of the same member are serialised.
+    erased member (her personal data stays erased), MemberMerged for a merged duplicate (closed: her survivor is
+    the one to change). Takes her locks in the written order (members.locking), as a merge does, so an identity
+    change and a merge of the same member are serialised.
     """
     old, new = {}, {}
     with transaction.atomic(durable=True):
         member = lock_members([member.pk])[member.pk]
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised()
+        refuse_merged(member)
         for field, value in changes.items():
             if field not in UPDATABLE_FIELDS:
                 raise ValueError(f"{field} cannot be updated here")
@@ -183,6 +200,7 @@ def add_member_tag(*, actor, member, tag):
     """
     if tag.kind == TagKind.RULE:
         raise InvalidInput({"tag": ["This tag is rule-based; its rule assigns it."]})
+    refuse_merged(member)
     with transaction.atomic(durable=True):
         _, created = MemberTag.objects.get_or_create(member=member, tag=tag, defaults={"added_by": actor})
         if created:
@@ -229,7 +247,10 @@ def _set_status(*, actor, member, status, reason, action):
 
 
 def freeze_member(*, actor, member, reason):
-    """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent."""
+    """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent. A merged duplicate stays
+    merged (MemberMerged). Checked before _set_status's lock: a merged state is final, so this never refuses
+    wrongly, but a merge committing in between is seen only by a check after that lock."""
+    refuse_merged(Member.objects.get(pk=member.pk))
     return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason,
                        action="member.frozen")
 
@@ -294,6 +315,7 @@ def anonymise_member(*, actor, member, reason):
 
 
 def unfreeze_member(*, actor, member, reason=""):
-    """Lift a freeze. Idempotent."""
+    """Lift a freeze. Idempotent. Never reopens a merged duplicate (MemberMerged)."""
+    refuse_merged(Member.objects.get(pk=member.pk))
     return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason,
                        action="member.unfrozen")

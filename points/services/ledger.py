@@ -14,6 +14,8 @@ from django.utils import timezone
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError
+from members.models import Member
+from members.services import MemberMerged
 from points.models import (
     EntryKind,
     ExpiryMode,
@@ -57,9 +59,12 @@ def last_valid_day(expires_at):
     return business_date(expires_at - relativedelta(microseconds=1))
 
 
-def lock_accounts(member_ids):
+def lock_accounts(member_ids, *, include_closed=False):
     """Lock the accounts of these members (created on first use), in id order so two transactions that lock
-    the same members can never deadlock. Returns {member_id: PointsAccount}."""
+    the same members can never deadlock. Returns {member_id: PointsAccount}.
+
+    A closed account (its member was merged away) takes no further change: MemberMerged, raised after the lock, so
+    a change that checked the member's status before a merge committed is refused here, not written to her."""
     ids = sorted(set(member_ids))
     accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
                 .order_by("member_id")}
@@ -68,7 +73,17 @@ def lock_accounts(member_ids):
         PointsAccount.objects.bulk_create([PointsAccount(member_id=m) for m in missing], ignore_conflicts=True)
         accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
                     .order_by("member_id")}
+    closed = [member_id for member_id, account in accounts.items() if account.closed]
+    if closed and not include_closed:
+        survivor = Member.objects.filter(pk=closed[0]).values_list("merged_into_id", flat=True).first()
+        raise MemberMerged(member=str(closed[0]), merged_into=str(survivor) if survivor else None)
     return accounts
+
+
+def lock_member_accounts(member_ids):
+    """Step 1 of members.locking's order, for changes to a member that are not points mutations (status, identity,
+    a merge): her account locked even when closed; the caller checks her status after the locks."""
+    return lock_accounts(member_ids, include_closed=True)
 
 
 def lock_account(member_id):
@@ -267,10 +282,12 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
 def give_back(account, *, original_entry, points, already_returned, kind, actor, reason, reference, now=None):
     """Return `points` of what `original_entry` spent to the very lots it took them from (their original
     expiry), skipping the `already_returned` first points (earlier partial returns). Points whose lot has
-    expired meanwhile are returned and expired at once, so they count in lifetime_expired."""
+    expired meanwhile are returned and expired at once, so they count in lifetime_expired. Points spent by a
+    duplicate before she was merged into this account's member come back as a new lot of hers with the dates of
+    the lot they were taken from (that lot belongs to the closed duplicate)."""
     now = now or timezone.now()
     movements = list(LotMovement.objects.filter(entry=original_entry, points__lt=0, lot__status__in=[
-        LotStatus.AVAILABLE, LotStatus.EXPIRED]).select_related("lot").order_by("id"))
+        LotStatus.AVAILABLE, LotStatus.EXPIRED, LotStatus.MERGED]).select_related("lot").order_by("id"))
     returns, skip, left = [], already_returned, points
     for movement in movements:
         taken = -movement.points
@@ -287,11 +304,19 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
     was_in_debt = account.available < 0
     entry = append_entry(account, kind=kind, actor=actor, available_delta=returned, reason=reason,
                          reference=reference, now=now)
-    live = [r for r in returns if r.lot.status == LotStatus.AVAILABLE]
-    expired = sum(r.points for r in returns if r.lot.status == LotStatus.EXPIRED)
+    own = [r for r in returns if r.lot.member_id == account.member_id]
+    moved = [r for r in returns if r.lot.member_id != account.member_id]
+    live = [r for r in own if r.lot.status == LotStatus.AVAILABLE]
+    reborn = [r for r in moved if r.lot.expires_at is None or r.lot.expires_at > now]
+    expired = (sum(r.points for r in own if r.lot.status == LotStatus.EXPIRED)
+               + sum(r.points for r in moved) - sum(r.points for r in reborn))
     for take in live:
         PointsLot.objects.filter(pk=take.lot.pk).update(remaining=F("remaining") + take.points)
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=r.lot, points=r.points) for r in live])
+    PointsLot.objects.bulk_create([
+        PointsLot(member_id=account.member_id, entry=entry, status=LotStatus.AVAILABLE, points=r.points,
+                  remaining=r.points, earned_at=r.lot.earned_at, available_at=r.lot.available_at,
+                  expires_at=r.lot.expires_at, purchase_id=r.lot.purchase_id) for r in reborn])
     if kind in (EntryKind.CANCEL,):
         account.lifetime_spent -= returned
     if expired:
@@ -299,7 +324,7 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
                      reason="returned points whose lots had expired", reference=f"expired-on-return:{entry.pk}",
                      now=now)
         account.lifetime_expired += expired
-    if was_in_debt and live:
+    if was_in_debt and (live or reborn):
         settle_debt(account, entry)
     return entry, returned
 
