@@ -17,10 +17,17 @@ def _phone_or_400(value, field):
         raise ValidationError({field: ["Enter a valid phone number."]}) from None
 
 
+def found_as(queryset, condition):
+    """Members matching `condition`, where a merged duplicate that matches counts as her survivor (her phone, card
+    number and external id lead to the member she was merged into)."""
+    merged = Member.objects.filter(condition, merged_into__isnull=False).values("merged_into_id")
+    return queryset.filter(condition | Q(pk__in=merged))
+
+
 class MemberFilter(django_filters.FilterSet):
     phone = django_filters.CharFilter(method="filter_phone")
-    external_id = django_filters.CharFilter()
-    member_no = django_filters.CharFilter()
+    external_id = django_filters.CharFilter(method="filter_identifier")
+    member_no = django_filters.CharFilter(method="filter_identifier")
     status = django_filters.ChoiceFilter(choices=MemberStatus.choices)
     store = django_filters.CharFilter(field_name="home_store__code")
     tag = django_filters.CharFilter(method="filter_tag")
@@ -36,7 +43,10 @@ class MemberFilter(django_filters.FilterSet):
         fields = []
 
     def filter_phone(self, queryset, name, value):
-        return queryset.filter(phone=_phone_or_400(value, "phone"))
+        return found_as(queryset, Q(phone=_phone_or_400(value, "phone")))
+
+    def filter_identifier(self, queryset, name, value):
+        return found_as(queryset, Q(**{name: value}))
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(member_tags__tag__code=value)
@@ -53,7 +63,7 @@ class MemberFilter(django_filters.FilterSet):
             condition = Q(member_no=digits) | Q(phone__endswith=digits)
             with contextlib.suppress(InvalidPhoneNumber):
                 condition |= Q(phone=normalise_phone(value))
-            return queryset.filter(condition)
+            return found_as(queryset, condition)
         return queryset.filter(name__icontains=value)
 
 

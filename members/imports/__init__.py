@@ -130,9 +130,10 @@ def import_purchases(path, *, source="import", create_members=False, award_point
                      encoding="utf-8-sig", chunk_rows=None, progress=None):
     """Import purchases keyed by (source, order_no); see PURCHASE_COLUMNS and the command's help.
 
-    The member is found by member_external_id when the row has one, else by member_phone. An unknown member is
-    rejected, or with `create_members` created by member_external_id, unless that external id was erased on the
-    member's request (the row is rejected); a created member does not take an erased phone. Raises
+    The member is found by member_external_id when the row has one, else by member_phone (a merged duplicate's
+    lead to her survivor). An unknown member is rejected, or with `create_members` created by member_external_id,
+    unless that external id was erased on the member's request (the row is rejected); a created member does not
+    take an erased phone. Raises
     ImportRefused for a file that cannot be read, a bad source, award_points without a registered recorder, or
     (with create_members) erased identities hashed under a key no longer configured.
     """

@@ -2,6 +2,7 @@
 results, through the ORM."""
 
 from django.db import transaction
+from django.db.models.functions import Coalesce
 
 from members.models import Channel, ErasedIdentity, Member, Purchase
 from members.services.membership import generate_member_no, generate_referral_code
@@ -136,10 +137,14 @@ class _OrmPurchases(_OrmMerger):
         return outcome
 
     def _resolve(self, rows):
-        """{line: member id}: by member_external_id when the row has one, else by member_phone."""
-        by_external_id = _lookup(Member.objects, "external_id",
-                                 [row.member_external_id for row in rows if row.member_external_id])
-        by_phone = _lookup(Member.objects, "phone", [row.member_phone for row in rows if not row.member_external_id])
+        """{line: member id}: by member_external_id when the row has one, else by member_phone (a merged duplicate's
+        identifiers give her survivor's id)."""
+        members = Member.objects.annotate(current_id=Coalesce("merged_into_id", "id"))
+        by_external_id = _lookup(members, "external_id",
+                                 [row.member_external_id for row in rows if row.member_external_id],
+                                 value="current_id")
+        by_phone = _lookup(members, "phone", [row.member_phone for row in rows if not row.member_external_id],
+                           value="current_id")
         found = {}
         for row in rows:
             member_id = (by_external_id.get(row.member_external_id) if row.member_external_id

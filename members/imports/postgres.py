@@ -90,11 +90,12 @@ UNSTAGE_IMPORTED_PURCHASES = f"""
     WHERE (SELECT true FROM {PURCHASE_TABLE} p WHERE p.source = %(source)s AND p.order_no = s.order_no)"""  # noqa: S608
 RESOLVE_BY_EXTERNAL_ID = f"""
     UPDATE {PURCHASE_STAGE} s
-    SET member_id = (SELECT m.id FROM {MEMBER_TABLE} m WHERE m.external_id = s.member_external_id)
+    SET member_id = (SELECT COALESCE(m.merged_into_id, m.id) FROM {MEMBER_TABLE} m
+                     WHERE m.external_id = s.member_external_id)
     WHERE s.member_id IS NULL AND s.member_external_id IS NOT NULL"""  # noqa: S608
 RESOLVE_BY_PHONE = f"""
     UPDATE {PURCHASE_STAGE} s
-    SET member_id = (SELECT m.id FROM {MEMBER_TABLE} m WHERE m.phone = s.member_phone)
+    SET member_id = (SELECT COALESCE(m.merged_into_id, m.id) FROM {MEMBER_TABLE} m WHERE m.phone = s.member_phone)
     WHERE s.member_id IS NULL AND s.member_external_id IS NULL"""  # noqa: S608
 MEMBERS_TO_CREATE = f"""
     SELECT DISTINCT ON (member_external_id) member_external_id, line, member_phone, store_id, occurred_at
