@@ -6,13 +6,24 @@ import contextlib
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import re_path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceAdmin, admin_actor, clerk_store_ids
+from loyalty.errors import DomainError
 from members import services
+from members.extensions import represent_member_field
+from members.filters import found_as
 from members.models import (
     Member,
+    MemberMerge,
+    MemberStatus,
     MemberTag,
     Purchase,
     PurchaseLine,
@@ -118,15 +129,60 @@ class MemberAdminForm(forms.ModelForm):
         pass
 
 
+class MergeForm(forms.Form):
+    """Merge a duplicate into the member whose page this is: first the duplicate and a reason, then a confirmation
+    showing both members (the merge cannot be undone)."""
+
+    duplicate = forms.CharField(label=_("duplicate member"), max_length=64,
+                                help_text=_("Card number, phone or external id of the member to merge into this "
+                                            "one. She is closed; her points, purchases and tags move here."))
+    reason = forms.CharField(label=_("reason"), max_length=200, widget=forms.TextInput(attrs={"size": 60}))
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, survivor, **kwargs):
+        self.survivor = survivor
+        super().__init__(*args, **kwargs)
+
+    def clean_duplicate(self):
+        term = self.cleaned_data["duplicate"].strip()
+        condition = Q(member_no=term) | Q(external_id=term)
+        with contextlib.suppress(InvalidPhoneNumber):
+            condition |= Q(phone=normalise_phone(term))
+        if term.isdigit() and len(term) <= 18:
+            condition |= Q(pk=int(term))
+        found = list(Member.objects.filter(condition).exclude(pk=self.survivor.pk).order_by("pk")[:2])
+        if not found:
+            raise forms.ValidationError(_("No other member has this card number, phone or external id."))
+        if len(found) > 1:
+            raise forms.ValidationError(_("Several members match; give the card number."))
+        return found[0]
+
+
+def member_summary(member):
+    """What a clerk compares before merging: identity, status, and the other apps' figures (points, tier)."""
+    points = represent_member_field("points", member)
+    tier = represent_member_field("tier", member)
+    return [
+        (_("card number"), member.member_no), (_("name"), member.name), (_("phone"), member.phone or "—"),
+        (_("external id"), member.external_id or "—"), (_("home store"), member.home_store or "—"),
+        (_("status"), member.get_status_display()), (_("joined at"), member.joined_at.date()),
+        (_("points"), _("%(available)s available, %(pending)s pending") % points),
+        (_("tier"), tier["name"] if tier else "—"), (_("growth value"), represent_member_field("growth_value", member)),
+        (_("tags"), ", ".join(sorted(tag.code for tag in member.tags.all())) or "—"),
+    ]
+
+
 @admin.register(Member)
 class MemberAdmin(ServiceAdmin):
     form = MemberAdminForm
+    change_form_template = "admin/members/member/change_form.html"
     list_display = ["member_no", "name", "phone", "home_store", "status", "joined_at"]
     list_filter = ["status", "home_store", "tags", "channel"]
     list_select_related = ["home_store"]
     search_fields = ["member_no", "phone", "name", "external_id"]
     search_help_text = _("Card number, phone (any format), external id, or part of a name.")
-    readonly_fields = ["member_no", "referral_code", "referrer", "status", "joined_at", "updated_at"]
+    readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at",
+                       "updated_at"]
     inlines = [MemberTagInline]
     actions = ["freeze_members", "unfreeze_members"]
     show_full_result_count = False  # no COUNT(*) over millions of members on every search
@@ -135,7 +191,8 @@ class MemberAdmin(ServiceAdmin):
         main = ["phone", "external_id", "name", "gender", "birthday", "email", "home_store", "channel", "consents"]
         if obj is None:
             return [(None, {"fields": main})]
-        return [(None, {"fields": ["member_no", "status", *main]}),
+        status = ["status", "merged_into"] if obj.merged_into_id else ["status"]
+        return [(None, {"fields": ["member_no", *status, *main]}),
                 (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]})]
 
     def get_queryset(self, request):
@@ -150,7 +207,10 @@ class MemberAdmin(ServiceAdmin):
         condition = Q(member_no=term) | Q(external_id=term) | Q(name__icontains=term)
         with contextlib.suppress(InvalidPhoneNumber):
             condition |= Q(phone=normalise_phone(term))
-        return queryset.filter(condition), False
+        if request.GET.get("status__exact") == MemberStatus.MERGED:
+            return queryset.filter(condition), False
+        # A merged duplicate's card number, phone or external id finds her survivor, not her closed row.
+        return found_as(queryset, condition).exclude(status=MemberStatus.MERGED), False
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "home_store":
@@ -191,17 +251,88 @@ class MemberAdmin(ServiceAdmin):
                 services.add_member_tag(actor=admin_actor(request), member=member, tag=tag)
                 formset.new_objects.append(inline_form.instance)
 
+    def _status_action(self, request, queryset, service, done):
+        refused = []
+        for member in queryset[:500]:
+            try:
+                service(actor=admin_actor(request), member=member, reason="admin action")
+            except DomainError as error:  # anonymised or merged away: left as they are
+                refused.append(f"{member.member_no} ({error.code})")
+        self.message_user(request, done, messages.SUCCESS)
+        if refused:
+            self.message_user(request, _("Left unchanged: %(members)s") % {"members": ", ".join(refused)},
+                              messages.WARNING)
+
     @admin.action(description=_("Freeze the selected members"), permissions=["change"])
     def freeze_members(self, request, queryset):
-        for member in queryset[:500]:
-            services.freeze_member(actor=admin_actor(request), member=member, reason="admin action")
-        self.message_user(request, _("Frozen."), messages.SUCCESS)
+        self._status_action(request, queryset, services.freeze_member, _("Frozen."))
 
     @admin.action(description=_("Unfreeze the selected members"), permissions=["change"])
     def unfreeze_members(self, request, queryset):
-        for member in queryset[:500]:
-            services.unfreeze_member(actor=admin_actor(request), member=member, reason="admin action")
-        self.message_user(request, _("Unfrozen."), messages.SUCCESS)
+        self._status_action(request, queryset, services.unfreeze_member, _("Unfrozen."))
+
+    # Merge a duplicate into this member (admins) ---------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.merge_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_merge"
+        return [re_path(r"^(?P<member_id>[0-9]{1,18})/merge/$", view, name=name), *super().get_urls()]
+
+    def may_merge(self, request):
+        """Admins only: a merge moves one person's points and identity onto another and cannot be undone, so a
+        clerk asks an admin (who sees every store) rather than merging her own stores' members herself."""
+        return staff_role(request.user) == ROLE_ADMIN and self.has_change_permission(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "merge_action": self.may_merge(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def merge_view(self, request, member_id):
+        if not self.may_merge(request):
+            raise PermissionDenied
+        survivor = get_object_or_404(self.get_queryset(request), pk=member_id)
+        form = MergeForm(request.POST or None, survivor=survivor)
+        duplicate = None
+        if request.method == "POST" and form.is_valid():
+            duplicate = form.cleaned_data["duplicate"]
+            if form.cleaned_data["confirmed"]:
+                try:
+                    outcome = services.merge_members(actor=admin_actor(request), survivor_id=survivor.pk,
+                                                     duplicate_id=duplicate.pk, reason=form.cleaned_data["reason"])
+                except DomainError as error:
+                    form.add_error(None, f"{error.code}: {error.detail}")
+                    duplicate = None
+                else:
+                    self.message_user(request, self._merge_text(outcome, duplicate, survivor),
+                                      messages.WARNING if outcome.replayed else messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:members_member_change", args=[survivor.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Merge a duplicate into %(member)s") % {"member": survivor},
+            "subtitle": None,
+            "member": survivor,
+            "form": form,
+            "duplicate": duplicate,
+            "comparison": list(zip(member_summary(survivor), member_summary(duplicate), strict=True))
+            if duplicate else None,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/members/member/merge.html", context)
+
+    def _merge_text(self, outcome, duplicate, survivor):
+        moved = outcome.result["moved"]
+        points = moved.get("points", {"available": 0, "pending": 0})
+        tier = moved.get("tier")
+        text = _("Merged %(duplicate)s into %(survivor)s: %(available)s available and %(pending)s pending points, "
+                 "%(purchases)s purchases, tags %(tags)s%(tier)s.") % {
+            "duplicate": duplicate.member_no, "survivor": survivor.member_no, "available": points["available"],
+            "pending": points["pending"], "purchases": moved["purchases"], "tags": ", ".join(moved["tags"]) or "—",
+            "tier": f"; tier {tier['from']} → {tier['to']}" if tier else "",
+        }
+        if outcome.replayed:
+            return _("Already merged, nothing changed. %(result)s") % {"result": text}
+        return text
 
     def has_delete_permission(self, request, obj=None):
         return False  # members are anonymised, never deleted: their ledger stays
@@ -213,6 +344,15 @@ class StaffUserAdmin(UserAdmin):
     filter_horizontal = [*UserAdmin.filter_horizontal, "stores"]
     list_display = ["username", "first_name", "last_name", "is_staff", "is_active"]
     list_filter = [*UserAdmin.list_filter, "stores"]
+
+
+@admin.register(MemberMerge)
+class MemberMergeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "duplicate", "survivor", "actor", "reason"]
+    list_select_related = ["duplicate", "survivor"]
+    search_fields = ["duplicate__member_no", "survivor__member_no", "actor"]
+    fields = ["created_at", "survivor", "duplicate", "actor", "reason", "result"]
+    show_full_result_count = False
 
 
 class PurchaseLineInline(ReadOnlyInline):

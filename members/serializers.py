@@ -81,6 +81,8 @@ class MemberSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     store = serializers.SlugRelatedField(source="home_store", slug_field="code", read_only=True)
     referrer = serializers.CharField(source="referrer_id", read_only=True, allow_null=True)
+    merged_into = serializers.CharField(source="merged_into_id", read_only=True, allow_null=True,
+                                        help_text="status merged: the member she was merged into (use that one)")
     consents = ConsentsSerializer(read_only=True)
     tags = serializers.SerializerMethodField()
     tier = serializers.SerializerMethodField()
@@ -92,8 +94,8 @@ class MemberSerializer(serializers.ModelSerializer):
         model = Member
         fields = [
             "id", "member_no", "phone", "external_id", "name", "gender", "birthday", "email", "status", "store",
-            "channel", "joined_at", "referral_code", "referrer", "consents", "tier", "points", "growth_value",
-            "tags", "rfm",
+            "channel", "joined_at", "referral_code", "referrer", "merged_into", "consents", "tier", "points",
+            "growth_value", "tags", "rfm",
         ]
         read_only_fields = fields
 
@@ -175,6 +177,63 @@ class MemberTagInputSerializer(serializers.Serializer):
 
 class MemberStatusChangeSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200)
+
+
+class MemberMergeInputSerializer(serializers.Serializer):
+    duplicate = serializers.RegexField(r"^[0-9]{1,18}$", help_text="id of the member merged away (closed)",
+                                       error_messages={"invalid": "A member id."})
+    reason = serializers.CharField(max_length=200)
+
+
+class MergedPointsSerializer(serializers.Serializer):
+    available = serializers.IntegerField(help_text="the duplicate's available balance (negative: debt) moved")
+    pending = serializers.IntegerField()
+    lots = serializers.IntegerField(help_text="open lots moved with their own available and expiry dates")
+    lifetime_earned = serializers.IntegerField()
+    lifetime_spent = serializers.IntegerField()
+    lifetime_expired = serializers.IntegerField()
+    redemptions = serializers.IntegerField()
+    deductions = serializers.IntegerField()
+
+
+class MergedGrowthSerializer(serializers.Serializer):
+    entries = serializers.IntegerField(help_text="growth entries mirrored onto the survivor, with their dates")
+    value = serializers.IntegerField(help_text="their total")
+    window_growth = serializers.IntegerField(help_text="the survivor's growth in the window after the merge")
+
+
+class TierChangeBriefSerializer(serializers.Serializer):
+    to = serializers.CharField()
+    reason = serializers.CharField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = serializers.CharField(allow_null=True)  # a Python keyword
+        return fields
+
+
+class MergedSerializer(serializers.Serializer):
+    points = MergedPointsSerializer(required=False, help_text="when the points app is installed")
+    growth = MergedGrowthSerializer(required=False, help_text="when the tiers app is installed")
+    tier = TierChangeBriefSerializer(required=False, allow_null=True,
+                                     help_text="the survivor's tier change (reason merge), or null")
+    purchases = serializers.IntegerField()
+    tags = serializers.ListField(child=serializers.CharField(), help_text="tags the survivor gained")
+    referrals = serializers.IntegerField(help_text="members the duplicate had referred, now the survivor's")
+    identifiers = serializers.ListField(child=serializers.CharField(),
+                                        help_text="phone / external_id handed to the survivor (she had none)")
+    profile = serializers.ListField(child=serializers.CharField(),
+                                    help_text="profile fields the survivor took from the duplicate (hers were empty)")
+
+
+class MemberMergeResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    survivor = serializers.CharField()
+    duplicate = serializers.CharField()
+    reason = serializers.CharField()
+    actor = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    moved = MergedSerializer()
 
 
 class TagSerializer(serializers.ModelSerializer):

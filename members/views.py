@@ -7,9 +7,10 @@ so existence does not leak).
 
 from django.conf import settings
 from django.db.models import Count
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,12 +22,14 @@ from loyalty.models import Message, MessageChannel
 from loyalty.serializers import JobRunSerializer
 from members import services
 from members.filters import MemberFilter, MessageFilter
-from members.models import Member, Store, Tag, TagKind
+from members.models import Member, MemberStatus, Store, Tag, TagKind
 from members.selectors import member_queryset, store_for_write, visible_members
 from members.serializers import (
     AccessTokenSerializer,
     InboxMessageSerializer,
     MemberLoginSerializer,
+    MemberMergeInputSerializer,
+    MemberMergeResultSerializer,
     MemberRegistrationSerializer,
     MemberSerializer,
     MemberStatusChangeSerializer,
@@ -43,6 +46,10 @@ from members.serializers import (
 )
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
+MERGE_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Optional: a retry with the same key and body answers the original result (the duplicate is the "
+                "merge's natural key anyway).")
 
 
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -53,12 +60,16 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "list": "members:read", "retrieve": "members:read", "create": "members:write",
         "partial_update": "members:write", "add_tag": "members:write", "remove_tag": "members:write",
     }
-    staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}, "anonymise": {ROLE_ADMIN}}
+    staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}, "anonymise": {ROLE_ADMIN}, "merge": {ROLE_ADMIN}}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Member.objects.none()
-        return visible_members(self.request)
+        queryset = visible_members(self.request)
+        if self.action == "list" and not self.request.query_params.get("status"):
+            # A merged duplicate is not listed as herself: her phone, card number and external id find her survivor.
+            queryset = queryset.exclude(status=MemberStatus.MERGED)
+        return queryset
 
     def _respond(self, member, status_code=status.HTTP_200_OK):
         member = member_queryset().get(pk=member.pk)
@@ -138,6 +149,44 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @action(detail=True, methods=["post"])
     def unfreeze(self, request, pk=None):
         return self._status_change(request, services.unfreeze_member)
+
+    @extend_schema(
+        request=MemberMergeInputSerializer, parameters=[MERGE_IDEMPOTENCY_HEADER],
+        responses={201: MemberMergeResultSerializer, 200: MemberMergeResultSerializer,
+                   **error_responses({400: "invalid", 403: "permission_denied", 404: "not_found",
+                                      409: "already_merged / member_merged / member_anonymised / member_frozen / "
+                                           "idempotency_conflict"})},
+        description=(
+            "Merge the member `duplicate` into this one (admin; irreversible). Her open points lots move with their "
+            "own available and expiry dates (a negative balance as debt), balances and lifetime figures add up, "
+            "both ledgers show a `merge` entry (they sum to zero); her growth value is mirrored onto this member "
+            "with its dates, purchases, redemptions and tags move, this member keeps the better tier (history "
+            "reason `merge`), and takes the duplicate's phone / external_id when she has none. The duplicate is "
+            "closed: status `merged`, `merged_into` this member; her phone, card number and external id now find "
+            "this member (lists, OTP login), and any write for her answers 409 `member_merged`.\n\n"
+            "The same duplicate merged into the same member again answers 200 with the original result; with "
+            "the same Idempotency-Key and body, the original 201. 400 `invalid` for a merge into herself or an "
+            "unknown duplicate; 409 `already_merged` (she was merged into someone else: `merged_into`), "
+            "`member_merged` (this member was herself merged away: merge into `merged_into`), "
+            "`member_anonymised`, `member_frozen` (unfreeze first)."),
+    )
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        survivor = self.get_object()
+        payload = MemberMergeInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        access = access_for(request)
+        outcome = services.merge_members(
+            actor=access.actor, survivor_id=survivor.pk, duplicate_id=int(payload.validated_data["duplicate"]),
+            reason=payload.validated_data["reason"], idempotency_scope=f"{access.kind}:{access.principal.pk}",
+            idempotency_key=key)
+        response = Response(outcome.result, status=outcome.status_code)
+        if outcome.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
     @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
                    description="Erase the member's personal data on her request (admin; irreversible). Her card "
