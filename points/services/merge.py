@@ -16,8 +16,9 @@ def move_points(merge):
     available_at, expires_at and purchase opens on the survivor under her `merge` entry: pending points free and
     available points expire on the survivor exactly when they would have on the duplicate, and a negative balance
     moves as debt. The two entries sum to zero. Then a survivor who now has both debt and available points pays
-    the debt as an earn would. Lifetime figures add up on the survivor (the duplicate's go to zero, so totals over
-    all members stay true); her account is closed, so every later change to it is refused (MemberMerged)."""
+    the debt as an earn would. Her other pending and available lots (spent to 0) are marked `merged` as well.
+    Lifetime figures add up on the survivor (the duplicate's go to zero, so totals over all members stay true);
+    her account is closed, so every later change to it is refused (MemberMerged)."""
     survivor_id, duplicate_id = merge.survivor.pk, merge.duplicate.pk
     accounts = lock_accounts([survivor_id, duplicate_id], include_closed=True)
     survivor, duplicate = accounts[survivor_id], accounts[duplicate_id]
@@ -41,6 +42,9 @@ def move_points(merge):
         if lot.status != LotStatus.DEBT:  # a debt lot at 0 is a paid debt; others are marked moved
             lot.status = LotStatus.MERGED
     PointsLot.objects.bulk_update(lots, ["remaining", "status"])
+    # Her spent-out lots are closed too, so the nightly release and expiry never come back to her account.
+    PointsLot.objects.filter(member_id=duplicate_id, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE]).update(
+        status=LotStatus.MERGED)
     if _has_debt_and_points(survivor_id):
         settle_debt(survivor, opening)
     for figure in LIFETIME_FIGURES:
