@@ -1,0 +1,172 @@
+"""Member merge under real concurrency on PostgreSQL: purchases posted for either member while the merge runs lose
+nothing, and merges of the same members at the same moment happen once."""
+
+import importlib
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from loyalty.credentials import create_api_client
+from members.models import Member, MemberMerge, MemberStatus, Purchase
+from members.services import merge_members
+from members.services.merge import merge_steps
+from points.models import EntryKind, LedgerEntry, PointsAccount
+from tests.conftest import staff_client
+from tests.factories import MemberFactory, StaffUserFactory
+from tests.points.helpers import adjust, assert_ledger_consistent
+from tests.points.test_concurrency import outcome, run_together
+from tiers.models import GrowthEntry
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+PURCHASES_EACH = 12
+
+
+@pytest.fixture
+def default_ladder():
+    """Transactional tests start from emptied tables: put back the ladder and policy the migration makes."""
+    from django.apps import apps
+
+    importlib.import_module("tiers.migrations.0002_default_ladder").create_ladder(apps, None)
+
+
+@pytest.fixture
+def pos(store_a):
+    _, key = create_api_client(name="POS")
+
+    def client():
+        c = APIClient()
+        c.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return c
+    return client
+
+
+@pytest.fixture
+def admin_token_client(db):
+    from loyalty.roles import sync_role_groups
+
+    sync_role_groups()  # the role groups are flushed with the other tables
+    return staff_client(StaffUserFactory(username="boss-m", role="admin"))
+
+
+def test_purchases_for_either_member_during_a_merge_lose_nothing(default_ladder, pos, admin_token_client, store_a):
+    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    adjust(survivor, 1000)
+    adjust(duplicate, 500)
+    clients = [pos() for _ in range(2 * PURCHASES_EACH)]
+
+    def request(index):
+        if index == 2 * PURCHASES_EACH:
+            return admin_token_client.post(f"/api/v1/members/{survivor.pk}/merge/",
+                                           {"duplicate": str(duplicate.pk), "reason": "two cards"}, format="json")
+        member = duplicate if index % 2 else survivor
+        return clients[index].post("/api/v1/purchases/", {"member": str(member.pk), "order_no": f"P{index}",
+                                                         "amount": "10.00"}, format="json")
+
+    responses = run_together(2 * PURCHASES_EACH + 1, request)
+
+    merged = responses[-1]
+    assert merged.status_code == 201, merged.content
+    for_survivor = [outcome(r) for r in responses[0:-1:2]]
+    for_duplicate = [outcome(r) for r in responses[1:-1:2]]
+    assert for_survivor == [201] * PURCHASES_EACH
+    assert set(for_duplicate) <= {201, "member_merged"}  # landed before the merge (and moved), or refused after
+    landed = for_duplicate.count(201)
+    recorded = PURCHASES_EACH + landed
+    assert Purchase.objects.count() == recorded
+    assert set(Purchase.objects.values_list("member_id", flat=True)) == {survivor.pk}
+    assert merged.json()["moved"]["purchases"] == landed
+    assert merged.json()["moved"]["points"]["pending"] == 10 * landed
+    kept, closed = PointsAccount.objects.get(member=survivor), PointsAccount.objects.get(member=duplicate)
+    assert (kept.available, kept.pending) == (1500, 10 * recorded)  # 10 points pending per 10.00 order
+    assert (closed.available, closed.pending, closed.closed) == (0, 0, True)
+    assert LedgerEntry.objects.filter(member=duplicate).latest("id").kind == EntryKind.MERGE
+    growth = {member: sum(GrowthEntry.objects.filter(member=member).values_list("value", flat=True))
+              for member in (survivor, duplicate)}
+    assert growth == {survivor: 20 * recorded, duplicate: 0}  # 10.00 paid + 10 per order
+    for refused in (r for r in responses[1:-1:2] if r.status_code == 409):
+        assert refused.json()["merged_into"] == str(survivor.pk)
+    assert_ledger_consistent()
+
+
+def test_the_same_merge_posted_at_once_happens_once(default_ladder, admin_token_client, store_a):
+    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    adjust(duplicate, 300)
+    body = {"duplicate": str(duplicate.pk), "reason": "two cards"}
+    user = StaffUserFactory(username="boss-n", role="admin")
+    clients = [staff_client(user) for _ in range(8)]
+    responses = run_together(8, lambda i: clients[i].post(f"/api/v1/members/{survivor.pk}/merge/", body,
+                                                          format="json"))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert len({str(r.json()) for r in responses}) == 1
+    assert MemberMerge.objects.count() == 1
+    assert LedgerEntry.objects.filter(kind=EntryKind.MERGE).count() == 2
+    assert PointsAccount.objects.get(member=survivor).available == 300
+    assert_ledger_consistent()
+
+
+def test_two_members_merged_into_each_other_at_once_merge_one_way(default_ladder, admin_token_client, store_a):
+    first, second = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    adjust(first, 100)
+    adjust(second, 200)
+    user = StaffUserFactory(username="boss-o", role="admin")
+    clients = [staff_client(user) for _ in range(2)]
+    pairs = [(first, second), (second, first)]
+    responses = run_together(2, lambda i: clients[i].post(
+        f"/api/v1/members/{pairs[i][0].pk}/merge/", {"duplicate": str(pairs[i][1].pk), "reason": "x"},
+        format="json"))
+    assert Counter(map(outcome, responses)) == {201: 1, "member_merged": 1}
+    statuses = sorted(Member.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True))
+    assert statuses == [MemberStatus.ACTIVE, MemberStatus.MERGED]
+    assert sorted(PointsAccount.objects.values_list("available", flat=True)) == [0, 300]
+    assert_ledger_consistent()
+
+
+def test_a_purchase_that_read_the_duplicate_before_the_merge_is_refused_after_it(default_ladder, pos, store_a):
+    """The purchase checks the member's status before it takes her account lock; the merge holds that lock and
+    commits meanwhile. The closed account refuses the purchase under the lock: it is not written to her."""
+    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    adjust(duplicate, 100)
+    answer = {}
+
+    def buy():
+        try:
+            answer["response"] = pos().post("/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "LATE",
+                                                                   "amount": "10.00"}, format="json")
+        finally:
+            connection.close()
+
+    buyer = threading.Thread(target=buy)
+
+    def wait_for_the_buyer_inside_the_merge(merge):
+        buyer.start()
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cursor:  # until the buyer waits for the duplicate's account lock we hold
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the purchase never waited for the merge's lock")
+        return {}
+
+    merge_steps.register(wait_for_the_buyer_inside_the_merge)
+    try:
+        merge_members(actor="test", survivor_id=survivor.pk, duplicate_id=duplicate.pk, reason="two cards")
+    finally:
+        merge_steps.unregister(wait_for_the_buyer_inside_the_merge)
+    buyer.join()
+
+    response = answer["response"]
+    assert (response.status_code, response.json()["code"], response.json()["merged_into"]) == (
+        409, "member_merged", str(survivor.pk))
+    assert not Purchase.objects.exists()
+    assert (PointsAccount.objects.get(member=duplicate).pending, PointsAccount.objects.get(member=survivor).available) \
+        == (0, 100)
+    assert_ledger_consistent()
