@@ -3,6 +3,8 @@
 Tables, constraints and small properties only; every write the business knows by name is in services.py.
 """
 
+import json
+
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
@@ -259,7 +261,8 @@ class MemberMerge(models.Model):
     idempotency_scope = models.CharField(max_length=60, blank=True)
     idempotency_key = models.CharField(max_length=200, blank=True)
     request_hash = models.CharField(max_length=64)
-    result = models.JSONField(_("result"), default=dict)
+    # JSON text, not jsonb: the same merge asked again answers the very bytes of the first answer, keys in order.
+    result = models.TextField(_("result"), blank=True)
     created_at = models.DateTimeField(_("at"), default=timezone.now)
 
     class Meta:
@@ -273,6 +276,11 @@ class MemberMerge(models.Model):
 
     def __str__(self):
         return f"{self.duplicate_id} → {self.survivor_id}"
+
+    @property
+    def answer(self):
+        """The merge's answer as it was given (see members.services.merge)."""
+        return json.loads(self.result) if self.result else {}
 
 
 class PurchaseChannel(models.TextChoices):

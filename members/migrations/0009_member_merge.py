@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('idempotency_scope', models.CharField(blank=True, max_length=60)),
                 ('idempotency_key', models.CharField(blank=True, max_length=200)),
                 ('request_hash', models.CharField(max_length=64)),
-                ('result', models.JSONField(default=dict, verbose_name='result')),
+                ('result', models.TextField(blank=True, verbose_name='result')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='at')),
             ],
             options={

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -117,7 +118,7 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
         merge.moved.update(_move_member_rows(merge))
         result = _result(merge)
         _close_duplicate(merge)
-        record.result = result
+        record.result = json.dumps(result, cls=DjangoJSONEncoder, ensure_ascii=False)
         record.save(update_fields=["result"])
     return MergeOutcome(result)
 
@@ -125,7 +126,7 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
 def _replay_for_key(earlier, fingerprint):
     if earlier.request_hash != fingerprint:
         raise MergeRequestConflict()
-    return MergeOutcome(earlier.result, replayed=True, status_code=201)
+    return MergeOutcome(earlier.answer, replayed=True, status_code=201)
 
 
 def _answer_merged_duplicate(duplicate, survivor, scope, key, fingerprint):
@@ -135,7 +136,7 @@ def _answer_merged_duplicate(duplicate, survivor, scope, key, fingerprint):
         raise AlreadyMerged(merged_into=str(duplicate.merged_into_id))
     if key and record.idempotency_key == key and record.idempotency_scope == scope:
         return _replay_for_key(record, fingerprint)  # a concurrent retry that waited for the first one's locks
-    return MergeOutcome(record.result, replayed=True, status_code=200)
+    return MergeOutcome(record.answer, replayed=True, status_code=200)
 
 
 def _check_mergeable(survivor, duplicate):

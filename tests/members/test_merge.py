@@ -305,7 +305,7 @@ def test_the_merge_is_audited_with_who_why_both_ids_and_what_moved(survivor, dup
         adjust(duplicate, 70)
         outcome = merge(survivor, duplicate, reason="customer asked, ID checked")
     record = MemberMerge.objects.get()
-    assert (record.survivor, record.duplicate, record.actor, record.reason, record.result) == (
+    assert (record.survivor, record.duplicate, record.actor, record.reason, record.answer) == (
         survivor, duplicate, "staff:boss", "customer asked, ID checked", outcome.result)
     on_survivor = AuditEntry.objects.get(action="member.merged")
     assert (on_survivor.actor, on_survivor.target_id) == ("staff:boss", str(survivor.pk))
