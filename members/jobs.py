@@ -187,6 +187,7 @@ def rule_tags_chunk(as_of, start, stop, params):
             except InvalidRule:
                 counts["invalid_rules"] += 1
                 continue
+            condition = f"m.status <> 'merged' AND ({condition})"  # a merged duplicate is in no segment
             cursor.execute(
                 "DELETE FROM members_membertag WHERE tag_id = %s AND member_id >= %s AND member_id < %s "  # noqa: S608
                 f"AND NOT EXISTS (SELECT 1 FROM members_member m WHERE m.id = members_membertag.member_id "

@@ -607,3 +607,14 @@ def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(ad
     assert f"Left unchanged: {duplicate.member_no} (member_merged)" in [
         str(m) for m in get_messages(response.wsgi_request)]
 
+
+
+def test_rule_tags_are_not_given_to_a_merged_duplicate(survivor, duplicate):
+    from loyalty.scheduling import run_inline
+    from members.models import MemberTag, Tag
+
+    Tag.objects.create(code="everyone", name="everyone", kind="rule", rule={"store": ["A001"]})
+    merge(survivor, duplicate)
+    MemberTag.objects.create(member=duplicate, tag=Tag.objects.get(code="everyone"), added_by="rule")  # stale
+    run_inline("rule_tags", date(2026, 5, 15))
+    assert set(MemberTag.objects.values_list("member_id", flat=True)) == {survivor.pk}
