@@ -23,7 +23,7 @@ from loyalty.registry import ExtensionPoint
 from members.locking import lock_members
 from members.models import Member, MemberMerge, MemberStatus, MemberTag, Purchase
 
-from .membership import MemberAnonymised, MemberFrozen, MemberMerged
+from .membership import MemberAnonymised, MemberFrozen, MemberMerged, _audit_value
 
 merge_steps = ExtensionPoint(
     "member_merge_steps",
@@ -209,12 +209,6 @@ def _close_duplicate(merge):
                  old={"status": old_status, **{name: _audit_value(value) for name, value in handed.items()}},
                  new={"status": MemberStatus.MERGED, "merged_into": str(survivor.pk),
                       "survivor_member_no": survivor.member_no, **summary})
-
-
-def _audit_value(value):
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return getattr(value, "code", value)
 
 
 def _result(merge):
