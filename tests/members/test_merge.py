@@ -597,16 +597,22 @@ def test_clerks_do_not_merge_in_the_admin(client, store_a, survivor, duplicate):
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.ACTIVE
 
 
-def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(admin_client, survivor, duplicate):
+def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(admin_client, survivor, duplicate,
+                                                                           store_a):
+    gone = MemberFactory(home_store=store_a)
+    anonymise_member(actor="t", member=gone, reason="asked")
     merge(survivor, duplicate)
     response = admin_client.post("/admin/members/member/", {
-        "action": "freeze_members", "_selected_action": [str(survivor.pk), str(duplicate.pk)]}, follow=True)
+        "action": "freeze_members", "_selected_action": [str(m.pk) for m in (survivor, duplicate, gone)]},
+        follow=True)
     assert response.status_code == 200
     assert Member.objects.get(pk=survivor.pk).status == MemberStatus.FROZEN
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.MERGED
-    assert f"Left unchanged: {duplicate.member_no} (member_merged)" in [
-        str(m) for m in get_messages(response.wsgi_request)]
-
+    assert Member.objects.get(pk=gone.pk).status == MemberStatus.ANONYMISED
+    left = [str(m) for m in get_messages(response.wsgi_request) if str(m).startswith("Left unchanged")]
+    assert len(left) == 1
+    assert f"{duplicate.member_no} (member_merged)" in left[0]
+    assert f"{gone.member_no} (member_anonymised)" in left[0]
 
 
 def test_rule_tags_are_not_given_to_a_merged_duplicate(survivor, duplicate):
