@@ -194,6 +194,7 @@ class MergedPointsSerializer(serializers.Serializer):
     lifetime_expired = serializers.IntegerField()
     redemptions = serializers.IntegerField()
     deductions = serializers.IntegerField()
+    adjustment_requests = serializers.IntegerField(help_text="adjustments still waiting for approval")
 
 
 class MergedGrowthSerializer(serializers.Serializer):
@@ -224,6 +225,8 @@ class MergedSerializer(serializers.Serializer):
                                         help_text="phone / external_id handed to the survivor (she had none)")
     profile = serializers.ListField(child=serializers.CharField(),
                                     help_text="profile fields the survivor took from the duplicate (hers were empty)")
+    household = serializers.CharField(allow_null=True,
+                                      help_text="the duplicate's household the survivor joined (she had none)")
 
 
 class MemberMergeResultSerializer(serializers.Serializer):

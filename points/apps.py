@@ -24,10 +24,10 @@ class PointsConfig(AppConfig):
         from members.locking import member_lockers
         from members.services.merge import merge_steps
         from points.services.ledger import lock_member_accounts
-        from points.services.merge import move_points
+        from points.services.merge import merge_points
 
         member_lockers.register(lock_member_accounts)  # step 1 of the lock order: the points account
-        merge_steps.register(move_points)  # a merge moves lots, balances and redemptions to the survivor
+        merge_steps.register(merge_points)  # a merge moves lots, balances and redemptions to the survivor
         from members.imports import register_purchase_recorder
         from points.services import record_purchase
 

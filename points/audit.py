@@ -6,7 +6,9 @@
 - every lot's remaining == its points plus the movements on it, and no lot is over-spent (0 <= remaining <=
   points; a debt lot between points and 0);
 - every transfer entry is one side of one household transfer, for its member and its amount (out: minus the
-  points from the sender, in: plus the points to the receiver), so transfers move points and never make any.
+  points from the sender, in: plus the points to the receiver), so transfers move points and never make any;
+- every merge entry is one of the two entries of one member merge (reference "merge:<id>"), on its duplicate or
+  its survivor, and the other one is its exact opposite, so a merge moves points and never makes any.
 """
 
 from django.db import connection
@@ -70,6 +72,23 @@ ORDER BY e.member_id, e.id
 """
 
 
+MERGES_SQL = """
+SELECT e.member_id, e.id, e.available_delta, e.pending_delta
+FROM points_ledgerentry e
+LEFT JOIN members_membermerge m ON e.reference = 'merge:' || CAST(m.id AS TEXT)
+LEFT JOIN points_ledgerentry other ON other.kind = 'merge' AND other.reference = e.reference
+     AND other.member_id = CASE WHEN e.member_id = m.duplicate_id THEN m.survivor_id ELSE m.duplicate_id END
+WHERE e.member_id >= %(start)s AND e.member_id < %(stop)s AND e.kind = 'merge'
+  AND NOT COALESCE(
+    e.member_id IN (m.duplicate_id, m.survivor_id)
+    AND other.available_delta = -e.available_delta AND other.pending_delta = -e.pending_delta
+    AND (SELECT COUNT(*) FROM points_ledgerentry again
+         WHERE again.member_id = e.member_id AND again.kind = 'merge' AND again.reference = e.reference) = 1,
+    FALSE)
+ORDER BY e.member_id, e.id
+"""
+
+
 def _bounds():
     with connection.cursor() as cursor:
         cursor.execute("SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM points_pointsaccount "
@@ -101,4 +120,8 @@ def ledger_mismatches(chunk_size=CHUNK_SIZE):
             for member, entry, available_delta, pending_delta in cursor.fetchall():
                 yield (f"member {member}: transfer entry {entry} (available {available_delta:+d}, pending "
                        f"{pending_delta:+d}) is not one side of a transfer of hers with that amount")
+            cursor.execute(MERGES_SQL, params)
+            for member, entry, available_delta, pending_delta in cursor.fetchall():
+                yield (f"member {member}: merge entry {entry} (available {available_delta:+d}, pending "
+                       f"{pending_delta:+d}) is not one side of a merge of hers, or its other side differs")
         start += chunk_size

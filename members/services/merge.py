@@ -161,7 +161,8 @@ def _claim(*, survivor, duplicate, actor, reason, now, scope, key, fingerprint):
 
 
 def _move_member_rows(merge):
-    """What members owns: purchases, tags (union), referrals, the survivor's missing identifiers and profile."""
+    """What members owns: purchases, tags (union), referrals, the survivor's missing identifiers, profile and
+    household (the duplicate leaves hers; the survivor joins it when she has none)."""
     survivor, duplicate = merge.survivor, merge.duplicate
     purchases = Purchase.objects.filter(member=duplicate).update(member=survivor)
     have = set(MemberTag.objects.filter(member=survivor).values_list("tag_id", flat=True))
@@ -175,6 +176,7 @@ def _move_member_rows(merge):
         survivor.referrer = None
     # Members merged into the duplicate before now lead to the survivor (lookups follow one pointer).
     Member.objects.filter(merged_into=duplicate).update(merged_into=survivor)
+    household = duplicate.household_id if duplicate.household_id and not survivor.household_id else None
     identifiers = [name for name in ("phone", "external_id")
                    if getattr(survivor, name) is None and getattr(duplicate, name) is not None]
     profile = [name for name in PROFILE_FIELDS
@@ -182,7 +184,8 @@ def _move_member_rows(merge):
     if survivor.gender == "unknown" and duplicate.gender != "unknown":
         profile.append("gender")
     return {"purchases": purchases, "tags": [row.tag.code for row in theirs if row.tag_id not in have],
-            "referrals": referrals, "identifiers": identifiers, "profile": profile}
+            "referrals": referrals, "identifiers": identifiers, "profile": profile,
+            "household": str(household) if household else None}
 
 
 def _close_duplicate(merge):
@@ -192,8 +195,11 @@ def _close_duplicate(merge):
     old_status = duplicate.status
     for name in handed:
         setattr(duplicate, name, None)  # the unique phone / external id leaves the duplicate before the survivor
-    duplicate.status, duplicate.merged_into = MemberStatus.MERGED, survivor
+    left_household = duplicate.household_id
+    duplicate.status, duplicate.merged_into, duplicate.household = MemberStatus.MERGED, survivor, None
     duplicate.save()
+    if moved["household"]:
+        survivor.household_id = left_household  # she had none: the duplicate's family is hers
     for name, value in handed.items():
         setattr(survivor, name, value)
     for name in moved["profile"]:
@@ -203,10 +209,12 @@ def _close_duplicate(merge):
     record_audit(actor=merge.actor, action="member.merged", target=survivor,
                  new={"duplicate": str(duplicate.pk), "duplicate_member_no": duplicate.member_no,
                       "handed": {name: _audit_value(value) for name, value in handed.items()},
+                      "household": survivor.household_id,
                       "profile": {name: _audit_value(getattr(survivor, name)) for name in moved["profile"]},
                       **summary})
     record_audit(actor=merge.actor, action="member.merged_into", target=duplicate,
-                 old={"status": old_status, **{name: _audit_value(value) for name, value in handed.items()}},
+                 old={"status": old_status, "household": left_household,
+                      **{name: _audit_value(value) for name, value in handed.items()}},
                  new={"status": MemberStatus.MERGED, "merged_into": str(survivor.pk),
                       "survivor_member_no": survivor.member_no, **summary})
 

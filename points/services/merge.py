@@ -1,14 +1,24 @@
 """A member merge's points part (registered on members.services.merge.merge_steps): the duplicate's open lots,
-balances, lifetime figures, redemptions and points used as cash move to the survivor."""
+balances, lifetime figures, redemptions, points used as cash and adjustments waiting for approval move to the
+survivor."""
 
-from points.models import Deduction, EntryKind, LotMovement, LotStatus, PointsLot, Redemption
+from points.models import (
+    AdjustmentRequest,
+    AdjustmentRequestStatus,
+    Deduction,
+    EntryKind,
+    LotMovement,
+    LotStatus,
+    PointsLot,
+    Redemption,
+)
 
 from .ledger import append_entry, lock_accounts, save_account, settle_debt
 
 LIFETIME_FIGURES = ("lifetime_earned", "lifetime_spent", "lifetime_expired")
 
 
-def move_points(merge):
+def merge_points(merge):
     """Move the duplicate's points to the survivor, in the merge's transaction (both accounts are locked).
 
     Each open lot of the duplicate (pending, available, or debt not yet paid) is closed by a movement of its
@@ -57,6 +67,8 @@ def move_points(merge):
     save_account(duplicate)
     moved["redemptions"] = Redemption.objects.filter(member_id=duplicate_id).update(member_id=survivor_id)
     moved["deductions"] = Deduction.objects.filter(member_id=duplicate_id).update(member_id=survivor_id)
+    moved["adjustment_requests"] = AdjustmentRequest.objects.filter(  # still waiting: decided for the survivor
+        member_id=duplicate_id, status=AdjustmentRequestStatus.PENDING).update(member_id=survivor_id)
     return {"points": moved}
 
 

@@ -84,9 +84,10 @@ def test_lots_move_with_their_own_dates_and_balances_add(survivor, duplicate):
     assert outcome.status_code == 201 and not outcome.replayed
     assert outcome.result["moved"] == {
         "points": {"available": 200, "pending": 30, "lots": 2, "lifetime_earned": 230, "lifetime_spent": 0,
-                   "lifetime_expired": 0, "redemptions": 0, "deductions": 0},
+                   "lifetime_expired": 0, "redemptions": 0, "deductions": 0, "adjustment_requests": 0},
         "growth": {"entries": 1, "value": 40, "window_growth": 150},
-        "tier": None, "purchases": 1, "tags": [], "referrals": 0, "identifiers": [], "profile": []}
+        "tier": None, "purchases": 1, "tags": [], "referrals": 0, "identifiers": [], "profile": [],
+        "household": None}
     kept, closed = account(survivor), account(duplicate)
     assert (kept.available, kept.pending, kept.lifetime_earned, kept.closed) == (250, 130, 380, False)
     assert (closed.available, closed.pending, closed.lifetime_earned, closed.closed) == (0, 0, 0, True)
@@ -147,7 +148,7 @@ def test_a_negative_balance_moves_as_debt_and_the_survivors_points_pay_it(surviv
 
     assert outcome.result["moved"]["points"] == {
         "available": -100, "pending": 0, "lots": 1, "lifetime_earned": 0, "lifetime_spent": 100,
-        "lifetime_expired": 0, "redemptions": 1, "deductions": 0}
+        "lifetime_expired": 0, "redemptions": 1, "deductions": 0, "adjustment_requests": 0}
     assert entries(duplicate)[-1] == ("merge", 100, 100, 0, 0, 0)
     assert entries(survivor) == [("adjust", 300, 300, 0, 300, 0), ("merge", -100, -100, 0, 200, 0)]
     kept = account(survivor)
@@ -300,6 +301,28 @@ def test_tags_unite_and_the_survivor_takes_the_identifiers_and_profile_she_lacks
     assert referred.referrer == survivor
 
 
+def test_the_survivor_joins_the_duplicates_household_and_decides_her_pending_adjustments(
+        survivor, duplicate, store_a):
+    from members.services import link_household
+    from points.services.approvals import approve_adjustment, request_adjustment
+
+    clerk = StaffUserFactory(username="clerk-h", role="clerk", stores=[store_a])
+    manager = StaffUserFactory(username="manager-h", role="admin")
+    sister = MemberFactory(home_store=store_a)
+    family = link_household(actor="t", member=duplicate, other=sister)
+    waiting = request_adjustment(requester=clerk, scope="t", key="r1", fingerprint="f1", member_id=duplicate.pk,
+                                 points=800, reason="lost receipt").result
+
+    moved = merge(survivor, duplicate).result["moved"]
+
+    assert (moved["household"], moved["points"]["adjustment_requests"]) == (str(family.pk), 1)
+    survivor.refresh_from_db()
+    duplicate.refresh_from_db()
+    assert (survivor.household_id, duplicate.household_id) == (family.pk, None)
+    approved = approve_adjustment(approver=manager, request_id=int(waiting["id"]))
+    assert (approved["member"], account(survivor).available) == (str(survivor.pk), 800)
+
+
 def test_the_merge_is_audited_with_who_why_both_ids_and_what_moved(survivor, duplicate):
     with time_machine.travel(T0, tick=False):
         adjust(duplicate, 70)
@@ -316,7 +339,7 @@ def test_the_merge_is_audited_with_who_why_both_ids_and_what_moved(survivor, dup
     assert on_survivor.new_values["moved"]["points"]["available"] == 70
     on_duplicate = AuditEntry.objects.get(action="member.merged_into")
     assert on_duplicate.target_id == str(duplicate.pk)
-    assert on_duplicate.old_values == {"status": "active"}
+    assert on_duplicate.old_values == {"status": "active", "household": None}
     assert on_duplicate.new_values["merged_into"] == str(survivor.pk)
     assert on_duplicate.new_values["status"] == "merged"
 
@@ -535,7 +558,7 @@ def test_imported_purchases_by_the_duplicates_phone_land_on_the_survivor(tmp_pat
 def test_schema_documents_the_merge(admin_api):
     schema = admin_api.get("/api/schema/", {"format": "json"}).json()
     operation = schema["paths"]["/api/v1/members/{id}/merge/"]["post"]
-    assert set(operation["responses"]) == {"200", "201", "400", "403", "404", "409"}
+    assert set(operation["responses"]) == {"200", "201", "400", "403", "404", "409", "503"}
     assert [p["name"] for p in operation["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
     assert "already_merged" in operation["responses"]["409"]["description"]
     assert "merged_into" in schema["components"]["schemas"]["Member"]["properties"]
@@ -624,3 +647,23 @@ def test_rule_tags_are_not_given_to_a_merged_duplicate(survivor, duplicate):
     MemberTag.objects.create(member=duplicate, tag=Tag.objects.get(code="everyone"), added_by="rule")  # stale
     run_inline("rule_tags", date(2026, 5, 15))
     assert set(MemberTag.objects.values_list("member_id", flat=True)) == {survivor.pk}
+
+
+@pytest.mark.tampers_ledger
+def test_check_ledger_reports_a_merge_entry_that_is_not_one_side_of_a_merge(survivor, duplicate):
+    from points.audit import ledger_mismatches
+    from points.services import ledger
+
+    with time_machine.travel(T0, tick=False):
+        adjust(duplicate, 70)
+        merge(survivor, duplicate)
+        assert list(ledger_mismatches()) == []  # both sides of the real merge: opposite, one each
+        account = ledger.lock_account(survivor.pk)  # a credit that balances, but says it came from a merge
+        entry = ledger.append_entry(account, kind="merge", actor="forger", available_delta=30, reference="merge:0")
+        PointsLot.objects.create(member=survivor, entry=entry, status="available", points=30, remaining=30,
+                                 earned_at=T0, available_at=T0)
+        account.save()
+
+    assert list(ledger_mismatches()) == [
+        f"member {survivor.pk}: merge entry {entry.pk} (available +30, pending +0) is not one side of a merge of "
+        "hers, or its other side differs"]
