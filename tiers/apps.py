@@ -25,19 +25,9 @@ class TiersConfig(AppConfig):
         from tiers.jobs import register_jobs
 
         register_jobs()
-        from members.locking import member_lockers
         from members.services.merge import merge_steps
 
-        member_lockers.register(lock_member_tiers)  # step 2 of the lock order (after points' account)
-        merge_steps.register(services.move_growth_and_tier)
-
-
-def lock_member_tiers(member_ids):
-    """Lock these members' tier rows (those that exist) in member-id order, in the caller's transaction."""
-    from tiers.models import MemberTier
-
-    list(MemberTier.objects.select_for_update().filter(member_id__in=member_ids).order_by("member_id")
-         .values_list("member_id", flat=True))
+        merge_steps.register(services.move_growth_and_tier)  # a merge moves growth and keeps the better tier
 
 
 def _member_tier(member):

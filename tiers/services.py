@@ -221,58 +221,67 @@ def move_growth_and_tier(merge):
          for entry in entries for member_id, sign in ((duplicate.pk, -1), (survivor.pk, 1))])
     policy = growth_policy_for(survivor.pk, now)
     growth = window_growth(survivor.pk, at=now, window_days=policy.window_days if policy else 365)
-    change = _merged_tier(merge, growth)
-    _drop_duplicate_tier(merge)
+    rows = lock_member_tiers([survivor.pk, duplicate.pk])  # taken already by the merge's lock_members: no wait
+    change = _merged_tier(merge, growth, rows.get(survivor.pk), rows.get(duplicate.pk))
+    _drop_duplicate_tier(merge, rows.get(duplicate.pk))
     return {"growth": {"entries": len(entries), "value": sum(entry.value for entry in entries),
                        "window_growth": growth},
             "tier": change}
 
 
-def _merged_tier(merge, growth):
+def _merged_tier(merge, growth, row, duplicate_row):
     """The survivor's tier after a merge: the highest of hers, the duplicate's (with its hold period) and the one
-    the combined growth reaches (held from today, as an upgrade). Returns the change, or None."""
-    survivor, duplicate, now = merge.survivor, merge.duplicate, merge.now
+    the combined growth reaches (held from today, as an upgrade). Writes only what changes; returns the change,
+    or None."""
+    survivor, now = merge.survivor, merge.now
     today = business_date(now)
-    tier, row = current_tier(survivor.pk)
+    tier, duplicate_tier = tier_of(row), tier_of(duplicate_row)
     if tier is None:  # no ladder
         return None
-    if row is None:
-        row = MemberTier(member=survivor, tier=tier, since=survivor.joined_at, hold_until=None)
-    row.window_growth = growth
-    duplicate_tier, duplicate_row = current_tier(duplicate.pk)
     duplicate_hold = duplicate_row.hold_until if duplicate_row else None
     reached = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
     candidates = [(duplicate_tier, duplicate_hold)]
     if reached is not None:
         candidates.append((reached, today + timedelta(days=reached.hold_days)))
-    best = max((candidate.rank for candidate, _ in candidates), default=tier.rank)
+    best = max(candidate.rank for candidate, _ in candidates)
+    changes = {} if row is not None and row.window_growth == growth else {"window_growth": growth}
     if best <= tier.rank:
-        if duplicate_tier.rank == tier.rank and duplicate_hold and (row.hold_until is None
-                                                                    or duplicate_hold > row.hold_until):
-            row.hold_until = duplicate_hold  # she held this tier for longer as the duplicate: that hold stands
-        row.save()
+        target = None
+        held = row.hold_until if row else None
+        if duplicate_tier.rank == tier.rank and duplicate_hold and (held is None or duplicate_hold > held):
+            changes["hold_until"] = duplicate_hold  # she held this tier for longer as the duplicate: that stands
+    else:
+        target = next(candidate for candidate, _ in candidates if candidate.rank == best)
+        holds = [hold for candidate, hold in candidates if candidate.rank == best and hold is not None]
+        changes.update(tier=target, since=now, hold_until=max(holds, default=None))
+    if row is None:
+        MemberTier.objects.create(member=survivor, **({"tier": tier, "since": survivor.joined_at, "hold_until": None}
+                                                      | changes))
+    elif changes:
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.save(update_fields=[*changes, "updated_at"])
+    if target is None:
         return None
-    target = next(candidate for candidate, _ in candidates if candidate.rank == best)
-    holds = [hold for candidate, hold in candidates if candidate.rank == best and hold is not None]
-    row.tier, row.since, row.hold_until = target, now, max(holds, default=None)
-    row.save()
     TierChange.objects.create(member=survivor, from_tier=tier, to_tier=target, reason="merge", growth_value=growth,
                               business_date=today, at=now, actor=merge.actor)
     return {"from": tier.code, "to": target.code, "reason": "merge"}
 
 
-def _drop_duplicate_tier(merge):
-    duplicate, now = merge.duplicate, merge.now
-    tier, row = current_tier(duplicate.pk)
+def _drop_duplicate_tier(merge, row):
+    """The duplicate, closed, drops to the entry tier with no hold (the nightly downgrade never looks at her)."""
     if row is None:
         return
-    entry = entry_tier()
+    tier, entry = tier_of(row), entry_tier()
+    changes = {"hold_until": None, "window_growth": 0}
     if entry is not None and tier is not None and tier.pk != entry.pk:
-        TierChange.objects.create(member=duplicate, from_tier=tier, to_tier=entry, reason="merge", growth_value=0,
-                                  business_date=business_date(now), at=now, actor=merge.actor)
-        row.tier, row.since = entry, now
-    row.hold_until, row.window_growth = None, 0
-    row.save()
+        TierChange.objects.create(member=merge.duplicate, from_tier=tier, to_tier=entry, reason="merge",
+                                  growth_value=0, business_date=business_date(merge.now), at=merge.now,
+                                  actor=merge.actor)
+        changes.update(tier=entry, since=merge.now)
+    for field, value in changes.items():
+        setattr(row, field, value)
+    row.save(update_fields=[*changes, "updated_at"])
 
 
 # --- The ladder and the growth policy, as marketers configure them ---------------------------------------------

@@ -237,6 +237,7 @@ def _set_status(*, actor, member, status, reason, action):
         member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised()
+        refuse_merged(member)  # a merged duplicate stays closed
         if member.status != status:
             old = member.status
             member.status = status
@@ -247,10 +248,8 @@ def _set_status(*, actor, member, status, reason, action):
 
 
 def freeze_member(*, actor, member, reason):
-    """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent. A merged duplicate stays
-    merged (MemberMerged). Checked before _set_status's lock: a merged state is final, so this never refuses
-    wrongly, but a merge committing in between is seen only by a check after that lock."""
-    refuse_merged(Member.objects.get(pk=member.pk))
+    """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent. Raises MemberAnonymised,
+    MemberMerged."""
     return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason,
                        action="member.frozen")
 
@@ -316,6 +315,5 @@ def anonymise_member(*, actor, member, reason):
 
 def unfreeze_member(*, actor, member, reason=""):
     """Lift a freeze. Idempotent. Never reopens a merged duplicate (MemberMerged)."""
-    refuse_merged(Member.objects.get(pk=member.pk))
     return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason,
                        action="member.unfrozen")
