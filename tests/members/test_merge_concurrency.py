@@ -11,13 +11,13 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from loyalty.credentials import create_api_client
-from members.models import Member, MemberMerge, MemberStatus, Purchase
-from members.services import merge_members
+from members.models import Member, MemberMerge, MemberStatus, Purchase, Refund
+from members.services import MemberMerged, merge_members
 from members.services.merge import merge_steps
 from points.models import EntryKind, LedgerEntry, PointsAccount
 from tests.conftest import staff_client
 from tests.factories import MemberFactory, StaffUserFactory
-from tests.points.helpers import adjust, assert_ledger_consistent
+from tests.points.helpers import adjust, assert_ledger_consistent, purchase, refund
 from tests.points.test_concurrency import outcome, run_together
 from tiers.models import GrowthEntry
 
@@ -125,26 +125,26 @@ def test_two_members_merged_into_each_other_at_once_merge_one_way(default_ladder
     assert_ledger_consistent()
 
 
-def test_a_purchase_that_read_the_duplicate_before_the_merge_is_refused_after_it(default_ladder, pos, store_a):
-    """The purchase checks the member's status before it takes her account lock; the merge holds that lock and
-    commits meanwhile. The closed account refuses the purchase under the lock: it is not written to her."""
-    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
-    adjust(duplicate, 100)
+def merge_while(survivor, duplicate, request):
+    """Merge, and while the merge holds both members' locks, run `request()` in another thread; return once the
+    merge has committed and the request has answered. The request starts inside the merge and is seen waiting for
+    one of its locks before the merge goes on, so it read what it read before the merge and locks after it."""
     answer = {}
 
-    def buy():
+    def run():
         try:
-            answer["response"] = pos().post("/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "LATE",
-                                                                   "amount": "10.00"}, format="json")
+            answer["value"] = request()
+        except Exception as error:  # a service's refusal is the answer under test
+            answer["value"] = error
         finally:
             connection.close()
 
-    buyer = threading.Thread(target=buy)
+    other = threading.Thread(target=run)
 
-    def wait_for_the_buyer_inside_the_merge(merge):
-        buyer.start()
+    def wait_inside_the_merge(merge):
+        other.start()
         deadline = time.monotonic() + 10
-        with connection.cursor() as cursor:  # until the buyer waits for the duplicate's account lock we hold
+        with connection.cursor() as cursor:
             while time.monotonic() < deadline:
                 cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -153,20 +153,49 @@ def test_a_purchase_that_read_the_duplicate_before_the_merge_is_refused_after_it
                     break
                 time.sleep(0.02)
             else:
-                raise AssertionError("the purchase never waited for the merge's lock")
+                raise AssertionError("the request never waited for the merge's locks")
         return {}
 
-    merge_steps.register(wait_for_the_buyer_inside_the_merge)
+    merge_steps.register(wait_inside_the_merge)
     try:
         merge_members(actor="test", survivor_id=survivor.pk, duplicate_id=duplicate.pk, reason="two cards")
     finally:
-        merge_steps.unregister(wait_for_the_buyer_inside_the_merge)
-    buyer.join()
+        merge_steps.unregister(wait_inside_the_merge)
+    other.join()
+    return answer["value"]
 
-    response = answer["response"]
+
+def test_a_purchase_that_read_the_duplicate_before_the_merge_is_refused_after_it(default_ladder, pos, store_a):
+    """The purchase is asked for the duplicate while the merge holds her locks: when it gets them she is closed,
+    and it is refused, not written to her."""
+    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    adjust(duplicate, 100)
+
+    response = merge_while(survivor, duplicate, lambda: pos().post(
+        "/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "LATE", "amount": "10.00"}, format="json"))
+
     assert (response.status_code, response.json()["code"], response.json()["merged_into"]) == (
         409, "member_merged", str(survivor.pk))
     assert not Purchase.objects.exists()
     assert (PointsAccount.objects.get(member=duplicate).pending, PointsAccount.objects.get(member=survivor).available) \
         == (0, 100)
+    assert_ledger_consistent()
+
+
+def test_a_refund_that_read_the_purchase_before_the_merge_moved_it_is_refused_then_lands_on_the_survivor(
+        default_ladder, store_a):
+    """A refund reads whose the purchase is, then takes that member's lock: the merge moved the purchase and closed
+    her meanwhile. Her closed account refuses it (it would take the survivor's lots on the duplicate's ledger);
+    asked again, it reverses the points on the survivor."""
+    survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
+    order = purchase(duplicate, "100.00")  # 100 pending
+
+    refused = merge_while(survivor, duplicate, lambda: refund(order["id"], "40.00", refund_no="R1"))
+
+    assert isinstance(refused, MemberMerged)
+    assert refused.extra == {"member": str(duplicate.pk), "merged_into": str(survivor.pk)}
+    assert (PointsAccount.objects.get(member=survivor).pending, Refund.objects.count()) == (100, 0)
+    assert refund(order["id"], "40.00", refund_no="R1")["points_reversed"] == 40
+    assert PointsAccount.objects.get(member=survivor).pending == 60
+    assert LedgerEntry.objects.filter(member=duplicate).latest("id").kind == EntryKind.MERGE
     assert_ledger_consistent()
