@@ -11,12 +11,12 @@ SCHEMA_FILE ?= /dev/null
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev run test lint migrate demo-data worker beat schema clean distclean
+.PHONY: help install install-dev run test lint format migrate demo-data worker beat schema clean distclean
 
 help:
 	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT)"
 	@echo "make test       set up .venv with the dev tools and run pytest (PYTEST_ARGS=... to pass options)"
-	@echo "make lint       ruff check ."
+	@echo "make lint       ruff check . and ruff format --check . (make format rewrites the files)"
 	@echo "make migrate    apply migrations"
 	@echo "make demo-data  load (or refresh) the demo data set and print the logins"
 	@echo "make worker     start a Celery worker (needs REDIS_URL)"
@@ -53,6 +53,11 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput

@@ -244,33 +244,59 @@ def log(message):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Purchases/s of POST /api/v1/purchases/ under gunicorn + PostgreSQL, as a ratio to "
-                    "../shared/bench/earn_baseline, and the points summary read rate.")
+        "../shared/bench/earn_baseline, and the points summary read rate."
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients, API and baseline [16]")
     parser.add_argument("--seconds", type=float, default=20, help="purchase load and baseline duration [20]")
     parser.add_argument("--warmup", type=float, default=3, help="uncounted purchase warm-up seconds [3]")
     parser.add_argument("--read-seconds", type=float, default=10, help="summary read load duration [10]")
     parser.add_argument("--read-clients", type=int, default=None, help="clients for the reads [--clients]")
-    parser.add_argument("--floor-seconds", type=float, default=5,
-                        help="seconds of GET /healthz (no database, no DRF): the framework's ceiling on this "
-                             "machine, for comparison; 0 skips it [5]")
+    parser.add_argument(
+        "--floor-seconds",
+        type=float,
+        default=5,
+        help="seconds of GET /healthz (no database, no DRF): the framework's ceiling on this "
+        "machine, for comparison; 0 skips it [5]",
+    )
     parser.add_argument("--members", type=int, default=10_000, help="members to insert [10000]")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker [4]")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
-    parser.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server, without a database name [postgresql://postgres@127.0.0.1:5432]")
+    parser.add_argument(
+        "--server-url",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server, without a database name [postgresql://postgres@127.0.0.1:5432]",
+    )
     parser.add_argument("--db", default="loyalty_bench", help="bench database, dropped and created [loyalty_bench]")
-    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE,
-                        help="earn_baseline script [../shared/bench/earn_baseline from the repo root]")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=DEFAULT_BASELINE,
+        help="earn_baseline script [../shared/bench/earn_baseline from the repo root]",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline (no ratio)")
-    parser.add_argument("--py-spy", metavar="BIN", help="record the gunicorn workers with this py-spy binary during "
-                        "the purchase load (bench/out/pyspy-*.txt); slows the run, do not report its numbers")
-    parser.add_argument("--breakdown", type=int, metavar="N", default=0,
-                        help="no HTTP load: count the SQL of one purchase and one read, time N of each in-process "
-                             "(Django test Client) and profile N purchases with cProfile")
-    parser.add_argument("--wait-quiet", type=float, metavar="PCT", default=0,
-                        help="before starting, wait (up to --wait-max s) until the machine is less than PCT%% busy "
-                             "(other sessions' test runs skew the numbers) [off]")
+    parser.add_argument(
+        "--py-spy",
+        metavar="BIN",
+        help="record the gunicorn workers with this py-spy binary during "
+        "the purchase load (bench/out/pyspy-*.txt); slows the run, do not report its numbers",
+    )
+    parser.add_argument(
+        "--breakdown",
+        type=int,
+        metavar="N",
+        default=0,
+        help="no HTTP load: count the SQL of one purchase and one read, time N of each in-process "
+        "(Django test Client) and profile N purchases with cProfile",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="PCT",
+        default=0,
+        help="before starting, wait (up to --wait-max s) until the machine is less than PCT%% busy "
+        "(other sessions' test runs skew the numbers) [off]",
+    )
     parser.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-quiet [600]")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load [1]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the summary")
@@ -289,17 +315,29 @@ def parse_args(argv=None):
 def service_env(dsn):
     """The environment of every manage.py and gunicorn subprocess: production settings on the bench database."""
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
-    env.update({
-        "DATABASE_URL": dsn, "ENVIRONMENT": "production", "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "127.0.0.1", "SECURE_SSL_REDIRECT": "false",
-        "CONN_MAX_AGE": "60", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": dsn,
+            "ENVIRONMENT": "production",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
+            "CONN_MAX_AGE": "60",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def psql(server_url, sql, database="postgres"):
-    return subprocess.run(["psql", f"{server_url}/{database}", "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["psql", f"{server_url}/{database}", "-v", "ON_ERROR_STOP=1", "-Atq", "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def reset_database(server_url, name):
@@ -308,15 +346,21 @@ def reset_database(server_url, name):
 
 
 def manage(env, *args, timeout=900):
-    return subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def shell_json(env, snippet, marker):
     done = manage(env, "shell", "--no-imports", "-c", snippet)
     for line in done.stdout.splitlines():
         if line.startswith(marker + " "):
-            return json.loads(line[len(marker) + 1:])
+            return json.loads(line[len(marker) + 1 :])
     raise RuntimeError(f"manage.py shell failed (rc {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
@@ -339,9 +383,14 @@ def machine_info(server_url, database):
             settings[name] = psql(server_url, f"SHOW {name}", database)
         except subprocess.CalledProcessError:
             settings[name] = "unknown"
-    return {"date": datetime.datetime.now().astimezone().date().isoformat(), "commit": commit, "cores": os.cpu_count(),
-            "python": sys.version.split()[0], "postgres": settings,
-            "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+    return {
+        "date": datetime.datetime.now().astimezone().date().isoformat(),
+        "commit": commit,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "postgres": settings,
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
 
 
 # --- gunicorn ---------------------------------------------------------------------------------------------------
@@ -359,18 +408,35 @@ class Gunicorn:
     def __init__(self, env, *, workers, threads, worker_class, log_path):
         self.port = free_port()
         self.log_path = log_path
-        self.command = [str(VENV_BIN / "gunicorn"), "loyalty.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                        "--workers", str(workers), "--threads", str(threads), "--worker-class", worker_class,
-                        "--timeout", "60", "--keep-alive", "10", "--log-level", "warning",
-                        "--error-logfile", "-"]
+        self.command = [
+            str(VENV_BIN / "gunicorn"),
+            "loyalty.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            worker_class,
+            "--timeout",
+            "60",
+            "--keep-alive",
+            "10",
+            "--log-level",
+            "warning",
+            "--error-logfile",
+            "-",
+        ]
         self.env = env
         self.process = None
 
     def start(self, timeout=60):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -389,8 +455,9 @@ class Gunicorn:
 
     def worker_pids(self):
         try:
-            return [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-                    .read_text().split()]
+            return [
+                int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            ]
         except OSError:
             return []
 
@@ -465,8 +532,14 @@ class CpuMeter:
     def _sample(self):
         guni = [self.gunicorn.process.pid, *self.gunicorn.worker_pids()]
         mine, every = postgres_processes(self.database)
-        return {"gunicorn": {p: process_cpu(p) for p in guni}, "postgres": mine, "pg_all": every,
-                "loadgen": sum(os.times()[:2]), "machine": machine_cpu(), "wall": time.perf_counter()}
+        return {
+            "gunicorn": {p: process_cpu(p) for p in guni},
+            "postgres": mine,
+            "pg_all": every,
+            "loadgen": sum(os.times()[:2]),
+            "machine": machine_cpu(),
+            "wall": time.perf_counter(),
+        }
 
     def __enter__(self):
         self.start = self._sample()
@@ -483,13 +556,18 @@ class CpuMeter:
             return sum(end[kind][p] - start[kind].get(p, 0.0) for p in end[kind])
 
         busy, total, irq = ((end["machine"][i] - start["machine"][i]) / TICKS for i in range(3))
-        used = {"gunicorn": delta("gunicorn"), "postgres": delta("postgres"),
-                "postgres_aux": max(delta("pg_all") - delta("postgres"), 0.0), "irq": irq,
-                "loadgen": end["loadgen"] - start["loadgen"]}
+        used = {
+            "gunicorn": delta("gunicorn"),
+            "postgres": delta("postgres"),
+            "postgres_aux": max(delta("pg_all") - delta("postgres"), 0.0),
+            "irq": irq,
+            "loadgen": end["loadgen"] - start["loadgen"],
+        }
         used["other"] = max(busy - sum(used.values()), 0.0)
         per = max(completed, 1)
         return {
-            "wall_s": round(wall, 2), "machine_busy_pct": round(100 * busy / total, 1) if total else None,
+            "wall_s": round(wall, 2),
+            "machine_busy_pct": round(100 * busy / total, 1) if total else None,
             "cpu_s": {k: round(v, 2) for k, v in used.items()},
             "cpu_ms_per_request": {k: round(1000 * v / per, 2) for k, v in used.items()},
         }
@@ -573,12 +651,16 @@ def drive(port, clients, seconds, make_request, headers, seed):
     ok = len(latencies)
     errors = {str(k): v for k, v in statuses.items() if not (isinstance(k, int) and 200 <= k < 300)}
     return {
-        "clients": clients, "seconds": round(elapsed, 2), "ok": ok, "per_second": round(ok / elapsed, 1),
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "ok": ok,
+        "per_second": round(ok / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1) if ok else None,
         "p90_ms": round(percentile(latencies, 0.90) * 1000, 1) if ok else None,
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if ok else None,
         "max_ms": round(latencies[-1] * 1000, 1) if ok else None,
-        "errors": sum(errors.values()), "error_counts": errors,
+        "errors": sum(errors.values()),
+        "error_counts": errors,
         "error_samples": {str(k): v for k, v in samples.items()},
     }
 
@@ -586,15 +668,22 @@ def drive(port, clients, seconds, make_request, headers, seed):
 def purchase_maker(member_ids, run_tag):
     def make(rng, client, n):
         cents = rng.randint(1_000, 50_000)
-        body = {"member": str(rng.choice(member_ids)), "order_no": f"{run_tag}-{client}-{n}",
-                "amount": f"{cents // 100}.{cents % 100:02d}", "store": STORE_CODE, "channel": "offline"}
+        body = {
+            "member": str(rng.choice(member_ids)),
+            "order_no": f"{run_tag}-{client}-{n}",
+            "amount": f"{cents // 100}.{cents % 100:02d}",
+            "store": STORE_CODE,
+            "channel": "offline",
+        }
         return "POST", PURCHASE_PATH, json.dumps(body).encode()
+
     return make
 
 
 def summary_maker(member_ids):
     def make(rng, client, n):
         return "GET", SUMMARY_PATH.format(rng.choice(member_ids)), None
+
     return make
 
 
@@ -605,8 +694,12 @@ def run_baseline(path, clients, seconds, dsn):
     path = Path(path)
     if not path.is_file():
         return {"tps": None, "error": f"no baseline script at {path}"}
-    done = subprocess.run([str(path), "--clients", str(clients), "--seconds", str(int(seconds)), "--dsn", dsn],
-                          capture_output=True, text=True, timeout=seconds + 600)
+    done = subprocess.run(
+        [str(path), "--clients", str(clients), "--seconds", str(int(seconds)), "--dsn", dsn],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 600,
+    )
     match = re.search(r"earn_baseline_tps=([0-9.]+)", done.stdout)
     if done.returncode != 0 or not match:
         return {"tps": None, "error": f"rc {done.returncode}: {(done.stdout + done.stderr).strip()[-500:]}"}
@@ -620,19 +713,41 @@ def check_ledger(env):
 
 
 def database_counts(server_url, database):
-    sql = ("SELECT (SELECT count(*) FROM members_purchase), (SELECT count(*) FROM points_ledgerentry), "
-           "(SELECT count(*) FROM points_pointslot), (SELECT count(*) FROM points_idempotencyrecord)")
+    sql = (
+        "SELECT (SELECT count(*) FROM members_purchase), (SELECT count(*) FROM points_ledgerentry), "
+        "(SELECT count(*) FROM points_pointslot), (SELECT count(*) FROM points_idempotencyrecord)"
+    )
     purchases, entries, lots, idempotency = psql(server_url, sql, database).split("|")
-    return {"purchases": int(purchases), "ledger_entries": int(entries), "lots": int(lots),
-            "idempotency_records": int(idempotency)}
+    return {
+        "purchases": int(purchases),
+        "ledger_entries": int(entries),
+        "lots": int(lots),
+        "idempotency_records": int(idempotency),
+    }
 
 
 def start_py_spy(binary, gunicorn, seconds, name):
     path = OUT / f"pyspy-{name}.txt"
-    command = [binary, "record", "--pid", str(gunicorn.process.pid), "--subprocesses", "--gil", "--nonblocking",
-               "--rate", "200", "--duration", str(int(seconds)), "--format", "raw", "--output", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        binary,
+        "record",
+        "--pid",
+        str(gunicorn.process.pid),
+        "--subprocesses",
+        "--gil",
+        "--nonblocking",
+        "--rate",
+        "200",
+        "--duration",
+        str(int(seconds)),
+        "--format",
+        "raw",
+        "--output",
+        str(path),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     time.sleep(1.0)  # let it attach before the load starts
     return process, path
 
@@ -648,8 +763,10 @@ def summarise_py_spy(path):
         for label, needle in PYSPY_BUCKETS:
             if needle in stack:
                 totals[label] += int(count)
-    return {"samples": total, "share": {label: round(totals[label] / total, 3) if total else None
-                                        for label, _ in PYSPY_BUCKETS}}
+    return {
+        "samples": total,
+        "share": {label: round(totals[label] / total, 3) if total else None for label, _ in PYSPY_BUCKETS},
+    }
 
 
 # --- Main -------------------------------------------------------------------------------------------------------
@@ -658,11 +775,20 @@ def summarise_py_spy(path):
 def run(args):
     dsn = f"{args.server_url}/{args.db}"
     env = service_env(dsn)
-    result = {"config": {
-        "clients": args.clients, "seconds": args.seconds, "warmup": args.warmup, "read_seconds": args.read_seconds,
-        "read_clients": args.read_clients, "members": args.members, "workers": args.workers,
-        "threads": args.threads, "worker_class": args.worker_class, "database": dsn,
-    }}
+    result = {
+        "config": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+            "read_seconds": args.read_seconds,
+            "read_clients": args.read_clients,
+            "members": args.members,
+            "workers": args.workers,
+            "threads": args.threads,
+            "worker_class": args.worker_class,
+            "database": dsn,
+        }
+    }
     background, waited = background_cpu(), 0.0
     while args.wait_quiet and background >= args.wait_quiet and waited < args.wait_max:
         log(f"machine {background}% busy; waiting for < {args.wait_quiet:g}%")
@@ -685,16 +811,25 @@ def run(args):
 
     if args.breakdown:
         log(f"in-process breakdown over {args.breakdown} purchases and reads")
-        snippet = (BREAKDOWN_SNIPPET.replace("__KEY__", prepared["key"]).replace("__N__", str(args.breakdown))
-                   .replace("__IDS__", json.dumps(member_ids)).replace("__STORE__", STORE_CODE))
+        snippet = (
+            BREAKDOWN_SNIPPET.replace("__KEY__", prepared["key"])
+            .replace("__N__", str(args.breakdown))
+            .replace("__IDS__", json.dumps(member_ids))
+            .replace("__STORE__", STORE_CODE)
+        )
         result["breakdown"] = shell_json(env, snippet, "BENCH_BREAKDOWN")
         result["check_ledger"] = check_ledger(env)
         return result
 
-    headers = {"Authorization": f"Api-Key {prepared['key']}", "Content-Type": "application/json",
-               "Accept": "application/json", "Host": "127.0.0.1"}
-    gunicorn = Gunicorn(env, workers=args.workers, threads=args.threads, worker_class=args.worker_class,
-                        log_path=OUT / "gunicorn.log")
+    headers = {
+        "Authorization": f"Api-Key {prepared['key']}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Host": "127.0.0.1",
+    }
+    gunicorn = Gunicorn(
+        env, workers=args.workers, threads=args.threads, worker_class=args.worker_class, log_path=OUT / "gunicorn.log"
+    )
     run_tag = f"B{int(time.time())}"
     try:
         log(f"starting gunicorn ({args.worker_class}, {args.workers} workers x {args.threads} threads)")
@@ -702,16 +837,23 @@ def run(args):
         result["config"]["gunicorn"] = " ".join(gunicorn.command[1:])
         if args.warmup:
             log(f"warm-up {args.warmup:g} s")
-            warm = drive(gunicorn.port, args.clients, args.warmup, purchase_maker(member_ids, run_tag + "w"),
-                         headers, args.seed + 99)
+            warm = drive(
+                gunicorn.port,
+                args.clients,
+                args.warmup,
+                purchase_maker(member_ids, run_tag + "w"),
+                headers,
+                args.seed + 99,
+            )
             result["warmup"] = {"ok": warm["ok"], "errors": warm["errors"]}
         spy = None
         if args.py_spy:
             spy = start_py_spy(args.py_spy, gunicorn, args.seconds, "purchases")
         log(f"purchases: {args.clients} clients for {args.seconds:g} s")
         with CpuMeter(gunicorn, args.db) as meter:
-            result["purchases"] = drive(gunicorn.port, args.clients, args.seconds,
-                                        purchase_maker(member_ids, run_tag), headers, args.seed)
+            result["purchases"] = drive(
+                gunicorn.port, args.clients, args.seconds, purchase_maker(member_ids, run_tag), headers, args.seed
+            )
         result["purchases"]["cpu"] = meter.report(result["purchases"]["ok"])
         if spy:
             spy[0].wait(timeout=60)
@@ -719,8 +861,9 @@ def run(args):
         log(f"summary reads: {args.read_clients} clients for {args.read_seconds:g} s")
         spy = start_py_spy(args.py_spy, gunicorn, args.read_seconds, "reads") if args.py_spy else None
         with CpuMeter(gunicorn, args.db) as meter:
-            result["reads"] = drive(gunicorn.port, args.read_clients, args.read_seconds, summary_maker(member_ids),
-                                    headers, args.seed + 1)
+            result["reads"] = drive(
+                gunicorn.port, args.read_clients, args.read_seconds, summary_maker(member_ids), headers, args.seed + 1
+            )
         result["reads"]["cpu"] = meter.report(result["reads"]["ok"])
         if spy:
             spy[0].wait(timeout=60)
@@ -728,8 +871,14 @@ def run(args):
         if args.floor_seconds:
             log(f"floor: GET /healthz, {args.read_clients} clients for {args.floor_seconds:g} s")
             with CpuMeter(gunicorn, args.db) as meter:
-                result["floor"] = drive(gunicorn.port, args.read_clients, args.floor_seconds,
-                                        lambda rng, client, n: ("GET", "/healthz", None), headers, args.seed + 2)
+                result["floor"] = drive(
+                    gunicorn.port,
+                    args.read_clients,
+                    args.floor_seconds,
+                    lambda rng, client, n: ("GET", "/healthz", None),
+                    headers,
+                    args.seed + 2,
+                )
             result["floor"]["cpu"] = meter.report(result["floor"]["ok"])
         warnings = [line for line in gunicorn.log_tail(200).splitlines() if "Traceback" in line or "ERROR" in line]
         result["gunicorn_log_errors"] = warnings[:10]
@@ -752,8 +901,7 @@ def run(args):
     result["check_ledger"] = check_ledger(env)
     result["targets"] = {
         "ratio": None if result["ratio"] is None else result["ratio"] >= TARGET_RATIO,
-        "purchase_p99": result["purchases"]["p99_ms"] is not None
-        and result["purchases"]["p99_ms"] <= TARGET_P99_MS,
+        "purchase_p99": result["purchases"]["p99_ms"] is not None and result["purchases"]["p99_ms"] <= TARGET_P99_MS,
         "reads_per_second": result["reads"]["per_second"] >= TARGET_READS,
     }
     return result
@@ -765,13 +913,15 @@ def verdict(flag):
 
 def summary_text(result):
     config, machine = result["config"], result["machine"]
-    lines = [f"== earn benchmark {machine['date']}  commit {machine['commit']}  {machine['cores']} cores  "
-             f"PostgreSQL {machine['postgres']['server_version']} ==",
-             f"machine     {machine.get('busy_pct_before_run')}% busy before the run "
-             f"(load {machine['loadavg_1m_at_start']})"
-             f"; synchronous_commit {machine['postgres']['synchronous_commit']}, fsync {machine['postgres']['fsync']}",
-             f"settings    gunicorn {config['worker_class']} {config['workers']} workers x {config['threads']} "
-             f"threads; {config['clients']} clients; {config['members']} members; db {config['database']}"]
+    lines = [
+        f"== earn benchmark {machine['date']}  commit {machine['commit']}  {machine['cores']} cores  "
+        f"PostgreSQL {machine['postgres']['server_version']} ==",
+        f"machine     {machine.get('busy_pct_before_run')}% busy before the run "
+        f"(load {machine['loadavg_1m_at_start']})"
+        f"; synchronous_commit {machine['postgres']['synchronous_commit']}, fsync {machine['postgres']['fsync']}",
+        f"settings    gunicorn {config['worker_class']} {config['workers']} workers x {config['threads']} "
+        f"threads; {config['clients']} clients; {config['members']} members; db {config['database']}",
+    ]
     if "breakdown" in result:
         b = result["breakdown"]
         lines += [
@@ -795,13 +945,22 @@ def summary_text(result):
             f"  ({p['ok']} ok in {p['seconds']} s, {p['errors']} errors)",
             f"reads       {r['per_second']:8.1f} /s   p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  max {r['max_ms']} ms"
             f"  ({r['ok']} ok in {r['seconds']} s, {r['errors']} errors)  GET /api/v1/members/{{id}}/points/",
-            *([f"floor       {result['floor']['per_second']:8.1f} /s   p50 {result['floor']['p50_ms']} ms  "
-               f"p99 {result['floor']['p99_ms']} ms  GET /healthz (gunicorn + Django middleware, no DB, no DRF)"]
-              if "floor" in result else []),
-            *[f"cpu         {name}: machine {result[name]['cpu']['machine_busy_pct']}% busy; CPU ms per request: "
-              + ", ".join(f"{k} {v}" for k, v in result[name]["cpu"]["cpu_ms_per_request"].items())
-              for name in ("purchases", "reads", "floor") if name in result],
-            f"baseline    {base['tps']} tps (pgbench, machine {base.get('machine_busy_pct')}% busy)" if base["tps"]
+            *(
+                [
+                    f"floor       {result['floor']['per_second']:8.1f} /s   p50 {result['floor']['p50_ms']} ms  "
+                    f"p99 {result['floor']['p99_ms']} ms  GET /healthz (gunicorn + Django middleware, no DB, no DRF)"
+                ]
+                if "floor" in result
+                else []
+            ),
+            *[
+                f"cpu         {name}: machine {result[name]['cpu']['machine_busy_pct']}% busy; CPU ms per request: "
+                + ", ".join(f"{k} {v}" for k, v in result[name]["cpu"]["cpu_ms_per_request"].items())
+                for name in ("purchases", "reads", "floor")
+                if name in result
+            ],
+            f"baseline    {base['tps']} tps (pgbench, machine {base.get('machine_busy_pct')}% busy)"
+            if base["tps"]
             else f"baseline    unavailable: {base.get('error')}",
             f"ratio       {result['ratio']}  (target >= {TARGET_RATIO}: {verdict(result['targets']['ratio'])}); "
             f"p99 <= {TARGET_P99_MS:g} ms: {verdict(result['targets']['purchase_p99'])}; "
@@ -812,12 +971,16 @@ def summary_text(result):
                 lines.append(f"errors      {name}: {count} x {status}: {result[name]['error_samples'].get(status, '')}")
         counts = result["db_counts"]
         expected = p["ok"] + result.get("warmup", {}).get("ok", 0)
-        lines.append(f"database    {counts['purchases']} purchases (2xx answers incl. warm-up: {expected}), "
-                     f"{counts['ledger_entries']} ledger entries, {counts['lots']} lots")
+        lines.append(
+            f"database    {counts['purchases']} purchases (2xx answers incl. warm-up: {expected}), "
+            f"{counts['ledger_entries']} ledger entries, {counts['lots']} lots"
+        )
         for key in ("py_spy_purchases", "py_spy_reads"):
             if key in result:
-                lines.append(f"py-spy      {key[7:]}: {result[key]['samples']} samples with the GIL held, "
-                             f"inclusive share ({result[key]['file']}):")
+                lines.append(
+                    f"py-spy      {key[7:]}: {result[key]['samples']} samples with the GIL held, "
+                    f"inclusive share ({result[key]['file']}):"
+                )
                 lines += [f"              {v:6.1%}  {k}" for k, v in result[key]["share"].items() if v]
         lines += [f"gunicorn    {line}" for line in result.get("gunicorn_log_errors", [])]
     ledger = result["check_ledger"]
@@ -840,7 +1003,8 @@ def main(argv=None):
     else:
         print(summary_text(result))
     failed = not result["check_ledger"]["passed"] or any(
-        result.get(name, {}).get("errors") for name in ("purchases", "reads"))
+        result.get(name, {}).get("errors") for name in ("purchases", "reads")
+    )
     return 1 if failed else 0
 
 

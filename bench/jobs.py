@@ -81,8 +81,11 @@ def copy_database(dsn, template, target):
     began = time.monotonic()
     with admin(dsn) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-            sql.Identifier(target), sql.Identifier(template)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(target), sql.Identifier(template)
+            )
+        )
     os.sync()
     log(f"  copied {template} -> {target} in {time.monotonic() - began:.0f} s (not timed)")
 
@@ -94,8 +97,9 @@ def drop_database(dsn, db):
 
 def seed_info(dsn, db):
     with admin(dsn) as conn:
-        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                           [db]).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [db]
+        ).fetchone()
     if not row:
         return None
     try:
@@ -127,9 +131,12 @@ class BackendSampler(threading.Thread):
     def run(self):
         with admin(self.dsn) as conn:
             while not self.stop.is_set():
-                pids = [pid for (pid,) in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                    [self.db]).fetchall()]
+                pids = [
+                    pid
+                    for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.db]
+                    ).fetchall()
+                ]
                 for pid in pids:
                     self._sample(pid)
                 self.stop.wait(0.2)
@@ -146,8 +153,11 @@ class BackendSampler(threading.Thread):
         self.cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def result(self):
-        return {"pg_peak_private_mb": round(self.peak_anon_kb / 1024), "pg_peak_rss_mb": round(self.peak_hwm_kb / 1024),
-                "pg_cpu_s": round(sum(self.cpu.values()), 1)}
+        return {
+            "pg_peak_private_mb": round(self.peak_anon_kb / 1024),
+            "pg_peak_rss_mb": round(self.peak_hwm_kb / 1024),
+            "pg_cpu_s": round(sum(self.cpu.values()), 1),
+        }
 
 
 def temp_bytes(dsn, db):
@@ -165,8 +175,9 @@ def wal_position(dsn):
 def wal_mb(dsn, since):
     """WAL written since `since`, by the whole server (other databases' work included: approximate)."""
     with admin(dsn) as conn:
-        return round(conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
-                                  [since]).fetchone()[0] / 2**20)
+        return round(
+            conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [since]).fetchone()[0] / 2**20
+        )
 
 
 class CommandFailed(Exception):
@@ -181,8 +192,13 @@ def measure(command, *, dsn, db, env=None):
         temp_before, wal_before = temp_bytes(dsn, db), wal_position(dsn)
         sampler.start()
         began = time.monotonic()
-        done = subprocess.run(["/usr/bin/time", "-v", "-o", report.name, *command], cwd=REPO, env=environment,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["/usr/bin/time", "-v", "-o", report.name, *command],
+            cwd=REPO,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
         seconds = time.monotonic() - began
         sampler.stop.set()
         sampler.join()
@@ -194,29 +210,44 @@ def measure(command, *, dsn, db, env=None):
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     user = float(re.search(r"User time \(seconds\): ([\d.]+)", text).group(1))
     system = float(re.search(r"System time \(seconds\): ([\d.]+)", text).group(1))
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(rss_kb / 1024), "python_cpu_s": round(user + system, 1),
-            **sampler.result(), "pg_temp_mb": round((temp_bytes(dsn, db) - temp_before) / 2**20),
-            "wal_mb": wal_mb(dsn, wal_before),
-            "output": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""}
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(rss_kb / 1024),
+        "python_cpu_s": round(user + system, 1),
+        **sampler.result(),
+        "pg_temp_mb": round((temp_bytes(dsn, db) - temp_before) / 2**20),
+        "wal_mb": wal_mb(dsn, wal_before),
+        "output": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "",
+    }
 
 
 def run_job(name, as_of, *, dsn, db):
     try:
-        result = measure([str(PYTHON), "manage.py", "run_job", name, "--as-of", as_of.isoformat(), "--force"],
-                         dsn=dsn, db=db)
+        result = measure(
+            [str(PYTHON), "manage.py", "run_job", name, "--as-of", as_of.isoformat(), "--force"], dsn=dsn, db=db
+        )
     except CommandFailed as error:
         return {"seconds": None, "failed": str(error)}
     with psycopg.connect(url(dsn, db)) as conn:
         run_id, started, finished, counts = conn.execute(
             "SELECT id, started_at, finished_at, counts FROM loyalty_jobrun WHERE job = %s AND business_date = %s",
-            [name, as_of]).fetchone()
-        ends = [row[0] for row in conn.execute(
-            "SELECT finished_at FROM loyalty_jobchunk WHERE run_id = %s ORDER BY finished_at", [run_id])]
+            [name, as_of],
+        ).fetchone()
+        ends = [
+            row[0]
+            for row in conn.execute(
+                "SELECT finished_at FROM loyalty_jobchunk WHERE run_id = %s ORDER BY finished_at", [run_id]
+            )
+        ]
     chunk_seconds = [(b - a).total_seconds() for a, b in zip(ends, ends[1:], strict=False)]
-    result.update(job_seconds=round((finished - started).total_seconds(), 1), counts=counts, chunks=len(ends),
-                  chunk_median_s=round(statistics.median(chunk_seconds), 2) if chunk_seconds else None,
-                  chunk_max_s=round(max(chunk_seconds), 2) if chunk_seconds else None,
-                  finish_step_s=round((finished - ends[-1]).total_seconds(), 1) if ends else None)
+    result.update(
+        job_seconds=round((finished - started).total_seconds(), 1),
+        counts=counts,
+        chunks=len(ends),
+        chunk_median_s=round(statistics.median(chunk_seconds), 2) if chunk_seconds else None,
+        chunk_max_s=round(max(chunk_seconds), 2) if chunk_seconds else None,
+        finish_step_s=round((finished - ends[-1]).total_seconds(), 1) if ends else None,
+    )
     return result
 
 
@@ -228,9 +259,11 @@ def psql_timed(dsn, db, script):
         sampler = BackendSampler(dsn, db)
         temp_before, wal_before = temp_bytes(dsn, db), wal_position(dsn)
         sampler.start()
-        done = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url(dsn, db),
-                               "-f", file.name],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url(dsn, db), "-f", file.name],
+            capture_output=True,
+            text=True,
+        )
         sampler.stop.set()
         sampler.join()
     if done.returncode != 0:
@@ -238,9 +271,14 @@ def psql_timed(dsn, db, script):
         raise SystemExit("plain SQL failed")
     times = [float(ms) for ms in re.findall(r"^Time: ([\d.]+) ms", done.stdout, re.MULTILINE)]
     rows = [line for line in done.stdout.splitlines() if line and not line.startswith("Time:")]
-    return {"seconds": round(sum(times) / 1000, 1), "statements_s": [round(t / 1000, 1) for t in times],
-            **sampler.result(), "pg_temp_mb": round((temp_bytes(dsn, db) - temp_before) / 2**20),
-            "wal_mb": wal_mb(dsn, wal_before), "output": " | ".join(rows[-3:])}
+    return {
+        "seconds": round(sum(times) / 1000, 1),
+        "statements_s": [round(t / 1000, 1) for t in times],
+        **sampler.result(),
+        "pg_temp_mb": round((temp_bytes(dsn, db) - temp_before) / 2**20),
+        "wal_mb": wal_mb(dsn, wal_before),
+        "output": " | ".join(rows[-3:]),
+    }
 
 
 # --- the business calendar of the benchmark date (as loyalty.clock computes it) --------------------------------
@@ -251,12 +289,16 @@ def start_of_day(day):
 
 
 def calendar(as_of):
-    return {"as_of": f"'{as_of.isoformat()}'::date", "tz": f"'{TZ_NAME}'",
-            "rfm_start": f"'{start_of_day(as_of - timedelta(days=364)).isoformat()}'::timestamptz",
-            "end": f"'{start_of_day(as_of + timedelta(days=1)).isoformat()}'::timestamptz",
-            "new_since": f"'{start_of_day(as_of - timedelta(days=30)).isoformat()}'::timestamptz",
-            "growth_start": f"'{start_of_day(as_of - timedelta(days=364)).isoformat()}'::timestamptz",
-            "reference": f"'expiry:{as_of.isoformat()}'", "reason": f"'points expired on {as_of.isoformat()}'"}
+    return {
+        "as_of": f"'{as_of.isoformat()}'::date",
+        "tz": f"'{TZ_NAME}'",
+        "rfm_start": f"'{start_of_day(as_of - timedelta(days=364)).isoformat()}'::timestamptz",
+        "end": f"'{start_of_day(as_of + timedelta(days=1)).isoformat()}'::timestamptz",
+        "new_since": f"'{start_of_day(as_of - timedelta(days=30)).isoformat()}'::timestamptz",
+        "growth_start": f"'{start_of_day(as_of - timedelta(days=364)).isoformat()}'::timestamptz",
+        "reference": f"'expiry:{as_of.isoformat()}'",
+        "reason": f"'points expired on {as_of.isoformat()}'",
+    }
 
 
 # --- plain SQL: the same work in one statement, no chunks, no Python -------------------------------------------
@@ -424,11 +466,19 @@ def plain(script, as_of, **extra):
 
 RESET = {
     "rfm": ["DELETE FROM members_rfmsnapshot", "VACUUM ANALYZE members_rfmsnapshot"],
-    "tiers": ["BEGIN", "DELETE FROM tiers_tierchange", "TRUNCATE tiers_membertier",
-              "INSERT INTO tiers_membertier SELECT * FROM bench_saved_membertier ORDER BY member_id", "COMMIT",
-              "VACUUM ANALYZE tiers_membertier", "VACUUM ANALYZE tiers_tierchange"],
-    "import_purchases": ["DELETE FROM members_purchase WHERE source IN ('bench-import', 'plain-import')",
-                         "VACUUM ANALYZE members_purchase"],
+    "tiers": [
+        "BEGIN",
+        "DELETE FROM tiers_tierchange",
+        "TRUNCATE tiers_membertier",
+        "INSERT INTO tiers_membertier SELECT * FROM bench_saved_membertier ORDER BY member_id",
+        "COMMIT",
+        "VACUUM ANALYZE tiers_membertier",
+        "VACUUM ANALYZE tiers_tierchange",
+    ],
+    "import_purchases": [
+        "DELETE FROM members_purchase WHERE source IN ('bench-import', 'plain-import')",
+        "VACUUM ANALYZE members_purchase",
+    ],
 }
 SAVE_TIERS = ["CREATE TABLE IF NOT EXISTS bench_saved_membertier AS SELECT * FROM tiers_membertier"]
 
@@ -498,8 +548,13 @@ with transaction.atomic():
 
 def explain(which, as_of, *, dsn, db):
     snippet = EXPLAIN_SNIPPET.replace("__AS_OF__", as_of.isoformat()).replace("__WHICH__", which)
-    done = subprocess.run([str(PYTHON), "manage.py", "shell", "-c", snippet], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, DATABASE_URL=url(dsn, db)))
+    done = subprocess.run(
+        [str(PYTHON), "manage.py", "shell", "-c", snippet],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DATABASE_URL=url(dsn, db)),
+    )
     if done.returncode != 0:
         log(done.stderr)
         return None
@@ -526,8 +581,9 @@ def show(label, result):
 def bench_rfm(args, results):
     for run in range(1, args.runs + 1):
         reset("rfm", args.dsn, args.work)
-        results.append({"job": "rfm", "kind": "job", "run": run,
-                        **run_job("rfm", args.as_of, dsn=args.dsn, db=args.work)})
+        results.append(
+            {"job": "rfm", "kind": "job", "run": run, **run_job("rfm", args.as_of, dsn=args.dsn, db=args.work)}
+        )
         show(f"rfm job run {run}", results[-1])
     if args.explain:  # the scoring step over the last run's rows (rolled back)
         explain("rfm_score", args.as_of, dsn=args.dsn, db=args.work)
@@ -544,16 +600,23 @@ def bench_tiers(args, results):
     execute(args.dsn, args.work, *SAVE_TIERS)
     for run in range(1, args.runs + 1):
         reset("tiers", args.dsn, args.work)
-        results.append({"job": "tiers", "kind": "job", "run": run,
-                         **run_job("tiers", args.as_of, dsn=args.dsn, db=args.work)})
+        results.append(
+            {"job": "tiers", "kind": "job", "run": run, **run_job("tiers", args.as_of, dsn=args.dsn, db=args.work)}
+        )
         show(f"tiers job run {run}", results[-1])
     if args.explain:
         reset("tiers", args.dsn, args.work)
         explain("tiers_chunk", args.as_of, dsn=args.dsn, db=args.work)
     for run in range(1, args.plain_runs + 1):
         reset("tiers", args.dsn, args.work)
-        results.append({"job": "tiers", "kind": "plain", "run": run,
-                        **psql_timed(args.dsn, args.work, plain(PLAIN_TIERS, args.as_of))})
+        results.append(
+            {
+                "job": "tiers",
+                "kind": "plain",
+                "run": run,
+                **psql_timed(args.dsn, args.work, plain(PLAIN_TIERS, args.as_of)),
+            }
+        )
         show(f"tiers plain SQL run {run}", results[-1])
     reset("tiers", args.dsn, args.work)
 
@@ -567,15 +630,34 @@ def bench_import(args, results):
     try:
         for run in range(1, args.runs + 1):
             reset("import_purchases", args.dsn, args.work)
-            results.append({"job": "import_purchases", "kind": "job", "run": run, **measure(
-                [str(PYTHON), "manage.py", "import_purchases", str(path), "--source", IMPORT_SOURCE,
-                 "--rejects", str(rejects)], dsn=args.dsn, db=args.work)})
+            results.append(
+                {
+                    "job": "import_purchases",
+                    "kind": "job",
+                    "run": run,
+                    **measure(
+                        [
+                            str(PYTHON),
+                            "manage.py",
+                            "import_purchases",
+                            str(path),
+                            "--source",
+                            IMPORT_SOURCE,
+                            "--rejects",
+                            str(rejects),
+                        ],
+                        dsn=args.dsn,
+                        db=args.work,
+                    ),
+                }
+            )
             show(f"import_purchases run {run}", results[-1])
         for run in range(1, args.plain_runs + 1):
             reset("import_purchases", args.dsn, args.work)
             script = PLAIN_IMPORT.format(csv=path, **calendar(args.as_of))
-            results.append({"job": "import_purchases", "kind": "plain", "run": run,
-                            **psql_timed(args.dsn, args.work, script)})
+            results.append(
+                {"job": "import_purchases", "kind": "plain", "run": run, **psql_timed(args.dsn, args.work, script)}
+            )
             show(f"import plain SQL run {run}", results[-1])
         reset("import_purchases", args.dsn, args.work)
     finally:
@@ -593,8 +675,14 @@ def bench_expire(args, results):
     try:
         for run in range(1, args.runs + 1):
             copy_database(args.dsn, args.db, target)
-            results.append({"job": "expire_points", "kind": "job", "run": run,
-                            **run_job("expire_points", args.as_of, dsn=args.dsn, db=target)})
+            results.append(
+                {
+                    "job": "expire_points",
+                    "kind": "job",
+                    "run": run,
+                    **run_job("expire_points", args.as_of, dsn=args.dsn, db=target),
+                }
+            )
             show(f"expire_points job run {run}", results[-1])
             if run == 1:
                 check = measure([str(PYTHON), "manage.py", "check_ledger"], dsn=args.dsn, db=target)
@@ -602,36 +690,55 @@ def bench_expire(args, results):
                 show("check_ledger after expiry", check)
         for run in range(1, args.plain_runs + 1):
             copy_database(args.dsn, args.db, target)
-            results.append({"job": "expire_points", "kind": "plain", "run": run,
-                            **psql_timed(args.dsn, target, plain(PLAIN_EXPIRE, args.as_of))})
+            results.append(
+                {
+                    "job": "expire_points",
+                    "kind": "plain",
+                    "run": run,
+                    **psql_timed(args.dsn, target, plain(PLAIN_EXPIRE, args.as_of)),
+                }
+            )
             show(f"expire plain SQL run {run}", results[-1])
         if args.minimal:
             copy_database(args.dsn, args.db, target)
-            results.append({"job": "expire_points", "kind": "plain-minimal", "run": 1,
-                            **psql_timed(args.dsn, target, plain(PLAIN_EXPIRE_MINIMAL, args.as_of))})
+            results.append(
+                {
+                    "job": "expire_points",
+                    "kind": "plain-minimal",
+                    "run": 1,
+                    **psql_timed(args.dsn, target, plain(PLAIN_EXPIRE_MINIMAL, args.as_of)),
+                }
+            )
             show("expire minimal SQL", results[-1])
     finally:
         drop_database(args.dsn, target)
 
 
 def summary(results):
-    lines = ["| job | run | seconds (job's own) | peak RSS | PG backend CPU / private peak / temp | plain SQL s "
-             "| ratio | target met |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| job | run | seconds (job's own) | peak RSS | PG backend CPU / private peak / temp | plain SQL s "
+        "| ratio | target met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for job in ("rfm", "expire_points", "tiers", "import_purchases"):
         plains = [r["seconds"] for r in results if r["job"] == job and r["kind"] == "plain"]
         best_plain = min(plains) if plains else None
         for r in (r for r in results if r["job"] == job and r["kind"] == "job"):
             if r.get("failed"):
-                lines.append(f"| {job} | {r['run']} | FAILED: {r['failed'][:120]} | | | "
-                             f"{' / '.join(str(p) for p in plains) or '-'} | - | NO |")
+                lines.append(
+                    f"| {job} | {r['run']} | FAILED: {r['failed'][:120]} | | | "
+                    f"{' / '.join(str(p) for p in plains) or '-'} | - | NO |"
+                )
                 continue
             ratio = f"{r['seconds'] / best_plain:.1f}" if best_plain else "-"
             met = r["seconds"] <= TARGETS[job] and r["peak_rss_mb"] * 1024 <= MEMORY_TARGET_KB
             own = f" ({r['job_seconds']})" if "job_seconds" in r else ""
-            lines.append(f"| {job} | {r['run']} | {r['seconds']}{own} | {r['peak_rss_mb']} MB | {r['pg_cpu_s']} s / "
-                         f"{r['pg_peak_private_mb']} MB / {r['pg_temp_mb']} MB | "
-                         f"{' / '.join(str(p) for p in plains) or '-'} | {ratio} | "
-                         f"{'yes' if met else 'NO'} (≤ {TARGETS[job]} s) |")
+            lines.append(
+                f"| {job} | {r['run']} | {r['seconds']}{own} | {r['peak_rss_mb']} MB | {r['pg_cpu_s']} s / "
+                f"{r['pg_peak_private_mb']} MB / {r['pg_temp_mb']} MB | "
+                f"{' / '.join(str(p) for p in plains) or '-'} | {ratio} | "
+                f"{'yes' if met else 'NO'} (≤ {TARGETS[job]} s) |"
+            )
     return "\n".join(lines)
 
 
@@ -646,8 +753,11 @@ def main():
     parser.add_argument("--as-of", type=date.fromisoformat, help="business date (default: the seed's)")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN (ANALYZE, BUFFERS) one chunk per job")
     parser.add_argument("--minimal", action="store_true", help="also time the minimal expiry (lots + accounts)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the seeded database at the end (default: drop it, and always the work copies)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the seeded database at the end (default: drop it, and always the work copies)",
+    )
     args = parser.parse_args()
     if "bench" not in args.db:
         parser.error("--db must contain 'bench'")
@@ -667,8 +777,9 @@ def main():
         log("import_purchases: no such command yet, skipped")
         jobs.remove("import_purchases")
     OUT.mkdir(exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     log(f"Jobs benchmark on {args.db} ({info.get('counts')}), as of {args.as_of}, commit {commit}")
     results = []
     started = datetime.now().astimezone()
@@ -678,16 +789,28 @@ def main():
             copy_database(args.dsn, args.db, args.work)
         for job in jobs:
             log(f"{job}:")
-            {"rfm": bench_rfm, "tiers": bench_tiers, "import_purchases": bench_import,
-             "expire_points": bench_expire}[job](args, results)
+            {"rfm": bench_rfm, "tiers": bench_tiers, "import_purchases": bench_import, "expire_points": bench_expire}[
+                job
+            ](args, results)
     finally:
         drop_database(args.dsn, args.work)
         if not args.keep:
             drop_database(args.dsn, args.db)
             log(f"dropped {args.db} (--keep keeps it for the next run)")
         path = OUT / f"jobs-{started:%Y%m%d-%H%M%S}.json"
-        path.write_text(json.dumps({"started": started.isoformat(), "commit": commit, "seed": info,
-                                    "as_of": args.as_of.isoformat(), "results": results}, indent=1, default=str))
+        path.write_text(
+            json.dumps(
+                {
+                    "started": started.isoformat(),
+                    "commit": commit,
+                    "seed": info,
+                    "as_of": args.as_of.isoformat(),
+                    "results": results,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         log(f"results: {path.relative_to(REPO)}")
     print(summary(results))
 

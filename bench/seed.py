@@ -59,12 +59,34 @@ REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # members.services.member
 
 # Tables loaded in bulk: their secondary indexes, unique constraints and foreign keys are dropped for the load and
 # re-created afterwards from their own definitions.
-BULK_TABLES = ["members_member", "members_purchase", "members_refund", "points_ledgerentry", "points_pointslot",
-               "points_lotmovement", "points_pointsaccount", "tiers_growthentry", "tiers_membertier"]
-ID_TABLES = ["members_member", "members_store", "members_purchase", "members_refund", "points_ledgerentry",
-             "points_pointslot", "points_lotmovement", "tiers_growthentry"]
-SESSION = ["SET synchronous_commit = off", "SET work_mem = '256MB'", "SET maintenance_work_mem = '1GB'",
-           "SET max_parallel_maintenance_workers = 2", "SET statement_timeout = 0"]
+BULK_TABLES = [
+    "members_member",
+    "members_purchase",
+    "members_refund",
+    "points_ledgerentry",
+    "points_pointslot",
+    "points_lotmovement",
+    "points_pointsaccount",
+    "tiers_growthentry",
+    "tiers_membertier",
+]
+ID_TABLES = [
+    "members_member",
+    "members_store",
+    "members_purchase",
+    "members_refund",
+    "points_ledgerentry",
+    "points_pointslot",
+    "points_lotmovement",
+    "tiers_growthentry",
+]
+SESSION = [
+    "SET synchronous_commit = off",
+    "SET work_mem = '256MB'",
+    "SET maintenance_work_mem = '1GB'",
+    "SET max_parallel_maintenance_workers = 2",
+    "SET statement_timeout = 0",
+]
 
 
 def log(text):
@@ -100,8 +122,9 @@ def connect(dsn, db, autocommit=True):
 def seed_info(dsn, db):
     """The parameters of the existing seed (a JSON comment on the database), or None."""
     with connect(dsn, "postgres") as conn:
-        row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                           [db]).fetchone()
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [db]
+        ).fetchone()
     if not row or not row[0]:
         return None
     try:
@@ -126,11 +149,21 @@ def sql_params(args):
     end = datetime.combine(args.as_of + timedelta(days=1), datetime.min.time(), tzinfo=TZ)  # end of D
     purchases_from = end - timedelta(days=730)
     return {
-        "members": args.members, "purchases": args.purchases, "stores": args.stores, "end": end,
-        "joined_from": end - timedelta(days=3 * 365), "purchases_from": purchases_from,
-        "never_share": args.never_share, "expire_share": args.expire_share, "validity": None,
-        "growth_window_start": end - timedelta(days=365), "growth_previous_start": end - timedelta(days=730),
-        "as_of": args.as_of, "due_share": args.due_share, "tz": "Asia/Shanghai", "alphabet": REFERRAL_ALPHABET,
+        "members": args.members,
+        "purchases": args.purchases,
+        "stores": args.stores,
+        "end": end,
+        "joined_from": end - timedelta(days=3 * 365),
+        "purchases_from": purchases_from,
+        "never_share": args.never_share,
+        "expire_share": args.expire_share,
+        "validity": None,
+        "growth_window_start": end - timedelta(days=365),
+        "growth_previous_start": end - timedelta(days=730),
+        "as_of": args.as_of,
+        "due_share": args.due_share,
+        "tz": "Asia/Shanghai",
+        "alphabet": REFERRAL_ALPHABET,
     }
 
 
@@ -157,21 +190,28 @@ class Seeder:
 
     def defer_indexes(self):
         """Drop the bulk tables' foreign keys, unique constraints and secondary indexes (primary keys stay)."""
-        rows = self.conn.execute("""
+        rows = self.conn.execute(
+            """
             SELECT c.contype, t.relname, c.conname, pg_get_constraintdef(c.oid)
             FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
             WHERE t.relname = ANY(%s) AND c.contype IN ('f', 'u')
-            ORDER BY c.contype, t.relname, c.conname""", [BULK_TABLES]).fetchall()
+            ORDER BY c.contype, t.relname, c.conname""",
+            [BULK_TABLES],
+        ).fetchall()
         constraint_names = {name for _, _, name, _ in rows}
         for kind, table, name, definition in rows:  # foreign keys ('f') sort first: drop them first
-            self.conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(table),
-                                                                                 sql.Identifier(name)))
+            self.conn.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(table), sql.Identifier(name))
+            )
             self.deferred.append((kind, table, name, definition))
-        indexes = self.conn.execute("""
+        indexes = self.conn.execute(
+            """
             SELECT i.tablename, i.indexname, i.indexdef FROM pg_indexes i
             WHERE i.schemaname = 'public' AND i.tablename = ANY(%s)
               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname AND c.contype = 'p')
-            ORDER BY i.tablename, i.indexname""", [BULK_TABLES]).fetchall()
+            ORDER BY i.tablename, i.indexname""",
+            [BULK_TABLES],
+        ).fetchall()
         for table, name, definition in indexes:
             if name in constraint_names:
                 continue
@@ -186,9 +226,12 @@ class Seeder:
                 statement = sql.SQL(definition)
             else:
                 statement = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
-                    sql.Identifier(table), sql.Identifier(name)) + sql.SQL(definition)
-            steps.run(f"  {'index' if kind == 'i' else 'unique' if kind == 'u' else 'fkey'} {name[:34]}",
-                      lambda statement=statement: self.conn.execute(statement) and None)
+                    sql.Identifier(table), sql.Identifier(name)
+                ) + sql.SQL(definition)
+            steps.run(
+                f"  {'index' if kind == 'i' else 'unique' if kind == 'u' else 'fkey'} {name[:34]}",
+                lambda statement=statement: self.conn.execute(statement) and None,
+            )
 
     def stores(self):
         return self.execute("""
@@ -199,7 +242,7 @@ class Seeder:
             FROM generate_series(1, %(stores)s) s""")
 
     def members(self):
-        referral = " || ".join(f"substr(%(alphabet)s, mod(i / {31 ** k}, 31)::int + 1, 1)" for k in range(6, -1, -1))
+        referral = " || ".join(f"substr(%(alphabet)s, mod(i / {31**k}, 31)::int + 1, 1)" for k in range(6, -1, -1))
         return self.execute(f"""
             INSERT INTO members_member (id, member_no, phone, external_id, name, gender, birthday, email,
                                         home_store_id, channel, referral_code, referrer_id, consent_sms,
@@ -264,7 +307,8 @@ class Seeder:
         are in time order, so the lot at that rank is the newest one due)."""
         cutoff = self.conn.execute(
             "SELECT occurred_at FROM members_purchase WHERE id = greatest(1, floor(%s * %s)::bigint)",
-            [self.p["expire_share"], self.p["purchases"]]).fetchone()[0]
+            [self.p["expire_share"], self.p["purchases"]],
+        ).fetchone()[0]
         self.p["validity"] = self.p["end"] - cutoff
         return f"{self.p['validity'].total_seconds() / 86400:.1f} days"
 
@@ -331,13 +375,17 @@ class Seeder:
             ORDER BY m.id""")
 
     def growth(self):
-        policy = self.conn.execute("SELECT id FROM tiers_growthpolicy WHERE tag_id IS NULL "
-                                   "ORDER BY valid_from DESC, id DESC LIMIT 1").fetchone()[0]
-        made = self.execute("""
+        policy = self.conn.execute(
+            "SELECT id FROM tiers_growthpolicy WHERE tag_id IS NULL ORDER BY valid_from DESC, id DESC LIMIT 1"
+        ).fetchone()[0]
+        made = self.execute(
+            """
             INSERT INTO tiers_growthentry (id, member_id, kind, value, occurred_at, reference, policy_id, created_at)
             SELECT id, member_id, 'purchase', floor(amount)::int + 10, occurred_at, 'purchase:' || id, %(policy)s,
                    occurred_at
-            FROM members_purchase ORDER BY id""", {"policy": policy})
+            FROM members_purchase ORDER BY id""",
+            {"policy": policy},
+        )
         reversed_ = self.execute("""
             INSERT INTO tiers_growthentry (id, member_id, kind, value, occurred_at, reference, policy_id, created_at)
             SELECT (SELECT max(id) FROM members_purchase) + row_number() OVER (ORDER BY r.occurred_at, r.id),
@@ -372,31 +420,40 @@ class Seeder:
                         ELSE (hold_until - hold_days)::timestamp AT TIME ZONE %(tz)s END,
                    hold_until, this_year, %(end)s
             FROM chosen ORDER BY member_id""")
-        return ", ".join(f"{code} {count}" + (f" ({due} due)" if due else "") for code, count, due in
-                         self.conn.execute("""
+        return ", ".join(
+            f"{code} {count}" + (f" ({due} due)" if due else "")
+            for code, count, due in self.conn.execute(
+                """
             SELECT t.code, count(*), count(*) FILTER (WHERE mt.hold_until <= %s)
             FROM tiers_membertier mt JOIN tiers_tier t ON t.id = mt.tier_id GROUP BY t.code, t.rank ORDER BY t.rank""",
-                                           [self.p["as_of"]]).fetchall())
+                [self.p["as_of"]],
+            ).fetchall()
+        )
 
     def drop_staging(self):
         self.conn.execute("DROP TABLE bench_plan, bench_entry")
 
     def sequences(self):
         for table in ID_TABLES:
-            self.conn.execute(sql.SQL(
-                "SELECT setval(pg_get_serial_sequence({table_name}, 'id'), (SELECT COALESCE(max(id), 0) + 1 "
-                "FROM {table}), false)").format(table_name=sql.Literal(table), table=sql.Identifier(table)))
+            self.conn.execute(
+                sql.SQL(
+                    "SELECT setval(pg_get_serial_sequence({table_name}, 'id'), (SELECT COALESCE(max(id), 0) + 1 "
+                    "FROM {table}), false)"
+                ).format(table_name=sql.Literal(table), table=sql.Identifier(table))
+            )
 
     def vacuum(self):
         self.conn.execute("VACUUM (ANALYZE)")
 
 
 def sizes(conn):
-    return conn.execute("""
+    return conn.execute(
+        """
         SELECT c.relname, c.reltuples::bigint, pg_size_pretty(pg_table_size(c.oid)),
                pg_size_pretty(pg_indexes_size(c.oid))
         FROM pg_class c WHERE c.relname = ANY(%s) ORDER BY pg_total_relation_size(c.oid) DESC""",
-                        [BULK_TABLES]).fetchall()
+        [BULK_TABLES],
+    ).fetchall()
 
 
 def seed(args):
@@ -434,9 +491,13 @@ def seed(args):
         indexes_after = conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'").fetchone()[0]
         constraints_after = conn.execute("SELECT count(*) FROM pg_constraint").fetchone()[0]
         if (indexes_before, constraints_before) != (indexes_after, constraints_after):
-            sys.exit(f"schema changed: indexes {indexes_before} -> {indexes_after}, "
-                     f"constraints {constraints_before} -> {constraints_after}")
-        counts = dict(conn.execute("""
+            sys.exit(
+                f"schema changed: indexes {indexes_before} -> {indexes_after}, "
+                f"constraints {constraints_before} -> {constraints_after}"
+            )
+        counts = dict(
+            conn.execute(
+                """
             SELECT 'members', count(*) FROM members_member UNION ALL SELECT 'purchases', count(*) FROM members_purchase
             UNION ALL SELECT 'refunds', count(*) FROM members_refund
             UNION ALL SELECT 'lots', count(*) FROM points_pointslot
@@ -447,15 +508,25 @@ def seed(args):
             UNION ALL SELECT 'member tiers', count(*) FROM tiers_membertier
             UNION ALL SELECT 'tiers due', count(*) FROM tiers_membertier mt JOIN tiers_tier t ON t.id = mt.tier_id
                       WHERE t.rank > 0 AND (mt.hold_until IS NULL OR mt.hold_until <= %(as_of)s)""",
-                                   seeder.p).fetchall())
+                seeder.p,
+            ).fetchall()
+        )
         database_size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
         table_sizes = sizes(conn)
-    info = {"members": args.members, "purchases": args.purchases, "as_of": args.as_of.isoformat(),
-            "expire_share": args.expire_share, "due_share": args.due_share, "counts": counts,
-            "seconds": round(steps.total, 1), "size": database_size}
+    info = {
+        "members": args.members,
+        "purchases": args.purchases,
+        "as_of": args.as_of.isoformat(),
+        "expire_share": args.expire_share,
+        "due_share": args.due_share,
+        "counts": counts,
+        "seconds": round(steps.total, 1),
+        "size": database_size,
+    }
     with connect(args.dsn, "postgres") as conn:
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(args.db),
-                                                                     sql.Literal(json.dumps(info))))
+        conn.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(args.db), sql.Literal(json.dumps(info)))
+        )
     log(f"Done in {steps.total:.1f} s; database {database_size}.")
     log("  " + ", ".join(f"{key} {value:,}" for key, value in counts.items()))
     for name, rows, table, indexes in table_sizes:
@@ -474,8 +545,11 @@ def main():
     parser.add_argument("--never-share", type=float, default=0.15, help="members who never bought")
     parser.add_argument("--expire-share", type=float, default=0.15, help="lots due to expire on the date")
     parser.add_argument("--due-share", type=float, default=0.10, help="tiered members whose hold ends on the date")
-    parser.add_argument("--keep", action="store_true",
-                        help="do not drop: reuse the database if it was seeded with the same sizes and date")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="do not drop: reuse the database if it was seeded with the same sizes and date",
+    )
     args = parser.parse_args()
     if "bench" not in args.db:
         parser.error("--db must contain 'bench' (it is dropped)")
@@ -483,8 +557,11 @@ def main():
         parser.error("--members: at most 99,999,999 (8-digit phone suffix)")
     if args.keep:
         info = seed_info(args.dsn, args.db)
-        if info and (info["members"], info["purchases"], info["as_of"]) == (args.members, args.purchases,
-                                                                             args.as_of.isoformat()):
+        if info and (info["members"], info["purchases"], info["as_of"]) == (
+            args.members,
+            args.purchases,
+            args.as_of.isoformat(),
+        ):
             log(f"{args.db} already seeded: {json.dumps(info)}")
             return
     seed(args)

@@ -91,8 +91,10 @@ class ConfigurationAdmin(ServiceAdmin):
     def refusal_errors(self, error):
         """{field or None: [messages]}: the errors a refusal names, else its code and detail above the form."""
         if isinstance(error, VersionKeepsItsTerms) and self.save_as:
-            hint = _("Existing versions keep their terms: press “Save as new version” to start a new version with "
-                     "this change.")
+            hint = _(
+                "Existing versions keep their terms: press “Save as new version” to start a new version with "
+                "this change."
+            )
             return {name: [hint] for name in error.fields}
         errors = getattr(error, "errors", None) or error.extra.get("errors")
         return errors or {None: [f"{error.code}: {error.detail}"]}
@@ -116,15 +118,24 @@ class ConfigurationAdmin(ServiceAdmin):
 
     def changed_values(self, form):
         """What the user changed, by field."""
-        changed = [name for name, field in form.fields.items()
-                   if (name in form.changed_data if name in self.compare_with_shown
-                       else field.has_changed(form.get_initial_for_field(field, name), form[name].data))]
+        changed = [
+            name
+            for name, field in form.fields.items()
+            if (
+                name in form.changed_data
+                if name in self.compare_with_shown
+                else field.has_changed(form.get_initial_for_field(field, name), form[name].data)
+            )
+        ]
         return {name: form.cleaned_data[name] for name in changed}
 
     def new_version_values(self, form):
         """The values of a new version: all posted, but `compare_with_shown` fields only if the user changed them."""
-        return {name: value for name, value in form.cleaned_data.items()
-                if name not in self.compare_with_shown or name in form.changed_data}
+        return {
+            name: value
+            for name, value in form.cleaned_data.items()
+            if name not in self.compare_with_shown or name in form.changed_data
+        }
 
     def create(self, request, values):
         raise NotImplementedError
@@ -180,8 +191,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class ApiClientForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=sorted(CLIENT_SCOPES.items()), widget=forms.CheckboxSelectMultiple,
-                                       required=False, initial=sorted(CLIENT_SCOPES))
+    scopes = forms.MultipleChoiceField(
+        choices=sorted(CLIENT_SCOPES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        initial=sorted(CLIENT_SCOPES),
+    )
 
     class Meta:
         model = ApiClient
@@ -202,20 +217,29 @@ class ApiClientAdmin(ServiceAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        client, key = create_api_client(name=form.cleaned_data["name"], stores=[],
-                                        scopes=form.cleaned_data["scopes"],
-                                        is_active=form.cleaned_data["is_active"])
+        client, key = create_api_client(
+            name=form.cleaned_data["name"],
+            stores=[],
+            scopes=form.cleaned_data["scopes"],
+            is_active=form.cleaned_data["is_active"],
+        )
         obj.pk = client.pk
         obj.refresh_from_db()
-        self.message_user(request, _("API key for %(name)s (shown once, copy it now): %(key)s")
-                          % {"name": client.name, "key": key}, messages.WARNING)
+        self.message_user(
+            request,
+            _("API key for %(name)s (shown once, copy it now): %(key)s") % {"name": client.name, "key": key},
+            messages.WARNING,
+        )
 
     @admin.action(description=_("Rotate the key of the selected clients"))
     def rotate_keys(self, request, queryset):
         for client in queryset:
             key = rotate_api_key(client)
-            self.message_user(request, _("New key for %(name)s (shown once): %(key)s")
-                              % {"name": client.name, "key": key}, messages.WARNING)
+            self.message_user(
+                request,
+                _("New key for %(name)s (shown once): %(key)s") % {"name": client.name, "key": key},
+                messages.WARNING,
+            )
 
 
 class JobChunkInline(ReadOnlyInline):
@@ -228,8 +252,17 @@ class JobRunAdmin(ReadOnlyAdmin):
     """Nightly job runs: one per job and business date, with their chunks, counts and errors. The schedule
     itself is under Periodic tasks; `manage.py run_job NAME --as-of DATE` runs one by hand."""
 
-    list_display = ["job", "business_date", "status", "chunks_done", "chunks_total", "counts", "started_at",
-                    "finished_at", "triggered_by"]
+    list_display = [
+        "job",
+        "business_date",
+        "status",
+        "chunks_done",
+        "chunks_total",
+        "counts",
+        "started_at",
+        "finished_at",
+        "triggered_by",
+    ]
     list_filter = ["job", "status"]
     date_hierarchy = "business_date"
     inlines = [JobChunkInline]

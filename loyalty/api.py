@@ -152,16 +152,22 @@ class DatabaseTimeoutsMiddleware:
 def _set_web_timeouts(sender, connection, **kwargs):
     if connection.vendor != "postgresql" or not _serving_request.get():
         return
-    limits = [(name, f"{max(1, round(seconds * 1000))}ms") for name, seconds in (
-        ("lock_timeout", settings.WEB_DB_LOCK_TIMEOUT_SECONDS),
-        ("statement_timeout", settings.WEB_DB_STATEMENT_TIMEOUT_SECONDS),
-    ) if seconds]  # 0: the server's own setting stays
+    limits = [
+        (name, f"{max(1, round(seconds * 1000))}ms")
+        for name, seconds in (
+            ("lock_timeout", settings.WEB_DB_LOCK_TIMEOUT_SECONDS),
+            ("statement_timeout", settings.WEB_DB_STATEMENT_TIMEOUT_SECONDS),
+        )
+        if seconds
+    ]  # 0: the server's own setting stays
     if not limits:
         return
     # Once per session (a persistent connection keeps them), on the driver's cursor: not a query of the request.
     with connection.connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(limits)),
-                       [value for limit in limits for value in limit])
+        cursor.execute(
+            "SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(limits)),
+            [value for limit in limits for value in limit],
+        )
 
 
 RETRY_AFTER_SECONDS = 2  # what a 503 for a busy or unreachable database asks the client to wait
@@ -190,10 +196,20 @@ def database_unavailable(exc):
 
 def _unavailable(request, exc):
     if request is not None:
-        logger.warning("database unavailable on %s %s: %s: %s", request.method, request.path,
-                       type(exc.__cause__ or exc).__name__, (str(exc).strip().splitlines() or [""])[0])
-    body = error_body("temporarily_unavailable", _("The database is busy or out of reach; try again in a moment. "
-                                                   "Retrying with the same Idempotency-Key or order number is safe."))
+        logger.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.path,
+            type(exc.__cause__ or exc).__name__,
+            (str(exc).strip().splitlines() or [""])[0],
+        )
+    body = error_body(
+        "temporarily_unavailable",
+        _(
+            "The database is busy or out of reach; try again in a moment. "
+            "Retrying with the same Idempotency-Key or order number is safe."
+        ),
+    )
     return body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
@@ -288,8 +304,16 @@ def exception_handler(exc, context):
     return None  # unexpected: ApiErrorMiddleware logs it and answers 500 in JSON
 
 
-_STATUS_CODES = {400: "invalid", 401: "not_authenticated", 403: "permission_denied", 404: "not_found",
-                 405: "method_not_allowed", 413: "payload_too_large", 429: "throttled", 500: "server_error"}
+_STATUS_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "throttled",
+    500: "server_error",
+}
 
 
 def _is_api(request):
@@ -321,8 +345,7 @@ class ApiErrorMiddleware:
             body, headers = _unavailable(request, exception)
             return JsonResponse(body, status=503, headers=headers)
         logger.exception("Unhandled error on %s %s", request.method, request.path)
-        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."),
-                            status=500)
+        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."), status=500)
 
 
 def handler400(request, exception=None):
@@ -345,8 +368,7 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if _is_api(request):
-        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."),
-                            status=500)
+        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."), status=500)
     return django_defaults.server_error(request)
 
 
@@ -356,8 +378,11 @@ def handler500(request):
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="machine code, e.g. invalid, not_found, insufficient_points")
     detail = serializers.CharField(help_text="a sentence for people")
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
-                                   help_text="validation errors by field (400 invalid only)")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="validation errors by field (400 invalid only)",
+    )
 
 
 def document_unavailable(result, generator, request, public):
@@ -368,11 +393,14 @@ def document_unavailable(result, generator, request, public):
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
             if method in {"get", "post", "put", "patch", "delete"}:
-                operation.setdefault("responses", {}).setdefault("503", {
-                    "description": "`temporarily_unavailable`: nothing was written; retry after the given seconds.",
-                    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
-                    "content": {"application/json": {"schema": error}},
-                })
+                operation.setdefault("responses", {}).setdefault(
+                    "503",
+                    {
+                        "description": "`temporarily_unavailable`: nothing was written; retry after the given seconds.",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+                        "content": {"application/json": {"schema": error}},
+                    },
+                )
     return result
 
 

@@ -77,8 +77,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "Client apps: `Api-Key <key>` (from `manage.py create_api_client`)."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Client apps: `Api-Key <key>` (from `manage.py create_api_client`).",
+        }
 
 
 class BearerScheme(OpenApiAuthenticationExtension):
@@ -86,9 +90,12 @@ class BearerScheme(OpenApiAuthenticationExtension):
     name = "Bearer"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer",
-                "description": "Staff token from /api/v1/auth/staff-token or member access token from "
-                               "/api/v1/auth/member-token."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Staff token from /api/v1/auth/staff-token or member access token from "
+            "/api/v1/auth/member-token.",
+        }
 
 
 class StaffSessionScheme(OpenApiAuthenticationExtension):
@@ -96,5 +103,9 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
     name = "AdminSession"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid",
-                "description": "The admin's session (staff), with the CSRF token for writes."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "The admin's session (staff), with the CSRF token for writes.",
+        }

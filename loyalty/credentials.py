@@ -35,8 +35,9 @@ def create_api_client(*, name, stores=(), scopes=None, is_active=True):
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}.{secret}"
     with transaction.atomic(durable=True):
-        client = ApiClient.objects.create(name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes,
-                                         is_active=is_active)
+        client = ApiClient.objects.create(
+            name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes, is_active=is_active
+        )
         client.stores.set(stores)
     return client, key
 
@@ -52,9 +53,11 @@ def rotate_api_key(client):
 
 def _active_clients():
     """Active client apps by key prefix, with their store ids (cached: every API request needs them)."""
+
     def load():
         clients = ApiClient.objects.filter(is_active=True).prefetch_related("stores")
         return {client.prefix: (client, frozenset(store.pk for store in client.stores.all())) for client in clients}
+
     return cached("members.api_clients", load, models=[ApiClient, ApiClient.stores.through])
 
 
@@ -64,7 +67,7 @@ def authenticate_api_key(key):
     head, _, _ = key.partition(".")
     if not head.startswith(f"{API_KEY_PREFIX}_"):
         return None
-    found = _active_clients().get(head[len(API_KEY_PREFIX) + 1:])
+    found = _active_clients().get(head[len(API_KEY_PREFIX) + 1 :])
     if found is None or not hmac.compare_digest(found[0].key_hash, _sha256(key)):
         return None
     client, _ = found

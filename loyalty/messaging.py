@@ -74,9 +74,9 @@ def backend_for(channel):
     return path, import_string(path)()
 
 
-
-def send_message(*, channel, kind, recipient, body, member=None, subject="", secrets=(), immediate=True,
-                 requires_consent=False):
+def send_message(
+    *, channel, kind, recipient, body, member=None, subject="", secrets=(), immediate=True, requires_consent=False
+):
     """Record a message and deliver it after the surrounding transaction commits.
 
     `secrets` (one-time codes) are masked in the stored body unless the channel's backend keeps secrets.
@@ -89,8 +89,15 @@ def send_message(*, channel, kind, recipient, body, member=None, subject="", sec
     if not backend.keeps_secrets:
         for secret in secrets:
             stored = stored.replace(secret, MASK)
-    message = Message(member=member, recipient=recipient, channel=channel, kind=kind, subject=subject,
-                      body=stored, backend=backend_path)
+    message = Message(
+        member=member,
+        recipient=recipient,
+        channel=channel,
+        kind=kind,
+        subject=subject,
+        body=stored,
+        backend=backend_path,
+    )
     if requires_consent and (member is None or not getattr(member, f"consent_{channel}", False)):
         message.status, message.status_reason = MessageStatus.SKIPPED, "no consent for this channel"
         message.save()
@@ -123,6 +130,7 @@ def deliver_message(message_id, body=None):
     except DeliveryFailed as error:
         Message.objects.filter(pk=message.pk).update(status=MessageStatus.FAILED, status_reason=str(error)[:200])
         return MessageStatus.FAILED
-    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENT, sent_at=timezone.now(),
-                                                 provider_message_id=provider_id or "")
+    Message.objects.filter(pk=message.pk).update(
+        status=MessageStatus.SENT, sent_at=timezone.now(), provider_message_id=provider_id or ""
+    )
     return MessageStatus.SENT

@@ -20,8 +20,13 @@ class ApiClient(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
     prefix = models.CharField(_("key prefix"), max_length=16, unique=True, editable=False)
     key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
-    stores = models.ManyToManyField("members.Store", blank=True, related_name="api_clients", verbose_name=_("stores"),
-                                    help_text=_("Empty: the client may act for every store."))
+    stores = models.ManyToManyField(
+        "members.Store",
+        blank=True,
+        related_name="api_clients",
+        verbose_name=_("stores"),
+        help_text=_("Empty: the client may act for every store."),
+    )
     scopes = models.JSONField(_("scopes"), default=list, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -75,8 +80,7 @@ class Message(models.Model):
     kind = models.CharField(_("kind"), max_length=40)
     subject = models.CharField(_("subject"), max_length=200, blank=True)
     body = models.TextField(_("body"))
-    status = models.CharField(_("status"), max_length=8, choices=MessageStatus.choices,
-                              default=MessageStatus.QUEUED)
+    status = models.CharField(_("status"), max_length=8, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     status_reason = models.CharField(_("reason"), max_length=200, blank=True)
     backend = models.CharField(_("backend"), max_length=100, blank=True)
     provider_message_id = models.CharField(max_length=100, blank=True)

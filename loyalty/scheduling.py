@@ -69,9 +69,13 @@ def check_as_of(definition, as_of):
     latest = definition.latest_as_of()
     if as_of > latest:
         raise BusinessDateNotEnded(
-            _("%(job)s cannot run for %(date)s: that business date has not ended yet. The latest date allowed is "
-              "%(latest)s.") % {"job": definition.name, "date": as_of.isoformat(), "latest": latest.isoformat()},
-            latest_as_of=latest.isoformat())
+            _(
+                "%(job)s cannot run for %(date)s: that business date has not ended yet. The latest date allowed is "
+                "%(latest)s."
+            )
+            % {"job": definition.name, "date": as_of.isoformat(), "latest": latest.isoformat()},
+            latest_as_of=latest.isoformat(),
+        )
 
 
 def register_job(definition):
@@ -98,7 +102,8 @@ def start_run(name, as_of=None, *, params=None, triggered_by="", force=False):
     check_as_of(definition, as_of)
     with transaction.atomic(durable=True):
         run, created = JobRun.objects.select_for_update().get_or_create(
-            job=name, business_date=as_of,
+            job=name,
+            business_date=as_of,
             defaults={"params": params or {}, "triggered_by": triggered_by, "started_at": timezone.now()},
         )
         if run.status == JobStatus.DONE and not (force or definition.repeatable):
@@ -138,8 +143,13 @@ def run_chunk(chunk_id):
     """Do one chunk, exactly once: skipped when done or when another worker holds it. Returns True if it ran."""
     try:
         with transaction.atomic(durable=True):
-            chunk = (JobChunk.objects.select_for_update(skip_locked=True).select_related("run")
-                     .filter(pk=chunk_id).exclude(status=JobStatus.DONE).first())
+            chunk = (
+                JobChunk.objects.select_for_update(skip_locked=True)
+                .select_related("run")
+                .filter(pk=chunk_id)
+                .exclude(status=JobStatus.DONE)
+                .first()
+            )
             if chunk is None:
                 return False
             run = chunk.run

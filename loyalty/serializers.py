@@ -14,10 +14,14 @@ class StaffLoginSerializer(serializers.Serializer):
 class StaffTokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     expires_at = serializers.DateTimeField()
-    user = inline_serializer("StaffIdentity", {
-        "username": serializers.CharField(), "role": serializers.CharField(),
-        "stores": serializers.ListField(child=serializers.CharField()),
-    })
+    user = inline_serializer(
+        "StaffIdentity",
+        {
+            "username": serializers.CharField(),
+            "role": serializers.CharField(),
+            "stores": serializers.ListField(child=serializers.CharField()),
+        },
+    )
 
 
 class JobRunSerializer(serializers.ModelSerializer):
@@ -25,6 +29,18 @@ class JobRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = JobRun
-        fields = ["id", "job", "business_date", "status", "counts", "chunks_total", "chunks_done", "error", "params",
-                  "triggered_by", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "job",
+            "business_date",
+            "status",
+            "counts",
+            "chunks_total",
+            "chunks_done",
+            "error",
+            "params",
+            "triggered_by",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields

@@ -107,8 +107,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The test suite runs 30-thread races on a loaded 2-core machine: its default waits longer (the fault tests set
 # their own small limits).
 WEB_DB_LOCK_TIMEOUT_SECONDS = env.float("WEB_DB_LOCK_TIMEOUT_SECONDS", default=60 if ENVIRONMENT == "test" else 5)
-WEB_DB_STATEMENT_TIMEOUT_SECONDS = env.float("WEB_DB_STATEMENT_TIMEOUT_SECONDS",
-                                             default=120 if ENVIRONMENT == "test" else 15)
+WEB_DB_STATEMENT_TIMEOUT_SECONDS = env.float(
+    "WEB_DB_STATEMENT_TIMEOUT_SECONDS", default=120 if ENVIRONMENT == "test" else 15
+)
 if WEB_DB_LOCK_TIMEOUT_SECONDS < 0 or WEB_DB_STATEMENT_TIMEOUT_SECONDS < 0:
     raise ImproperlyConfigured("WEB_DB_LOCK_TIMEOUT_SECONDS and WEB_DB_STATEMENT_TIMEOUT_SECONDS must be 0 or more.")
 
@@ -189,7 +190,8 @@ JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
 if IDEMPOTENCY_RETENTION_DAYS < 30:
     raise ImproperlyConfigured(
-        f"IDEMPOTENCY_RETENTION_DAYS must be at least 30 days (SPEC §2), not {IDEMPOTENCY_RETENTION_DAYS}.")
+        f"IDEMPOTENCY_RETENTION_DAYS must be at least 30 days (SPEC §2), not {IDEMPOTENCY_RETENTION_DAYS}."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

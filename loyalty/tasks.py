@@ -29,8 +29,9 @@ def _send_chunks(chunk_ids):
         try:
             run_job_chunk.delay(chunk_id)
         except Exception:  # broker down: stop here (each try costs a timeout); the next start resumes the run
-            logger.exception("could not send job chunk %s (and %d more) to the workers", chunk_id,
-                             len(chunk_ids) - index - 1)
+            logger.exception(
+                "could not send job chunk %s (and %d more) to the workers", chunk_id, len(chunk_ids) - index - 1
+            )
             return
 
 

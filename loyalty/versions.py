@@ -82,8 +82,11 @@ def values_of(instance, names):
 
 def differences(instance, values):
     """Those of `values` ({field: value}) that differ from the instance's (rows compared by id)."""
-    return {name: value for name, value in values.items()
-            if (value.pk if isinstance(value, Model) else value) != value_of(instance, name)}
+    return {
+        name: value
+        for name, value in values.items()
+        if (value.pk if isinstance(value, Model) else value) != value_of(instance, name)
+    }
 
 
 def check(instance):
@@ -92,8 +95,12 @@ def check(instance):
     try:
         instance.full_clean()
     except ValidationError as error:
-        raise InvalidInput({("non_field_errors" if name == NON_FIELD_ERRORS else name): messages
-                            for name, messages in error.message_dict.items()}) from None
+        raise InvalidInput(
+            {
+                ("non_field_errors" if name == NON_FIELD_ERRORS else name): messages
+                for name, messages in error.message_dict.items()
+            }
+        ) from None
 
 
 def save_checked(instance, **save_options):

@@ -20,21 +20,32 @@ class StaffTokenView(APIView):
     throttle_classes = [FailOpenScopedRateThrottle]
     throttle_scope = "staff_login"
 
-    @extend_schema(request=StaffLoginSerializer,
-                   responses={201: StaffTokenSerializer,
-                              **error_responses({401: "not_authenticated", 429: "throttled"})},
-                   auth=[], summary="Log a staff user in; the token is used as `Authorization: Bearer <token>`.")
+    @extend_schema(
+        request=StaffLoginSerializer,
+        responses={201: StaffTokenSerializer, **error_responses({401: "not_authenticated", 429: "throttled"})},
+        auth=[],
+        summary="Log a staff user in; the token is used as `Authorization: Bearer <token>`.",
+    )
     def post(self, request):
         payload = StaffLoginSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         user = authenticate(request, **payload.validated_data)
         if user is None or staff_role(user) is None:
-            return Response(error_body("not_authenticated", "Wrong username or password, or no staff role."),
-                            status=status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+            return Response(
+                error_body("not_authenticated", "Wrong username or password, or no staff role."),
+                status=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         token, expires_at = issue_staff_token(user=user)
-        body = {"token": token, "expires_at": expires_at,
-                "user": {"username": user.get_username(), "role": staff_role(user),
-                         "stores": list(user.stores.values_list("code", flat=True))}}
+        body = {
+            "token": token,
+            "expires_at": expires_at,
+            "user": {
+                "username": user.get_username(),
+                "role": staff_role(user),
+                "stores": list(user.stores.values_list("code", flat=True)),
+            },
+        }
         return Response(StaffTokenSerializer(body).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None}, summary="Log out: revoke the bearer token sent.")

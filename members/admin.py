@@ -88,7 +88,9 @@ class MemberTagInline(admin.TabularInline):
 
 class MemberAdminForm(forms.ModelForm):
     consents = forms.MultipleChoiceField(
-        label=_("marketing consents"), required=False, widget=forms.CheckboxSelectMultiple,
+        label=_("marketing consents"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         choices=[("sms", _("SMS")), ("wechat", _("WeChat")), ("email", _("email"))],
     )
 
@@ -133,9 +135,14 @@ class MergeForm(forms.Form):
     """Merge a duplicate into the member whose page this is: first the duplicate and a reason, then a confirmation
     showing both members (the merge cannot be undone)."""
 
-    duplicate = forms.CharField(label=_("duplicate member"), max_length=64,
-                                help_text=_("Card number, phone or external id of the member to merge into this "
-                                            "one. She is closed; her points, purchases and tags move here."))
+    duplicate = forms.CharField(
+        label=_("duplicate member"),
+        max_length=64,
+        help_text=_(
+            "Card number, phone or external id of the member to merge into this "
+            "one. She is closed; her points, purchases and tags move here."
+        ),
+    )
     reason = forms.CharField(label=_("reason"), max_length=200, widget=forms.TextInput(attrs={"size": 60}))
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -163,11 +170,16 @@ def member_summary(member):
     points = represent_member_field("points", member)
     tier = represent_member_field("tier", member)
     return [
-        (_("card number"), member.member_no), (_("name"), member.name), (_("phone"), member.phone or "—"),
-        (_("external id"), member.external_id or "—"), (_("home store"), member.home_store or "—"),
-        (_("status"), member.get_status_display()), (_("joined at"), member.joined_at.date()),
+        (_("card number"), member.member_no),
+        (_("name"), member.name),
+        (_("phone"), member.phone or "—"),
+        (_("external id"), member.external_id or "—"),
+        (_("home store"), member.home_store or "—"),
+        (_("status"), member.get_status_display()),
+        (_("joined at"), member.joined_at.date()),
         (_("points"), _("%(available)s available, %(pending)s pending") % points),
-        (_("tier"), tier["name"] if tier else "—"), (_("growth value"), represent_member_field("growth_value", member)),
+        (_("tier"), tier["name"] if tier else "—"),
+        (_("growth value"), represent_member_field("growth_value", member)),
         (_("tags"), ", ".join(sorted(tag.code for tag in member.tags.all())) or "—"),
     ]
 
@@ -181,8 +193,7 @@ class MemberAdmin(ServiceAdmin):
     list_select_related = ["home_store"]
     search_fields = ["member_no", "phone", "name", "external_id"]
     search_help_text = _("Card number, phone (any format), external id, or part of a name.")
-    readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at",
-                       "updated_at"]
+    readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at", "updated_at"]
     inlines = [MemberTagInline]
     actions = ["freeze_members", "unfreeze_members"]
     show_full_result_count = False  # no COUNT(*) over millions of members on every search
@@ -192,8 +203,10 @@ class MemberAdmin(ServiceAdmin):
         if obj is None:
             return [(None, {"fields": main})]
         status = ["status", "merged_into"] if obj.merged_into_id else ["status"]
-        return [(None, {"fields": ["member_no", *status, *main]}),
-                (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]})]
+        return [
+            (None, {"fields": ["member_no", *status, *main]}),
+            (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]}),
+        ]
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -227,10 +240,16 @@ class MemberAdmin(ServiceAdmin):
             services.update_member(actor=admin_actor(request), member=obj, changes=changes, consents=consents)
             return
         member = services.register_member(
-            actor=admin_actor(request), phone=data.get("phone"), external_id=data.get("external_id"),
-            name=data.get("name") or "", gender=data.get("gender") or "unknown",
-            birthday=data.get("birthday"), email=data.get("email") or "", store=data.get("home_store"),
-            channel=data.get("channel") or "store", consents=consents,
+            actor=admin_actor(request),
+            phone=data.get("phone"),
+            external_id=data.get("external_id"),
+            name=data.get("name") or "",
+            gender=data.get("gender") or "unknown",
+            birthday=data.get("birthday"),
+            email=data.get("email") or "",
+            store=data.get("home_store"),
+            channel=data.get("channel") or "store",
+            consents=consents,
         )
         obj.pk = member.pk
         obj.refresh_from_db()
@@ -260,8 +279,9 @@ class MemberAdmin(ServiceAdmin):
                 refused.append(f"{member.member_no} ({error.code})")
         self.message_user(request, done, messages.SUCCESS)
         if refused:
-            self.message_user(request, _("Left unchanged: %(members)s") % {"members": ", ".join(refused)},
-                              messages.WARNING)
+            self.message_user(
+                request, _("Left unchanged: %(members)s") % {"members": ", ".join(refused)}, messages.WARNING
+            )
 
     @admin.action(description=_("Freeze the selected members"), permissions=["change"])
     def freeze_members(self, request, queryset):
@@ -297,14 +317,21 @@ class MemberAdmin(ServiceAdmin):
             duplicate = form.cleaned_data["duplicate"]
             if form.cleaned_data["confirmed"]:
                 try:
-                    outcome = services.merge_members(actor=admin_actor(request), survivor_id=survivor.pk,
-                                                     duplicate_id=duplicate.pk, reason=form.cleaned_data["reason"])
+                    outcome = services.merge_members(
+                        actor=admin_actor(request),
+                        survivor_id=survivor.pk,
+                        duplicate_id=duplicate.pk,
+                        reason=form.cleaned_data["reason"],
+                    )
                 except DomainError as error:
                     form.add_error(None, f"{error.code}: {error.detail}")
                     duplicate = None
                 else:
-                    self.message_user(request, self._merge_text(outcome, duplicate, survivor),
-                                      messages.WARNING if outcome.replayed else messages.SUCCESS)
+                    self.message_user(
+                        request,
+                        self._merge_text(outcome, duplicate, survivor),
+                        messages.WARNING if outcome.replayed else messages.SUCCESS,
+                    )
                     return HttpResponseRedirect(reverse("admin:members_member_change", args=[survivor.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -315,7 +342,8 @@ class MemberAdmin(ServiceAdmin):
             "form": form,
             "duplicate": duplicate,
             "comparison": list(zip(member_summary(survivor), member_summary(duplicate), strict=True))
-            if duplicate else None,
+            if duplicate
+            else None,
             "has_view_permission": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/members/member/merge.html", context)
@@ -324,10 +352,16 @@ class MemberAdmin(ServiceAdmin):
         moved = outcome.result["moved"]
         points = moved.get("points", {"available": 0, "pending": 0})
         tier = moved.get("tier")
-        text = _("Merged %(duplicate)s into %(survivor)s: %(available)s available and %(pending)s pending points, "
-                 "%(purchases)s purchases, tags %(tags)s%(tier)s.") % {
-            "duplicate": duplicate.member_no, "survivor": survivor.member_no, "available": points["available"],
-            "pending": points["pending"], "purchases": moved["purchases"], "tags": ", ".join(moved["tags"]) or "—",
+        text = _(
+            "Merged %(duplicate)s into %(survivor)s: %(available)s available and %(pending)s pending points, "
+            "%(purchases)s purchases, tags %(tags)s%(tier)s."
+        ) % {
+            "duplicate": duplicate.member_no,
+            "survivor": survivor.member_no,
+            "available": points["available"],
+            "pending": points["pending"],
+            "purchases": moved["purchases"],
+            "tags": ", ".join(moved["tags"]) or "—",
             "tier": f"; tier {tier['from']} → {tier['to']}" if tier else "",
         }
         if outcome.replayed:
@@ -385,8 +419,18 @@ class PurchaseAdmin(ReadOnlyAdmin):
 
 @admin.register(RfmSnapshot)
 class RfmSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ["as_of", "member", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score",
-                    "segment", "lifecycle"]
+    list_display = [
+        "as_of",
+        "member",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r_score",
+        "f_score",
+        "m_score",
+        "segment",
+        "lifecycle",
+    ]
     list_filter = ["as_of", "segment", "lifecycle"]
     list_select_related = ["member"]
     search_fields = ["member__member_no", "member__phone"]

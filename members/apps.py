@@ -46,9 +46,17 @@ def register_rfm():
         if not rows:
             return None
         row = rows[0]
-        return {"as_of": row.as_of.isoformat(), "recency_days": row.recency_days, "frequency": row.frequency,
-                "monetary": f"{row.monetary:.2f}", "r_score": row.r_score, "f_score": row.f_score,
-                "m_score": row.m_score, "segment": row.segment, "lifecycle": row.lifecycle}
+        return {
+            "as_of": row.as_of.isoformat(),
+            "recency_days": row.recency_days,
+            "frequency": row.frequency,
+            "monetary": f"{row.monetary:.2f}",
+            "r_score": row.r_score,
+            "f_score": row.f_score,
+            "m_score": row.m_score,
+            "segment": row.segment,
+            "lifecycle": row.lifecycle,
+        }
 
     def by(field):
         def filter_queryset(queryset, value):
@@ -56,6 +64,7 @@ def register_rfm():
             if latest is None:
                 return queryset.none()
             return queryset.filter(rfm_snapshots__as_of=latest, **{f"rfm_snapshots__{field}": value})
+
         return filter_queryset
 
     register_member_field(MemberField(name="rfm", represent=represent, prepare_queryset=prepare))

@@ -22,8 +22,10 @@ def _require_postgresql(job):
 
 def member_bounds(as_of, params):
     ids = Member.objects.order_by()
-    return (ids.order_by("id").values_list("id", flat=True).first(),
-            ids.order_by("-id").values_list("id", flat=True).first())
+    return (
+        ids.order_by("id").values_list("id", flat=True).first(),
+        ids.order_by("-id").values_list("id", flat=True).first(),
+    )
 
 
 # --- RFM ------------------------------------------------------------------------------------------------------
@@ -114,11 +116,16 @@ WHERE s.as_of = %(as_of)s AND s.member_id = scored.member_id
 def _rfm_params(as_of, params, start=None, stop=None):
     window_days = int(params.get("window_days") or DEFAULT_WINDOW_DAYS)
     return {
-        "as_of": as_of, "window_days": window_days, "start": start, "stop": stop, "tz": settings.TIME_ZONE,
+        "as_of": as_of,
+        "window_days": window_days,
+        "start": start,
+        "stop": stop,
+        "tz": settings.TIME_ZONE,
         "window_start": start_of_business_day(as_of - timedelta(days=window_days - 1)),
         "window_end": end_of_business_day(as_of),
         "new_since": start_of_business_day(as_of - timedelta(days=NEW_MEMBER_DAYS)),
-        "active_days": ACTIVE_DAYS, "dormant_days": DORMANT_DAYS,
+        "active_days": ACTIVE_DAYS,
+        "dormant_days": DORMANT_DAYS,
     }
 
 
@@ -147,8 +154,12 @@ def latest_rfm_date():
     """The newest business date with a completed RFM run, or None before the first."""
     from loyalty.models import JobRun, JobStatus
 
-    return (JobRun.objects.filter(job="rfm", status=JobStatus.DONE).order_by("-business_date")
-            .values_list("business_date", flat=True).first())
+    return (
+        JobRun.objects.filter(job="rfm", status=JobStatus.DONE)
+        .order_by("-business_date")
+        .values_list("business_date", flat=True)
+        .first()
+    )
 
 
 def current_rfm(member_ids, as_of=None):
@@ -156,7 +167,6 @@ def current_rfm(member_ids, as_of=None):
     if as_of is None:
         return {}
     return {row.member_id: row for row in RfmSnapshot.objects.filter(as_of=as_of, member_id__in=member_ids)}
-
 
 
 # --- Rule-based tags ------------------------------------------------------------------------------------------
@@ -178,8 +188,10 @@ def rule_tags_chunk(as_of, start, stop, params):
     with connection.cursor() as cursor:
         for tag in tags:
             if not tag.is_active:
-                cursor.execute("DELETE FROM members_membertag WHERE tag_id = %s AND member_id >= %s AND member_id < %s",
-                               [tag.pk, start, stop])
+                cursor.execute(
+                    "DELETE FROM members_membertag WHERE tag_id = %s AND member_id >= %s AND member_id < %s",
+                    [tag.pk, start, stop],
+                )
                 counts["removed"] += cursor.rowcount
                 continue
             try:
@@ -207,14 +219,23 @@ def rule_tags_chunk(as_of, start, stop, params):
 
 def register_jobs():
     """Called from MembersConfig.ready()."""
-    register_job(JobDefinition(
-        name="rule_tags",
-        description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
-        bounds=member_bounds, run_chunk=rule_tags_chunk, chunk_size=100_000,
-    ))
-    register_job(JobDefinition(
-        name="rfm",
-        description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
-        bounds=member_bounds, run_chunk=rfm_chunk, prepare=rfm_prepare, finish=rfm_finish,
-        chunk_size=100_000,
-    ))
+    register_job(
+        JobDefinition(
+            name="rule_tags",
+            description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
+            bounds=member_bounds,
+            run_chunk=rule_tags_chunk,
+            chunk_size=100_000,
+        )
+    )
+    register_job(
+        JobDefinition(
+            name="rfm",
+            description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
+            bounds=member_bounds,
+            run_chunk=rfm_chunk,
+            prepare=rfm_prepare,
+            finish=rfm_finish,
+            chunk_size=100_000,
+        )
+    )

@@ -80,35 +80,51 @@ class MemberStatus(models.TextChoices):
 
 class Member(models.Model):
     member_no = models.CharField(_("card number"), max_length=20, unique=True, editable=False)
-    phone = models.CharField(_("phone"), max_length=20, null=True, blank=True, unique=True,
-                             help_text=_("E.164, e.g. +8613800138000"))
+    phone = models.CharField(
+        _("phone"), max_length=20, null=True, blank=True, unique=True, help_text=_("E.164, e.g. +8613800138000")
+    )
     external_id = models.CharField(_("external id"), max_length=64, null=True, blank=True, unique=True)
     name = models.CharField(_("name"), max_length=100, blank=True)
     gender = models.CharField(_("gender"), max_length=8, choices=Gender.choices, default=Gender.UNKNOWN)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
     email = models.EmailField(_("email"), blank=True)
-    home_store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="members",
-                                   verbose_name=_("home store"))
-    channel = models.CharField(_("registration channel"), max_length=16, choices=Channel.choices,
-                               default=Channel.STORE)
+    home_store = models.ForeignKey(
+        Store, models.PROTECT, null=True, blank=True, related_name="members", verbose_name=_("home store")
+    )
+    channel = models.CharField(_("registration channel"), max_length=16, choices=Channel.choices, default=Channel.STORE)
     referral_code = models.CharField(_("referral code"), max_length=12, unique=True, editable=False)
-    referrer = models.ForeignKey("self", models.SET_NULL, null=True, blank=True, related_name="referrals",
-                                 verbose_name=_("referred by"))
+    referrer = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="referrals", verbose_name=_("referred by")
+    )
     consent_sms = models.BooleanField(_("SMS consent"), default=False)
     consent_wechat = models.BooleanField(_("WeChat consent"), default=False)
     consent_email = models.BooleanField(_("email consent"), default=False)
     status = models.CharField(_("status"), max_length=12, choices=MemberStatus.choices, default=MemberStatus.ACTIVE)
     merged_into = models.ForeignKey(
-        "self", models.PROTECT, null=True, blank=True, related_name="merged_members", editable=False,
+        "self",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="merged_members",
+        editable=False,
         verbose_name=_("merged into"),
-        help_text=_("A duplicate closed by a merge: the member she now is (always the current survivor)."))
+        help_text=_("A duplicate closed by a merge: the member she now is (always the current survivor)."),
+    )
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    tags = models.ManyToManyField("Tag", through="MemberTag", related_name="members", blank=True,
-                                  verbose_name=_("tags"))
+    tags = models.ManyToManyField(
+        "Tag", through="MemberTag", related_name="members", blank=True, verbose_name=_("tags")
+    )
     # Indexed only where set (most members have no household): see Meta.indexes.
-    household = models.ForeignKey(Household, models.PROTECT, null=True, blank=True, related_name="members",
-                                  db_index=False, verbose_name=_("household"))
+    household = models.ForeignKey(
+        Household,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+        db_index=False,
+        verbose_name=_("household"),
+    )
 
     class Meta:
         verbose_name = _("member")
@@ -121,12 +137,14 @@ class Member(models.Model):
         constraints = [
             # A merged duplicate may have handed both to her survivor; lookups by her card number still work.
             models.CheckConstraint(
-                condition=Q(phone__isnull=False) | Q(external_id__isnull=False)
+                condition=Q(phone__isnull=False)
+                | Q(external_id__isnull=False)
                 | Q(status__in=["anonymised", "merged"]),
                 name="member_has_phone_or_external_id",
             ),
-            models.CheckConstraint(condition=~Q(status="merged") | Q(merged_into__isnull=False),
-                                   name="member_merged_has_survivor"),
+            models.CheckConstraint(
+                condition=~Q(status="merged") | Q(merged_into__isnull=False), name="member_merged_has_survivor"
+            ),
         ]
 
     def __str__(self):
@@ -196,8 +214,9 @@ class Tag(models.Model):
     code = models.SlugField(_("code"), max_length=50, unique=True)
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(_("kind"), max_length=8, choices=TagKind.choices, default=TagKind.MANUAL)
-    rule = models.JSONField(_("rule"), null=True, blank=True,
-                            help_text=_("For rule-based tags: the condition members must meet."))
+    rule = models.JSONField(
+        _("rule"), null=True, blank=True, help_text=_("For rule-based tags: the condition members must meet.")
+    )
     description = models.TextField(_("description"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -254,8 +273,7 @@ class MemberMerge(models.Model):
     away at most once; written by members.services.merge only."""
 
     survivor = models.ForeignKey(Member, models.PROTECT, related_name="absorbed_merges", verbose_name=_("survivor"))
-    duplicate = models.OneToOneField(Member, models.PROTECT, related_name="merged_away",
-                                     verbose_name=_("duplicate"))
+    duplicate = models.OneToOneField(Member, models.PROTECT, related_name="merged_away", verbose_name=_("duplicate"))
     reason = models.CharField(_("reason"), max_length=200)
     actor = models.CharField(_("actor"), max_length=120)
     idempotency_scope = models.CharField(max_length=60, blank=True)
@@ -269,8 +287,11 @@ class MemberMerge(models.Model):
         verbose_name = _("member merge")
         verbose_name_plural = _("member merges")
         constraints = [
-            models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], condition=~Q(idempotency_key=""),
-                                    name="member_merge_idempotency_key_unique"),
+            models.UniqueConstraint(
+                fields=["idempotency_scope", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="member_merge_idempotency_key_unique",
+            ),
             models.CheckConstraint(condition=~Q(survivor=models.F("duplicate")), name="member_merge_two_members"),
         ]
 
@@ -297,8 +318,9 @@ class Purchase(models.Model):
     store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="purchases")
     source = models.CharField(_("source"), max_length=40, help_text=_("client:<id> or store:<code>"))
     order_no = models.CharField(_("order number"), max_length=64)
-    channel = models.CharField(_("channel"), max_length=8, choices=PurchaseChannel.choices,
-                               default=PurchaseChannel.OFFLINE)
+    channel = models.CharField(
+        _("channel"), max_length=8, choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE
+    )
     occurred_at = models.DateTimeField(_("occurred at"))
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
     refunded_amount = models.DecimalField(_("refunded amount"), max_digits=14, decimal_places=2, default=0)
@@ -316,8 +338,10 @@ class Purchase(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "order_no"], name="purchase_order_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="purchase_amount_positive"),
-            models.CheckConstraint(condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
-                                   name="purchase_refund_within_amount"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=models.F("amount")),
+                name="purchase_refund_within_amount",
+            ),
         ]
         indexes = [
             models.Index(fields=["member", "occurred_at"], name="purchase_member_time_idx"),

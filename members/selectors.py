@@ -10,9 +10,7 @@ from members.models import Member, Store
 
 
 def member_queryset():
-    return prepare_member_queryset(
-        Member.objects.select_related("home_store").prefetch_related("tags")
-    )
+    return prepare_member_queryset(Member.objects.select_related("home_store").prefetch_related("tags"))
 
 
 def visible_members(request):

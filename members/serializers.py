@@ -81,8 +81,12 @@ class MemberSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     store = serializers.SlugRelatedField(source="home_store", slug_field="code", read_only=True)
     referrer = serializers.CharField(source="referrer_id", read_only=True, allow_null=True)
-    merged_into = serializers.CharField(source="merged_into_id", read_only=True, allow_null=True,
-                                        help_text="status merged: the member she was merged into (use that one)")
+    merged_into = serializers.CharField(
+        source="merged_into_id",
+        read_only=True,
+        allow_null=True,
+        help_text="status merged: the member she was merged into (use that one)",
+    )
     consents = ConsentsSerializer(read_only=True)
     tags = serializers.SerializerMethodField()
     tier = serializers.SerializerMethodField()
@@ -93,9 +97,27 @@ class MemberSerializer(serializers.ModelSerializer):
     class Meta:
         model = Member
         fields = [
-            "id", "member_no", "phone", "external_id", "name", "gender", "birthday", "email", "status", "store",
-            "channel", "joined_at", "referral_code", "referrer", "merged_into", "consents", "tier", "points",
-            "growth_value", "tags", "rfm",
+            "id",
+            "member_no",
+            "phone",
+            "external_id",
+            "name",
+            "gender",
+            "birthday",
+            "email",
+            "status",
+            "store",
+            "channel",
+            "joined_at",
+            "referral_code",
+            "referrer",
+            "merged_into",
+            "consents",
+            "tier",
+            "points",
+            "growth_value",
+            "tags",
+            "rfm",
         ]
         read_only_fields = fields
 
@@ -127,10 +149,12 @@ class MemberRegistrationSerializer(serializers.Serializer):
     gender = serializers.ChoiceField(choices=Gender.choices, required=False, default=Gender.UNKNOWN)
     birthday = BirthdayField(required=False, allow_null=True)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
-                                         required=False, allow_null=True)
-    channel = serializers.ChoiceField(choices=[c for c in Channel.choices if c[0] != Channel.IMPORT],
-                                      required=False, default=Channel.STORE)
+    store = serializers.SlugRelatedField(
+        slug_field="code", queryset=Store.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    channel = serializers.ChoiceField(
+        choices=[c for c in Channel.choices if c[0] != Channel.IMPORT], required=False, default=Channel.STORE
+    )
     referral_code = serializers.CharField(required=False, allow_blank=True, max_length=12)
     consents = ConsentsSerializer(required=False)
 
@@ -149,8 +173,9 @@ class MemberUpdateSerializer(serializers.Serializer):
     gender = serializers.ChoiceField(choices=Gender.choices, required=False)
     birthday = BirthdayField(required=False, allow_null=True)
     email = serializers.EmailField(required=False, allow_blank=True)
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
-                                         required=False, source="home_store")
+    store = serializers.SlugRelatedField(
+        slug_field="code", queryset=Store.objects.filter(is_active=True), required=False, source="home_store"
+    )
     consents = ConsentsSerializer(required=False)
 
 
@@ -180,8 +205,9 @@ class MemberStatusChangeSerializer(serializers.Serializer):
 
 
 class MemberMergeInputSerializer(serializers.Serializer):
-    duplicate = serializers.RegexField(r"^[0-9]{1,18}$", help_text="id of the member merged away (closed)",
-                                       error_messages={"invalid": "A member id."})
+    duplicate = serializers.RegexField(
+        r"^[0-9]{1,18}$", help_text="id of the member merged away (closed)", error_messages={"invalid": "A member id."}
+    )
     reason = serializers.CharField(max_length=200)
 
 
@@ -216,17 +242,21 @@ class TierChangeBriefSerializer(serializers.Serializer):
 class MergedSerializer(serializers.Serializer):
     points = MergedPointsSerializer(required=False, help_text="when the points app is installed")
     growth = MergedGrowthSerializer(required=False, help_text="when the tiers app is installed")
-    tier = TierChangeBriefSerializer(required=False, allow_null=True,
-                                     help_text="the survivor's tier change (reason merge), or null")
+    tier = TierChangeBriefSerializer(
+        required=False, allow_null=True, help_text="the survivor's tier change (reason merge), or null"
+    )
     purchases = serializers.IntegerField()
     tags = serializers.ListField(child=serializers.CharField(), help_text="tags the survivor gained")
     referrals = serializers.IntegerField(help_text="members the duplicate had referred, now the survivor's")
-    identifiers = serializers.ListField(child=serializers.CharField(),
-                                        help_text="phone / external_id handed to the survivor (she had none)")
-    profile = serializers.ListField(child=serializers.CharField(),
-                                    help_text="profile fields the survivor took from the duplicate (hers were empty)")
-    household = serializers.CharField(allow_null=True,
-                                      help_text="the duplicate's household the survivor joined (she had none)")
+    identifiers = serializers.ListField(
+        child=serializers.CharField(), help_text="phone / external_id handed to the survivor (she had none)"
+    )
+    profile = serializers.ListField(
+        child=serializers.CharField(), help_text="profile fields the survivor took from the duplicate (hers were empty)"
+    )
+    household = serializers.CharField(
+        allow_null=True, help_text="the duplicate's household the survivor joined (she had none)"
+    )
 
 
 class MemberMergeResultSerializer(serializers.Serializer):
@@ -281,8 +311,19 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "member", "recipient", "channel", "kind", "subject", "body", "status", "status_reason",
-                  "created_at", "sent_at"]
+        fields = [
+            "id",
+            "member",
+            "recipient",
+            "channel",
+            "kind",
+            "subject",
+            "body",
+            "status",
+            "status_reason",
+            "created_at",
+            "sent_at",
+        ]
         read_only_fields = fields
 
 

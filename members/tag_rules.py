@@ -39,22 +39,22 @@ def _compile(rule, as_of, rfm_date, depth):
     if depth > MAX_DEPTH:
         raise InvalidRule("Rules nest at most five levels deep.")
     if not isinstance(rule, dict) or not rule:
-        raise InvalidRule("A rule is an object, e.g. {\"gender\": \"female\"}.")
+        raise InvalidRule('A rule is an object, e.g. {"gender": "female"}.')
     if "all" in rule or "any" in rule:
         key = "all" if "all" in rule else "any"
         parts = rule[key]
         if set(rule) != {key} or not isinstance(parts, list) or not parts:
-            raise InvalidRule(f"\"{key}\" takes a non-empty list of rules.")
+            raise InvalidRule(f'"{key}" takes a non-empty list of rules.')
         compiled = [_compile(part, as_of, rfm_date, depth + 1) for part in parts]
         joiner = " AND " if key == "all" else " OR "
         return "(" + joiner.join(sql for sql, _ in compiled) + ")", [p for _, params in compiled for p in params]
     if "not" in rule:
         if set(rule) != {"not"}:
-            raise InvalidRule("\"not\" takes one rule.")
+            raise InvalidRule('"not" takes one rule.')
         sql, params = _compile(rule["not"], as_of, rfm_date, depth + 1)
         return f"(NOT {sql})", params
     if len(rule) != 1 and not ({"bought_category", "days"} >= set(rule)):
-        raise InvalidRule("Combine several conditions with \"all\" or \"any\".")
+        raise InvalidRule('Combine several conditions with "all" or "any".')
     name = next(iter(rule)) if "bought_category" not in rule else "bought_category"
     builder = CONDITIONS.get(name)
     if builder is None:
@@ -80,7 +80,7 @@ def _codes(value, what, allowed=None):
 def _age(rule, as_of, rfm_date):
     bounds = rule["age"]
     if not isinstance(bounds, dict) or not set(bounds) <= {"min", "max"} or not bounds:
-        raise InvalidRule("age takes {\"min\": years, \"max\": years}.")
+        raise InvalidRule('age takes {"min": years, "max": years}.')
     parts, params = ["m.birthday IS NOT NULL"], []
     if "min" in bounds:  # at least `min` years old on as_of
         parts.append("m.birthday <= %s")
@@ -98,8 +98,9 @@ def _gender(rule, as_of, rfm_date):
 
 
 def _birthday_month(rule, as_of, rfm_date):
-    month = as_of.month if rule["birthday_month"] == "current" else _int(rule["birthday_month"], "birthday_month", 1,
-                                                                       12)
+    month = (
+        as_of.month if rule["birthday_month"] == "current" else _int(rule["birthday_month"], "birthday_month", 1, 12)
+    )
     if connection.vendor == "postgresql":
         return "EXTRACT(MONTH FROM m.birthday) = %s", [month]
     return "CAST(strftime('%%m', m.birthday) AS INTEGER) = %s", [month]
@@ -110,23 +111,27 @@ def _bought_category(rule, as_of, rfm_date):
     if not isinstance(category, str) or not category:
         raise InvalidRule("bought_category takes a category name.")
     days = _int(rule.get("days", 90), "days", 1, 3650)
-    return ("EXISTS (SELECT 1 FROM members_purchaseline l JOIN members_purchase p ON p.id = l.purchase_id "
-            "WHERE p.member_id = m.id AND l.category = %s AND p.occurred_at >= %s AND p.occurred_at < %s)",
-            [category, start_of_business_day(as_of - timedelta(days=days - 1)), end_of_business_day(as_of)])
+    return (
+        "EXISTS (SELECT 1 FROM members_purchaseline l JOIN members_purchase p ON p.id = l.purchase_id "
+        "WHERE p.member_id = m.id AND l.category = %s AND p.occurred_at >= %s AND p.occurred_at < %s)",
+        [category, start_of_business_day(as_of - timedelta(days=days - 1)), end_of_business_day(as_of)],
+    )
 
 
 def _spent(rule, as_of, rfm_date):
     spec = rule["spent"]
     if not isinstance(spec, dict) or "min" not in spec:
-        raise InvalidRule("spent takes {\"min\": amount, \"days\": n}.")
+        raise InvalidRule('spent takes {"min": amount, "days": n}.')
     try:
         minimum = Decimal(str(spec["min"]))
     except InvalidOperation:
         raise InvalidRule("spent min must be an amount.") from None
     days = _int(spec.get("days", 365), "days", 1, 3650)
-    return ("(SELECT COALESCE(SUM(p.amount - p.refunded_amount), 0) FROM members_purchase p "
-            "WHERE p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at < %s) >= CAST(%s AS NUMERIC)",
-            [start_of_business_day(as_of - timedelta(days=days - 1)), end_of_business_day(as_of), minimum])
+    return (
+        "(SELECT COALESCE(SUM(p.amount - p.refunded_amount), 0) FROM members_purchase p "
+        "WHERE p.member_id = m.id AND p.occurred_at >= %s AND p.occurred_at < %s) >= CAST(%s AS NUMERIC)",
+        [start_of_business_day(as_of - timedelta(days=days - 1)), end_of_business_day(as_of), minimum],
+    )
 
 
 def _rfm(field, choices):
@@ -136,8 +141,12 @@ def _rfm(field, choices):
             return "(1 = 0)", []
         marks = ", ".join(["%s"] * len(codes))
         # `field` is "segment" or "lifecycle" (fixed here); the codes are bound parameters.
-        return (f"EXISTS (SELECT 1 FROM members_rfmsnapshot r WHERE r.member_id = m.id AND r.as_of = %s "  # noqa: S608
-                f"AND r.{field} IN ({marks}))", [rfm_date, *codes])
+        return (
+            f"EXISTS (SELECT 1 FROM members_rfmsnapshot r WHERE r.member_id = m.id AND r.as_of = %s "  # noqa: S608
+            f"AND r.{field} IN ({marks}))",
+            [rfm_date, *codes],
+        )
+
     return build
 
 
@@ -149,12 +158,20 @@ def _store(rule, as_of, rfm_date):
 
 def _joined_within_days(rule, as_of, rfm_date):
     days = _int(rule["joined_within_days"], "joined_within_days", 1, 3650)
-    return "m.joined_at >= %s AND m.joined_at < %s", [start_of_business_day(as_of - timedelta(days=days - 1)),
-                                                      end_of_business_day(as_of)]
+    return "m.joined_at >= %s AND m.joined_at < %s", [
+        start_of_business_day(as_of - timedelta(days=days - 1)),
+        end_of_business_day(as_of),
+    ]
 
 
 CONDITIONS = {
-    "age": _age, "gender": _gender, "birthday_month": _birthday_month, "bought_category": _bought_category,
-    "spent": _spent, "segment": _rfm("segment", Segment.values), "lifecycle": _rfm("lifecycle", Lifecycle.values),
-    "store": _store, "joined_within_days": _joined_within_days,
+    "age": _age,
+    "gender": _gender,
+    "birthday_month": _birthday_month,
+    "bought_category": _bought_category,
+    "spent": _spent,
+    "segment": _rfm("segment", Segment.values),
+    "lifecycle": _rfm("lifecycle", Lifecycle.values),
+    "store": _store,
+    "joined_within_days": _joined_within_days,
 }

@@ -47,9 +47,13 @@ from members.serializers import (
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
 MERGE_IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Optional: a retry with the same key and body answers the original result (the duplicate is the "
-                "merge's natural key anyway).")
+    "merge's natural key anyway).",
+)
 
 
 class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -57,8 +61,12 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     filterset_class = MemberFilter
     lookup_value_regex = ID_PATTERN
     client_scopes = {
-        "list": "members:read", "retrieve": "members:read", "create": "members:write",
-        "partial_update": "members:write", "add_tag": "members:write", "remove_tag": "members:write",
+        "list": "members:read",
+        "retrieve": "members:read",
+        "create": "members:write",
+        "partial_update": "members:write",
+        "add_tag": "members:write",
+        "remove_tag": "members:write",
     }
     staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}, "anonymise": {ROLE_ADMIN}, "merge": {ROLE_ADMIN}}
 
@@ -75,8 +83,10 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         member = member_queryset().get(pk=member.pk)
         return Response(MemberSerializer(member, context=self.get_serializer_context()).data, status=status_code)
 
-    @extend_schema(request=MemberRegistrationSerializer,
-                   responses={201: MemberSerializer, **error_responses({400: "invalid", 409: "member_exists"})})
+    @extend_schema(
+        request=MemberRegistrationSerializer,
+        responses={201: MemberSerializer, **error_responses({400: "invalid", 409: "member_exists"})},
+    )
     def create(self, request):
         payload = MemberRegistrationSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -96,9 +106,10 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         )
         return self._respond(member, status.HTTP_201_CREATED)
 
-    @extend_schema(request=MemberUpdateSerializer,
-                   responses={200: MemberSerializer,
-                              **error_responses({400: "invalid", 404: "not_found", 409: "member_exists"})})
+    @extend_schema(
+        request=MemberUpdateSerializer,
+        responses={200: MemberSerializer, **error_responses({400: "invalid", 404: "not_found", 409: "member_exists"})},
+    )
     def partial_update(self, request, pk=None):
         member = self.get_object()
         payload = MemberUpdateSerializer(data=request.data, partial=True)
@@ -107,25 +118,31 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         consents = changes.pop("consents", None)
         if "home_store" in changes:
             changes["home_store"] = store_for_write(request, changes["home_store"])
-        member = services.update_member(actor=access_for(request).actor, member=member, changes=changes,
-                                        consents=consents)
+        member = services.update_member(
+            actor=access_for(request).actor, member=member, changes=changes, consents=consents
+        )
         return self._respond(member)
 
-    @extend_schema(request=MemberTagInputSerializer,
-                   responses={201: MemberSerializer, 200: MemberSerializer,
-                              **error_responses({400: "invalid", 404: "not_found"})},
-                   description="Tag a member by hand: 201 when added, 200 when she already had the tag.")
+    @extend_schema(
+        request=MemberTagInputSerializer,
+        responses={201: MemberSerializer, 200: MemberSerializer, **error_responses({400: "invalid", 404: "not_found"})},
+        description="Tag a member by hand: 201 when added, 200 when she already had the tag.",
+    )
     @action(detail=True, methods=["post"], url_path="tags")
     def add_tag(self, request, pk=None):
         member = self.get_object()
         payload = MemberTagInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        added = services.add_member_tag(actor=access_for(request).actor, member=member,
-                                        tag=payload.validated_data["tag"])
+        added = services.add_member_tag(
+            actor=access_for(request).actor, member=member, tag=payload.validated_data["tag"]
+        )
         return self._respond(member, status.HTTP_201_CREATED if added else status.HTTP_200_OK)
 
-    @extend_schema(request=None, responses={204: None, **error_responses({404: "not_found"})},
-                   description="Remove a manual tag; removing one the member does not have is a no-op (204).")
+    @extend_schema(
+        request=None,
+        responses={204: None, **error_responses({404: "not_found"})},
+        description="Remove a manual tag; removing one the member does not have is a no-op (204).",
+    )
     @action(detail=True, methods=["delete"], url_path=r"tags/(?P<tag_code>[-a-zA-Z0-9_]+)")
     def remove_tag(self, request, pk=None, tag_code=None):
         member = self.get_object()
@@ -139,8 +156,11 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         member = service(actor=access_for(request).actor, member=member, reason=payload.validated_data["reason"])
         return self._respond(member)
 
-    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
-                   description="Freeze a member (admin): she earns nothing and cannot redeem until unfrozen.")
+    @extend_schema(
+        request=MemberStatusChangeSerializer,
+        responses={200: MemberSerializer},
+        description="Freeze a member (admin): she earns nothing and cannot redeem until unfrozen.",
+    )
     @action(detail=True, methods=["post"])
     def freeze(self, request, pk=None):
         return self._status_change(request, services.freeze_member)
@@ -151,11 +171,20 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self._status_change(request, services.unfreeze_member)
 
     @extend_schema(
-        request=MemberMergeInputSerializer, parameters=[MERGE_IDEMPOTENCY_HEADER],
-        responses={201: MemberMergeResultSerializer, 200: MemberMergeResultSerializer,
-                   **error_responses({400: "invalid", 403: "permission_denied", 404: "not_found",
-                                      409: "already_merged / member_merged / member_anonymised / member_frozen / "
-                                           "idempotency_conflict"})},
+        request=MemberMergeInputSerializer,
+        parameters=[MERGE_IDEMPOTENCY_HEADER],
+        responses={
+            201: MemberMergeResultSerializer,
+            200: MemberMergeResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    403: "permission_denied",
+                    404: "not_found",
+                    409: "already_merged / member_merged / member_anonymised / member_frozen / idempotency_conflict",
+                }
+            ),
+        },
         description=(
             "Merge the member `duplicate` into this one (admin; irreversible). Her open points lots move with their "
             "own available and expiry dates (a negative balance as debt), balances and lifetime figures add up, "
@@ -168,7 +197,8 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             "the same Idempotency-Key and body, the original 201. 400 `invalid` for a merge into herself or an "
             "unknown duplicate; 409 `already_merged` (she was merged into someone else: `merged_into`), "
             "`member_merged` (this member was herself merged away: merge into `merged_into`), "
-            "`member_anonymised`, `member_frozen` (unfreeze first)."),
+            "`member_anonymised`, `member_frozen` (unfreeze first)."
+        ),
     )
     @action(detail=True, methods=["post"])
     def merge(self, request, pk=None):
@@ -180,17 +210,24 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             raise ValidationError({"Idempotency-Key": ["At most 200 characters."]})
         access = access_for(request)
         outcome = services.merge_members(
-            actor=access.actor, survivor_id=survivor.pk, duplicate_id=int(payload.validated_data["duplicate"]),
-            reason=payload.validated_data["reason"], idempotency_scope=f"{access.kind}:{access.principal.pk}",
-            idempotency_key=key)
+            actor=access.actor,
+            survivor_id=survivor.pk,
+            duplicate_id=int(payload.validated_data["duplicate"]),
+            reason=payload.validated_data["reason"],
+            idempotency_scope=f"{access.kind}:{access.principal.pk}",
+            idempotency_key=key,
+        )
         response = Response(outcome.result, status=outcome.status_code)
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
 
-    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer},
-                   description="Erase the member's personal data on her request (admin; irreversible). Her card "
-                               "number, ledger and purchases stay.")
+    @extend_schema(
+        request=MemberStatusChangeSerializer,
+        responses={200: MemberSerializer},
+        description="Erase the member's personal data on her request (admin; irreversible). Her card "
+        "number, ledger and purchases stay.",
+    )
     @action(detail=True, methods=["post"])
     def anonymise(self, request, pk=None):
         return self._status_change(request, services.anonymise_member)
@@ -210,9 +247,12 @@ class TagViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         return Tag.objects.annotate(member_count=Count("member_tags"))
 
-    @extend_schema(request=None, responses={202: JobRunSerializer, **error_responses({404: "not_found"})},
-                   description="Recompute a rule tag now, as of yesterday (the last business date that has ended; the "
-                               "nightly rule_tags job does all of them).")
+    @extend_schema(
+        request=None,
+        responses={202: JobRunSerializer, **error_responses({404: "not_found"})},
+        description="Recompute a rule tag now, as of yesterday (the last business date that has ended; the "
+        "nightly rule_tags job does all of them).",
+    )
     @action(detail=True, methods=["post"])
     def recompute(self, request, code=None):
         from loyalty.tasks import dispatch_job
@@ -221,15 +261,17 @@ class TagViewSet(viewsets.ModelViewSet):
         if tag.kind != TagKind.RULE:
             raise DomainError("Only rule-based tags are recomputed.", code="invalid", status=400)
         # As of the job's default date (yesterday): a run may not act for a day that has not ended.
-        run = dispatch_job("rule_tags", None, params={"tags": [tag.code]}, force=True,
-                           triggered_by=access_for(request).actor)
+        run = dispatch_job(
+            "rule_tags", None, params={"tags": [tag.code]}, force=True, triggered_by=access_for(request).actor
+        )
         run.refresh_from_db()
         return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     def perform_destroy(self, instance):
         if instance.kind == TagKind.RULE:
-            raise DomainError("Rule-based tags are switched off (is_active=false), not deleted.",
-                              code="tag_is_rule_based")
+            raise DomainError(
+                "Rule-based tags are switched off (is_active=false), not deleted.", code="tag_is_rule_based"
+            )
         instance.delete()
 
 
@@ -268,15 +310,21 @@ class OtpView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=OtpRequestSerializer, responses={202: OtpSentSerializer,
-                                                            **error_responses({400: "invalid", 429: "throttled"})},
-                   auth=[], summary="Send a 6-digit login code to a phone by SMS.")
+    @extend_schema(
+        request=OtpRequestSerializer,
+        responses={202: OtpSentSerializer, **error_responses({400: "invalid", 429: "throttled"})},
+        auth=[],
+        summary="Send a 6-digit login code to a phone by SMS.",
+    )
     def post(self, request):
         payload = OtpRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         services.request_login_code(phone=payload.validated_data["phone"], ip_address=_client_ip(request))
-        body = {"sent": True, "expires_in": int(settings.OTP_TTL.total_seconds()),
-                "retry_after": int(settings.OTP_RESEND_INTERVAL.total_seconds())}
+        body = {
+            "sent": True,
+            "expires_in": int(settings.OTP_TTL.total_seconds()),
+            "retry_after": int(settings.OTP_RESEND_INTERVAL.total_seconds()),
+        }
         return Response(OtpSentSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -284,10 +332,15 @@ class MemberTokenView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=MemberLoginSerializer,
-                   responses={200: MemberTokensSerializer,
-                              **error_responses({400: "invalid / otp_invalid / otp_expired", 429: "throttled"})},
-                   auth=[], summary="Exchange a login code for member tokens (registers a new phone).")
+    @extend_schema(
+        request=MemberLoginSerializer,
+        responses={
+            200: MemberTokensSerializer,
+            **error_responses({400: "invalid / otp_invalid / otp_expired", 429: "throttled"}),
+        },
+        auth=[],
+        summary="Exchange a login code for member tokens (registers a new phone).",
+    )
     def post(self, request):
         payload = MemberLoginSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -301,9 +354,12 @@ class MemberTokenRefreshView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=RefreshSerializer, responses={200: AccessTokenSerializer,
-                                                         **error_responses({401: "not_authenticated"})},
-                   auth=[], summary="A new member access token from a refresh token.")
+    @extend_schema(
+        request=RefreshSerializer,
+        responses={200: AccessTokenSerializer, **error_responses({401: "not_authenticated"})},
+        auth=[],
+        summary="A new member access token from a refresh token.",
+    )
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -323,8 +379,9 @@ class MeView(APIView):
     def get(self, request):
         return Response(MemberSerializer(self._member()).data)
 
-    @extend_schema(request=ProfileUpdateSerializer,
-                   responses={200: MemberSerializer, **error_responses({400: "invalid"})})
+    @extend_schema(
+        request=ProfileUpdateSerializer, responses={200: MemberSerializer, **error_responses({400: "invalid"})}
+    )
     def patch(self, request):
         member = self._member()
         payload = ProfileUpdateSerializer(data=request.data, partial=True, context={"member": member})
@@ -345,9 +402,3 @@ class MyMessagesView(mixins.ListModelMixin, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
         return Message.objects.filter(member_id=self.request.user.pk, channel=MessageChannel.INBOX)
-
-
-
-
-
-

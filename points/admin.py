@@ -139,14 +139,20 @@ class KeyedForm(forms.Form):
 
 
 class RecordPurchaseForm(forms.Form):
-    order_no = forms.RegexField(ORDER_NO_PATTERN, label=_("order number"), max_length=64,
-                                error_messages={"invalid": _("Letters, digits and _ . / : - only.")})
-    amount = forms.DecimalField(label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"),
-                                max_value=MAX_AMOUNT)
+    order_no = forms.RegexField(
+        ORDER_NO_PATTERN,
+        label=_("order number"),
+        max_length=64,
+        error_messages={"invalid": _("Letters, digits and _ . / : - only.")},
+    )
+    amount = forms.DecimalField(
+        label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
+    )
     store = forms.ModelChoiceField(queryset=Store.objects.none(), label=_("store"))
     channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
-    points_used = forms.IntegerField(label=_("points used as cash"), min_value=0, max_value=MAX_POINTS,
-                                     required=False, initial=0)
+    points_used = forms.IntegerField(
+        label=_("points used as cash"), min_value=0, max_value=MAX_POINTS, required=False, initial=0
+    )
 
     def __init__(self, *args, request, member, **kwargs):
         self.request, self.member = request, member
@@ -176,16 +182,23 @@ class RedeemRewardForm(KeyedForm):
         super().__init__(*args, **kwargs)
         self.fields["reward"].label_from_instance = lambda reward: (
             f"{reward.name} — {reward.cost_points} points"
-            + ("" if reward.stock is None else f", {reward.stock} in stock"))
+            + ("" if reward.stock is None else f", {reward.stock} in stock")
+        )
 
 
 class AdjustPointsForm(KeyedForm):
-    points = forms.IntegerField(label=_("points"), min_value=-MAX_POINTS, max_value=MAX_POINTS,
-                                help_text=_("Positive to add, negative to take away."))
+    points = forms.IntegerField(
+        label=_("points"),
+        min_value=-MAX_POINTS,
+        max_value=MAX_POINTS,
+        help_text=_("Positive to add, negative to take away."),
+    )
     reason = forms.CharField(label=_("reason"), max_length=200, widget=forms.TextInput(attrs={"size": 60}))
     request_approval = forms.BooleanField(
-        label=_("ask a manager to approve it"), required=False,
-        help_text=_("For adjustments over your limit: nothing changes until another manager approves it."))
+        label=_("ask a manager to approve it"),
+        required=False,
+        help_text=_("For adjustments over your limit: nothing changes until another manager approves it."),
+    )
 
     field_order = ["points", "reason", "request_approval"]
 
@@ -199,10 +212,12 @@ class AdjustPointsForm(KeyedForm):
 class DecideAdjustmentForm(forms.Form):
     """Approve or reject one adjustment request. No key: a decision is made once; a second is already_decided."""
 
-    decision = forms.ChoiceField(label=_("decision"), widget=forms.RadioSelect,
-                                 choices=[("approve", _("approve: adjust the points now")), ("reject", _("reject"))])
-    note = forms.CharField(label=_("note"), max_length=200, required=False,
-                           widget=forms.TextInput(attrs={"size": 60}))
+    decision = forms.ChoiceField(
+        label=_("decision"),
+        widget=forms.RadioSelect,
+        choices=[("approve", _("approve: adjust the points now")), ("reject", _("reject"))],
+    )
+    note = forms.CharField(label=_("note"), max_length=200, required=False, widget=forms.TextInput(attrs={"size": 60}))
 
     def __init__(self, *args, request, member, **kwargs):
         self.request, self.member = request, member
@@ -212,8 +227,12 @@ class DecideAdjustmentForm(forms.Form):
 class HouseholdForm(forms.Form):
     """Link the member with another (found by exact card number or phone, as at the counter), or take her out."""
 
-    link_with = forms.CharField(label=_("link with member"), max_length=40, required=False,
-                                help_text=_("Card number or phone of a member of the same family."))
+    link_with = forms.CharField(
+        label=_("link with member"),
+        max_length=40,
+        required=False,
+        help_text=_("Card number or phone of a member of the same family."),
+    )
     leave = forms.BooleanField(label=_("take her out of her household"), required=False)
 
     def __init__(self, *args, request, member, **kwargs):
@@ -237,8 +256,9 @@ class HouseholdForm(forms.Form):
 class TransferPointsForm(KeyedForm):
     to = forms.ModelChoiceField(queryset=Member.objects.none(), label=_("to member"))
     points = forms.IntegerField(label=_("points"), min_value=1, max_value=MAX_POINTS)
-    reason = forms.CharField(label=_("reason"), max_length=150, required=False,
-                             widget=forms.TextInput(attrs={"size": 60}))
+    reason = forms.CharField(
+        label=_("reason"), max_length=150, required=False, widget=forms.TextInput(attrs={"size": 60})
+    )
 
     field_order = ["to", "points", "reason"]
 
@@ -256,10 +276,22 @@ class PointsMemberAdmin(MemberAdmin):
     her redemptions, and the counter's three points actions (each through the service the API uses)."""
 
     change_form_template = "admin/points/member/change_form.html"
-    points_fields = ["points_available", "points_pending", "points_expiring", "lifetime_earned", "lifetime_spent",
-                     "lifetime_expired"]
-    readonly_fields = [*MemberAdmin.readonly_fields, *points_fields, "ledger_table", "redemptions_table",
-                       "household_table", "pending_adjustments_table"]
+    points_fields = [
+        "points_available",
+        "points_pending",
+        "points_expiring",
+        "lifetime_earned",
+        "lifetime_spent",
+        "lifetime_expired",
+    ]
+    readonly_fields = [
+        *MemberAdmin.readonly_fields,
+        *points_fields,
+        "ledger_table",
+        "redemptions_table",
+        "household_table",
+        "pending_adjustments_table",
+    ]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -313,8 +345,19 @@ class PointsMemberAdmin(MemberAdmin):
     @admin.display(description=_("ledger"))
     def ledger_table(self, member):
         entries = selectors.ledger_entries(member.pk).order_by("-id")[:LEDGER_ROWS_SHOWN]
-        rows = [(when(e.created_at), e.get_kind_display(), f"{e.points:+d}", e.balance_after, e.reason,
-                 e.reference, e.actor, when(e.expires_at) if e.expires_at else "") for e in entries]
+        rows = [
+            (
+                when(e.created_at),
+                e.get_kind_display(),
+                f"{e.points:+d}",
+                e.balance_after,
+                e.reason,
+                e.reference,
+                e.actor,
+                when(e.expires_at) if e.expires_at else "",
+            )
+            for e in entries
+        ]
         if not rows:
             return _("No entries yet.")
         full_list = f"{reverse('admin:points_ledgerentry_changelist')}?member__id__exact={member.pk}"
@@ -322,27 +365,44 @@ class PointsMemberAdmin(MemberAdmin):
             '<table class="points-ledger"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
             "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}">{}</a></p>',
-            _("created at"), _("kind"), _("points"), _("balance after"), _("reason"), _("reference"), _("actor"),
+            _("created at"),
+            _("kind"),
+            _("points"),
+            _("balance after"),
+            _("reason"),
+            _("reference"),
+            _("actor"),
             _("expires at"),
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                                 "<td>{}</td><td>{}</td></tr>", rows),
-            full_list, _("The whole ledger"),
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                rows,
+            ),
+            full_list,
+            _("The whole ledger"),
         )
 
     @admin.display(description=_("redemptions"))
     def redemptions_table(self, member):
-        redemptions = (Redemption.objects.filter(member_id=member.pk).select_related("reward")
-                       .order_by("-id")[:REDEMPTIONS_SHOWN])
-        rows = [(when(r.created_at), r.reward.name, r.quantity, r.points_spent, r.get_status_display(), r.code)
-                for r in redemptions]
+        redemptions = (
+            Redemption.objects.filter(member_id=member.pk).select_related("reward").order_by("-id")[:REDEMPTIONS_SHOWN]
+        )
+        rows = [
+            (when(r.created_at), r.reward.name, r.quantity, r.points_spent, r.get_status_display(), r.code)
+            for r in redemptions
+        ]
         if not rows:
             return _("No redemptions yet.")
         return format_html(
             '<table class="points-redemptions"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
             "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
-            _("created at"), _("reward"), _("quantity"), _("points"), _("status"), _("code"),
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                             rows),
+            _("created at"),
+            _("reward"),
+            _("quantity"),
+            _("points"),
+            _("status"),
+            _("code"),
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
         )
 
     @admin.display(description=_("household"))
@@ -350,24 +410,42 @@ class PointsMemberAdmin(MemberAdmin):
         others = list(selectors.household_members(member.pk)) if member.household_id else []
         if not others:
             return _("Not in a household.")
-        return format_html_join(", ", '<a href="{}">{}</a>', (
-            (reverse("admin:members_member_change", args=[other.pk]), str(other)) for other in others))
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:members_member_change", args=[other.pk]), str(other)) for other in others),
+        )
 
     @admin.display(description=_("pending adjustments"))
     def pending_adjustments_table(self, member):
-        pending = (AdjustmentRequest.objects.filter(member_id=member.pk, status=AdjustmentRequestStatus.PENDING)
-                   .select_related("requested_by").order_by("-id")[:PENDING_REQUESTS_SHOWN])
-        rows = [(when(r.requested_at), f"{r.points:+d}", r.reason, staff_actor(r.requested_by),
-                 reverse("admin:members_member_decide_adjustment", args=[member.pk, r.pk]), _("approve or reject"))
-                for r in pending]
+        pending = (
+            AdjustmentRequest.objects.filter(member_id=member.pk, status=AdjustmentRequestStatus.PENDING)
+            .select_related("requested_by")
+            .order_by("-id")[:PENDING_REQUESTS_SHOWN]
+        )
+        rows = [
+            (
+                when(r.requested_at),
+                f"{r.points:+d}",
+                r.reason,
+                staff_actor(r.requested_by),
+                reverse("admin:members_member_decide_adjustment", args=[member.pk, r.pk]),
+                _("approve or reject"),
+            )
+            for r in pending
+        ]
         if not rows:
             return _("None.")
         return format_html(
             '<table class="points-adjustment-requests"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
             "<th></th></tr></thead><tbody>{}</tbody></table>",
-            _("requested at"), _("points"), _("reason"), _("requested by"),
-            format_html_join("", '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>',
-                             rows),
+            _("requested at"),
+            _("points"),
+            _("reason"),
+            _("requested by"),
+            format_html_join(
+                "", '<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td></tr>', rows
+            ),
         )
 
     # The counter's actions ----------------------------------------------------------------------------------
@@ -376,12 +454,18 @@ class PointsMemberAdmin(MemberAdmin):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         view = self.admin_site.admin_view
         return [
-            re_path(rf"^{MEMBER_ID_PATTERN}/record-purchase/$", view(self.record_purchase_view),
-                    name=f"{prefix}_record_purchase"),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/record-purchase/$",
+                view(self.record_purchase_view),
+                name=f"{prefix}_record_purchase",
+            ),
             re_path(rf"^{MEMBER_ID_PATTERN}/redeem/$", view(self.redeem_reward_view), name=f"{prefix}_redeem"),
             re_path(rf"^{MEMBER_ID_PATTERN}/adjust/$", view(self.adjust_points_view), name=f"{prefix}_adjust"),
-            re_path(rf"^{MEMBER_ID_PATTERN}/adjustment-requests/{REQUEST_ID_PATTERN}/$",
-                    view(self.decide_adjustment_view), name=f"{prefix}_decide_adjustment"),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/adjustment-requests/{REQUEST_ID_PATTERN}/$",
+                view(self.decide_adjustment_view),
+                name=f"{prefix}_decide_adjustment",
+            ),
             re_path(rf"^{MEMBER_ID_PATTERN}/household/$", view(self.household_view), name=f"{prefix}_household"),
             re_path(rf"^{MEMBER_ID_PATTERN}/transfer/$", view(self.transfer_points_view), name=f"{prefix}_transfer"),
             *super().get_urls(),
@@ -433,53 +517,107 @@ class PointsMemberAdmin(MemberAdmin):
         return TemplateResponse(request, ACTION_TEMPLATE, context)
 
     def record_purchase_view(self, request, member_id):
-        return self._points_action(request, member_id, form_class=RecordPurchaseForm, title=_("Record a purchase"),
-                                   submit_label=_("Record the purchase"), perform=self._record_purchase)
+        return self._points_action(
+            request,
+            member_id,
+            form_class=RecordPurchaseForm,
+            title=_("Record a purchase"),
+            submit_label=_("Record the purchase"),
+            perform=self._record_purchase,
+        )
 
     def redeem_reward_view(self, request, member_id):
-        return self._points_action(request, member_id, form_class=RedeemRewardForm, title=_("Redeem a reward"),
-                                   submit_label=_("Redeem"), perform=self._redeem_reward)
+        return self._points_action(
+            request,
+            member_id,
+            form_class=RedeemRewardForm,
+            title=_("Redeem a reward"),
+            submit_label=_("Redeem"),
+            perform=self._redeem_reward,
+        )
 
     def adjust_points_view(self, request, member_id):
-        return self._points_action(request, member_id, form_class=AdjustPointsForm, title=_("Adjust points"),
-                                   submit_label=_("Adjust"), perform=self._adjust_points)
+        return self._points_action(
+            request,
+            member_id,
+            form_class=AdjustPointsForm,
+            title=_("Adjust points"),
+            submit_label=_("Adjust"),
+            perform=self._adjust_points,
+        )
 
     def decide_adjustment_view(self, request, member_id, request_id):
         if not self.may_act_on_points(request):
             raise PermissionDenied
-        adjustment = get_object_or_404(AdjustmentRequest.objects.select_related("requested_by"), pk=request_id,
-                                       member_id=member_id)
+        adjustment = get_object_or_404(
+            AdjustmentRequest.objects.select_related("requested_by"), pk=request_id, member_id=member_id
+        )
         title = _("Adjustment request %(id)s (%(points)+d points, “%(reason)s”, asked by %(by)s, %(status)s)") % {
-            "id": adjustment.pk, "points": adjustment.points, "reason": adjustment.reason,
-            "by": adjustment.requested_by.get_username(), "status": adjustment.get_status_display()}
-        return self._points_action(request, member_id, form_class=DecideAdjustmentForm, title=title,
-                                   submit_label=_("Decide"), perform=partial(self._decide_adjustment, adjustment))
+            "id": adjustment.pk,
+            "points": adjustment.points,
+            "reason": adjustment.reason,
+            "by": adjustment.requested_by.get_username(),
+            "status": adjustment.get_status_display(),
+        }
+        return self._points_action(
+            request,
+            member_id,
+            form_class=DecideAdjustmentForm,
+            title=title,
+            submit_label=_("Decide"),
+            perform=partial(self._decide_adjustment, adjustment),
+        )
 
     def household_view(self, request, member_id):
-        return self._points_action(request, member_id, form_class=HouseholdForm, title=_("Household"),
-                                   submit_label=_("Save"), perform=self._change_household)
+        return self._points_action(
+            request,
+            member_id,
+            form_class=HouseholdForm,
+            title=_("Household"),
+            submit_label=_("Save"),
+            perform=self._change_household,
+        )
 
     def transfer_points_view(self, request, member_id):
-        return self._points_action(request, member_id, form_class=TransferPointsForm,
-                                   title=_("Transfer points within the household"), submit_label=_("Transfer"),
-                                   perform=self._transfer_points)
+        return self._points_action(
+            request,
+            member_id,
+            form_class=TransferPointsForm,
+            title=_("Transfer points within the household"),
+            submit_label=_("Transfer"),
+            perform=self._transfer_points,
+        )
 
     def _record_purchase(self, request, member, data):
         store = data["store"]
         points_used = data["points_used"] or 0
         # The natural key is (store, order_no): the same form posted again replays the first result.
-        fingerprint = services.request_fingerprint({
-            "member": member.pk, "order_no": data["order_no"], "amount": f"{data['amount']:.2f}",
-            "store": store.pk if store else None, "channel": data["channel"], "points_used": points_used,
-        })
+        fingerprint = services.request_fingerprint(
+            {
+                "member": member.pk,
+                "order_no": data["order_no"],
+                "amount": f"{data['amount']:.2f}",
+                "store": store.pk if store else None,
+                "channel": data["channel"],
+                "points_used": points_used,
+            }
+        )
         outcome = services.record_purchase(
-            actor=admin_actor(request), source=f"store:{store.code}" if store else "staff", member_id=member.pk,
-            order_no=data["order_no"], amount=data["amount"], store=store, channel=data["channel"],
-            points_used=points_used, fingerprint=fingerprint,
+            actor=admin_actor(request),
+            source=f"store:{store.code}" if store else "staff",
+            member_id=member.pk,
+            order_no=data["order_no"],
+            amount=data["amount"],
+            store=store,
+            channel=data["channel"],
+            points_used=points_used,
+            fingerprint=fingerprint,
         )
         points = outcome.result["points"]
         text = _("Purchase %(order)s: %(points)s points %(status)s (%(breakdown)s).") % {
-            "order": data["order_no"], "points": points["awarded"], "status": points["status"],
+            "order": data["order_no"],
+            "points": points["awarded"],
+            "status": points["status"],
             "breakdown": breakdown_text(points["breakdown"]),
         }
         if outcome.replayed:
@@ -489,40 +627,65 @@ class PointsMemberAdmin(MemberAdmin):
     def _redeem_reward(self, request, member, data):
         reward, quantity = data["reward"], data["quantity"]
         outcome = services.redeem_reward(
-            actor=admin_actor(request), scope=f"staff:{request.user.pk}", key=str(data["key"]),
-            fingerprint=services.request_fingerprint({"action": "redeem", "member": member.pk,
-                                                      "reward": reward.pk, "quantity": quantity}),
-            member_id=member.pk, reward_id=reward.pk, quantity=quantity, store=self._acting_store(request, member),
+            actor=admin_actor(request),
+            scope=f"staff:{request.user.pk}",
+            key=str(data["key"]),
+            fingerprint=services.request_fingerprint(
+                {"action": "redeem", "member": member.pk, "reward": reward.pk, "quantity": quantity}
+            ),
+            member_id=member.pk,
+            reward_id=reward.pk,
+            quantity=quantity,
+            store=self._acting_store(request, member),
         )
         result = outcome.result
         text = _("Redeemed %(quantity)s × %(reward)s for %(points)s points%(code)s; balance %(balance)s.") % {
-            "quantity": result["quantity"], "reward": result["reward"]["name"], "points": result["points_spent"],
-            "code": f", code {result['code']}" if result["code"] else "", "balance": result["balance"],
+            "quantity": result["quantity"],
+            "reward": result["reward"]["name"],
+            "points": result["points_spent"],
+            "code": f", code {result['code']}" if result["code"] else "",
+            "balance": result["balance"],
         }
         if outcome.replayed:
             return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
-                "result": text}
+                "result": text
+            }
         return messages.SUCCESS, text
 
     def _adjust_points(self, request, member, data):
         fingerprint = {"action": "adjust", "member": member.pk, "points": data["points"], "reason": data["reason"]}
-        common = {"scope": f"staff:{request.user.pk}", "key": str(data["key"]), "member_id": member.pk,
-                  "points": data["points"], "reason": data["reason"]}
+        common = {
+            "scope": f"staff:{request.user.pk}",
+            "key": str(data["key"]),
+            "member_id": member.pk,
+            "points": data["points"],
+            "reason": data["reason"],
+        }
         if data["request_approval"]:
             outcome = services.request_adjustment(
-                requester=request.user, **common,
-                fingerprint=services.request_fingerprint({**fingerprint, "request_approval": True}))
-            text = _("Sent for approval: request %(id)s, %(points)+d points. Nothing changes until a manager "
-                     "approves it.") % {"id": outcome.result["id"], "points": outcome.result["points"]}
+                requester=request.user,
+                **common,
+                fingerprint=services.request_fingerprint({**fingerprint, "request_approval": True}),
+            )
+            text = _(
+                "Sent for approval: request %(id)s, %(points)+d points. Nothing changes until a manager approves it."
+            ) % {"id": outcome.result["id"], "points": outcome.result["points"]}
             return (messages.WARNING if outcome.replayed else messages.SUCCESS), text
-        outcome = services.adjust_points(actor=admin_actor(request), role=staff_role(request.user), **common,
-                                         fingerprint=services.request_fingerprint(fingerprint))
+        outcome = services.adjust_points(
+            actor=admin_actor(request),
+            role=staff_role(request.user),
+            **common,
+            fingerprint=services.request_fingerprint(fingerprint),
+        )
         result = outcome.result
         text = _("Adjusted %(points)+d points; balance %(balance)s.") % {
-            "points": result["points"], "balance": result["balance_after"]}
+            "points": result["points"],
+            "balance": result["balance_after"],
+        }
         if outcome.replayed:
             return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
-                "result": text}
+                "result": text
+            }
         return messages.SUCCESS, text
 
     def _decide_adjustment(self, adjustment, request, member, data):
@@ -530,7 +693,9 @@ class PointsMemberAdmin(MemberAdmin):
         result = decide(approver=request.user, request_id=adjustment.pk, note=data["note"])
         if result["status"] == AdjustmentRequestStatus.APPROVED:
             return messages.SUCCESS, _("Approved: %(points)+d points; balance %(balance)s.") % {
-                "points": result["points"], "balance": result["entry"]["balance_after"]}
+                "points": result["points"],
+                "balance": result["entry"]["balance_after"],
+            }
         return messages.SUCCESS, _("Rejected: nothing changed.")
 
     def _change_household(self, request, member, data):
@@ -539,22 +704,39 @@ class PointsMemberAdmin(MemberAdmin):
             return messages.SUCCESS, _("She is no longer in a household.")
         household = member_services.link_household(actor=admin_actor(request), member=member, other=data["other"])
         return messages.SUCCESS, _("Linked with %(other)s in %(household)s.") % {
-            "other": data["other"], "household": household}
+            "other": data["other"],
+            "household": household,
+        }
 
     def _transfer_points(self, request, member, data):
         receiver = data["to"]
         outcome = services.transfer_points(
-            actor=admin_actor(request), scope=f"staff:{request.user.pk}", key=str(data["key"]),
-            fingerprint=services.request_fingerprint({"action": "transfer", "member": member.pk,
-                                                      "to": receiver.pk, "points": data["points"],
-                                                      "reason": data["reason"]}),
-            from_member_id=member.pk, to_member_id=receiver.pk, points=data["points"], reason=data["reason"],
+            actor=admin_actor(request),
+            scope=f"staff:{request.user.pk}",
+            key=str(data["key"]),
+            fingerprint=services.request_fingerprint(
+                {
+                    "action": "transfer",
+                    "member": member.pk,
+                    "to": receiver.pk,
+                    "points": data["points"],
+                    "reason": data["reason"],
+                }
+            ),
+            from_member_id=member.pk,
+            to_member_id=receiver.pk,
+            points=data["points"],
+            reason=data["reason"],
         )
         text = _("Transferred %(points)s points to %(to)s; balance %(balance)s.") % {
-            "points": outcome.result["points"], "to": receiver, "balance": outcome.result["balance"]}
+            "points": outcome.result["points"],
+            "to": receiver,
+            "balance": outcome.result["balance"],
+        }
         if outcome.replayed:
             return messages.WARNING, _("This form was already submitted, nothing changed. %(result)s") % {
-                "result": text}
+                "result": text
+            }
         return messages.SUCCESS, text
 
     def _acting_store(self, request, member):
@@ -585,8 +767,18 @@ class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
 
 @admin.register(Redemption)
 class RedemptionAdmin(MemberScopedAdmin, ReadOnlyAdmin):
-    list_display = ["created_at", "member", "reward", "quantity", "points_spent", "status", "code", "store",
-                    "actor", "cancelled_at"]
+    list_display = [
+        "created_at",
+        "member",
+        "reward",
+        "quantity",
+        "points_spent",
+        "status",
+        "code",
+        "store",
+        "actor",
+        "cancelled_at",
+    ]
     list_filter = ["status", "reward"]
     list_select_related = ["member", "reward", "store"]
     search_fields = ["member__member_no", "member__phone", "code"]
@@ -611,16 +803,26 @@ class RedemptionAdmin(MemberScopedAdmin, ReadOnlyAdmin):
             else:
                 cancelled += 1
         if cancelled:
-            self.message_user(request, _("Cancelled %(count)s redemption(s); their points and stock are back.")
-                              % {"count": cancelled}, messages.SUCCESS)
+            self.message_user(
+                request,
+                _("Cancelled %(count)s redemption(s); their points and stock are back.") % {"count": cancelled},
+                messages.SUCCESS,
+            )
         for failure in failures:
             self.message_user(request, failure, messages.ERROR)
 
 
 @admin.register(PointsAccount)
 class PointsAccountAdmin(MemberScopedAdmin, ReadOnlyAdmin):
-    list_display = ["member", "available", "pending", "lifetime_earned", "lifetime_spent", "lifetime_expired",
-                    "updated_at"]
+    list_display = [
+        "member",
+        "available",
+        "pending",
+        "lifetime_earned",
+        "lifetime_spent",
+        "lifetime_expired",
+        "updated_at",
+    ]
     search_fields = ["member__member_no", "member__phone"]
     search_help_text = _("Card number or phone (any format).")
     ordering = ["-pk"]
@@ -632,8 +834,19 @@ class AdjustmentRequestAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     """Adjustments waiting for a manager. Every staff role sees those of the members it sees; approving and
     rejecting go through the services, which decide who may (not the requester; within the decider's limit)."""
 
-    list_display = ["id", "requested_at", "member", "points", "reason", "status", "requested_by", "decided_by",
-                    "decided_at", "decision_note", "entry"]
+    list_display = [
+        "id",
+        "requested_at",
+        "member",
+        "points",
+        "reason",
+        "status",
+        "requested_by",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+        "entry",
+    ]
     list_filter = ["status"]
     list_select_related = ["member", "requested_by", "decided_by", "entry"]
     search_fields = ["member__member_no", "member__phone"]
@@ -723,8 +936,18 @@ class RewardAdmin(VersionedAdmin):
 
     form = RewardForm
     compare_with_shown = ["stock"]
-    list_display = ["code", "name", "kind", "cost_points", "stock", "per_member_limit", "is_active", "valid_from",
-                    "valid_until", "replaced_at"]
+    list_display = [
+        "code",
+        "name",
+        "kind",
+        "cost_points",
+        "stock",
+        "per_member_limit",
+        "is_active",
+        "valid_from",
+        "valid_until",
+        "replaced_at",
+    ]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
     readonly_fields = ["replaces", "replaced_at", "created_at"]
@@ -765,13 +988,36 @@ class EarningRuleAdmin(VersionedAdmin):
     readonly_fields = ["created_by", "created_at"]
 
     def get_fieldsets(self, request, obj=None):
-        description = None if obj is None else _(
-            "Change “valid until” or “active” and press Save; to change how the rule earns, edit the fields and "
-            "press “Save as new version” (the new version wins from its “valid from”).")
-        main = (None, {"fields": ["channel", "event_type", "name", "store", "valid_from", "valid_until",
-                                  "is_active"], "description": description})
-        earning = (_("Earning"), {"fields": ["points", "points_per_unit", "min_amount", "excluded_categories",
-                                             "pending_days", "daily_limit", "streak_days", "streak_bonus"]})
+        description = (
+            None
+            if obj is None
+            else _(
+                "Change “valid until” or “active” and press Save; to change how the rule earns, edit the fields and "
+                "press “Save as new version” (the new version wins from its “valid from”)."
+            )
+        )
+        main = (
+            None,
+            {
+                "fields": ["channel", "event_type", "name", "store", "valid_from", "valid_until", "is_active"],
+                "description": description,
+            },
+        )
+        earning = (
+            _("Earning"),
+            {
+                "fields": [
+                    "points",
+                    "points_per_unit",
+                    "min_amount",
+                    "excluded_categories",
+                    "pending_days",
+                    "daily_limit",
+                    "streak_days",
+                    "streak_bonus",
+                ]
+            },
+        )
         if obj is None:
             return [main, earning]
         return [main, earning, (_("History"), {"fields": ["created_by", "created_at"]})]
@@ -794,9 +1040,19 @@ class PointsPolicyAdmin(ConfigurationAdmin):
     """Policies are versions: a new one (starting from the current values) applies from its valid_from; saved
     versions stay as they were."""
 
-    list_display = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit",
-                    "cash_max_share", "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled",
-                    "transfer_daily_limit", "created_by"]
+    list_display = [
+        "valid_from",
+        "expiry_mode",
+        "expiry_months",
+        "daily_cap",
+        "cash_points_per_unit",
+        "cash_max_share",
+        "clerk_adjustment_limit",
+        "marketer_adjustment_limit",
+        "transfers_enabled",
+        "transfer_daily_limit",
+        "created_by",
+    ]
     readonly_fields = ["created_by", "created_at"]
     ordering = ["-valid_from", "-id"]
 

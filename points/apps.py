@@ -13,11 +13,13 @@ class PointsConfig(AppConfig):
             account = getattr(member, "points_account", None) if _has_account(member) else None
             return {"available": account.available if account else 0, "pending": account.pending if account else 0}
 
-        register_member_field(MemberField(
-            name="points",
-            represent=represent,
-            prepare_queryset=lambda queryset: queryset.select_related("points_account"),
-        ))
+        register_member_field(
+            MemberField(
+                name="points",
+                represent=represent,
+                prepare_queryset=lambda queryset: queryset.select_related("points_account"),
+            )
+        )
         from points.jobs import register_jobs
 
         register_jobs()

@@ -91,10 +91,12 @@ ORDER BY e.member_id, e.id
 
 def _bounds():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM points_pointsaccount "
-                       "UNION ALL SELECT MAX(member_id) FROM points_pointsaccount "
-                       "UNION ALL SELECT MIN(member_id) FROM points_ledgerentry "
-                       "UNION ALL SELECT MAX(member_id) FROM points_ledgerentry) b")
+        cursor.execute(
+            "SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM points_pointsaccount "
+            "UNION ALL SELECT MAX(member_id) FROM points_pointsaccount "
+            "UNION ALL SELECT MIN(member_id) FROM points_ledgerentry "
+            "UNION ALL SELECT MAX(member_id) FROM points_ledgerentry) b"
+        )
         return cursor.fetchone()
 
 
@@ -109,19 +111,24 @@ def ledger_mismatches(chunk_size=CHUNK_SIZE):
         with connection.cursor() as cursor:
             cursor.execute(BALANCES_SQL, params)
             for member, acc_av, acc_pe, ent_av, ent_pe, lot_av, lot_pe, last in cursor.fetchall():
-                yield (f"member {member}: account available={acc_av} pending={acc_pe}; entries "
-                       f"available={ent_av} pending={ent_pe}; lots available={lot_av} pending={lot_pe}; "
-                       f"last balance_after={last}")
+                yield (
+                    f"member {member}: account available={acc_av} pending={acc_pe}; entries "
+                    f"available={ent_av} pending={ent_pe}; lots available={lot_av} pending={lot_pe}; "
+                    f"last balance_after={last}"
+                )
             cursor.execute(LOTS_SQL, params)
             for member, lot, status, points, remaining, moved in cursor.fetchall():
-                yield (f"member {member}: lot {lot} ({status}) points={points} remaining={remaining} "
-                       f"movements={moved}")
+                yield (f"member {member}: lot {lot} ({status}) points={points} remaining={remaining} movements={moved}")
             cursor.execute(TRANSFERS_SQL, params)
             for member, entry, available_delta, pending_delta in cursor.fetchall():
-                yield (f"member {member}: transfer entry {entry} (available {available_delta:+d}, pending "
-                       f"{pending_delta:+d}) is not one side of a transfer of hers with that amount")
+                yield (
+                    f"member {member}: transfer entry {entry} (available {available_delta:+d}, pending "
+                    f"{pending_delta:+d}) is not one side of a transfer of hers with that amount"
+                )
             cursor.execute(MERGES_SQL, params)
             for member, entry, available_delta, pending_delta in cursor.fetchall():
-                yield (f"member {member}: merge entry {entry} (available {available_delta:+d}, pending "
-                       f"{pending_delta:+d}) is not one side of a merge of hers, or its other side differs")
+                yield (
+                    f"member {member}: merge entry {entry} (available {available_delta:+d}, pending "
+                    f"{pending_delta:+d}) is not one side of a merge of hers, or its other side differs"
+                )
         start += chunk_size

@@ -16,27 +16,33 @@ def _release_until(as_of):
 
 def register_jobs():
     """Called from PointsConfig.ready()."""
-    register_job(JobDefinition(
-        name="release_pending",
-        description="Make pending points whose pending period has ended available.",
-        bounds=lambda as_of, params: maintenance.release_bounds(_release_until(as_of)),
-        run_chunk=lambda as_of, start, stop, params: maintenance.release_chunk(start, stop, _release_until(as_of)),
-        repeatable=True,
-        default_as_of=business_date,
-        latest_as_of=business_date,  # releases only what is due by now, so today is allowed
-    ))
-    register_job(JobDefinition(
-        name="expire_points",
-        description="Expire what remains of lots whose last valid day is the business date or earlier.",
-        bounds=lambda as_of, params: maintenance.expire_bounds(as_of),
-        run_chunk=lambda as_of, start, stop, params: maintenance.expire_chunk(start, stop, as_of, timezone.now()),
-    ))
-    register_job(JobDefinition(
-        name="purge_idempotency",
-        description="Delete idempotency records older than IDEMPOTENCY_RETENTION_DAYS (at least 30) before the end "
-                    "of the business date.",
-        # Chunks are ranges of record ids here, not member ids.
-        bounds=lambda as_of, params: idempotency.purge_bounds(as_of),
-        run_chunk=lambda as_of, start, stop, params: idempotency.purge_chunk(start, stop, as_of),
-        chunk_size=idempotency.PURGE_CHUNK_SIZE,
-    ))
+    register_job(
+        JobDefinition(
+            name="release_pending",
+            description="Make pending points whose pending period has ended available.",
+            bounds=lambda as_of, params: maintenance.release_bounds(_release_until(as_of)),
+            run_chunk=lambda as_of, start, stop, params: maintenance.release_chunk(start, stop, _release_until(as_of)),
+            repeatable=True,
+            default_as_of=business_date,
+            latest_as_of=business_date,  # releases only what is due by now, so today is allowed
+        )
+    )
+    register_job(
+        JobDefinition(
+            name="expire_points",
+            description="Expire what remains of lots whose last valid day is the business date or earlier.",
+            bounds=lambda as_of, params: maintenance.expire_bounds(as_of),
+            run_chunk=lambda as_of, start, stop, params: maintenance.expire_chunk(start, stop, as_of, timezone.now()),
+        )
+    )
+    register_job(
+        JobDefinition(
+            name="purge_idempotency",
+            description="Delete idempotency records older than IDEMPOTENCY_RETENTION_DAYS (at least 30) before the end "
+            "of the business date.",
+            # Chunks are ranges of record ids here, not member ids.
+            bounds=lambda as_of, params: idempotency.purge_bounds(as_of),
+            run_chunk=lambda as_of, start, stop, params: idempotency.purge_chunk(start, stop, as_of),
+            chunk_size=idempotency.PURGE_CHUNK_SIZE,
+        )
+    )

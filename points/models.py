@@ -37,8 +37,11 @@ class PointsAccount(models.Model):
     earned_on_cap_date = models.BigIntegerField(default=0)
     last_sign_in = models.DateField(null=True, blank=True)
     sign_in_streak = models.IntegerField(default=0)
-    closed = models.BooleanField(_("closed"), default=False,
-                                 help_text=_("Closed by a merge: its points moved to the survivor; no further change."))
+    closed = models.BooleanField(
+        _("closed"),
+        default=False,
+        help_text=_("Closed by a merge: its points moved to the survivor; no further change."),
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -97,8 +100,9 @@ class LedgerEntry(models.Model):
         ]
         constraints = [
             # Expiry runs once per member and business date: its entry's reference is "expiry:<date>".
-            models.UniqueConstraint(fields=["member", "reference"], condition=Q(kind="expire"),
-                                    name="ledger_one_expiry_per_member_and_date"),
+            models.UniqueConstraint(
+                fields=["member", "reference"], condition=Q(kind="expire"), name="ledger_one_expiry_per_member_and_date"
+            ),
         ]
 
     def __str__(self):
@@ -142,11 +146,11 @@ class PointsLot(models.Model):
         verbose_name = _("points lot")
         verbose_name_plural = _("points lots")
         indexes = [
-            models.Index(fields=["member", "status", "expires_at", "id"], name="lot_spend_order_idx",
-                         condition=~Q(remaining=0)),
+            models.Index(
+                fields=["member", "status", "expires_at", "id"], name="lot_spend_order_idx", condition=~Q(remaining=0)
+            ),
             models.Index(fields=["status", "expires_at"], name="lot_expiry_idx", condition=~Q(remaining=0)),
-            models.Index(fields=["status", "available_at"], name="lot_release_idx",
-                         condition=Q(status="pending")),
+            models.Index(fields=["status", "available_at"], name="lot_release_idx", condition=Q(status="pending")),
         ]
         constraints = [
             models.CheckConstraint(
@@ -190,8 +194,9 @@ class PointsPolicy(models.Model):
     expiry_months = models.PositiveSmallIntegerField(_("expiry months (rolling)"), default=12)
     daily_cap = models.PositiveIntegerField(_("daily cap per member"), default=5000)
     cash_points_per_unit = models.PositiveIntegerField(_("points per 1 currency unit at checkout"), default=100)
-    cash_max_share = models.DecimalField(_("maximum share of an order paid in points"), max_digits=4,
-                                         decimal_places=2, default=Decimal("0.50"))
+    cash_max_share = models.DecimalField(
+        _("maximum share of an order paid in points"), max_digits=4, decimal_places=2, default=Decimal("0.50")
+    )
     clerk_adjustment_limit = models.PositiveIntegerField(_("clerk adjustment limit per entry"), default=500)
     marketer_adjustment_limit = models.PositiveIntegerField(_("marketer adjustment limit per entry"), default=5000)
     transfers_enabled = models.BooleanField(_("points transfers within a household"), default=False)
@@ -203,8 +208,9 @@ class PointsPolicy(models.Model):
         verbose_name = _("points policy")
         verbose_name_plural = _("points policies")
         constraints = [
-            models.CheckConstraint(condition=Q(cash_max_share__gte=0) & Q(cash_max_share__lte=1),
-                                   name="policy_cash_share_fraction"),
+            models.CheckConstraint(
+                condition=Q(cash_max_share__gte=0) & Q(cash_max_share__lte=1), name="policy_cash_share_fraction"
+            ),
         ]
 
     def __str__(self):
@@ -226,19 +232,23 @@ class EarningRule(models.Model):
     one; among several, the newest valid_from wins. Editing a rule = adding a version (history stays)."""
 
     channel = models.CharField(_("channel"), max_length=10, choices=RuleChannel.choices)
-    event_type = models.SlugField(_("custom event type"), max_length=40, blank=True,
-                                  help_text=_("For custom events: the `type` clients post."))
+    event_type = models.SlugField(
+        _("custom event type"), max_length=40, blank=True, help_text=_("For custom events: the `type` clients post.")
+    )
     name = models.CharField(_("name"), max_length=100)
-    store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="earning_rules",
-                              help_text=_("Empty: every store."))
+    store = models.ForeignKey(
+        Store, models.PROTECT, null=True, blank=True, related_name="earning_rules", help_text=_("Empty: every store.")
+    )
     valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
     valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     points = models.PositiveIntegerField(_("points per event"), default=0)
-    points_per_unit = models.DecimalField(_("points per currency unit (purchase)"), max_digits=8, decimal_places=2,
-                                          default=Decimal("1"))
-    min_amount = models.DecimalField(_("minimum paid amount (purchase)"), max_digits=14, decimal_places=2,
-                                     default=Decimal("0"))
+    points_per_unit = models.DecimalField(
+        _("points per currency unit (purchase)"), max_digits=8, decimal_places=2, default=Decimal("1")
+    )
+    min_amount = models.DecimalField(
+        _("minimum paid amount (purchase)"), max_digits=14, decimal_places=2, default=Decimal("0")
+    )
     excluded_categories = models.JSONField(_("excluded categories (purchase)"), default=list, blank=True)
     pending_days = models.PositiveSmallIntegerField(_("pending days"), default=0)
     daily_limit = models.PositiveSmallIntegerField(_("times per day"), null=True, blank=True)
@@ -270,8 +280,14 @@ class Event(models.Model):
     business_date = models.DateField(_("business date"))
     occurred_at = models.DateTimeField(_("occurred at"))
     purchase = models.ForeignKey(Purchase, models.PROTECT, null=True, blank=True, related_name="events")
-    referee = models.OneToOneField(Member, models.PROTECT, null=True, blank=True, related_name="referral_bonus",
-                                   help_text=_("For referral bonuses: the referred member (one bonus each)."))
+    referee = models.OneToOneField(
+        Member,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="referral_bonus",
+        help_text=_("For referral bonuses: the referred member (one bonus each)."),
+    )
     payload = models.JSONField(default=dict, blank=True)
     points = models.BigIntegerField(default=0)
     capped = models.BooleanField(default=False)
@@ -283,11 +299,15 @@ class Event(models.Model):
         verbose_name_plural = _("engagement events")
         indexes = [models.Index(fields=["member", "type", "business_date"], name="event_member_day_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["member", "business_date"], condition=Q(type="sign_in"),
-                                    name="event_one_sign_in_per_day"),
+            models.UniqueConstraint(
+                fields=["member", "business_date"], condition=Q(type="sign_in"), name="event_one_sign_in_per_day"
+            ),
             models.UniqueConstraint(fields=["purchase"], condition=Q(type="review"), name="event_one_review_per_order"),
-            models.UniqueConstraint(fields=["member", "business_date"], condition=Q(type="birthday"),
-                                    name="event_one_birthday_bonus_per_year"),
+            models.UniqueConstraint(
+                fields=["member", "business_date"],
+                condition=Q(type="birthday"),
+                name="event_one_birthday_bonus_per_year",
+            ),
         ]
 
     def __str__(self):
@@ -332,16 +352,25 @@ class Reward(models.Model):
     cost_points = models.PositiveIntegerField(_("cost in points"))
     stock = models.PositiveIntegerField(_("stock"), null=True, blank=True, help_text=_("Empty: unlimited."))
     per_member_limit = models.PositiveIntegerField(_("limit per member"), null=True, blank=True)
-    eligible_tiers = models.JSONField(_("eligible tiers"), default=list, blank=True,
-                                      help_text=_("Tier codes that may redeem; empty: every tier."))
+    eligible_tiers = models.JSONField(
+        _("eligible tiers"), default=list, blank=True, help_text=_("Tier codes that may redeem; empty: every tier.")
+    )
     voucher_amount = models.DecimalField(_("voucher amount"), max_digits=10, decimal_places=2, null=True, blank=True)
     valid_from = models.DateTimeField(_("valid from"), null=True, blank=True)
     valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
-    replaces = models.OneToOneField("self", models.PROTECT, null=True, blank=True, related_name="replaced_by",
-                                    verbose_name=_("replaces"), help_text=_("The version this one replaced."))
-    replaced_at = models.DateTimeField(_("replaced at"), null=True, blank=True,
-                                       help_text=_("When a newer version replaced this one."))
+    replaces = models.OneToOneField(
+        "self",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="replaced_by",
+        verbose_name=_("replaces"),
+        help_text=_("The version this one replaced."),
+    )
+    replaced_at = models.DateTimeField(
+        _("replaced at"), null=True, blank=True, help_text=_("When a newer version replaced this one.")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -349,19 +378,29 @@ class Reward(models.Model):
         verbose_name = _("reward")
         verbose_name_plural = _("rewards")
         constraints = [
-            models.CheckConstraint(condition=Q(cost_points__gt=0), name="reward_cost_positive",
-                                   violation_error_message=_("The cost in points must be above zero.")),
-            models.UniqueConstraint(fields=["code"], condition=Q(replaced_at__isnull=True),
-                                    name="reward_code_unique_among_current", violation_error_code="unique",
-                                    violation_error_message=_("A current reward has this code.")),
+            models.CheckConstraint(
+                condition=Q(cost_points__gt=0),
+                name="reward_cost_positive",
+                violation_error_message=_("The cost in points must be above zero."),
+            ),
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=Q(replaced_at__isnull=True),
+                name="reward_code_unique_among_current",
+                violation_error_code="unique",
+                violation_error_message=_("A current reward has this code."),
+            ),
         ]
 
     def __str__(self):
         return f"{self.name} ({self.cost_points} points)"
 
     def is_available_at(self, at):
-        return (self.is_active and (self.valid_from is None or self.valid_from <= at)
-                and (self.valid_until is None or at < self.valid_until))
+        return (
+            self.is_active
+            and (self.valid_from is None or self.valid_from <= at)
+            and (self.valid_until is None or at < self.valid_until)
+        )
 
 
 class RedemptionStatus(models.TextChoices):
@@ -430,17 +469,26 @@ class AdjustmentRequest(models.Model):
     member = models.ForeignKey(Member, models.PROTECT, related_name="adjustment_requests")
     points = models.BigIntegerField(_("points"))
     reason = models.CharField(_("reason"), max_length=200)
-    status = models.CharField(_("status"), max_length=8, choices=AdjustmentRequestStatus.choices,
-                              default=AdjustmentRequestStatus.PENDING)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, related_name="+",
-                                     verbose_name=_("requested by"))
+    status = models.CharField(
+        _("status"), max_length=8, choices=AdjustmentRequestStatus.choices, default=AdjustmentRequestStatus.PENDING
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="+", verbose_name=_("requested by")
+    )
     requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True,
-                                   related_name="+", verbose_name=_("decided by"))
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("decided by")
+    )
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decision_note = models.CharField(_("decision note"), max_length=200, blank=True)
-    entry = models.OneToOneField(LedgerEntry, models.PROTECT, null=True, blank=True,
-                                 related_name="adjustment_request", verbose_name=_("ledger entry"))
+    entry = models.OneToOneField(
+        LedgerEntry,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adjustment_request",
+        verbose_name=_("ledger entry"),
+    )
 
     class Meta:
         verbose_name = _("adjustment request")
@@ -468,8 +516,7 @@ class PointsTransfer(models.Model):
     """Points one member of a household gave another: two ledger entries of kind transfer (out and in), written
     in one transaction; the points arrive as lots that keep the expiry of what was taken."""
 
-    from_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_out",
-                                    verbose_name=_("from member"))
+    from_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_out", verbose_name=_("from member"))
     to_member = models.ForeignKey(Member, models.PROTECT, related_name="transfers_in", verbose_name=_("to member"))
     points = models.BigIntegerField(_("points"))
     business_date = models.DateField(_("business date"))

@@ -13,9 +13,18 @@ EXPIRING_DATES_SHOWN = 5
 def points_summary(member_id):
     """Balances and the next expiry dates (soonest first) with the points due on each: two indexed queries."""
     account = PointsAccount.objects.filter(member_id=member_id).first() or PointsAccount(member_id=member_id)
-    due = (PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0,
-                                    expires_at__isnull=False, expires_at__gt=timezone.now())
-           .values("expires_at").annotate(points=Sum("remaining")).order_by("expires_at")[:EXPIRING_DATES_SHOWN])
+    due = (
+        PointsLot.objects.filter(
+            member_id=member_id,
+            status=LotStatus.AVAILABLE,
+            remaining__gt=0,
+            expires_at__isnull=False,
+            expires_at__gt=timezone.now(),
+        )
+        .values("expires_at")
+        .annotate(points=Sum("remaining"))
+        .order_by("expires_at")[:EXPIRING_DATES_SHOWN]
+    )
     return {
         "available": account.available,
         "pending": account.pending,
@@ -60,5 +69,9 @@ def adjustment_requests_visible_to(access):
 
 def household_members(member_id):
     """The other members of this member's household, oldest first (none without a household)."""
-    return (Member.objects.filter(household__members__pk=member_id).exclude(pk=member_id)
-            .only("id", "member_no", "name", "status", "household_id").order_by("pk"))
+    return (
+        Member.objects.filter(household__members__pk=member_id)
+        .exclude(pk=member_id)
+        .only("id", "member_no", "name", "status", "household_id")
+        .order_by("pk")
+    )

@@ -58,16 +58,16 @@ class PurchaseLineSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal("0.001"))
-    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"),
-                                          max_value=MAX_AMOUNT)
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"), max_value=MAX_AMOUNT)
 
 
 class PurchaseInputSerializer(serializers.Serializer):
     member = IdField()
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     amount = money_field()
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.filter(is_active=True),
-                                         required=False, allow_null=True)
+    store = serializers.SlugRelatedField(
+        slug_field="code", queryset=Store.objects.filter(is_active=True), required=False, allow_null=True
+    )
     channel = serializers.ChoiceField(choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE)
     occurred_at = OccurredAtField(required=False)
     lines = PurchaseLineSerializer(many=True, required=False, default=list)
@@ -181,8 +181,10 @@ class AdjustmentInputSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200)
     # Not defaulted: a body without it hashes as before, so retries of earlier adjustments still replay.
     request_approval = StrictBooleanField(
-        required=False, help_text="true: do not adjust now; ask a manager to approve it (202 with the pending "
-                                  "request). For adjustments over your role's limit.")
+        required=False,
+        help_text="true: do not adjust now; ask a manager to approve it (202 with the pending "
+        "request). For adjustments over your role's limit.",
+    )
 
     def validate_points(self, value):
         if value == 0:
@@ -239,8 +241,7 @@ class HouseholdMemberSerializer(serializers.Serializer):
 
 class MyHouseholdSerializer(serializers.Serializer):
     id = serializers.CharField(allow_null=True, help_text="null: the member belongs to no household")
-    members = HouseholdMemberSerializer(many=True, help_text="the other members, to whom points may be "
-                                                                  "transferred")
+    members = HouseholdMemberSerializer(many=True, help_text="the other members, to whom points may be transferred")
 
 
 class DeductionInputSerializer(serializers.Serializer):
@@ -263,14 +264,33 @@ class RewardSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     code = serializers.SlugField(max_length=50)  # unique among current versions: the service checks it
     available = serializers.SerializerMethodField()
-    replaces = serializers.CharField(source="replaces_id", read_only=True, allow_null=True,
-                                     help_text="the version this one replaced (its terms stay with it)")
+    replaces = serializers.CharField(
+        source="replaces_id",
+        read_only=True,
+        allow_null=True,
+        help_text="the version this one replaced (its terms stay with it)",
+    )
 
     class Meta:
         model = Reward
-        fields = ["id", "code", "name", "kind", "description", "cost_points", "stock", "per_member_limit",
-                  "eligible_tiers", "voucher_amount", "valid_from", "valid_until", "is_active", "available",
-                  "replaces", "replaced_at"]
+        fields = [
+            "id",
+            "code",
+            "name",
+            "kind",
+            "description",
+            "cost_points",
+            "stock",
+            "per_member_limit",
+            "eligible_tiers",
+            "voucher_amount",
+            "valid_from",
+            "valid_until",
+            "is_active",
+            "available",
+            "replaces",
+            "replaced_at",
+        ]
         read_only_fields = ["id", "available", "replaces", "replaced_at"]
         extra_kwargs = {"cost_points": {"min_value": 1}}
         validators = []  # the code is unique among current versions: the service checks it (and the database)
@@ -312,12 +332,30 @@ class EarningRuleSerializer(serializers.ModelSerializer):
     saved version) are points.services.configuration's to check."""
 
     id = serializers.CharField(read_only=True)
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all(), required=False,
-                                         allow_null=True)
+    store = serializers.SlugRelatedField(
+        slug_field="code", queryset=Store.objects.all(), required=False, allow_null=True
+    )
 
     class Meta:
         model = EarningRule
-        fields = ["id", "channel", "event_type", "name", "store", "valid_from", "valid_until", "is_active", "points",
-                  "points_per_unit", "min_amount", "excluded_categories", "pending_days", "daily_limit",
-                  "streak_days", "streak_bonus", "created_by", "created_at"]
+        fields = [
+            "id",
+            "channel",
+            "event_type",
+            "name",
+            "store",
+            "valid_from",
+            "valid_until",
+            "is_active",
+            "points",
+            "points_per_unit",
+            "min_amount",
+            "excluded_categories",
+            "pending_days",
+            "daily_limit",
+            "streak_days",
+            "streak_bonus",
+            "created_by",
+            "created_at",
+        ]
         read_only_fields = ["id", "created_by", "created_at"]

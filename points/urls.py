@@ -18,7 +18,6 @@ urlpatterns = [
     path("me/points/transfers/", views.MyTransfersView.as_view(), name="me-points-transfers"),
     path("me/household/", views.MyHouseholdView.as_view(), name="me-household"),
     path("me/sign-in/", views.MySignInView.as_view(), name="me-sign-in"),
-    path("me/redemptions/", views.MyRedemptionsView.as_view({"get": "list", "post": "create"}),
-         name="me-redemptions"),
+    path("me/redemptions/", views.MyRedemptionsView.as_view({"get": "list", "post": "create"}), name="me-redemptions"),
     *router.urls,
 ]

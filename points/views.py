@@ -48,8 +48,13 @@ from points.services.approvals import adjustment_request_representation
 from points.services.spending import redemption_representation
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
-IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
-                                      description="A unique key per intended write; retries reuse it.")
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per intended write; retries reuse it.",
+)
 
 
 def validated(serializer_class, request, **kwargs):
@@ -112,47 +117,85 @@ class PurchaseViewSet(viewsets.GenericViewSet):
         data["store"] = store_for_write(request, data.get("store"))
         return data
 
-    @extend_schema(request=PurchaseInputSerializer,
-                   responses={201: PurchaseResultSerializer, 200: PurchaseResultSerializer,
-                              **error_responses({400: "invalid", 409: "idempotency_conflict / member_frozen / "
-                                                                       "insufficient_points / deduction_limit / "
-                                                                       "already_recorded"})},
-                   description="Record an order and award its points. The same order_no again: 200 with the "
-                               "original result while its idempotency record is kept (IDEMPOTENCY_RETENTION_DAYS, "
-                               "at least 30 days); after that, 409 already_recorded with the purchase's id.")
+    @extend_schema(
+        request=PurchaseInputSerializer,
+        responses={
+            201: PurchaseResultSerializer,
+            200: PurchaseResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    409: "idempotency_conflict / member_frozen / "
+                    "insufficient_points / deduction_limit / "
+                    "already_recorded",
+                }
+            ),
+        },
+        description="Record an order and award its points. The same order_no again: 200 with the "
+        "original result while its idempotency record is kept (IDEMPOTENCY_RETENTION_DAYS, "
+        "at least 30 days); after that, 409 already_recorded with the purchase's id.",
+    )
     def create(self, request):
         data = self._purchase_input(request)
         outcome = services.record_purchase(
-            actor=access_for(request).actor, source=purchase_source(request, data["store"]),
-            member_id=data["member"].pk, order_no=data["order_no"], amount=data["amount"], store=data["store"],
-            channel=data["channel"], occurred_at=data.get("occurred_at"), lines=data["lines"],
-            points_used=data["points_used"], fingerprint=fingerprint(request, data),
+            actor=access_for(request).actor,
+            source=purchase_source(request, data["store"]),
+            member_id=data["member"].pk,
+            order_no=data["order_no"],
+            amount=data["amount"],
+            store=data["store"],
+            channel=data["channel"],
+            occurred_at=data.get("occurred_at"),
+            lines=data["lines"],
+            points_used=data["points_used"],
+            fingerprint=fingerprint(request, data),
         )
         return respond(outcome, replay_status=status.HTTP_200_OK)
 
-    @extend_schema(request=PurchaseInputSerializer,
-                   responses={200: PurchasePreviewSerializer, **error_responses({400: "invalid"})},
-                   description="What the purchase would earn now; nothing is written.")
+    @extend_schema(
+        request=PurchaseInputSerializer,
+        responses={200: PurchasePreviewSerializer, **error_responses({400: "invalid"})},
+        description="What the purchase would earn now; nothing is written.",
+    )
     @action(detail=False, methods=["post"])
     def preview(self, request):
         data = self._purchase_input(request)
-        result = services.preview_purchase(member=data["member"], amount=data["amount"], store=data["store"],
-                                           channel=data["channel"], occurred_at=data.get("occurred_at"),
-                                           lines=data["lines"], points_used=data["points_used"])
+        result = services.preview_purchase(
+            member=data["member"],
+            amount=data["amount"],
+            store=data["store"],
+            channel=data["channel"],
+            occurred_at=data.get("occurred_at"),
+            lines=data["lines"],
+            points_used=data["points_used"],
+        )
         return Response(result)
 
-    @extend_schema(request=RefundInputSerializer,
-                   responses={201: RefundResultSerializer, 200: RefundResultSerializer,
-                              **error_responses({400: "invalid", 404: "not_found",
-                                                 409: "refund_exceeds_purchase / idempotency_conflict / "
-                                                      "already_recorded"})})
+    @extend_schema(
+        request=RefundInputSerializer,
+        responses={
+            201: RefundResultSerializer,
+            200: RefundResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    404: "not_found",
+                    409: "refund_exceeds_purchase / idempotency_conflict / already_recorded",
+                }
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def refunds(self, request, pk=None):
         purchase = get_object_or_404(selectors.purchases_visible_to(access_for(request)), pk=pk)
         data = validated(RefundInputSerializer, request)
         outcome = services.record_refund(
-            actor=access_for(request).actor, purchase_id=purchase.pk, refund_no=data["refund_no"],
-            amount=data["amount"], lines=data["lines"], occurred_at=data.get("occurred_at"),
+            actor=access_for(request).actor,
+            purchase_id=purchase.pk,
+            refund_no=data["refund_no"],
+            amount=data["amount"],
+            lines=data["lines"],
+            occurred_at=data.get("occurred_at"),
             fingerprint=fingerprint(request, data),
         )
         return respond(outcome, replay_status=status.HTTP_200_OK)
@@ -161,19 +204,34 @@ class PurchaseViewSet(viewsets.GenericViewSet):
 class EventView(APIView):
     client_scopes = {"POST": "events:write"}
 
-    @extend_schema(request=EventInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: EventResultSerializer,
-                              **error_responses({400: "invalid / idempotency_key_required",
-                                                 409: "already_signed_in / order_not_eligible / already_reviewed / "
-                                                      "member_frozen / idempotency_conflict"})})
+    @extend_schema(
+        request=EventInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: EventResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid / idempotency_key_required",
+                    409: "already_signed_in / order_not_eligible / already_reviewed / "
+                    "member_frozen / idempotency_conflict",
+                }
+            ),
+        },
+    )
     def post(self, request):
         key = idempotency_key(request)
         data = validated(EventInputSerializer, request)
         member = existing_member(data["member"])
         outcome = services.record_event(
-            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), member_id=member.pk, event_type=data["type"],
-            occurred_at=data.get("occurred_at"), order_no=data["order_no"], payload=data["payload"],
+            actor=access_for(request).actor,
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            member_id=member.pk,
+            event_type=data["type"],
+            occurred_at=data.get("occurred_at"),
+            order_no=data["order_no"],
+            payload=data["payload"],
         )
         return respond(outcome)
 
@@ -183,8 +241,12 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
 
     lookup_value_regex = ID_PATTERN
     queryset = LedgerEntry.objects.none()
-    client_scopes = {"summary": "points:read", "ledger": "points:read", "deductions": "points:write",
-                     "transfers": "points:write"}
+    client_scopes = {
+        "summary": "points:read",
+        "ledger": "points:read",
+        "deductions": "points:write",
+        "transfers": "points:write",
+    }
     staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, "clerk"}}
     filterset_class = LedgerFilter
 
@@ -204,36 +266,63 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(LedgerEntrySerializer(page, many=True).data)
 
-    @extend_schema(request=AdjustmentInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: LedgerEntrySerializer, 202: AdjustmentRequestSerializer,
-                              **error_responses({400: "invalid / idempotency_key_required", 403: "adjustment_limit",
-                                                 409: "insufficient_points / idempotency_conflict"})},
-                   description="Adjust points now, within your role's limit per entry: 201 with the ledger entry; "
-                               "over the limit 403 adjustment_limit. With `request_approval: true` nothing moves "
-                               "yet: 202 with a pending adjustment request that another manager approves or rejects "
-                               "at /adjustment-requests/{id}/approve/ or /reject/.")
+    @extend_schema(
+        request=AdjustmentInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: LedgerEntrySerializer,
+            202: AdjustmentRequestSerializer,
+            **error_responses(
+                {
+                    400: "invalid / idempotency_key_required",
+                    403: "adjustment_limit",
+                    409: "insufficient_points / idempotency_conflict",
+                }
+            ),
+        },
+        description="Adjust points now, within your role's limit per entry: 201 with the ledger entry; "
+        "over the limit 403 adjustment_limit. With `request_approval: true` nothing moves "
+        "yet: 202 with a pending adjustment request that another manager approves or rejects "
+        "at /adjustment-requests/{id}/approve/ or /reject/.",
+    )
     @action(detail=True, methods=["post"], url_path="points/adjustments", filterset_class=None)
     def adjustments(self, request, pk=None):
         member = get_visible_member_or_404(request, pk)
         key = idempotency_key(request)
         data = validated(AdjustmentInputSerializer, request)
         access = access_for(request)
-        common = {"scope": idempotency_scope(request), "key": key, "fingerprint": fingerprint(request, data),
-                  "member_id": member.pk, "points": data["points"], "reason": data["reason"]}
+        common = {
+            "scope": idempotency_scope(request),
+            "key": key,
+            "fingerprint": fingerprint(request, data),
+            "member_id": member.pk,
+            "points": data["points"],
+            "reason": data["reason"],
+        }
         if data.get("request_approval"):
             outcome = services.request_adjustment(requester=access.principal, **common)
         else:
             outcome = services.adjust_points(actor=access.actor, role=access.role, **common)
         return respond(outcome)
 
-    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: TransferResultSerializer,
-                              **error_responses({400: "invalid / idempotency_key_required", 404: "not_found",
-                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
-                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
-                   description="Give available points to another member of the same household (when the points "
-                               "policy allows transfers; within its daily limit per sending member). The points "
-                               "keep their expiry.")
+    @extend_schema(
+        request=TransferInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: TransferResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid / idempotency_key_required",
+                    404: "not_found",
+                    409: "transfer_disabled / not_same_household / transfer_limit / "
+                    "insufficient_points / member_frozen / idempotency_conflict",
+                }
+            ),
+        },
+        description="Give available points to another member of the same household (when the points "
+        "policy allows transfers; within its daily limit per sending member). The points "
+        "keep their expiry.",
+    )
     @action(detail=True, methods=["post"], url_path="points/transfers", filterset_class=None)
     def transfers(self, request, pk=None):
         member = get_visible_member_or_404(request, pk)
@@ -241,15 +330,25 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         data = validated(TransferInputSerializer, request)
         receiver = existing_member(data["to"], field="to")
         outcome = services.transfer_points(
-            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), from_member_id=member.pk, to_member_id=receiver.pk,
-            points=data["points"], reason=data["reason"],
+            actor=access_for(request).actor,
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            from_member_id=member.pk,
+            to_member_id=receiver.pk,
+            points=data["points"],
+            reason=data["reason"],
         )
         return respond(outcome)
 
-    @extend_schema(request=DeductionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: DeductionResultSerializer,
-                              **error_responses({400: "invalid", 409: "deduction_limit / insufficient_points"})})
+    @extend_schema(
+        request=DeductionInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: DeductionResultSerializer,
+            **error_responses({400: "invalid", 409: "deduction_limit / insufficient_points"}),
+        },
+    )
     @action(detail=True, methods=["post"], url_path="points/deductions", filterset_class=None)
     def deductions(self, request, pk=None):
         # A write for the checkout at this store: any member of the chain may pay with points here.
@@ -258,9 +357,15 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         data = validated(DeductionInputSerializer, request)
         store = store_for_write(request, None) if access_for(request).kind != "client" else None
         outcome = services.deduct_points(
-            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), member_id=member.pk, source=purchase_source(request, store),
-            order_no=data["order_no"], points=data["points"], order_amount=data.get("amount"),
+            actor=access_for(request).actor,
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            member_id=member.pk,
+            source=purchase_source(request, store),
+            order_no=data["order_no"],
+            points=data["points"],
+            order_amount=data.get("amount"),
         )
         return respond(outcome)
 
@@ -287,30 +392,36 @@ class RewardViewSet(viewsets.ModelViewSet):
             queryset = queryset.filter(is_active=True)
         return queryset
 
-    @extend_schema(request=RewardSerializer,
-                   responses={201: RewardSerializer, **error_responses({400: "invalid"})})
+    @extend_schema(request=RewardSerializer, responses={201: RewardSerializer, **error_responses({400: "invalid"})})
     def create(self, request):
         data = validated(RewardSerializer, request)
         reward = services.create_reward(actor=access_for(request).actor, values=data)
         return Response(RewardSerializer(reward).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RewardSerializer(partial=True),
-                   responses={200: RewardSerializer,
-                              **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
-                                                 409: "version_replaced"})},
-                   description="Change a reward in place. Once redeemed, its terms (code, kind, cost_points, "
-                               "voucher_amount) stay: change them with POST .../versions/.")
+    @extend_schema(
+        request=RewardSerializer(partial=True),
+        responses={
+            200: RewardSerializer,
+            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "version_replaced"}),
+        },
+        description="Change a reward in place. Once redeemed, its terms (code, kind, cost_points, "
+        "voucher_amount) stay: change them with POST .../versions/.",
+    )
     def partial_update(self, request, pk=None):
         reward = self.get_object()
         data = validated(RewardSerializer, request, partial=True)
         reward = services.change_reward(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
         return Response(RewardSerializer(reward).data)
 
-    @extend_schema(request=RewardSerializer(partial=True),
-                   responses={201: RewardSerializer,
-                              **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"})},
-                   description="A new version of the reward: its values with the fields sent, under the same code. "
-                               "The old version keeps its terms and is retired; its stock moves to the new one.")
+    @extend_schema(
+        request=RewardSerializer(partial=True),
+        responses={
+            201: RewardSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"}),
+        },
+        description="A new version of the reward: its values with the fields sent, under the same code. "
+        "The old version keeps its terms and is retired; its stock moves to the new one.",
+    )
     @action(detail=True, methods=["post"], filterset_class=None)
     def versions(self, request, pk=None):
         reward = self.get_object()
@@ -334,25 +445,42 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response([redemption_representation(r) for r in page])
 
-    @extend_schema(request=RedemptionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: RedemptionResultSerializer,
-                              **error_responses({400: "invalid", 409: "insufficient_points / out_of_stock / "
-                                                 "limit_reached / not_eligible / reward_unavailable / "
-                                                 "member_frozen"})})
+    @extend_schema(
+        request=RedemptionInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: RedemptionResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    409: "insufficient_points / out_of_stock / "
+                    "limit_reached / not_eligible / reward_unavailable / "
+                    "member_frozen",
+                }
+            ),
+        },
+    )
     def create(self, request):
         key = idempotency_key(request)
         data = validated(RedemptionInputSerializer, request)
         member = existing_member(data["member"])
         reward = _existing_reward(data["reward"])
         outcome = services.redeem_reward(
-            actor=access_for(request).actor, scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), member_id=member.pk, reward_id=reward.pk, quantity=data["quantity"],
+            actor=access_for(request).actor,
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            member_id=member.pk,
+            reward_id=reward.pk,
+            quantity=data["quantity"],
             store=store_for_write(request, None) if access_for(request).kind == "staff" else None,
         )
         return respond(outcome)
 
-    @extend_schema(request=None, responses={200: RedemptionResultSerializer,
-                                            **error_responses({404: "not_found", 409: "already_cancelled"})})
+    @extend_schema(
+        request=None,
+        responses={200: RedemptionResultSerializer, **error_responses({404: "not_found", 409: "already_cancelled"})},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         redemption = get_object_or_404(self.get_queryset(), pk=pk)
@@ -380,33 +508,56 @@ class AdjustmentRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def retrieve(self, request, pk=None):
         return Response(adjustment_request_representation(get_object_or_404(self.get_queryset(), pk=pk)))
 
-    @extend_schema(request=DecisionInputSerializer,
-                   responses={200: AdjustmentRequestSerializer,
-                              **error_responses({400: "invalid", 403: "approval_limit / own_request / "
-                                                                      "permission_denied",
-                                                 404: "not_found", 409: "already_decided / insufficient_points"})},
-                   description="Approve: the adjustment is written now, once. You may not approve your own request, "
-                               "nor one over your own role's limit.")
+    @extend_schema(
+        request=DecisionInputSerializer,
+        responses={
+            200: AdjustmentRequestSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    403: "approval_limit / own_request / permission_denied",
+                    404: "not_found",
+                    409: "already_decided / insufficient_points",
+                }
+            ),
+        },
+        description="Approve: the adjustment is written now, once. You may not approve your own request, "
+        "nor one over your own role's limit.",
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         adjustment = get_object_or_404(self.get_queryset(), pk=pk)
         data = validated(DecisionInputSerializer, request)
-        return Response(services.approve_adjustment(approver=access_for(request).principal,
-                                                    request_id=adjustment.pk, note=data["note"]))
+        return Response(
+            services.approve_adjustment(
+                approver=access_for(request).principal, request_id=adjustment.pk, note=data["note"]
+            )
+        )
 
-    @extend_schema(request=DecisionInputSerializer,
-                   responses={200: AdjustmentRequestSerializer,
-                              **error_responses({400: "invalid", 403: "approval_limit / own_request / "
-                                                                      "permission_denied",
-                                                 404: "not_found", 409: "already_decided"})},
-                   description="Reject: nothing moves. Whoever may approve it may reject it; the requester may "
-                               "withdraw her own.")
+    @extend_schema(
+        request=DecisionInputSerializer,
+        responses={
+            200: AdjustmentRequestSerializer,
+            **error_responses(
+                {
+                    400: "invalid",
+                    403: "approval_limit / own_request / permission_denied",
+                    404: "not_found",
+                    409: "already_decided",
+                }
+            ),
+        },
+        description="Reject: nothing moves. Whoever may approve it may reject it; the requester may withdraw her own.",
+    )
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         adjustment = get_object_or_404(self.get_queryset(), pk=pk)
         data = validated(DecisionInputSerializer, request)
-        return Response(services.reject_adjustment(approver=access_for(request).principal,
-                                                   request_id=adjustment.pk, note=data["note"]))
+        return Response(
+            services.reject_adjustment(
+                approver=access_for(request).principal, request_id=adjustment.pk, note=data["note"]
+            )
+        )
 
 
 def _existing_reward(reward_id):
@@ -416,8 +567,13 @@ def _existing_reward(reward_id):
     return reward
 
 
-class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                         mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class EarningRuleViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     """Earning rules, versioned: a change is a new version from a date; an old one is closed by valid_until."""
 
     serializer_class = EarningRuleSerializer
@@ -427,31 +583,39 @@ class EarningRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     filterset_fields = ["channel", "event_type", "is_active"]
     queryset = EarningRule.objects.select_related("store")
 
-    @extend_schema(request=EarningRuleSerializer,
-                   responses={201: EarningRuleSerializer, **error_responses({400: "invalid",
-                                                                             409: "overlapping_version"})})
+    @extend_schema(
+        request=EarningRuleSerializer,
+        responses={201: EarningRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
+    )
     def create(self, request):
         data = validated(EarningRuleSerializer, request)
         rule = services.create_earning_rule(actor=access_for(request).actor, values=data)
         return Response(EarningRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=EarningRuleSerializer(partial=True),
-                   responses={200: EarningRuleSerializer,
-                              **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found",
-                                                 409: "overlapping_version"})},
-                   description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
-                               "terms: change them with POST .../versions/.")
+    @extend_schema(
+        request=EarningRuleSerializer(partial=True),
+        responses={
+            200: EarningRuleSerializer,
+            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
+        "terms: change them with POST .../versions/.",
+    )
     def partial_update(self, request, pk=None):
         rule = self.get_object()
         data = validated(EarningRuleSerializer, request, partial=True)
         rule = services.change_earning_rule(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
         return Response(EarningRuleSerializer(rule).data)
 
-    @extend_schema(request=EarningRuleSerializer(partial=True),
-                   responses={201: EarningRuleSerializer,
-                              **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"})},
-                   description="A new version of the rule: its values with the fields sent (typically new terms "
-                               "from a new valid_from). The old version stays as it was; the newest in force wins.")
+    @extend_schema(
+        request=EarningRuleSerializer(partial=True),
+        responses={
+            201: EarningRuleSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="A new version of the rule: its values with the fields sent (typically new terms "
+        "from a new valid_from). The old version stays as it was; the newest in force wins.",
+    )
     @action(detail=True, methods=["post"])
     def versions(self, request, pk=None):
         rule = self.get_object()
@@ -485,18 +649,24 @@ class MyLedgerView(mixins.ListModelMixin, viewsets.GenericViewSet):
 class MySignInView(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(request=SignInInputSerializer, responses={201: EventResultSerializer,
-                                                             **error_responses({409: "already_signed_in"})},
-                   description="Sign in for today (same rules as the sign_in event). Idempotency-Key optional: "
-                               "the business date is the natural key.")
+    @extend_schema(
+        request=SignInInputSerializer,
+        responses={201: EventResultSerializer, **error_responses({409: "already_signed_in"})},
+        description="Sign in for today (same rules as the sign_in event). Idempotency-Key optional: "
+        "the business date is the natural key.",
+    )
     def post(self, request):
         member = request.user.member
         data = validated(SignInInputSerializer, request)
         # Without a key each call is a new attempt: a second sign-in the same day is 409 already_signed_in.
         key = request.headers.get("Idempotency-Key", "").strip() or f"sign-in:{uuid.uuid4()}"
         outcome = services.record_event(
-            actor=str(request.user), scope=idempotency_scope(request), key=key,
-            fingerprint=fingerprint(request, data), member_id=member.pk, event_type="sign_in",
+            actor=str(request.user),
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            member_id=member.pk,
+            event_type="sign_in",
             occurred_at=data.get("occurred_at"),
         )
         return respond(outcome)
@@ -515,17 +685,31 @@ class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response([redemption_representation(r) for r in page])
 
-    @extend_schema(request=MyRedemptionInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: RedemptionResultSerializer,
-                              **error_responses({409: "insufficient_points / out_of_stock / limit_reached / "
-                                                      "not_eligible / reward_unavailable / member_frozen"})})
+    @extend_schema(
+        request=MyRedemptionInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: RedemptionResultSerializer,
+            **error_responses(
+                {
+                    409: "insufficient_points / out_of_stock / limit_reached / "
+                    "not_eligible / reward_unavailable / member_frozen"
+                }
+            ),
+        },
+    )
     def create(self, request):
         key = idempotency_key(request)
         data = validated(MyRedemptionInputSerializer, request)
         reward = _existing_reward(data["reward"])
         outcome = services.redeem_reward(
-            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request, data),
-            member_id=request.user.pk, reward_id=reward.pk, quantity=data["quantity"],
+            actor=str(request.user),
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            member_id=request.user.pk,
+            reward_id=reward.pk,
+            quantity=data["quantity"],
         )
         return respond(outcome)
 
@@ -533,20 +717,35 @@ class MyRedemptionsView(mixins.ListModelMixin, viewsets.GenericViewSet):
 class MyTransfersView(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(request=TransferInputSerializer, parameters=[IDEMPOTENCY_HEADER],
-                   responses={201: TransferResultSerializer,
-                              **error_responses({400: "invalid / idempotency_key_required",
-                                                 409: "transfer_disabled / not_same_household / transfer_limit / "
-                                                      "insufficient_points / member_frozen / idempotency_conflict"})},
-                   description="Give some of your available points to a member of your household "
-                               "(GET /api/v1/me/household/ lists them).")
+    @extend_schema(
+        request=TransferInputSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: TransferResultSerializer,
+            **error_responses(
+                {
+                    400: "invalid / idempotency_key_required",
+                    409: "transfer_disabled / not_same_household / transfer_limit / "
+                    "insufficient_points / member_frozen / idempotency_conflict",
+                }
+            ),
+        },
+        description="Give some of your available points to a member of your household "
+        "(GET /api/v1/me/household/ lists them).",
+    )
     def post(self, request):
         key = idempotency_key(request)
         data = validated(TransferInputSerializer, request)
         # No existence check here: to a member, an unknown id is just not of her household.
         outcome = services.transfer_points(
-            actor=str(request.user), scope=idempotency_scope(request), key=key, fingerprint=fingerprint(request, data),
-            from_member_id=request.user.pk, to_member_id=data["to"], points=data["points"], reason=data["reason"],
+            actor=str(request.user),
+            scope=idempotency_scope(request),
+            key=key,
+            fingerprint=fingerprint(request, data),
+            from_member_id=request.user.pk,
+            to_member_id=data["to"],
+            points=data["points"],
+            reason=data["reason"],
         )
         return respond(outcome)
 
@@ -558,5 +757,9 @@ class MyHouseholdView(APIView):
     def get(self, request):
         household_id = Member.objects.filter(pk=request.user.pk).values_list("household_id", flat=True).first()
         others = selectors.household_members(request.user.pk) if household_id else []
-        return Response({"id": str(household_id) if household_id else None,
-                         "members": [{"id": str(m.pk), "member_no": m.member_no, "name": m.name} for m in others]})
+        return Response(
+            {
+                "id": str(household_id) if household_id else None,
+                "members": [{"id": str(m.pk), "member_no": m.member_no, "name": m.name} for m in others],
+            }
+        )

@@ -52,8 +52,10 @@ def _as_of(request):
 
 def _counts(rows, field, choices, total):
     counted = dict(rows.values_list(field).annotate(n=Count("id")).order_by())
-    return [{"key": key, "members": counted.get(key, 0), "share": round(counted.get(key, 0) / total, 4) if total
-             else 0.0} for key, _ in choices]
+    return [
+        {"key": key, "members": counted.get(key, 0), "share": round(counted.get(key, 0) / total, 4) if total else 0.0}
+        for key, _ in choices
+    ]
 
 
 class RfmReportView(ReportView):
@@ -61,8 +63,9 @@ class RfmReportView(ReportView):
         parameters=[
             OpenApiParameter("as_of", OpenApiTypes.DATE, description="default: the newest RFM run"),
             OpenApiParameter("format", str, enum=["json", "csv"]),
-            OpenApiParameter("detail", str, enum=["members"],
-                             description="with format=csv: one row per member instead of the counts"),
+            OpenApiParameter(
+                "detail", str, enum=["members"], description="with format=csv: one row per member instead of the counts"
+            ),
         ],
         responses={200: RfmReportSerializer, **error_responses({400: "invalid"})},
     )
@@ -72,18 +75,45 @@ class RfmReportView(ReportView):
         if self.wants_csv(request) and request.query_params.get("detail") == "members":
             return csv_response(
                 f"rfm-members-{as_of}.csv",
-                ["member_no", "external_id", "recency_days", "frequency", "monetary", "r_score", "f_score",
-                 "m_score", "segment", "lifecycle"],
-                rows.order_by("member_id").values_list(
-                    "member__member_no", "member__external_id", "recency_days", "frequency", "monetary", "r_score",
-                    "f_score", "m_score", "segment", "lifecycle").iterator(chunk_size=5000),
+                [
+                    "member_no",
+                    "external_id",
+                    "recency_days",
+                    "frequency",
+                    "monetary",
+                    "r_score",
+                    "f_score",
+                    "m_score",
+                    "segment",
+                    "lifecycle",
+                ],
+                rows.order_by("member_id")
+                .values_list(
+                    "member__member_no",
+                    "member__external_id",
+                    "recency_days",
+                    "frequency",
+                    "monetary",
+                    "r_score",
+                    "f_score",
+                    "m_score",
+                    "segment",
+                    "lifecycle",
+                )
+                .iterator(chunk_size=5000),
             )
         total = rows.count()
-        body = {"as_of": as_of.isoformat() if as_of else None, "members": total,
-                "segments": _counts(rows, "segment", Segment.choices, total),
-                "lifecycle": _counts(rows, "lifecycle", Lifecycle.choices, total)}
+        body = {
+            "as_of": as_of.isoformat() if as_of else None,
+            "members": total,
+            "segments": _counts(rows, "segment", Segment.choices, total),
+            "lifecycle": _counts(rows, "lifecycle", Lifecycle.choices, total),
+        }
         if self.wants_csv(request):
-            return csv_response(f"rfm-{as_of}.csv", ["dimension", "key", "members", "share"],
-                                [("segment", r["key"], r["members"], r["share"]) for r in body["segments"]]
-                                + [("lifecycle", r["key"], r["members"], r["share"]) for r in body["lifecycle"]])
+            return csv_response(
+                f"rfm-{as_of}.csv",
+                ["dimension", "key", "members", "share"],
+                [("segment", r["key"], r["members"], r["share"]) for r in body["segments"]]
+                + [("lifecycle", r["key"], r["members"], r["share"]) for r in body["lifecycle"]],
+            )
         return Response(body)

@@ -103,9 +103,11 @@ def waits_for_a_lock(session, rows_of=None):
     for one of that table's rows counts (a waiter for a row holds or awaits that row's tuple lock), so a
     short wait on something else on the way there is not mistaken for it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0 AND (%s::regclass IS NULL OR EXISTS ("
-                       "SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'tuple' AND relation = %s::regclass))",
-                       [session.pid, rows_of, session.pid, rows_of])
+        cursor.execute(
+            "SELECT cardinality(pg_blocking_pids(%s)) > 0 AND (%s::regclass IS NULL OR EXISTS ("
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND locktype = 'tuple' AND relation = %s::regclass))",
+            [session.pid, rows_of, session.pid, rows_of],
+        )
         return cursor.fetchone()[0]
 
 
@@ -154,6 +156,7 @@ def commit_order(*tables):
     deferred constraint trigger fires at COMMIT, while the transaction still holds its locks), so positions
     follow the commit order of transactions that wait for one another's locks. Yields a function that returns
     [(table, row id)] in commit order. Rows of transactions that roll back never appear."""
+
     def drop():
         with connection.cursor() as cursor:
             for table in tables:
@@ -164,14 +167,20 @@ def commit_order(*tables):
     try:  # a table that cannot take the trigger leaves none behind on the others
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS test_commit_log")
-            cursor.execute("CREATE TABLE test_commit_log (position bigserial PRIMARY KEY, table_name text NOT NULL, "
-                           "row_id bigint NOT NULL)")
-            cursor.execute("CREATE OR REPLACE FUNCTION test_log_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                           "BEGIN INSERT INTO test_commit_log (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id); "
-                           "RETURN NULL; END $$")
+            cursor.execute(
+                "CREATE TABLE test_commit_log (position bigserial PRIMARY KEY, table_name text NOT NULL, "
+                "row_id bigint NOT NULL)"
+            )
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION test_log_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN INSERT INTO test_commit_log (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id); "
+                "RETURN NULL; END $$"
+            )
             for table in tables:
-                cursor.execute(f"CREATE CONSTRAINT TRIGGER test_log_commit AFTER INSERT ON {table} "  # noqa: S608
-                               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_log_commit()")
+                cursor.execute(
+                    f"CREATE CONSTRAINT TRIGGER test_log_commit AFTER INSERT ON {table} "  # noqa: S608
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_log_commit()"
+                )
     except Exception:
         drop()
         raise

@@ -11,8 +11,18 @@ from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 @admin.register(Tier)
 class TierAdmin(ConfigurationAdmin):
     fields = services.TIER_FIELDS
-    list_display = ["rank", "code", "name", "entry_threshold", "retention_threshold", "hold_days",
-                    "points_multiplier", "birthday_bonus", "discount_rate", "free_shipping"]
+    list_display = [
+        "rank",
+        "code",
+        "name",
+        "entry_threshold",
+        "retention_threshold",
+        "hold_days",
+        "points_multiplier",
+        "birthday_bonus",
+        "discount_rate",
+        "free_shipping",
+    ]
     list_display_links = ["code"]
     ordering = ["rank"]
 
@@ -31,8 +41,20 @@ class GrowthPolicyAdmin(ConfigurationAdmin):
     """A change of weights is a new version from a date: saved versions are read-only."""
 
     fields = services.GROWTH_POLICY_FIELDS
-    list_display = ["name", "valid_from", "tag", "priority", "per_currency_unit", "per_order", "per_active_day",
-                    "per_share", "per_review", "per_campaign", "window_days", "created_by"]
+    list_display = [
+        "name",
+        "valid_from",
+        "tag",
+        "priority",
+        "per_currency_unit",
+        "per_order",
+        "per_active_day",
+        "per_share",
+        "per_review",
+        "per_campaign",
+        "window_days",
+        "created_by",
+    ]
     list_filter = ["tag"]
 
     def get_fields(self, request, obj=None):

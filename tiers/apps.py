@@ -16,10 +16,13 @@ class TiersConfig(AppConfig):
         hooks.register_activity_listener(services.on_activity)
         hooks.register_earn_modifier(services.tier_multiplier_lines)
         hooks.register_redemption_check(services.check_reward_tier)
-        register_member_field(MemberField(
-            name="tier", represent=represent_tier,
-            prepare_queryset=lambda queryset: queryset.select_related("member_tier__tier"),
-        ))
+        register_member_field(
+            MemberField(
+                name="tier",
+                represent=represent_tier,
+                prepare_queryset=lambda queryset: queryset.select_related("member_tier__tier"),
+            )
+        )
         register_member_field(MemberField(name="growth_value", represent=represent_growth))
         register_member_filter("tier", filter_by_tier)
         from tiers.jobs import register_jobs

@@ -22,10 +22,9 @@ def _lock_accounts_before_tiers(member_ids):
     (sorted), in member-id order, through the registry (tiers does not import points). Raises ValueError when
     tiers' own locker is not registered."""
     steps = list(member_lockers)
-    for locker in steps[:steps.index(lock_member_tiers)]:
+    for locker in steps[: steps.index(lock_member_tiers)]:
         for first in range(0, len(member_ids), LOCK_BATCH):
-            locker(member_ids[first:first + LOCK_BATCH])
-
+            locker(member_ids[first : first + LOCK_BATCH])
 
 
 CHUNK_SIZE = 100_000
@@ -89,14 +88,23 @@ def downgrade_chunk(start, stop, as_of, now):
     rows. So a purchase, refund or redemption of one of them has either committed before the evaluation reads
     her growth and tier, or waits until the chunk commits. Only members whose accounts were locked are
     evaluated, and only if they are still due under the locks (a purchase may have moved one up meanwhile)."""
-    member_ids = list(_due(as_of).filter(member_id__gte=start, member_id__lt=stop).order_by("member_id")
-                      .values_list("member_id", flat=True))
+    member_ids = list(
+        _due(as_of)
+        .filter(member_id__gte=start, member_id__lt=stop)
+        .order_by("member_id")
+        .values_list("member_id", flat=True)
+    )
     if not member_ids:
         return {"evaluated": 0, "downgraded": 0}
     _lock_accounts_before_tiers(member_ids)
     window_start, window_end = _evaluation_window(as_of, now)
-    params = {"member_ids": member_ids, "as_of": as_of, "now": now, "window_start": window_start,
-              "window_end": window_end}
+    params = {
+        "member_ids": member_ids,
+        "as_of": as_of,
+        "now": now,
+        "window_start": window_start,
+        "window_end": window_end,
+    }
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(EVALUATE_SQL, params)
@@ -134,17 +142,31 @@ def _evaluate_chunk_python(params):
         tier = tier_of(row)
         if tier.rank == 0 or (row.hold_until is not None and row.hold_until > params["as_of"]):
             continue  # moved up since the chunk was listed: no longer due
-        value = GrowthEntry.objects.filter(member_id=row.member_id, occurred_at__gte=params["window_start"],
-                                           occurred_at__lt=params["window_end"]).aggregate(t=Sum("value"))["t"] or 0
+        value = (
+            GrowthEntry.objects.filter(
+                member_id=row.member_id, occurred_at__gte=params["window_start"], occurred_at__lt=params["window_end"]
+            ).aggregate(t=Sum("value"))["t"]
+            or 0
+        )
         # A refund in the window of an order made before it can leave the sum below zero: count it as 0.
-        target = next(candidate for candidate in reversed(ladder())
-                      if candidate.rank <= tier.rank and candidate.retention_threshold <= max(value, 0))
+        target = next(
+            candidate
+            for candidate in reversed(ladder())
+            if candidate.rank <= tier.rank and candidate.retention_threshold <= max(value, 0)
+        )
         count += 1
         changed = ["window_growth", "hold_until", "updated_at"]
         if target.pk != tier.pk:
-            TierChange.objects.create(member_id=row.member_id, from_tier=tier, to_tier=target, reason="downgrade",
-                                      growth_value=value, business_date=params["as_of"], at=params["now"],
-                                      actor="job:tiers")
+            TierChange.objects.create(
+                member_id=row.member_id,
+                from_tier=tier,
+                to_tier=target,
+                reason="downgrade",
+                growth_value=value,
+                business_date=params["as_of"],
+                at=params["now"],
+                actor="job:tiers",
+            )
             row.tier, row.since = target, params["now"]
             changed += ["tier", "since"]
             moved += 1
@@ -156,10 +178,12 @@ def _evaluate_chunk_python(params):
 
 def register_jobs():
     """Called from TiersConfig.ready()."""
-    register_job(JobDefinition(
-        name="tiers",
-        description="Downgrade members whose hold period has ended to the tier their window growth retains.",
-        bounds=lambda as_of, params: downgrade_bounds(as_of),
-        run_chunk=lambda as_of, start, stop, params: downgrade_chunk(start, stop, as_of, timezone.now()),
-        chunk_size=CHUNK_SIZE,
-    ))
+    register_job(
+        JobDefinition(
+            name="tiers",
+            description="Downgrade members whose hold period has ended to the tier their window growth retains.",
+            bounds=lambda as_of, params: downgrade_bounds(as_of),
+            run_chunk=lambda as_of, start, stop, params: downgrade_chunk(start, stop, as_of, timezone.now()),
+            chunk_size=CHUNK_SIZE,
+        )
+    )

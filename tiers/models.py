@@ -18,11 +18,17 @@ class Tier(models.Model):
     entry_threshold = models.PositiveIntegerField(_("entry threshold (growth)"))
     retention_threshold = models.PositiveIntegerField(_("retention threshold (growth)"))
     hold_days = models.PositiveSmallIntegerField(_("hold period (days)"), default=365)
-    points_multiplier = models.DecimalField(_("points multiplier"), max_digits=4, decimal_places=2,
-                                            default=Decimal("1.00"))
+    points_multiplier = models.DecimalField(
+        _("points multiplier"), max_digits=4, decimal_places=2, default=Decimal("1.00")
+    )
     birthday_bonus = models.PositiveIntegerField(_("birthday bonus points"), default=0)
-    discount_rate = models.DecimalField(_("discount rate"), max_digits=4, decimal_places=2, default=Decimal("1.00"),
-                                        help_text=_("What the POS charges: 0.95 = 5% off."))
+    discount_rate = models.DecimalField(
+        _("discount rate"),
+        max_digits=4,
+        decimal_places=2,
+        default=Decimal("1.00"),
+        help_text=_("What the POS charges: 0.95 = 5% off."),
+    )
     free_shipping = models.BooleanField(_("free shipping"), default=False)
     benefits = models.TextField(_("other benefits"), blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -33,11 +39,13 @@ class Tier(models.Model):
         verbose_name = _("tier")
         verbose_name_plural = _("tiers")
         constraints = [
-            models.CheckConstraint(condition=Q(retention_threshold__lte=models.F("entry_threshold")),
-                                   name="tier_retention_not_above_entry"),
+            models.CheckConstraint(
+                condition=Q(retention_threshold__lte=models.F("entry_threshold")), name="tier_retention_not_above_entry"
+            ),
             models.CheckConstraint(condition=Q(points_multiplier__gte=1), name="tier_multiplier_at_least_one"),
-            models.CheckConstraint(condition=Q(discount_rate__gt=0) & Q(discount_rate__lte=1),
-                                   name="tier_discount_rate_fraction"),
+            models.CheckConstraint(
+                condition=Q(discount_rate__gt=0) & Q(discount_rate__lte=1), name="tier_discount_rate_fraction"
+            ),
         ]
 
     def __str__(self):
@@ -50,18 +58,27 @@ class GrowthPolicy(models.Model):
 
     name = models.CharField(_("name"), max_length=100)
     valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
-    tag = models.ForeignKey(Tag, models.PROTECT, null=True, blank=True, related_name="growth_policies",
-                            help_text=_("Empty: every member. Set: members with this tag (the persona method)."))
+    tag = models.ForeignKey(
+        Tag,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="growth_policies",
+        help_text=_("Empty: every member. Set: members with this tag (the persona method)."),
+    )
     priority = models.SmallIntegerField(_("priority"), default=0, help_text=_("Among tag policies: highest wins."))
-    per_currency_unit = models.DecimalField(_("per 1 currency unit paid"), max_digits=8, decimal_places=2,
-                                            default=Decimal("1.0"))
+    per_currency_unit = models.DecimalField(
+        _("per 1 currency unit paid"), max_digits=8, decimal_places=2, default=Decimal("1.0")
+    )
     per_order = models.DecimalField(_("per order"), max_digits=8, decimal_places=2, default=Decimal("10"))
-    per_active_day = models.DecimalField(_("per active day (sign-in)"), max_digits=8, decimal_places=2,
-                                         default=Decimal("2"))
+    per_active_day = models.DecimalField(
+        _("per active day (sign-in)"), max_digits=8, decimal_places=2, default=Decimal("2")
+    )
     per_share = models.DecimalField(_("per share"), max_digits=8, decimal_places=2, default=Decimal("1"))
     per_review = models.DecimalField(_("per review"), max_digits=8, decimal_places=2, default=Decimal("1"))
-    per_campaign = models.DecimalField(_("per campaign participated"), max_digits=8, decimal_places=2,
-                                       default=Decimal("5"))
+    per_campaign = models.DecimalField(
+        _("per campaign participated"), max_digits=8, decimal_places=2, default=Decimal("5")
+    )
     window_days = models.PositiveSmallIntegerField(_("qualification window (days)"), default=365)
     created_by = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -83,9 +100,17 @@ class GrowthEntry(models.Model):
     occurred_at = models.DateTimeField(_("occurred at"))
     reference = models.CharField(_("reference"), max_length=100, blank=True)
     policy = models.ForeignKey(GrowthPolicy, models.PROTECT, null=True, related_name="entries")
-    merge = models.ForeignKey(MemberMerge, models.PROTECT, null=True, blank=True, related_name="growth_entries",
-                              help_text=_("Set on the mirror entries of a merge: the duplicate's entry negated on her, "
-                                          "and copied (same kind, reference and date) on the survivor."))
+    merge = models.ForeignKey(
+        MemberMerge,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="growth_entries",
+        help_text=_(
+            "Set on the mirror entries of a merge: the duplicate's entry negated on her, "
+            "and copied (same kind, reference and date) on the survivor."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -111,8 +136,9 @@ class MemberTier(models.Model):
     member = models.OneToOneField(Member, models.PROTECT, primary_key=True, related_name="member_tier")
     tier = models.ForeignKey(Tier, models.PROTECT, related_name="member_tiers")
     since = models.DateTimeField(_("since"))
-    hold_until = models.DateField(_("held until"), null=True, blank=True,
-                                  help_text=_("No downgrade before this business date."))
+    hold_until = models.DateField(
+        _("held until"), null=True, blank=True, help_text=_("No downgrade before this business date.")
+    )
     window_growth = models.IntegerField(_("growth in the window (cached)"), default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -23,8 +23,7 @@ from loyalty.versions import add, change_in_place, check_no_overlap, only, versi
 from members.models import MemberTag
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
-EVENT_WEIGHTS = {"sign_in": "per_active_day", "share": "per_share", "review": "per_review",
-                 "campaign": "per_campaign"}
+EVENT_WEIGHTS = {"sign_in": "per_active_day", "share": "per_share", "review": "per_review", "campaign": "per_campaign"}
 
 
 class NotEligible(DomainError):
@@ -71,13 +70,17 @@ def lock_member_tiers(member_ids):
 def growth_policy_for(member_id, at):
     """The growth policy for a member at `at`: her tags' policies first (highest priority, newest), then the
     general one (newest valid_from that has passed). None before any policy exists."""
-    policies = cached("tiers.growth_policies",
-                      lambda: list(GrowthPolicy.objects.order_by("-valid_from", "-id")), models=[GrowthPolicy])
+    policies = cached(
+        "tiers.growth_policies",
+        lambda: list(GrowthPolicy.objects.order_by("-valid_from", "-id")),
+        models=[GrowthPolicy],
+    )
     live = [policy for policy in policies if policy.valid_from <= at]
     if any(policy.tag_id for policy in live):
         tag_ids = set(MemberTag.objects.filter(member_id=member_id).values_list("tag_id", flat=True))
-        persona = sorted((p for p in live if p.tag_id in tag_ids), key=lambda p: (p.priority, p.valid_from, p.pk),
-                         reverse=True)
+        persona = sorted(
+            (p for p in live if p.tag_id in tag_ids), key=lambda p: (p.priority, p.valid_from, p.pk), reverse=True
+        )
         if persona:
             return persona[0]
     return next((policy for policy in live if policy.tag_id is None), None)
@@ -101,18 +104,29 @@ def growth_for(activity, policy):
 def window_growth(member_id, *, at, window_days):
     """Growth earned in the window ending at `at` (rolling, in business days: the last `window_days` dates)."""
     start = end_of_business_day(business_date(at) - timedelta(days=window_days))
-    return GrowthEntry.objects.filter(member_id=member_id, occurred_at__gte=start, occurred_at__lte=at).aggregate(
-        total=Sum("value"))["total"] or 0
+    return (
+        GrowthEntry.objects.filter(member_id=member_id, occurred_at__gte=start, occurred_at__lte=at).aggregate(
+            total=Sum("value")
+        )["total"]
+        or 0
+    )
 
 
 def _purchase_growth_reversal(activity):
     """Growth reversed by a refund: cumulative and proportional, like the points (exactly all on a full refund)."""
     purchase = activity.purchase
-    earned = GrowthEntry.objects.filter(member_id=purchase.member_id, kind="purchase",
-                                        reference=f"purchase:{purchase.pk}").aggregate(t=Sum("value"))["t"] or 0
-    reversed_so_far = -(GrowthEntry.objects.filter(member_id=purchase.member_id, kind="refund",
-                                                   reference=f"purchase:{purchase.pk}")
-                        .aggregate(t=Sum("value"))["t"] or 0)
+    earned = (
+        GrowthEntry.objects.filter(
+            member_id=purchase.member_id, kind="purchase", reference=f"purchase:{purchase.pk}"
+        ).aggregate(t=Sum("value"))["t"]
+        or 0
+    )
+    reversed_so_far = -(
+        GrowthEntry.objects.filter(
+            member_id=purchase.member_id, kind="refund", reference=f"purchase:{purchase.pk}"
+        ).aggregate(t=Sum("value"))["t"]
+        or 0
+    )
     target = _floor(Decimal(earned) * purchase.refunded_amount / purchase.amount)
     return max(target - reversed_so_far, 0)
 
@@ -126,8 +140,13 @@ def on_activity(activity):
             return {"growth_reversed": 0}
         value = _purchase_growth_reversal(activity)
         if value:
-            GrowthEntry.objects.create(member=member, kind="refund", value=-value, occurred_at=activity.occurred_at,
-                                       reference=f"purchase:{activity.purchase.pk}")
+            GrowthEntry.objects.create(
+                member=member,
+                kind="refund",
+                value=-value,
+                occurred_at=activity.occurred_at,
+                reference=f"purchase:{activity.purchase.pk}",
+            )
             _refresh_cached_growth(member.pk, activity.occurred_at)
         return {"growth_reversed": value}
     policy = growth_policy_for(member.pk, activity.occurred_at)
@@ -136,9 +155,14 @@ def on_activity(activity):
         return {"growth_awarded": value}
     if value:
         reference = f"purchase:{activity.purchase.pk}" if activity.purchase else activity.event_type
-        GrowthEntry.objects.create(member=member, kind=activity.kind if activity.kind == "purchase"
-                                   else activity.event_type, value=value, occurred_at=activity.occurred_at,
-                                   reference=reference, policy=policy)
+        GrowthEntry.objects.create(
+            member=member,
+            kind=activity.kind if activity.kind == "purchase" else activity.event_type,
+            value=value,
+            occurred_at=activity.occurred_at,
+            reference=reference,
+            policy=policy,
+        )
     change = _upgrade_if_due(member, at=timezone.now(), policy=policy) if value > 0 else None
     return {"growth_awarded": value, "tier_change": change}
 
@@ -148,8 +172,9 @@ def _refresh_cached_growth(member_id, at):
     itself and does not depend on what the row said (her account lock keeps the growth entries still)."""
     policy = growth_policy_for(member_id, at)
     window = policy.window_days if policy else 365
-    MemberTier.objects.filter(member_id=member_id).update(window_growth=window_growth(member_id, at=at,
-                                                                                      window_days=window))
+    MemberTier.objects.filter(member_id=member_id).update(
+        window_growth=window_growth(member_id, at=at, window_days=window)
+    )
 
 
 def _upgrade_if_due(member, *, at, policy):
@@ -165,16 +190,24 @@ def _upgrade_if_due(member, *, at, policy):
     if upgrade:
         changes.update(tier=best, since=at, hold_until=business_date(at) + timedelta(days=best.hold_days))
     if row is None:
-        MemberTier.objects.create(member=member, **({"tier": tier, "since": member.joined_at, "hold_until": None}
-                                                    | changes))
+        MemberTier.objects.create(
+            member=member, **({"tier": tier, "since": member.joined_at, "hold_until": None} | changes)
+        )
     elif changes:
         for field, value in changes.items():
             setattr(row, field, value)
         row.save(update_fields=[*changes, "updated_at"])
     if not upgrade:
         return None
-    TierChange.objects.create(member=member, from_tier=tier, to_tier=best, reason="upgrade", growth_value=growth,
-                              business_date=business_date(at), at=at)
+    TierChange.objects.create(
+        member=member,
+        from_tier=tier,
+        to_tier=best,
+        reason="upgrade",
+        growth_value=growth,
+        business_date=business_date(at),
+        at=at,
+    )
     return {"from": tier.code, "to": best.code, "reason": "upgrade"}
 
 
@@ -216,17 +249,30 @@ def move_growth_and_tier(merge):
     survivor, duplicate, now = merge.survivor, merge.duplicate, merge.now
     entries = list(GrowthEntry.objects.filter(member_id=duplicate.pk).order_by("id"))
     GrowthEntry.objects.bulk_create(
-        [GrowthEntry(member_id=member_id, kind=entry.kind, value=sign * entry.value, occurred_at=entry.occurred_at,
-                     reference=entry.reference, policy_id=entry.policy_id, merge=merge.record, created_at=now)
-         for entry in entries for member_id, sign in ((duplicate.pk, -1), (survivor.pk, 1))])
+        [
+            GrowthEntry(
+                member_id=member_id,
+                kind=entry.kind,
+                value=sign * entry.value,
+                occurred_at=entry.occurred_at,
+                reference=entry.reference,
+                policy_id=entry.policy_id,
+                merge=merge.record,
+                created_at=now,
+            )
+            for entry in entries
+            for member_id, sign in ((duplicate.pk, -1), (survivor.pk, 1))
+        ]
+    )
     policy = growth_policy_for(survivor.pk, now)
     growth = window_growth(survivor.pk, at=now, window_days=policy.window_days if policy else 365)
     rows = lock_member_tiers([survivor.pk, duplicate.pk])  # taken already by the merge's lock_members: no wait
     change = _merged_tier(merge, growth, rows.get(survivor.pk), rows.get(duplicate.pk))
     _drop_duplicate_tier(merge, rows.get(duplicate.pk))
-    return {"growth": {"entries": len(entries), "value": sum(entry.value for entry in entries),
-                       "window_growth": growth},
-            "tier": change}
+    return {
+        "growth": {"entries": len(entries), "value": sum(entry.value for entry in entries), "window_growth": growth},
+        "tier": change,
+    }
 
 
 def _merged_tier(merge, growth, row, duplicate_row):
@@ -255,16 +301,25 @@ def _merged_tier(merge, growth, row, duplicate_row):
         holds = [hold for candidate, hold in candidates if candidate.rank == best and hold is not None]
         changes.update(tier=target, since=now, hold_until=max(holds, default=None))
     if row is None:
-        MemberTier.objects.create(member=survivor, **({"tier": tier, "since": survivor.joined_at, "hold_until": None}
-                                                      | changes))
+        MemberTier.objects.create(
+            member=survivor, **({"tier": tier, "since": survivor.joined_at, "hold_until": None} | changes)
+        )
     elif changes:
         for field, value in changes.items():
             setattr(row, field, value)
         row.save(update_fields=[*changes, "updated_at"])
     if target is None:
         return None
-    TierChange.objects.create(member=survivor, from_tier=tier, to_tier=target, reason="merge", growth_value=growth,
-                              business_date=today, at=now, actor=merge.actor)
+    TierChange.objects.create(
+        member=survivor,
+        from_tier=tier,
+        to_tier=target,
+        reason="merge",
+        growth_value=growth,
+        business_date=today,
+        at=now,
+        actor=merge.actor,
+    )
     return {"from": tier.code, "to": target.code, "reason": "merge"}
 
 
@@ -275,9 +330,16 @@ def _drop_duplicate_tier(merge, row):
     tier, entry = tier_of(row), entry_tier()
     changes = {"hold_until": None, "window_growth": 0}
     if entry is not None and tier is not None and tier.pk != entry.pk:
-        TierChange.objects.create(member=merge.duplicate, from_tier=tier, to_tier=entry, reason="merge",
-                                  growth_value=0, business_date=business_date(merge.now), at=merge.now,
-                                  actor=merge.actor)
+        TierChange.objects.create(
+            member=merge.duplicate,
+            from_tier=tier,
+            to_tier=entry,
+            reason="merge",
+            growth_value=0,
+            business_date=business_date(merge.now),
+            at=merge.now,
+            actor=merge.actor,
+        )
         changes.update(tier=entry, since=merge.now)
     for field, value in changes.items():
         setattr(row, field, value)
@@ -286,17 +348,40 @@ def _drop_duplicate_tier(merge, row):
 
 # --- The ladder and the growth policy, as marketers configure them ---------------------------------------------
 
-TIER_FIELDS = ["code", "name", "rank", "entry_threshold", "retention_threshold", "hold_days", "points_multiplier",
-               "birthday_bonus", "discount_rate", "free_shipping", "benefits"]
-GROWTH_POLICY_FIELDS = ["name", "valid_from", "tag", "priority", "per_currency_unit", "per_order", "per_active_day",
-                        "per_share", "per_review", "per_campaign", "window_days"]
+TIER_FIELDS = [
+    "code",
+    "name",
+    "rank",
+    "entry_threshold",
+    "retention_threshold",
+    "hold_days",
+    "points_multiplier",
+    "birthday_bonus",
+    "discount_rate",
+    "free_shipping",
+    "benefits",
+]
+GROWTH_POLICY_FIELDS = [
+    "name",
+    "valid_from",
+    "tag",
+    "priority",
+    "per_currency_unit",
+    "per_order",
+    "per_active_day",
+    "per_share",
+    "per_review",
+    "per_campaign",
+    "window_days",
+]
 
 
 def create_tier(*, actor, values):
     """Add a tier to the ladder. Raises InvalidInput (code or rank taken, retention above entry, ...)."""
     with transaction.atomic(durable=True):
-        return add(actor=actor, action="tiers.tier.added", instance=Tier(**only(values, TIER_FIELDS)),
-                   fields=TIER_FIELDS)
+        return add(
+            actor=actor, action="tiers.tier.added", instance=Tier(**only(values, TIER_FIELDS)), fields=TIER_FIELDS
+        )
 
 
 def change_tier(*, actor, tier_id, changes):
@@ -307,8 +392,7 @@ def change_tier(*, actor, tier_id, changes):
         tier = Tier.objects.select_for_update().filter(pk=tier_id).first()
         if tier is None:
             raise NotFoundError()
-        change_in_place(actor=actor, action="tiers.tier.changed", instance=tier,
-                        changes=only(changes, TIER_FIELDS))
+        change_in_place(actor=actor, action="tiers.tier.changed", instance=tier, changes=only(changes, TIER_FIELDS))
         return tier
 
 
@@ -319,9 +403,15 @@ def add_growth_policy(*, actor, values):
     with transaction.atomic(durable=True):
         policy = GrowthPolicy(**only(values, GROWTH_POLICY_FIELDS), created_by=actor)
         policy.valid_from = version_start(values.get("valid_from"))
-        versions = list(GrowthPolicy.objects.select_for_update().filter(tag_id=policy.tag_id)
-                        .order_by("-valid_from", "-id"))
+        versions = list(
+            GrowthPolicy.objects.select_for_update().filter(tag_id=policy.tag_id).order_by("-valid_from", "-id")
+        )
         check_no_overlap(versions, policy.valid_from)
         follows = next((version for version in versions if version.valid_from < policy.valid_from), None)
-        return add(actor=actor, action="tiers.growth_policy.added", instance=policy, fields=GROWTH_POLICY_FIELDS,
-                   previous=follows)
+        return add(
+            actor=actor,
+            action="tiers.growth_policy.added",
+            instance=policy,
+            fields=GROWTH_POLICY_FIELDS,
+            previous=follows,
+        )

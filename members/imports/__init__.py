@@ -88,8 +88,10 @@ class ImportReport:
     def summary(self, noun):
         created = f", {self.members_created:,} members created" if self.members_created else ""
         rejects = f" (see {self.rejects_path})" if self.rejected else ""
-        return (f"Read {self.read:,} rows: {self.imported:,} {noun} imported{created}, {self.skipped:,} skipped "
-                f"(already imported), {self.rejected:,} rejected{rejects}; {self.seconds:.1f} s.")
+        return (
+            f"Read {self.read:,} rows: {self.imported:,} {noun} imported{created}, {self.skipped:,} skipped "
+            f"(already imported), {self.rejected:,} rejected{rejects}; {self.seconds:.1f} s."
+        )
 
 
 class ProgressBar:
@@ -122,12 +124,30 @@ def import_members(path, *, rejects_path=None, encoding="utf-8-sig", chunk_rows=
     """
     checks = _Checks(_ErasureCheck())
     merger = _PostgresMembers() if _on_postgres() else _OrmMembers()
-    return _run(path, rejects_path=rejects_path, encoding=encoding, chunk_rows=chunk_rows, progress=progress,
-                columns=MEMBER_COLUMNS, required=("external_id",), parse=checks.member, merger=merger)
+    return _run(
+        path,
+        rejects_path=rejects_path,
+        encoding=encoding,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        columns=MEMBER_COLUMNS,
+        required=("external_id",),
+        parse=checks.member,
+        merger=merger,
+    )
 
 
-def import_purchases(path, *, source="import", create_members=False, award_points=False, rejects_path=None,
-                     encoding="utf-8-sig", chunk_rows=None, progress=None):
+def import_purchases(
+    path,
+    *,
+    source="import",
+    create_members=False,
+    award_points=False,
+    rejects_path=None,
+    encoding="utf-8-sig",
+    chunk_rows=None,
+    progress=None,
+):
     """Import purchases keyed by (source, order_no); see PURCHASE_COLUMNS and the command's help.
 
     The member is found by member_external_id when the row has one, else by member_phone (a merged duplicate's
@@ -147,9 +167,18 @@ def import_purchases(path, *, source="import", create_members=False, award_point
     checks = _Checks(erasure)
     options = {"source": source, "create_members": create_members, "recorder": recorder, "erasure": erasure}
     merger = _PostgresPurchases(**options) if _on_postgres() else _OrmPurchases(**options)
-    return _run(path, rejects_path=rejects_path, encoding=encoding, chunk_rows=chunk_rows, progress=progress,
-                columns=PURCHASE_COLUMNS, required=("order_no", "occurred_at", "amount"), parse=checks.purchase,
-                merger=merger, one_of=("member_external_id", "member_phone"))
+    return _run(
+        path,
+        rejects_path=rejects_path,
+        encoding=encoding,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        columns=PURCHASE_COLUMNS,
+        required=("order_no", "occurred_at", "amount"),
+        parse=checks.purchase,
+        merger=merger,
+        one_of=("member_external_id", "member_phone"),
+    )
 
 
 def default_rejects_path(path):
@@ -170,9 +199,11 @@ def _run(path, *, rejects_path, encoding, chunk_rows, progress, columns, require
     if os.path.abspath(rejects_path) == os.path.abspath(path):
         raise ImportRefused("The rejects file must not be the input file.")
     report = ImportReport(rejects_path=rejects_path)
-    with _CsvSource(path, encoding, columns=columns, required=required, one_of=one_of) as source, \
-            _RejectsFile(rejects_path, source.header, encoding) as rejects, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-check") as checker:
+    with (
+        _CsvSource(path, encoding, columns=columns, required=required, one_of=one_of) as source,
+        _RejectsFile(rejects_path, source.header, encoding) as rejects,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-check") as checker,
+    ):
         merger.start()
         try:
             for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):

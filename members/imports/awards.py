@@ -13,8 +13,15 @@ from .rows import ACTOR, LOOKUP_BATCH, ChunkOutcome
 
 
 def _fingerprint(row, source):
-    body = [source, row.order_no, row.member_id, str(row.amount), row.occurred_at.isoformat(), row.store_id,
-            row.channel]
+    body = [
+        source,
+        row.order_no,
+        row.member_id,
+        str(row.amount),
+        row.occurred_at.isoformat(),
+        row.store_id,
+        row.channel,
+    ]
     return hashlib.sha256(json.dumps(body).encode()).hexdigest()
 
 
@@ -24,9 +31,17 @@ def _award_points(rows, *, source, recorder):
     stores = Store.objects.in_bulk({row.store_id for row in rows if row.store_id})
     for row in rows:
         try:
-            result = recorder(actor=ACTOR, source=source, member_id=row.member_id, order_no=row.order_no,
-                              amount=row.amount, fingerprint=_fingerprint(row, source),
-                              store=stores.get(row.store_id), channel=row.channel, occurred_at=row.occurred_at)
+            result = recorder(
+                actor=ACTOR,
+                source=source,
+                member_id=row.member_id,
+                order_no=row.order_no,
+                amount=row.amount,
+                fingerprint=_fingerprint(row, source),
+                store=stores.get(row.store_id),
+                channel=row.channel,
+                occurred_at=row.occurred_at,
+            )
         except DomainError as error:
             outcome.rejects.append((row.line, f"{error.code}: {error.detail}"))
             continue
@@ -41,6 +56,7 @@ def _award_points(rows, *, source, recorder):
             outcome.imported += 1
             recorded.append(row.order_no)
     for start in range(0, len(recorded), LOOKUP_BATCH):
-        Purchase.objects.filter(source=source, order_no__in=recorded[start:start + LOOKUP_BATCH]).update(
-            imported=True)
+        Purchase.objects.filter(source=source, order_no__in=recorded[start : start + LOOKUP_BATCH]).update(
+            imported=True
+        )
     return outcome

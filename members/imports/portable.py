@@ -25,7 +25,7 @@ def _lookup(queryset, field_name, keys, value="id"):
     """{key: value} for the rows whose field_name is among keys, in IN (...) batches."""
     keys, found = list(dict.fromkeys(keys)), {}
     for start in range(0, len(keys), LOOKUP_BATCH):
-        batch = keys[start:start + LOOKUP_BATCH]
+        batch = keys[start : start + LOOKUP_BATCH]
         found.update(queryset.filter(**{f"{field_name}__in": batch}).values_list(field_name, value))
     return found
 
@@ -52,8 +52,11 @@ class _OrmMerger:
 
 def _orm_erased_lines(rows, digests_of):
     """The lines of the rows with a digest among the erased identities' (in IN batches, not a query per row)."""
-    found = set(_lookup(ErasedIdentity.objects, "digest", [digest for row in rows for digest in digests_of(row)],
-                        value="digest"))
+    found = set(
+        _lookup(
+            ErasedIdentity.objects, "digest", [digest for row in rows for digest in digests_of(row)], value="digest"
+        )
+    )
     return {row.line for row in rows if found.intersection(digests_of(row))} if found else set()
 
 
@@ -64,8 +67,11 @@ def _orm_insert_members(rows):
         Member.objects.bulk_create([_member_instance(row) for row in pending], ignore_conflicts=True)
         present = _lookup(Member.objects, "external_id", [row.external_id for row in pending])
         imported += sum(1 for row in pending if row.external_id in present)
-        pending = [row._replace(member_no=generate_member_no(), referral_code=generate_referral_code())
-                   for row in pending if row.external_id not in present]
+        pending = [
+            row._replace(member_no=generate_member_no(), referral_code=generate_referral_code())
+            for row in pending
+            if row.external_id not in present
+        ]
         if not pending:
             return imported, []
     taken = _lookup(Member.objects, "phone", [row.phone for row in pending if row.phone])
@@ -73,11 +79,22 @@ def _orm_insert_members(rows):
 
 
 def _member_instance(row):
-    return Member(member_no=row.member_no, referral_code=row.referral_code, phone=row.phone,
-                  external_id=row.external_id, name=row.name, gender=row.gender, birthday=row.birthday,
-                  email=row.email, home_store_id=row.home_store_id, channel=Channel.IMPORT,
-                  consent_sms=row.consent_sms, consent_wechat=row.consent_wechat, consent_email=row.consent_email,
-                  joined_at=row.joined_at)
+    return Member(
+        member_no=row.member_no,
+        referral_code=row.referral_code,
+        phone=row.phone,
+        external_id=row.external_id,
+        name=row.name,
+        gender=row.gender,
+        birthday=row.birthday,
+        email=row.email,
+        home_store_id=row.home_store_id,
+        channel=Channel.IMPORT,
+        consent_sms=row.consent_sms,
+        consent_wechat=row.consent_wechat,
+        consent_email=row.consent_email,
+        joined_at=row.joined_at,
+    )
 
 
 class _OrmMembers(_OrmMerger):
@@ -112,8 +129,9 @@ class _OrmPurchases(_OrmMerger):
             outcome.skipped = len(imported_before)
             member_ids = self._resolve(rows)
             if self.create_members:
-                erased = _orm_erased_lines([row for row in rows if row.line not in member_ids],
-                                           lambda row: row.member_external_id_digests)
+                erased = _orm_erased_lines(
+                    [row for row in rows if row.line not in member_ids], lambda row: row.member_external_id_digests
+                )
                 outcome.rejects += [(line, ERASED) for line in erased]
                 rows = [row for row in rows if row.line not in erased]
                 outcome.members_created = self._create_members(rows, member_ids)
@@ -123,11 +141,15 @@ class _OrmPurchases(_OrmMerger):
                 if member_id is None:
                     outcome.rejects.append((row.line, UNKNOWN_MEMBER))
                 else:
-                    known.append(AwardRow(row.line, member_id, row.order_no, row.occurred_at, row.amount,
-                                          row.store_id, row.channel))
+                    known.append(
+                        AwardRow(
+                            row.line, member_id, row.order_no, row.occurred_at, row.amount, row.store_id, row.channel
+                        )
+                    )
             if not self.recorder:
-                Purchase.objects.bulk_create([_purchase_instance(row, self.source) for row in known],
-                                             ignore_conflicts=True)
+                Purchase.objects.bulk_create(
+                    [_purchase_instance(row, self.source) for row in known], ignore_conflicts=True
+                )
                 outcome.imported = len(_lookup(ours, "order_no", [row.order_no for row in known]))
                 outcome.skipped += len(known) - outcome.imported
         if self.recorder:
@@ -140,15 +162,20 @@ class _OrmPurchases(_OrmMerger):
         """{line: member id}: by member_external_id when the row has one, else by member_phone (a merged duplicate's
         identifiers give her survivor's id)."""
         members = Member.objects.annotate(current_id=Coalesce("merged_into_id", "id"))
-        by_external_id = _lookup(members, "external_id",
-                                 [row.member_external_id for row in rows if row.member_external_id],
-                                 value="current_id")
-        by_phone = _lookup(members, "phone", [row.member_phone for row in rows if not row.member_external_id],
-                           value="current_id")
+        by_external_id = _lookup(
+            members,
+            "external_id",
+            [row.member_external_id for row in rows if row.member_external_id],
+            value="current_id",
+        )
+        by_phone = _lookup(
+            members, "phone", [row.member_phone for row in rows if not row.member_external_id], value="current_id"
+        )
         found = {}
         for row in rows:
-            member_id = (by_external_id.get(row.member_external_id) if row.member_external_id
-                         else by_phone.get(row.member_phone))
+            member_id = (
+                by_external_id.get(row.member_external_id) if row.member_external_id else by_phone.get(row.member_phone)
+            )
             if member_id is not None:
                 found[row.line] = member_id
         return found
@@ -157,9 +184,14 @@ class _OrmPurchases(_OrmMerger):
         new = {}
         for row in rows:  # in line order, as MEMBERS_TO_CREATE
             if row.line not in member_ids and row.member_external_id and row.member_external_id not in new:
-                new[row.member_external_id] = _new_member(row.member_external_id, line=row.line,
-                                                          phone=row.member_phone, store_id=row.store_id,
-                                                          joined_at=row.occurred_at, erasure=self.erasure)
+                new[row.member_external_id] = _new_member(
+                    row.member_external_id,
+                    line=row.line,
+                    phone=row.member_phone,
+                    store_id=row.store_id,
+                    joined_at=row.occurred_at,
+                    erasure=self.erasure,
+                )
         taken = set(_lookup(Member.objects, "phone", [member.phone for member in new.values() if member.phone]))
         erased = _orm_erased_lines(new.values(), lambda member: member.phone_digests)
         taken.update(member.phone for member in new.values() if member.line in erased)
@@ -176,5 +208,13 @@ class _OrmPurchases(_OrmMerger):
 
 
 def _purchase_instance(row, source):
-    return Purchase(member_id=row.member_id, store_id=row.store_id, source=source, order_no=row.order_no,
-                    channel=row.channel, occurred_at=row.occurred_at, amount=row.amount, imported=True)
+    return Purchase(
+        member_id=row.member_id,
+        store_id=row.store_id,
+        source=source,
+        order_no=row.order_no,
+        channel=row.channel,
+        occurred_at=row.occurred_at,
+        amount=row.amount,
+        imported=True,
+    )

@@ -38,8 +38,7 @@ SEEN_TABLES = [f"import_seen_{key}" for key in CLAIMED_KEYS]
 TEMP_BUFFERS = "256MB"  # the keys seen in a run of a few million rows stay in memory (default 8MB)
 
 CREATE_STAGES = [
-    *(f"CREATE TEMP TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, line bigint NOT NULL)"
-      for table in SEEN_TABLES),
+    *(f"CREATE TEMP TABLE IF NOT EXISTS {table} (key text PRIMARY KEY, line bigint NOT NULL)" for table in SEEN_TABLES),
     f"""CREATE TEMP TABLE IF NOT EXISTS {MEMBER_STAGE} (
         line bigint NOT NULL, external_id text NOT NULL, phone text, name text NOT NULL, gender text NOT NULL,
         birthday date, email text NOT NULL, home_store_id bigint, joined_at timestamptz NOT NULL,
@@ -135,8 +134,10 @@ def _pg_claim(cursor, *, stage, column, reason):
         WHERE c.line = s.line AND c.first <> s.line
         RETURNING s.line, c.first""")  # noqa: S608 - names are constants
     rejects = [(line, reason.format(first)) for line, first in cursor.fetchall()]
-    cursor.execute(f"INSERT INTO {seen} (key, line) "  # noqa: S608
-                   f"SELECT {column}, line FROM {stage} WHERE {column} IS NOT NULL")
+    cursor.execute(
+        f"INSERT INTO {seen} (key, line) "  # noqa: S608
+        f"SELECT {column}, line FROM {stage} WHERE {column} IS NOT NULL"
+    )
     return rejects
 
 
@@ -154,8 +155,10 @@ def _pg_insert_staged_members(cursor):
         left = [line for (line,) in cursor.fetchall()]
         if not left:
             return imported, raced, []
-        cursor.executemany(f"UPDATE {MEMBER_STAGE} SET member_no = %s, referral_code = %s WHERE line = %s",  # noqa: S608
-                           [(generate_member_no(), generate_referral_code(), line) for line in left])
+        cursor.executemany(
+            f"UPDATE {MEMBER_STAGE} SET member_no = %s, referral_code = %s WHERE line = %s",  # noqa: S608
+            [(generate_member_no(), generate_referral_code(), line) for line in left],
+        )
     cursor.execute(UNSTAGE_TAKEN_PHONES)
     failed = [(line, PHONE_TAKEN) for (line,) in cursor.fetchall()]
     cursor.execute(f"SELECT line FROM {MEMBER_STAGE}")  # noqa: S608
@@ -207,8 +210,9 @@ class _PostgresPurchases(_PostgresMerger):
     def merge(self, rows):
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             _pg_stage(cursor, PURCHASE_STAGE, PurchaseRow._fields, rows)
-            outcome = ChunkOutcome(rejects=_pg_claim(cursor, stage=PURCHASE_STAGE, column="order_no",
-                                                     reason="duplicate of line {}"))
+            outcome = ChunkOutcome(
+                rejects=_pg_claim(cursor, stage=PURCHASE_STAGE, column="order_no", reason="duplicate of line {}")
+            )
             if self.source_had_purchases:
                 cursor.execute(UNSTAGE_IMPORTED_PURCHASES, {"source": self.source})
                 outcome.skipped = cursor.rowcount
@@ -226,8 +230,14 @@ class _PostgresPurchases(_PostgresMerger):
             else:
                 cursor.execute(f"SELECT count(*) FROM {PURCHASE_STAGE}")  # noqa: S608
                 (staged,) = cursor.fetchone()
-                cursor.execute(INSERT_PURCHASES, {"source": self.source, "now": timezone.now(),
-                                                  "currency": Purchase._meta.get_field("currency").default})
+                cursor.execute(
+                    INSERT_PURCHASES,
+                    {
+                        "source": self.source,
+                        "now": timezone.now(),
+                        "currency": Purchase._meta.get_field("currency").default,
+                    },
+                )
                 outcome.imported = cursor.rowcount
                 outcome.skipped += staged - cursor.rowcount  # imported meanwhile by a concurrent run
         if self.recorder:
@@ -238,9 +248,12 @@ class _PostgresPurchases(_PostgresMerger):
 
     def _create_members(self, cursor):
         cursor.execute(MEMBERS_TO_CREATE)
-        new = [_new_member(external_id, line=line, phone=phone, store_id=store_id, joined_at=joined_at,
-                           erasure=self.erasure)
-               for external_id, line, phone, store_id, joined_at in cursor.fetchall()]
+        new = [
+            _new_member(
+                external_id, line=line, phone=phone, store_id=store_id, joined_at=joined_at, erasure=self.erasure
+            )
+            for external_id, line, phone, store_id, joined_at in cursor.fetchall()
+        ]
         if not new:
             return 0
         _pg_stage(cursor, MEMBER_STAGE, MemberRow._fields, new)

@@ -38,8 +38,19 @@ GENDERS = frozenset(Gender.values)  # an enum's .values is rebuilt on every acce
 PURCHASE_CHANNELS = frozenset(PurchaseChannel.values)
 IGNORED_COLUMNS = ("line", "reason")  # a corrected rejects file can be imported as it is
 
-MEMBER_COLUMNS = ("external_id", "phone", "name", "gender", "birthday", "email", "store", "joined_at",
-                  "consent_sms", "consent_wechat", "consent_email")
+MEMBER_COLUMNS = (
+    "external_id",
+    "phone",
+    "name",
+    "gender",
+    "birthday",
+    "email",
+    "store",
+    "joined_at",
+    "consent_sms",
+    "consent_wechat",
+    "consent_email",
+)
 PURCHASE_COLUMNS = ("member_external_id", "member_phone", "order_no", "occurred_at", "amount", "store", "channel")
 
 PHONE_TAKEN = "phone already used by another member"
@@ -183,8 +194,10 @@ class _CsvSource:
         try:
             yield from self.reader
         except UnicodeDecodeError:
-            raise ImportRefused(f"Line {self.reader.line_num + 1} is not {self.encoding} text; "
-                                "pass the file's encoding (e.g. --encoding gb18030).") from None
+            raise ImportRefused(
+                f"Line {self.reader.line_num + 1} is not {self.encoding} text; "
+                "pass the file's encoding (e.g. --encoding gb18030)."
+            ) from None
         except csv.Error as error:
             raise ImportRefused(f"Line {self.reader.line_num}: {error}.") from None
 
@@ -248,7 +261,8 @@ class _ErasureCheck:
             raise ImportRefused(
                 f"{unmatched:,} erased identities were hashed under a key that is not configured (SECRET_KEY was "
                 "changed?): put the former SECRET_KEY in SECRET_KEY_FALLBACKS, so that members erased on their "
-                "request are not imported again.")
+                "request are not imported again."
+            )
         self.keys = [key for _key_id, key in keys]
 
     def digests(self, kind, value):
@@ -287,12 +301,25 @@ class _Checks:
             joined_at = self._instant(values["joined_at"], "joined_at")
             if joined_at > self.latest:
                 raise Rejected("joined_at in the future")
-        consents = [self._boolean(values.get(name, ""), name) for name in
-                    ("consent_sms", "consent_wechat", "consent_email")]
-        return MemberRow(line, external_id, phone, name, gender, birthday, email, store_id, joined_at, *consents,
-                         generate_member_no(), generate_referral_code(),
-                         self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
-                         self.erasure.digests(ErasedIdentityKind.PHONE, phone))
+        consents = [
+            self._boolean(values.get(name, ""), name) for name in ("consent_sms", "consent_wechat", "consent_email")
+        ]
+        return MemberRow(
+            line,
+            external_id,
+            phone,
+            name,
+            gender,
+            birthday,
+            email,
+            store_id,
+            joined_at,
+            *consents,
+            generate_member_no(),
+            generate_referral_code(),
+            self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+            self.erasure.digests(ErasedIdentityKind.PHONE, phone),
+        )
 
     def purchase(self, line, values):
         external_id = _text(values, "member_external_id", Member, column="external_id") or None
@@ -308,8 +335,17 @@ class _Checks:
         channel = values.get("channel", "").lower() or PurchaseChannel.OFFLINE
         if channel not in PURCHASE_CHANNELS:
             raise Rejected("invalid channel")
-        return PurchaseRow(line, external_id, phone, order_no, occurred_at, amount, store_id, channel,
-                           self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id))
+        return PurchaseRow(
+            line,
+            external_id,
+            phone,
+            order_no,
+            occurred_at,
+            amount,
+            store_id,
+            channel,
+            self.erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+        )
 
     def _phone(self, text, name):
         if not text:
@@ -386,7 +422,21 @@ def _text(values, name, model, *, column=None, required=False):
 def _new_member(external_id, *, line, phone, store_id, joined_at, erasure):
     """A member created from her first row in the file (create_members): its phone, its store as her home store,
     its time as joined_at. The first row, not the earliest order: so the result does not depend on chunking."""
-    return MemberRow(line, external_id, phone, "", Gender.UNKNOWN, None, "", store_id, joined_at, False, False, False,
-                     generate_member_no(), generate_referral_code(),
-                     erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
-                     erasure.digests(ErasedIdentityKind.PHONE, phone))
+    return MemberRow(
+        line,
+        external_id,
+        phone,
+        "",
+        Gender.UNKNOWN,
+        None,
+        "",
+        store_id,
+        joined_at,
+        False,
+        False,
+        False,
+        generate_member_no(),
+        generate_referral_code(),
+        erasure.digests(ErasedIdentityKind.EXTERNAL_ID, external_id),
+        erasure.digests(ErasedIdentityKind.PHONE, phone),
+    )

@@ -38,8 +38,9 @@ def link_household(*, actor, member, other):
             if joining.household_id != household_id:
                 joining.household_id = household_id
                 joining.save(update_fields=["household", "updated_at"])
-                record_audit(actor=actor, action="member.household_joined", target=joining,
-                             new={"household": household_id})
+                record_audit(
+                    actor=actor, action="member.household_joined", target=joining, new={"household": household_id}
+                )
     return Household.objects.get(pk=household_id)
 
 

@@ -42,8 +42,11 @@ def read_member_token(token, kind="access"):
         return None
     if not isinstance(claims, dict) or claims.get("k") != kind:
         return None
-    return (Member.objects.filter(pk=claims.get("m"))
-            .exclude(status__in=[MemberStatus.ANONYMISED, MemberStatus.MERGED]).first())
+    return (
+        Member.objects.filter(pk=claims.get("m"))
+        .exclude(status__in=[MemberStatus.ANONYMISED, MemberStatus.MERGED])
+        .first()
+    )
 
 
 def refresh_member_access(refresh_token):
@@ -85,19 +88,26 @@ def request_login_code(*, phone, ip_address=None):
         raise Throttled("A code was sent to this phone moments ago.", retry_after=max(1, wait))
     if recent.count() >= settings.OTP_MAX_PER_PHONE_PER_HOUR:
         raise Throttled("Too many codes for this phone; try again in an hour.", retry_after=3600)
-    if ip_address and OtpChallenge.objects.filter(
-        ip_address=ip_address, created_at__gte=hour_ago
-    ).count() >= settings.OTP_MAX_PER_IP_PER_HOUR:
+    if (
+        ip_address
+        and OtpChallenge.objects.filter(ip_address=ip_address, created_at__gte=hour_ago).count()
+        >= settings.OTP_MAX_PER_IP_PER_HOUR
+    ):
         raise Throttled("Too many codes from this address; try again later.", retry_after=3600)
-    code = f"{secrets.randbelow(10 ** 6):06d}"
+    code = f"{secrets.randbelow(10**6):06d}"
     with transaction.atomic(durable=True):
         challenge = OtpChallenge.objects.create(
-            phone=phone, code_hash=_code_hash(phone, code), ip_address=ip_address, created_at=now,
+            phone=phone,
+            code_hash=_code_hash(phone, code),
+            ip_address=ip_address,
+            created_at=now,
             expires_at=now + settings.OTP_TTL,
         )
         minutes = int(settings.OTP_TTL.total_seconds() // 60)
         send_message(
-            channel="sms", kind="otp", recipient=phone,
+            channel="sms",
+            kind="otp",
+            recipient=phone,
             member=_member_by_phone(phone),
             body=f"Your login code is {code}. It expires in {minutes} minutes. Do not share it.",
             secrets=[code],

@@ -92,8 +92,20 @@ def _raise_exists(member):
     raise MemberExists(id=str(member.pk), member_no=member.member_no)
 
 
-def register_member(*, actor, phone=None, external_id=None, name="", gender="unknown", birthday=None, email="",
-                    store=None, channel="store", referral_code=None, consents=None):
+def register_member(
+    *,
+    actor,
+    phone=None,
+    external_id=None,
+    name="",
+    gender="unknown",
+    birthday=None,
+    email="",
+    store=None,
+    channel="store",
+    referral_code=None,
+    consents=None,
+):
     """Register a member. `phone` must already be normalised (E.164).
 
     Raises MemberExists (409, with the existing member's id) when the phone or external id is taken, also when a
@@ -132,9 +144,17 @@ def register_member(*, actor, phone=None, external_id=None, name="", gender="unk
         try:
             with transaction.atomic(durable=True):
                 member.save()
-                record_audit(actor=actor, action="member.registered", target=member,
-                             new={"phone": member.phone, "external_id": member.external_id,
-                                  "store": store.code if store else None, "channel": member.channel})
+                record_audit(
+                    actor=actor,
+                    action="member.registered",
+                    target=member,
+                    new={
+                        "phone": member.phone,
+                        "external_id": member.external_id,
+                        "store": store.code if store else None,
+                        "channel": member.channel,
+                    },
+                )
             return member
         except IntegrityError:
             existing = _existing_member(phone, external_id)
@@ -175,9 +195,14 @@ def update_member(*, actor, member, changes, consents=None):
                 setattr(member, field, bool(value))
         if not new:
             return member
-        clash = Member.objects.exclude(pk=member.pk).filter(
-            Q(phone=member.phone, phone__isnull=False) | Q(external_id=member.external_id, external_id__isnull=False)
-        ).first()
+        clash = (
+            Member.objects.exclude(pk=member.pk)
+            .filter(
+                Q(phone=member.phone, phone__isnull=False)
+                | Q(external_id=member.external_id, external_id__isnull=False)
+            )
+            .first()
+        )
         if clash:
             _raise_exists(clash)
         member.save()
@@ -242,16 +267,16 @@ def _set_status(*, actor, member, status, reason, action):
             old = member.status
             member.status = status
             member.save(update_fields=["status", "updated_at"])
-            record_audit(actor=actor, action=action, target=member, old={"status": old},
-                         new={"status": status, "reason": reason})
+            record_audit(
+                actor=actor, action=action, target=member, old={"status": old}, new={"status": status, "reason": reason}
+            )
     return member
 
 
 def freeze_member(*, actor, member, reason):
     """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent. Raises MemberAnonymised,
     MemberMerged."""
-    return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason,
-                       action="member.frozen")
+    return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason, action="member.frozen")
 
 
 def erasure_keys():
@@ -272,9 +297,11 @@ def identity_digest(key, kind, value):
 
 def _remember_erased_identities(*, phone, external_id):
     key_id, key = erasure_keys()[0]
-    erased = [ErasedIdentity(kind=kind, digest=identity_digest(key, kind, value), key_id=key_id)
-              for kind, value in ((ErasedIdentityKind.PHONE, phone), (ErasedIdentityKind.EXTERNAL_ID, external_id))
-              if value]
+    erased = [
+        ErasedIdentity(kind=kind, digest=identity_digest(key, kind, value), key_id=key_id)
+        for kind, value in ((ErasedIdentityKind.PHONE, phone), (ErasedIdentityKind.EXTERNAL_ID, external_id))
+        if value
+    ]
     # the same identifier erased twice (a member erased, back through registration, erased again) is kept once
     ErasedIdentity.objects.bulk_create(erased, ignore_conflicts=True)
 
@@ -315,5 +342,4 @@ def anonymise_member(*, actor, member, reason):
 
 def unfreeze_member(*, actor, member, reason=""):
     """Lift a freeze. Idempotent. Never reopens a merged duplicate (MemberMerged)."""
-    return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason,
-                       action="member.unfrozen")
+    return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason, action="member.unfrozen")

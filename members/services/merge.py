@@ -96,8 +96,9 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
     now = timezone.now()
     with transaction.atomic(durable=True):
         if idempotency_key:
-            earlier = MemberMerge.objects.filter(idempotency_scope=idempotency_scope,
-                                                 idempotency_key=idempotency_key).first()
+            earlier = MemberMerge.objects.filter(
+                idempotency_scope=idempotency_scope, idempotency_key=idempotency_key
+            ).first()
             if earlier is not None:
                 return _replay_for_key(earlier, fingerprint)
         members = lock_members([survivor_id, duplicate_id])
@@ -109,10 +110,17 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
         if duplicate.merged_into_id is not None:
             return _answer_merged_duplicate(duplicate, survivor, idempotency_scope, idempotency_key, fingerprint)
         _check_mergeable(survivor, duplicate)
-        record = _claim(survivor=survivor, duplicate=duplicate, actor=actor, reason=reason, now=now,
-                        scope=idempotency_scope, key=idempotency_key, fingerprint=fingerprint)
-        merge = MergeContext(survivor=survivor, duplicate=duplicate, record=record, actor=actor, reason=reason,
-                             now=now)
+        record = _claim(
+            survivor=survivor,
+            duplicate=duplicate,
+            actor=actor,
+            reason=reason,
+            now=now,
+            scope=idempotency_scope,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        merge = MergeContext(survivor=survivor, duplicate=duplicate, record=record, actor=actor, reason=reason, now=now)
         for step in merge_steps:
             merge.moved.update(step(merge) or {})
         merge.moved.update(_move_member_rows(merge))
@@ -141,8 +149,10 @@ def _answer_merged_duplicate(duplicate, survivor, scope, key, fingerprint):
 
 def _check_mergeable(survivor, duplicate):
     if survivor.merged_into_id is not None:
-        raise MemberMerged("The survivor was herself merged into another member; merge into that member.",
-                           merged_into=str(survivor.merged_into_id))
+        raise MemberMerged(
+            "The survivor was herself merged into another member; merge into that member.",
+            merged_into=str(survivor.merged_into_id),
+        )
     for member in (survivor, duplicate):
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised(member=str(member.pk))
@@ -153,9 +163,16 @@ def _check_mergeable(survivor, duplicate):
 def _claim(*, survivor, duplicate, actor, reason, now, scope, key, fingerprint):
     try:
         with transaction.atomic():  # a savepoint: the same key taken by a concurrent merge of another pair
-            return MemberMerge.objects.create(survivor=survivor, duplicate=duplicate, reason=reason[:200],
-                                              actor=actor[:120], idempotency_scope=scope if key else "",
-                                              idempotency_key=key, request_hash=fingerprint, created_at=now)
+            return MemberMerge.objects.create(
+                survivor=survivor,
+                duplicate=duplicate,
+                reason=reason[:200],
+                actor=actor[:120],
+                idempotency_scope=scope if key else "",
+                idempotency_key=key,
+                request_hash=fingerprint,
+                created_at=now,
+            )
     except IntegrityError:
         raise MergeRequestConflict() from None
 
@@ -167,9 +184,13 @@ def _move_member_rows(merge):
     purchases = Purchase.objects.filter(member=duplicate).update(member=survivor)
     have = set(MemberTag.objects.filter(member=survivor).values_list("tag_id", flat=True))
     theirs = list(MemberTag.objects.filter(member=duplicate).select_related("tag").order_by("tag__code"))
-    MemberTag.objects.bulk_create([
-        MemberTag(member=survivor, tag_id=row.tag_id, added_at=row.added_at, added_by=row.added_by)
-        for row in theirs if row.tag_id not in have])
+    MemberTag.objects.bulk_create(
+        [
+            MemberTag(member=survivor, tag_id=row.tag_id, added_at=row.added_at, added_by=row.added_by)
+            for row in theirs
+            if row.tag_id not in have
+        ]
+    )
     MemberTag.objects.filter(member=duplicate).delete()
     referrals = Member.objects.filter(referrer=duplicate).exclude(pk=survivor.pk).update(referrer=survivor)
     if survivor.referrer_id == duplicate.pk:
@@ -177,15 +198,22 @@ def _move_member_rows(merge):
     # Members merged into the duplicate before now lead to the survivor (lookups follow one pointer).
     Member.objects.filter(merged_into=duplicate).update(merged_into=survivor)
     household = duplicate.household_id if duplicate.household_id and not survivor.household_id else None
-    identifiers = [name for name in ("phone", "external_id")
-                   if getattr(survivor, name) is None and getattr(duplicate, name) is not None]
-    profile = [name for name in PROFILE_FIELDS
-               if not getattr(survivor, name) and getattr(duplicate, name)]
+    identifiers = [
+        name
+        for name in ("phone", "external_id")
+        if getattr(survivor, name) is None and getattr(duplicate, name) is not None
+    ]
+    profile = [name for name in PROFILE_FIELDS if not getattr(survivor, name) and getattr(duplicate, name)]
     if survivor.gender == "unknown" and duplicate.gender != "unknown":
         profile.append("gender")
-    return {"purchases": purchases, "tags": [row.tag.code for row in theirs if row.tag_id not in have],
-            "referrals": referrals, "identifiers": identifiers, "profile": profile,
-            "household": str(household) if household else None}
+    return {
+        "purchases": purchases,
+        "tags": [row.tag.code for row in theirs if row.tag_id not in have],
+        "referrals": referrals,
+        "identifiers": identifiers,
+        "profile": profile,
+        "household": str(household) if household else None,
+    }
 
 
 def _close_duplicate(merge):
@@ -206,17 +234,35 @@ def _close_duplicate(merge):
         setattr(survivor, name, getattr(duplicate, name))
     survivor.save()
     summary = {"merge": merge.record.pk, "reason": merge.reason, "moved": moved}
-    record_audit(actor=merge.actor, action="member.merged", target=survivor,
-                 new={"duplicate": str(duplicate.pk), "duplicate_member_no": duplicate.member_no,
-                      "handed": {name: _audit_value(value) for name, value in handed.items()},
-                      "household": survivor.household_id,
-                      "profile": {name: _audit_value(getattr(survivor, name)) for name in moved["profile"]},
-                      **summary})
-    record_audit(actor=merge.actor, action="member.merged_into", target=duplicate,
-                 old={"status": old_status, "household": left_household,
-                      **{name: _audit_value(value) for name, value in handed.items()}},
-                 new={"status": MemberStatus.MERGED, "merged_into": str(survivor.pk),
-                      "survivor_member_no": survivor.member_no, **summary})
+    record_audit(
+        actor=merge.actor,
+        action="member.merged",
+        target=survivor,
+        new={
+            "duplicate": str(duplicate.pk),
+            "duplicate_member_no": duplicate.member_no,
+            "handed": {name: _audit_value(value) for name, value in handed.items()},
+            "household": survivor.household_id,
+            "profile": {name: _audit_value(getattr(survivor, name)) for name in moved["profile"]},
+            **summary,
+        },
+    )
+    record_audit(
+        actor=merge.actor,
+        action="member.merged_into",
+        target=duplicate,
+        old={
+            "status": old_status,
+            "household": left_household,
+            **{name: _audit_value(value) for name, value in handed.items()},
+        },
+        new={
+            "status": MemberStatus.MERGED,
+            "merged_into": str(survivor.pk),
+            "survivor_member_no": survivor.member_no,
+            **summary,
+        },
+    )
 
 
 def _result(merge):

@@ -45,10 +45,15 @@ def staff_actor(user):
 def adjustment_request_representation(adjustment):
     decided_by = adjustment.decided_by
     return {
-        "id": str(adjustment.pk), "member": str(adjustment.member_id), "points": adjustment.points,
-        "reason": adjustment.reason, "status": adjustment.status,
-        "requested_by": staff_actor(adjustment.requested_by), "requested_at": iso(adjustment.requested_at),
-        "decided_by": staff_actor(decided_by) if decided_by else None, "decided_at": iso(adjustment.decided_at),
+        "id": str(adjustment.pk),
+        "member": str(adjustment.member_id),
+        "points": adjustment.points,
+        "reason": adjustment.reason,
+        "status": adjustment.status,
+        "requested_by": staff_actor(adjustment.requested_by),
+        "requested_at": iso(adjustment.requested_at),
+        "decided_by": staff_actor(decided_by) if decided_by else None,
+        "decided_at": iso(adjustment.decided_at),
         "decision_note": adjustment.decision_note,
         "entry": entry_representation(adjustment.entry) if adjustment.entry else None,
     }
@@ -69,10 +74,15 @@ def request_adjustment(*, requester, scope, key, fingerprint, member_id, points,
         member = Member.objects.filter(pk=member_id).first()
         if member is None:
             raise NotFoundError()
-        adjustment = AdjustmentRequest.objects.create(member=member, points=points, reason=reason,
-                                                      requested_by=requester, requested_at=now)
-        record_audit(actor=actor, action="points.adjustment_requested", target=member,
-                     new={"request": adjustment.pk, "points": points, "reason": reason})
+        adjustment = AdjustmentRequest.objects.create(
+            member=member, points=points, reason=reason, requested_by=requester, requested_at=now
+        )
+        record_audit(
+            actor=actor,
+            action="points.adjustment_requested",
+            target=member,
+            new={"request": adjustment.pk, "points": points, "reason": reason},
+        )
         result = adjustment_request_representation(adjustment)
         idempotency.complete(claim, response=result, status_code=202)
     return Outcome(result, status_code=202)
@@ -92,13 +102,30 @@ def approve_adjustment(*, approver, request_id, note=""):
         account, adjustment = _lock_pending(request_id)
         policy = current_policy(now)
         _ensure_may_decide(approver, adjustment, policy)
-        entry = write_adjustment(account, policy=policy, points=adjustment.points, actor=actor,
-                                 reason=adjustment.reason, reference=f"adjustment-request:{adjustment.pk}", now=now)
+        entry = write_adjustment(
+            account,
+            policy=policy,
+            points=adjustment.points,
+            actor=actor,
+            reason=adjustment.reason,
+            reference=f"adjustment-request:{adjustment.pk}",
+            now=now,
+        )
         _decide(adjustment, approver, AdjustmentRequestStatus.APPROVED, note, now, entry=entry)
-        record_audit(actor=actor, action="points.adjustment_approved", target=adjustment.member,
-                     old={"status": AdjustmentRequestStatus.PENDING},
-                     new={"request": adjustment.pk, "status": adjustment.status, "points": adjustment.points,
-                          "requested_by": staff_actor(adjustment.requested_by), "entry": entry.pk, "note": note})
+        record_audit(
+            actor=actor,
+            action="points.adjustment_approved",
+            target=adjustment.member,
+            old={"status": AdjustmentRequestStatus.PENDING},
+            new={
+                "request": adjustment.pk,
+                "status": adjustment.status,
+                "points": adjustment.points,
+                "requested_by": staff_actor(adjustment.requested_by),
+                "entry": entry.pk,
+                "note": note,
+            },
+        )
         save_account(account)
     return adjustment_request_representation(adjustment)
 
@@ -112,10 +139,19 @@ def reject_adjustment(*, approver, request_id, note=""):
         _account, adjustment = _lock_pending(request_id)
         _ensure_may_decide(approver, adjustment, current_policy(now), may_withdraw=True)
         _decide(adjustment, approver, AdjustmentRequestStatus.REJECTED, note, now)
-        record_audit(actor=staff_actor(approver), action="points.adjustment_rejected", target=adjustment.member,
-                     old={"status": AdjustmentRequestStatus.PENDING},
-                     new={"request": adjustment.pk, "status": adjustment.status, "points": adjustment.points,
-                          "requested_by": staff_actor(adjustment.requested_by), "note": note})
+        record_audit(
+            actor=staff_actor(approver),
+            action="points.adjustment_rejected",
+            target=adjustment.member,
+            old={"status": AdjustmentRequestStatus.PENDING},
+            new={
+                "request": adjustment.pk,
+                "status": adjustment.status,
+                "points": adjustment.points,
+                "requested_by": staff_actor(adjustment.requested_by),
+                "note": note,
+            },
+        )
     return adjustment_request_representation(adjustment)
 
 
@@ -125,8 +161,11 @@ def _lock_pending(request_id):
     if member_id is None:
         raise NotFoundError()
     account = lock_account(member_id)
-    adjustment = (AdjustmentRequest.objects.select_for_update(no_key=True, of=("self",))
-                  .select_related("member", "requested_by").get(pk=request_id))
+    adjustment = (
+        AdjustmentRequest.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("member", "requested_by")
+        .get(pk=request_id)
+    )
     if adjustment.status != AdjustmentRequestStatus.PENDING:
         raise AlreadyDecided(request_status=adjustment.status)
     return account, adjustment

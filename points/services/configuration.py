@@ -27,17 +27,52 @@ from loyalty.versions import (
 )
 from points.models import EarningRule, PointsPolicy, Redemption, Reward
 
-REWARD_FIELDS = ["code", "name", "kind", "description", "cost_points", "stock", "per_member_limit", "eligible_tiers",
-                 "voucher_amount", "valid_from", "valid_until", "is_active"]
+REWARD_FIELDS = [
+    "code",
+    "name",
+    "kind",
+    "description",
+    "cost_points",
+    "stock",
+    "per_member_limit",
+    "eligible_tiers",
+    "voucher_amount",
+    "valid_from",
+    "valid_until",
+    "is_active",
+]
 REWARD_TERMS = ["code", "kind", "cost_points", "voucher_amount"]  # what a redemption was made under
 
 RULE_IN_PLACE_FIELDS = ["valid_until", "is_active"]
-RULE_TERMS = ["channel", "event_type", "name", "store", "valid_from", "points", "points_per_unit", "min_amount",
-              "excluded_categories", "pending_days", "daily_limit", "streak_days", "streak_bonus"]
+RULE_TERMS = [
+    "channel",
+    "event_type",
+    "name",
+    "store",
+    "valid_from",
+    "points",
+    "points_per_unit",
+    "min_amount",
+    "excluded_categories",
+    "pending_days",
+    "daily_limit",
+    "streak_days",
+    "streak_bonus",
+]
 RULE_FIELDS = [*RULE_TERMS, *RULE_IN_PLACE_FIELDS]
 
-POLICY_FIELDS = ["valid_from", "expiry_mode", "expiry_months", "daily_cap", "cash_points_per_unit", "cash_max_share",
-                 "clerk_adjustment_limit", "marketer_adjustment_limit", "transfers_enabled", "transfer_daily_limit"]
+POLICY_FIELDS = [
+    "valid_from",
+    "expiry_mode",
+    "expiry_months",
+    "daily_cap",
+    "cash_points_per_unit",
+    "cash_max_share",
+    "clerk_adjustment_limit",
+    "marketer_adjustment_limit",
+    "transfers_enabled",
+    "transfer_daily_limit",
+]
 
 
 def _locked(model, pk):
@@ -72,8 +107,13 @@ def change_reward(*, actor, reward_id, changes):
         reward = _reward_version(reward_id)
         # Checked after the lock: a redemption inserted meanwhile waits for it (its foreign key locks the row).
         redeemed = Redemption.objects.filter(reward_id=reward.pk).exists()
-        change_in_place(actor=actor, action="points.reward.changed", instance=reward,
-                        changes=only(changes, REWARD_FIELDS), fixed_terms=REWARD_TERMS if redeemed else ())
+        change_in_place(
+            actor=actor,
+            action="points.reward.changed",
+            instance=reward,
+            changes=only(changes, REWARD_FIELDS),
+            fixed_terms=REWARD_TERMS if redeemed else (),
+        )
         return reward
 
 
@@ -81,8 +121,7 @@ def deactivate_reward(*, actor, reward_id):
     """Take a reward out of the catalogue (it stays for the redemptions that point at it)."""
     with transaction.atomic(durable=True):
         reward = _locked(Reward, reward_id)
-        change_in_place(actor=actor, action="points.reward.deactivated", instance=reward,
-                        changes={"is_active": False})
+        change_in_place(actor=actor, action="points.reward.deactivated", instance=reward, changes={"is_active": False})
         return reward
 
 
@@ -104,8 +143,9 @@ def add_reward_version(*, actor, reward_id, changes):
         old.replaced_at, old.is_active = now, False
         old.stock = 0 if old.stock is not None else None
         old.save(update_fields=["replaced_at", "is_active", "stock"])
-        return add(actor=actor, action="points.reward.versioned", instance=new, fields=REWARD_FIELDS,
-                   previous=as_it_was)
+        return add(
+            actor=actor, action="points.reward.versioned", instance=new, fields=REWARD_FIELDS, previous=as_it_was
+        )
 
 
 # --- Earning rules -----------------------------------------------------------------------------------------------
@@ -113,9 +153,11 @@ def add_reward_version(*, actor, reward_id, changes):
 
 def _check_rule_start(rule, *, exclude=None):
     """Two active versions of the same rule (channel, event type, store) may not start at the same instant."""
-    versions = (EarningRule.objects.select_for_update()
-                .filter(channel=rule.channel, event_type=rule.event_type, store_id=rule.store_id, is_active=True)
-                .exclude(pk=exclude))
+    versions = (
+        EarningRule.objects.select_for_update()
+        .filter(channel=rule.channel, event_type=rule.event_type, store_id=rule.store_id, is_active=True)
+        .exclude(pk=exclude)
+    )
     if rule.is_active:
         check_no_overlap(versions, rule.valid_from)
 
@@ -137,8 +179,9 @@ def change_earning_rule(*, actor, rule_id, changes):
         changes = only(changes, RULE_FIELDS)
         if changes.get("is_active") and not rule.is_active:
             _check_rule_start(rule, exclude=rule.pk)
-        change_in_place(actor=actor, action="points.earning_rule.changed", instance=rule, changes=changes,
-                        fixed_terms=RULE_TERMS)
+        change_in_place(
+            actor=actor, action="points.earning_rule.changed", instance=rule, changes=changes, fixed_terms=RULE_TERMS
+        )
         return rule
 
 
@@ -146,8 +189,9 @@ def deactivate_earning_rule(*, actor, rule_id):
     """Switch a rule off: from now it earns nothing (its history stays)."""
     with transaction.atomic(durable=True):
         rule = _locked(EarningRule, rule_id)
-        change_in_place(actor=actor, action="points.earning_rule.deactivated", instance=rule,
-                        changes={"is_active": False})
+        change_in_place(
+            actor=actor, action="points.earning_rule.deactivated", instance=rule, changes={"is_active": False}
+        )
         return rule
 
 
@@ -161,8 +205,7 @@ def add_earning_rule_version(*, actor, rule_id, changes):
         for name, value in only(changes, RULE_FIELDS).items():
             setattr(new, name, value)
         _check_rule_start(new)
-        return add(actor=actor, action="points.earning_rule.versioned", instance=new, fields=RULE_FIELDS,
-                   previous=old)
+        return add(actor=actor, action="points.earning_rule.versioned", instance=new, fields=RULE_FIELDS, previous=old)
 
 
 # --- The points policy -------------------------------------------------------------------------------------------
@@ -179,4 +222,3 @@ def add_points_policy(*, actor, values):
         check_no_overlap(versions, policy.valid_from)
         follows = next((version for version in versions if version.valid_from < policy.valid_from), None)
         return add(actor=actor, action="points.policy.added", instance=policy, fields=POLICY_FIELDS, previous=follows)
-

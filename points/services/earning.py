@@ -27,13 +27,18 @@ DEFAULT_RULES = {
 def rule_for(channel, *, at, store=None, event_type=""):
     """The rule in force for a channel at `at`: a store's own rule before the general one, the newest
     valid_from first. Custom events have no default: no rule, no points."""
-    rules = cached("points.earning_rules", lambda: list(EarningRule.objects.filter(is_active=True)),
-                   models=[EarningRule])
+    rules = cached(
+        "points.earning_rules", lambda: list(EarningRule.objects.filter(is_active=True)), models=[EarningRule]
+    )
     store_id = store.pk if store else None
     candidates = [
-        rule for rule in rules
-        if rule.channel == channel and rule.event_type == (event_type or "") and rule.valid_from <= at
-        and (rule.valid_until is None or rule.valid_until > at) and rule.store_id in (None, store_id)
+        rule
+        for rule in rules
+        if rule.channel == channel
+        and rule.event_type == (event_type or "")
+        and rule.valid_from <= at
+        and (rule.valid_until is None or rule.valid_until > at)
+        and rule.store_id in (None, store_id)
     ]
     # A store's own rule first, then the newest version.
     candidates.sort(key=lambda rule: (rule.store_id is not None, rule.valid_from, rule.pk), reverse=True)
@@ -63,8 +68,9 @@ def eligible_amount(rule, paid_amount, lines):
     total = sum((line["quantity"] * line["unit_price"] for line in lines), Decimal(0))
     if total <= 0:
         return paid_amount
-    excluded_value = sum((line["quantity"] * line["unit_price"] for line in lines
-                          if line.get("category") in excluded), Decimal(0))
+    excluded_value = sum(
+        (line["quantity"] * line["unit_price"] for line in lines if line.get("category") in excluded), Decimal(0)
+    )
     return (paid_amount * (total - excluded_value) / total).quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
 
 
@@ -89,8 +95,7 @@ def apply_daily_cap(account, award, *, policy, at, preview=False):
     if award.points > left:
         award.breakdown.append({"source": "daily_cap", "points": left - award.points})
         award.points, award.capped = left, True
-        logger.warning("member %s reached the daily points cap of %s on %s", account.member_id, policy.daily_cap,
-                       day)
+        logger.warning("member %s reached the daily points cap of %s on %s", account.member_id, policy.daily_cap, day)
     if not preview:
         account.cap_date, account.earned_on_cap_date = day, earned_today + award.points
     return award

@@ -44,12 +44,13 @@ def event_rule(event_type, at):
 
 
 def is_known_event_type(event_type):
-    return event_type in BUILT_IN_TYPES or EarningRule.objects.filter(
-        channel=RuleChannel.CUSTOM, event_type=event_type, is_active=True).exists()
+    return (
+        event_type in BUILT_IN_TYPES
+        or EarningRule.objects.filter(channel=RuleChannel.CUSTOM, event_type=event_type, is_active=True).exists()
+    )
 
 
-def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occurred_at=None, order_no="",
-                 payload=None):
+def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occurred_at=None, order_no="", payload=None):
     """Record an engagement event and award its points, idempotent on (scope, Idempotency-Key).
 
     sign_in: once per business day (AlreadySignedIn), base points plus the streak bonus on every Nth
@@ -88,8 +89,9 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
             done_today = Event.objects.filter(member=member, type=event_type, business_date=day).count()
             if done_today >= rule.daily_limit:
                 base, capped_by_count = 0, True
-        context = hooks.EarnContext(member=member, channel=rule.channel, base_points=base, occurred_at=occurred_at,
-                                    event_type=event_type)
+        context = hooks.EarnContext(
+            member=member, channel=rule.channel, base_points=base, occurred_at=occurred_at, event_type=event_type
+        )
         total, breakdown = with_modifiers(context)
         if not capped_by_count:
             total += sum(line["points"] for line in extra_lines)
@@ -100,21 +102,40 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=occurred_at)
         entry = None
         if award.points > 0:
-            entry, _ = earn(account, points=award.points, actor=actor,
-                            available_at=occurred_at + timedelta(days=rule.pending_days),
-                            expires_at=expires_at_for(policy, occurred_at), reason=event_type,
-                            reference=order_no or key, breakdown=award.breakdown, now=now)
-        event = Event.objects.create(member=member, type=event_type, business_date=day, occurred_at=occurred_at,
-                                     purchase=purchase, payload=payload or {}, points=award.points,
-                                     capped=award.capped or capped_by_count, entry=entry)
+            entry, _ = earn(
+                account,
+                points=award.points,
+                actor=actor,
+                available_at=occurred_at + timedelta(days=rule.pending_days),
+                expires_at=expires_at_for(policy, occurred_at),
+                reason=event_type,
+                reference=order_no or key,
+                breakdown=award.breakdown,
+                now=now,
+            )
+        event = Event.objects.create(
+            member=member,
+            type=event_type,
+            business_date=day,
+            occurred_at=occurred_at,
+            purchase=purchase,
+            payload=payload or {},
+            points=award.points,
+            capped=award.capped or capped_by_count,
+            entry=entry,
+        )
         extra = hooks.activity_fields(
             hooks.Activity(kind="event", member=member, occurred_at=occurred_at, event_type=event_type),
             {"growth_awarded": 0, "tier_change": None},
         )
         save_account(account)
-        result = {"id": str(event.pk), "type": event_type,
-                  "points": {"awarded": award.points, "breakdown": award.breakdown},
-                  "capped": event.capped, **extra}
+        result = {
+            "id": str(event.pk),
+            "type": event_type,
+            "points": {"awarded": award.points, "breakdown": award.breakdown},
+            "capped": event.capped,
+            **extra,
+        }
         idempotency.complete(claim, response=result)
     return Outcome(result)
 
@@ -127,24 +148,43 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
     with transaction.atomic(durable=True):
         account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
-        if (member.birthday is None or member.status != MemberStatus.ACTIVE
-                or business_date(now).month != member.birthday.month):
+        if (
+            member.birthday is None
+            or member.status != MemberStatus.ACTIVE
+            or business_date(now).month != member.birthday.month
+        ):
             return 0
         marker = date(year, member.birthday.month, 1)
         if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
             return 0
         rule = rule_for(RuleChannel.BIRTHDAY, at=now)
         policy = current_policy(now)
-        context = hooks.EarnContext(member=member, channel=RuleChannel.BIRTHDAY, base_points=rule.points,
-                                    occurred_at=now)
+        context = hooks.EarnContext(
+            member=member, channel=RuleChannel.BIRTHDAY, base_points=rule.points, occurred_at=now
+        )
         total, breakdown = with_modifiers(context)
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
         entry = None
         if award.points > 0:
-            entry, _ = earn(account, points=award.points, actor=actor, available_at=now,
-                            expires_at=expires_at_for(policy, now), reason="birthday", reference=str(year),
-                            breakdown=award.breakdown, now=now)
-        Event.objects.create(member=member, type=RuleChannel.BIRTHDAY, business_date=marker, occurred_at=now,
-                             points=award.points, capped=award.capped, entry=entry)
+            entry, _ = earn(
+                account,
+                points=award.points,
+                actor=actor,
+                available_at=now,
+                expires_at=expires_at_for(policy, now),
+                reason="birthday",
+                reference=str(year),
+                breakdown=award.breakdown,
+                now=now,
+            )
+        Event.objects.create(
+            member=member,
+            type=RuleChannel.BIRTHDAY,
+            business_date=marker,
+            occurred_at=now,
+            points=award.points,
+            capped=award.capped,
+            entry=entry,
+        )
         save_account(account)
     return award.points

@@ -80,7 +80,8 @@ def claim(*, scope, key, fingerprint):
 
 def complete(claim_, *, response, status_code=201):
     IdempotencyRecord.objects.filter(pk=claim_.record_id).update(
-        response=json.dumps(response, cls=DjangoJSONEncoder, ensure_ascii=False), status_code=status_code)
+        response=json.dumps(response, cls=DjangoJSONEncoder, ensure_ascii=False), status_code=status_code
+    )
 
 
 def replayed_response(record):
@@ -95,13 +96,16 @@ def purge_cutoff(as_of):
 
 def purge_bounds(as_of):
     """The id range of the records the purge for `as_of` deletes (one aggregate, no rows read)."""
-    bounds = IdempotencyRecord.objects.filter(created_at__lt=purge_cutoff(as_of)).aggregate(low=Min("id"),
-                                                                                          high=Max("id"))
+    bounds = IdempotencyRecord.objects.filter(created_at__lt=purge_cutoff(as_of)).aggregate(
+        low=Min("id"), high=Max("id")
+    )
     return bounds["low"], bounds["high"]
 
 
-PURGE_SQL = (f"DELETE FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - the table name is ours
-             "WHERE id >= %s AND id < %s AND created_at < %s")
+PURGE_SQL = (
+    f"DELETE FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - the table name is ours
+    "WHERE id >= %s AND id < %s AND created_at < %s"
+)
 
 
 def purge_chunk(start, stop, as_of):

@@ -38,8 +38,9 @@ class InsufficientPoints(DomainError):
 def current_policy(at=None):
     """The points policy in force at `at` (now): the newest version whose valid_from has passed."""
     at = at or timezone.now()
-    versions = cached("points.policies", lambda: list(PointsPolicy.objects.order_by("-valid_from", "-id")),
-                      models=[PointsPolicy])
+    versions = cached(
+        "points.policies", lambda: list(PointsPolicy.objects.order_by("-valid_from", "-id")), models=[PointsPolicy]
+    )
     return next((p for p in versions if p.valid_from <= at), None) or PointsPolicy()  # SPEC §2 defaults
 
 
@@ -66,13 +67,17 @@ def lock_accounts(member_ids, *, include_closed=False):
     A closed account (its member was merged away) takes no further change: MemberMerged, raised after the lock, so
     a change that checked the member's status before a merge committed is refused here, not written to her."""
     ids = sorted(set(member_ids))
-    accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
-                .order_by("member_id")}
+    accounts = {
+        a.member_id: a
+        for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids).order_by("member_id")
+    }
     missing = [member_id for member_id in ids if member_id not in accounts]
     if missing:
         PointsAccount.objects.bulk_create([PointsAccount(member_id=m) for m in missing], ignore_conflicts=True)
-        accounts = {a.member_id: a for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids)
-                    .order_by("member_id")}
+        accounts = {
+            a.member_id: a
+            for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids).order_by("member_id")
+        }
     closed = [member_id for member_id, account in accounts.items() if account.closed]
     if closed and not include_closed:
         survivor = Member.objects.filter(pk=closed[0]).values_list("merged_into_id", flat=True).first()
@@ -94,8 +99,20 @@ def save_account(account):
     account.save()
 
 
-def append_entry(account, *, kind, actor, available_delta=0, pending_delta=0, points=None, reason="",
-                 reference="", breakdown=None, expires_at=None, now=None):
+def append_entry(
+    account,
+    *,
+    kind,
+    actor,
+    available_delta=0,
+    pending_delta=0,
+    points=None,
+    reason="",
+    reference="",
+    breakdown=None,
+    expires_at=None,
+    now=None,
+):
     """Move the account's balances and write the entry that says so (balance_after = available after it)."""
     account.available += available_delta
     account.pending += pending_delta
@@ -116,8 +133,20 @@ def append_entry(account, *, kind, actor, available_delta=0, pending_delta=0, po
     )
 
 
-def earn(account, *, points, actor, available_at, expires_at, reason="", reference="", breakdown=None,
-         purchase=None, kind=EntryKind.EARN, now=None):
+def earn(
+    account,
+    *,
+    points,
+    actor,
+    available_at,
+    expires_at,
+    reason="",
+    reference="",
+    breakdown=None,
+    purchase=None,
+    kind=EntryKind.EARN,
+    now=None,
+):
     """Add points as a new lot: pending until `available_at`, then available until `expires_at`.
 
     Returns (entry, lot). A member in debt (negative balance after a claw-back) pays it off first."""
@@ -125,13 +154,27 @@ def earn(account, *, points, actor, available_at, expires_at, reason="", referen
     pending = available_at > now
     was_in_debt = account.available < 0
     entry = append_entry(
-        account, kind=kind, actor=actor, points=points,
-        available_delta=0 if pending else points, pending_delta=points if pending else 0,
-        reason=reason, reference=reference, breakdown=breakdown, expires_at=expires_at, now=now,
+        account,
+        kind=kind,
+        actor=actor,
+        points=points,
+        available_delta=0 if pending else points,
+        pending_delta=points if pending else 0,
+        reason=reason,
+        reference=reference,
+        breakdown=breakdown,
+        expires_at=expires_at,
+        now=now,
     )
     lot = PointsLot.objects.create(
-        member_id=account.member_id, entry=entry, status=LotStatus.PENDING if pending else LotStatus.AVAILABLE,
-        points=points, remaining=points, earned_at=now, available_at=available_at, expires_at=expires_at,
+        member_id=account.member_id,
+        entry=entry,
+        status=LotStatus.PENDING if pending else LotStatus.AVAILABLE,
+        points=points,
+        remaining=points,
+        earned_at=now,
+        available_at=available_at,
+        expires_at=expires_at,
         purchase=purchase,
     )
     account.lifetime_earned += points
@@ -143,8 +186,9 @@ def earn(account, *, points, actor, available_at, expires_at, reason="", referen
 def settle_debt(account, entry):
     """Pay the member's debt lots (a refund's claw-back beyond her balance) from her available lots, soonest
     expiring first, as spending would. Call after crediting available points to a member who was in debt."""
-    debts = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.DEBT, remaining__lt=0)
-                 .order_by("id"))
+    debts = list(
+        PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.DEBT, remaining__lt=0).order_by("id")
+    )
     owed = -sum(debt.remaining for debt in debts)
     takes, _ = plan_spend(account.member_id, owed)
     paid = sum(take.points for take in takes)
@@ -171,8 +215,11 @@ def plan_spend(member_id, points, exclude_ids=()):
     """The available lots `points` would come from, soonest expiry first (then oldest), and the shortfall.
     The account lock protects the lots: no other transaction changes them until ours ends."""
     takes, needed = [], points
-    lots = (PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
-            .exclude(pk__in=exclude_ids).order_by(F("expires_at").asc(nulls_last=True), "id"))
+    lots = (
+        PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
+        .exclude(pk__in=exclude_ids)
+        .order_by(F("expires_at").asc(nulls_last=True), "id")
+    )
     for lot in lots.iterator(chunk_size=200):
         take = min(lot.remaining, needed)
         takes.append(Take(lot, take))
@@ -199,8 +246,9 @@ def spend(account, *, points, kind, actor, reason="", reference="", now=None, al
     takes, shortfall = plan_spend(account.member_id, points)
     if shortfall and not allow_negative:
         raise InsufficientPoints(available=account.available, required=points)
-    entry = append_entry(account, kind=kind, actor=actor, available_delta=-points, reason=reason,
-                         reference=reference, now=now)
+    entry = append_entry(
+        account, kind=kind, actor=actor, available_delta=-points, reason=reason, reference=reference, now=now
+    )
     apply_takes(entry, takes)
     if shortfall:
         add_debt(entry, account.member_id, shortfall, now)
@@ -227,18 +275,42 @@ def move_points(sender, receiver, *, points, actor, reason_out, reason_in, now=N
     for take in takes:
         by_expiry[take.lot.expires_at] = by_expiry.get(take.lot.expires_at, 0) + take.points
     expiries = [expires_at for expires_at in by_expiry if expires_at is not None]
-    out_entry = append_entry(sender, kind=EntryKind.TRANSFER, actor=actor, available_delta=-points,
-                             reason=reason_out, reference=f"member:{receiver.member_id}", now=now)
+    out_entry = append_entry(
+        sender,
+        kind=EntryKind.TRANSFER,
+        actor=actor,
+        available_delta=-points,
+        reason=reason_out,
+        reference=f"member:{receiver.member_id}",
+        now=now,
+    )
     apply_takes(out_entry, takes)
     was_in_debt = receiver.available < 0
-    in_entry = append_entry(receiver, kind=EntryKind.TRANSFER, actor=actor, available_delta=points,
-                            reason=reason_in, reference=f"member:{sender.member_id}",
-                            expires_at=min(expiries, default=None), now=now)
-    PointsLot.objects.bulk_create([
-        PointsLot(member_id=receiver.member_id, entry=in_entry, status=LotStatus.AVAILABLE, points=moved,
-                  remaining=moved, earned_at=now, available_at=now, expires_at=expires_at)
-        for expires_at, moved in by_expiry.items()
-    ])
+    in_entry = append_entry(
+        receiver,
+        kind=EntryKind.TRANSFER,
+        actor=actor,
+        available_delta=points,
+        reason=reason_in,
+        reference=f"member:{sender.member_id}",
+        expires_at=min(expiries, default=None),
+        now=now,
+    )
+    PointsLot.objects.bulk_create(
+        [
+            PointsLot(
+                member_id=receiver.member_id,
+                entry=in_entry,
+                status=LotStatus.AVAILABLE,
+                points=moved,
+                remaining=moved,
+                earned_at=now,
+                available_at=now,
+                expires_at=expires_at,
+            )
+            for expires_at, moved in by_expiry.items()
+        ]
+    )
     if was_in_debt:
         settle_debt(receiver, in_entry)
     return out_entry, in_entry
@@ -246,8 +318,16 @@ def move_points(sender, receiver, *, points, actor, reason_out, reason_in, now=N
 
 def add_debt(entry, member_id, points, now):
     now = now or timezone.now()
-    PointsLot.objects.create(member_id=member_id, entry=entry, status=LotStatus.DEBT, points=-points,
-                             remaining=-points, earned_at=now, available_at=now, expires_at=None)
+    PointsLot.objects.create(
+        member_id=member_id,
+        entry=entry,
+        status=LotStatus.DEBT,
+        points=-points,
+        remaining=-points,
+        earned_at=now,
+        available_at=now,
+        expires_at=None,
+    )
 
 
 def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
@@ -255,9 +335,11 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
     other available lots; beyond the balance the member goes into debt (a negative balance that blocks
     redemption until earned back)."""
     now = now or timezone.now()
-    own = list(PointsLot.objects.filter(purchase=purchase, remaining__gt=0,
-                                        status__in=[LotStatus.PENDING, LotStatus.AVAILABLE])
-               .order_by("-status", "id"))  # descending: "pending" before "available"
+    own = list(
+        PointsLot.objects.filter(
+            purchase=purchase, remaining__gt=0, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE]
+        ).order_by("-status", "id")
+    )  # descending: "pending" before "available"
     pending_takes, available_takes, needed = [], [], points
     for lot in own:
         take = min(lot.remaining, needed)
@@ -269,9 +351,17 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
         more, shortfall = plan_spend(account.member_id, needed, exclude_ids=[t.lot.pk for t in available_takes])
         available_takes += more
     from_pending = sum(t.points for t in pending_takes)
-    entry = append_entry(account, kind=EntryKind.REVERSE, actor=actor, points=-points,
-                         pending_delta=-from_pending, available_delta=-(points - from_pending),
-                         reason=reason, reference=reference, now=now)
+    entry = append_entry(
+        account,
+        kind=EntryKind.REVERSE,
+        actor=actor,
+        points=-points,
+        pending_delta=-from_pending,
+        available_delta=-(points - from_pending),
+        reason=reason,
+        reference=reference,
+        now=now,
+    )
     apply_takes(entry, pending_takes + available_takes)
     if shortfall > 0:
         add_debt(entry, account.member_id, shortfall, now)
@@ -286,8 +376,15 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
     duplicate before she was merged into this account's member come back as a new lot of hers with the dates of
     the lot they were taken from (that lot belongs to the closed duplicate)."""
     now = now or timezone.now()
-    movements = list(LotMovement.objects.filter(entry=original_entry, points__lt=0, lot__status__in=[
-        LotStatus.AVAILABLE, LotStatus.EXPIRED, LotStatus.MERGED]).select_related("lot").order_by("id"))
+    movements = list(
+        LotMovement.objects.filter(
+            entry=original_entry,
+            points__lt=0,
+            lot__status__in=[LotStatus.AVAILABLE, LotStatus.EXPIRED, LotStatus.MERGED],
+        )
+        .select_related("lot")
+        .order_by("id")
+    )
     returns, skip, left = [], already_returned, points
     for movement in movements:
         taken = -movement.points
@@ -302,27 +399,49 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
             break
     returned = points - left  # debt movements are not returned: the debt stays paid
     was_in_debt = account.available < 0
-    entry = append_entry(account, kind=kind, actor=actor, available_delta=returned, reason=reason,
-                         reference=reference, now=now)
+    entry = append_entry(
+        account, kind=kind, actor=actor, available_delta=returned, reason=reason, reference=reference, now=now
+    )
     own = [r for r in returns if r.lot.member_id == account.member_id]
     moved = [r for r in returns if r.lot.member_id != account.member_id]
     live = [r for r in own if r.lot.status == LotStatus.AVAILABLE]
     reborn = [r for r in moved if r.lot.expires_at is None or r.lot.expires_at > now]
-    expired = (sum(r.points for r in own if r.lot.status == LotStatus.EXPIRED)
-               + sum(r.points for r in moved) - sum(r.points for r in reborn))
+    expired = (
+        sum(r.points for r in own if r.lot.status == LotStatus.EXPIRED)
+        + sum(r.points for r in moved)
+        - sum(r.points for r in reborn)
+    )
     for take in live:
         PointsLot.objects.filter(pk=take.lot.pk).update(remaining=F("remaining") + take.points)
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=r.lot, points=r.points) for r in live])
-    PointsLot.objects.bulk_create([
-        PointsLot(member_id=account.member_id, entry=entry, status=LotStatus.AVAILABLE, points=r.points,
-                  remaining=r.points, earned_at=r.lot.earned_at, available_at=r.lot.available_at,
-                  expires_at=r.lot.expires_at, purchase_id=r.lot.purchase_id) for r in reborn])
+    PointsLot.objects.bulk_create(
+        [
+            PointsLot(
+                member_id=account.member_id,
+                entry=entry,
+                status=LotStatus.AVAILABLE,
+                points=r.points,
+                remaining=r.points,
+                earned_at=r.lot.earned_at,
+                available_at=r.lot.available_at,
+                expires_at=r.lot.expires_at,
+                purchase_id=r.lot.purchase_id,
+            )
+            for r in reborn
+        ]
+    )
     if kind in (EntryKind.CANCEL,):
         account.lifetime_spent -= returned
     if expired:
-        append_entry(account, kind=EntryKind.EXPIRE, actor=actor, available_delta=-expired,
-                     reason="returned points whose lots had expired", reference=f"expired-on-return:{entry.pk}",
-                     now=now)
+        append_entry(
+            account,
+            kind=EntryKind.EXPIRE,
+            actor=actor,
+            available_delta=-expired,
+            reason="returned points whose lots had expired",
+            reference=f"expired-on-return:{entry.pk}",
+            now=now,
+        )
         account.lifetime_expired += expired
     if was_in_debt and (live or reborn):
         settle_debt(account, entry)
@@ -342,16 +461,28 @@ def release_member_lots(account, *, now, actor="job:release_pending"):
     release entry per lot with points left in it, naming its order (the earn entry's reference) and carrying the
     lot's expiry. A member who was in debt then pays it from her available lots, on the last release entry.
     maintenance.RELEASE_SQL (the set-based release) writes exactly these entries; keep the two in step."""
-    lots = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.PENDING,
-                                         available_at__lte=now).select_related("entry").order_by("available_at", "id"))
+    lots = list(
+        PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.PENDING, available_at__lte=now)
+        .select_related("entry")
+        .order_by("available_at", "id")
+    )
     was_in_debt = account.available < 0
     released, entry = 0, None
     for lot in lots:
         if not lot.remaining:  # refunded in full while pending: nothing to release, nothing to say
             continue
-        entry = append_entry(account, kind=EntryKind.RELEASE, actor=actor, points=lot.remaining,
-                             available_delta=lot.remaining, pending_delta=-lot.remaining, reason=RELEASE_REASON,
-                             reference=release_reference(lot), expires_at=lot.expires_at, now=now)
+        entry = append_entry(
+            account,
+            kind=EntryKind.RELEASE,
+            actor=actor,
+            points=lot.remaining,
+            available_delta=lot.remaining,
+            pending_delta=-lot.remaining,
+            reason=RELEASE_REASON,
+            reference=release_reference(lot),
+            expires_at=lot.expires_at,
+            now=now,
+        )
         released += lot.remaining
     PointsLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(status=LotStatus.AVAILABLE)
     if was_in_debt and entry is not None:
@@ -366,18 +497,30 @@ def expire_member_lots(account, *, as_of, now=None, actor="job:expire_points"):
     reference = f"expiry:{as_of.isoformat()}"
     if LedgerEntry.objects.filter(member_id=account.member_id, kind=EntryKind.EXPIRE, reference=reference).exists():
         return 0
-    lots = list(PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE,
-                                         expires_at__lte=cutoff).exclude(remaining=0))
+    lots = list(
+        PointsLot.objects.filter(
+            member_id=account.member_id, status=LotStatus.AVAILABLE, expires_at__lte=cutoff
+        ).exclude(remaining=0)
+    )
     total = sum(lot.remaining for lot in lots)
     if not total:
-        PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE, remaining=0,
-                                 expires_at__lte=cutoff).update(status=LotStatus.EXPIRED)
+        PointsLot.objects.filter(
+            member_id=account.member_id, status=LotStatus.AVAILABLE, remaining=0, expires_at__lte=cutoff
+        ).update(status=LotStatus.EXPIRED)
         return 0
-    entry = append_entry(account, kind=EntryKind.EXPIRE, actor=actor, available_delta=-total,
-                         reason=f"points expired on {as_of.isoformat()}", reference=reference, now=now)
+    entry = append_entry(
+        account,
+        kind=EntryKind.EXPIRE,
+        actor=actor,
+        available_delta=-total,
+        reason=f"points expired on {as_of.isoformat()}",
+        reference=reference,
+        now=now,
+    )
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=lot, points=-lot.remaining) for lot in lots])
-    PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE,
-                             expires_at__lte=cutoff).update(status=LotStatus.EXPIRED, remaining=0)
+    PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.AVAILABLE, expires_at__lte=cutoff).update(
+        status=LotStatus.EXPIRED, remaining=0
+    )
     account.lifetime_expired += total
     return total
 

@@ -128,8 +128,9 @@ def release_chunk_set_based(start, stop, now):
     in debt paid from what was released. Runs in the caller's transaction, after locking the chunk's accounts."""
     with connection.cursor() as cursor:
         _lock_chunk_accounts(cursor, start, stop, "l.status = 'pending' AND l.available_at <= %s", [now])
-        cursor.execute(RELEASE_SQL, {"start": start, "stop": stop, "now": now, "reason": RELEASE_REASON,
-                                     "actor": RELEASE_ACTOR})
+        cursor.execute(
+            RELEASE_SQL, {"start": start, "stop": stop, "now": now, "reason": RELEASE_REASON, "actor": RELEASE_ACTOR}
+        )
         members, points, indebted = cursor.fetchone()
     for member_id in indebted:
         _settle_after_release(member_id)
@@ -139,9 +140,14 @@ def release_chunk_set_based(start, stop, now):
 def release_chunk_per_member(start, stop, now):
     """The same release, member by member through ledger.release_member_lots (any database). Runs in the
     caller's transaction."""
-    member_ids = (PointsLot.objects.filter(member_id__gte=start, member_id__lt=stop, status=LotStatus.PENDING,
-                                           available_at__lte=now)
-                  .values_list("member_id", flat=True).distinct().order_by("member_id"))
+    member_ids = (
+        PointsLot.objects.filter(
+            member_id__gte=start, member_id__lt=stop, status=LotStatus.PENDING, available_at__lte=now
+        )
+        .values_list("member_id", flat=True)
+        .distinct()
+        .order_by("member_id")
+    )
     members = points = 0
     for member_id in list(member_ids):
         account = lock_account(member_id)
@@ -203,21 +209,32 @@ def expire_chunk(start, stop, as_of, now):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             _lock_chunk_accounts(cursor, start, stop, "l.status = 'available' AND l.expires_at <= %s", [cutoff])
-            cursor.execute(EXPIRE_SQL, {"start": start, "stop": stop, "cutoff": cutoff, "now": now,
-                                        "reference": reference, "reason": f"points expired on {as_of.isoformat()}"})
+            cursor.execute(
+                EXPIRE_SQL,
+                {
+                    "start": start,
+                    "stop": stop,
+                    "cutoff": cutoff,
+                    "now": now,
+                    "reference": reference,
+                    "reason": f"points expired on {as_of.isoformat()}",
+                },
+            )
             members, points = cursor.fetchone()
     else:
         members = points = 0
-        due = PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=cutoff, member_id__gte=start,
-                                       member_id__lt=stop)
+        due = PointsLot.objects.filter(
+            status=LotStatus.AVAILABLE, expires_at__lte=cutoff, member_id__gte=start, member_id__lt=stop
+        )
         for member_id in list(due.values_list("member_id", flat=True).distinct().order_by("member_id")):
             account = lock_account(member_id)
             expired = expire_member_lots(account, as_of=as_of, now=now)
             save_account(account)
             members, points = members + (1 if expired else 0), points + expired
     # Lots spent to zero before their expiry are closed too (no entry: nothing was left to expire).
-    PointsLot.objects.filter(member_id__gte=start, member_id__lt=stop, status=LotStatus.AVAILABLE, remaining=0,
-                             expires_at__lte=cutoff).update(status=LotStatus.EXPIRED)
+    PointsLot.objects.filter(
+        member_id__gte=start, member_id__lt=stop, status=LotStatus.AVAILABLE, remaining=0, expires_at__lte=cutoff
+    ).update(status=LotStatus.EXPIRED)
     return {"members": members, "points": int(points)}
 
 

@@ -32,21 +32,52 @@ def merge_points(merge):
     survivor_id, duplicate_id = merge.survivor.pk, merge.duplicate.pk
     accounts = lock_accounts([survivor_id, duplicate_id], include_closed=True)
     survivor, duplicate = accounts[survivor_id], accounts[duplicate_id]
-    lots = list(PointsLot.objects.filter(member_id=duplicate_id, status__in=[
-        LotStatus.PENDING, LotStatus.AVAILABLE, LotStatus.DEBT]).exclude(remaining=0).order_by("id"))
+    lots = list(
+        PointsLot.objects.filter(
+            member_id=duplicate_id, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE, LotStatus.DEBT]
+        )
+        .exclude(remaining=0)
+        .order_by("id")
+    )
     available, pending = duplicate.available, duplicate.pending
     moved = {"available": available, "pending": pending, "lots": len(lots)}
-    closing = append_entry(duplicate, kind=EntryKind.MERGE, actor=merge.actor, available_delta=-available,
-                           pending_delta=-pending, reason=f"merged into member {merge.survivor.member_no}",
-                           reference=merge.reference, now=merge.now)
-    opening = append_entry(survivor, kind=EntryKind.MERGE, actor=merge.actor, available_delta=available,
-                           pending_delta=pending, reason=f"merged from member {merge.duplicate.member_no}",
-                           reference=merge.reference, now=merge.now)
+    closing = append_entry(
+        duplicate,
+        kind=EntryKind.MERGE,
+        actor=merge.actor,
+        available_delta=-available,
+        pending_delta=-pending,
+        reason=f"merged into member {merge.survivor.member_no}",
+        reference=merge.reference,
+        now=merge.now,
+    )
+    opening = append_entry(
+        survivor,
+        kind=EntryKind.MERGE,
+        actor=merge.actor,
+        available_delta=available,
+        pending_delta=pending,
+        reason=f"merged from member {merge.duplicate.member_no}",
+        reference=merge.reference,
+        now=merge.now,
+    )
     LotMovement.objects.bulk_create([LotMovement(entry=closing, lot=lot, points=-lot.remaining) for lot in lots])
-    PointsLot.objects.bulk_create([
-        PointsLot(member_id=survivor_id, entry=opening, status=lot.status, points=lot.remaining,
-                  remaining=lot.remaining, earned_at=lot.earned_at, available_at=lot.available_at,
-                  expires_at=lot.expires_at, purchase_id=lot.purchase_id) for lot in lots])
+    PointsLot.objects.bulk_create(
+        [
+            PointsLot(
+                member_id=survivor_id,
+                entry=opening,
+                status=lot.status,
+                points=lot.remaining,
+                remaining=lot.remaining,
+                earned_at=lot.earned_at,
+                available_at=lot.available_at,
+                expires_at=lot.expires_at,
+                purchase_id=lot.purchase_id,
+            )
+            for lot in lots
+        ]
+    )
     for lot in lots:
         lot.remaining = 0
         if lot.status != LotStatus.DEBT:  # a debt lot at 0 is a paid debt; others are marked moved
@@ -54,7 +85,8 @@ def merge_points(merge):
     PointsLot.objects.bulk_update(lots, ["remaining", "status"])
     # Her spent-out lots are closed too, so the nightly release and expiry never come back to her account.
     PointsLot.objects.filter(member_id=duplicate_id, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE]).update(
-        status=LotStatus.MERGED)
+        status=LotStatus.MERGED
+    )
     if _has_debt_and_points(survivor_id):
         settle_debt(survivor, opening)
     for figure in LIFETIME_FIGURES:
@@ -68,14 +100,17 @@ def merge_points(merge):
     moved["redemptions"] = Redemption.objects.filter(member_id=duplicate_id).update(member_id=survivor_id)
     moved["deductions"] = Deduction.objects.filter(member_id=duplicate_id).update(member_id=survivor_id)
     moved["adjustment_requests"] = AdjustmentRequest.objects.filter(  # still waiting: decided for the survivor
-        member_id=duplicate_id, status=AdjustmentRequestStatus.PENDING).update(member_id=survivor_id)
+        member_id=duplicate_id, status=AdjustmentRequestStatus.PENDING
+    ).update(member_id=survivor_id)
     return {"points": moved}
 
 
 def _has_debt_and_points(member_id):
     lots = PointsLot.objects.filter(member_id=member_id)
-    return (lots.filter(status=LotStatus.DEBT, remaining__lt=0).exists()
-            and lots.filter(status=LotStatus.AVAILABLE, remaining__gt=0).exists())
+    return (
+        lots.filter(status=LotStatus.DEBT, remaining__lt=0).exists()
+        and lots.filter(status=LotStatus.AVAILABLE, remaining__gt=0).exists()
+    )
 
 
 def _merge_daily_bookkeeping(survivor, duplicate):
@@ -86,6 +121,7 @@ def _merge_daily_bookkeeping(survivor, duplicate):
             survivor.earned_on_cap_date += duplicate.earned_on_cap_date
         elif survivor.cap_date is None or duplicate.cap_date > survivor.cap_date:
             survivor.cap_date, survivor.earned_on_cap_date = duplicate.cap_date, duplicate.earned_on_cap_date
-    if duplicate.last_sign_in is not None and (survivor.last_sign_in is None
-                                               or duplicate.last_sign_in > survivor.last_sign_in):
+    if duplicate.last_sign_in is not None and (
+        survivor.last_sign_in is None or duplicate.last_sign_in > survivor.last_sign_in
+    ):
         survivor.last_sign_in, survivor.sign_in_streak = duplicate.last_sign_in, duplicate.sign_in_streak

@@ -56,8 +56,11 @@ def cash_value(policy, points):
     """The money value of points at checkout; points must come to whole cents."""
     amount = Decimal(points) / Decimal(policy.cash_points_per_unit)
     if amount != amount.quantize(Decimal("0.01")):
-        raise DomainError(f"Use points in steps worth 0.01 (multiples of {policy.cash_points_per_unit // 100 or 1}).",
-                          code="invalid", status=400)
+        raise DomainError(
+            f"Use points in steps worth 0.01 (multiples of {policy.cash_points_per_unit // 100 or 1}).",
+            code="invalid",
+            status=400,
+        )
     return amount.quantize(Decimal("0.01"))
 
 
@@ -68,28 +71,56 @@ def use_points_as_cash(account, *, policy, member, source, order_no, points, ord
         raise DeductionLimit(max_points=int(order_amount * policy.cash_max_share * policy.cash_points_per_unit))
     if Deduction.objects.filter(source=source, order_no=order_no).exists():
         raise AlreadyDeducted()
-    entry = spend(account, points=points, kind=EntryKind.DEDUCT, actor=actor, reason="points used as cash",
-                  reference=order_no, now=now)
-    return Deduction.objects.create(member=member, source=source, order_no=order_no, points=points, amount=amount,
-                                    order_amount=order_amount, entry=entry, created_at=now)
+    entry = spend(
+        account,
+        points=points,
+        kind=EntryKind.DEDUCT,
+        actor=actor,
+        reason="points used as cash",
+        reference=order_no,
+        now=now,
+    )
+    return Deduction.objects.create(
+        member=member,
+        source=source,
+        order_no=order_no,
+        points=points,
+        amount=amount,
+        order_amount=order_amount,
+        entry=entry,
+        created_at=now,
+    )
 
 
 def _purchase_award(account, *, member, policy, store, channel, paid_amount, lines, occurred_at, preview):
     rule = rule_for(RuleChannel.PURCHASE, at=occurred_at, store=store)
     base = purchase_base_points(rule, paid_amount, lines)
-    context = hooks.EarnContext(member=member, channel=RuleChannel.PURCHASE, base_points=base,
-                                occurred_at=occurred_at, store=store, purchase_channel=channel, amount=paid_amount,
-                                lines=list(lines), preview=preview)
+    context = hooks.EarnContext(
+        member=member,
+        channel=RuleChannel.PURCHASE,
+        base_points=base,
+        occurred_at=occurred_at,
+        store=store,
+        purchase_channel=channel,
+        amount=paid_amount,
+        lines=list(lines),
+        preview=preview,
+    )
     total, breakdown = with_modifiers(context)
-    award = Award(points=total, breakdown=breakdown, rule=rule,
-                  available_at=occurred_at + timedelta(days=rule.pending_days))
+    award = Award(
+        points=total, breakdown=breakdown, rule=rule, available_at=occurred_at + timedelta(days=rule.pending_days)
+    )
     return apply_daily_cap(account, award, policy=policy, at=timezone.now(), preview=preview)
 
 
 def _points_block(award, now):
     status = "none" if award.points <= 0 else "pending" if award.available_at > now else "available"
-    return {"awarded": award.points, "status": status, "available_at": iso(award.available_at),
-            "breakdown": award.breakdown}
+    return {
+        "awarded": award.points,
+        "status": status,
+        "available_at": iso(award.available_at),
+        "breakdown": award.breakdown,
+    }
 
 
 def preview_purchase(*, member, amount, store=None, channel="offline", occurred_at=None, lines=(), points_used=0):
@@ -101,10 +132,21 @@ def preview_purchase(*, member, amount, store=None, channel="offline", occurred_
     policy = current_policy(now)
     account = PointsAccount.objects.filter(member=member).first() or PointsAccount(member=member)
     paid = amount - (cash_value(policy, points_used) if points_used else Decimal(0))
-    award = _purchase_award(account, member=member, policy=policy, store=store, channel=channel, paid_amount=paid,
-                            lines=lines, occurred_at=occurred_at, preview=True)
-    extra = hooks.activity_fields(hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at,
-                                                 amount=paid, preview=True), {"growth_awarded": 0})
+    award = _purchase_award(
+        account,
+        member=member,
+        policy=policy,
+        store=store,
+        channel=channel,
+        paid_amount=paid,
+        lines=lines,
+        occurred_at=occurred_at,
+        preview=True,
+    )
+    extra = hooks.activity_fields(
+        hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at, amount=paid, preview=True),
+        {"growth_awarded": 0},
+    )
     return {"points": _points_block(award, now), **extra}
 
 
@@ -117,8 +159,20 @@ class _ReferrerFirst(Exception):
         self.referrer_id = referrer_id
 
 
-def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, store=None, channel="offline",
-                    occurred_at=None, lines=(), points_used=0):
+def record_purchase(
+    *,
+    actor,
+    source,
+    member_id,
+    order_no,
+    amount,
+    fingerprint,
+    store=None,
+    channel="offline",
+    occurred_at=None,
+    lines=(),
+    points_used=0,
+):
     """Record an order and award its points, idempotent on (source, order_no).
 
     Locks the member's account first, then reads her status. On a referred member's first purchase her
@@ -128,17 +182,40 @@ def record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, 
     IdempotencyConflict (same order_no, different body), AlreadyRecorded (the order is recorded but its record was
     purged), InsufficientPoints / DeductionLimit for points_used.
     """
-    request = {"actor": actor, "source": source, "member_id": member_id, "order_no": order_no, "amount": amount,
-               "fingerprint": fingerprint, "store": store, "channel": channel, "occurred_at": occurred_at,
-               "lines": lines, "points_used": points_used}
+    request = {
+        "actor": actor,
+        "source": source,
+        "member_id": member_id,
+        "order_no": order_no,
+        "amount": amount,
+        "fingerprint": fingerprint,
+        "store": store,
+        "channel": channel,
+        "occurred_at": occurred_at,
+        "lines": lines,
+        "points_used": points_used,
+    }
     try:
         return _record_purchase(**request, referrer_id=None)
     except _ReferrerFirst as restart:
         return _record_purchase(**request, referrer_id=restart.referrer_id)
 
 
-def _record_purchase(*, actor, source, member_id, order_no, amount, fingerprint, store, channel, occurred_at, lines,
-                     points_used, referrer_id):
+def _record_purchase(
+    *,
+    actor,
+    source,
+    member_id,
+    order_no,
+    amount,
+    fingerprint,
+    store,
+    channel,
+    occurred_at,
+    lines,
+    points_used,
+    referrer_id,
+):
     now = timezone.now()
     occurred_at = occurred_at or now
     with transaction.atomic(durable=True):
@@ -152,22 +229,56 @@ def _record_purchase(*, actor, source, member_id, order_no, amount, fingerprint,
         referrer_id = _lock_referrer(member, accounts)
         account = accounts[member.pk]
         policy = current_policy(now)
-        purchase = Purchase.objects.create(member=member, store=store, source=source, order_no=order_no,
-                                           channel=channel, occurred_at=occurred_at, amount=amount)
+        purchase = Purchase.objects.create(
+            member=member,
+            store=store,
+            source=source,
+            order_no=order_no,
+            channel=channel,
+            occurred_at=occurred_at,
+            amount=amount,
+        )
         PurchaseLine.objects.bulk_create([PurchaseLine(purchase=purchase, **line) for line in lines])
         if points_used:
-            deduction = use_points_as_cash(account, policy=policy, member=member, source=source, order_no=order_no,
-                                           points=points_used, order_amount=amount, actor=actor, now=now)
+            deduction = use_points_as_cash(
+                account,
+                policy=policy,
+                member=member,
+                source=source,
+                order_no=order_no,
+                points=points_used,
+                order_amount=amount,
+                actor=actor,
+                now=now,
+            )
         else:  # points may have been deducted at the checkout before the order was recorded
             deduction = _earlier_deduction(policy, member=member, source=source, order_no=order_no, amount=amount)
         paid = amount - deduction.amount if deduction else amount
         purchase.points_used = deduction.points if deduction else 0
-        award = _purchase_award(account, member=member, policy=policy, store=store, channel=channel,
-                                paid_amount=paid, lines=lines, occurred_at=occurred_at, preview=False)
+        award = _purchase_award(
+            account,
+            member=member,
+            policy=policy,
+            store=store,
+            channel=channel,
+            paid_amount=paid,
+            lines=lines,
+            occurred_at=occurred_at,
+            preview=False,
+        )
         if award.points > 0:
-            earn(account, points=award.points, actor=actor, available_at=award.available_at,
-                 expires_at=expires_at_for(policy, occurred_at), reason="purchase", reference=order_no,
-                 breakdown=award.breakdown, purchase=purchase, now=now)
+            earn(
+                account,
+                points=award.points,
+                actor=actor,
+                available_at=award.available_at,
+                expires_at=expires_at_for(policy, occurred_at),
+                reason="purchase",
+                reference=order_no,
+                breakdown=award.breakdown,
+                purchase=purchase,
+                now=now,
+            )
         purchase.points_awarded = award.points
         purchase.save(update_fields=["points_awarded", "points_used"])
         if referrer_id:
@@ -179,7 +290,10 @@ def _record_purchase(*, actor, source, member_id, order_no, amount, fingerprint,
         for locked in accounts.values():
             save_account(locked)
         result = {
-            "id": str(purchase.pk), "order_no": order_no, "member": str(member.pk), "amount": f"{amount:.2f}",
+            "id": str(purchase.pk),
+            "order_no": order_no,
+            "member": str(member.pk),
+            "amount": f"{amount:.2f}",
             "points": _points_block(award, now),
             "points_used": {"points": points_used, "amount": f"{amount - paid:.2f}"} if points_used else None,
             **extra,
@@ -194,21 +308,31 @@ def _refuse_recorded_purchase(*, source, order_no):
     recorded = Purchase.objects.filter(source=source, order_no=order_no).values_list("pk", "created_at").first()
     if recorded:
         raise idempotency.AlreadyRecorded(
-            _("Order %(order_no)s was already recorded on %(date)s; its first answer is no longer kept, so it is not "
-              "repeated.") % {"order_no": order_no, "date": business_date(recorded[1]).isoformat()},
-            purchase=str(recorded[0]))
+            _(
+                "Order %(order_no)s was already recorded on %(date)s; its first answer is no longer kept, so it is not "
+                "repeated."
+            )
+            % {"order_no": order_no, "date": business_date(recorded[1]).isoformat()},
+            purchase=str(recorded[0]),
+        )
 
 
 def _refuse_recorded_refund(*, purchase_id, refund_no):
     """The same for a refund retried after its record was purged."""
-    recorded = (Refund.objects.filter(purchase_id=purchase_id, refund_no=refund_no)
-                .values_list("pk", "created_at", "purchase__order_no").first())
+    recorded = (
+        Refund.objects.filter(purchase_id=purchase_id, refund_no=refund_no)
+        .values_list("pk", "created_at", "purchase__order_no")
+        .first()
+    )
     if recorded:
         raise idempotency.AlreadyRecorded(
-            _("Refund %(refund_no)s of order %(order_no)s was already recorded on %(date)s; its first answer is no "
-              "longer kept, so it is not repeated.") % {"refund_no": refund_no, "order_no": recorded[2],
-                                                        "date": business_date(recorded[1]).isoformat()},
-            refund=str(recorded[0]))
+            _(
+                "Refund %(refund_no)s of order %(order_no)s was already recorded on %(date)s; its first answer is no "
+                "longer kept, so it is not repeated."
+            )
+            % {"refund_no": refund_no, "order_no": recorded[2], "date": business_date(recorded[1]).isoformat()},
+            refund=str(recorded[0]),
+        )
 
 
 def _lock_referrer(member, accounts):
@@ -242,18 +366,32 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
     rule = rule_for(RuleChannel.REFERRAL, at=now)
     if rule is None or referrer.status != MemberStatus.ACTIVE or Event.objects.filter(referee=referee).exists():
         return
-    context = hooks.EarnContext(member=referrer, channel=RuleChannel.REFERRAL, base_points=rule.points,
-                                occurred_at=now)
+    context = hooks.EarnContext(member=referrer, channel=RuleChannel.REFERRAL, base_points=rule.points, occurred_at=now)
     total, breakdown = with_modifiers(context)
     award = apply_daily_cap(referrer_account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
     entry = None
     if award.points > 0:
-        entry, _ = earn(referrer_account, points=award.points, actor=actor,
-                        available_at=now + timedelta(days=rule.pending_days),
-                        expires_at=expires_at_for(policy, now), reason="referral", reference=referee.member_no,
-                        breakdown=award.breakdown, now=now)
-    Event.objects.create(member=referrer, type=RuleChannel.REFERRAL, business_date=business_date(now), occurred_at=now,
-                         referee=referee, points=award.points, capped=award.capped, entry=entry)
+        entry, _ = earn(
+            referrer_account,
+            points=award.points,
+            actor=actor,
+            available_at=now + timedelta(days=rule.pending_days),
+            expires_at=expires_at_for(policy, now),
+            reason="referral",
+            reference=referee.member_no,
+            breakdown=award.breakdown,
+            now=now,
+        )
+    Event.objects.create(
+        member=referrer,
+        type=RuleChannel.REFERRAL,
+        business_date=business_date(now),
+        occurred_at=now,
+        referee=referee,
+        points=award.points,
+        capped=award.capped,
+        entry=entry,
+    )
 
 
 def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(), occurred_at=None):
@@ -278,32 +416,65 @@ def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(
         to_reverse = int((purchase.points_awarded * share).to_integral_value(ROUND_FLOOR)) - purchase.points_reversed
         to_return = int((purchase.points_used * share).to_integral_value(ROUND_FLOOR)) - purchase.points_used_returned
         if to_reverse > 0:
-            claw_back(account, purchase=purchase, points=to_reverse, actor=actor, reason="refund",
-                      reference=f"{purchase.order_no}/{refund_no}", now=now)
+            claw_back(
+                account,
+                purchase=purchase,
+                points=to_reverse,
+                actor=actor,
+                reason="refund",
+                reference=f"{purchase.order_no}/{refund_no}",
+                now=now,
+            )
         if to_return > 0:
             deduction = Deduction.objects.get(source=purchase.source, order_no=purchase.order_no)
-            give_back(account, original_entry=deduction.entry, points=to_return,
-                      already_returned=deduction.points_returned, kind=EntryKind.CANCEL, actor=actor,
-                      reason="points used as cash returned on refund",
-                      reference=f"{purchase.order_no}/{refund_no}", now=now)
+            give_back(
+                account,
+                original_entry=deduction.entry,
+                points=to_return,
+                already_returned=deduction.points_returned,
+                kind=EntryKind.CANCEL,
+                actor=actor,
+                reason="points used as cash returned on refund",
+                reference=f"{purchase.order_no}/{refund_no}",
+                now=now,
+            )
             deduction.points_returned += to_return
             deduction.save(update_fields=["points_returned"])
-        refund = Refund.objects.create(purchase=purchase, refund_no=refund_no, amount=amount, lines=[
-            {"sku": line["sku"], "quantity": str(line["quantity"])} for line in lines],
-            points_reversed=max(to_reverse, 0), points_returned=max(to_return, 0), occurred_at=occurred_at or now)
+        refund = Refund.objects.create(
+            purchase=purchase,
+            refund_no=refund_no,
+            amount=amount,
+            lines=[{"sku": line["sku"], "quantity": str(line["quantity"])} for line in lines],
+            points_reversed=max(to_reverse, 0),
+            points_returned=max(to_return, 0),
+            occurred_at=occurred_at or now,
+        )
         purchase.refunded_amount = refunded
         purchase.points_reversed += max(to_reverse, 0)
         purchase.points_used_returned += max(to_return, 0)
         purchase.save(update_fields=["refunded_amount", "points_reversed", "points_used_returned"])
         extra = hooks.activity_fields(
-            hooks.Activity(kind="refund", member=purchase.member, occurred_at=refund.occurred_at, purchase=purchase,
-                           refund=refund, amount=amount),
+            hooks.Activity(
+                kind="refund",
+                member=purchase.member,
+                occurred_at=refund.occurred_at,
+                purchase=purchase,
+                refund=refund,
+                amount=amount,
+            ),
             {"growth_reversed": 0},
         )
         save_account(account)
-        result = {"id": str(refund.pk), "refund_no": refund_no, "purchase": str(purchase.pk),
-                  "amount": f"{amount:.2f}", "points_reversed": refund.points_reversed,
-                  "points_returned": refund.points_returned, "balance": account.available, **extra}
+        result = {
+            "id": str(refund.pk),
+            "refund_no": refund_no,
+            "purchase": str(purchase.pk),
+            "amount": f"{amount:.2f}",
+            "points_reversed": refund.points_reversed,
+            "points_returned": refund.points_returned,
+            "balance": account.available,
+            **extra,
+        }
         idempotency.complete(claim, response=result)
     return Outcome(result)
 

@@ -59,17 +59,30 @@ CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 
 def entry_representation(entry):
-    return {"id": str(entry.pk), "kind": entry.kind, "points": entry.points, "balance_after": entry.balance_after,
-            "reason": entry.reason, "reference": entry.reference, "created_at": iso(entry.created_at),
-            "expires_at": iso(entry.expires_at)}
+    return {
+        "id": str(entry.pk),
+        "kind": entry.kind,
+        "points": entry.points,
+        "balance_after": entry.balance_after,
+        "reason": entry.reason,
+        "reference": entry.reference,
+        "created_at": iso(entry.created_at),
+        "expires_at": iso(entry.expires_at),
+    }
 
 
 def redemption_representation(redemption):
     reward = redemption.reward
-    return {"id": str(redemption.pk), "status": redemption.status, "points_spent": redemption.points_spent,
-            "quantity": redemption.quantity, "code": redemption.code or None,
-            "reward": {"id": str(reward.pk), "code": reward.code, "name": reward.name, "kind": reward.kind},
-            "created_at": iso(redemption.created_at), "cancelled_at": iso(redemption.cancelled_at)}
+    return {
+        "id": str(redemption.pk),
+        "status": redemption.status,
+        "points_spent": redemption.points_spent,
+        "quantity": redemption.quantity,
+        "code": redemption.code or None,
+        "reward": {"id": str(reward.pk), "code": reward.code, "name": reward.name, "kind": reward.kind},
+        "created_at": iso(redemption.created_at),
+        "cancelled_at": iso(redemption.cancelled_at),
+    }
 
 
 def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quantity=1, store=None):
@@ -97,19 +110,39 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             raise InsufficientPoints(available=account.available, required=cost)
         if reward.per_member_limit is not None:
             # Every version of the reward counts (a new version of its terms is not a new allowance).
-            redeemed = (Redemption.objects.filter(member=member, reward__code=reward.code,
-                                                  status=RedemptionStatus.COMPLETED)
-                        .aggregate(total=Sum("quantity"))["total"] or 0)
+            redeemed = (
+                Redemption.objects.filter(
+                    member=member, reward__code=reward.code, status=RedemptionStatus.COMPLETED
+                ).aggregate(total=Sum("quantity"))["total"]
+                or 0
+            )
             if redeemed + quantity > reward.per_member_limit:
                 raise LimitReached(redeemed=redeemed, limit=reward.per_member_limit)
         if reward.stock is not None and not Reward.objects.filter(pk=reward.pk, stock__gte=quantity).update(
-                stock=F("stock") - quantity):
+            stock=F("stock") - quantity
+        ):
             raise OutOfStock()
-        entry = spend(account, points=cost, kind=EntryKind.REDEEM, actor=actor, reason=f"redeemed {reward.name}",
-                      reference=f"reward:{reward.code}", now=now)
+        entry = spend(
+            account,
+            points=cost,
+            kind=EntryKind.REDEEM,
+            actor=actor,
+            reason=f"redeemed {reward.name}",
+            reference=f"reward:{reward.code}",
+            now=now,
+        )
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12)) if reward.kind != RewardKind.GIFT else ""
-        redemption = Redemption.objects.create(member=member, reward=reward, quantity=quantity, points_spent=cost,
-                                               code=code, entry=entry, actor=actor, store=store, created_at=now)
+        redemption = Redemption.objects.create(
+            member=member,
+            reward=reward,
+            quantity=quantity,
+            points_spent=cost,
+            code=code,
+            entry=entry,
+            actor=actor,
+            store=store,
+            created_at=now,
+        )
         save_account(account)
         result = {**redemption_representation(redemption), "balance": account.available}
         idempotency.complete(claim, response=result)
@@ -126,12 +159,21 @@ def cancel_redemption(*, actor, redemption_id):
         redemption = Redemption.objects.select_related("reward", "entry").get(pk=redemption_id)
         if redemption.status == RedemptionStatus.CANCELLED:
             raise AlreadyCancelled()
-        give_back(account, original_entry=redemption.entry, points=redemption.points_spent, already_returned=0,
-                  kind=EntryKind.CANCEL, actor=actor, reason=f"redemption {redemption.pk} cancelled",
-                  reference=f"redemption:{redemption.pk}", now=now)
+        give_back(
+            account,
+            original_entry=redemption.entry,
+            points=redemption.points_spent,
+            already_returned=0,
+            kind=EntryKind.CANCEL,
+            actor=actor,
+            reason=f"redemption {redemption.pk} cancelled",
+            reference=f"redemption:{redemption.pk}",
+            now=now,
+        )
         # The stock goes back to the current version of the reward (a replaced version handed its stock over).
         Reward.objects.filter(code=redemption.reward.code, replaced_at__isnull=True, stock__isnull=False).update(
-            stock=F("stock") + redemption.quantity)
+            stock=F("stock") + redemption.quantity
+        )
         redemption.status, redemption.cancelled_at = RedemptionStatus.CANCELLED, now
         redemption.save(update_fields=["status", "cancelled_at"])
         save_account(account)
@@ -156,16 +198,27 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
                 raise DomainError("The order belongs to another member.", code="order_not_eligible")
             order_amount = purchase.amount
         if order_amount is None:
-            raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid",
-                              status=400)
-        deduction = use_points_as_cash(account, policy=current_policy(now), member=member, source=source,
-                                       order_no=order_no, points=points, order_amount=Decimal(order_amount),
-                                       actor=actor, now=now)
+            raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid", status=400)
+        deduction = use_points_as_cash(
+            account,
+            policy=current_policy(now),
+            member=member,
+            source=source,
+            order_no=order_no,
+            points=points,
+            order_amount=Decimal(order_amount),
+            actor=actor,
+            now=now,
+        )
         if purchase is not None:
             Purchase.objects.filter(pk=purchase.pk).update(points_used=points)
         save_account(account)
-        result = {"points": points, "amount": f"{deduction.amount:.2f}", "order_no": order_no,
-                  "balance": account.available}
+        result = {
+            "points": points,
+            "amount": f"{deduction.amount:.2f}",
+            "order_no": order_no,
+            "balance": account.available,
+        }
         idempotency.complete(claim, response=result)
     return Outcome(result)
 
@@ -182,11 +235,21 @@ def write_adjustment(account, *, policy, points, actor, reason, reference="adjus
     """The ledger side of an adjustment, direct or approved: adding points makes a lot that expires by the
     policy; taking them may not go below zero (InsufficientPoints). The caller holds the account lock."""
     if points > 0:
-        entry, _ = earn(account, points=points, actor=actor, available_at=now, expires_at=expires_at_for(policy, now),
-                        reason=reason, reference=reference, kind=EntryKind.ADJUST, now=now)
+        entry, _ = earn(
+            account,
+            points=points,
+            actor=actor,
+            available_at=now,
+            expires_at=expires_at_for(policy, now),
+            reason=reason,
+            reference=reference,
+            kind=EntryKind.ADJUST,
+            now=now,
+        )
         return entry
-    return spend(account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason, reference=reference,
-                 now=now)
+    return spend(
+        account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason, reference=reference, now=now
+    )
 
 
 def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, reason):
@@ -206,8 +269,12 @@ def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, re
         if member is None:
             raise NotFoundError()
         entry = write_adjustment(account, policy=policy, points=points, actor=actor, reason=reason, now=now)
-        record_audit(actor=actor, action="points.adjusted", target=member,
-                     new={"points": points, "reason": reason, "entry": entry.pk})
+        record_audit(
+            actor=actor,
+            action="points.adjusted",
+            target=member,
+            new={"points": points, "reason": reason, "entry": entry.pk},
+        )
         save_account(account)
         result = entry_representation(entry)
         idempotency.complete(claim, response=result)

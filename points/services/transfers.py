@@ -35,11 +35,18 @@ class TransferLimit(DomainError):
 def transfer_representation(transfer, lots):
     """What the sender sees: her balance after it and the expiry of what moved; never the receiver's balance."""
     return {
-        "id": str(transfer.pk), "member": str(transfer.from_member_id), "to": str(transfer.to_member_id),
-        "points": transfer.points, "reason": transfer.reason, "business_date": transfer.business_date.isoformat(),
-        "created_at": iso(transfer.created_at), "balance": transfer.out_entry.balance_after,
-        "lots": [{"points": lot.points, "expires_on": last_valid_day(lot.expires_at).isoformat()
-                  if lot.expires_at else None} for lot in lots],
+        "id": str(transfer.pk),
+        "member": str(transfer.from_member_id),
+        "to": str(transfer.to_member_id),
+        "points": transfer.points,
+        "reason": transfer.reason,
+        "business_date": transfer.business_date.isoformat(),
+        "created_at": iso(transfer.created_at),
+        "balance": transfer.out_entry.balance_after,
+        "lots": [
+            {"points": lot.points, "expires_on": last_valid_day(lot.expires_at).isoformat() if lot.expires_at else None}
+            for lot in lots
+        ],
     }
 
 
@@ -76,19 +83,41 @@ def transfer_points(*, actor, scope, key, fingerprint, from_member_id, to_member
         if sender.household_id is None or sender.household_id != receiver.household_id:
             raise NotSameHousehold()
         today = business_date(now)
-        sent = (PointsTransfer.objects.filter(from_member_id=sender.pk, business_date=today)
-                .aggregate(total=Sum("points"))["total"] or 0)
+        sent = (
+            PointsTransfer.objects.filter(from_member_id=sender.pk, business_date=today).aggregate(total=Sum("points"))[
+                "total"
+            ]
+            or 0
+        )
         if sent + points > policy.transfer_daily_limit:
             raise TransferLimit(limit=policy.transfer_daily_limit, sent_today=sent)
         note = f": {reason}" if reason else ""
         out_entry, in_entry = move_points(
-            accounts[sender.pk], accounts[receiver.pk], points=points, actor=actor, now=now,
-            reason_out=f"transfer to {receiver.member_no}{note}", reason_in=f"transfer from {sender.member_no}{note}")
-        transfer = PointsTransfer.objects.create(from_member=sender, to_member=receiver, points=points,
-                                                 business_date=today, reason=reason, out_entry=out_entry,
-                                                 in_entry=in_entry, actor=actor, created_at=now)
-        record_audit(actor=actor, action="points.transferred", target=sender,
-                     new={"transfer": transfer.pk, "to": receiver.pk, "points": points, "reason": reason})
+            accounts[sender.pk],
+            accounts[receiver.pk],
+            points=points,
+            actor=actor,
+            now=now,
+            reason_out=f"transfer to {receiver.member_no}{note}",
+            reason_in=f"transfer from {sender.member_no}{note}",
+        )
+        transfer = PointsTransfer.objects.create(
+            from_member=sender,
+            to_member=receiver,
+            points=points,
+            business_date=today,
+            reason=reason,
+            out_entry=out_entry,
+            in_entry=in_entry,
+            actor=actor,
+            created_at=now,
+        )
+        record_audit(
+            actor=actor,
+            action="points.transferred",
+            target=sender,
+            new={"transfer": transfer.pk, "to": receiver.pk, "points": points, "reason": reason},
+        )
         save_account(accounts[sender.pk])
         save_account(accounts[receiver.pk])
         result = transfer_representation(transfer, in_entry.lots.order_by("expires_at", "id"))

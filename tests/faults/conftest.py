@@ -44,8 +44,12 @@ def call(port, method, path, body=None, headers=None, timeout=60):
     """One request on a fresh connection. A connection that breaks is an Answer with status 0, not an exception."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request(method, path, body=None if body is None else json.dumps(body),
-                           headers={"Content-Type": "application/json", **(headers or {})})
+        connection.request(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         response = connection.getresponse()
         raw = response.read()
         try:
@@ -83,8 +87,7 @@ def sessions(conn, application_name=None):
         "AND (%(name)s::text IS NULL OR application_name = %(name)s)",
         {"name": application_name},
     ).fetchall()
-    return [{"pid": r[0], "state": r[1], "wait_event_type": r[2], "xact": r[3], "application_name": r[4]}
-            for r in rows]
+    return [{"pid": r[0], "state": r[1], "wait_event_type": r[2], "xact": r[3], "application_name": r[4]} for r in rows]
 
 
 def terminate(conn, pids):
@@ -93,15 +96,19 @@ def terminate(conn, pids):
         return 0
     rows = conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE pid = ANY(%s) AND datname = current_database() AND pid <> pg_backend_pid()", [list(pids)],
+        "WHERE pid = ANY(%s) AND datname = current_database() AND pid <> pg_backend_pid()",
+        [list(pids)],
     ).fetchall()
     return sum(1 for (done,) in rows if done)
 
 
 def tables_written_by(conn, pid):
     """The tables a session holds RowExclusiveLock on: the ones its open transaction has written."""
-    rows = conn.execute("SELECT DISTINCT relation::regclass::text FROM pg_locks "
-                        "WHERE pid = %s AND mode = 'RowExclusiveLock' AND locktype = 'relation'", [pid]).fetchall()
+    rows = conn.execute(
+        "SELECT DISTINCT relation::regclass::text FROM pg_locks "
+        "WHERE pid = %s AND mode = 'RowExclusiveLock' AND locktype = 'relation'",
+        [pid],
+    ).fetchall()
     return {name for (name,) in rows}
 
 
@@ -150,26 +157,51 @@ class Gunicorn:
         self.log_path = log_path
         self.application_name = f"faults-{uuid.uuid4().hex[:10]}"
         environment = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
-        environment.update({
-            "DJANGO_SETTINGS_MODULE": "loyalty.settings",
-            "ENVIRONMENT": "test",
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "LANGUAGE_CODE": "en",
-            "DATABASE_URL": f"{database_url()}?application_name={self.application_name}",
-            "CONN_MAX_AGE": "60",  # persistent connections, as in production
-            "CONFIG_CACHE_SECONDS": "0",  # the tables are emptied between transactional tests
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            **{key: str(value) for key, value in env.items()},
-        })
+        environment.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "loyalty.settings",
+                "ENVIRONMENT": "test",
+                "DEBUG": "false",
+                "ALLOWED_HOSTS": "127.0.0.1",
+                "LANGUAGE_CODE": "en",
+                "DATABASE_URL": f"{database_url()}?application_name={self.application_name}",
+                "CONN_MAX_AGE": "60",  # persistent connections, as in production
+                "CONFIG_CACHE_SECONDS": "0",  # the tables are emptied between transactional tests
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+                **{key: str(value) for key, value in env.items()},
+            }
+        )
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
-                [sys.executable, "-m", "gunicorn", "loyalty.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
-                 "--timeout", "60", "--graceful-timeout", "5", "--log-level", "warning", "--error-logfile", "-"],
-                cwd=settings.BASE_DIR, env=environment, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "loyalty.wsgi:application",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(workers),
+                    "--threads",
+                    str(threads),
+                    "--worker-class",
+                    "gthread",
+                    "--timeout",
+                    "60",
+                    "--graceful-timeout",
+                    "5",
+                    "--log-level",
+                    "warning",
+                    "--error-logfile",
+                    "-",
+                ],
+                cwd=settings.BASE_DIR,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def log(self):
@@ -216,8 +248,9 @@ def start_gunicorn(transactional_db, tmp_path):
     servers = []
 
     def start(*, workers=1, threads=4, **env):
-        server = Gunicorn(log_path=tmp_path / f"gunicorn-{len(servers) + 1}.log", workers=workers, threads=threads,
-                          env=env)
+        server = Gunicorn(
+            log_path=tmp_path / f"gunicorn-{len(servers) + 1}.log", workers=workers, threads=threads, env=env
+        )
         servers.append(server)
         return server.wait_ready()
 

@@ -164,14 +164,19 @@ def test_a_connection_lost_between_two_statements_answers_503(member, api_key, d
             resume.wait(30)
         return result
 
-    request = Request(lambda: pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"),
-                      wrapper=pause_after_the_account_lock)
+    request = Request(
+        lambda: pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"),
+        wrapper=pause_after_the_account_lock,
+    )
     assert reached.wait(30), "the purchase never locked the account"
     in_transaction = [s for s in sessions(db_observer) if s["state"] == "idle in transaction"]
     assert len(in_transaction) == 1
     assert terminate(db_observer, [in_transaction[0]["pid"]]) == 1
-    wait_for(lambda: not [s for s in sessions(db_observer) if s["pid"] == in_transaction[0]["pid"]], 30,
-             message="the session to end")
+    wait_for(
+        lambda: not [s for s in sessions(db_observer) if s["pid"] == in_transaction[0]["pid"]],
+        30,
+        message="the session to end",
+    )
     resume.set()
     assert_temporarily_unavailable(request.result())
     assert_nothing_written(member)
@@ -232,4 +237,3 @@ def test_a_server_takes_its_timeouts_from_the_environment(member, api_key, row_l
     assert answer.status == 201, answer
     assert answer.body["points"]["awarded"] == 129
     assert PointsAccount.objects.get(member=member).pending == 129
-

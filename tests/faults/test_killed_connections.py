@@ -67,8 +67,12 @@ def test_purchases_survive_sessions_terminated_mid_transaction(start_gunicorn, s
         number = 0
         while (number < MIN_ORDERS_PER_CLIENT or not killer.done) and time.monotonic() < deadline:
             order_no = f"L{index}-{number}"
-            body = {"member": str(members[number % len(members)].pk), "order_no": order_no,
-                    "amount": f"{rng.randint(10, 300)}.{rng.randint(0, 99):02d}", "store": "A001"}
+            body = {
+                "member": str(members[number % len(members)].pk),
+                "order_no": order_no,
+                "amount": f"{rng.randint(10, 300)}.{rng.randint(0, 99):02d}",
+                "store": "A001",
+            }
             answers = []
             for _ in range(RETRIES):
                 answer = call(server.port, "POST", "/api/v1/purchases/", body, headers, timeout=60)

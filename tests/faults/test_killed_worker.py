@@ -65,8 +65,9 @@ def assert_once(member, order_no, points):
     return purchase
 
 
-def test_a_worker_killed_while_its_purchase_waits_in_the_database_leaves_nothing(start_gunicorn, shop, row_lock,
-                                                                                 db_observer):
+def test_a_worker_killed_while_its_purchase_waits_in_the_database_leaves_nothing(
+    start_gunicorn, shop, row_lock, db_observer
+):
     member = shop["member"]
     server = start_gunicorn(workers=1, threads=4)
     assert post(server, shop, order(member, "K0")).status == 201  # her tier row exists from now on
@@ -74,19 +75,33 @@ def test_a_worker_killed_while_its_purchase_waits_in_the_database_leaves_nothing
     # update the tier row.
     tier_lock = row_lock("SELECT 1 FROM tiers_membertier WHERE member_id = %s FOR UPDATE", [member.pk])
     first = Post(server, shop, order(member, "K1"))
-    [held] = wait_for(lambda: [s for s in sessions(db_observer, server.application_name)
-                               if s["wait_event_type"] == "Lock"], 30, message="the purchase to wait on the tier row")
-    assert {"members_purchase", "points_ledgerentry", "points_pointslot", "tiers_growthentry",
-            "points_idempotencyrecord"} <= tables_written_by(db_observer, held["pid"])
+    [held] = wait_for(
+        lambda: [s for s in sessions(db_observer, server.application_name) if s["wait_event_type"] == "Lock"],
+        30,
+        message="the purchase to wait on the tier row",
+    )
+    assert {
+        "members_purchase",
+        "points_ledgerentry",
+        "points_pointslot",
+        "tiers_growthentry",
+        "points_idempotencyrecord",
+    } <= tables_written_by(db_observer, held["pid"])
     [worker] = server.worker_pids()
     server.kill_worker(worker)
     assert first.result().status == 0  # no answer: the connection broke
 
     # The retry reaches a new worker while the dead one's transaction still holds the order's claim: it waits.
     retry = Post(server, shop, order(member, "K1"))
-    wait_for(lambda: [s for s in sessions(db_observer, server.application_name)
-                      if s["wait_event_type"] == "Lock" and s["pid"] != held["pid"]], 60,
-             message="the retry to wait on the dead worker's claim")
+    wait_for(
+        lambda: [
+            s
+            for s in sessions(db_observer, server.application_name)
+            if s["wait_event_type"] == "Lock" and s["pid"] != held["pid"]
+        ],
+        60,
+        message="the retry to wait on the dead worker's claim",
+    )
     tier_lock.release()  # the dead worker's session ends, its transaction rolled back; the retry goes on
     answer = retry.result()
     assert answer.status == 201, answer

@@ -55,9 +55,22 @@ class RedisServer:
 
     def start(self):
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             wait_for(lambda: self.process.poll() is not None or self.ping(), 10, message="redis-server")
@@ -120,10 +133,32 @@ class Worker:
         }
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
-                [sys.executable, "-m", "celery", "-A", "loyalty", "worker", "-l", "info", "--pool", "prefork",
-                 "--concurrency", "1", "-Q", "celery", "-n", self.name, "--without-gossip", "--without-mingle",
-                 "--without-heartbeat"],
-                cwd=settings.BASE_DIR, env=environment, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "loyalty",
+                    "worker",
+                    "-l",
+                    "info",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    "1",
+                    "-Q",
+                    "celery",
+                    "-n",
+                    self.name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=settings.BASE_DIR,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -205,9 +240,12 @@ def start_worker(broker, transactional_db, tmp_path):
     workers = []
 
     def start(**env):
-        worker = Worker(broker_url=broker.url, database_url=database_url(),
-                        log_path=tmp_path / f"worker-{len(workers) + 1}.log",
-                        env={key: str(value) for key, value in env.items()})
+        worker = Worker(
+            broker_url=broker.url,
+            database_url=database_url(),
+            log_path=tmp_path / f"worker-{len(workers) + 1}.log",
+            env={key: str(value) for key, value in env.items()},
+        )
         workers.append(worker)
         return worker.wait_ready()
 

@@ -35,8 +35,11 @@ def run_job_command(*args):
     every database connection when the command ends; here that would close the test's own transaction."""
     out, err = StringIO(), StringIO()
     status = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            mock.patch("django.core.management.base.connections.close_all"):
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        mock.patch("django.core.management.base.connections.close_all"),
+    ):
         try:
             execute_from_command_line(["manage.py", "run_job", *args])
         except SystemExit as exit_:
@@ -64,8 +67,10 @@ def test_expire_points_for_a_date_next_year_is_refused_and_valid_points_survive(
         status, out, err = run_job_command("expire_points", "--as-of", "2027-05-20")
 
     assert status == 1
-    assert err.strip() == ("CommandError: expire_points cannot run for 2027-05-20: that business date has not ended "
-                           "yet. The latest date allowed is 2026-05-19.")
+    assert err.strip() == (
+        "CommandError: expire_points cannot run for 2027-05-20: that business date has not ended "
+        "yet. The latest date allowed is 2026-05-19."
+    )
     assert out == ""
     assert balances(valid_points) == (140, 0)
     assert lots_of(valid_points) == [(40, 40, "available"), (100, 100, "available")]
@@ -82,7 +87,8 @@ def test_expire_points_refuses_today_and_runs_for_yesterday(valid_points):
     assert "latest date allowed is 2026-05-19" in refused[2]
     assert done == (0, "expire_points 2026-05-19: done in 0 chunk(s); nothing to do\n", "")
     assert list(JobRun.objects.values_list("job", "business_date", "status")) == [
-        ("expire_points", date(2026, 5, 19), "done")]
+        ("expire_points", date(2026, 5, 19), "done")
+    ]
     assert balances(valid_points) == (140, 0)
 
 
@@ -96,8 +102,10 @@ def test_tiers_for_a_date_next_year_is_refused_and_a_held_member_keeps_her_tier(
         status, out, err = run_job_command("tiers", "--as-of", "2027-01-10")
 
     assert status == 1
-    assert err.strip() == ("CommandError: tiers cannot run for 2027-01-10: that business date has not ended yet. "
-                           "The latest date allowed is 2026-05-31.")
+    assert err.strip() == (
+        "CommandError: tiers cannot run for 2027-01-10: that business date has not ended yet. "
+        "The latest date allowed is 2026-05-31."
+    )
     row = MemberTier.objects.select_related("tier").get(member=member)
     assert (row.tier.code, row.hold_until) == ("gold", date(2027, 1, 10))
     assert TierChange.objects.filter(reason="downgrade").count() == 0
@@ -107,8 +115,9 @@ def test_tiers_for_a_date_next_year_is_refused_and_a_held_member_keeps_her_tier(
 @pytest.mark.parametrize("job", ["expire_points", "tiers", "rfm", "rule_tags"])
 @pytest.mark.parametrize("as_of", [date(2026, 5, 20), date(2026, 5, 21), date(2027, 5, 20)])
 def test_the_runner_refuses_a_date_that_has_not_ended_on_every_path(job, as_of):
-    expected = (f"{job} cannot run for {as_of}: that business date has not ended yet. "
-                "The latest date allowed is 2026-05-19.")
+    expected = (
+        f"{job} cannot run for {as_of}: that business date has not ended yet. The latest date allowed is 2026-05-19."
+    )
     with time_machine.travel(local(2026, 5, 20, 12), tick=False):
         with pytest.raises(DomainError) as by_runner:
             scheduling.start_run(job, as_of, triggered_by="test")
@@ -121,7 +130,10 @@ def test_the_runner_refuses_a_date_that_has_not_ended_on_every_path(job, as_of):
 
     for refused in (by_runner, by_dispatch, by_beat, inline):
         assert (refused.value.code, refused.value.status, str(refused.value)) == (
-            "business_date_not_ended", 400, expected)
+            "business_date_not_ended",
+            400,
+            expected,
+        )
     assert JobRun.objects.count() == 0
 
 
@@ -139,20 +151,23 @@ def test_release_pending_runs_for_today_but_not_tomorrow(store_a):
 
 
 def test_the_nightly_task_still_runs_for_yesterday(valid_points, django_capture_on_commit_callbacks):
-    with time_machine.travel(local(2026, 5, 20, 0, 30), tick=False), \
-            django_capture_on_commit_callbacks(execute=True):
+    with time_machine.travel(local(2026, 5, 20, 0, 30), tick=False), django_capture_on_commit_callbacks(execute=True):
         result = start_scheduled_job("expire_points")
     run = JobRun.objects.get(pk=result["run"])
     assert (run.job, run.business_date, run.status, run.triggered_by) == (
-        "expire_points", date(2026, 5, 19), "done", "beat")
+        "expire_points",
+        date(2026, 5, 19),
+        "done",
+        "beat",
+    )
 
 
-def test_recomputing_a_rule_tag_through_the_api_acts_for_yesterday(marketer_api, store_a,
-                                                                  django_capture_on_commit_callbacks):
+def test_recomputing_a_rule_tag_through_the_api_acts_for_yesterday(
+    marketer_api, store_a, django_capture_on_commit_callbacks
+):
     MemberFactory(home_store=store_a, gender="female")
     Tag.objects.create(code="women", name="Women", kind="rule", rule={"gender": "female"})
-    with time_machine.travel(local(2026, 5, 20, 12), tick=False), \
-            django_capture_on_commit_callbacks(execute=True):
+    with time_machine.travel(local(2026, 5, 20, 12), tick=False), django_capture_on_commit_callbacks(execute=True):
         response = marketer_api.post("/api/v1/tags/women/recompute/")
     assert response.status_code == 202, response.content
     run = JobRun.objects.get(pk=response.json()["id"])

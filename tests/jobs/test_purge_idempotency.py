@@ -33,17 +33,25 @@ def local(*args):
 # At 04:30 on 2 June the job runs for 1 June: with 30 days kept, what was created before the end of 1 June minus
 # 30 days (2026-05-03 00:00 in Shanghai) goes; from that instant on, it stays.
 AGES = {
-    "old-1": local(2026, 4, 1, 12), "old-2": local(2026, 4, 1, 12), "old-3": local(2026, 4, 20, 8),
+    "old-1": local(2026, 4, 1, 12),
+    "old-2": local(2026, 4, 1, 12),
+    "old-3": local(2026, 4, 20, 8),
     "last-deleted": local(2026, 5, 3) - timedelta(microseconds=1),
-    "first-kept": local(2026, 5, 3), "kept-1": local(2026, 5, 20, 9), "kept-2": local(2026, 5, 31, 23, 59),
+    "first-kept": local(2026, 5, 3),
+    "kept-1": local(2026, 5, 20, 9),
+    "kept-2": local(2026, 5, 31, 23, 59),
     "today": local(2026, 6, 2, 4),
 }
 
 
 @pytest.fixture
 def records(db):
-    rows = [IdempotencyRecord(scope="test", key=key, request_hash="h", status_code=201, response="{}",
-                              created_at=created_at) for key, created_at in AGES.items()]
+    rows = [
+        IdempotencyRecord(
+            scope="test", key=key, request_hash="h", status_code=201, response="{}", created_at=created_at
+        )
+        for key, created_at in AGES.items()
+    ]
     return IdempotencyRecord.objects.bulk_create(rows)
 
 
@@ -56,7 +64,11 @@ def test_records_older_than_thirty_days_before_the_end_of_the_business_date_are_
         run = scheduling.run_inline("purge_idempotency", triggered_by="test")
 
     assert (run.job, run.business_date, run.status, run.counts) == (
-        "purge_idempotency", datetime(2026, 6, 1).date(), "done", {"deleted": 4})
+        "purge_idempotency",
+        datetime(2026, 6, 1).date(),
+        "done",
+        {"deleted": 4},
+    )
     assert kept() == ["first-kept", "kept-1", "kept-2", "today"]
 
     # The same date again (forced): nothing more goes. The next night moves the boundary by one day.
@@ -82,8 +94,7 @@ def test_a_longer_retention_keeps_more(records, settings):
 def test_the_purge_is_chunked_by_id_and_never_reads_the_rows(records, monkeypatch):
     definition = scheduling.job("purge_idempotency")
     monkeypatch.setitem(scheduling._jobs, "purge_idempotency", dataclasses.replace(definition, chunk_size=3))
-    with time_machine.travel(local(2026, 6, 2, 4, 30), tick=False), \
-            CaptureQueriesContext(connection) as queries:
+    with time_machine.travel(local(2026, 6, 2, 4, 30), tick=False), CaptureQueriesContext(connection) as queries:
         run = scheduling.run_inline("purge_idempotency", triggered_by="test")
 
     assert (run.status, run.chunks_total, run.counts) == ("done", 2, {"deleted": 4})  # ids 1-4 of 8: 2 chunks
@@ -95,8 +106,10 @@ def test_the_purge_is_chunked_by_id_and_never_reads_the_rows(records, monkeypatc
 
 
 def test_the_purge_refuses_a_date_that_has_not_ended(records):
-    with time_machine.travel(local(2026, 6, 2, 4, 30), tick=False), \
-            pytest.raises(scheduling.BusinessDateNotEnded, match="latest date allowed is 2026-06-01"):
+    with (
+        time_machine.travel(local(2026, 6, 2, 4, 30), tick=False),
+        pytest.raises(scheduling.BusinessDateNotEnded, match="latest date allowed is 2026-06-01"),
+    ):
         scheduling.run_inline("purge_idempotency", datetime(2026, 7, 20).date(), triggered_by="test")
     assert len(kept()) == len(AGES)
     assert JobRun.objects.count() == 0
@@ -112,7 +125,8 @@ def test_the_purge_is_on_the_nightly_schedule_at_half_past_four(settings):
 def manage_check(retention_days):
     env = {**os.environ, "IDEMPOTENCY_RETENTION_DAYS": retention_days}
     return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("value", ["29", "0"])

@@ -45,9 +45,19 @@ def members(store_a):
 
 def snapshot(members):
     rows = {row.member_id: row for row in RfmSnapshot.objects.filter(as_of=AS_OF)}
-    return {name: (rows[m.pk].recency_days, rows[m.pk].frequency, str(rows[m.pk].monetary), rows[m.pk].r_score,
-                   rows[m.pk].f_score, rows[m.pk].m_score, rows[m.pk].segment, rows[m.pk].lifecycle)
-            for name, m in members.items()}
+    return {
+        name: (
+            rows[m.pk].recency_days,
+            rows[m.pk].frequency,
+            str(rows[m.pk].monetary),
+            rows[m.pk].r_score,
+            rows[m.pk].f_score,
+            rows[m.pk].m_score,
+            rows[m.pk].segment,
+            rows[m.pk].lifecycle,
+        )
+        for name, m in members.items()
+    }
 
 
 EXPECTED = {
@@ -86,9 +96,17 @@ def test_a_shorter_window_and_the_member_representation(members, admin_api):
     assert rows["C"][:3] == (None, 0, "0.00")  # January is outside a 30-day window
     assert rows["A"][:3] == (1, 1, "100.00")
     body = admin_api.get(f"/api/v1/members/{members['G'].pk}/").json()
-    assert body["rfm"] == {"as_of": "2026-06-30", "recency_days": 0, "frequency": 1, "monetary": "500.00",
-                           "r_score": rows["G"][3], "f_score": rows["G"][4], "m_score": rows["G"][5],
-                           "segment": rows["G"][6], "lifecycle": "active"}
+    assert body["rfm"] == {
+        "as_of": "2026-06-30",
+        "recency_days": 0,
+        "frequency": 1,
+        "monetary": "500.00",
+        "r_score": rows["G"][3],
+        "f_score": rows["G"][4],
+        "m_score": rows["G"][5],
+        "segment": rows["G"][6],
+        "lifecycle": "active",
+    }
     listed = admin_api.get("/api/v1/members/", {"lifecycle": "new"}).json()["results"]
     assert [m["id"] for m in listed] == [str(members["F"].pk)]
 
@@ -100,11 +118,24 @@ def test_rfm_report_json_csv_and_per_member_csv(members, admin_api, marketer_api
     body = report.json()
     assert (body["as_of"], body["members"]) == ("2026-06-30", 7)
     segments = {row["key"]: row["members"] for row in body["segments"]}
-    assert segments == {"important_value": 0, "important_develop": 1, "important_retain": 0,
-                        "important_winback": 1, "general_value": 1, "general_develop": 2, "general_retain": 0,
-                        "general_winback": 0, "inactive": 2}
+    assert segments == {
+        "important_value": 0,
+        "important_develop": 1,
+        "important_retain": 0,
+        "important_winback": 1,
+        "general_value": 1,
+        "general_develop": 2,
+        "general_retain": 0,
+        "general_winback": 0,
+        "inactive": 2,
+    }
     assert {row["key"]: row["members"] for row in body["lifecycle"]} == {
-        "new": 1, "active": 3, "dormant": 1, "lost": 1, "never_purchased": 1}
+        "new": 1,
+        "active": 3,
+        "dormant": 1,
+        "lost": 1,
+        "never_purchased": 1,
+    }
     assert clerk_api.get("/api/v1/reports/rfm/").status_code == 403
     counts_csv = admin_api.get("/api/v1/reports/rfm/", {"format": "csv"})
     assert counts_csv["Content-Type"].startswith("text/csv")
@@ -122,4 +153,5 @@ def test_job_runs_are_listed(members, admin_api):
     run_inline("rfm", AS_OF)
     runs = admin_api.get("/api/v1/jobs/", {"job": "rfm"}).json()["results"]
     assert [(r["job"], r["business_date"], r["status"], r["counts"]) for r in runs] == [
-        ("rfm", "2026-06-30", "done", {"members": 7, "buyers": 5})]
+        ("rfm", "2026-06-30", "done", {"members": 7, "buyers": 5})
+    ]

@@ -59,10 +59,18 @@ def test_age_birthday_gender_and_store_rules(people):
 
 def test_bought_category_in_days_and_spent(people):
     with time_machine.travel(local(2026, 5, 15, 12), tick=False):
-        purchase(people["young"], "30", occurred_at=local(2026, 4, 1, 10),
-                 lines=[{"sku": "L1", "category": "coffee", "quantity": Decimal("1"), "unit_price": Decimal("30")}])
-        purchase(people["older"], "30", occurred_at=local(2026, 1, 1, 10),
-                 lines=[{"sku": "L1", "category": "coffee", "quantity": Decimal("1"), "unit_price": Decimal("30")}])
+        purchase(
+            people["young"],
+            "30",
+            occurred_at=local(2026, 4, 1, 10),
+            lines=[{"sku": "L1", "category": "coffee", "quantity": Decimal("1"), "unit_price": Decimal("30")}],
+        )
+        purchase(
+            people["older"],
+            "30",
+            occurred_at=local(2026, 1, 1, 10),
+            lines=[{"sku": "L1", "category": "coffee", "quantity": Decimal("1"), "unit_price": Decimal("30")}],
+        )
         purchase(people["thirty"], "1500", occurred_at=local(2026, 3, 1, 10))
     make_rule_tag("coffee-90d", {"bought_category": "coffee", "days": 90})
     make_rule_tag("big-spenders", {"spent": {"min": "1000", "days": 365}})
@@ -100,15 +108,19 @@ def test_rules_are_validated_with_a_clear_reason():
 
 
 def test_rule_tags_through_the_api(people, marketer_api, clerk_api, django_capture_on_commit_callbacks):
-    bad = marketer_api.post("/api/v1/tags/", {"code": "bad", "name": "Bad", "kind": "rule",
-                                              "rule": {"shoe_size": 42}}, format="json")
+    bad = marketer_api.post(
+        "/api/v1/tags/", {"code": "bad", "name": "Bad", "kind": "rule", "rule": {"shoe_size": 42}}, format="json"
+    )
     assert (bad.status_code, list(bad.json()["errors"])) == (400, ["rule"])
-    created = marketer_api.post("/api/v1/tags/", {"code": "women", "name": "Women", "kind": "rule",
-                                                  "rule": {"gender": "female"}}, format="json")
+    created = marketer_api.post(
+        "/api/v1/tags/", {"code": "women", "name": "Women", "kind": "rule", "rule": {"gender": "female"}}, format="json"
+    )
     assert created.status_code == 201
     assert clerk_api.post("/api/v1/tags/women/recompute/").status_code == 403
-    with time_machine.travel(local(2026, 5, 15, 12), tick=False), \
-            django_capture_on_commit_callbacks(execute=True):  # chunks are sent once the plan is committed
+    with (
+        time_machine.travel(local(2026, 5, 15, 12), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):  # chunks are sent once the plan is committed
         response = marketer_api.post("/api/v1/tags/women/recompute/")
     assert response.status_code == 202
     run = JobRun.objects.get(pk=response.json()["id"])

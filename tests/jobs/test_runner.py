@@ -28,8 +28,12 @@ def counting_job(monkeypatch, store_a):
 
     members = MemberFactory.create_batch(7, home_store=store_a)
     definition = scheduling.JobDefinition(
-        name="counting", description="test", chunk_size=3,
-        bounds=lambda as_of, params: (members[0].pk, members[-1].pk), run_chunk=run_chunk)
+        name="counting",
+        description="test",
+        chunk_size=3,
+        bounds=lambda as_of, params: (members[0].pk, members[-1].pk),
+        run_chunk=run_chunk,
+    )
     monkeypatch.setitem(scheduling._jobs, "counting", definition)
     return members, calls, state
 
@@ -62,7 +66,6 @@ def test_a_failed_run_resumes_from_its_undone_chunks(counting_job, django_captur
     assert JobChunk.objects.filter(run=run, attempts=1).count() == 3
 
 
-
 def test_job_runs_are_listed_in_the_admin(counting_job, client, admin_user):
     run = scheduling.run_inline("counting", date(2026, 5, 1))
     client.force_login(admin_user)
@@ -71,4 +74,4 @@ def test_job_runs_are_listed_in_the_admin(counting_job, client, admin_user):
     assert "counting" in listing.content.decode()
     detail = client.get(f"/admin/loyalty/jobrun/{run.pk}/change/")
     assert detail.status_code == 200
-    assert detail.content.decode().count("<td class=\"field-status\">") == 3  # its three chunks
+    assert detail.content.decode().count('<td class="field-status">') == 3  # its three chunks

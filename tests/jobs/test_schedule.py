@@ -9,8 +9,14 @@ from loyalty.scheduling import job_names
 @pytest.mark.django_db
 def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_time_zone(settings):
     tasks = {task.name: task for task in PeriodicTask.objects.select_related("crontab")}
-    expected = {"release_pending": ("5", "*"), "expire_points": ("30", "0"), "rfm": ("0", "2"),
-                "tiers": ("0", "3"), "rule_tags": ("30", "3"), "purge_idempotency": ("30", "4")}
+    expected = {
+        "release_pending": ("5", "*"),
+        "expire_points": ("30", "0"),
+        "rfm": ("0", "2"),
+        "tiers": ("0", "3"),
+        "rule_tags": ("30", "3"),
+        "purge_idempotency": ("30", "4"),
+    }
     assert set(expected) == set(job_names())
     for job, (minute, hour) in expected.items():
         task = tasks[f"nightly: {job}"]

@@ -129,14 +129,18 @@ def chunk_in_flight(max_age):
 
 def open_transactions():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid() AND state LIKE %s", ["idle in transaction%"])
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state LIKE %s",
+            ["idle in transaction%"],
+        )
         return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_job_and_started_again_finishes_it_with_nothing_done_twice(
-        expiring, small_chunks, start_worker):
+    expiring, small_chunks, start_worker
+):
     # Each chunk pauses 1 s after taking its chunk and before its work, so the kill lands inside a chunk.
     env = {"JOB_CHUNK_PAUSE_SECONDS": 1, "CELERY_VISIBILITY_TIMEOUT": VISIBILITY_TIMEOUT}
     first = start_worker(**env)
@@ -184,6 +188,7 @@ class Hung(BaseException):
 def within(bound):
     """Fail unless the block ends in under `bound` seconds; a block that hangs is interrupted after bound + 10 s
     (SIGALRM), so a hang fails the test instead of blocking the run."""
+
     def interrupt(signum, frame):
         raise Hung(f"still waiting after {bound + 10} s")
 
@@ -210,9 +215,14 @@ def break_redis(server, how):
 @pytest.fixture
 def redis_down_everywhere(redis_server):
     """Our Redis as the broker and the cache (as in production), stopped or hung by the test."""
-    cache = {"default": {**settings.CACHES["default"], "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                         "LOCATION": redis_server.url,
-                         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
+    cache = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_server.url,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
     with sending_to(redis_server.url) as app, override_settings(CACHES=cache):
         with app.producer_or_acquire() as producer:  # a pooled broker connection, made while Redis was up
             producer.connection.ensure_connection(max_retries=1)
@@ -226,7 +236,8 @@ def queued(server):
 
 @pytest.mark.django_db
 def test_after_redis_restarts_the_next_task_is_sent_on_a_new_connection(
-        broker, member_a, django_capture_on_commit_callbacks):
+    broker, member_a, django_capture_on_commit_callbacks
+):
     """The short timeouts and the single publish retry still reconnect a pooled connection Redis dropped."""
     with django_capture_on_commit_callbacks(execute=True):
         send_message(channel="sms", kind="notice", recipient=member_a.phone, body="1", immediate=False)
@@ -249,8 +260,9 @@ def test_with_redis_down_api_writes_succeed_quickly(how, redis_down_everywhere, 
     assert registered.status_code == 201, registered.content
     member = Member.objects.get(phone="+8613800138077")
     with within(QUICK):
-        bought = pos_a.post("/api/v1/purchases/", {"member": str(member.pk), "order_no": "W1", "amount": "88.00"},
-                            format="json")
+        bought = pos_a.post(
+            "/api/v1/purchases/", {"member": str(member.pk), "order_no": "W1", "amount": "88.00"}, format="json"
+        )
     assert bought.status_code == 201, bought.content
     assert Purchase.objects.filter(order_no="W1").exists()
 
@@ -261,21 +273,25 @@ def test_with_redis_down_staff_can_still_log_in(how, redis_down_everywhere, admi
     """The login rate limit counts in the cache: with the cache down it lets the request through."""
     bound = break_redis(redis_down_everywhere, how)
     with within(bound):
-        response = APIClient().post("/api/v1/auth/staff-token",
-                                    {"username": admin_user.username, "password": "correct horse battery"},
-                                    format="json")
+        response = APIClient().post(
+            "/api/v1/auth/staff-token",
+            {"username": admin_user.username, "password": "correct horse battery"},
+            format="json",
+        )
     assert response.status_code == 201, response.content
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("how", ["stopped", "hung"])
 def test_with_redis_down_a_message_for_the_workers_is_kept_and_control_returns(
-        how, redis_down_everywhere, member_a, django_capture_on_commit_callbacks):
+    how, redis_down_everywhere, member_a, django_capture_on_commit_callbacks
+):
     bound = break_redis(redis_down_everywhere, how)
 
     with within(bound), django_capture_on_commit_callbacks(execute=True):
-        message = send_message(channel="sms", kind="notice", recipient=member_a.phone, body="Hello",
-                               member=member_a, immediate=False)  # sent to the workers after commit
+        message = send_message(
+            channel="sms", kind="notice", recipient=member_a.phone, body="Hello", member=member_a, immediate=False
+        )  # sent to the workers after commit
 
     # The broker was unreachable: the message stays queued for a later sweep, and the write was not undone.
     assert Message.objects.get(pk=message.pk).status == MessageStatus.QUEUED
@@ -284,7 +300,8 @@ def test_with_redis_down_a_message_for_the_workers_is_kept_and_control_returns(
 @pytest.mark.django_db
 @pytest.mark.parametrize("how", ["stopped", "hung"])
 def test_with_redis_down_dispatching_a_job_returns_quickly_and_the_run_resumes_later(
-        how, redis_down_everywhere, expiring, small_chunks, django_capture_on_commit_callbacks):
+    how, redis_down_everywhere, expiring, small_chunks, django_capture_on_commit_callbacks
+):
     bound = break_redis(redis_down_everywhere, how)
 
     # A broker error is logged, not raised (the plan is committed first), and sending stops at the first
@@ -310,9 +327,11 @@ def test_with_redis_down_dispatching_a_job_returns_quickly_and_the_run_resumes_l
 @pytest.mark.django_db
 @pytest.mark.parametrize("how", ["stopped", "hung"])
 def test_with_redis_down_recomputing_a_rule_tag_through_the_api_succeeds_quickly(
-        how, redis_down_everywhere, marketer_api, member_a, django_capture_on_commit_callbacks):
-    created = marketer_api.post("/api/v1/tags/", {"code": "all", "name": "All", "kind": "rule",
-                                                  "rule": {"gender": "female"}}, format="json")
+    how, redis_down_everywhere, marketer_api, member_a, django_capture_on_commit_callbacks
+):
+    created = marketer_api.post(
+        "/api/v1/tags/", {"code": "all", "name": "All", "kind": "rule", "rule": {"gender": "female"}}, format="json"
+    )
     assert created.status_code == 201, created.content
     bound = break_redis(redis_down_everywhere, how)
 

@@ -13,8 +13,16 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOORS = ["loyalty", "members", "points", "tiers", "campaigns", "reports"]
 LEDGER_MODELS = {"LedgerEntry", "PointsLot", "PointsAccount", "LotMovement"}
 LEDGER_TABLES = ("points_ledgerentry", "points_pointslot", "points_pointsaccount", "points_lotmovement")
-WRITE_METHODS = {"create", "bulk_create", "update", "bulk_update", "delete", "get_or_create", "update_or_create",
-                 "save"}
+WRITE_METHODS = {
+    "create",
+    "bulk_create",
+    "update",
+    "bulk_update",
+    "delete",
+    "get_or_create",
+    "update_or_create",
+    "save",
+}
 SQL_WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(" + "|".join(LEDGER_TABLES) + r")\b", re.I)
 LEDGER_WRITERS = "points/services/"  # the one write path (bench/ and tests/ are not the product)
 
@@ -37,8 +45,11 @@ def imported_apps(tree):
 
 def upward_imports(path, source):
     floor = FLOORS.index(path.relative_to(ROOT).parts[0])
-    return [f"{path.relative_to(ROOT)}:{line} imports {app}" for line, app in imported_apps(ast.parse(source))
-            if app in FLOORS and FLOORS.index(app) > floor]
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {app}"
+        for line, app in imported_apps(ast.parse(source))
+        if app in FLOORS and FLOORS.index(app) > floor
+    ]
 
 
 def ledger_writes(path, source):
@@ -63,23 +74,31 @@ def test_no_app_imports_from_a_floor_above_it():
 
 
 def test_only_the_points_services_write_the_ledger_tables():
-    violations = [v for path in product_modules() if LEDGER_WRITERS not in path.relative_to(ROOT).as_posix()
-                  for v in ledger_writes(path, path.read_text())]
+    violations = [
+        v
+        for path in product_modules()
+        if LEDGER_WRITERS not in path.relative_to(ROOT).as_posix()
+        for v in ledger_writes(path, path.read_text())
+    ]
     assert violations == []
 
 
-@pytest.mark.parametrize("source", [
-    "LedgerEntry.objects.create(member_id=1)",
-    "PointsLot.objects.filter(pk=1).update(remaining=0)",
-    "PointsAccount.objects.select_for_update().get(pk=1).save()",
-    "cursor.execute('UPDATE points_pointsaccount SET available = 0')",
-    "cursor.execute('insert into points_ledgerentry (member_id) values (1)')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "LedgerEntry.objects.create(member_id=1)",
+        "PointsLot.objects.filter(pk=1).update(remaining=0)",
+        "PointsAccount.objects.select_for_update().get(pk=1).save()",
+        "cursor.execute('UPDATE points_pointsaccount SET available = 0')",
+        "cursor.execute('insert into points_ledgerentry (member_id) values (1)')",
+    ],
+)
 def test_the_ledger_check_catches_a_write(source):
     assert len(ledger_writes(ROOT / "members" / "anything.py", source)) == 1
 
 
 def test_the_layer_check_catches_an_upward_import():
     assert upward_imports(ROOT / "members" / "anything.py", "from points.models import LedgerEntry") == [
-        "members/anything.py:1 imports points"]
+        "members/anything.py:1 imports points"
+    ]
     assert upward_imports(ROOT / "points" / "anything.py", "from members.models import Member") == []

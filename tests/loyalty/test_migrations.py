@@ -34,27 +34,42 @@ def test_platform_rows_survive_the_move_from_members_to_loyalty():
 
     store = old.get_model("members", "Store").objects.create(code="S1", name="Store 1")
     user = old.get_model("members", "StaffUser").objects.create(username="clerk")
-    member = old.get_model("members", "Member").objects.create(member_no="100000000009", referral_code="ABCDEFGH",
-                                                                phone="+8613800138000")
-    client = old.get_model("members", "ApiClient").objects.create(name="POS", prefix="abcd1234", key_hash="h" * 64,
-                                                                  scopes=["members:read"])
+    member = old.get_model("members", "Member").objects.create(
+        member_no="100000000009", referral_code="ABCDEFGH", phone="+8613800138000"
+    )
+    client = old.get_model("members", "ApiClient").objects.create(
+        name="POS", prefix="abcd1234", key_hash="h" * 64, scopes=["members:read"]
+    )
     client.stores.add(store)
-    old.get_model("members", "StaffToken").objects.create(user=user, token_hash="t" * 64,
-                                                          expires_at=timezone.now())
-    old.get_model("members", "Message").objects.create(member=member, recipient="+8613800138000", channel="sms",
-                                                       kind="otp", body="code 123456")
-    old.get_model("members", "AuditEntry").objects.create(actor="staff:boss", action="member.updated",
-                                                          target_type="members.member", target_id=str(member.pk),
-                                                          old_values={"name": ""}, new_values={"name": "Li"})
-    run = old.get_model("members", "JobRun").objects.create(job="rfm", business_date=date(2026, 11, 30),
-                                                            status="done", counts={"members": 1})
+    old.get_model("members", "StaffToken").objects.create(user=user, token_hash="t" * 64, expires_at=timezone.now())
+    old.get_model("members", "Message").objects.create(
+        member=member, recipient="+8613800138000", channel="sms", kind="otp", body="code 123456"
+    )
+    old.get_model("members", "AuditEntry").objects.create(
+        actor="staff:boss",
+        action="member.updated",
+        target_type="members.member",
+        target_id=str(member.pk),
+        old_values={"name": ""},
+        new_values={"name": "Li"},
+    )
+    run = old.get_model("members", "JobRun").objects.create(
+        job="rfm", business_date=date(2026, 11, 30), status="done", counts={"members": 1}
+    )
     old.get_model("members", "JobChunk").objects.create(run=run, start_id=1, stop_id=100, status="done")
 
     MigrationExecutor(connection).migrate(latest())
 
     tables = connection.introspection.table_names()
-    assert {"loyalty_apiclient", "loyalty_apiclient_stores", "loyalty_stafftoken", "loyalty_message",
-            "loyalty_auditentry", "loyalty_jobrun", "loyalty_jobchunk"} <= set(tables)
+    assert {
+        "loyalty_apiclient",
+        "loyalty_apiclient_stores",
+        "loyalty_stafftoken",
+        "loyalty_message",
+        "loyalty_auditentry",
+        "loyalty_jobrun",
+        "loyalty_jobchunk",
+    } <= set(tables)
     assert not {"members_apiclient", "members_message", "members_jobrun"} & set(tables)
     moved = ApiClient.objects.get(name="POS")
     assert (moved.prefix, moved.scopes) == ("abcd1234", ["members:read"])

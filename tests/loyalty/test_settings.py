@@ -15,7 +15,12 @@ def run_django(env_overrides, *args):
     env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
     env.update(env_overrides)
     return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -34,8 +39,12 @@ def test_production_refuses_to_start_unsafe(overrides, message):
 
 
 def test_check_deploy_passes_with_production_settings():
-    result = run_django({"ENVIRONMENT": "production", "SECRET_KEY": SAFE_SECRET, "ALLOWED_HOSTS": "example.com"},
-                        "check", "--deploy", "--fail-level", "ERROR")
+    result = run_django(
+        {"ENVIRONMENT": "production", "SECRET_KEY": SAFE_SECRET, "ALLOWED_HOSTS": "example.com"},
+        "check",
+        "--deploy",
+        "--fail-level",
+        "ERROR",
+    )
     assert result.returncode == 0, result.stderr
     assert "ERRORS" not in result.stderr
-

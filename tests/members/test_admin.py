@@ -76,8 +76,14 @@ def test_role_groups_get_their_model_permissions_on_migrate(db):
         return set(Group.objects.get(name=name).permissions.values_list("content_type__app_label", "codename"))
 
     clerk, marketer, admin = codenames("clerk"), codenames("marketer"), codenames("admin")
-    assert {("members", "view_member"), ("members", "add_member"), ("members", "change_member"),
-            ("members", "add_membertag"), ("members", "delete_membertag"), ("loyalty", "view_message")} <= clerk
+    assert {
+        ("members", "view_member"),
+        ("members", "add_member"),
+        ("members", "change_member"),
+        ("members", "add_membertag"),
+        ("members", "delete_membertag"),
+        ("loyalty", "view_message"),
+    } <= clerk
     assert ("members", "delete_member") not in clerk
     assert ("members", "add_tag") not in clerk
     assert ("loyalty", "add_apiclient") not in clerk
@@ -157,8 +163,9 @@ def test_clerk_cannot_open_a_member_of_another_store(clerk_client, member_a, mem
 
 
 def test_clerk_cannot_post_changes_to_a_member_of_another_store(clerk_client, member_b, store_a):
-    response = clerk_client.post(change_url(member_b), member_form_data(member_b, name="hijacked",
-                                                                        home_store=str(store_a.pk)))
+    response = clerk_client.post(
+        change_url(member_b), member_form_data(member_b, name="hijacked", home_store=str(store_a.pk))
+    )
 
     assert response.status_code == 302
     member_b.refresh_from_db()
@@ -171,8 +178,15 @@ def test_clerk_cannot_post_changes_to_a_member_of_another_store(clerk_client, me
 
 def new_member_data(store, **overrides):
     data = {
-        "phone": "13800138001", "external_id": "", "name": "张三", "gender": "female", "birthday": "",
-        "email": "", "home_store": str(store.pk), "channel": "store", "consents": ["sms"],
+        "phone": "13800138001",
+        "external_id": "",
+        "name": "张三",
+        "gender": "female",
+        "birthday": "",
+        "email": "",
+        "home_store": str(store.pk),
+        "channel": "store",
+        "consents": ["sms"],
         **inline_management(),
     }
     data.update(overrides)
@@ -269,8 +283,14 @@ def test_deleting_a_tag_through_the_inline_removes_it_with_an_audit_entry(admin_
     vip = TagFactory(code="vip", name="VIP")
     existing = MemberTag.objects.create(member=member_a, tag=vip)
     data = member_form_data(member_a, **inline_management(total=1, initial=1))
-    data.update({"member_tags-0-id": str(existing.pk), "member_tags-0-member": str(member_a.pk),
-                 "member_tags-0-tag": str(vip.pk), "member_tags-0-DELETE": "on"})
+    data.update(
+        {
+            "member_tags-0-id": str(existing.pk),
+            "member_tags-0-member": str(member_a.pk),
+            "member_tags-0-tag": str(vip.pk),
+            "member_tags-0-DELETE": "on",
+        }
+    )
 
     response = admin_client.post(change_url(member_a), data)
 
@@ -344,8 +364,9 @@ def add_api_client(admin_client, **data):
 def test_api_client_created_in_the_admin_for_a_store_sees_only_that_stores_members(
     admin_client, store_a, member_a, member_b
 ):
-    client, key = add_api_client(admin_client, name="POS A", scopes=["members:read"], stores=[str(store_a.pk)],
-                                 is_active="on")
+    client, key = add_api_client(
+        admin_client, name="POS A", scopes=["members:read"], stores=[str(store_a.pk)], is_active="on"
+    )
 
     assert list(client.stores.all()) == [store_a]
     api = APIClient()

@@ -9,8 +9,9 @@ from tests.factories import StaffUserFactory, TagFactory
 URL = "/api/v1/members/"
 
 
-@pytest.mark.parametrize("path", [URL, f"{URL}1/", "/api/v1/tags/", "/api/v1/messages/", "/api/v1/me/",
-                                  "/api/v1/stores/"])
+@pytest.mark.parametrize(
+    "path", [URL, f"{URL}1/", "/api/v1/tags/", "/api/v1/messages/", "/api/v1/me/", "/api/v1/stores/"]
+)
 def test_no_credentials_is_401_not_authenticated(anonymous, db, path):
     response = anonymous.get(path)
     assert response.status_code == 401
@@ -106,8 +107,7 @@ def test_only_admins_freeze_members(clerk_api, admin_api, member_a):
     response = admin_api.post(f"{URL}{member_a.pk}/freeze/", {"reason": "fraud"}, format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "frozen"
-    assert admin_api.post(f"{URL}{member_a.pk}/unfreeze/", {"reason": "ok"}, format="json").json()["status"] == \
-        "active"
+    assert admin_api.post(f"{URL}{member_a.pk}/unfreeze/", {"reason": "ok"}, format="json").json()["status"] == "active"
 
 
 def test_message_log_is_staff_only_and_store_scoped(clerk_api, admin_api, pos_a, member_a, member_b):

@@ -11,8 +11,9 @@ from members.models import Member, StaffUser, Store
 
 def test_create_api_client_prints_the_key_once_and_stores_its_hash(store_a):
     out = StringIO()
-    call_command("create_api_client", "POS 1", "--store", "A001", "--scopes", "members:read", "purchases:write",
-                 stdout=out)
+    call_command(
+        "create_api_client", "POS 1", "--store", "A001", "--scopes", "members:read", "purchases:write", stdout=out
+    )
     key = out.getvalue().strip().splitlines()[-1]
     client = ApiClient.objects.get(name="POS 1")
     assert key.startswith("lk_")

@@ -79,7 +79,10 @@ def test_reimporting_a_members_file_does_not_bring_back_an_erased_member(tmp_pat
     assert summary.startswith("Read 3 rows: 2 members imported, 0 skipped (already imported), 1 rejected")
     assert rejects_of(tmp_path / "members.rejects.csv") == [["2", ERASED, "OLD-1", "138 0013 8000", "王芳"]]
     assert set(Member.objects.values_list("external_id", "phone", "status")) == {
-        ("OLD-2", "+8613600136000", "active"), ("OLD-3", "+8613700137000", "active"), (None, None, "anonymised")}
+        ("OLD-2", "+8613600136000", "active"),
+        ("OLD-3", "+8613700137000", "active"),
+        (None, None, "anonymised"),
+    }
     erased.refresh_from_db()
     assert (erased.status, erased.phone, erased.external_id, erased.name) == ("anonymised", None, None, "")
 
@@ -91,14 +94,19 @@ def test_reimporting_a_members_file_does_not_bring_back_an_erased_member(tmp_pat
 
 
 def test_either_identifier_of_an_erased_member_rejects_a_member_row(tmp_path, import_path, erased):
-    path = write(tmp_path, "members.csv", f"""{MEMBER_HEADER}
+    path = write(
+        tmp_path,
+        "members.csv",
+        f"""{MEMBER_HEADER}
 OLD-1,,王芳
 OLD-9,+86 138 0013 8000,王芳
 OLD-2,13600136000,李四
-""")
+""",
+    )
 
     assert run("import_members", path).startswith(
-        "Read 3 rows: 1 members imported, 0 skipped (already imported), 2 rejected")
+        "Read 3 rows: 1 members imported, 0 skipped (already imported), 2 rejected"
+    )
     assert rejects_of(tmp_path / "members.rejects.csv") == [
         ["2", ERASED, "OLD-1", "", "王芳"],
         ["3", ERASED, "OLD-9", "+86 138 0013 8000", "王芳"],  # her phone under another id is still hers
@@ -108,24 +116,32 @@ OLD-2,13600136000,李四
 
 @pytest.mark.parametrize("chunk_rows", [1, imports.CHUNK_ROWS])
 def test_create_members_does_not_bring_back_an_erased_member(tmp_path, import_path, chunk_rows, erased):
-    path = write(tmp_path, "orders.csv", f"""{PURCHASE_HEADER}
+    path = write(
+        tmp_path,
+        "orders.csv",
+        f"""{PURCHASE_HEADER}
 OLD-1,,A-1,2024-03-01,10,,
 OLD-1,13800138000,A-2,2024-03-02,20,,
 NEW-1,138 0013 8000,A-3,2024-03-03,30,,
 NEW-2,13600136000,A-4,2024-03-04,40,,
-""")
+""",
+    )
 
     summary = run("import_purchases", path, "--create-members", "--chunk-rows", str(chunk_rows))
 
-    assert summary.startswith("Read 4 rows: 2 purchases imported, 2 members created, 0 skipped (already imported), "
-                              "2 rejected")
+    assert summary.startswith(
+        "Read 4 rows: 2 purchases imported, 2 members created, 0 skipped (already imported), 2 rejected"
+    )
     assert rejects_of(tmp_path / "orders.rejects.csv") == [
         ["2", ERASED, "OLD-1", "", "A-1", "2024-03-01", "10", "", ""],
         ["3", ERASED, "OLD-1", "13800138000", "A-2", "2024-03-02", "20", "", ""],
     ]
     # NEW-1 is another customer of the old system; the erased phone is not given to her (as a taken one is not)
     assert set(Member.objects.values_list("external_id", "phone", "status")) == {
-        ("NEW-1", None, "active"), ("NEW-2", "+8613600136000", "active"), (None, None, "anonymised")}
+        ("NEW-1", None, "active"),
+        ("NEW-2", "+8613600136000", "active"),
+        (None, None, "anonymised"),
+    }
     assert not erased.purchases.exists()
 
     again = run("import_purchases", path, "--create-members", "--chunk-rows", str(chunk_rows))
@@ -147,8 +163,11 @@ def test_the_erased_identities_hold_no_plain_phone_or_external_id(erased):
     rows = list(ErasedIdentity.objects.values())
     assert sorted(row["kind"] for row in rows) == ["external_id", "phone"]
     plain = ["+8613800138000", "8613800138000", "13800138000", "OLD-1", "old-1"]
-    unkeyed = {hashlib.sha256(f"{prefix}{value}".encode()).hexdigest()
-               for value in plain for prefix in ("", "phone:", "external_id:")}
+    unkeyed = {
+        hashlib.sha256(f"{prefix}{value}".encode()).hexdigest()
+        for value in plain
+        for prefix in ("", "phone:", "external_id:")
+    }
     for row in rows:
         for value in row.values():
             assert not any(text in str(value) for text in plain)
@@ -180,8 +199,9 @@ def test_an_erased_member_may_register_again_herself(tmp_path, admin_api, erased
     """A person who comes back and signs up again gives her data anew; the erasure list is not a blacklist."""
     from members.models import ErasedIdentity
 
-    response = admin_api.post("/api/v1/members/", {"phone": "13800138000", "external_id": "OLD-1",
-                                                   "channel": "mini_program"}, format="json")
+    response = admin_api.post(
+        "/api/v1/members/", {"phone": "13800138000", "external_id": "OLD-1", "channel": "mini_program"}, format="json"
+    )
 
     assert response.status_code == 201, response.json()
     again = Member.objects.get(pk=response.json()["id"])
@@ -202,7 +222,8 @@ def test_an_erased_member_may_register_again_herself(tmp_path, admin_api, erased
 
 
 def test_an_erasure_list_from_another_key_refuses_the_import_until_the_old_key_is_a_fallback(
-        tmp_path, settings, erased):
+    tmp_path, settings, erased
+):
     old_key = settings.SECRET_KEY
     path = write(tmp_path, "members.csv", OLD_MEMBERS)
     settings.SECRET_KEY = "a-new-secret-key-" + "x" * 50
@@ -210,24 +231,30 @@ def test_an_erasure_list_from_another_key_refuses_the_import_until_the_old_key_i
     with pytest.raises(CommandError, match="SECRET_KEY_FALLBACKS"):
         run("import_members", path)
     with pytest.raises(CommandError, match="SECRET_KEY_FALLBACKS"):
-        run("import_purchases", write(tmp_path, "orders.csv", f"{PURCHASE_HEADER}\nOLD-1,,A-1,2024-03-01,10,,\n"),
-            "--create-members")
+        run(
+            "import_purchases",
+            write(tmp_path, "orders.csv", f"{PURCHASE_HEADER}\nOLD-1,,A-1,2024-03-01,10,,\n"),
+            "--create-members",
+        )
     assert Member.objects.count() == 1
 
     settings.SECRET_KEY_FALLBACKS = [old_key]
 
-    assert run("import_members", path).startswith("Read 3 rows: 2 members imported, 0 skipped (already imported), "
-                                                  "1 rejected")
+    assert run("import_members", path).startswith(
+        "Read 3 rows: 2 members imported, 0 skipped (already imported), 1 rejected"
+    )
     assert [row[:2] for row in rejects_of(tmp_path / "members.rejects.csv")] == [["2", ERASED]]
 
 
 def test_the_erasure_check_is_one_statement_per_chunk_not_a_query_per_row(
-        tmp_path, import_path, django_assert_max_num_queries, db):
+    tmp_path, import_path, django_assert_max_num_queries, db
+):
     for n in range(300):
         member = MemberFactory(external_id=f"GONE-{n}", phone=f"+86136{n:08d}")
         anonymise_member(actor="admin", member=member, reason="her request")
-    path = write(tmp_path, "members.csv", MEMBER_HEADER + "\n" + "".join(
-        f"GONE-{n},,\nNEW-{n},,\n" for n in range(300)))
+    path = write(
+        tmp_path, "members.csv", MEMBER_HEADER + "\n" + "".join(f"GONE-{n},,\nNEW-{n},,\n" for n in range(300))
+    )
 
     with django_assert_max_num_queries(60):
         summary = run("import_members", path, "--chunk-rows", "200")

@@ -34,8 +34,10 @@ def test_linking_two_members_makes_one_household_and_a_third_joins_it():
     assert household.created_by == "staff:clerk"
     joined = AuditEntry.objects.filter(action="member.household_joined").order_by("id")
     assert [(a.target_id, a.new_values) for a in joined] == [
-        (str(mother.pk), {"household": household.pk}), (str(daughter.pk), {"household": household.pk}),
-        (str(father.pk), {"household": household.pk})]
+        (str(mother.pk), {"household": household.pk}),
+        (str(daughter.pk), {"household": household.pk}),
+        (str(father.pk), {"household": household.pk}),
+    ]
 
 
 def test_members_of_two_households_are_not_merged():

@@ -21,8 +21,7 @@ from tests.factories import MemberFactory, StoreFactory
 
 NOW = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 PURCHASE_HEADER = "member_external_id,member_phone,order_no,occurred_at,amount,store,channel"
-MEMBER_HEADER = ("external_id,phone,name,gender,birthday,email,store,joined_at,consent_sms,consent_wechat,"
-                 "consent_email")
+MEMBER_HEADER = "external_id,phone,name,gender,birthday,email,store,joined_at,consent_sms,consent_wechat,consent_email"
 
 PURCHASES = f"""{PURCHASE_HEADER}
 M1,,O-1,2024-03-01T10:00:00+08:00,128.50,A001,offline
@@ -102,13 +101,16 @@ def run(command, *args):
 
 @pytest.mark.parametrize("chunk_rows", [2, imports.CHUNK_ROWS])
 def test_purchase_import_lands_good_rows_and_rejects_each_bad_one_with_line_and_reason(
-        tmp_path, chunk_rows, member_a, member_m1, store_a, store_b):
+    tmp_path, chunk_rows, member_a, member_m1, store_a, store_b
+):
     path = write(tmp_path, "orders.csv", PURCHASES)
 
     summary = run("import_purchases", path, "--chunk-rows", str(chunk_rows))
 
-    assert summary.startswith("Read 18 rows: 3 purchases imported, 0 skipped (already imported), 15 rejected "
-                              f"(see {tmp_path / 'orders.rejects.csv'});")
+    assert summary.startswith(
+        "Read 18 rows: 3 purchases imported, 0 skipped (already imported), 15 rejected "
+        f"(see {tmp_path / 'orders.rejects.csv'});"
+    )
     header, rows = rejects_of(tmp_path / "orders.rejects.csv")
     assert header == ["line", "reason", *PURCHASE_HEADER.split(",")]
     assert rows == PURCHASE_REJECTS
@@ -152,24 +154,34 @@ def test_order_numbers_are_scoped_by_source(tmp_path, member_m1):
 
 @pytest.mark.parametrize("chunk_rows", [1, imports.CHUNK_ROWS])
 def test_create_members_creates_unknown_members_by_external_id(tmp_path, chunk_rows, member_a, store_a, store_b):
-    path = write(tmp_path, "orders.csv", f"""{PURCHASE_HEADER}
+    path = write(
+        tmp_path,
+        "orders.csv",
+        f"""{PURCHASE_HEADER}
 NEW-1,137 0013 7000,N-1,2024-05-02T12:00:00+08:00,50,B001,
 NEW-1,13600136000,N-2,2024-05-01T12:00:00+08:00,20,A001,
 NEW-2,13800138000,N-3,2024-05-03,30,,
 ,13900000000,N-4,2024-05-03,30,,
 NEW-3,13700137000,N-5,2024-05-04,10,,
-""")
+""",
+    )
 
     summary = run("import_purchases", path, "--create-members", "--chunk-rows", str(chunk_rows))
 
-    assert summary.startswith("Read 5 rows: 4 purchases imported, 3 members created, 0 skipped (already imported), "
-                              "1 rejected")
+    assert summary.startswith(
+        "Read 5 rows: 4 purchases imported, 3 members created, 0 skipped (already imported), 1 rejected"
+    )
     assert rejects_of(tmp_path / "orders.rejects.csv")[1] == [
-        ["5", "unknown member", "", "13900000000", "N-4", "2024-05-03", "30", "", ""]]
+        ["5", "unknown member", "", "13900000000", "N-4", "2024-05-03", "30", "", ""]
+    ]
     new_1, new_2, new_3 = (Member.objects.get(external_id=f"NEW-{n}") for n in (1, 2, 3))
     # made from her first row: its phone, store and time (not another row's, whichever chunk it is in)
-    assert (new_1.phone, new_1.home_store, new_1.channel, new_1.status) == ("+8613700137000", store_b, "import",
-                                                                           "active")
+    assert (new_1.phone, new_1.home_store, new_1.channel, new_1.status) == (
+        "+8613700137000",
+        store_b,
+        "import",
+        "active",
+    )
     assert new_1.joined_at == datetime(2024, 5, 2, 4, 0, tzinfo=UTC)
     assert new_2.phone is None  # the row's phone is member_a's: the new member does not take it
     assert new_3.phone is None  # NEW-1, on an earlier line, has it
@@ -177,7 +189,11 @@ NEW-3,13700137000,N-5,2024-05-04,10,,
         assert is_valid_member_no(member.member_no)
         assert len(member.referral_code) == 8 and set(member.referral_code) <= set(REFERRAL_ALPHABET)
     assert sorted(Purchase.objects.values_list("order_no", "member__external_id")) == [
-        ("N-1", "NEW-1"), ("N-2", "NEW-1"), ("N-3", "NEW-2"), ("N-5", "NEW-3")]
+        ("N-1", "NEW-1"),
+        ("N-2", "NEW-1"),
+        ("N-3", "NEW-2"),
+        ("N-5", "NEW-3"),
+    ]
 
     again = run("import_purchases", path, "--create-members")
 
@@ -193,13 +209,16 @@ def test_without_create_members_an_unknown_external_id_is_rejected_even_if_the_p
     assert not Member.objects.filter(external_id="OLD-9").exists()
 
 
-def test_award_points_records_each_purchase_through_the_points_service(tmp_path, member_m1, store_a,
-                                                                        record_purchase):
-    path = write(tmp_path, "orders.csv", f"""{PURCHASE_HEADER}
+def test_award_points_records_each_purchase_through_the_points_service(tmp_path, member_m1, store_a, record_purchase):
+    path = write(
+        tmp_path,
+        "orders.csv",
+        f"""{PURCHASE_HEADER}
 M1,,P-1,2024-05-20T10:00:00+08:00,128.50,A001,
 M1,,P-2,2024-05-31T10:00:00+08:00,99.99,,online
 M1,,P-3,2024-05-31T10:00:00+08:00,-1,,
-""")
+""",
+    )
 
     summary = run("import_purchases", path, "--award-points")
 
@@ -209,7 +228,9 @@ M1,,P-3,2024-05-31T10:00:00+08:00,-1,,
     assert first.imported and second.imported
     entries = LedgerEntry.objects.filter(member=member_m1).order_by("id")
     assert [(e.kind, e.points, e.reference, e.actor) for e in entries] == [
-        ("earn", 128, "P-1", "import"), ("earn", 99, "P-2", "import")]
+        ("earn", 128, "P-1", "import"),
+        ("earn", 99, "P-2", "import"),
+    ]
     account = PointsAccount.objects.get(member=member_m1)
     assert (account.available, account.pending) == (128, 99)  # P-2's 7-day pending period has not ended
     assert list(ledger_mismatches()) == []
@@ -225,7 +246,8 @@ def test_award_points_rejects_a_frozen_members_purchase_with_the_service_error(t
     path = write(tmp_path, "orders.csv", f"{PURCHASE_HEADER}\nICE,,F-1,2024-05-20,10,,\n")
 
     assert "0 purchases imported, 0 skipped (already imported), 1 rejected" in run(
-        "import_purchases", path, "--award-points")
+        "import_purchases", path, "--award-points"
+    )
     assert rejects_of(tmp_path / "orders.rejects.csv")[1][0][:2] == ["2", "member_frozen: The member is frozen."]
     assert not Purchase.objects.exists()
 
@@ -281,11 +303,23 @@ def test_member_import_normalises_phones_and_rejects_each_bad_row(tmp_path, chun
     assert rows == MEMBER_REJECTS
     e1, e2, e12 = (Member.objects.get(external_id=external_id) for external_id in ("E1", "E2", "E12"))
     assert (e1.phone, e1.name, e1.gender, e1.birthday, e1.email, e1.home_store) == (
-        "+8613800138001", "王芳", "female", date(1990, 5, 1), "wang@example.com", store_a)
+        "+8613800138001",
+        "王芳",
+        "female",
+        date(1990, 5, 1),
+        "wang@example.com",
+        store_a,
+    )
     assert e1.joined_at == datetime(2021, 3, 4, 2, 30, tzinfo=UTC)
     assert (e1.consent_sms, e1.consent_wechat, e1.consent_email) == (True, False, True)
     assert (e2.phone, e2.name, e2.gender, e2.birthday, e2.email, e2.home_store) == (
-        "+8613900139001", "", "unknown", None, "", None)
+        "+8613900139001",
+        "",
+        "unknown",
+        None,
+        "",
+        None,
+    )
     assert e2.joined_at == NOW
     assert (e12.phone, e12.name, e12.gender) == (None, "张三", "male")
     assert e12.joined_at == datetime(2019, 12, 31, 16, 0, tzinfo=UTC)  # midnight in the business time zone
@@ -351,13 +385,16 @@ def test_a_gb18030_file_is_read_with_its_encoding(tmp_path, db):
         run("import_members", str(path), "--encoding", "klingon")
 
 
-@pytest.mark.parametrize(("command", "text", "message"), [
-    ("import_members", "phone,name\n", "Missing column"),
-    ("import_members", "external_id,phon\n", r"Unknown column\(s\): phon"),
-    ("import_members", "", "empty"),
-    ("import_purchases", "order_no,occurred_at,amount\n", "member_external_id or a member_phone column"),
-    ("import_purchases", "member_phone,order_no,amount\n", r"Missing column\(s\): occurred_at"),
-])
+@pytest.mark.parametrize(
+    ("command", "text", "message"),
+    [
+        ("import_members", "phone,name\n", "Missing column"),
+        ("import_members", "external_id,phon\n", r"Unknown column\(s\): phon"),
+        ("import_members", "", "empty"),
+        ("import_purchases", "order_no,occurred_at,amount\n", "member_external_id or a member_phone column"),
+        ("import_purchases", "member_phone,order_no,amount\n", r"Missing column\(s\): occurred_at"),
+    ],
+)
 def test_a_file_without_the_columns_it_needs_is_refused(tmp_path, db, command, text, message):
     with pytest.raises(CommandError, match=message):
         run(command, write(tmp_path, "input.csv", text))
@@ -370,8 +407,9 @@ def test_award_points_without_a_registered_recorder_is_refused(tmp_path, monkeyp
 
 
 def test_a_rerun_finishes_an_import_that_died_half_way(tmp_path, monkeypatch, member_m1):
-    path = write(tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(
-        f"M1,,R-{n},2024-03-01,{n},,\n" for n in range(1, 7)))
+    path = write(
+        tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(f"M1,,R-{n},2024-03-01,{n},,\n" for n in range(1, 7))
+    )
     parse = imports.rows._Checks.purchase
 
     def dies_at_line_6(self, line, values):
@@ -386,12 +424,14 @@ def test_a_rerun_finishes_an_import_that_died_half_way(tmp_path, monkeypatch, me
     assert Purchase.objects.count() == 4  # the first two chunks committed
 
     assert run("import_purchases", path, "--chunk-rows", "2").startswith(
-        "Read 6 rows: 2 purchases imported, 4 skipped (already imported), 0 rejected")
+        "Read 6 rows: 2 purchases imported, 4 skipped (already imported), 0 rejected"
+    )
 
 
 def test_the_merge_is_set_based_not_a_query_per_row(tmp_path, member_m1, django_assert_max_num_queries):
-    path = write(tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(
-        f"M1,,B-{n},2024-03-01,{n},,\n" for n in range(1, 601)))
+    path = write(
+        tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(f"M1,,B-{n},2024-03-01,{n},,\n" for n in range(1, 601))
+    )
 
     with django_assert_max_num_queries(60):
         summary = run("import_purchases", path, "--chunk-rows", "200")
@@ -417,8 +457,9 @@ def test_the_progress_bar_shows_only_on_a_terminal(tmp_path, member_m1):
 def test_postgres_copies_into_staging_tables_that_are_gone_after_the_import(tmp_path, monkeypatch, member_m1):
     staged = []
     stage = imports.postgres._pg_stage
-    monkeypatch.setattr(imports.postgres, "_pg_stage",
-                        lambda cursor, table, *rest: staged.append(table) or stage(cursor, table, *rest))
+    monkeypatch.setattr(
+        imports.postgres, "_pg_stage", lambda cursor, table, *rest: staged.append(table) or stage(cursor, table, *rest)
+    )
 
     run("import_purchases", write(tmp_path, "orders.csv", f"{PURCHASE_HEADER}\nM1,,S-1,2024-03-01,10,,\n"))
 
@@ -434,8 +475,11 @@ def test_postgres_copies_into_staging_tables_that_are_gone_after_the_import(tmp_
 def test_two_concurrent_imports_of_one_file_import_each_row_once(tmp_path):
     StoreFactory(code="A001")
     MemberFactory(external_id="M1")
-    path = write(tmp_path, "orders.csv", PURCHASE_HEADER + "\n" + "".join(
-        f"M1,,C-{n},2024-03-01,{n},A001,\n" for n in range(1, 301)))
+    path = write(
+        tmp_path,
+        "orders.csv",
+        PURCHASE_HEADER + "\n" + "".join(f"M1,,C-{n},2024-03-01,{n},A001,\n" for n in range(1, 301)),
+    )
     summaries, start = [], threading.Barrier(2)
 
     def import_once(rejects):
@@ -452,8 +496,10 @@ def test_two_concurrent_imports_of_one_file_import_each_row_once(tmp_path):
         thread.join()
 
     assert Purchase.objects.count() == 300
-    counts = [[int(word.replace(",", "")) for word in summary.split() if word.replace(",", "").isdigit()]
-              for summary in summaries]
+    counts = [
+        [int(word.replace(",", "")) for word in summary.split() if word.replace(",", "").isdigit()]
+        for summary in summaries
+    ]
     assert len(counts) == 2
     assert sum(c[1] for c in counts) == 300  # imported
     assert sum(c[2] for c in counts) == 300  # skipped by the other

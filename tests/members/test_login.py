@@ -186,8 +186,9 @@ class _Gateway(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
-        self.received.append({"body": json.loads(self.rfile.read(length)),
-                              "authorization": self.headers.get("Authorization")})
+        self.received.append(
+            {"body": json.loads(self.rfile.read(length)), "authorization": self.headers.get("Authorization")}
+        )
         answer = json.dumps({"id": "abc"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -535,8 +536,9 @@ def test_staff_login_of_a_user_without_a_role_group_is_not_authenticated(anonymo
 
 
 def test_staff_logout_revokes_the_token(anonymous, clerk_a):
-    token = anonymous.post(STAFF_TOKEN_URL, {"username": "clerk-a", "password": PASSWORD},
-                           format="json").json()["token"]
+    token = anonymous.post(STAFF_TOKEN_URL, {"username": "clerk-a", "password": PASSWORD}, format="json").json()[
+        "token"
+    ]
     client = bearer(anonymous, token)
 
     response = client.delete(STAFF_TOKEN_URL)
@@ -574,15 +576,18 @@ def test_staff_token_of_a_deactivated_user_is_not_authenticated(clerk_a):
 # --- API keys and malformed credentials -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("header", [
-    "Api-Key nonsense",
-    "Api-Key lk_00000000.nonsense",
-    "Api-Key a b",
-    "Api-Key ",
-    "Bearer a b",
-    "Bearer stf_nonsense",
-    "Bearer nonsense",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Api-Key nonsense",
+        "Api-Key lk_00000000.nonsense",
+        "Api-Key a b",
+        "Api-Key ",
+        "Bearer a b",
+        "Bearer stf_nonsense",
+        "Bearer nonsense",
+    ],
+)
 def test_garbage_or_malformed_credentials_are_not_authenticated(anonymous, header):
     anonymous.credentials(HTTP_AUTHORIZATION=header)
 

@@ -36,8 +36,9 @@ def at(*args):
 
 
 def merge(survivor, duplicate, reason="same person, two cards", **kwargs):
-    return merge_members(actor="staff:boss", survivor_id=survivor.pk, duplicate_id=duplicate.pk, reason=reason,
-                         **kwargs)
+    return merge_members(
+        actor="staff:boss", survivor_id=survivor.pk, duplicate_id=duplicate.pk, reason=reason, **kwargs
+    )
 
 
 def account(member):
@@ -45,13 +46,17 @@ def account(member):
 
 
 def lots(member):
-    return [(lot.status, lot.points, lot.remaining, lot.available_at, lot.expires_at)
-            for lot in PointsLot.objects.filter(member=member).order_by("id")]
+    return [
+        (lot.status, lot.points, lot.remaining, lot.available_at, lot.expires_at)
+        for lot in PointsLot.objects.filter(member=member).order_by("id")
+    ]
 
 
 def entries(member):
-    return [(e.kind, e.points, e.available_delta, e.pending_delta, e.balance_after, e.pending_after)
-            for e in LedgerEntry.objects.filter(member=member).order_by("id")]
+    return [
+        (e.kind, e.points, e.available_delta, e.pending_delta, e.balance_after, e.pending_after)
+        for e in LedgerEntry.objects.filter(member=member).order_by("id")
+    ]
 
 
 def tier_of(member):
@@ -83,25 +88,47 @@ def test_lots_move_with_their_own_dates_and_balances_add(survivor, duplicate):
 
     assert outcome.status_code == 201 and not outcome.replayed
     assert outcome.result["moved"] == {
-        "points": {"available": 200, "pending": 30, "lots": 2, "lifetime_earned": 230, "lifetime_spent": 0,
-                   "lifetime_expired": 0, "redemptions": 0, "deductions": 0, "adjustment_requests": 0},
+        "points": {
+            "available": 200,
+            "pending": 30,
+            "lots": 2,
+            "lifetime_earned": 230,
+            "lifetime_spent": 0,
+            "lifetime_expired": 0,
+            "redemptions": 0,
+            "deductions": 0,
+            "adjustment_requests": 0,
+        },
         "growth": {"entries": 1, "value": 40, "window_growth": 150},
-        "tier": None, "purchases": 1, "tags": [], "referrals": 0, "identifiers": [], "profile": [],
-        "household": None}
+        "tier": None,
+        "purchases": 1,
+        "tags": [],
+        "referrals": 0,
+        "identifiers": [],
+        "profile": [],
+        "household": None,
+    }
     kept, closed = account(survivor), account(duplicate)
     assert (kept.available, kept.pending, kept.lifetime_earned, kept.closed) == (250, 130, 380, False)
     assert (closed.available, closed.pending, closed.lifetime_earned, closed.closed) == (0, 0, 0, True)
     week = T0 + timedelta(days=7)
-    assert lots(survivor) == [("pending", 100, 100, week, EXPIRY), ("available", 50, 50, T0, EXPIRY),
-                              ("available", 200, 200, T0, EXPIRY), ("pending", 30, 30, week, EXPIRY)]
+    assert lots(survivor) == [
+        ("pending", 100, 100, week, EXPIRY),
+        ("available", 50, 50, T0, EXPIRY),
+        ("available", 200, 200, T0, EXPIRY),
+        ("pending", 30, 30, week, EXPIRY),
+    ]
     assert lots(duplicate) == [("merged", 200, 0, T0, EXPIRY), ("merged", 30, 0, week, EXPIRY)]
     moved_lot = PointsLot.objects.filter(member=survivor).latest("id")
     assert (moved_lot.earned_at, moved_lot.purchase_id) == (T0, int(order["id"]))
     assert entries(duplicate)[-1] == ("merge", -230, -200, -30, 0, 0)
     assert entries(survivor)[-1] == ("merge", 230, 200, 30, 250, 130)
     merges = LedgerEntry.objects.filter(kind=EntryKind.MERGE)
-    assert merges.aggregate(points=Sum("points"), available=Sum("available_delta"),
-                            pending=Sum("pending_delta")) == {"points": 0, "available": 0, "pending": 0}
+    assert merges.aggregate(points=Sum("points"), available=Sum("available_delta"), pending=Sum("pending_delta")) == {
+        "points": 0,
+        "available": 0,
+        "pending": 0,
+    }
     assert set(merges.values_list("reference", flat=True)) == {f"merge:{outcome.result['id']}"}
     closing = merges.get(member=duplicate)
     assert sorted(LotMovement.objects.filter(entry=closing).values_list("points", flat=True)) == [-200, -30]
@@ -147,8 +174,16 @@ def test_a_negative_balance_moves_as_debt_and_the_survivors_points_pay_it(surviv
         outcome = merge(survivor, duplicate)
 
     assert outcome.result["moved"]["points"] == {
-        "available": -100, "pending": 0, "lots": 1, "lifetime_earned": 0, "lifetime_spent": 100,
-        "lifetime_expired": 0, "redemptions": 1, "deductions": 0, "adjustment_requests": 0}
+        "available": -100,
+        "pending": 0,
+        "lots": 1,
+        "lifetime_earned": 0,
+        "lifetime_spent": 100,
+        "lifetime_expired": 0,
+        "redemptions": 1,
+        "deductions": 0,
+        "adjustment_requests": 0,
+    }
     assert entries(duplicate)[-1] == ("merge", 100, 100, 0, 0, 0)
     assert entries(survivor) == [("adjust", 300, 300, 0, 300, 0), ("merge", -100, -100, 0, 200, 0)]
     kept = account(survivor)
@@ -160,8 +195,7 @@ def test_a_negative_balance_moves_as_debt_and_the_survivors_points_pay_it(surviv
     assert Redemption.objects.get().member == survivor
 
 
-def test_a_duplicates_redemption_cancelled_after_the_merge_returns_to_the_survivor_with_its_expiry(
-        survivor, duplicate):
+def test_a_duplicates_redemption_cancelled_after_the_merge_returns_to_the_survivor_with_its_expiry(survivor, duplicate):
     mug = Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=200, stock=5)
     with time_machine.travel(T0, tick=False):
         adjust(duplicate, 500)
@@ -173,8 +207,10 @@ def test_a_duplicates_redemption_cancelled_after_the_merge_returns_to_the_surviv
 
     assert result["balance"] == 500
     assert (account(survivor).available, account(survivor).lifetime_spent) == (500, 0)
-    assert [(s, p, r, e) for s, p, r, _, e in lots(survivor)] == [("available", 300, 300, EXPIRY),
-                                                                   ("available", 200, 200, EXPIRY)]
+    assert [(s, p, r, e) for s, p, r, _, e in lots(survivor)] == [
+        ("available", 300, 300, EXPIRY),
+        ("available", 200, 200, EXPIRY),
+    ]
     assert entries(survivor)[-1] == ("cancel", 200, 200, 0, 500, 0)
     assert Reward.objects.get().stock == 5
     assert account(duplicate).available == 0
@@ -201,8 +237,12 @@ def test_the_closed_duplicate_takes_no_further_points(survivor, duplicate, admin
         with pytest.raises(MemberMerged) as refused:
             adjust(duplicate, 10)  # no status check of its own: the closed account refuses it under its lock
         assert refused.value.extra == {"member": str(duplicate.pk), "merged_into": str(survivor.pk)}
-        response = admin_api.post(f"{MEMBERS_URL}{duplicate.pk}/points/adjustments/",
-                                  {"points": 5, "reason": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="a1")
+        response = admin_api.post(
+            f"{MEMBERS_URL}{duplicate.pk}/points/adjustments/",
+            {"points": 5, "reason": "x"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="a1",
+        )
     assert (response.status_code, response.json()["code"]) == (409, "member_merged")
     assert response.json()["merged_into"] == str(survivor.pk)
     assert entries(duplicate)[-1][0] == "merge"
@@ -231,7 +271,11 @@ def test_growth_is_mirrored_with_its_dates_and_the_combined_growth_can_upgrade(s
     ]
     change = TierChange.objects.get(member=survivor)
     assert (change.reason, change.from_tier.code, change.to_tier.code, change.growth_value) == (
-        "merge", "regular", "silver", 1120)
+        "merge",
+        "regular",
+        "silver",
+        1120,
+    )
     row = MemberTier.objects.get(member=survivor)
     assert (row.hold_until, row.window_growth) == (date(2026, 12, 27), 1120)
     # The duplicate's growth leaves the survivor's window when it would have left hers.
@@ -251,9 +295,10 @@ def test_the_survivor_keeps_the_better_tier_of_the_two_with_its_hold(survivor, d
     assert outcome.result["moved"]["growth"]["window_growth"] == 1012
     row = MemberTier.objects.get(member=survivor)
     assert (row.tier.code, row.hold_until, row.since) == ("gold", date(2027, 3, 1), at(2026, 9, 1, 10))
-    assert [(c.member_id, c.from_tier.code, c.to_tier.code, c.reason) for c in
-            TierChange.objects.filter(reason="merge").order_by("id")] == [
-        (survivor.pk, "regular", "gold", "merge"), (duplicate.pk, "gold", "regular", "merge")]
+    assert [
+        (c.member_id, c.from_tier.code, c.to_tier.code, c.reason)
+        for c in TierChange.objects.filter(reason="merge").order_by("id")
+    ] == [(survivor.pk, "regular", "gold", "merge"), (duplicate.pk, "gold", "regular", "merge")]
     dropped = MemberTier.objects.get(member=duplicate)
     assert (dropped.tier.code, dropped.hold_until, dropped.window_growth) == ("regular", None, 0)
 
@@ -275,8 +320,15 @@ def test_a_survivor_of_a_higher_tier_keeps_it_and_no_change_is_recorded(survivor
 def test_tags_unite_and_the_survivor_takes_the_identifiers_and_profile_she_lacks(store_a, store_b):
     vip, student = TagFactory(code="vip"), TagFactory(code="student")
     survivor = MemberFactory(home_store=store_a, phone="+8613800000001", name="", email="")
-    duplicate = MemberFactory(home_store=store_b, phone="+8613800000002", external_id="EXT-9", name="王芳",
-                              email="wf@example.com", birthday=date(1990, 5, 1), gender="female")
+    duplicate = MemberFactory(
+        home_store=store_b,
+        phone="+8613800000002",
+        external_id="EXT-9",
+        name="王芳",
+        email="wf@example.com",
+        birthday=date(1990, 5, 1),
+        gender="female",
+    )
     survivor.member_tags.create(tag=vip)
     duplicate.member_tags.create(tag=vip)
     duplicate.member_tags.create(tag=student, added_by="staff:clerk")
@@ -285,24 +337,36 @@ def test_tags_unite_and_the_survivor_takes_the_identifiers_and_profile_she_lacks
     moved = merge(survivor, duplicate).result["moved"]
 
     assert {key: moved[key] for key in ("tags", "referrals", "identifiers", "profile")} == {
-        "tags": ["student"], "referrals": 1, "identifiers": ["external_id"],
-        "profile": ["name", "email", "birthday", "gender"]}
+        "tags": ["student"],
+        "referrals": 1,
+        "identifiers": ["external_id"],
+        "profile": ["name", "email", "birthday", "gender"],
+    }
     survivor.refresh_from_db()
     duplicate.refresh_from_db()
-    assert (survivor.phone, survivor.external_id, survivor.name, survivor.email, survivor.birthday,
-            survivor.gender, survivor.home_store) == (
-        "+8613800000001", "EXT-9", "王芳", "wf@example.com", date(1990, 5, 1), "female", store_a)
+    assert (
+        survivor.phone,
+        survivor.external_id,
+        survivor.name,
+        survivor.email,
+        survivor.birthday,
+        survivor.gender,
+        survivor.home_store,
+    ) == ("+8613800000001", "EXT-9", "王芳", "wf@example.com", date(1990, 5, 1), "female", store_a)
     assert sorted(survivor.tags.values_list("code", flat=True)) == ["student", "vip"]
     assert survivor.member_tags.get(tag=student).added_by == "staff:clerk"
     assert (duplicate.status, duplicate.merged_into, duplicate.phone, duplicate.external_id) == (
-        MemberStatus.MERGED, survivor, "+8613800000002", None)
+        MemberStatus.MERGED,
+        survivor,
+        "+8613800000002",
+        None,
+    )
     assert not duplicate.member_tags.exists()
     referred.refresh_from_db()
     assert referred.referrer == survivor
 
 
-def test_the_survivor_joins_the_duplicates_household_and_decides_her_pending_adjustments(
-        survivor, duplicate, store_a):
+def test_the_survivor_joins_the_duplicates_household_and_decides_her_pending_adjustments(survivor, duplicate, store_a):
     from members.services import link_household
     from points.services.approvals import approve_adjustment, request_adjustment
 
@@ -310,8 +374,15 @@ def test_the_survivor_joins_the_duplicates_household_and_decides_her_pending_adj
     manager = StaffUserFactory(username="manager-h", role="admin")
     sister = MemberFactory(home_store=store_a)
     family = link_household(actor="t", member=duplicate, other=sister)
-    waiting = request_adjustment(requester=clerk, scope="t", key="r1", fingerprint="f1", member_id=duplicate.pk,
-                                 points=800, reason="lost receipt").result
+    waiting = request_adjustment(
+        requester=clerk,
+        scope="t",
+        key="r1",
+        fingerprint="f1",
+        member_id=duplicate.pk,
+        points=800,
+        reason="lost receipt",
+    ).result
 
     moved = merge(survivor, duplicate).result["moved"]
 
@@ -329,7 +400,12 @@ def test_the_merge_is_audited_with_who_why_both_ids_and_what_moved(survivor, dup
         outcome = merge(survivor, duplicate, reason="customer asked, ID checked")
     record = MemberMerge.objects.get()
     assert (record.survivor, record.duplicate, record.actor, record.reason, record.answer) == (
-        survivor, duplicate, "staff:boss", "customer asked, ID checked", outcome.result)
+        survivor,
+        duplicate,
+        "staff:boss",
+        "customer asked, ID checked",
+        outcome.result,
+    )
     on_survivor = AuditEntry.objects.get(action="member.merged")
     assert (on_survivor.actor, on_survivor.target_id) == ("staff:boss", str(survivor.pk))
     assert on_survivor.new_values["duplicate"] == str(duplicate.pk)
@@ -381,7 +457,8 @@ def test_refusals_write_nothing(survivor, duplicate, store_a):
 
 
 def test_merging_again_answers_the_original_and_other_merges_of_the_closed_members_are_refused(
-        survivor, duplicate, store_a):
+    survivor, duplicate, store_a
+):
     other = MemberFactory(home_store=store_a)
     first = merge(survivor, duplicate)
     again = merge(survivor, duplicate, reason="clicked twice")
@@ -397,7 +474,8 @@ def test_merging_again_answers_the_original_and_other_merges_of_the_closed_membe
 
 
 def test_a_retry_with_the_same_idempotency_key_answers_the_original_and_another_body_conflicts(
-        survivor, duplicate, store_a):
+    survivor, duplicate, store_a
+):
     first = merge(survivor, duplicate, idempotency_scope="staff:1", idempotency_key="k1")
     retry = merge(survivor, duplicate, idempotency_scope="staff:1", idempotency_key="k1")
     assert (retry.status_code, retry.replayed, retry.result) == (201, True, first.result)
@@ -424,19 +502,29 @@ def merge_url(member):
 def test_api_merge_answers_201_then_the_original_with_200(admin_api, survivor, duplicate):
     with time_machine.travel(T0, tick=False):
         adjust(duplicate, 40)
-        response = admin_api.post(merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "two cards"},
-                                  format="json")
+        response = admin_api.post(
+            merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "two cards"}, format="json"
+        )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body == {"id": body["id"], "survivor": str(survivor.pk), "duplicate": str(duplicate.pk),
-                    "reason": "two cards", "actor": "staff:boss", "created_at": "2026-03-01T10:00:00+08:00",
-                    "moved": body["moved"]}
+    assert body == {
+        "id": body["id"],
+        "survivor": str(survivor.pk),
+        "duplicate": str(duplicate.pk),
+        "reason": "two cards",
+        "actor": "staff:boss",
+        "created_at": "2026-03-01T10:00:00+08:00",
+        "moved": body["moved"],
+    }
     assert body["moved"]["points"]["available"] == 40
-    again = admin_api.post(merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "two cards"},
-                           format="json")
+    again = admin_api.post(merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "two cards"}, format="json")
     assert (again.status_code, again.json(), again["Idempotent-Replayed"]) == (200, body, "true")
-    keyed = admin_api.post(merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "other words"},
-                           format="json", HTTP_IDEMPOTENCY_KEY="m-1")
+    keyed = admin_api.post(
+        merge_url(survivor),
+        {"duplicate": str(duplicate.pk), "reason": "other words"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="m-1",
+    )
     assert keyed.status_code == 200  # the natural key (the duplicate) answers first
 
 
@@ -446,17 +534,27 @@ def test_api_retry_with_the_idempotency_key(admin_api, survivor, duplicate, stor
     retry = admin_api.post(merge_url(survivor), body, format="json", HTTP_IDEMPOTENCY_KEY="m-1")
     assert (first.status_code, retry.status_code, retry.json()) == (201, 201, first.json())
     other = MemberFactory(home_store=store_a)
-    clash = admin_api.post(merge_url(survivor), {"duplicate": str(other.pk), "reason": "two cards"},
-                           format="json", HTTP_IDEMPOTENCY_KEY="m-1")
+    clash = admin_api.post(
+        merge_url(survivor),
+        {"duplicate": str(other.pk), "reason": "two cards"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="m-1",
+    )
     assert (clash.status_code, clash.json()["code"]) == (409, "idempotency_conflict")
     assert Member.objects.get(pk=other.pk).status == MemberStatus.ACTIVE
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"reason": "x"}, "duplicate"), ({"duplicate": "abc", "reason": "x"}, "duplicate"),
-    ({"duplicate": "1" * 19, "reason": "x"}, "duplicate"), ({"duplicate": "SELF"}, "reason"),
-    ({"duplicate": "SELF", "reason": "x"}, "duplicate"), ({"duplicate": "999999", "reason": "x"}, "duplicate"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": "x"}, "duplicate"),
+        ({"duplicate": "abc", "reason": "x"}, "duplicate"),
+        ({"duplicate": "1" * 19, "reason": "x"}, "duplicate"),
+        ({"duplicate": "SELF"}, "reason"),
+        ({"duplicate": "SELF", "reason": "x"}, "duplicate"),
+        ({"duplicate": "999999", "reason": "x"}, "duplicate"),
+    ],
+)
 def test_api_bad_input_is_400_invalid(admin_api, survivor, body, field):
     body = {key: str(survivor.pk) if value == "SELF" else value for key, value in body.items()}
     response = admin_api.post(merge_url(survivor), body, format="json")
@@ -470,15 +568,20 @@ def test_api_conflicts_and_not_found(admin_api, survivor, duplicate, store_a):
     admin_api.post(merge_url(survivor), {"duplicate": str(duplicate.pk), "reason": "x"}, format="json")
     elsewhere = admin_api.post(merge_url(other), {"duplicate": str(duplicate.pk), "reason": "x"}, format="json")
     assert (elsewhere.status_code, elsewhere.json()["code"], elsewhere.json()["merged_into"]) == (
-        409, "already_merged", str(survivor.pk))
+        409,
+        "already_merged",
+        str(survivor.pk),
+    )
     chain = admin_api.post(merge_url(duplicate), {"duplicate": str(other.pk), "reason": "x"}, format="json")
     assert (chain.status_code, chain.json()["code"], chain.json()["merged_into"]) == (
-        409, "member_merged", str(survivor.pk))
+        409,
+        "member_merged",
+        str(survivor.pk),
+    )
     freeze_member(actor="t", member=other, reason="check")
     frozen = admin_api.post(merge_url(survivor), {"duplicate": str(other.pk), "reason": "x"}, format="json")
     assert (frozen.status_code, frozen.json()["code"]) == (409, "member_frozen")
-    missing = admin_api.post(f"{MEMBERS_URL}999999/merge/", {"duplicate": str(other.pk), "reason": "x"},
-                             format="json")
+    missing = admin_api.post(f"{MEMBERS_URL}999999/merge/", {"duplicate": str(other.pk), "reason": "x"}, format="json")
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
 
 
@@ -521,13 +624,19 @@ def test_the_duplicate_can_no_longer_log_in_earn_or_be_changed(admin_api, pos_a,
     old_token = member_client(duplicate)
     merge(survivor, duplicate)
     assert old_token.get("/api/v1/me/").status_code == 401
-    bought = pos_a.post("/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "A1", "amount": "10.00"},
-                        format="json")
+    bought = pos_a.post(
+        "/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "A1", "amount": "10.00"}, format="json"
+    )
     assert (bought.status_code, bought.json()["code"], bought.json()["merged_into"]) == (
-        409, "member_merged", str(survivor.pk))
-    for response in (admin_api.patch(f"{MEMBERS_URL}{duplicate.pk}/", {"name": "x"}, format="json"),
-                     admin_api.post(f"{MEMBERS_URL}{duplicate.pk}/tags/", {"tag": "vip"}, format="json"),
-                     admin_api.post(f"{MEMBERS_URL}{duplicate.pk}/freeze/", {"reason": "x"}, format="json")):
+        409,
+        "member_merged",
+        str(survivor.pk),
+    )
+    for response in (
+        admin_api.patch(f"{MEMBERS_URL}{duplicate.pk}/", {"name": "x"}, format="json"),
+        admin_api.post(f"{MEMBERS_URL}{duplicate.pk}/tags/", {"tag": "vip"}, format="json"),
+        admin_api.post(f"{MEMBERS_URL}{duplicate.pk}/freeze/", {"reason": "x"}, format="json"),
+    ):
         assert (response.status_code, response.json()["code"]) == (409, "member_merged")
     assert not Purchase.objects.exists()
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.MERGED
@@ -549,8 +658,11 @@ def test_imported_purchases_by_the_duplicates_phone_land_on_the_survivor(tmp_pat
 
     merge(survivor, duplicate)
     path = tmp_path / "orders.csv"
-    path.write_text("member_external_id,member_phone,order_no,occurred_at,amount,store,channel\n"
-                    f",{duplicate.phone},IMP-1,2026-03-01 10:00,88.00,,\n", encoding="utf-8")
+    path.write_text(
+        "member_external_id,member_phone,order_no,occurred_at,amount,store,channel\n"
+        f",{duplicate.phone},IMP-1,2026-03-01 10:00,88.00,,\n",
+        encoding="utf-8",
+    )
     call_command("import_purchases", str(path), stdout=open(tmp_path / "out.txt", "w"))  # noqa: SIM115
     assert Purchase.objects.get(order_no="IMP-1").member == survivor
 
@@ -583,14 +695,16 @@ def test_admin_merges_after_comparing_both_members(admin_client, survivor, dupli
     assert compare.status_code == 200
     assert compare.context["duplicate"] == duplicate
     assert ("points", "0 available, 0 pending", "30 available, 0 pending") in [
-        (str(a[0]), str(a[1]), str(b[1])) for a, b in compare.context["comparison"]]
+        (str(a[0]), str(a[1]), str(b[1])) for a, b in compare.context["comparison"]
+    ]
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.ACTIVE  # nothing yet
     done = admin_client.post(url, {"duplicate": duplicate.member_no, "reason": "two cards", "confirmed": "1"})
     assert done.status_code == 302
     assert done["Location"] == f"/admin/members/member/{survivor.pk}/change/"
     assert [str(m) for m in get_messages(done.wsgi_request)] == [
         f"Merged {duplicate.member_no} into {survivor.member_no}: 30 available and 0 pending points, "
-        "0 purchases, tags —."]
+        "0 purchases, tags —."
+    ]
     assert account(survivor).available == 30
     assert MemberMerge.objects.get().actor == "staff:boss"
     # Searching for the duplicate's card number finds the survivor.
@@ -620,14 +734,17 @@ def test_clerks_do_not_merge_in_the_admin(client, store_a, survivor, duplicate):
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.ACTIVE
 
 
-def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(admin_client, survivor, duplicate,
-                                                                           store_a):
+def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(
+    admin_client, survivor, duplicate, store_a
+):
     gone = MemberFactory(home_store=store_a)
     anonymise_member(actor="t", member=gone, reason="asked")
     merge(survivor, duplicate)
-    response = admin_client.post("/admin/members/member/", {
-        "action": "freeze_members", "_selected_action": [str(m.pk) for m in (survivor, duplicate, gone)]},
-        follow=True)
+    response = admin_client.post(
+        "/admin/members/member/",
+        {"action": "freeze_members", "_selected_action": [str(m.pk) for m in (survivor, duplicate, gone)]},
+        follow=True,
+    )
     assert response.status_code == 200
     assert Member.objects.get(pk=survivor.pk).status == MemberStatus.FROZEN
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.MERGED
@@ -660,10 +777,12 @@ def test_check_ledger_reports_a_merge_entry_that_is_not_one_side_of_a_merge(surv
         assert list(ledger_mismatches()) == []  # both sides of the real merge: opposite, one each
         account = ledger.lock_account(survivor.pk)  # a credit that balances, but says it came from a merge
         entry = ledger.append_entry(account, kind="merge", actor="forger", available_delta=30, reference="merge:0")
-        PointsLot.objects.create(member=survivor, entry=entry, status="available", points=30, remaining=30,
-                                 earned_at=T0, available_at=T0)
+        PointsLot.objects.create(
+            member=survivor, entry=entry, status="available", points=30, remaining=30, earned_at=T0, available_at=T0
+        )
         account.save()
 
     assert list(ledger_mismatches()) == [
         f"member {survivor.pk}: merge entry {entry.pk} (available +30, pending +0) is not one side of a merge of "
-        "hers, or its other side differs"]
+        "hers, or its other side differs"
+    ]

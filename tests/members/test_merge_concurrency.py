@@ -41,6 +41,7 @@ def pos(store_a):
         c = APIClient()
         c.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
         return c
+
     return client
 
 
@@ -60,11 +61,15 @@ def test_purchases_for_either_member_during_a_merge_lose_nothing(default_ladder,
 
     def request(index):
         if index == 2 * PURCHASES_EACH:
-            return admin_token_client.post(f"/api/v1/members/{survivor.pk}/merge/",
-                                           {"duplicate": str(duplicate.pk), "reason": "two cards"}, format="json")
+            return admin_token_client.post(
+                f"/api/v1/members/{survivor.pk}/merge/",
+                {"duplicate": str(duplicate.pk), "reason": "two cards"},
+                format="json",
+            )
         member = duplicate if index % 2 else survivor
-        return clients[index].post("/api/v1/purchases/", {"member": str(member.pk), "order_no": f"P{index}",
-                                                         "amount": "10.00"}, format="json")
+        return clients[index].post(
+            "/api/v1/purchases/", {"member": str(member.pk), "order_no": f"P{index}", "amount": "10.00"}, format="json"
+        )
 
     responses = run_together(2 * PURCHASES_EACH + 1, request)
 
@@ -84,8 +89,10 @@ def test_purchases_for_either_member_during_a_merge_lose_nothing(default_ladder,
     assert (kept.available, kept.pending) == (1500, 10 * recorded)  # 10 points pending per 10.00 order
     assert (closed.available, closed.pending, closed.closed) == (0, 0, True)
     assert LedgerEntry.objects.filter(member=duplicate).latest("id").kind == EntryKind.MERGE
-    growth = {member: sum(GrowthEntry.objects.filter(member=member).values_list("value", flat=True))
-              for member in (survivor, duplicate)}
+    growth = {
+        member: sum(GrowthEntry.objects.filter(member=member).values_list("value", flat=True))
+        for member in (survivor, duplicate)
+    }
     assert growth == {survivor: 20 * recorded, duplicate: 0}  # 10.00 paid + 10 per order
     for refused in (r for r in responses[1:-1:2] if r.status_code == 409):
         assert refused.json()["merged_into"] == str(survivor.pk)
@@ -98,8 +105,7 @@ def test_the_same_merge_posted_at_once_happens_once(default_ladder, admin_token_
     body = {"duplicate": str(duplicate.pk), "reason": "two cards"}
     user = StaffUserFactory(username="boss-n", role="admin")
     clients = [staff_client(user) for _ in range(8)]
-    responses = run_together(8, lambda i: clients[i].post(f"/api/v1/members/{survivor.pk}/merge/", body,
-                                                          format="json"))
+    responses = run_together(8, lambda i: clients[i].post(f"/api/v1/members/{survivor.pk}/merge/", body, format="json"))
     assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
     assert len({str(r.json()) for r in responses}) == 1
     assert MemberMerge.objects.count() == 1
@@ -115,9 +121,12 @@ def test_two_members_merged_into_each_other_at_once_merge_one_way(default_ladder
     user = StaffUserFactory(username="boss-o", role="admin")
     clients = [staff_client(user) for _ in range(2)]
     pairs = [(first, second), (second, first)]
-    responses = run_together(2, lambda i: clients[i].post(
-        f"/api/v1/members/{pairs[i][0].pk}/merge/", {"duplicate": str(pairs[i][1].pk), "reason": "x"},
-        format="json"))
+    responses = run_together(
+        2,
+        lambda i: clients[i].post(
+            f"/api/v1/members/{pairs[i][0].pk}/merge/", {"duplicate": str(pairs[i][1].pk), "reason": "x"}, format="json"
+        ),
+    )
     assert Counter(map(outcome, responses)) == {201: 1, "member_merged": 1}
     statuses = sorted(Member.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True))
     assert statuses == [MemberStatus.ACTIVE, MemberStatus.MERGED]
@@ -147,8 +156,10 @@ def merge_while(survivor, duplicate, request):
         with connection.cursor() as cursor:
             while time.monotonic() < deadline:
                 cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is read once per transaction
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
                 if cursor.fetchone()[0]:
                     break
                 time.sleep(0.02)
@@ -171,19 +182,30 @@ def test_a_purchase_that_read_the_duplicate_before_the_merge_is_refused_after_it
     survivor, duplicate = MemberFactory(home_store=store_a), MemberFactory(home_store=store_a)
     adjust(duplicate, 100)
 
-    response = merge_while(survivor, duplicate, lambda: pos().post(
-        "/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "LATE", "amount": "10.00"}, format="json"))
+    response = merge_while(
+        survivor,
+        duplicate,
+        lambda: pos().post(
+            "/api/v1/purchases/", {"member": str(duplicate.pk), "order_no": "LATE", "amount": "10.00"}, format="json"
+        ),
+    )
 
     assert (response.status_code, response.json()["code"], response.json()["merged_into"]) == (
-        409, "member_merged", str(survivor.pk))
+        409,
+        "member_merged",
+        str(survivor.pk),
+    )
     assert not Purchase.objects.exists()
-    assert (PointsAccount.objects.get(member=duplicate).pending, PointsAccount.objects.get(member=survivor).available) \
-        == (0, 100)
+    assert (
+        PointsAccount.objects.get(member=duplicate).pending,
+        PointsAccount.objects.get(member=survivor).available,
+    ) == (0, 100)
     assert_ledger_consistent()
 
 
 def test_a_refund_that_read_the_purchase_before_the_merge_moved_it_is_refused_then_lands_on_the_survivor(
-        default_ladder, store_a):
+    default_ladder, store_a
+):
     """A refund reads whose the purchase is, then takes that member's lock: the merge moved the purchase and closed
     her meanwhile. Her closed account refuses it (it would take the survivor's lots on the duplicate's ledger);
     asked again, it reverses the points on the survivor."""

@@ -18,9 +18,17 @@ def register(api, **body):
 
 
 def test_register_returns_the_member_representation(admin_api, store_a):
-    response = register(admin_api, phone="13800138000", name="王芳", gender="female", birthday="1990-05-17",
-                        email="fang@example.com", store="A001", channel="mini_program",
-                        consents={"sms": True, "wechat": False, "email": True})
+    response = register(
+        admin_api,
+        phone="13800138000",
+        name="王芳",
+        gender="female",
+        birthday="1990-05-17",
+        email="fang@example.com",
+        store="A001",
+        channel="mini_program",
+        consents={"sms": True, "wechat": False, "email": True},
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     member = Member.objects.get()
@@ -58,8 +66,12 @@ def test_duplicate_external_id_is_409_with_the_existing_id(admin_api, store_a):
     first = register(admin_api, external_id="ERP-1", store="A001")
     again = register(admin_api, external_id="ERP-1", phone="13900139000", store="A001")
     assert again.status_code == 409
-    assert again.json() == {"code": "member_exists", "detail": again.json()["detail"],
-                            "id": first.json()["id"], "member_no": first.json()["member_no"]}
+    assert again.json() == {
+        "code": "member_exists",
+        "detail": again.json()["detail"],
+        "id": first.json()["id"],
+        "member_no": first.json()["member_no"],
+    }
     assert Member.objects.count() == 1
 
 
@@ -105,8 +117,11 @@ def test_clerk_registers_into_her_only_store_by_default(clerk_api, store_a):
 
 
 def test_patch_updates_profile_and_consents_with_an_audit_row(admin_api, member_a):
-    response = admin_api.patch(f"{URL}{member_a.pk}/", {"name": "新名字", "consents": {"wechat": True},
-                                                       "phone": "139 0013 9001"}, format="json")
+    response = admin_api.patch(
+        f"{URL}{member_a.pk}/",
+        {"name": "新名字", "consents": {"wechat": True}, "phone": "139 0013 9001"},
+        format="json",
+    )
     assert response.status_code == 200, response.json()
     member_a.refresh_from_db()
     assert member_a.name == "新名字"
@@ -252,7 +267,12 @@ def test_anonymise_erases_personal_data_and_keeps_the_books(admin_api, clerk_api
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["phone"], body["name"], body["birthday"], body["email"]) == (
-        "anonymised", None, "", None, "")
+        "anonymised",
+        None,
+        "",
+        None,
+        "",
+    )
     assert body["member_no"] == member_a.member_no
     assert body["points"] == {"available": 0, "pending": 100}
     from loyalty.models import Message
@@ -262,5 +282,7 @@ def test_anonymise_erases_personal_data_and_keeps_the_books(admin_api, clerk_api
     again = admin_api.post(f"{URL}{member_a.pk}/anonymise/", {"reason": "twice"}, format="json")
     assert again.status_code == 200
     assert AuditEntry.objects.filter(action="member.anonymised").count() == 1
-    assert admin_api.post(f"{URL}{member_a.pk}/freeze/", {"reason": "x"}, format="json").json()["code"] == \
-        "member_anonymised"
+    assert (
+        admin_api.post(f"{URL}{member_a.pk}/freeze/", {"reason": "x"}, format="json").json()["code"]
+        == "member_anonymised"
+    )

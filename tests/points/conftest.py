@@ -13,4 +13,5 @@ def api(store_a):
         c = APIClient()
         c.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
         return c
+
     return client

@@ -45,9 +45,13 @@ def action_url(member, action):
 def readonly_values(response):
     """The read-only fields of an admin change page, as rendered: {field name: html}."""
     assert response.status_code == 200, response.content[:500]
-    return {field.field["name"]: str(field.contents())
-            for fieldset in response.context["adminform"] for line in fieldset for field in line
-            if field.is_readonly}
+    return {
+        field.field["name"]: str(field.contents())
+        for fieldset in response.context["adminform"]
+        for line in fieldset
+        for field in line
+        if field.is_readonly
+    }
 
 
 def messages_of(response):
@@ -66,8 +70,16 @@ def account(member):
 
 def give_points(member, points):
     """Available points at once, as an admin's adjustment (no pending period)."""
-    services.adjust_points(actor="staff:seed", role="admin", scope="test", key=str(uuid.uuid4()), fingerprint="x",
-                           member_id=member.pk, points=points, reason="seed")
+    services.adjust_points(
+        actor="staff:seed",
+        role="admin",
+        scope="test",
+        key=str(uuid.uuid4()),
+        fingerprint="x",
+        member_id=member.pk,
+        points=points,
+        reason="seed",
+    )
 
 
 def grant(user, *codenames):
@@ -95,8 +107,15 @@ def gift():
 
 
 def test_member_page_shows_balances_and_the_ledger_newest_first(admin_client, member_a, store_a):
-    services.record_purchase(actor="client:pos", source="store:A001", member_id=member_a.pk, order_no="A-1",
-                             amount=Decimal("120.50"), store=store_a, fingerprint="f")
+    services.record_purchase(
+        actor="client:pos",
+        source="store:A001",
+        member_id=member_a.pk,
+        order_no="A-1",
+        amount=Decimal("120.50"),
+        store=store_a,
+        fingerprint="f",
+    )
     give_points(member_a, 300)
 
     response = admin_client.get(change_url(member_a))
@@ -124,8 +143,15 @@ def test_member_page_shows_balances_and_the_ledger_newest_first(admin_client, me
 def test_member_page_shows_only_the_newest_50_entries_and_her_redemptions(admin_client, member_a, gift):
     for _ in range(55):
         give_points(member_a, 10)
-    services.redeem_reward(actor="staff:seed", scope="test", key="r1", fingerprint="x", member_id=member_a.pk,
-                           reward_id=gift.pk, quantity=2)
+    services.redeem_reward(
+        actor="staff:seed",
+        scope="test",
+        key="r1",
+        fingerprint="x",
+        member_id=member_a.pk,
+        reward_id=gift.pk,
+        quantity=2,
+    )
 
     values = readonly_values(admin_client.get(change_url(member_a)))
 
@@ -135,13 +161,13 @@ def test_member_page_shows_only_the_newest_50_entries_and_her_redemptions(admin_
     assert "<td>Mug</td><td>2</td><td>200</td><td>completed</td><td></td>" in redemptions
 
 
-def test_member_page_costs_a_bounded_number_of_queries(admin_client, member_a, gift,
-                                                       django_assert_max_num_queries):
+def test_member_page_costs_a_bounded_number_of_queries(admin_client, member_a, gift, django_assert_max_num_queries):
     for _ in range(60):
         give_points(member_a, 10)
     for n in range(3):
-        services.redeem_reward(actor="staff:seed", scope="test", key=f"r{n}", fingerprint="x",
-                               member_id=member_a.pk, reward_id=gift.pk)
+        services.redeem_reward(
+            actor="staff:seed", scope="test", key=f"r{n}", fingerprint="x", member_id=member_a.pk, reward_id=gift.pk
+        )
 
     with django_assert_max_num_queries(25):
         assert admin_client.get(change_url(member_a)).status_code == 200
@@ -158,8 +184,14 @@ def test_member_page_without_points_shows_zeros(admin_client, member_a):
 
 
 def purchase_form(store, **overrides):
-    return {"order_no": "A-100", "amount": "123.45", "store": str(store.pk), "channel": "offline",
-            "points_used": "0", **overrides}
+    return {
+        "order_no": "A-100",
+        "amount": "123.45",
+        "store": str(store.pk),
+        "channel": "offline",
+        "points_used": "0",
+        **overrides,
+    }
 
 
 def test_the_purchase_form_defaults_to_the_clerks_only_store(clerk_client, member_a, store_a, store_b):
@@ -176,11 +208,20 @@ def test_recording_a_purchase_awards_its_points_pending(clerk_client, member_a, 
     assert response["Location"] == change_url(member_a)
     purchase = Purchase.objects.get()
     assert (purchase.order_no, purchase.member, purchase.store, purchase.source) == (
-        "A-100", member_a, store_a, "store:A001")
+        "A-100",
+        member_a,
+        store_a,
+        "store:A001",
+    )
     assert (purchase.amount, purchase.points_awarded) == (Decimal("123.45"), 123)
     entry = LedgerEntry.objects.get()
     assert (entry.kind, entry.points, entry.pending_delta, entry.available_delta, entry.actor) == (
-        EntryKind.EARN, 123, 123, 0, "staff:clerk-a")
+        EntryKind.EARN,
+        123,
+        123,
+        0,
+        "staff:clerk-a",
+    )
     assert messages_of(response) == ["Purchase A-100: 123 points pending (base 123)."]
     values = readonly_values(clerk_client.get(change_url(member_a)))
     assert (values["points_pending"], values["points_available"]) == ("123", "0")
@@ -213,7 +254,8 @@ def test_points_used_beyond_the_balance_show_the_error_and_record_nothing(clerk_
 
     assert response.status_code == 200
     assert "insufficient_points: Not enough available points. (available: 0, required: 100)" in (
-        response.content.decode())
+        response.content.decode()
+    )
     assert Purchase.objects.count() == 0
     assert LedgerEntry.objects.count() == 0
 
@@ -253,7 +295,11 @@ def test_redeeming_spends_the_points_once_even_when_posted_twice(clerk_client, m
     assert gift.stock == 3
     redemption = Redemption.objects.get()
     assert (redemption.quantity, redemption.points_spent, redemption.actor, redemption.store) == (
-        2, 200, "staff:clerk-a", store_a)
+        2,
+        200,
+        "staff:clerk-a",
+        store_a,
+    )
     assert LedgerEntry.objects.filter(kind=EntryKind.REDEEM).count() == 1
     assert messages_of(first) == ["Redeemed 2 × Mug for 200 points; balance 100."]
     assert messages_of(second)[-1].startswith("This form was already submitted, nothing changed.")
@@ -280,8 +326,7 @@ def test_redeeming_without_enough_points_shows_the_error_and_spends_nothing(cler
     assert LedgerEntry.objects.count() == 1
 
 
-def test_reusing_a_redeem_key_for_other_values_is_refused_and_the_form_gets_a_new_key(clerk_client, member_a,
-                                                                                      gift):
+def test_reusing_a_redeem_key_for_other_values_is_refused_and_the_form_gets_a_new_key(clerk_client, member_a, gift):
     give_points(member_a, 500)
     url = action_url(member_a, "redeem")
     key = form_key(clerk_client, url)
@@ -332,7 +377,12 @@ def test_a_clerk_adjustment_within_her_limit_is_in_the_ledger_and_the_audit_log(
     assert (response.status_code, again.status_code) == (302, 302)
     entry = LedgerEntry.objects.get()
     assert (entry.kind, entry.points, entry.balance_after, entry.reason, entry.actor) == (
-        EntryKind.ADJUST, 300, 300, "goodwill", "staff:clerk-a")
+        EntryKind.ADJUST,
+        300,
+        300,
+        "goodwill",
+        "staff:clerk-a",
+    )
     audit = AuditEntry.objects.get(action="points.adjusted")
     assert (audit.actor, audit.target_id, audit.new_values["points"]) == ("staff:clerk-a", str(member_a.pk), 300)
     assert account(member_a).available == 300
@@ -377,8 +427,10 @@ def test_a_clerk_gets_404_for_members_of_other_stores(clerk_client, member_b, st
     give_points(member_b, 500)
 
     assert clerk_client.get(action_url(member_b, action)).status_code == 404
-    response = clerk_client.post(action_url(member_b, action), {
-        **purchase_form(store_a), "points": "100", "reason": "x", "key": str(uuid.uuid4())})
+    response = clerk_client.post(
+        action_url(member_b, action),
+        {**purchase_form(store_a), "points": "100", "reason": "x", "key": str(uuid.uuid4())},
+    )
     assert response.status_code == 404
     assert LedgerEntry.objects.count() == 1
     assert Purchase.objects.count() == 0
@@ -443,8 +495,15 @@ def test_the_ledger_admin_lists_entries_and_has_no_add_change_or_delete(admin_cl
 def test_the_ledger_search_finds_a_phone_card_number_or_reference(admin_client, member_a, member_b, store_a):
     give_points(member_a, 10)
     give_points(member_b, 20)
-    services.record_purchase(actor="x", source="store:A001", member_id=member_b.pk, order_no="ORD-7",
-                             amount=Decimal("50"), store=store_a, fingerprint="f")
+    services.record_purchase(
+        actor="x",
+        source="store:A001",
+        member_id=member_b.pk,
+        order_no="ORD-7",
+        amount=Decimal("50"),
+        store=store_a,
+        fingerprint="f",
+    )
 
     def found(term):
         return sorted(e.points for e in admin_client.get(LEDGER, {"q": term}).context["cl"].result_list)
@@ -493,8 +552,15 @@ def test_a_clerk_sees_only_the_ledger_of_her_stores_members(client, clerk_a, mem
 
 def test_cancelling_a_redemption_through_the_admin_action_returns_the_points(admin_client, member_a, gift):
     give_points(member_a, 300)
-    services.redeem_reward(actor="staff:seed", scope="test", key="r1", fingerprint="x", member_id=member_a.pk,
-                           reward_id=gift.pk, quantity=2)
+    services.redeem_reward(
+        actor="staff:seed",
+        scope="test",
+        key="r1",
+        fingerprint="x",
+        member_id=member_a.pk,
+        reward_id=gift.pk,
+        quantity=2,
+    )
     redemption = Redemption.objects.get()
     assert account(member_a).available == 100
 
@@ -519,8 +585,9 @@ def test_cancelling_a_redemption_through_the_admin_action_returns_the_points(adm
 def test_a_clerk_cancels_only_her_stores_redemptions(clerk_client, member_a, member_b, gift):
     for member in (member_a, member_b):
         give_points(member, 100)
-        services.redeem_reward(actor="x", scope="test", key=f"r{member.pk}", fingerprint="x", member_id=member.pk,
-                               reward_id=gift.pk)
+        services.redeem_reward(
+            actor="x", scope="test", key=f"r{member.pk}", fingerprint="x", member_id=member.pk, reward_id=gift.pk
+        )
     mine, theirs = Redemption.objects.get(member=member_a), Redemption.objects.get(member=member_b)
     assert list(clerk_client.get(REDEMPTIONS).context["cl"].result_list) == [mine]
 
@@ -534,14 +601,14 @@ def test_a_clerk_cancels_only_her_stores_redemptions(clerk_client, member_a, mem
 
 def test_without_change_redemption_there_is_no_cancel_action(client, clerk_a, member_a, gift):
     give_points(member_a, 100)
-    services.redeem_reward(actor="x", scope="test", key="r1", fingerprint="x", member_id=member_a.pk,
-                           reward_id=gift.pk)
+    services.redeem_reward(actor="x", scope="test", key="r1", fingerprint="x", member_id=member_a.pk, reward_id=gift.pk)
     clerk_a.groups.get().permissions.remove(Permission.objects.get(codename="change_redemption"))
     client.force_login(clerk_a)
 
     listing = client.get(REDEMPTIONS)
-    response = client.post(REDEMPTIONS, {"action": "cancel_redemptions",
-                                         "_selected_action": [Redemption.objects.get().pk]})
+    response = client.post(
+        REDEMPTIONS, {"action": "cancel_redemptions", "_selected_action": [Redemption.objects.get().pk]}
+    )
 
     assert listing.status_code == 200
     assert listing.context["action_form"] is None
@@ -576,14 +643,26 @@ def split(value):
 def rule_form(rule, **overrides):
     valid_from, valid_until = split(rule.valid_from), split(rule.valid_until) if rule.valid_until else ("", "")
     data = {
-        "channel": rule.channel, "event_type": rule.event_type, "name": rule.name,
-        "store": str(rule.store_id or ""), "valid_from_0": valid_from[0], "valid_from_1": valid_from[1],
-        "valid_until_0": valid_until[0], "valid_until_1": valid_until[1], "points": str(rule.points),
-        "points_per_unit": str(rule.points_per_unit), "min_amount": str(rule.min_amount),
-        "excluded_categories": "[]", "pending_days": str(rule.pending_days), "daily_limit": "",
-        "streak_days": "", "streak_bonus": str(rule.streak_bonus), "_save": "Save",
+        "channel": rule.channel,
+        "event_type": rule.event_type,
+        "name": rule.name,
+        "store": str(rule.store_id or ""),
+        "valid_from_0": valid_from[0],
+        "valid_from_1": valid_from[1],
+        "valid_until_0": valid_until[0],
+        "valid_until_1": valid_until[1],
+        "points": str(rule.points),
+        "points_per_unit": str(rule.points_per_unit),
+        "min_amount": str(rule.min_amount),
+        "excluded_categories": "[]",
+        "pending_days": str(rule.pending_days),
+        "daily_limit": "",
+        "streak_days": "",
+        "streak_bonus": str(rule.streak_bonus),
+        "_save": "Save",
         # What a browser posts back for fields with a callable default (Django compares against these).
-        "initial-valid_from_0": valid_from[0], "initial-valid_from_1": valid_from[1],
+        "initial-valid_from_0": valid_from[0],
+        "initial-valid_from_1": valid_from[1],
         "initial-excluded_categories": "[]",
     }
     if rule.is_active:
@@ -594,8 +673,13 @@ def rule_form(rule, **overrides):
 
 @pytest.fixture
 def rule(db):
-    return EarningRule.objects.create(channel="purchase", name="Base", points_per_unit=Decimal("1.00"),
-                                      pending_days=7, valid_from=timezone.now() - timedelta(days=30))
+    return EarningRule.objects.create(
+        channel="purchase",
+        name="Base",
+        points_per_unit=Decimal("1.00"),
+        pending_days=7,
+        valid_from=timezone.now() - timedelta(days=30),
+    )
 
 
 def test_an_existing_rules_earning_fields_cannot_be_changed_in_place(admin_client, rule):
@@ -610,15 +694,19 @@ def test_an_existing_rules_earning_fields_cannot_be_changed_in_place(admin_clien
 def test_an_existing_rule_may_be_ended_in_place_with_an_audit_row(admin_client, rule):
     ends = timezone.now() + timedelta(days=3)
 
-    response = admin_client.post(f"{RULES}{rule.pk}/change/", rule_form(
-        rule, valid_until_0=split(ends)[0], valid_until_1=split(ends)[1]))
+    response = admin_client.post(
+        f"{RULES}{rule.pk}/change/", rule_form(rule, valid_until_0=split(ends)[0], valid_until_1=split(ends)[1])
+    )
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     rule.refresh_from_db()
     assert rule.valid_until == ends.replace(microsecond=0)
     audit = AuditEntry.objects.get(action="points.earning_rule.changed")
-    assert (audit.actor, audit.old_values, list(audit.new_values)) == ("staff:boss", {"valid_until": None},
-                                                                       ["valid_until"])
+    assert (audit.actor, audit.old_values, list(audit.new_values)) == (
+        "staff:boss",
+        {"valid_until": None},
+        ["valid_until"],
+    )
 
 
 def test_save_as_new_version_adds_a_rule_and_keeps_the_old_one(admin_client, rule, member_a, store_a):
@@ -626,23 +714,38 @@ def test_save_as_new_version_adds_a_rule_and_keeps_the_old_one(admin_client, rul
     page = admin_client.get(f"{RULES}{rule.pk}/change/")
     assert b'value="Save as new version" name="_saveasnew"' in page.content
 
-    response = admin_client.post(f"{RULES}{rule.pk}/change/", rule_form(
-        rule, points_per_unit="2", valid_from_0=split(starts)[0], valid_from_1=split(starts)[1],
-        _saveasnew="Save as new version"))
+    response = admin_client.post(
+        f"{RULES}{rule.pk}/change/",
+        rule_form(
+            rule,
+            points_per_unit="2",
+            valid_from_0=split(starts)[0],
+            valid_from_1=split(starts)[1],
+            _saveasnew="Save as new version",
+        ),
+    )
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     new = EarningRule.objects.get(created_by="staff:boss")
     assert (new.points_per_unit, new.pending_days, new.created_by) == (Decimal("2.00"), 7, "staff:boss")
     rule.refresh_from_db()
     assert rule.points_per_unit == Decimal("1.00")
-    outcome = services.record_purchase(actor="x", source="store:A001", member_id=member_a.pk, order_no="N-1",
-                                       amount=Decimal("10"), store=store_a, fingerprint="f")
+    outcome = services.record_purchase(
+        actor="x",
+        source="store:A001",
+        member_id=member_a.pk,
+        order_no="N-1",
+        amount=Decimal("10"),
+        store=store_a,
+        fingerprint="f",
+    )
     assert outcome.result["points"]["awarded"] == 20  # the new version is in force
 
 
 def test_a_marketer_adds_a_policy_version_starting_from_the_current_values(client, admin_user):
-    PointsPolicy.objects.create(valid_from=timezone.now() - timedelta(days=1), clerk_adjustment_limit=300,
-                                expiry_months=24)
+    PointsPolicy.objects.create(
+        valid_from=timezone.now() - timedelta(days=1), clerk_adjustment_limit=300, expiry_months=24
+    )
     client.force_login(admin_user)
 
     form = client.get(f"{POLICIES}add/").context["adminform"].form
@@ -663,10 +766,21 @@ def test_saved_policy_versions_are_read_only(admin_client):
 
 def test_a_new_policy_version_records_who_made_it(admin_client):
     now = timezone.now()
-    response = admin_client.post(f"{POLICIES}add/", {
-        "valid_from_0": split(now)[0], "valid_from_1": split(now)[1], "expiry_mode": "rolling",
-        "expiry_months": "12", "daily_cap": "5000", "cash_points_per_unit": "100", "cash_max_share": "0.50",
-        "clerk_adjustment_limit": "200", "marketer_adjustment_limit": "5000", "transfer_daily_limit": "1000"})
+    response = admin_client.post(
+        f"{POLICIES}add/",
+        {
+            "valid_from_0": split(now)[0],
+            "valid_from_1": split(now)[1],
+            "expiry_mode": "rolling",
+            "expiry_months": "12",
+            "daily_cap": "5000",
+            "cash_points_per_unit": "100",
+            "cash_max_share": "0.50",
+            "clerk_adjustment_limit": "200",
+            "marketer_adjustment_limit": "5000",
+            "transfer_daily_limit": "1000",
+        },
+    )
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     policy = PointsPolicy.objects.get(created_by="staff:boss")
@@ -678,14 +792,31 @@ def test_editing_a_reward_does_not_overwrite_stock_that_redemptions_moved(admin_
     page = admin_client.get(f"/admin/points/reward/{gift.pk}/change/")
     assert page.status_code == 200
     give_points(member_a, 100)
-    services.redeem_reward(actor="x", scope="test", key="r1", fingerprint="x", member_id=member_a.pk,
-                           reward_id=gift.pk)  # stock 5 → 4 while the marketer's form is open
+    services.redeem_reward(
+        actor="x", scope="test", key="r1", fingerprint="x", member_id=member_a.pk, reward_id=gift.pk
+    )  # stock 5 → 4 while the marketer's form is open
 
-    response = admin_client.post(f"/admin/points/reward/{gift.pk}/change/", {
-        "code": "mug", "name": "Big mug", "kind": "gift", "description": "", "cost_points": "100", "stock": "5",
-        "per_member_limit": "", "eligible_tiers": "[]", "voucher_amount": "", "valid_from_0": "",
-        "valid_from_1": "", "valid_until_0": "", "valid_until_1": "", "is_active": "on",
-        "initial-stock": "5", "initial-eligible_tiers": "[]"})  # as the form showed them
+    response = admin_client.post(
+        f"/admin/points/reward/{gift.pk}/change/",
+        {
+            "code": "mug",
+            "name": "Big mug",
+            "kind": "gift",
+            "description": "",
+            "cost_points": "100",
+            "stock": "5",
+            "per_member_limit": "",
+            "eligible_tiers": "[]",
+            "voucher_amount": "",
+            "valid_from_0": "",
+            "valid_from_1": "",
+            "valid_until_0": "",
+            "valid_until_1": "",
+            "is_active": "on",
+            "initial-stock": "5",
+            "initial-eligible_tiers": "[]",
+        },
+    )  # as the form showed them
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     gift.refresh_from_db()
@@ -695,10 +826,25 @@ def test_editing_a_reward_does_not_overwrite_stock_that_redemptions_moved(admin_
 
 
 def test_a_marketer_adds_rewards_and_a_clerk_only_sees_them(marketer_client, client, clerk_a, gift):
-    response = marketer_client.post("/admin/points/reward/add/", {
-        "code": "tea", "name": "Tea", "kind": "coupon", "description": "", "cost_points": "300", "stock": "",
-        "per_member_limit": "1", "eligible_tiers": "[]", "voucher_amount": "", "valid_from_0": "",
-        "valid_from_1": "", "valid_until_0": "", "valid_until_1": "", "is_active": "on"})
+    response = marketer_client.post(
+        "/admin/points/reward/add/",
+        {
+            "code": "tea",
+            "name": "Tea",
+            "kind": "coupon",
+            "description": "",
+            "cost_points": "300",
+            "stock": "",
+            "per_member_limit": "1",
+            "eligible_tiers": "[]",
+            "voucher_amount": "",
+            "valid_from_0": "",
+            "valid_from_1": "",
+            "valid_until_0": "",
+            "valid_until_1": "",
+            "is_active": "on",
+        },
+    )
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     tea = Reward.objects.get(code="tea")
@@ -713,9 +859,15 @@ def test_a_forged_initial_value_does_not_let_an_earning_field_change_in_place(ad
     later = timezone.now() + timedelta(days=1)
     date_part, time_part = split(later)
 
-    response = admin_client.post(f"{RULES}{rule.pk}/change/", rule_form(
-        rule, valid_from_0=date_part, valid_from_1=time_part,
-        **{"initial-valid_from_0": date_part, "initial-valid_from_1": time_part}))
+    response = admin_client.post(
+        f"{RULES}{rule.pk}/change/",
+        rule_form(
+            rule,
+            valid_from_0=date_part,
+            valid_from_1=time_part,
+            **{"initial-valid_from_0": date_part, "initial-valid_from_1": time_part},
+        ),
+    )
 
     assert response.status_code == 200
     assert "valid_from" in response.context["adminform"].form.errors

@@ -45,13 +45,28 @@ def available(member):
 
 
 def give_points(member, points):
-    services.adjust_points(actor="staff:seed", role="admin", scope="test", key=str(uuid.uuid4()), fingerprint="x",
-                           member_id=member.pk, points=points, reason="seed")
+    services.adjust_points(
+        actor="staff:seed",
+        role="admin",
+        scope="test",
+        key=str(uuid.uuid4()),
+        fingerprint="x",
+        member_id=member.pk,
+        points=points,
+        reason="seed",
+    )
 
 
 def ask(requester, member, points):
-    return services.request_adjustment(requester=requester, scope="test", key=str(uuid.uuid4()), fingerprint="x",
-                                       member_id=member.pk, points=points, reason="lost receipt").result
+    return services.request_adjustment(
+        requester=requester,
+        scope="test",
+        key=str(uuid.uuid4()),
+        fingerprint="x",
+        member_id=member.pk,
+        points=points,
+        reason="lost receipt",
+    ).result
 
 
 def login(client, user):
@@ -77,10 +92,10 @@ def test_a_clerk_asks_for_approval_of_an_adjustment_over_her_limit(client, clerk
 
     assert (response.status_code, again.status_code) == (302, 302)
     request = AdjustmentRequest.objects.get()
-    assert (request.points, request.status, request.requested_by, request.member) == (800, "pending", clerk_a,
-                                                                                      member_a)
+    assert (request.points, request.status, request.requested_by, request.member) == (800, "pending", clerk_a, member_a)
     assert messages_of(response) == [
-        f"Sent for approval: request {request.pk}, +800 points. Nothing changes until a manager approves it."]
+        f"Sent for approval: request {request.pk}, +800 points. Nothing changes until a manager approves it."
+    ]
     assert (available(member_a), LedgerEntry.objects.count()) == (0, 0)
     assert AuditEntry.objects.filter(action="points.adjustment_requested").count() == 1
 
@@ -162,9 +177,10 @@ def test_a_manager_approves_and_rejects_from_the_list(client, admin_user, clerk_
 
     assert listing.status_code == 200
     assert listed == [int(own), int(second), int(first)]
-    assert messages_of(approved)[:2] == ["Approved 1 request(s).",
-                                         f"#{own}: own_request: Someone other than the requester must approve it "
-                                         "(four eyes)."]
+    assert messages_of(approved)[:2] == [
+        "Approved 1 request(s).",
+        f"#{own}: own_request: Someone other than the requester must approve it (four eyes).",
+    ]
     assert "Rejected 1 request(s)." in messages_of(rejected)
     statuses = dict(AdjustmentRequest.objects.values_list("pk", "status"))
     assert statuses == {int(first): "approved", int(second): "rejected", int(own): "pending"}
@@ -200,7 +216,10 @@ def test_a_clerk_links_two_members_by_card_number_and_takes_one_out(client, cler
     assert Member.objects.get(pk=member_a.pk).household_id is None
     assert Member.objects.get(pk=partner.pk).household_id is not None
     assert [a.action for a in AuditEntry.objects.filter(action__startswith="member.household").order_by("id")] == [
-        "member.household_joined", "member.household_joined", "member.household_left"]
+        "member.household_joined",
+        "member.household_joined",
+        "member.household_left",
+    ]
 
 
 def test_the_household_form_needs_exactly_one_known_member_or_leave(client, clerk_a, member_a):
@@ -246,8 +265,9 @@ def test_transfers_switched_off_are_refused_on_the_form(client, clerk_a, member_
 
 
 def test_a_new_policy_starts_from_the_current_transfer_settings(client, admin_user):
-    PointsPolicy.objects.create(valid_from=timezone.now() - timedelta(days=1), transfers_enabled=True,
-                                transfer_daily_limit=300)
+    PointsPolicy.objects.create(
+        valid_from=timezone.now() - timedelta(days=1), transfers_enabled=True, transfer_daily_limit=300
+    )
     login(client, admin_user)
     form = client.get("/admin/points/pointspolicy/add/").context["adminform"].form
     assert (form.initial["transfers_enabled"], form.initial["transfer_daily_limit"]) == (True, 300)

@@ -48,8 +48,10 @@ def points_url(member, suffix=""):
 
 def counts():
     """Rows of everything a points write could leave behind."""
-    return {model.__name__: model.objects.count() for model in (
-        Purchase, LedgerEntry, PointsLot, IdempotencyRecord, Redemption, Event, Deduction, Refund)}
+    return {
+        model.__name__: model.objects.count()
+        for model in (Purchase, LedgerEntry, PointsLot, IdempotencyRecord, Redemption, Event, Deduction, Refund)
+    }
 
 
 def with_key(key="key-1"):
@@ -98,8 +100,12 @@ def purchase_body(who, /, **changes):
 def give_points(member, points, key=None):
     """Available points for the member, by an admin adjustment (admins have no limit)."""
     admin = staff_client(StaffUserFactory(role="admin"))
-    response = post(admin, points_url(member, "adjustments/"), {"points": points, "reason": "setup"},
-                    key=key or f"setup-{member.pk}-{points}-{LedgerEntry.objects.count()}")
+    response = post(
+        admin,
+        points_url(member, "adjustments/"),
+        {"points": points, "reason": "setup"},
+        key=key or f"setup-{member.pk}-{points}-{LedgerEntry.objects.count()}",
+    )
     assert response.status_code == 201, response.content
     return response.json()
 
@@ -165,8 +171,9 @@ PURCHASE_BAD_INPUT = [
 
 
 @pytest.mark.parametrize("path", [PURCHASES, PREVIEW])
-@pytest.mark.parametrize(("field", "value"), PURCHASE_BAD_INPUT,
-                         ids=[f"{field}={value!r}"[:60] for field, value in PURCHASE_BAD_INPUT])
+@pytest.mark.parametrize(
+    ("field", "value"), PURCHASE_BAD_INPUT, ids=[f"{field}={value!r}"[:60] for field, value in PURCHASE_BAD_INPUT]
+)
 def test_purchase_bad_input_is_400_naming_the_field_and_writes_nothing(pos_a, member_a, path, field, value):
     assert not Member.objects.filter(pk=999999).exists()
     top = field.split(".")[0]
@@ -184,8 +191,13 @@ def test_purchase_amount_as_raw_json_number_is_400(pos_a, member_a, raw):
     assert counts() == before
 
 
-OUT_OF_RANGE_TIMES = ["9999-12-31T12:00:00+08:00", "9999-12-25T00:00:00Z", "1999-12-31T23:59:59+08:00",
-                      "0001-01-01T00:00:00+08:00", (NOW + timedelta(days=2)).isoformat()]
+OUT_OF_RANGE_TIMES = [
+    "9999-12-31T12:00:00+08:00",
+    "9999-12-25T00:00:00Z",
+    "1999-12-31T23:59:59+08:00",
+    "0001-01-01T00:00:00+08:00",
+    (NOW + timedelta(days=2)).isoformat(),
+]
 
 
 @pytest.mark.parametrize("path", [PURCHASES, PREVIEW])
@@ -209,8 +221,9 @@ def test_purchase_occurred_at_in_the_past_is_accepted(pos_a, member_a):
 @pytest.mark.parametrize("event_type", ["sign_in", "share"])
 def test_event_occurred_at_out_of_range_is_400_not_500(pos_a, member_a, event_type, occurred_at):
     before = counts()
-    response = post(pos_a, EVENTS, {"member": str(member_a.pk), "type": event_type, "occurred_at": occurred_at},
-                    key="eot")
+    response = post(
+        pos_a, EVENTS, {"member": str(member_a.pk), "type": event_type, "occurred_at": occurred_at}, key="eot"
+    )
     assert_invalid(response, "occurred_at")
     assert counts() == before
 
@@ -218,14 +231,23 @@ def test_event_occurred_at_out_of_range_is_400_not_500(pos_a, member_a, event_ty
 @pytest.mark.parametrize("occurred_at", OUT_OF_RANGE_TIMES[:2])
 def test_refund_occurred_at_out_of_range_is_400(pos_a, purchase_a, occurred_at):
     before = counts()
-    response = post(pos_a, f"{PURCHASES}{purchase_a['id']}/refunds/",
-                    {"amount": "1.00", "refund_no": "R1", "occurred_at": occurred_at})
+    response = post(
+        pos_a,
+        f"{PURCHASES}{purchase_a['id']}/refunds/",
+        {"amount": "1.00", "refund_no": "R1", "occurred_at": occurred_at},
+    )
     assert_invalid(response, "occurred_at")
     assert counts() == before
 
 
-ID_FIELD_TARGETS = ["purchases.member", "preview.member", "events.member", "redemptions.member",
-                    "redemptions.reward", "me-redemptions.reward"]
+ID_FIELD_TARGETS = [
+    "purchases.member",
+    "preview.member",
+    "events.member",
+    "redemptions.member",
+    "redemptions.reward",
+    "me-redemptions.reward",
+]
 
 
 @pytest.mark.parametrize("digits", ["\u00b2", "1\u00b3"])  # superscript two / three: str.isdigit() is True
@@ -297,8 +319,9 @@ ADJUSTMENT_BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value"), ADJUSTMENT_BAD_INPUT,
-                         ids=[f"{f}={v!r}"[:40] for f, v in ADJUSTMENT_BAD_INPUT])
+@pytest.mark.parametrize(
+    ("field", "value"), ADJUSTMENT_BAD_INPUT, ids=[f"{f}={v!r}"[:40] for f, v in ADJUSTMENT_BAD_INPUT]
+)
 def test_adjustment_bad_input_is_400_and_writes_nothing(admin_api, member_a, field, value):
     body = {"points": 10, "reason": "goodwill"}
     if value is MISSING:
@@ -353,8 +376,7 @@ REDEMPTION_BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value"), REDEMPTION_BAD_INPUT,
-                         ids=[f"{f}={v!r}" for f, v in REDEMPTION_BAD_INPUT])
+@pytest.mark.parametrize(("field", "value"), REDEMPTION_BAD_INPUT, ids=[f"{f}={v!r}" for f, v in REDEMPTION_BAD_INPUT])
 def test_redemption_bad_input_is_400_and_writes_nothing(admin_api, member_a, reward, field, value):
     give_points(member_a, 1000)
     body = {"member": str(member_a.pk), "reward": str(reward.pk), "quantity": 1}
@@ -394,20 +416,26 @@ def test_refund_bad_input_is_400_and_writes_nothing(pos_a, purchase_a, field, va
 
 def test_refund_of_a_sku_not_on_the_order_is_400_and_writes_nothing(pos_a, purchase_a):
     before = counts()
-    response = post(pos_a, f"{PURCHASES}{purchase_a['id']}/refunds/",
-                    {"amount": "10.00", "refund_no": "R1", "lines": [{"sku": "NOT-BOUGHT", "quantity": 1}]})
+    response = post(
+        pos_a,
+        f"{PURCHASES}{purchase_a['id']}/refunds/",
+        {"amount": "10.00", "refund_no": "R1", "lines": [{"sku": "NOT-BOUGHT", "quantity": 1}]},
+    )
     assert_invalid(response, "lines.0.sku")
     assert counts() == before
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("kind=bogus", "kind"),
-    ("created_after=garbage", "created_after"),
-    ("created_before=2026-02-30T00:00:00Z", "created_before"),
-    ("page_size=501", "page_size"),
-    ("page_size=0", "page_size"),
-    ("cursor=garbage", "cursor"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("kind=bogus", "kind"),
+        ("created_after=garbage", "created_after"),
+        ("created_before=2026-02-30T00:00:00Z", "created_before"),
+        ("page_size=501", "page_size"),
+        ("page_size=0", "page_size"),
+        ("cursor=garbage", "cursor"),
+    ],
+)
 def test_ledger_bad_filters_are_400(admin_api, member_a, query, field):
     assert_invalid(admin_api.get(points_url(member_a, f"ledger/?{query}")), field)
 
@@ -419,10 +447,22 @@ def test_my_ledger_bad_filter_is_400(member_a):
 MALFORMED = '{"member": "1", "amount": '
 
 
-@pytest.mark.parametrize("target", [
-    "purchases", "preview", "refunds", "events", "adjustments", "deductions", "rewards", "redemptions",
-    "earning-rules", "me-sign-in", "me-redemptions",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "purchases",
+        "preview",
+        "refunds",
+        "events",
+        "adjustments",
+        "deductions",
+        "rewards",
+        "redemptions",
+        "earning-rules",
+        "me-sign-in",
+        "me-redemptions",
+    ],
+)
 def test_malformed_json_is_400_parse_error_and_writes_nothing(admin_api, pos_a, member_a, purchase_a, target):
     paths = {
         "purchases": (pos_a, PURCHASES),
@@ -461,10 +501,19 @@ def test_purchase_201_has_the_contract_fields_and_default_rule_points(pos_a, mem
     assert set(body) == PURCHASE_FIELDS | {"points_used"}
     purchase = Purchase.objects.get()
     assert body == {
-        "id": str(purchase.pk), "order_no": "A1001", "member": str(member_a.pk), "amount": "129.90",
-        "points": {"awarded": 129, "status": "pending", "available_at": "2026-03-17T12:00:00+08:00",
-                   "breakdown": [{"source": "base", "points": 129}]},
-        "points_used": None, "growth_awarded": body["growth_awarded"], "tier_change": None,
+        "id": str(purchase.pk),
+        "order_no": "A1001",
+        "member": str(member_a.pk),
+        "amount": "129.90",
+        "points": {
+            "awarded": 129,
+            "status": "pending",
+            "available_at": "2026-03-17T12:00:00+08:00",
+            "breakdown": [{"source": "base", "points": 129}],
+        },
+        "points_used": None,
+        "growth_awarded": body["growth_awarded"],
+        "tier_change": None,
     }
     assert isinstance(body["growth_awarded"], int)
     assert set(body["points"]) == {"awarded", "status", "available_at", "breakdown"}
@@ -539,8 +588,12 @@ def test_preview_is_200_and_writes_nothing(pos_a, member_a):
     response = post(pos_a, PREVIEW, purchase_body(member_a))
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["points"] == {"awarded": 129, "status": "pending", "available_at": "2026-03-17T12:00:00+08:00",
-                              "breakdown": [{"source": "base", "points": 129}]}
+    assert body["points"] == {
+        "awarded": 129,
+        "status": "pending",
+        "available_at": "2026-03-17T12:00:00+08:00",
+        "breakdown": [{"source": "base", "points": 129}],
+    }
     assert isinstance(body["growth_awarded"], int)
     assert counts() == before
     # The previewed order can still be recorded afterwards.
@@ -578,8 +631,7 @@ def test_refund_over_the_remaining_amount_is_409_and_replay_is_200(pos_a, member
 
 
 def test_refund_of_an_unknown_purchase_is_404(pos_a):
-    assert_error(post(pos_a, f"{PURCHASES}999999/refunds/", {"amount": "1.00", "refund_no": "R1"}), 404,
-                 "not_found")
+    assert_error(post(pos_a, f"{PURCHASES}999999/refunds/", {"amount": "1.00", "refund_no": "R1"}), 404, "not_found")
 
 
 def test_refund_of_another_client_apps_purchase_is_404(pos_a, app_client, purchase_a):
@@ -667,8 +719,14 @@ ENTRY_FIELDS = {"id", "kind", "points", "balance_after", "reason", "reference", 
 def test_points_summary_has_exactly_the_contract_fields(pos_a, member_a):
     empty = pos_a.get(points_url(member_a))
     assert empty.status_code == 200
-    assert empty.json() == {"available": 0, "pending": 0, "lifetime_earned": 0, "lifetime_spent": 0,
-                            "lifetime_expired": 0, "expiring": []}
+    assert empty.json() == {
+        "available": 0,
+        "pending": 0,
+        "lifetime_earned": 0,
+        "lifetime_spent": 0,
+        "lifetime_expired": 0,
+        "expiring": [],
+    }
     give_points(member_a, 300)
     body = pos_a.get(points_url(member_a)).json()
     assert set(body) == SUMMARY_FIELDS
@@ -691,8 +749,7 @@ def test_ledger_is_a_cursor_page_newest_first_and_filters_by_kind(pos_a, member_
         assert set(entry) == ENTRY_FIELDS
         assert isinstance(entry["id"], str)
     earn = entries[0]
-    assert (earn["points"], earn["balance_after"], earn["reference"], earn["reason"]) == (129, 50, "A1001",
-                                                                                           "purchase")
+    assert (earn["points"], earn["balance_after"], earn["reference"], earn["reason"]) == (129, 50, "A1001", "purchase")
     assert earn["expires_at"] == "2027-03-11T00:00:00+08:00"
 
     earned = pos_a.get(points_url(member_a, "ledger/?kind=earn")).json()["results"]
@@ -718,14 +775,12 @@ def test_adjustment_201_returns_a_ledger_entry_and_replays(admin_api, member_a):
     assert response.status_code == 201, response.content
     entry = response.json()
     assert set(entry) == ENTRY_FIELDS
-    assert (entry["kind"], entry["points"], entry["balance_after"], entry["reason"]) == ("adjust", 250, 250,
-                                                                                         "goodwill")
+    assert (entry["kind"], entry["points"], entry["balance_after"], entry["reason"]) == ("adjust", 250, 250, "goodwill")
     replay = post(admin_api, url, {"points": 250, "reason": "goodwill"}, key="adj-1")
     assert replay.status_code == 201
     assert replay["Idempotent-Replayed"] == "true"
     assert replay.json() == entry
-    assert_error(post(admin_api, url, {"points": 251, "reason": "goodwill"}, key="adj-1"), 409,
-                 "idempotency_conflict")
+    assert_error(post(admin_api, url, {"points": 251, "reason": "goodwill"}, key="adj-1"), 409, "idempotency_conflict")
     assert admin_api.get(points_url(member_a)).json()["available"] == 250
 
 
@@ -733,8 +788,11 @@ def test_adjustment_201_returns_a_ledger_entry_and_replays(admin_api, member_a):
 def test_clerk_adjustment_over_500_is_403_adjustment_limit(clerk_api, member_a, points):
     give_points(member_a, 1000)
     before = counts()
-    assert_error(post(clerk_api, points_url(member_a, "adjustments/"), {"points": points, "reason": "x"},
-                      key="clerk-1"), 403, "adjustment_limit")
+    assert_error(
+        post(clerk_api, points_url(member_a, "adjustments/"), {"points": points, "reason": "x"}, key="clerk-1"),
+        403,
+        "adjustment_limit",
+    )
     assert counts() == before
 
 
@@ -746,8 +804,11 @@ def test_clerk_adjustment_within_500_is_201(clerk_api, member_a):
 def test_adjustment_below_zero_is_409_insufficient_points(admin_api, member_a):
     give_points(member_a, 10)
     before = counts()
-    assert_error(post(admin_api, points_url(member_a, "adjustments/"), {"points": -11, "reason": "x"}, key="neg"),
-                 409, "insufficient_points")
+    assert_error(
+        post(admin_api, points_url(member_a, "adjustments/"), {"points": -11, "reason": "x"}, key="neg"),
+        409,
+        "insufficient_points",
+    )
     assert counts() == before
     response = post(admin_api, points_url(member_a, "adjustments/"), {"points": -10, "reason": "x"}, key="neg2")
     assert response.status_code == 201
@@ -758,8 +819,9 @@ def test_deduction_201_then_deduction_limit_and_insufficient_points(admin_api, m
     give_points(member_a, 1000)
     url = points_url(member_a, "deductions/")
     before = counts()
-    assert_error(post(admin_api, url, {"order_no": "D-1", "points": 1100, "amount": "20.00"}, key="d0"), 409,
-                 "deduction_limit")
+    assert_error(
+        post(admin_api, url, {"order_no": "D-1", "points": 1100, "amount": "20.00"}, key="d0"), 409, "deduction_limit"
+    )
     assert counts() == before
 
     response = post(admin_api, url, {"order_no": "D-1", "points": 1000, "amount": "20.00"}, key="d1")
@@ -772,16 +834,23 @@ def test_deduction_201_then_deduction_limit_and_insufficient_points(admin_api, m
     assert (replay.status_code, replay.json()) == (201, body)
 
     before = counts()
-    assert_error(post(admin_api, url, {"order_no": "D-2", "points": 100, "amount": "20.00"}, key="d2"), 409,
-                 "insufficient_points")
+    assert_error(
+        post(admin_api, url, {"order_no": "D-2", "points": 100, "amount": "20.00"}, key="d2"),
+        409,
+        "insufficient_points",
+    )
     assert counts() == before
 
 
 def test_deduction_more_than_available_is_409_insufficient_points(admin_api, member_a):
     give_points(member_a, 1000)
     before = counts()
-    response = post(admin_api, points_url(member_a, "deductions/"),
-                    {"order_no": "D-9", "points": 1500, "amount": "100.00"}, key="d9")
+    response = post(
+        admin_api,
+        points_url(member_a, "deductions/"),
+        {"order_no": "D-9", "points": 1500, "amount": "100.00"},
+        key="d9",
+    )
     assert_error(response, 409, "insufficient_points")
     assert counts() == before
 
@@ -804,12 +873,11 @@ def test_refund_of_a_purchase_with_points_used_returns_them(pos_a, member_a):
     assert (summary["available"], summary["pending"], summary["lifetime_spent"]) == (1000, 0, 0)
 
 
-
-
 def _deduct_then_record(pos_a, member_a):
     give_points(member_a, 1000)
-    deducted = post(pos_a, points_url(member_a, "deductions/"),
-                    {"order_no": "D-1", "points": 1000, "amount": "20.00"}, key="pre-1")
+    deducted = post(
+        pos_a, points_url(member_a, "deductions/"), {"order_no": "D-1", "points": 1000, "amount": "20.00"}, key="pre-1"
+    )
     assert deducted.status_code == 201, deducted.content
     recorded = post(pos_a, PURCHASES, purchase_body(member_a, order_no="D-1", amount="20.00"))
     assert recorded.status_code == 201, recorded.content
@@ -834,8 +902,9 @@ def test_deduction_before_the_purchase_earns_on_the_paid_amount(pos_a, member_a)
 REWARD_BODY = {"code": "tote", "name": "Tote bag", "kind": "gift", "cost_points": 300, "stock": 5}
 
 
-def test_rewards_are_readable_by_members_client_apps_and_staff(reward, member_a, app_client, pos_a, clerk_api,
-                                                               admin_api, anonymous):
+def test_rewards_are_readable_by_members_client_apps_and_staff(
+    reward, member_a, app_client, pos_a, clerk_api, admin_api, anonymous
+):
     for client in (member_client(member_a), app_client, pos_a, clerk_api, admin_api):
         listed = client.get(REWARDS)
         assert listed.status_code == 200, listed.content
@@ -853,8 +922,7 @@ def test_rewards_written_by_marketers_not_clerks_or_members(marketer_api, clerk_
     assert created.json()["available"] is True
     assert_error(post(clerk_api, REWARDS, {**REWARD_BODY, "code": "tote-2"}), 403, "permission_denied")
     assert_error(post(pos_a, REWARDS, {**REWARD_BODY, "code": "tote-3"}), 403, "permission_denied")
-    assert_error(post(member_client(member_a), REWARDS, {**REWARD_BODY, "code": "tote-4"}), 403,
-                 "permission_denied")
+    assert_error(post(member_client(member_a), REWARDS, {**REWARD_BODY, "code": "tote-4"}), 403, "permission_denied")
     assert Reward.objects.count() == 1
 
 
@@ -924,8 +992,9 @@ def test_redemption_conflicts_insufficient_points_out_of_stock_limit_reached(adm
     assert_error(post(admin_api, REDEMPTIONS, body, key="x3"), 409, "limit_reached")
     other = MemberFactory(home_store=member_a.home_store)
     give_points(other, 1000)
-    assert_error(post(admin_api, REDEMPTIONS, {"member": str(other.pk), "reward": str(scarce.pk)}, key="x4"), 409,
-                 "out_of_stock")
+    assert_error(
+        post(admin_api, REDEMPTIONS, {"member": str(other.pk), "reward": str(scarce.pk)}, key="x4"), 409, "out_of_stock"
+    )
     assert Reward.objects.get(pk=scarce.pk).stock == 0
 
 
@@ -1004,8 +1073,7 @@ def test_my_points_and_ledger_show_only_hers(admin_api, member_a, member_b):
     assert [(entry["kind"], entry["points"]) for entry in page["results"]] == [("adjust", 120)]
     assert set(page["results"][0]) == ENTRY_FIELDS
     # A member id in the query is no way out of her own ledger.
-    assert [e["points"] for e in me.get(f"/api/v1/me/points/ledger/?member={member_b.pk}").json()["results"]] == [
-        120]
+    assert [e["points"] for e in me.get(f"/api/v1/me/points/ledger/?member={member_b.pk}").json()["results"]] == [120]
 
 
 def test_my_sign_in_with_a_new_key_is_409_already_signed_in(member_a):
@@ -1058,9 +1126,11 @@ def test_api_key_bound_to_store_a_cannot_see_a_store_b_member(pos_a, member_a, m
     # Paying with points at this counter is a write any member of the chain may do (like a purchase); member_b
     # has no points, so nothing is written.
     before = counts()
-    assert_error(post(pos_a, points_url(member_b, "deductions/"), {"order_no": "D1", "points": 100,
-                                                                    "amount": "20.00"}, key="d"),
-                 409, "insufficient_points")
+    assert_error(
+        post(pos_a, points_url(member_b, "deductions/"), {"order_no": "D1", "points": 100, "amount": "20.00"}, key="d"),
+        409,
+        "insufficient_points",
+    )
     assert counts() == before
 
 
@@ -1079,13 +1149,14 @@ def test_member_token_cannot_use_staff_points_endpoints(member_a, reward):
     assert_error(me.get(points_url(member_a)), 403, "permission_denied")
     assert_error(me.get(points_url(member_a, "ledger/")), 403, "permission_denied")
     before = counts()
-    assert_error(post(me, points_url(member_a, "adjustments/"), {"points": 10, "reason": "x"}, key="a"), 403,
-                 "permission_denied")
+    assert_error(
+        post(me, points_url(member_a, "adjustments/"), {"points": 10, "reason": "x"}, key="a"), 403, "permission_denied"
+    )
     assert_error(post(me, PURCHASES, purchase_body(member_a)), 403, "permission_denied")
-    assert_error(post(me, EVENTS, {"member": str(member_a.pk), "type": "sign_in"}, key="e"), 403,
-                 "permission_denied")
-    assert_error(post(me, REDEMPTIONS, {"member": str(member_a.pk), "reward": str(reward.pk)}, key="r"), 403,
-                 "permission_denied")
+    assert_error(post(me, EVENTS, {"member": str(member_a.pk), "type": "sign_in"}, key="e"), 403, "permission_denied")
+    assert_error(
+        post(me, REDEMPTIONS, {"member": str(member_a.pk), "reward": str(reward.pk)}, key="r"), 403, "permission_denied"
+    )
     assert counts() == before
 
 
@@ -1094,8 +1165,9 @@ def test_clerk_of_store_a_sees_404_for_a_store_b_member(clerk_api, member_a, mem
     assert_error(clerk_api.get(points_url(member_b)), 404, "not_found")
     assert_error(clerk_api.get(points_url(member_b, "ledger/")), 404, "not_found")
     before = counts()
-    assert_error(post(clerk_api, points_url(member_b, "adjustments/"), {"points": 10, "reason": "x"}, key="a"),
-                 404, "not_found")
+    assert_error(
+        post(clerk_api, points_url(member_b, "adjustments/"), {"points": 10, "reason": "x"}, key="a"), 404, "not_found"
+    )
     assert counts() == before
 
 
@@ -1118,15 +1190,26 @@ def test_staff_and_client_apps_cannot_use_me_endpoints(admin_api, pos_a):
 # --- 4. OpenAPI ---------------------------------------------------------------------------------------------------
 
 POINTS_ROUTES = [
-    ("/api/v1/purchases/", "post"), ("/api/v1/purchases/preview/", "post"),
-    ("/api/v1/purchases/{id}/refunds/", "post"), ("/api/v1/events/", "post"),
-    ("/api/v1/members/{id}/points/", "get"), ("/api/v1/members/{id}/points/ledger/", "get"),
-    ("/api/v1/members/{id}/points/adjustments/", "post"), ("/api/v1/members/{id}/points/deductions/", "post"),
-    ("/api/v1/rewards/", "get"), ("/api/v1/rewards/", "post"), ("/api/v1/rewards/{id}/", "get"),
-    ("/api/v1/redemptions/", "post"), ("/api/v1/redemptions/{id}/cancel/", "post"),
-    ("/api/v1/me/points/", "get"), ("/api/v1/me/points/ledger/", "get"), ("/api/v1/me/sign-in/", "post"),
-    ("/api/v1/me/redemptions/", "post"), ("/api/v1/me/redemptions/", "get"),
-    ("/api/v1/earning-rules/", "get"), ("/api/v1/earning-rules/", "post"),
+    ("/api/v1/purchases/", "post"),
+    ("/api/v1/purchases/preview/", "post"),
+    ("/api/v1/purchases/{id}/refunds/", "post"),
+    ("/api/v1/events/", "post"),
+    ("/api/v1/members/{id}/points/", "get"),
+    ("/api/v1/members/{id}/points/ledger/", "get"),
+    ("/api/v1/members/{id}/points/adjustments/", "post"),
+    ("/api/v1/members/{id}/points/deductions/", "post"),
+    ("/api/v1/rewards/", "get"),
+    ("/api/v1/rewards/", "post"),
+    ("/api/v1/rewards/{id}/", "get"),
+    ("/api/v1/redemptions/", "post"),
+    ("/api/v1/redemptions/{id}/cancel/", "post"),
+    ("/api/v1/me/points/", "get"),
+    ("/api/v1/me/points/ledger/", "get"),
+    ("/api/v1/me/sign-in/", "post"),
+    ("/api/v1/me/redemptions/", "post"),
+    ("/api/v1/me/redemptions/", "get"),
+    ("/api/v1/earning-rules/", "get"),
+    ("/api/v1/earning-rules/", "post"),
 ]
 
 
@@ -1139,11 +1222,8 @@ def test_openapi_schema_validates_and_describes_the_points_routes(tmp_path, db):
     purchase = schema["paths"]["/api/v1/purchases/"]["post"]["responses"]
     assert {"200", "201", "400", "409"} <= set(purchase)
     events = schema["paths"]["/api/v1/events/"]["post"]
-    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" and p["required"]
-               for p in events["parameters"])
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" and p["required"] for p in events["parameters"])
     summary = schema["components"]["schemas"]["PointsSummary"]["properties"]
     assert set(summary) == SUMMARY_FIELDS
     entry = schema["components"]["schemas"]["LedgerEntry"]["properties"]
     assert set(entry) == ENTRY_FIELDS
-
-

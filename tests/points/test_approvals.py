@@ -23,8 +23,19 @@ from tests.points.helpers import adjust, assert_ledger_consistent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=SHANGHAI)
 REQUESTS = "/api/v1/adjustment-requests/"
-REQUEST_FIELDS = {"id", "member", "points", "reason", "status", "requested_by", "requested_at", "decided_by",
-                  "decided_at", "decision_note", "entry"}
+REQUEST_FIELDS = {
+    "id",
+    "member",
+    "points",
+    "reason",
+    "status",
+    "requested_by",
+    "requested_at",
+    "decided_by",
+    "decided_at",
+    "decision_note",
+    "entry",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -56,15 +67,17 @@ def available(member):
 
 
 def ask(client, member, points, key="ask-1", reason="lost receipt"):
-    response = post(client, adjustments_url(member), {"points": points, "reason": reason, "request_approval": True},
-                    key=key)
+    response = post(
+        client, adjustments_url(member), {"points": points, "reason": reason, "request_approval": True}, key=key
+    )
     assert response.status_code == 202, response.content
     return response.json()
 
 
 def audit_actions():
-    return list(AuditEntry.objects.filter(action__startswith="points.adjustment_").order_by("id")
-                .values_list("action", "actor"))
+    return list(
+        AuditEntry.objects.filter(action__startswith="points.adjustment_").order_by("id").values_list("action", "actor")
+    )
 
 
 @pytest.fixture
@@ -81,8 +94,9 @@ def marketer(db):
 
 
 def test_over_the_limit_without_asking_is_still_403_adjustment_limit(clerk_api, member_a):
-    body = assert_error(post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "x"}, key="k"),
-                        403, "adjustment_limit")
+    body = assert_error(
+        post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "x"}, key="k"), 403, "adjustment_limit"
+    )
     assert body["limit"] == 500
     assert "request_approval" in body["detail"]
     assert (LedgerEntry.objects.count(), AdjustmentRequest.objects.count()) == (0, 0)
@@ -95,7 +109,12 @@ def test_asking_answers_202_with_a_pending_request_and_moves_nothing(clerk_api, 
 
     assert set(body) == REQUEST_FIELDS
     assert (body["member"], body["points"], body["reason"], body["status"], body["requested_by"]) == (
-        str(member_a.pk), 800, "lost receipt", "pending", "staff:clerk-a")
+        str(member_a.pk),
+        800,
+        "lost receipt",
+        "pending",
+        "staff:clerk-a",
+    )
     assert (body["decided_by"], body["decided_at"], body["entry"], body["decision_note"]) == (None, None, None, "")
     assert body["requested_at"] == "2026-03-10T12:00:00+08:00"
     assert available(member_a) == 100
@@ -104,41 +123,56 @@ def test_asking_answers_202_with_a_pending_request_and_moves_nothing(clerk_api, 
     assert (request.status, request.points, request.requested_by.username) == ("pending", 800, "clerk-a")
     assert audit_actions() == [("points.adjustment_requested", "staff:clerk-a")]
     assert AuditEntry.objects.get(action="points.adjustment_requested").new_values == {
-        "request": request.pk, "points": 800, "reason": "lost receipt"}
+        "request": request.pk,
+        "points": 800,
+        "reason": "lost receipt",
+    }
 
 
 def test_asking_again_with_the_same_key_replays_the_same_request(clerk_api, member_a):
     first = ask(clerk_api, member_a, 800)
-    again = post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "lost receipt",
-                                                         "request_approval": True}, key="ask-1")
+    again = post(
+        clerk_api,
+        adjustments_url(member_a),
+        {"points": 800, "reason": "lost receipt", "request_approval": True},
+        key="ask-1",
+    )
     assert again.status_code == 202
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first
     assert AdjustmentRequest.objects.count() == 1
     # The same key for a direct adjustment is another request: refused.
-    assert_error(post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "lost receipt"}, key="ask-1"),
-                 409, "idempotency_conflict")
+    assert_error(
+        post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "lost receipt"}, key="ask-1"),
+        409,
+        "idempotency_conflict",
+    )
 
 
 @pytest.mark.parametrize("value", ["true", 1, None, "yes"])
 def test_request_approval_must_be_a_json_boolean(clerk_api, member_a, value):
-    response = post(clerk_api, adjustments_url(member_a), {"points": 800, "reason": "x", "request_approval": value},
-                    key="k")
+    response = post(
+        clerk_api, adjustments_url(member_a), {"points": 800, "reason": "x", "request_approval": value}, key="k"
+    )
     body = assert_error(response, 400, "invalid")
     assert "request_approval" in body["errors"]
     assert (AdjustmentRequest.objects.count(), IdempotencyRecord.objects.count()) == (0, 0)
 
 
 def test_request_approval_false_is_a_direct_adjustment(clerk_api, member_a):
-    response = post(clerk_api, adjustments_url(member_a), {"points": 300, "reason": "x", "request_approval": False},
-                    key="k")
+    response = post(
+        clerk_api, adjustments_url(member_a), {"points": 300, "reason": "x", "request_approval": False}, key="k"
+    )
     assert response.status_code == 201
     assert (available(member_a), AdjustmentRequest.objects.count()) == (300, 0)
 
 
 def test_a_clerk_cannot_ask_for_another_stores_member(clerk_api, member_b):
-    assert_error(post(clerk_api, adjustments_url(member_b), {"points": 800, "reason": "x", "request_approval": True},
-                      key="k"), 404, "not_found")
+    assert_error(
+        post(clerk_api, adjustments_url(member_b), {"points": 800, "reason": "x", "request_approval": True}, key="k"),
+        404,
+        "not_found",
+    )
     assert AdjustmentRequest.objects.count() == 0
 
 
@@ -155,21 +189,40 @@ def test_a_marketer_approves_and_the_points_arrive_once(clerk_api, marketer, mem
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["status"], body["decided_by"], body["decided_at"], body["decision_note"]) == (
-        "approved", "staff:marketing", "2026-03-10T12:00:00+08:00", "receipt checked")
+        "approved",
+        "staff:marketing",
+        "2026-03-10T12:00:00+08:00",
+        "receipt checked",
+    )
     entry = body["entry"]
     assert (entry["kind"], entry["points"], entry["balance_after"], entry["reason"], entry["reference"]) == (
-        "adjust", 800, 900, "lost receipt", f"adjustment-request:{request_id}")
+        "adjust",
+        800,
+        900,
+        "lost receipt",
+        f"adjustment-request:{request_id}",
+    )
     assert available(member_a) == 900
     ledger_entry = LedgerEntry.objects.get(pk=entry["id"])
     assert ledger_entry.actor == "staff:marketing"
     assert AdjustmentRequest.objects.get().entry == ledger_entry
-    assert audit_actions() == [("points.adjustment_requested", "staff:clerk-a"),
-                               ("points.adjustment_approved", "staff:marketing")]
+    assert audit_actions() == [
+        ("points.adjustment_requested", "staff:clerk-a"),
+        ("points.adjustment_approved", "staff:marketing"),
+    ]
     approved = AuditEntry.objects.get(action="points.adjustment_approved")
     assert (approved.target_id, approved.old_values, approved.new_values) == (
-        str(member_a.pk), {"status": "pending"},
-        {"request": int(request_id), "status": "approved", "points": 800, "requested_by": "staff:clerk-a",
-         "entry": ledger_entry.pk, "note": "receipt checked"})
+        str(member_a.pk),
+        {"status": "pending"},
+        {
+            "request": int(request_id),
+            "status": "approved",
+            "points": 800,
+            "requested_by": "staff:clerk-a",
+            "entry": ledger_entry.pk,
+            "note": "receipt checked",
+        },
+    )
 
     again = assert_error(post(manager, f"{REQUESTS}{request_id}/approve/"), 409, "already_decided")
     assert again["request_status"] == "approved"
@@ -179,7 +232,8 @@ def test_a_marketer_approves_and_the_points_arrive_once(clerk_api, marketer, mem
 
 
 def test_an_approved_deduction_takes_the_points_and_one_the_balance_no_longer_covers_stays_pending(
-        clerk_a, clerk_api, admin_api, member_a):
+    clerk_a, clerk_api, admin_api, member_a
+):
     adjust(member_a, 1000)
     first = ask(clerk_api, member_a, -700, key="a1")["id"]
     second = ask(clerk_api, member_a, -600, key="a2")["id"]
@@ -200,13 +254,18 @@ def test_approving_a_rejected_request_is_409_already_decided(clerk_api, admin_ap
 
     assert rejected.status_code == 200
     assert (rejected.json()["status"], rejected.json()["decided_by"], rejected.json()["entry"]) == (
-        "rejected", "staff:boss", None)
+        "rejected",
+        "staff:boss",
+        None,
+    )
     body = assert_error(post(admin_api, f"{REQUESTS}{request_id}/approve/"), 409, "already_decided")
     assert body["request_status"] == "rejected"
     assert_error(post(admin_api, f"{REQUESTS}{request_id}/reject/"), 409, "already_decided")
     assert (available(member_a), LedgerEntry.objects.count()) == (0, 0)
-    assert audit_actions() == [("points.adjustment_requested", "staff:clerk-a"),
-                               ("points.adjustment_rejected", "staff:boss")]
+    assert audit_actions() == [
+        ("points.adjustment_requested", "staff:clerk-a"),
+        ("points.adjustment_rejected", "staff:boss"),
+    ]
     assert AuditEntry.objects.get(action="points.adjustment_rejected").new_values["note"] == "no receipt"
 
 
@@ -235,13 +294,15 @@ def test_a_marketer_approves_only_within_the_marketer_limit(clerk_api, marketer,
     assert available(member_a) == 2001
 
 
-def test_a_clerk_approves_within_her_limit_for_her_own_stores_members_only(clerk_a, clerk_a2, member_a, member_b,
-                                                                           store_b):
+def test_a_clerk_approves_within_her_limit_for_her_own_stores_members_only(
+    clerk_a, clerk_a2, member_a, member_b, store_b
+):
     small = ask(staff_client(clerk_a), member_a, 300, key="small")["id"]
     big = ask(staff_client(clerk_a), member_a, 501, key="big")["id"]
     clerk_b = StaffUserFactory(username="clerk-b", role="clerk", stores=[store_b])
-    other_store = services.request_adjustment(requester=clerk_b, scope="s", key="k", fingerprint="f",
-                                              member_id=member_b.pk, points=100, reason="x").result["id"]
+    other_store = services.request_adjustment(
+        requester=clerk_b, scope="s", key="k", fingerprint="f", member_id=member_b.pk, points=100, reason="x"
+    ).result["id"]
     colleague = staff_client(clerk_a2)
 
     assert_error(post(colleague, f"{REQUESTS}{big}/approve/"), 403, "approval_limit")
@@ -278,14 +339,16 @@ def test_a_note_longer_than_200_characters_is_400(clerk_api, admin_api, member_a
 # --- Listing ----------------------------------------------------------------------------------------------------
 
 
-def test_the_list_filters_by_status_and_a_clerk_sees_her_stores_members_only(clerk_a, clerk_api, admin_api,
-                                                                             member_a, member_b, store_b):
+def test_the_list_filters_by_status_and_a_clerk_sees_her_stores_members_only(
+    clerk_a, clerk_api, admin_api, member_a, member_b, store_b
+):
     mine = ask(clerk_api, member_a, 800, key="k1")["id"]
     decided = ask(clerk_api, member_a, 900, key="k2")["id"]
     post(admin_api, f"{REQUESTS}{decided}/reject/")
     clerk_b = StaffUserFactory(username="clerk-b", role="clerk", stores=[store_b])
-    theirs = services.request_adjustment(requester=clerk_b, scope="s", key="k", fingerprint="f",
-                                         member_id=member_b.pk, points=100, reason="x").result["id"]
+    theirs = services.request_adjustment(
+        requester=clerk_b, scope="s", key="k", fingerprint="f", member_id=member_b.pk, points=100, reason="x"
+    ).result["id"]
 
     everything = admin_api.get(REQUESTS).json()
     pending = admin_api.get(f"{REQUESTS}?status=pending").json()
@@ -317,10 +380,16 @@ def test_the_schema_describes_asking_and_deciding(tmp_path, db):
     paths = yaml.safe_load(target.read_text())["paths"]
     adjustments = paths["/api/v1/members/{id}/points/adjustments/"]["post"]["responses"]
     assert {"201", "202", "403", "409"} <= set(adjustments)
-    assert "request_approval" in adjustments["403"]["description"] or "request_approval" in paths[
-        "/api/v1/members/{id}/points/adjustments/"]["post"]["description"]
-    for path, method in [(REQUESTS, "get"), (f"{REQUESTS}{{id}}/", "get"), (f"{REQUESTS}{{id}}/approve/", "post"),
-                         (f"{REQUESTS}{{id}}/reject/", "post")]:
+    assert (
+        "request_approval" in adjustments["403"]["description"]
+        or "request_approval" in paths["/api/v1/members/{id}/points/adjustments/"]["post"]["description"]
+    )
+    for path, method in [
+        (REQUESTS, "get"),
+        (f"{REQUESTS}{{id}}/", "get"),
+        (f"{REQUESTS}{{id}}/approve/", "post"),
+        (f"{REQUESTS}{{id}}/reject/", "post"),
+    ]:
         assert method in paths[path], path
     assert {"200", "403", "404", "409"} <= set(paths[f"{REQUESTS}{{id}}/approve/"]["post"]["responses"])
 
@@ -334,8 +403,9 @@ def test_managers_approving_at_once_make_one_adjustment(store_a):
     member = MemberFactory(home_store=store_a)
     adjust(member, 100)
     clerk = StaffUserFactory(username="asker", role="clerk", stores=[store_a])
-    request_id = services.request_adjustment(requester=clerk, scope="s", key="k", fingerprint="f",
-                                             member_id=member.pk, points=800, reason="x").result["id"]
+    request_id = services.request_adjustment(
+        requester=clerk, scope="s", key="k", fingerprint="f", member_id=member.pk, points=800, reason="x"
+    ).result["id"]
     managers = [staff_client(StaffUserFactory(username=f"manager-{i}", role="admin")) for i in range(10)]
     barrier, responses = threading.Barrier(len(managers)), [None] * len(managers)
 

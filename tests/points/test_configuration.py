@@ -69,15 +69,19 @@ def assert_error(response, status, code):
 
 def config_audits():
     """The audit rows of configuration writes, oldest first."""
-    return list(AuditEntry.objects.filter(target_type__in=["points.reward", "points.earningrule",
-                                                             "points.pointspolicy"])
-                .order_by("id").values("actor", "action", "target_id", "old_values", "new_values"))
+    return list(
+        AuditEntry.objects.filter(target_type__in=["points.reward", "points.earningrule", "points.pointspolicy"])
+        .order_by("id")
+        .values("actor", "action", "target_id", "old_values", "new_values")
+    )
 
 
 def configuration_state():
     """Every configuration row as stored, and the audit rows: what a refused or failed write must leave alone."""
-    return {model.__name__: list(model.objects.order_by("pk").values())
-            for model in (Reward, EarningRule, PointsPolicy, AuditEntry)}
+    return {
+        model.__name__: list(model.objects.order_by("pk").values())
+        for model in (Reward, EarningRule, PointsPolicy, AuditEntry)
+    }
 
 
 def make_reward(**fields):
@@ -85,10 +89,25 @@ def make_reward(**fields):
 
 
 def redeem(reward, member, quantity=1):
-    services.adjust_points(actor="staff:seed", role="admin", scope="test", key=str(uuid.uuid4()), fingerprint="x",
-                           member_id=member.pk, points=reward.cost_points * quantity, reason="seed")
-    return services.redeem_reward(actor="staff:seed", scope="test", key=str(uuid.uuid4()), fingerprint="x",
-                                  member_id=member.pk, reward_id=reward.pk, quantity=quantity).result
+    services.adjust_points(
+        actor="staff:seed",
+        role="admin",
+        scope="test",
+        key=str(uuid.uuid4()),
+        fingerprint="x",
+        member_id=member.pk,
+        points=reward.cost_points * quantity,
+        reason="seed",
+    )
+    return services.redeem_reward(
+        actor="staff:seed",
+        scope="test",
+        key=str(uuid.uuid4()),
+        fingerprint="x",
+        member_id=member.pk,
+        reward_id=reward.pk,
+        quantity=quantity,
+    ).result
 
 
 def base_purchase_rule():
@@ -107,15 +126,40 @@ def split(value):
 
 def reward_form(reward=None, **overrides):
     """The admin's reward form as a browser posts it: a reward's values (or a new tea coupon's)."""
-    values = {"code": "tea", "name": "Tea", "kind": "coupon", "description": "", "cost_points": "300", "stock": "",
-              "per_member_limit": "", "voucher_amount": "", "is_active": True}
+    values = {
+        "code": "tea",
+        "name": "Tea",
+        "kind": "coupon",
+        "description": "",
+        "cost_points": "300",
+        "stock": "",
+        "per_member_limit": "",
+        "voucher_amount": "",
+        "is_active": True,
+    }
     if reward is not None:
-        values = {"code": reward.code, "name": reward.name, "kind": reward.kind, "description": reward.description,
-                  "cost_points": str(reward.cost_points), "stock": "" if reward.stock is None else str(reward.stock),
-                  "per_member_limit": "" if reward.per_member_limit is None else str(reward.per_member_limit),
-                  "voucher_amount": reward.voucher_amount or "", "is_active": reward.is_active}
-    data = {**values, "eligible_tiers": "[]", "valid_from_0": "", "valid_from_1": "", "valid_until_0": "",
-            "valid_until_1": "", "initial-stock": values["stock"], "initial-eligible_tiers": "[]", "_save": "Save"}
+        values = {
+            "code": reward.code,
+            "name": reward.name,
+            "kind": reward.kind,
+            "description": reward.description,
+            "cost_points": str(reward.cost_points),
+            "stock": "" if reward.stock is None else str(reward.stock),
+            "per_member_limit": "" if reward.per_member_limit is None else str(reward.per_member_limit),
+            "voucher_amount": reward.voucher_amount or "",
+            "is_active": reward.is_active,
+        }
+    data = {
+        **values,
+        "eligible_tiers": "[]",
+        "valid_from_0": "",
+        "valid_from_1": "",
+        "valid_until_0": "",
+        "valid_until_1": "",
+        "initial-stock": values["stock"],
+        "initial-eligible_tiers": "[]",
+        "_save": "Save",
+    }
     data.update(overrides)
     if data.pop("is_active"):
         data["is_active"] = "on"
@@ -125,12 +169,26 @@ def reward_form(reward=None, **overrides):
 def rule_form(rule, **overrides):
     valid_from = split(rule.valid_from)
     data = {
-        "channel": rule.channel, "event_type": rule.event_type, "name": rule.name, "store": str(rule.store_id or ""),
-        "valid_from_0": valid_from[0], "valid_from_1": valid_from[1], "valid_until_0": "", "valid_until_1": "",
-        "points": str(rule.points), "points_per_unit": str(rule.points_per_unit), "min_amount": str(rule.min_amount),
-        "excluded_categories": "[]", "pending_days": str(rule.pending_days), "daily_limit": "",
-        "streak_days": "", "streak_bonus": str(rule.streak_bonus), "is_active": "on", "_save": "Save",
-        "initial-valid_from_0": valid_from[0], "initial-valid_from_1": valid_from[1],
+        "channel": rule.channel,
+        "event_type": rule.event_type,
+        "name": rule.name,
+        "store": str(rule.store_id or ""),
+        "valid_from_0": valid_from[0],
+        "valid_from_1": valid_from[1],
+        "valid_until_0": "",
+        "valid_until_1": "",
+        "points": str(rule.points),
+        "points_per_unit": str(rule.points_per_unit),
+        "min_amount": str(rule.min_amount),
+        "excluded_categories": "[]",
+        "pending_days": str(rule.pending_days),
+        "daily_limit": "",
+        "streak_days": "",
+        "streak_bonus": str(rule.streak_bonus),
+        "is_active": "on",
+        "_save": "Save",
+        "initial-valid_from_0": valid_from[0],
+        "initial-valid_from_1": valid_from[1],
         "initial-excluded_categories": "[]",
     }
     data.update(overrides)
@@ -139,35 +197,71 @@ def rule_form(rule, **overrides):
 
 def policy_form(valid_from, **overrides):
     date_part, time_part = split(valid_from)
-    return {"valid_from_0": date_part, "valid_from_1": time_part, "expiry_mode": "rolling", "expiry_months": "12",
-            "daily_cap": "5000", "cash_points_per_unit": "100", "cash_max_share": "0.50",
-            "clerk_adjustment_limit": "500", "marketer_adjustment_limit": "5000", "transfer_daily_limit": "1000",
-            **overrides}
+    return {
+        "valid_from_0": date_part,
+        "valid_from_1": time_part,
+        "expiry_mode": "rolling",
+        "expiry_months": "12",
+        "daily_cap": "5000",
+        "cash_points_per_unit": "100",
+        "cash_max_share": "0.50",
+        "clerk_adjustment_limit": "500",
+        "marketer_adjustment_limit": "5000",
+        "transfer_daily_limit": "1000",
+        **overrides,
+    }
 
 
 def form_errors(response):
     assert response.status_code == 200, response.status_code
-    return {name: [str(error) for error in errors]
-            for name, errors in response.context["adminform"].form.errors.items()}
+    return {
+        name: [str(error) for error in errors] for name, errors in response.context["adminform"].form.errors.items()
+    }
 
 
 # --- Rewards through the API ------------------------------------------------------------------------------------
 
 
 def test_api_adds_a_reward_with_one_audit_row_of_its_values(marketer_api):
-    response = post(marketer_api, REWARDS, {"code": "tote", "name": "Tote bag", "kind": "voucher", "cost_points": 300,
-                                            "stock": 5, "voucher_amount": "10.00",
-                                            "valid_until": "2026-06-01T00:00:00+08:00"})
+    response = post(
+        marketer_api,
+        REWARDS,
+        {
+            "code": "tote",
+            "name": "Tote bag",
+            "kind": "voucher",
+            "cost_points": 300,
+            "stock": 5,
+            "voucher_amount": "10.00",
+            "valid_until": "2026-06-01T00:00:00+08:00",
+        },
+    )
 
     assert response.status_code == 201, response.content
     tote = Reward.objects.get(code="tote")
     assert (response.json()["id"], response.json()["replaces"], tote.cost_points) == (str(tote.pk), None, 300)
-    assert config_audits() == [{
-        "actor": "staff:marketing", "action": "points.reward.added", "target_id": str(tote.pk), "old_values": None,
-        "new_values": {"code": "tote", "name": "Tote bag", "kind": "voucher", "description": "", "cost_points": 300,
-                       "stock": 5, "per_member_limit": None, "eligible_tiers": [], "voucher_amount": "10.00",
-                       "valid_from": None, "valid_until": "2026-06-01T00:00:00+08:00", "is_active": True},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "points.reward.added",
+            "target_id": str(tote.pk),
+            "old_values": None,
+            "new_values": {
+                "code": "tote",
+                "name": "Tote bag",
+                "kind": "voucher",
+                "description": "",
+                "cost_points": 300,
+                "stock": 5,
+                "per_member_limit": None,
+                "eligible_tiers": [],
+                "voucher_amount": "10.00",
+                "valid_from": None,
+                "valid_until": "2026-06-01T00:00:00+08:00",
+                "is_active": True,
+            },
+        }
+    ]
 
 
 def test_api_changes_an_unredeemed_reward_in_place_with_old_and_new_values(marketer_api):
@@ -178,9 +272,15 @@ def test_api_changes_an_unredeemed_reward_in_place_with_old_and_new_values(marke
     assert response.status_code == 200, response.content
     mug.refresh_from_db()
     assert (mug.name, mug.cost_points, mug.is_active) == ("Big mug", 150, True)
-    assert config_audits() == [{"actor": "staff:marketing", "action": "points.reward.changed",
-                                "target_id": str(mug.pk), "old_values": {"name": "Mug", "cost_points": 100},
-                                "new_values": {"name": "Big mug", "cost_points": 150}}]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "points.reward.changed",
+            "target_id": str(mug.pk),
+            "old_values": {"name": "Mug", "cost_points": 100},
+            "new_values": {"name": "Big mug", "cost_points": 150},
+        }
+    ]
 
 
 def test_api_refuses_a_redeemed_rewards_new_terms_in_place_and_writes_nothing(marketer_api, member_a):
@@ -203,7 +303,8 @@ def test_api_changes_a_redeemed_rewards_name_in_place(marketer_api, member_a):
 
     assert response.status_code == 200, response.content
     assert [(row["old_values"], row["new_values"]) for row in config_audits()] == [
-        ({"name": "Mug"}, {"name": "Big mug"})]
+        ({"name": "Mug"}, {"name": "Big mug"})
+    ]
 
 
 def test_api_new_version_of_a_redeemed_reward_leaves_the_old_one_its_terms(marketer_api, member_a):
@@ -216,19 +317,31 @@ def test_api_new_version_of_a_redeemed_reward_leaves_the_old_one_its_terms(marke
     body = response.json()
     new = Reward.objects.get(pk=body["id"])
     assert (body["code"], body["cost_points"], body["stock"], body["replaces"], body["available"]) == (
-        "mug", 150, 4, str(mug.pk), True)
+        "mug",
+        150,
+        4,
+        str(mug.pk),
+        True,
+    )
     mug.refresh_from_db()
     assert (mug.cost_points, mug.is_active, mug.stock, mug.replaced_at) == (100, False, 0, NOW)
     redemption = Redemption.objects.select_related("reward").get(pk=first["id"])
     assert (redemption.reward_id, redemption.reward.cost_points, redemption.points_spent) == (mug.pk, 100, 100)
-    assert config_audits() == [{"actor": "staff:marketing", "action": "points.reward.versioned",
-                                "target_id": str(new.pk), "old_values": {"id": mug.pk, "cost_points": 100},
-                                "new_values": {"id": new.pk, "cost_points": 150}}]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "points.reward.versioned",
+            "target_id": str(new.pk),
+            "old_values": {"id": mug.pk, "cost_points": 100},
+            "new_values": {"id": new.pk, "cost_points": 150},
+        }
+    ]
     # The old version takes no more changes and no more redemptions; the member sees one mug, the new one.
     assert_error(patch(marketer_api, f"{REWARDS}{mug.pk}/", {"name": "Old mug"}), 409, "version_replaced")
     assert_error(post(marketer_api, f"{REWARDS}{mug.pk}/versions/", {"cost_points": 200}), 409, "version_replaced")
-    assert [(r["id"], r["cost_points"]) for r in marketer_api.get(f"{REWARDS}?available=true").json()["results"]] \
-        == [(str(new.pk), 150)]
+    assert [(r["id"], r["cost_points"]) for r in marketer_api.get(f"{REWARDS}?available=true").json()["results"]] == [
+        (str(new.pk), 150)
+    ]
 
 
 def test_versions_of_a_reward_share_the_member_limit_and_the_stock(member_a):
@@ -260,26 +373,56 @@ def test_api_refuses_a_code_a_current_reward_has_and_writes_nothing(marketer_api
 
 
 def test_api_adds_a_rule_and_ends_it_in_place_with_old_and_new_values(marketer_api, store_a):
-    created = post(marketer_api, RULES, {"channel": "purchase", "name": "Double at A", "store": "A001",
-                                         "points_per_unit": "2.00", "valid_from": "2026-04-01T00:00:00+08:00"})
+    created = post(
+        marketer_api,
+        RULES,
+        {
+            "channel": "purchase",
+            "name": "Double at A",
+            "store": "A001",
+            "points_per_unit": "2.00",
+            "valid_from": "2026-04-01T00:00:00+08:00",
+        },
+    )
     assert created.status_code == 201, created.content
     rule = EarningRule.objects.get(pk=created.json()["id"])
 
-    closed = patch(marketer_api, f"{RULES}{rule.pk}/", {"valid_until": "2026-05-01T00:00:00+08:00",
-                                                        "is_active": True})
+    closed = patch(marketer_api, f"{RULES}{rule.pk}/", {"valid_until": "2026-05-01T00:00:00+08:00", "is_active": True})
 
     assert closed.status_code == 200, closed.content
     rule.refresh_from_db()
     assert (rule.created_by, local_iso(rule.valid_until)) == ("staff:marketing", "2026-05-01T00:00:00+08:00")
     assert config_audits() == [
-        {"actor": "staff:marketing", "action": "points.earning_rule.added", "target_id": str(rule.pk),
-         "old_values": None,
-         "new_values": {"channel": "purchase", "event_type": "", "name": "Double at A", "store": store_a.pk,
-                        "valid_from": "2026-04-01T00:00:00+08:00", "points": 0, "points_per_unit": "2.00",
-                        "min_amount": "0", "excluded_categories": [], "pending_days": 0, "daily_limit": None,
-                        "streak_days": None, "streak_bonus": 0, "valid_until": None, "is_active": True}},
-        {"actor": "staff:marketing", "action": "points.earning_rule.changed", "target_id": str(rule.pk),
-         "old_values": {"valid_until": None}, "new_values": {"valid_until": "2026-05-01T00:00:00+08:00"}},
+        {
+            "actor": "staff:marketing",
+            "action": "points.earning_rule.added",
+            "target_id": str(rule.pk),
+            "old_values": None,
+            "new_values": {
+                "channel": "purchase",
+                "event_type": "",
+                "name": "Double at A",
+                "store": store_a.pk,
+                "valid_from": "2026-04-01T00:00:00+08:00",
+                "points": 0,
+                "points_per_unit": "2.00",
+                "min_amount": "0",
+                "excluded_categories": [],
+                "pending_days": 0,
+                "daily_limit": None,
+                "streak_days": None,
+                "streak_bonus": 0,
+                "valid_until": None,
+                "is_active": True,
+            },
+        },
+        {
+            "actor": "staff:marketing",
+            "action": "points.earning_rule.changed",
+            "target_id": str(rule.pk),
+            "old_values": {"valid_until": None},
+            "new_values": {"valid_until": "2026-05-01T00:00:00+08:00"},
+        },
     ]
 
 
@@ -297,19 +440,31 @@ def test_api_refuses_a_rules_new_terms_in_place_and_writes_nothing(marketer_api)
 def test_api_new_version_of_a_rule_earns_from_its_start_and_the_old_keeps_its_terms(marketer_api, member_a):
     old = base_purchase_rule()
 
-    response = post(marketer_api, f"{RULES}{old.pk}/versions/", {"points_per_unit": "3.00",
-                                                                 "valid_from": "2026-03-11T00:00:00+08:00"})
+    response = post(
+        marketer_api,
+        f"{RULES}{old.pk}/versions/",
+        {"points_per_unit": "3.00", "valid_from": "2026-03-11T00:00:00+08:00"},
+    )
 
     assert response.status_code == 201, response.content
     new = EarningRule.objects.get(pk=response.json()["id"])
     old.refresh_from_db()
     assert (old.points_per_unit, old.is_active, new.points_per_unit, new.pending_days, new.created_by) == (
-        Decimal("1.00"), True, Decimal("3.00"), 7, "staff:marketing")
-    assert config_audits() == [{
-        "actor": "staff:marketing", "action": "points.earning_rule.versioned", "target_id": str(new.pk),
-        "old_values": {"id": old.pk, "valid_from": "2000-01-01T08:00:00+08:00", "points_per_unit": "1.00"},
-        "new_values": {"id": new.pk, "valid_from": "2026-03-11T00:00:00+08:00", "points_per_unit": "3.00"},
-    }]
+        Decimal("1.00"),
+        True,
+        Decimal("3.00"),
+        7,
+        "staff:marketing",
+    )
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "points.earning_rule.versioned",
+            "target_id": str(new.pk),
+            "old_values": {"id": old.pk, "valid_from": "2000-01-01T08:00:00+08:00", "points_per_unit": "1.00"},
+            "new_values": {"id": new.pk, "valid_from": "2026-03-11T00:00:00+08:00", "points_per_unit": "3.00"},
+        }
+    ]
     assert services.preview_purchase(member=member_a, amount=Decimal("100"))["points"]["awarded"] == 100
     with time_machine.travel(NOW + timedelta(days=1), tick=False):
         assert services.preview_purchase(member=member_a, amount=Decimal("100"))["points"]["awarded"] == 300
@@ -329,9 +484,17 @@ def test_api_refuses_a_version_starting_when_the_other_does_and_writes_nothing(m
 def test_api_refuses_a_rule_ending_before_it_starts_and_writes_nothing(marketer_api):
     before = configuration_state()
 
-    response = post(marketer_api, RULES, {"channel": "share", "name": "Share", "points": 3,
-                                          "valid_from": "2026-04-01T00:00:00+08:00",
-                                          "valid_until": "2026-03-01T00:00:00+08:00"})
+    response = post(
+        marketer_api,
+        RULES,
+        {
+            "channel": "share",
+            "name": "Share",
+            "points": 3,
+            "valid_from": "2026-04-01T00:00:00+08:00",
+            "valid_until": "2026-03-01T00:00:00+08:00",
+        },
+    )
 
     body = assert_error(response, 400, "invalid")
     assert list(body["errors"]) == ["valid_until"]
@@ -347,12 +510,28 @@ def test_admin_adds_a_reward_with_one_audit_row(marketer_client):
     assert response.status_code == 302, form_errors(response)
     tea = Reward.objects.get(code="tea")
     assert (tea.cost_points, tea.stock, tea.per_member_limit) == (300, 20, 2)
-    assert config_audits() == [{
-        "actor": "staff:marketing", "action": "points.reward.added", "target_id": str(tea.pk), "old_values": None,
-        "new_values": {"code": "tea", "name": "Tea", "kind": "coupon", "description": "", "cost_points": 300,
-                       "stock": 20, "per_member_limit": 2, "eligible_tiers": [], "voucher_amount": None,
-                       "valid_from": None, "valid_until": None, "is_active": True},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "points.reward.added",
+            "target_id": str(tea.pk),
+            "old_values": None,
+            "new_values": {
+                "code": "tea",
+                "name": "Tea",
+                "kind": "coupon",
+                "description": "",
+                "cost_points": 300,
+                "stock": 20,
+                "per_member_limit": 2,
+                "eligible_tiers": [],
+                "voucher_amount": None,
+                "valid_from": None,
+                "valid_until": None,
+                "is_active": True,
+            },
+        }
+    ]
 
 
 def test_admin_shows_a_code_a_current_reward_has_on_the_form_and_writes_nothing(admin_client):
@@ -391,39 +570,58 @@ def test_admin_saves_a_redeemed_rewards_new_cost_as_a_new_version(admin_client, 
     mug.refresh_from_db()
     assert (new.code, new.cost_points, new.stock, new.is_active) == ("mug", 150, 3, True)
     assert (mug.cost_points, mug.stock, mug.is_active, mug.replaced_at) == (100, 0, False, NOW)
-    assert config_audits() == [{"actor": "staff:boss", "action": "points.reward.versioned",
-                                "target_id": str(new.pk), "old_values": {"id": mug.pk, "cost_points": 100},
-                                "new_values": {"id": new.pk, "cost_points": 150}}]
+    assert config_audits() == [
+        {
+            "actor": "staff:boss",
+            "action": "points.reward.versioned",
+            "target_id": str(new.pk),
+            "old_values": {"id": mug.pk, "cost_points": 100},
+            "new_values": {"id": new.pk, "cost_points": 150},
+        }
+    ]
 
 
 def test_admin_saves_a_rule_as_a_new_version_with_one_audit_row(admin_client):
     old = base_purchase_rule()
     starts = NOW + timedelta(days=1)
 
-    response = admin_client.post(f"{ADMIN_RULES}{old.pk}/change/", rule_form(
-        old, points_per_unit="2", valid_from_0=split(starts)[0], valid_from_1=split(starts)[1],
-        _saveasnew=TERMS_HINT))
+    response = admin_client.post(
+        f"{ADMIN_RULES}{old.pk}/change/",
+        rule_form(
+            old,
+            points_per_unit="2",
+            valid_from_0=split(starts)[0],
+            valid_from_1=split(starts)[1],
+            _saveasnew=TERMS_HINT,
+        ),
+    )
 
     assert response.status_code == 302, form_errors(response)
     new = EarningRule.objects.get(created_by="staff:boss")
     old.refresh_from_db()
     assert (old.points_per_unit, new.points_per_unit, new.valid_from) == (Decimal("1.00"), Decimal("2.00"), starts)
-    assert config_audits() == [{
-        "actor": "staff:boss", "action": "points.earning_rule.versioned", "target_id": str(new.pk),
-        "old_values": {"id": old.pk, "valid_from": "2000-01-01T08:00:00+08:00", "points_per_unit": "1.00"},
-        "new_values": {"id": new.pk, "valid_from": "2026-03-11T12:00:00+08:00", "points_per_unit": "2"},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:boss",
+            "action": "points.earning_rule.versioned",
+            "target_id": str(new.pk),
+            "old_values": {"id": old.pk, "valid_from": "2000-01-01T08:00:00+08:00", "points_per_unit": "1.00"},
+            "new_values": {"id": new.pk, "valid_from": "2026-03-11T12:00:00+08:00", "points_per_unit": "2"},
+        }
+    ]
 
 
 def test_admin_shows_a_new_version_starting_when_the_old_does_on_the_form(admin_client):
     old = base_purchase_rule()
     before = configuration_state()
 
-    response = admin_client.post(f"{ADMIN_RULES}{old.pk}/change/", rule_form(
-        old, points_per_unit="2", _saveasnew=TERMS_HINT))
+    response = admin_client.post(
+        f"{ADMIN_RULES}{old.pk}/change/", rule_form(old, points_per_unit="2", _saveasnew=TERMS_HINT)
+    )
 
-    assert form_errors(response) == {"valid_from": [
-        "Another version starts at the same instant: start this one at another time."]}
+    assert form_errors(response) == {
+        "valid_from": ["Another version starts at the same instant: start this one at another time."]
+    }
     assert configuration_state() == before
 
 
@@ -466,12 +664,19 @@ def test_admin_adds_a_policy_version_audited_against_the_version_it_follows(admi
     assert response.status_code == 302, form_errors(response)
     policy = PointsPolicy.objects.get(created_by="staff:boss")
     assert (policy.valid_from, services.current_policy().pk, services.current_policy().daily_cap) == (
-        NOW, policy.pk, 3000)
-    assert config_audits() == [{
-        "actor": "staff:boss", "action": "points.policy.added", "target_id": str(policy.pk),
-        "old_values": {"id": follows.pk, "valid_from": "2000-01-01T08:00:00+08:00", "daily_cap": 5000},
-        "new_values": {"id": policy.pk, "valid_from": "2026-03-10T12:00:00+08:00", "daily_cap": 3000},
-    }]
+        NOW,
+        policy.pk,
+        3000,
+    )
+    assert config_audits() == [
+        {
+            "actor": "staff:boss",
+            "action": "points.policy.added",
+            "target_id": str(policy.pk),
+            "old_values": {"id": follows.pk, "valid_from": "2000-01-01T08:00:00+08:00", "daily_cap": 5000},
+            "new_values": {"id": policy.pk, "valid_from": "2026-03-10T12:00:00+08:00", "daily_cap": 3000},
+        }
+    ]
 
 
 def test_admin_refuses_a_policy_starting_in_the_past_and_writes_nothing(admin_client):
@@ -479,8 +684,9 @@ def test_admin_refuses_a_policy_starting_in_the_past_and_writes_nothing(admin_cl
 
     response = admin_client.post(f"{ADMIN_POLICIES}add/", policy_form(NOW - timedelta(hours=1)))
 
-    assert form_errors(response) == {"valid_from": [
-        "A new version starts now or later; this valid_from is in the past."]}
+    assert form_errors(response) == {
+        "valid_from": ["A new version starts now or later; this valid_from is in the past."]
+    }
     assert configuration_state() == before
 
 
@@ -491,8 +697,9 @@ def test_admin_refuses_a_second_policy_version_at_the_same_instant_and_writes_no
 
     response = admin_client.post(f"{ADMIN_POLICIES}add/", policy_form(starts, daily_cap="3000"))
 
-    assert form_errors(response) == {"valid_from": [
-        "Another version starts at the same instant: start this one at another time."]}
+    assert form_errors(response) == {
+        "valid_from": ["Another version starts at the same instant: start this one at another time."]
+    }
     assert configuration_state() == before
 
 
@@ -506,8 +713,9 @@ def test_admin_shows_a_policys_broken_rule_on_the_form_and_writes_nothing(admin_
 
 
 def test_a_policy_starting_a_few_minutes_ago_starts_now():
-    policy = services.add_points_policy(actor="staff:boss", values={"valid_from": NOW - timedelta(minutes=5),
-                                                                    "daily_cap": 3000})
+    policy = services.add_points_policy(
+        actor="staff:boss", values={"valid_from": NOW - timedelta(minutes=5), "daily_cap": 3000}
+    )
     assert policy.valid_from == NOW
 
 
@@ -516,20 +724,24 @@ def test_a_policy_starting_a_few_minutes_ago_starts_now():
 
 def _written_then_failing_writes(mug, rule):
     return {
-        "create_reward": lambda: services.create_reward(actor="staff:x", values={
-            "code": "tea", "name": "Tea", "kind": "gift", "cost_points": 10}),
-        "change_reward": lambda: services.change_reward(actor="staff:x", reward_id=mug.pk,
-                                                        changes={"name": "Big mug"}),
+        "create_reward": lambda: services.create_reward(
+            actor="staff:x", values={"code": "tea", "name": "Tea", "kind": "gift", "cost_points": 10}
+        ),
+        "change_reward": lambda: services.change_reward(actor="staff:x", reward_id=mug.pk, changes={"name": "Big mug"}),
         "deactivate_reward": lambda: services.deactivate_reward(actor="staff:x", reward_id=mug.pk),
-        "add_reward_version": lambda: services.add_reward_version(actor="staff:x", reward_id=mug.pk,
-                                                                  changes={"cost_points": 150}),
-        "create_earning_rule": lambda: services.create_earning_rule(actor="staff:x", values={
-            "channel": "share", "name": "Share", "points": 3, "valid_from": NOW}),
-        "change_earning_rule": lambda: services.change_earning_rule(actor="staff:x", rule_id=rule.pk,
-                                                                    changes={"valid_until": NOW}),
+        "add_reward_version": lambda: services.add_reward_version(
+            actor="staff:x", reward_id=mug.pk, changes={"cost_points": 150}
+        ),
+        "create_earning_rule": lambda: services.create_earning_rule(
+            actor="staff:x", values={"channel": "share", "name": "Share", "points": 3, "valid_from": NOW}
+        ),
+        "change_earning_rule": lambda: services.change_earning_rule(
+            actor="staff:x", rule_id=rule.pk, changes={"valid_until": NOW}
+        ),
         "deactivate_earning_rule": lambda: services.deactivate_earning_rule(actor="staff:x", rule_id=rule.pk),
-        "add_earning_rule_version": lambda: services.add_earning_rule_version(actor="staff:x", rule_id=rule.pk,
-                                                                              changes={"valid_from": NOW}),
+        "add_earning_rule_version": lambda: services.add_earning_rule_version(
+            actor="staff:x", rule_id=rule.pk, changes={"valid_from": NOW}
+        ),
         "add_points_policy": lambda: services.add_points_policy(actor="staff:x", values={"daily_cap": 3000}),
     }
 
@@ -615,15 +827,24 @@ def test_a_reward_version_racing_redemptions_never_spends_the_stock_twice(store_
     members = MemberFactory.create_batch(12, home_store=store_a)
     mug = Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100, stock=8)
     for member in members:
-        services.adjust_points(actor="staff:seed", role="admin", scope="test", key=f"seed-{member.pk}",
-                               fingerprint="x", member_id=member.pk, points=100, reason="seed")
+        services.adjust_points(
+            actor="staff:seed",
+            role="admin",
+            scope="test",
+            key=f"seed-{member.pk}",
+            fingerprint="x",
+            member_id=member.pk,
+            points=100,
+            reason="seed",
+        )
     barrier = threading.Barrier(len(members) + 1)
 
     def redeem_one(member):
         try:
             barrier.wait()
-            services.redeem_reward(actor="x", scope="test", key=f"r-{member.pk}", fingerprint="x",
-                                   member_id=member.pk, reward_id=mug.pk)
+            services.redeem_reward(
+                actor="x", scope="test", key=f"r-{member.pk}", fingerprint="x", member_id=member.pk, reward_id=mug.pk
+            )
         except (services.OutOfStock, services.RewardUnavailable):
             pass
         finally:

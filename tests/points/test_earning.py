@@ -38,25 +38,34 @@ def test_purchase_earns_one_point_per_yuan_rounded_down(member):
 
 def test_excluded_categories_and_minimum_amount(member, store_a):
     EarningRule.objects.filter(channel="purchase").update(is_active=False)
-    EarningRule.objects.create(channel="purchase", name="2 per yuan, no tobacco", points_per_unit=Decimal("2"),
-                               min_amount=Decimal("50"), excluded_categories=["tobacco"],
-                               valid_from=at(2020, 1, 1))
-    lines = [{"sku": "A", "category": "food", "quantity": Decimal("1"), "unit_price": Decimal("60")},
-             {"sku": "B", "category": "tobacco", "quantity": Decimal("2"), "unit_price": Decimal("20")}]
+    EarningRule.objects.create(
+        channel="purchase",
+        name="2 per yuan, no tobacco",
+        points_per_unit=Decimal("2"),
+        min_amount=Decimal("50"),
+        excluded_categories=["tobacco"],
+        valid_from=at(2020, 1, 1),
+    )
+    lines = [
+        {"sku": "A", "category": "food", "quantity": Decimal("1"), "unit_price": Decimal("60")},
+        {"sku": "B", "category": "tobacco", "quantity": Decimal("2"), "unit_price": Decimal("20")},
+    ]
     assert purchase(member, "100", lines=lines)["points"]["awarded"] == 120  # 60 eligible × 2
     assert purchase(member, "49.99")["points"]["awarded"] == 0
 
 
 def test_a_stores_own_rule_beats_the_general_one(member, store_a, store_b):
-    EarningRule.objects.create(channel="purchase", name="double at A", store=store_a, points_per_unit=Decimal("2"),
-                               valid_from=at(2020, 1, 1))
+    EarningRule.objects.create(
+        channel="purchase", name="double at A", store=store_a, points_per_unit=Decimal("2"), valid_from=at(2020, 1, 1)
+    )
     assert purchase(member, "10", store=store_a)["points"]["awarded"] == 20
     assert purchase(member, "10", store=store_b, source="store:B001")["points"]["awarded"] == 10
 
 
 def test_rule_versions_apply_from_their_date(member):
-    EarningRule.objects.create(channel="purchase", name="v2", points_per_unit=Decimal("3"),
-                               valid_from=at(2026, 6, 1), pending_days=0)
+    EarningRule.objects.create(
+        channel="purchase", name="v2", points_per_unit=Decimal("3"), valid_from=at(2026, 6, 1), pending_days=0
+    )
     with time_machine.travel(at(2026, 5, 31, 23, 59), tick=False):
         assert purchase(member, "10")["points"]["awarded"] == 10
     with time_machine.travel(at(2026, 6, 1, 0, 0), tick=False):
@@ -167,35 +176,59 @@ def test_earn_modifiers_plug_into_the_breakdown(member):
     finally:
         _earn_modifiers.unregister(double_days)
     assert result["points"]["awarded"] == 258
-    assert result["points"]["breakdown"] == [{"source": "base", "points": 129},
-                                             {"source": "campaign:double", "points": 129}]
+    assert result["points"]["breakdown"] == [
+        {"source": "base", "points": 129},
+        {"source": "campaign:double", "points": 129},
+    ]
 
 
 def test_custom_event_types_earn_by_their_rule(member):
     with pytest.raises(InvalidInput):
         event(member, "checkin-at-expo")
-    EarningRule.objects.create(channel=RuleChannel.CUSTOM, event_type="checkin-at-expo", name="Expo", points=30,
-                               daily_limit=1, valid_from=at(2020, 1, 1))
+    EarningRule.objects.create(
+        channel=RuleChannel.CUSTOM,
+        event_type="checkin-at-expo",
+        name="Expo",
+        points=30,
+        daily_limit=1,
+        valid_from=at(2020, 1, 1),
+    )
     assert event(member, "checkin-at-expo")["points"]["awarded"] == 30
     assert event(member, "checkin-at-expo")["capped"] is True
 
 
 def test_preview_writes_nothing(member):
     result = services.preview_purchase(member=member, amount=Decimal("129.90"))
-    assert result == {"points": {"awarded": 129, "status": "pending", "available_at": result["points"]["available_at"],
-                                 "breakdown": [{"source": "base", "points": 129}]}, "growth_awarded": 139}
+    assert result == {
+        "points": {
+            "awarded": 129,
+            "status": "pending",
+            "available_at": result["points"]["available_at"],
+            "breakdown": [{"source": "base", "points": 129}],
+        },
+        "growth_awarded": 139,
+    }
     assert balances(member) == (0, 0)
-    assert timedelta(days=6, hours=23) < (datetime.fromisoformat(result["points"]["available_at"])
-                                          - datetime.now(SHANGHAI)) <= timedelta(days=7)
-
+    assert (
+        timedelta(days=6, hours=23)
+        < (datetime.fromisoformat(result["points"]["available_at"]) - datetime.now(SHANGHAI))
+        <= timedelta(days=7)
+    )
 
 
 def test_earning_rule_versions_keep_their_terms_through_the_api(marketer_api):
     from loyalty.models import AuditEntry
 
-    created = marketer_api.post("/api/v1/earning-rules/", {
-        "channel": "purchase", "name": "Double", "points_per_unit": "2.00", "valid_from": "2026-07-01T00:00:00+08:00",
-    }, format="json")
+    created = marketer_api.post(
+        "/api/v1/earning-rules/",
+        {
+            "channel": "purchase",
+            "name": "Double",
+            "points_per_unit": "2.00",
+            "valid_from": "2026-07-01T00:00:00+08:00",
+        },
+        format="json",
+    )
     assert created.status_code == 201
     rule_url = f"/api/v1/earning-rules/{created.json()['id']}/"
     refused = marketer_api.patch(rule_url, {"points_per_unit": "5.00"}, format="json")

@@ -231,8 +231,11 @@ def test_ledger_entries_refuse_update_and_delete(member):
 def test_database_refuses_ledger_updates_and_deletes(member):
     adjust(member, 10)
     adjust(member, -3)  # a spend: writes a lot movement too
-    for statement in ("UPDATE points_ledgerentry SET points = 999", "DELETE FROM points_ledgerentry",
-                      "UPDATE points_lotmovement SET points = 1"):
+    for statement in (
+        "UPDATE points_ledgerentry SET points = 999",
+        "DELETE FROM points_ledgerentry",
+        "UPDATE points_lotmovement SET points = 1",
+    ):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as c:
             c.execute(statement)
     assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-3, 10]

@@ -95,8 +95,14 @@ class Model:
             self.settle()
 
     def claw_back(self, purchase_id, points, now):
-        own = sorted((lot for lot in self.lots if lot.purchase == purchase_id and lot.remaining > 0
-                      and lot.status in ("pending", "available")), key=lambda lot: (lot.status != "pending", lot.seq))
+        own = sorted(
+            (
+                lot
+                for lot in self.lots
+                if lot.purchase == purchase_id and lot.remaining > 0 and lot.status in ("pending", "available")
+            ),
+            key=lambda lot: (lot.status != "pending", lot.seq),
+        )
         for lot in own:
             amount = min(lot.remaining, points)
             lot.remaining -= amount
@@ -128,8 +134,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def start(self):
         self.member = MemberFactory(home_store=StoreFactory(code="A001"))
-        self.reward = Reward.objects.get_or_create(code="prop-reward", defaults={
-            "name": "Prop", "kind": "coupon", "cost_points": 50})[0]
+        self.reward = Reward.objects.get_or_create(
+            code="prop-reward", defaults={"name": "Prop", "kind": "coupon", "cost_points": 50}
+        )[0]
         self.now = START
         self.model = Model()
         # The model knows points, not tiers or the daily fraud cap: take both out of play.
@@ -145,8 +152,12 @@ class LedgerMachine(RuleBasedStateMachine):
             result = purchase(self.member, amount)
         points = int(amount.to_integral_value(ROUND_FLOOR))
         assert result["points"]["awarded"] == points
-        self.model.purchases[result["id"]] = {"amount": amount, "awarded": points, "refunded": Decimal(0),
-                                              "reversed": 0}
+        self.model.purchases[result["id"]] = {
+            "amount": amount,
+            "awarded": points,
+            "refunded": Decimal(0),
+            "reversed": 0,
+        }
         self.model.add_lot(points, self.now, self.now + timedelta(days=7), purchase=result["id"])
 
     @rule(points=st.integers(min_value=1, max_value=400))
@@ -196,8 +207,9 @@ class LedgerMachine(RuleBasedStateMachine):
         open_ids = sorted(pid for pid, p in self.model.purchases.items() if p["refunded"] < p["amount"])
         purchase_id = data.draw(st.sampled_from(open_ids))
         bought = self.model.purchases[purchase_id]
-        amount = max(((bought["amount"] - bought["refunded"]) * share).quantize(Decimal("0.01"), ROUND_FLOOR),
-                     Decimal("0.01"))
+        amount = max(
+            ((bought["amount"] - bought["refunded"]) * share).quantize(Decimal("0.01"), ROUND_FLOOR), Decimal("0.01")
+        )
         with self.at_now():
             result = refund(purchase_id, amount)
         bought["refunded"] += amount
@@ -231,8 +243,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def every_lot_agrees_with_the_model(self):
         if not hasattr(self, "model"):
             return
-        stored = list(PointsLot.objects.filter(member=self.member).order_by("id")
-                      .values_list("points", "remaining", "status"))
+        stored = list(
+            PointsLot.objects.filter(member=self.member).order_by("id").values_list("points", "remaining", "status")
+        )
         assert stored == [(lot.points, lot.remaining, lot.status) for lot in self.model.lots]
 
     @invariant()
@@ -241,7 +254,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 def test_any_sequence_of_operations_keeps_the_invariants_and_matches_the_model(db):
-    run_state_machine_as_test(LedgerMachine, settings=settings(
-        max_examples=40, stateful_step_count=25, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    ))
+    run_state_machine_as_test(
+        LedgerMachine,
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )

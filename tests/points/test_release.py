@@ -17,8 +17,20 @@ from tests.points.helpers import adjust, balances, purchase, redeem, refund
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REASON = "pending period ended: these points can now be used"
-ENTRY_FIELDS = ["kind", "points", "available_delta", "pending_delta", "balance_after", "pending_after", "reason",
-                "reference", "actor", "breakdown", "expires_at", "created_at"]
+ENTRY_FIELDS = [
+    "kind",
+    "points",
+    "available_delta",
+    "pending_delta",
+    "balance_after",
+    "pending_after",
+    "reason",
+    "reference",
+    "actor",
+    "breakdown",
+    "expires_at",
+    "created_at",
+]
 pytestmark = pytest.mark.django_db
 
 
@@ -32,9 +44,22 @@ def mug(db):
 
 
 def release_entries(member):
-    return list(LedgerEntry.objects.filter(member=member, kind=EntryKind.RELEASE).order_by("id").values_list(
-        "kind", "points", "available_delta", "pending_delta", "balance_after", "pending_after", "reference",
-        "expires_at", "reason", "actor"))
+    return list(
+        LedgerEntry.objects.filter(member=member, kind=EntryKind.RELEASE)
+        .order_by("id")
+        .values_list(
+            "kind",
+            "points",
+            "available_delta",
+            "pending_delta",
+            "balance_after",
+            "pending_after",
+            "reference",
+            "expires_at",
+            "reason",
+            "actor",
+        )
+    )
 
 
 def test_release_writes_one_entry_per_order_naming_it_with_its_expiry(store_a):
@@ -58,7 +83,10 @@ def test_release_writes_one_entry_per_order_naming_it_with_its_expiry(store_a):
     ]
     assert balances(member) == (189, 0)
     assert sorted(PointsLot.objects.filter(member=member).values_list("points", "remaining", "status")) == [
-        (10, 10, LotStatus.AVAILABLE), (50, 50, LotStatus.AVAILABLE), (129, 129, LotStatus.AVAILABLE)]
+        (10, 10, LotStatus.AVAILABLE),
+        (50, 50, LotStatus.AVAILABLE),
+        (129, 129, LotStatus.AVAILABLE),
+    ]
     with time_machine.travel(at(2026, 11, 9, 11), tick=False):
         assert services.release_pending().points == 0  # released once
     assert len(release_entries(member)) == 2
@@ -85,16 +113,24 @@ def member_in_debt_with_two_orders_pending(store, mug, *, source):
 
 
 def lots_of(member):
-    return list(PointsLot.objects.filter(member=member).order_by("id").values_list(
-        "status", "points", "remaining", "expires_at"))
+    return list(
+        PointsLot.objects.filter(member=member)
+        .order_by("id")
+        .values_list("status", "points", "remaining", "expires_at")
+    )
 
 
 def movements_of(member):
     """(entry kind, entry reference, lot's order or "debt", points) for every lot movement of the member."""
-    rows = LotMovement.objects.filter(entry__member=member).order_by("id").values_list(
-        "entry__kind", "entry__reference", "lot__status", "lot__entry__reference", "points")
-    return [(kind, reference, "debt" if status == LotStatus.DEBT else lot_reference, points)
-            for kind, reference, status, lot_reference, points in rows]
+    rows = (
+        LotMovement.objects.filter(entry__member=member)
+        .order_by("id")
+        .values_list("entry__kind", "entry__reference", "lot__status", "lot__entry__reference", "points")
+    )
+    return [
+        (kind, reference, "debt" if status == LotStatus.DEBT else lot_reference, points)
+        for kind, reference, status, lot_reference, points in rows
+    ]
 
 
 def test_a_member_in_debt_pays_it_from_the_points_released(store_a, mug):
@@ -121,8 +157,10 @@ def test_a_member_in_debt_pays_it_from_the_points_released(store_a, mug):
 
 
 def entries_compared(member):
-    return [{field: getattr(entry, field) for field in ENTRY_FIELDS}
-            for entry in LedgerEntry.objects.filter(member=member).order_by("id")]
+    return [
+        {field: getattr(entry, field) for field in ENTRY_FIELDS}
+        for entry in LedgerEntry.objects.filter(member=member).order_by("id")
+    ]
 
 
 @pytest.mark.postgres

@@ -34,8 +34,15 @@ def test_no_redemption_commits_after_the_freeze(api, store_a):
     mug = Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100)
 
     def redemption(index):
-        return Session(lambda: api().post("/api/v1/redemptions/", {"member": str(member.pk), "reward": str(mug.pk)},
-                                          format="json", HTTP_IDEMPOTENCY_KEY=f"r{index}"), f"redemption {index}")
+        return Session(
+            lambda: api().post(
+                "/api/v1/redemptions/",
+                {"member": str(member.pk), "reward": str(mug.pk)},
+                format="json",
+                HTTP_IDEMPOTENCY_KEY=f"r{index}",
+            ),
+            f"redemption {index}",
+        )
 
     freezing = freeze(member)
     with commit_order("points_redemption", "loyalty_auditentry") as committed:
@@ -61,6 +68,7 @@ def test_no_redemption_commits_after_the_freeze(api, store_a):
     member.refresh_from_db()
     assert member.status == MemberStatus.FROZEN
 
+
 def earn_by_purchase(member, index):
     return purchase(member, "10.00", order_no=f"P{index}")
 
@@ -70,9 +78,17 @@ def earn_by_event(member, index):
 
 
 def use_points_as_cash(member, index):
-    return services.deduct_points(actor="test", scope="test", key=f"cash-{index}", fingerprint=str(index),
-                                  member_id=member.pk, source="store:A001", order_no=f"D{index}", points=100,
-                                  order_amount=Decimal("100.00")).result
+    return services.deduct_points(
+        actor="test",
+        scope="test",
+        key=f"cash-{index}",
+        fingerprint=str(index),
+        member_id=member.pk,
+        source="store:A001",
+        order_no=f"D{index}",
+        points=100,
+        order_amount=Decimal("100.00"),
+    ).result
 
 
 def redeem_a_mug(member, index):
@@ -80,9 +96,15 @@ def redeem_a_mug(member, index):
     return redeem(member, mug, key=f"mug-{index}")
 
 
-POINTS_CHANGES = pytest.mark.parametrize(("service", "table"), [
-    (earn_by_purchase, "members_purchase"), (earn_by_event, "points_event"),
-    (use_points_as_cash, "points_deduction"), (redeem_a_mug, "points_redemption")])
+POINTS_CHANGES = pytest.mark.parametrize(
+    ("service", "table"),
+    [
+        (earn_by_purchase, "members_purchase"),
+        (earn_by_event, "points_event"),
+        (use_points_as_cash, "points_deduction"),
+        (redeem_a_mug, "points_redemption"),
+    ],
+)
 
 
 @POINTS_CHANGES
@@ -92,7 +114,7 @@ def test_a_points_change_queued_before_the_freeze_commits_before_it(store_a, ser
     freezing = freeze(member)
     with commit_order(table, "loyalty_auditentry") as committed:
         with held_open(lambda: lock_accounts([member.pk]), "purchase in progress"):
-            change, = start_settled(Session(lambda: service(member, 1), "points change"), rows_of=ACCOUNTS)
+            (change,) = start_settled(Session(lambda: service(member, 1), "points change"), rows_of=ACCOUNTS)
             start_settled(freezing, rows_of=ACCOUNTS)
         result = change.join()
         freezing.join()
@@ -111,7 +133,7 @@ def test_a_points_change_queued_after_the_freeze_sees_it(store_a, service, table
         # The freeze changes no account row, so the change queued behind it gets the account right after it.
         with held_open(lambda: lock_accounts([member.pk]), "purchase in progress"):
             start_settled(freezing, rows_of=ACCOUNTS)
-            change, = start_settled(Session(lambda: service(member, 1), "points change"), rows_of=ACCOUNTS)
+            (change,) = start_settled(Session(lambda: service(member, 1), "points change"), rows_of=ACCOUNTS)
         freezing.join()
         result = change.join()
         order = [table for table, _ in committed()]

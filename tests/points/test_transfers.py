@@ -44,8 +44,9 @@ def fixed_clock():
 
 
 def allow_transfers(daily_limit=1000):
-    return PointsPolicy.objects.create(valid_from=datetime(2026, 1, 1, tzinfo=SHANGHAI), transfers_enabled=True,
-                                       transfer_daily_limit=daily_limit)
+    return PointsPolicy.objects.create(
+        valid_from=datetime(2026, 1, 1, tzinfo=SHANGHAI), transfers_enabled=True, transfer_daily_limit=daily_limit
+    )
 
 
 def transfers_url(member):
@@ -83,8 +84,12 @@ def give(member, points, at):
 
 
 def written():
-    return (LedgerEntry.objects.count(), PointsTransfer.objects.count(), PointsLot.objects.count(),
-            IdempotencyRecord.objects.count())
+    return (
+        LedgerEntry.objects.count(),
+        PointsTransfer.objects.count(),
+        PointsLot.objects.count(),
+        IdempotencyRecord.objects.count(),
+    )
 
 
 @pytest.fixture
@@ -111,8 +116,11 @@ def test_transfers_are_off_by_default_409_transfer_disabled(admin_api, family):
     adjust(mother, 500)
     before = written()
 
-    assert_error(post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"), 409,
-                 "transfer_disabled")
+    assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"),
+        409,
+        "transfer_disabled",
+    )
 
     assert (available(mother), available(daughter)) == (500, 0)
     assert written() == before
@@ -125,35 +133,59 @@ def test_a_transfer_moves_points_first_expiring_first_and_they_keep_their_expiry
     give(mother, 500, datetime(2025, 9, 1, 10, 0, tzinfo=SHANGHAI))  # last valid day 2026-09-01
     first, second = PointsLot.objects.filter(member=mother).order_by("id")
 
-    response = post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 400, "reason": "gift"},
-                    key="t1")
+    response = post(
+        admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 400, "reason": "gift"}, key="t1"
+    )
 
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == RESULT_FIELDS
     assert (body["member"], body["to"], body["points"], body["reason"], body["balance"], body["business_date"]) == (
-        str(mother.pk), str(daughter.pk), 400, "gift", 400, "2026-03-10")
+        str(mother.pk),
+        str(daughter.pk),
+        400,
+        "gift",
+        400,
+        "2026-03-10",
+    )
     assert body["lots"] == [{"points": 300, "expires_on": "2026-06-01"}, {"points": 100, "expires_on": "2026-09-01"}]
     assert (available(mother), available(daughter)) == (400, 400)
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.remaining, second.remaining) == (0, 400)
-    arrived = list(PointsLot.objects.filter(member=daughter).order_by("expires_at")
-                   .values_list("points", "remaining", "status", "expires_at"))
-    assert arrived == [(300, 300, LotStatus.AVAILABLE, first.expires_at),
-                       (100, 100, LotStatus.AVAILABLE, second.expires_at)]
+    arrived = list(
+        PointsLot.objects.filter(member=daughter)
+        .order_by("expires_at")
+        .values_list("points", "remaining", "status", "expires_at")
+    )
+    assert arrived == [
+        (300, 300, LotStatus.AVAILABLE, first.expires_at),
+        (100, 100, LotStatus.AVAILABLE, second.expires_at),
+    ]
     out_entry, in_entry = LedgerEntry.objects.filter(kind="transfer").order_by("id")
     assert (out_entry.member_id, out_entry.points, out_entry.balance_after, out_entry.reference, out_entry.actor) == (
-        mother.pk, -400, 400, f"member:{daughter.pk}", "staff:boss")
+        mother.pk,
+        -400,
+        400,
+        f"member:{daughter.pk}",
+        "staff:boss",
+    )
     assert out_entry.reason == f"transfer to {daughter.member_no}: gift"
     assert (in_entry.member_id, in_entry.points, in_entry.balance_after, in_entry.reference) == (
-        daughter.pk, 400, 400, f"member:{mother.pk}")
+        daughter.pk,
+        400,
+        400,
+        f"member:{mother.pk}",
+    )
     assert in_entry.expires_at == first.expires_at  # the soonest of what arrived
     transfer = PointsTransfer.objects.get()
     assert (transfer.out_entry, transfer.in_entry, transfer.points) == (out_entry, in_entry, 400)
     audit = AuditEntry.objects.get(action="points.transferred")
     assert (audit.actor, audit.target_id, audit.new_values) == (
-        "staff:boss", str(mother.pk), {"transfer": transfer.pk, "to": daughter.pk, "points": 400, "reason": "gift"})
+        "staff:boss",
+        str(mother.pk),
+        {"transfer": transfer.pk, "to": daughter.pk, "points": 400, "reason": "gift"},
+    )
     # Her ledger through the API shows the entry of her side only.
     ledger = admin_api.get(f"/api/v1/members/{daughter.pk}/points/ledger/?kind=transfer").json()["results"]
     assert [(e["kind"], e["points"], e["balance_after"]) for e in ledger] == [("transfer", 400, 400)]
@@ -163,8 +195,15 @@ def test_moved_points_expire_on_their_original_day(family):
     mother, daughter = family
     allow_transfers()
     give(mother, 300, datetime(2025, 6, 1, 10, 0, tzinfo=SHANGHAI))
-    services.transfer_points(actor="test", scope="s", key="k", fingerprint="f", from_member_id=mother.pk,
-                             to_member_id=daughter.pk, points=200)
+    services.transfer_points(
+        actor="test",
+        scope="s",
+        key="k",
+        fingerprint="f",
+        from_member_id=mother.pk,
+        to_member_id=daughter.pk,
+        points=200,
+    )
 
     services.expire_points(as_of=date(2026, 6, 1))
 
@@ -178,13 +217,19 @@ def test_only_members_of_one_household_transfer(admin_api, mother, daughter, sto
     adjust(mother, 500)
     before = written()
 
-    assert_error(post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"), 409,
-                 "not_same_household")
+    assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"),
+        409,
+        "not_same_household",
+    )
     stranger, neighbour = MemberFactory.create_batch(2, home_store=store_a)
     link_household(actor="x", member=mother, other=daughter)
     link_household(actor="x", member=stranger, other=neighbour)
-    assert_error(post(admin_api, transfers_url(mother), {"to": str(stranger.pk), "points": 100}, key="t2"), 409,
-                 "not_same_household")
+    assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(stranger.pk), "points": 100}, key="t2"),
+        409,
+        "not_same_household",
+    )
 
     assert (available(mother), available(daughter), available(stranger)) == (500, 0, 0)
     assert written() == before
@@ -198,20 +243,24 @@ def test_the_daily_limit_counts_what_a_member_sent_on_the_business_day(admin_api
     adjust(mother, 3000)
 
     assert post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 600}, key="t1").status_code == 201
-    body = assert_error(post(admin_api, transfers_url(mother), {"to": str(son.pk), "points": 401}, key="t2"), 409,
-                        "transfer_limit")
+    body = assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(son.pk), "points": 401}, key="t2"), 409, "transfer_limit"
+    )
     assert (body["limit"], body["sent_today"]) == (1000, 600)
     assert post(admin_api, transfers_url(mother), {"to": str(son.pk), "points": 400}, key="t3").status_code == 201
-    assert post(admin_api, transfers_url(daughter), {"to": str(son.pk), "points": 600},
-                key="t4").status_code == 201  # the limit is per sending member
-    assert_error(post(admin_api, transfers_url(mother), {"to": str(son.pk), "points": 1}, key="t5"), 409,
-                 "transfer_limit")
+    assert (
+        post(admin_api, transfers_url(daughter), {"to": str(son.pk), "points": 600}, key="t4").status_code == 201
+    )  # the limit is per sending member
+    assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(son.pk), "points": 1}, key="t5"), 409, "transfer_limit"
+    )
 
     # The next business day starts at midnight in Shanghai.
     with time_machine.travel(datetime(2026, 3, 11, 0, 0, tzinfo=SHANGHAI), tick=False):
         tomorrow_api = staff_client(StaffUserFactory(role="admin"))  # the first token lasts 12 hours
-        assert post(tomorrow_api, transfers_url(mother), {"to": str(son.pk), "points": 1000},
-                    key="t6").status_code == 201
+        assert (
+            post(tomorrow_api, transfers_url(mother), {"to": str(son.pk), "points": 1000}, key="t6").status_code == 201
+        )
     assert (available(mother), available(daughter), available(son)) == (1000, 0, 2000)
 
 
@@ -222,8 +271,11 @@ def test_more_than_her_available_points_is_409_insufficient_points(admin_api, fa
     purchase(mother, 500)  # 500 pending points are not hers to give yet
     before = written()
 
-    body = assert_error(post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 101}, key="t1"),
-                        409, "insufficient_points")
+    body = assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 101}, key="t1"),
+        409,
+        "insufficient_points",
+    )
 
     assert (body["available"], body["required"]) == (100, 101)
     assert (available(mother), available(daughter)) == (100, 0)
@@ -238,8 +290,9 @@ def test_a_frozen_member_neither_gives_nor_receives(admin_api, family, frozen):
     freeze_member(actor="x", member=mother if frozen == "sender" else daughter, reason="fraud check")
     before = written()
 
-    assert_error(post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"), 409,
-                 "member_frozen")
+    assert_error(
+        post(admin_api, transfers_url(mother), {"to": str(daughter.pk), "points": 100}, key="t1"), 409, "member_frozen"
+    )
 
     assert (available(mother), available(daughter)) == (500, 0)
     assert written() == before
@@ -257,21 +310,23 @@ def test_a_retry_with_the_same_key_replays_and_another_body_is_refused(admin_api
     assert (first.status_code, again.status_code) == (201, 201)
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
-    assert_error(post(admin_api, transfers_url(mother), {**body, "points": 101}, key="t1"), 409,
-                 "idempotency_conflict")
+    assert_error(post(admin_api, transfers_url(mother), {**body, "points": 101}, key="t1"), 409, "idempotency_conflict")
     assert_error(post(admin_api, transfers_url(mother), body), 400, "idempotency_key_required")
     assert PointsTransfer.objects.count() == 1
     assert (available(mother), available(daughter)) == (400, 100)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"points": 10}, "to"),
-    ({"to": "abc", "points": 10}, "to"),
-    ({"to": "1"}, "points"),
-    ({"to": "1", "points": 0}, "points"),
-    ({"to": "1", "points": "10"}, "points"),
-    ({"to": "1", "points": 10, "reason": "x" * 151}, "reason"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"points": 10}, "to"),
+        ({"to": "abc", "points": 10}, "to"),
+        ({"to": "1"}, "points"),
+        ({"to": "1", "points": 0}, "points"),
+        ({"to": "1", "points": "10"}, "points"),
+        ({"to": "1", "points": 10, "reason": "x" * 151}, "reason"),
+    ],
+)
 def test_bad_input_is_400_and_writes_nothing(admin_api, family, body, field):
     mother, _ = family
     before = written()
@@ -285,10 +340,18 @@ def test_to_herself_or_an_unknown_member_is_400(admin_api, family):
     allow_transfers()
     adjust(mother, 500)
     before = written()
-    assert "to" in assert_error(post(admin_api, transfers_url(mother), {"to": str(mother.pk), "points": 1}, key="a"),
-                                400, "invalid")["errors"]
-    assert "to" in assert_error(post(admin_api, transfers_url(mother), {"to": "999999", "points": 1}, key="b"),
-                                400, "invalid")["errors"]
+    assert (
+        "to"
+        in assert_error(
+            post(admin_api, transfers_url(mother), {"to": str(mother.pk), "points": 1}, key="a"), 400, "invalid"
+        )["errors"]
+    )
+    assert (
+        "to"
+        in assert_error(post(admin_api, transfers_url(mother), {"to": "999999", "points": 1}, key="b"), 400, "invalid")[
+            "errors"
+        ]
+    )
     assert written() == before
 
 
@@ -303,8 +366,15 @@ def test_a_receiver_in_debt_pays_it_off_first(family):
     refund(order["id"], "100.00")  # claws back 100 she already spent: -100
     assert available(daughter) == -100
 
-    result = services.transfer_points(actor="test", scope="s", key="k", fingerprint="f", from_member_id=mother.pk,
-                                      to_member_id=daughter.pk, points=150).result
+    result = services.transfer_points(
+        actor="test",
+        scope="s",
+        key="k",
+        fingerprint="f",
+        from_member_id=mother.pk,
+        to_member_id=daughter.pk,
+        points=150,
+    ).result
 
     assert result["balance"] == 350
     assert (available(mother), available(daughter)) == (350, 50)
@@ -321,10 +391,16 @@ def test_a_client_app_with_points_write_transfers_for_its_stores_members(pos_a, 
     adjust(mother, 500)
 
     assert post(pos_a, transfers_url(mother), {"to": str(daughter.pk), "points": 50}, key="t1").status_code == 201
-    assert_error(post(pos_a, transfers_url(member_b), {"to": str(daughter.pk), "points": 50}, key="t2"), 404,
-                 "not_found")
-    assert_error(post(api_client(scopes=["points:read"]), transfers_url(mother),
-                      {"to": str(daughter.pk), "points": 50}, key="t3"), 403, "permission_denied")
+    assert_error(
+        post(pos_a, transfers_url(member_b), {"to": str(daughter.pk), "points": 50}, key="t2"), 404, "not_found"
+    )
+    assert_error(
+        post(
+            api_client(scopes=["points:read"]), transfers_url(mother), {"to": str(daughter.pk), "points": 50}, key="t3"
+        ),
+        403,
+        "permission_denied",
+    )
     assert (available(mother), available(daughter)) == (450, 50)
 
 
@@ -338,17 +414,21 @@ def test_a_member_gives_points_to_her_household_herself(family, store_a):
     response = post(me, "/api/v1/me/points/transfers/", {"to": str(daughter.pk), "points": 120}, key="m1")
 
     assert household.status_code == 200
-    assert household.json() == {"id": str(Member.objects.get(pk=mother.pk).household_id),
-                                "members": [{"id": str(daughter.pk), "member_no": daughter.member_no,
-                                             "name": daughter.name}]}
+    assert household.json() == {
+        "id": str(Member.objects.get(pk=mother.pk).household_id),
+        "members": [{"id": str(daughter.pk), "member_no": daughter.member_no, "name": daughter.name}],
+    }
     assert response.status_code == 201, response.content
     assert (response.json()["balance"], PointsTransfer.objects.get().actor) == (380, f"member:{mother.pk}")
     assert (available(mother), available(daughter)) == (380, 120)
     # To a member, an id outside her household is just that, whether or not it exists.
     stranger = MemberFactory(home_store=store_a)
     for target in (str(stranger.pk), "999999"):
-        assert_error(post(me, "/api/v1/me/points/transfers/", {"to": target, "points": 1}, key=f"x{target}"), 409,
-                     "not_same_household")
+        assert_error(
+            post(me, "/api/v1/me/points/transfers/", {"to": target, "points": 1}, key=f"x{target}"),
+            409,
+            "not_same_household",
+        )
     assert member_client(stranger).get("/api/v1/me/household/").json() == {"id": None, "members": []}
 
 
@@ -359,8 +439,11 @@ def test_the_schema_describes_the_transfer_routes(tmp_path, db):
     target = tmp_path / "schema.yml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     paths = yaml.safe_load(target.read_text())["paths"]
-    for path, method in [("/api/v1/members/{id}/points/transfers/", "post"), ("/api/v1/me/points/transfers/", "post"),
-                         ("/api/v1/me/household/", "get")]:
+    for path, method in [
+        ("/api/v1/members/{id}/points/transfers/", "post"),
+        ("/api/v1/me/points/transfers/", "post"),
+        ("/api/v1/me/household/", "get"),
+    ]:
         assert method in paths[path], path
     staff = paths["/api/v1/members/{id}/points/transfers/"]["post"]
     assert {"201", "400", "404", "409"} <= set(staff["responses"])
@@ -376,13 +459,15 @@ def test_check_ledger_reports_a_transfer_entry_without_its_transfer(family):
     mother, _ = family
     account = services.ledger.lock_account(mother.pk)  # a credit that balances, but says it is a transfer
     entry = services.ledger.append_entry(account, kind="transfer", actor="forger", available_delta=70)
-    PointsLot.objects.create(member=mother, entry=entry, status=LotStatus.AVAILABLE, points=70, remaining=70,
-                             earned_at=NOW, available_at=NOW)
+    PointsLot.objects.create(
+        member=mother, entry=entry, status=LotStatus.AVAILABLE, points=70, remaining=70, earned_at=NOW, available_at=NOW
+    )
     account.save()
 
     assert list(ledger_mismatches()) == [
         f"member {mother.pk}: transfer entry {entry.pk} (available +70, pending +0) is not one side of a transfer "
-        "of hers with that amount"]
+        "of hers with that amount"
+    ]
 
 
 # --- Concurrency (PostgreSQL) -------------------------------------------------------------------------------------
@@ -419,8 +504,9 @@ def test_transfers_both_ways_at_once_finish_without_deadlock_and_exact_balances(
 
     def send(index):
         sender, receiver, points = (a, b, 100) if index % 2 == 0 else (b, a, 70)
-        return lambda: post(clients[index], transfers_url(sender), {"to": str(receiver.pk), "points": points},
-                            key=f"t{index}")
+        return lambda: post(
+            clients[index], transfers_url(sender), {"to": str(receiver.pk), "points": points}, key=f"t{index}"
+        )
 
     responses = run_together([send(i) for i in range(30)])
 

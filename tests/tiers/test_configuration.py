@@ -42,8 +42,11 @@ def marketer_client(client):
 
 
 def config_audits():
-    return list(AuditEntry.objects.filter(target_type__in=["tiers.tier", "tiers.growthpolicy"]).order_by("id")
-                .values("actor", "action", "target_id", "old_values", "new_values"))
+    return list(
+        AuditEntry.objects.filter(target_type__in=["tiers.tier", "tiers.growthpolicy"])
+        .order_by("id")
+        .values("actor", "action", "target_id", "old_values", "new_values")
+    )
 
 
 def configuration_state():
@@ -51,15 +54,32 @@ def configuration_state():
 
 
 def tier_form(tier=None, **overrides):
-    data = {"code": "platinum", "name": "白金", "rank": "4", "entry_threshold": "50000", "retention_threshold": "40000",
-            "hold_days": "365", "points_multiplier": "2.50", "birthday_bonus": "200", "discount_rate": "0.85",
-            "free_shipping": "on", "benefits": ""}
+    data = {
+        "code": "platinum",
+        "name": "白金",
+        "rank": "4",
+        "entry_threshold": "50000",
+        "retention_threshold": "40000",
+        "hold_days": "365",
+        "points_multiplier": "2.50",
+        "birthday_bonus": "200",
+        "discount_rate": "0.85",
+        "free_shipping": "on",
+        "benefits": "",
+    }
     if tier is not None:
-        data = {"code": tier.code, "name": tier.name, "rank": str(tier.rank),
-                "entry_threshold": str(tier.entry_threshold), "retention_threshold": str(tier.retention_threshold),
-                "hold_days": str(tier.hold_days), "points_multiplier": str(tier.points_multiplier),
-                "birthday_bonus": str(tier.birthday_bonus), "discount_rate": str(tier.discount_rate),
-                "benefits": tier.benefits}
+        data = {
+            "code": tier.code,
+            "name": tier.name,
+            "rank": str(tier.rank),
+            "entry_threshold": str(tier.entry_threshold),
+            "retention_threshold": str(tier.retention_threshold),
+            "hold_days": str(tier.hold_days),
+            "points_multiplier": str(tier.points_multiplier),
+            "birthday_bonus": str(tier.birthday_bonus),
+            "discount_rate": str(tier.discount_rate),
+            "benefits": tier.benefits,
+        }
         if tier.free_shipping:
             data["free_shipping"] = "on"
     data.update(overrides)
@@ -68,15 +88,28 @@ def tier_form(tier=None, **overrides):
 
 def policy_form(valid_from, **overrides):
     local = timezone.localtime(valid_from)
-    return {"name": "v2", "valid_from_0": local.strftime("%Y-%m-%d"), "valid_from_1": local.strftime("%H:%M:%S"),
-            "tag": "", "priority": "0", "per_currency_unit": "1.00", "per_order": "10.00", "per_active_day": "2.00",
-            "per_share": "1.00", "per_review": "1.00", "per_campaign": "5.00", "window_days": "365", **overrides}
+    return {
+        "name": "v2",
+        "valid_from_0": local.strftime("%Y-%m-%d"),
+        "valid_from_1": local.strftime("%H:%M:%S"),
+        "tag": "",
+        "priority": "0",
+        "per_currency_unit": "1.00",
+        "per_order": "10.00",
+        "per_active_day": "2.00",
+        "per_share": "1.00",
+        "per_review": "1.00",
+        "per_campaign": "5.00",
+        "window_days": "365",
+        **overrides,
+    }
 
 
 def form_errors(response):
     assert response.status_code == 200, response.status_code
-    return {name: [str(error) for error in errors]
-            for name, errors in response.context["adminform"].form.errors.items()}
+    return {
+        name: [str(error) for error in errors] for name, errors in response.context["adminform"].form.errors.items()
+    }
 
 
 # --- Tiers ------------------------------------------------------------------------------------------------------
@@ -86,18 +119,23 @@ def test_a_marketer_changes_a_tiers_threshold_and_multiplier_with_one_audit_row(
     silver = Tier.objects.get(code="silver")
     assert next(t for t in services.ladder() if t.code == "silver").entry_threshold == 1000  # cached now
 
-    response = marketer_client.post(f"{TIERS}{silver.pk}/change/", tier_form(
-        silver, entry_threshold="1200", points_multiplier="1.30"))
+    response = marketer_client.post(
+        f"{TIERS}{silver.pk}/change/", tier_form(silver, entry_threshold="1200", points_multiplier="1.30")
+    )
 
     assert response.status_code == 302, form_errors(response)
     silver.refresh_from_db()
     assert (silver.entry_threshold, silver.points_multiplier) == (1200, Decimal("1.30"))
     assert next(t for t in services.ladder() if t.code == "silver").entry_threshold == 1200
-    assert config_audits() == [{
-        "actor": "staff:marketing", "action": "tiers.tier.changed", "target_id": str(silver.pk),
-        "old_values": {"entry_threshold": 1000, "points_multiplier": "1.20"},
-        "new_values": {"entry_threshold": 1200, "points_multiplier": "1.30"},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "tiers.tier.changed",
+            "target_id": str(silver.pk),
+            "old_values": {"entry_threshold": 1000, "points_multiplier": "1.20"},
+            "new_values": {"entry_threshold": 1200, "points_multiplier": "1.30"},
+        }
+    ]
 
 
 def test_the_admin_adds_a_tier_with_one_audit_row(admin_client):
@@ -106,12 +144,27 @@ def test_the_admin_adds_a_tier_with_one_audit_row(admin_client):
     assert response.status_code == 302, form_errors(response)
     platinum = Tier.objects.get(code="platinum")
     assert [t.code for t in services.ladder()] == ["regular", "silver", "gold", "diamond", "platinum"]
-    assert config_audits() == [{
-        "actor": "staff:boss", "action": "tiers.tier.added", "target_id": str(platinum.pk), "old_values": None,
-        "new_values": {"code": "platinum", "name": "白金", "rank": 4, "entry_threshold": 50000,
-                       "retention_threshold": 40000, "hold_days": 365, "points_multiplier": "2.50",
-                       "birthday_bonus": 200, "discount_rate": "0.85", "free_shipping": True, "benefits": ""},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:boss",
+            "action": "tiers.tier.added",
+            "target_id": str(platinum.pk),
+            "old_values": None,
+            "new_values": {
+                "code": "platinum",
+                "name": "白金",
+                "rank": 4,
+                "entry_threshold": 50000,
+                "retention_threshold": 40000,
+                "hold_days": 365,
+                "points_multiplier": "2.50",
+                "birthday_bonus": 200,
+                "discount_rate": "0.85",
+                "free_shipping": True,
+                "benefits": "",
+            },
+        }
+    ]
 
 
 def test_a_retention_above_the_entry_threshold_shows_on_the_form_and_writes_nothing(marketer_client):
@@ -147,12 +200,25 @@ def test_a_growth_policy_version_is_audited_against_the_version_it_follows(marke
     policy = GrowthPolicy.objects.get(created_by="staff:marketing")
     assert services.growth_policy_for(member.pk, NOW + timedelta(days=2)).pk == policy.pk
     assert services.growth_policy_for(member.pk, NOW).pk == follows.pk
-    assert config_audits() == [{
-        "actor": "staff:marketing", "action": "tiers.growth_policy.added", "target_id": str(policy.pk),
-        "old_values": {"id": follows.pk, "name": "Default (fixed weights)", "valid_from": "2000-01-01T08:00:00+08:00",
-                       "per_order": "10.00"},
-        "new_values": {"id": policy.pk, "name": "v2", "valid_from": "2026-03-11T12:00:00+08:00", "per_order": "20.00"},
-    }]
+    assert config_audits() == [
+        {
+            "actor": "staff:marketing",
+            "action": "tiers.growth_policy.added",
+            "target_id": str(policy.pk),
+            "old_values": {
+                "id": follows.pk,
+                "name": "Default (fixed weights)",
+                "valid_from": "2000-01-01T08:00:00+08:00",
+                "per_order": "10.00",
+            },
+            "new_values": {
+                "id": policy.pk,
+                "name": "v2",
+                "valid_from": "2026-03-11T12:00:00+08:00",
+                "per_order": "20.00",
+            },
+        }
+    ]
 
 
 def test_a_growth_policy_starting_in_the_past_shows_on_the_form_and_writes_nothing(marketer_client):
@@ -160,8 +226,9 @@ def test_a_growth_policy_starting_in_the_past_shows_on_the_form_and_writes_nothi
 
     response = marketer_client.post(f"{POLICIES}add/", policy_form(NOW - timedelta(days=1)))
 
-    assert form_errors(response) == {"valid_from": [
-        "A new version starts now or later; this valid_from is in the past."]}
+    assert form_errors(response) == {
+        "valid_from": ["A new version starts now or later; this valid_from is in the past."]
+    }
     assert configuration_state() == before
 
 
@@ -174,8 +241,9 @@ def test_a_tags_second_policy_at_the_same_instant_is_refused_but_not_another_tag
 
     response = marketer_client.post(f"{POLICIES}add/", policy_form(starts, tag=str(students.pk), per_order="30.00"))
 
-    assert form_errors(response) == {"valid_from": [
-        "Another version starts at the same instant: start this one at another time."]}
+    assert form_errors(response) == {
+        "valid_from": ["Another version starts at the same instant: start this one at another time."]
+    }
     assert configuration_state() == before
 
 
@@ -194,12 +262,16 @@ def test_saved_growth_policy_versions_are_only_viewed(admin_client):
 # --- Atomicity ----------------------------------------------------------------------------------------------------
 
 WRITES = {
-    "create_tier": lambda: services.create_tier(actor="staff:x", values={
-        "code": "platinum", "name": "白金", "rank": 4, "entry_threshold": 50000, "retention_threshold": 40000}),
-    "change_tier": lambda: services.change_tier(actor="staff:x", tier_id=Tier.objects.get(code="silver").pk,
-                                                changes={"entry_threshold": 1200}),
-    "add_growth_policy": lambda: services.add_growth_policy(actor="staff:x", values={
-        "name": "v2", "per_order": Decimal("20")}),
+    "create_tier": lambda: services.create_tier(
+        actor="staff:x",
+        values={"code": "platinum", "name": "白金", "rank": 4, "entry_threshold": 50000, "retention_threshold": 40000},
+    ),
+    "change_tier": lambda: services.change_tier(
+        actor="staff:x", tier_id=Tier.objects.get(code="silver").pk, changes={"entry_threshold": 1200}
+    ),
+    "add_growth_policy": lambda: services.add_growth_policy(
+        actor="staff:x", values={"name": "v2", "per_order": Decimal("20")}
+    ),
 }
 
 

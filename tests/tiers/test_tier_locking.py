@@ -54,8 +54,11 @@ def standing(member):
 
 
 def history(member):
-    return list(TierChange.objects.filter(member=member).order_by("id")
-                .values_list("reason", "from_tier__code", "to_tier__code", "growth_value"))
+    return list(
+        TierChange.objects.filter(member=member)
+        .order_by("id")
+        .values_list("reason", "from_tier__code", "to_tier__code", "growth_value")
+    )
 
 
 def test_a_purchase_during_the_downgrade_waits_for_it_and_cannot_undo_it(gold_member_due):
@@ -100,8 +103,9 @@ def test_the_downgrade_waits_for_a_purchase_in_progress_and_counts_its_growth(go
 def test_a_redemption_during_the_downgrade_is_judged_on_the_downgraded_tier(gold_member_due):
     member = gold_member_due
     adjust(member, 500)
-    lounge = Reward.objects.create(code="lounge", name="Lounge", kind="coupon", cost_points=100,
-                                   eligible_tiers=["gold", "diamond"])
+    lounge = Reward.objects.create(
+        code="lounge", name="Lounge", kind="coupon", cost_points=100, eligible_tiers=["gold", "diamond"]
+    )
     with time_machine.travel(JOB_TIME, tick=False):
         now = timezone.now()
         with held_open(lambda: evaluate(member, now), "downgrade") as downgrade:

@@ -40,8 +40,11 @@ def test_default_ladder_and_the_api(admin_api):
     response = admin_api.get("/api/v1/tiers/")
     assert response.status_code == 200
     assert [(t["code"], t["name"], t["entry_threshold"], t["points_multiplier"]) for t in response.json()] == [
-        ("regular", "普通会员", 0, "1.00"), ("silver", "银卡", 1000, "1.20"), ("gold", "金卡", 5000, "1.50"),
-        ("diamond", "钻石", 20000, "2.00")]
+        ("regular", "普通会员", 0, "1.00"),
+        ("silver", "银卡", 1000, "1.20"),
+        ("gold", "金卡", 5000, "1.50"),
+        ("diamond", "钻石", 20000, "2.00"),
+    ]
 
 
 @pytest.mark.django_db
@@ -67,7 +70,9 @@ def test_threshold_is_crossed_exactly_at_the_boundary(member):
     assert second["tier_change"] == {"from": "silver", "to": "gold", "reason": "upgrade"}
     assert tier_of(member) == "gold"
     assert list(TierChange.objects.order_by("id").values_list("reason", "to_tier__code", "growth_value")) == [
-        ("upgrade", "silver", 4999), ("upgrade", "gold", 5000)]
+        ("upgrade", "silver", 4999),
+        ("upgrade", "gold", 5000),
+    ]
 
 
 @pytest.mark.django_db
@@ -88,13 +93,18 @@ def test_tier_view_shows_progress_to_the_next_tier(member, admin_api):
     purchase(member, "1190.00")  # 1200 growth: silver
     body = admin_api.get(f"/api/v1/members/{member.pk}/tier/").json()
     assert (body["tier"]["code"], body["growth_value"], body["next_tier"]["code"], body["to_next"]) == (
-        "silver", 1200, "gold", 3800)
+        "silver",
+        1200,
+        "gold",
+        3800,
+    )
     assert body["hold_until"] is not None
     assert member_client(member).get("/api/v1/me/tier/").json() == body
     assert admin_api.get(f"/api/v1/members/{member.pk}/").json()["tier"] == {"code": "silver", "name": "银卡"}
     assert admin_api.get(f"/api/v1/members/{member.pk}/").json()["growth_value"] == 1200
     assert [m["id"] for m in admin_api.get("/api/v1/members/", {"tier": "silver"}).json()["results"]] == [
-        str(member.pk)]
+        str(member.pk)
+    ]
 
 
 @pytest.mark.django_db
@@ -109,8 +119,9 @@ def test_weights_changed_from_a_date_apply_only_to_later_events(member):
 @pytest.mark.django_db
 def test_a_tag_can_have_its_own_weights(member, store_a):
     students = TagFactory(code="student")
-    GrowthPolicy.objects.create(name="students", tag=students, per_currency_unit=Decimal("2"),
-                                valid_from=at(2020, 1, 1))
+    GrowthPolicy.objects.create(
+        name="students", tag=students, per_currency_unit=Decimal("2"), valid_from=at(2020, 1, 1)
+    )
     student = MemberFactory(home_store=store_a)
     student.member_tags.create(tag=students)
     assert purchase(student, "100")["growth_awarded"] == 210
@@ -142,7 +153,11 @@ def test_downgrade_waits_for_the_hold_period_and_goes_to_the_retained_tier(membe
     assert tier_of(member) == "regular"
     change = TierChange.objects.get(reason="downgrade")
     assert (change.from_tier.code, change.to_tier.code, change.growth_value, change.business_date) == (
-        "gold", "regular", 110, date(2027, 1, 10))
+        "gold",
+        "regular",
+        110,
+        date(2027, 1, 10),
+    )
     assert evaluate_downgrades(as_of=date(2027, 1, 10)) == (0, 0)  # the same date again: nothing
     assert TierChange.objects.filter(reason="downgrade").count() == 1
 
@@ -200,12 +215,17 @@ def test_birthday_bonus_includes_the_tier_bonus(store_a):
 def test_a_silver_member_cannot_redeem_a_gold_only_reward(member, pos_a):
     purchase(member, "990.00")
     adjust(member, 500)
-    reward = Reward.objects.create(code="lounge", name="Lounge", kind="coupon", cost_points=100,
-                                   eligible_tiers=["gold", "diamond"])
+    reward = Reward.objects.create(
+        code="lounge", name="Lounge", kind="coupon", cost_points=100, eligible_tiers=["gold", "diamond"]
+    )
     with pytest.raises(NotEligible):
         redeem(member, reward)
-    response = pos_a.post("/api/v1/redemptions/", {"member": str(member.pk), "reward": str(reward.pk)},
-                          format="json", HTTP_IDEMPOTENCY_KEY="x")
+    response = pos_a.post(
+        "/api/v1/redemptions/",
+        {"member": str(member.pk), "reward": str(reward.pk)},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="x",
+    )
     assert (response.status_code, response.json()["code"]) == (409, "not_eligible")
     assert balances(member) == (500, 990)
     assert Tier.objects.get(code="gold").points_multiplier == Decimal("1.50")
@@ -231,10 +251,10 @@ def test_simultaneous_purchases_crossing_a_threshold_upgrade_once(default_ladder
         thread.join()
     assert len(results) == 4
     assert [r["tier_change"] for r in results if r["tier_change"]] == [
-        {"from": "regular", "to": "silver", "reason": "upgrade"}]
+        {"from": "regular", "to": "silver", "reason": "upgrade"}
+    ]
     assert TierChange.objects.filter(member=member).count() == 1
     assert tier_of(member) == "silver"
-
 
 
 @pytest.mark.django_db

@@ -11,10 +11,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("--store", action="append", default=[], metavar="CODE",
-                            help="bind the client to this store (repeatable); unbound clients act for all stores")
-        parser.add_argument("--scopes", nargs="+", metavar="SCOPE",
-                            help=f"scopes to grant (default: all): {', '.join(sorted(CLIENT_SCOPES))}")
+        parser.add_argument(
+            "--store",
+            action="append",
+            default=[],
+            metavar="CODE",
+            help="bind the client to this store (repeatable); unbound clients act for all stores",
+        )
+        parser.add_argument(
+            "--scopes",
+            nargs="+",
+            metavar="SCOPE",
+            help=f"scopes to grant (default: all): {', '.join(sorted(CLIENT_SCOPES))}",
+        )
 
     def handle(self, *args, name, store, scopes, **options):
         if ApiClient.objects.filter(name=name).exists():
@@ -28,7 +37,9 @@ class Command(BaseCommand):
             client, key = create_api_client(name=name, stores=stores, scopes=scopes)
         except DomainError as error:
             raise CommandError(f"{error.detail} {getattr(error, 'errors', '')}") from None
-        self.stdout.write(f"Created client {client.name!r} (scopes: {' '.join(client.scopes)}"
-                          f"{'; stores: ' + ', '.join(store) if store else ''}).")
+        self.stdout.write(
+            f"Created client {client.name!r} (scopes: {' '.join(client.scopes)}"
+            f"{'; stores: ' + ', '.join(store) if store else ''})."
+        )
         self.stdout.write("API key (shown once; send it as 'Authorization: Api-Key <key>'):")
         self.stdout.write(key)

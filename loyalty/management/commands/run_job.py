@@ -8,19 +8,26 @@ from loyalty.models import JobStatus
 
 
 class Command(BaseCommand):
-    help = ("Run a nightly job for a business date in this process (the same code the workers run), or send it "
-            "to the workers with --async. A run already done for the date is not done again (--force re-runs it); "
-            "an unfinished one resumes from its unfinished chunks.")
+    help = (
+        "Run a nightly job for a business date in this process (the same code the workers run), or send it "
+        "to the workers with --async. A run already done for the date is not done again (--force re-runs it); "
+        "an unfinished one resumes from its unfinished chunks."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="job name: " + ", ".join(scheduling.job_names()))
-        parser.add_argument("--as-of", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                            help="business date (default: yesterday; today for release_pending); a date that has not "
-                                 "ended yet is refused")
+        parser.add_argument(
+            "--as-of",
+            type=date.fromisoformat,
+            metavar="YYYY-MM-DD",
+            help="business date (default: yesterday; today for release_pending); a date that has not "
+            "ended yet is refused",
+        )
         parser.add_argument("--window-days", type=int, help="rfm: the window in days (default 365)")
         parser.add_argument("--force", action="store_true", help="run again even if done for the date")
-        parser.add_argument("--async", dest="run_async", action="store_true",
-                            help="plan the chunks and send them to the Celery workers")
+        parser.add_argument(
+            "--async", dest="run_async", action="store_true", help="plan the chunks and send them to the Celery workers"
+        )
 
     def handle(self, *args, name, as_of, window_days, force, run_async, **options):
         params = {"window_days": window_days} if window_days else {}
@@ -39,8 +46,11 @@ class Command(BaseCommand):
             raise CommandError(f"{run.job} {run.business_date}: {run.status} {run.error}")
         counts = " ".join(f"{key}={value}" for key, value in sorted(run.counts.items())) or "nothing to do"
         if run.finished_at and run.finished_at < started:
-            self.stdout.write(f"{run.job} {run.business_date}: already done at {run.finished_at:%Y-%m-%d %H:%M}; "
-                              f"{counts} (--force runs it again)")
+            self.stdout.write(
+                f"{run.job} {run.business_date}: already done at {run.finished_at:%Y-%m-%d %H:%M}; "
+                f"{counts} (--force runs it again)"
+            )
             return
-        self.stdout.write(self.style.SUCCESS(
-            f"{run.job} {run.business_date}: done in {run.chunks_total} chunk(s); {counts}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"{run.job} {run.business_date}: done in {run.chunks_total} chunk(s); {counts}")
+        )

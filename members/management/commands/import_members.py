@@ -18,20 +18,36 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the CSV file")
-        parser.add_argument("--rejects", metavar="FILE",
-                            help="where to write the rejected rows (default: <file without .csv>.rejects.csv)")
-        parser.add_argument("--encoding", default="utf-8-sig", help="the file's encoding (default utf-8, with or "
-                                                                    "without BOM; e.g. gb18030)")
-        parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, metavar="N",
-                            help=f"rows per chunk, each merged and committed at once (default {CHUNK_ROWS:,})")
+        parser.add_argument(
+            "--rejects",
+            metavar="FILE",
+            help="where to write the rejected rows (default: <file without .csv>.rejects.csv)",
+        )
+        parser.add_argument(
+            "--encoding",
+            default="utf-8-sig",
+            help="the file's encoding (default utf-8, with or without BOM; e.g. gb18030)",
+        )
+        parser.add_argument(
+            "--chunk-rows",
+            type=int,
+            default=CHUNK_ROWS,
+            metavar="N",
+            help=f"rows per chunk, each merged and committed at once (default {CHUNK_ROWS:,})",
+        )
 
     def handle(self, *args, file, rejects, encoding, chunk_rows, **options):
         if chunk_rows < 1:
             raise CommandError("--chunk-rows must be at least 1.")
         progress = ProgressBar(self._draw) if self.stderr.isatty() else None
         try:
-            report = import_members(file, rejects_path=rejects or default_rejects_path(file), encoding=encoding,
-                                    chunk_rows=chunk_rows, progress=progress)
+            report = import_members(
+                file,
+                rejects_path=rejects or default_rejects_path(file),
+                encoding=encoding,
+                chunk_rows=chunk_rows,
+                progress=progress,
+            )
         except ImportRefused as error:
             raise CommandError(str(error)) from None
         self.stdout.write(report.summary("members"))

@@ -24,21 +24,28 @@ MEMBERS = 200
 
 
 class Command(BaseCommand):
-    help = ("Load a demo data set (stores, tags, ~200 members, an admin, a clerk and a marketer) and print the "
-            "logins. Safe to run again: existing rows are kept, and the demo passwords are set anew each run.")
+    help = (
+        "Load a demo data set (stores, tags, ~200 members, an admin, a clerk and a marketer) and print the "
+        "logins. Safe to run again: existing rows are kept, and the demo passwords are set anew each run."
+    )
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("Refusing to load demo data with ENVIRONMENT=production.")
-        stores = {code: Store.objects.update_or_create(code=code, defaults={"name": name, "city": city})[0]
-                  for code, name, city in STORES}
+        stores = {
+            code: Store.objects.update_or_create(code=code, defaults={"name": name, "city": city})[0]
+            for code, name, city in STORES
+        }
         tags = [Tag.objects.get_or_create(code=code, defaults={"name": name})[0] for code, name in TAGS]
         created = self._members(list(stores.values()), tags)
         password = secrets.token_urlsafe(9)
         logins = self._staff(stores, password)
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo data ready: {len(stores)} stores, {len(tags)} tags, "
-            f"{Member.objects.filter(external_id__startswith='DEMO-').count()} demo members ({created} new)."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready: {len(stores)} stores, {len(tags)} tags, "
+                f"{Member.objects.filter(external_id__startswith='DEMO-').count()} demo members ({created} new)."
+            )
+        )
         self.stdout.write("Logins for http://127.0.0.1:8000/admin/ (password set anew on every run):")
         for username, role in logins:
             self.stdout.write(f"  {role:<9} username: {username}  password: {password}")
@@ -59,8 +66,13 @@ class Command(BaseCommand):
             if Member.objects.filter(phone=phone).exists():
                 phone = None
             member = register_member(
-                actor="demo-data", phone=phone, external_id=external_id, name=name,
-                gender=rng.choice(("male", "female", "unknown")), birthday=birthday, store=store,
+                actor="demo-data",
+                phone=phone,
+                external_id=external_id,
+                name=name,
+                gender=rng.choice(("male", "female", "unknown")),
+                birthday=birthday,
+                store=store,
                 channel=rng.choice(("store", "store", "mini_program", "app")),
                 consents={"sms": rng.random() < 0.7, "wechat": rng.random() < 0.5, "email": rng.random() < 0.3},
             )

@@ -4,8 +4,10 @@ from points.audit import ledger_mismatches
 
 
 class Command(BaseCommand):
-    help = ("Verify for every member that cached balances equal the sums over lots and over ledger entries, and "
-            "that no lot is over-spent. Prints each mismatch; exits non-zero if there is any.")
+    help = (
+        "Verify for every member that cached balances equal the sums over lots and over ledger entries, and "
+        "that no lot is over-spent. Prints each mismatch; exits non-zero if there is any."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--limit", type=int, default=1000, help="stop printing after this many mismatches")
