@@ -3,14 +3,17 @@ admin builds on (saving through services, read-only screens, the acting staff us
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
 from loyalty.credentials import create_api_client, rotate_api_key
-from loyalty.errors import DomainError
+from loyalty.errors import DomainError, Throttled
+from loyalty.login_guard import authenticate_staff
 from loyalty.models import ApiClient, AuditEntry, JobChunk, JobRun, Message
 from loyalty.versions import VersionKeepsItsTerms
 
@@ -266,3 +269,46 @@ class JobRunAdmin(ReadOnlyAdmin):
     list_filter = ["job", "status"]
     date_hierarchy = "business_date"
     inlines = [JobChunkInline]
+
+
+# --- The admin login: throttled and locked as the API's staff login (loyalty/login_guard.py) -----------------------
+
+
+class StaffAdminLoginForm(AdminAuthenticationForm):
+    """The admin's login form, checking the password through the login guard; a refusal (throttled or locked) is
+    shown on the form, and the page answers 429 (guarded_admin_login)."""
+
+    refusal = None
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is not None and password:
+            try:
+                self.user_cache = authenticate_staff(self.request, username=username, password=password)
+            except Throttled as refusal:
+                self.refusal = refusal
+                raise ValidationError(refusal.detail, code=refusal.code) from None
+            if self.user_cache is None:
+                raise self.get_invalid_login_error()
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+_site_login = admin.site.login
+
+
+def guarded_admin_login(request, extra_context=None):
+    """admin.site's login view, answering 429 (with Retry-After) when the guard refused the attempt."""
+    response = _site_login(request, extra_context)
+    form = (getattr(response, "context_data", None) or {}).get("form")
+    refusal = getattr(form, "refusal", None)
+    if refusal is not None:
+        response.status_code = 429
+        if refusal.retry_after:
+            response["Retry-After"] = str(int(refusal.retry_after))
+    return response
+
+
+admin.site.login_form = StaffAdminLoginForm
+admin.site.login = guarded_admin_login  # the site's urls are built later (loyalty/urls.py), with this view

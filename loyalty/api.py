@@ -26,6 +26,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from loyalty.access import ClientAppPrincipal, MemberPrincipal, staff_role
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.errors import Throttled as ThrottledError
+from loyalty.network import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,11 @@ class IsMember(permissions.BasePermission):
 
 class FailOpenScopedRateThrottle(ScopedRateThrottle):
     """A rate limit that lets the request through when its cache (Redis) is down, rather than failing a login
-    because the counter cannot be read. Logged, so the outage is seen."""
+    because the counter cannot be read. Logged, so the outage is seen. The caller is told by loyalty.network's
+    client_ip (X-Forwarded-For only behind settings.NUM_PROXIES proxies), never by a header the client writes."""
+
+    def get_ident(self, request):
+        return client_ip(request) or ""
 
     def allow_request(self, request, view):
         try:

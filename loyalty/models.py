@@ -57,6 +57,24 @@ class StaffToken(models.Model):
         return f"token of {self.user_id} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
+class LoginLock(models.Model):
+    """The failed staff logins of one username (as typed, case-folded; whether or not such a user exists) and its
+    lock: STAFF_LOGIN_MAX_FAILURES failures within STAFF_LOGIN_FAILURE_WINDOW lock it until `locked_until`
+    (loyalty/login_guard.py). The row is locked (SELECT ... FOR UPDATE) while a login is checked."""
+
+    username = models.CharField(_("username"), max_length=150, unique=True)
+    failures = models.PositiveIntegerField(_("failures"), default=0)
+    window_started_at = models.DateTimeField(_("first failure at"), null=True, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("staff login lock")
+        verbose_name_plural = _("staff login locks")
+
+    def __str__(self):
+        return self.username
+
+
 class MessageStatus(models.TextChoices):
     QUEUED = "queued", _("queued")
     SENT = "sent", _("sent")

@@ -193,6 +193,25 @@ if IDEMPOTENCY_RETENTION_DAYS < 30:
         f"IDEMPOTENCY_RETENTION_DAYS must be at least 30 days (SPEC §2), not {IDEMPOTENCY_RETENTION_DAYS}."
     )
 
+# The client's address (loyalty/network.py): X-Forwarded-For is trusted only behind this many proxies of ours, each
+# appending the address it saw (DRF's NUM_PROXIES). 0, the default: the header is ignored and REMOTE_ADDR is the
+# client; set it to the number of reverse proxies / load balancers in front of the service.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more.")
+
+# Staff logins (the API's staff token and the admin login page, loyalty/login_guard.py): attempts per client address
+# and per username ("N/sec|min|hour|day", 429 throttled beyond), and the lock of a username after
+# STAFF_LOGIN_MAX_FAILURES failed passwords within STAFF_LOGIN_FAILURE_WINDOW_MINUTES: every login of it is refused
+# (429 login_locked, whatever the password) for STAFF_LOGIN_LOCK_MINUTES, or until an admin unlocks it.
+STAFF_LOGIN_RATE = env.str("STAFF_LOGIN_RATE", default="20/min")
+STAFF_LOGIN_USERNAME_RATE = env.str("STAFF_LOGIN_USERNAME_RATE", default="10/min")
+STAFF_LOGIN_MAX_FAILURES = env.int("STAFF_LOGIN_MAX_FAILURES", default=10)
+STAFF_LOGIN_FAILURE_WINDOW = timedelta(minutes=env.int("STAFF_LOGIN_FAILURE_WINDOW_MINUTES", default=15))
+STAFF_LOGIN_LOCK_DURATION = timedelta(minutes=env.int("STAFF_LOGIN_LOCK_MINUTES", default=15))
+if STAFF_LOGIN_MAX_FAILURES < 1:
+    raise ImproperlyConfigured("STAFF_LOGIN_MAX_FAILURES must be 1 or more.")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "loyalty.authentication.ApiKeyAuthentication",
@@ -207,7 +226,8 @@ REST_FRAMEWORK = {
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "loyalty.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"staff_login": env.str("STAFF_LOGIN_RATE", default="20/min")},
+    "DEFAULT_THROTTLE_RATES": {"staff_login": STAFF_LOGIN_RATE},
+    "NUM_PROXIES": NUM_PROXIES,
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",

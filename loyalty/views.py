@@ -1,6 +1,5 @@
 """HTTP for the platform: staff login (bearer tokens) and the nightly job runs."""
 
-from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import AllowAny
@@ -8,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.access import staff_role
-from loyalty.api import ID_PATTERN, FailOpenScopedRateThrottle, error_body, error_responses
+from loyalty.api import ID_PATTERN, error_body, error_responses
 from loyalty.credentials import issue_staff_token, revoke_staff_token
+from loyalty.login_guard import authenticate_staff
 from loyalty.models import JobRun
 from loyalty.serializers import JobRunSerializer, StaffLoginSerializer, StaffTokenSerializer
 
@@ -17,19 +17,21 @@ from loyalty.serializers import JobRunSerializer, StaffLoginSerializer, StaffTok
 class StaffTokenView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [FailOpenScopedRateThrottle]
-    throttle_scope = "staff_login"
+    throttle_classes = []  # loyalty.login_guard throttles and locks the logins (the API's and the admin's)
 
     @extend_schema(
         request=StaffLoginSerializer,
-        responses={201: StaffTokenSerializer, **error_responses({401: "not_authenticated", 429: "throttled"})},
+        responses={
+            201: StaffTokenSerializer,
+            **error_responses({401: "not_authenticated", 429: "throttled`, `login_locked"}),
+        },
         auth=[],
         summary="Log a staff user in; the token is used as `Authorization: Bearer <token>`.",
     )
     def post(self, request):
         payload = StaffLoginSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = authenticate(request, **payload.validated_data)
+        user = authenticate_staff(request, **payload.validated_data)
         if user is None or staff_role(user) is None:
             return Response(
                 error_body("not_authenticated", "Wrong username or password, or no staff role."),

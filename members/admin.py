@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
+from loyalty.login_guard import unlock_staff_login
 from members import services
 from members.extensions import represent_member_field
 from members.filters import found_as
@@ -378,6 +379,20 @@ class StaffUserAdmin(UserAdmin):
     filter_horizontal = [*UserAdmin.filter_horizontal, "stores"]
     list_display = ["username", "first_name", "last_name", "is_staff", "is_active"]
     list_filter = [*UserAdmin.list_filter, "stores"]
+    actions = ["unlock_logins"]
+
+    @admin.action(description=_("Unlock the login of the selected staff users"), permissions=["change"])
+    def unlock_logins(self, request, queryset):
+        """Lift the lock that repeated wrong passwords put on a username (loyalty/login_guard.py); audited."""
+        unlocked = [
+            user.get_username()
+            for user in queryset
+            if unlock_staff_login(username=user.get_username(), actor=admin_actor(request))
+        ]
+        if unlocked:
+            self.message_user(request, _("Unlocked: %(names)s") % {"names": ", ".join(unlocked)}, messages.SUCCESS)
+        else:
+            self.message_user(request, _("None of the selected staff users was locked."), messages.WARNING)
 
 
 @admin.register(MemberMerge)

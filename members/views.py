@@ -19,6 +19,7 @@ from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
 from loyalty.errors import DomainError
 from loyalty.models import Message, MessageChannel
+from loyalty.network import client_ip
 from loyalty.serializers import JobRunSerializer
 from members import services
 from members.filters import MemberFilter, MessageFilter
@@ -302,10 +303,6 @@ class MessageLogViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 # --- Authentication -------------------------------------------------------------------------------------------
 
 
-def _client_ip(request):
-    return request.META.get("REMOTE_ADDR") or None
-
-
 class OtpView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -319,7 +316,7 @@ class OtpView(APIView):
     def post(self, request):
         payload = OtpRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        services.request_login_code(phone=payload.validated_data["phone"], ip_address=_client_ip(request))
+        services.request_login_code(phone=payload.validated_data["phone"], ip_address=client_ip(request))
         body = {
             "sent": True,
             "expires_in": int(settings.OTP_TTL.total_seconds()),
