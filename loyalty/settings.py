@@ -185,6 +185,10 @@ CONFIG_CACHE_SECONDS = env.int("CONFIG_CACHE_SECONDS", default=30)
 # Nightly jobs: seconds each chunk pauses before its work, to spread a big job's load on the primary (0: none).
 JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
+# Engagement events (sign-in, share, review, custom) happen now: a client's occurred_at may differ from the server's
+# clock by at most this many seconds either way (clock skew), else 400 invalid; within it the server's now counts.
+EVENT_CLOCK_SKEW_SECONDS = env.int("EVENT_CLOCK_SKEW_SECONDS", default=300)
+
 # Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
 # nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.
 IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
