@@ -185,6 +185,17 @@ CONFIG_CACHE_SECONDS = env.int("CONFIG_CACHE_SECONDS", default=30)
 # Nightly jobs: seconds each chunk pauses before its work, to spread a big job's load on the primary (0: none).
 JOB_CHUNK_PAUSE_SECONDS = env.float("JOB_CHUNK_PAUSE_SECONDS", default=0)
 
+# Engagement events (sign-in, share, review, custom) happen now: a client's occurred_at may differ from the server's
+# clock by at most this many seconds either way (clock skew), else 400 invalid; within it the server's now counts.
+EVENT_CLOCK_SKEW_SECONDS = env.int("EVENT_CLOCK_SKEW_SECONDS", default=300)
+
+# Hard ceilings on the role limits of the points policy: a policy version above one is refused for everyone, and the
+# limit in force is never above it, whatever a policy row says (points adjusted per entry by a clerk / a marketer,
+# points a member may transfer per day). Only an admin changes the limits themselves, within these.
+MAX_CLERK_ADJUSTMENT_LIMIT = env.int("MAX_CLERK_ADJUSTMENT_LIMIT", default=5000)
+MAX_MARKETER_ADJUSTMENT_LIMIT = env.int("MAX_MARKETER_ADJUSTMENT_LIMIT", default=50000)
+MAX_TRANSFER_DAILY_LIMIT = env.int("MAX_TRANSFER_DAILY_LIMIT", default=10000)
+
 # Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
 # nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.
 IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)

@@ -28,7 +28,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.access import staff_role
+from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
 from members import services as member_services
@@ -1061,8 +1061,22 @@ class PointsPolicyAdmin(ConfigurationAdmin):
         initial = {field: getattr(current, field) for field in configuration.POLICY_FIELDS if field != "valid_from"}
         return {**initial, "valid_from": timezone.now(), **super().get_changeform_initial_data(request)}
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """The limits on moving points are an admin's: on anyone else's form they are fixed fields, showing the
+        current values, and whatever a post says for them is ignored (the service refuses a change too)."""
+        form_class = super().get_form(request, obj, change, **kwargs)
+        if staff_role(request.user) != ROLE_ADMIN:
+            for name in configuration.POLICY_LIMIT_CEILINGS:
+                if name in form_class.base_fields:
+                    form_class.base_fields[name].disabled = True
+                    form_class.base_fields[name].help_text = _("Only an admin may change this limit.")
+        return form_class
+
     def create(self, request, values):
-        return services.add_points_policy(actor=admin_actor(request), values=values)
+        role = staff_role(request.user)
+        if role != ROLE_ADMIN:  # fixed fields: the new version keeps the limits of the version it follows
+            values = {name: value for name, value in values.items() if name not in configuration.POLICY_LIMIT_CEILINGS}
+        return services.add_points_policy(actor=admin_actor(request), role=role, values=values)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -217,6 +217,9 @@ class EventView(APIView):
                 }
             ),
         },
+        description="An engagement event happens now: an `occurred_at` more than EVENT_CLOCK_SKEW_SECONDS "
+        "(default 300) from the server's clock, back-dated or ahead, is 400 invalid; within it, the server's now "
+        "counts (its business date, daily counts and caps).",
     )
     def post(self, request):
         key = idempotency_key(request)
@@ -653,7 +656,8 @@ class MySignInView(APIView):
         request=SignInInputSerializer,
         responses={201: EventResultSerializer, **error_responses({409: "already_signed_in"})},
         description="Sign in for today (same rules as the sign_in event). Idempotency-Key optional: "
-        "the business date is the natural key.",
+        "the business date is the natural key. An `occurred_at` more than EVENT_CLOCK_SKEW_SECONDS (default 300) "
+        "from the server's clock is 400 invalid; within it, the server's now counts.",
     )
     def post(self, request):
         member = request.user.member

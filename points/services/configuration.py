@@ -13,10 +13,13 @@ its own durable transaction, locking the row before checking it, with one audit 
 
 import copy
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from loyalty.errors import InvalidInput, NotFoundError
+from loyalty.access import ROLE_ADMIN
+from loyalty.errors import InvalidInput, NotFoundError, PermissionDeniedError
 from loyalty.versions import (
     VersionReplaced,
     add,
@@ -73,6 +76,26 @@ POLICY_FIELDS = [
     "transfers_enabled",
     "transfer_daily_limit",
 ]
+# The policy's limits on moving points, each with its operator ceiling (a setting): changed by an admin only.
+POLICY_LIMIT_CEILINGS = {
+    "clerk_adjustment_limit": "MAX_CLERK_ADJUSTMENT_LIMIT",
+    "marketer_adjustment_limit": "MAX_MARKETER_ADJUSTMENT_LIMIT",
+    "transfer_daily_limit": "MAX_TRANSFER_DAILY_LIMIT",
+}
+
+
+class LimitChangeNotAllowed(PermissionDeniedError):
+    default_detail = "Only an admin may change the adjustment and transfer limits of the points policy."
+
+
+def limit_ceiling(field):
+    """The operator's ceiling on a policy limit (POLICY_LIMIT_CEILINGS)."""
+    return getattr(settings, POLICY_LIMIT_CEILINGS[field])
+
+
+def limit_in_force(policy, field):
+    """A policy's limit as it applies: never above the operator's ceiling, whatever the row says."""
+    return min(getattr(policy, field), limit_ceiling(field))
 
 
 def _locked(model, pk):
@@ -211,14 +234,41 @@ def add_earning_rule_version(*, actor, rule_id, changes):
 # --- The points policy -------------------------------------------------------------------------------------------
 
 
-def add_points_policy(*, actor, values):
+def _check_limits(policy, follows, role):
+    """Every limit within its ceiling (InvalidInput, for everyone); a limit other than the version it follows has
+    (the defaults when none) only from an admin (LimitChangeNotAllowed, 403)."""
+    over = {
+        field: [_("At most %(ceiling)s (the operator's ceiling).") % {"ceiling": limit_ceiling(field)}]
+        for field in POLICY_LIMIT_CEILINGS
+        if getattr(policy, field) > limit_ceiling(field)
+    }
+    if over:
+        raise InvalidInput(over)
+    if role == ROLE_ADMIN:
+        return
+    before = follows or PointsPolicy()
+    changed = [field for field in POLICY_LIMIT_CEILINGS if getattr(policy, field) != getattr(before, field)]
+    if changed:
+        raise LimitChangeNotAllowed(
+            _("Only an admin may change the adjustment and transfer limits of the points policy."),
+            errors={field: [_("Only an admin may change this limit.")] for field in changed},
+        )
+
+
+def add_points_policy(*, actor, values, role=None):
     """A new version of the points policy, applying from its valid_from (now or later: a start up to a few minutes
     ago means now). Saved versions never change. The audit row holds what it changes from the version it follows.
-    Raises StartsInThePast, OverlappingVersion, InvalidInput."""
+    The limits (POLICY_LIMIT_CEILINGS) not in `values` are those of the version it follows; only `role` admin
+    changes them, each up to its operator ceiling.
+    Raises StartsInThePast, OverlappingVersion, InvalidInput, LimitChangeNotAllowed."""
     with transaction.atomic(durable=True):
         policy = PointsPolicy(**only(values, POLICY_FIELDS), created_by=actor)
         policy.valid_from = version_start(values.get("valid_from"))
         versions = list(PointsPolicy.objects.select_for_update().order_by("-valid_from", "-id"))
         check_no_overlap(versions, policy.valid_from)
         follows = next((version for version in versions if version.valid_from < policy.valid_from), None)
+        for field in POLICY_LIMIT_CEILINGS:
+            if field not in values and follows is not None:
+                setattr(policy, field, getattr(follows, field))
+        _check_limits(policy, follows, role)
         return add(actor=actor, action="points.policy.added", instance=policy, fields=POLICY_FIELDS, previous=follows)

@@ -3,8 +3,10 @@ custom events a marketer defined, and the yearly birthday bonus."""
 
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -50,19 +52,38 @@ def is_known_event_type(event_type):
     )
 
 
+def check_clock_skew(occurred_at, now):
+    """An engagement event happens now: a client's occurred_at more than EVENT_CLOCK_SKEW_SECONDS away from the
+    server's clock, back-dated or ahead, is refused (InvalidInput); within it, the caller uses `now` instead, so a
+    sign-in is for today's business date and no event is dated around a daily count, cap or pending period."""
+    skew = timedelta(seconds=settings.EVENT_CLOCK_SKEW_SECONDS)
+    if occurred_at is not None and abs(occurred_at - now) > skew:
+        raise InvalidInput(
+            {
+                "occurred_at": [
+                    _("An event happens now: occurred_at may differ from the server's clock by %(seconds)s seconds.")
+                    % {"seconds": settings.EVENT_CLOCK_SKEW_SECONDS}
+                ]
+            }
+        )
+
+
 def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occurred_at=None, order_no="", payload=None):
     """Record an engagement event and award its points, idempotent on (scope, Idempotency-Key).
 
     sign_in: once per business day (AlreadySignedIn), base points plus the streak bonus on every Nth
     consecutive day. share: up to the rule's times per day, then `capped` with 0 points. review: one per order of
     the member's own (OrderNotEligible, AlreadyReviewed). Every award is subject to the member's daily cap.
-    The member's status and every limit are read under her account lock (MemberFrozen, MemberAnonymised)."""
+    The member's status and every limit are read under her account lock (MemberFrozen, MemberAnonymised).
+    Every event is dated now: an occurred_at beyond the clock skew is refused (check_clock_skew), after a replay
+    of the same request is answered (a retry of an accepted event replays however late it comes)."""
     now = timezone.now()
-    occurred_at = occurred_at or now
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
+        check_clock_skew(occurred_at, now)
+        occurred_at = now
         rule = event_rule(event_type, occurred_at)
         if rule is None:
             raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})

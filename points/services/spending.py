@@ -16,6 +16,7 @@ from points import hooks
 from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
 
 from . import idempotency
+from .configuration import limit_in_force
 from .ledger import (
     InsufficientPoints,
     current_policy,
@@ -224,11 +225,12 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
 
 
 def adjustment_limit(role, policy):
+    """Points a role may adjust per entry (None: no limit, admins), never above the operator's ceiling."""
     if role == ROLE_ADMIN:
         return None
     if role == ROLE_MARKETER:
-        return policy.marketer_adjustment_limit
-    return policy.clerk_adjustment_limit
+        return limit_in_force(policy, "marketer_adjustment_limit")
+    return limit_in_force(policy, "clerk_adjustment_limit")
 
 
 def write_adjustment(account, *, policy, points, actor, reason, reference="adjustment", now):

@@ -13,6 +13,7 @@ from members.services import ensure_member_active
 from points.models import PointsTransfer
 
 from . import idempotency
+from .configuration import limit_in_force
 from .ledger import current_policy, last_valid_day, lock_accounts, move_points, save_account
 from .purchases import Outcome, _replay, iso
 
@@ -89,8 +90,9 @@ def transfer_points(*, actor, scope, key, fingerprint, from_member_id, to_member
             ]
             or 0
         )
-        if sent + points > policy.transfer_daily_limit:
-            raise TransferLimit(limit=policy.transfer_daily_limit, sent_today=sent)
+        limit = limit_in_force(policy, "transfer_daily_limit")
+        if sent + points > limit:
+            raise TransferLimit(limit=limit, sent_today=sent)
         note = f": {reason}" if reason else ""
         out_entry, in_entry = move_points(
             accounts[sender.pk],
