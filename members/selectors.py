@@ -1,10 +1,12 @@
 """Reads of members that more than one caller needs: the member queryset with every app's parts prefetched, and
 which members a caller may see or act for (the API's and the admin's access rules in one place)."""
 
+import hmac
+
 from django.shortcuts import get_object_or_404
 
 from loyalty.access import access_for
-from loyalty.errors import DomainError, PermissionDeniedError
+from loyalty.errors import DomainError, NotFoundError, PermissionDeniedError
 from members.extensions import prepare_member_queryset
 from members.models import Member, Store
 
@@ -44,3 +46,25 @@ def get_visible_member_or_404(request, member_id):
     if access.store_ids is not None:
         queryset = queryset.filter(home_store_id__in=access.store_ids)
     return get_object_or_404(queryset, pk=member_id)
+
+
+def may_act_for_member(access, member, member_no=None):
+    """Whether the caller may spend the member's points (deduction, redemption, purchase paid with points,
+    adjustment, transfer out): she is visible to the caller (home store among the caller's stores, or the caller
+    is bound to no store), or the request carries her card number `member_no`, which the counter has from her card
+    or member code (membership is chain-wide: any store serves any member who is there) and which enumerating
+    member ids does not give."""
+    if access.store_ids is None or member.home_store_id in access.store_ids:
+        return True
+    if not isinstance(member_no, str) or not member_no:
+        return False
+    return hmac.compare_digest(member_no.encode(), member.member_no.encode())
+
+
+def get_member_to_act_for_or_404(request, member_id, member_no=None):
+    """The member a spending write is for, if the caller may act for her (may_act_for_member); else 404 not_found,
+    the same answer as for a member that does not exist, so her existence does not leak."""
+    member = Member.objects.only("id", "home_store_id", "status", "member_no").filter(pk=member_id).first()
+    if member is None or not may_act_for_member(access_for(request), member, member_no):
+        raise NotFoundError()
+    return member

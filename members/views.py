@@ -154,7 +154,8 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         member = self.get_object()
         payload = MemberStatusChangeSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        member = service(actor=access_for(request).actor, member=member, reason=payload.validated_data["reason"])
+        access = access_for(request)
+        member = service(actor=access.actor, member=member, reason=payload.validated_data["reason"], role=access)
         return self._respond(member)
 
     @extend_schema(

@@ -61,8 +61,19 @@ class PurchaseLineSerializer(serializers.Serializer):
     unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"), max_value=MAX_AMOUNT)
 
 
+def member_no_field():
+    """Not defaulted: a body without it hashes (idempotency fingerprint) as before."""
+    return serializers.CharField(
+        max_length=32,
+        required=False,
+        help_text="the member's card number, as read from her card or member code: needed to spend the points of a "
+        "member of another store than the caller's",
+    )
+
+
 class PurchaseInputSerializer(serializers.Serializer):
     member = IdField()
+    member_no = member_no_field()
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     amount = money_field()
     store = serializers.SlugRelatedField(
@@ -185,6 +196,7 @@ class AdjustmentInputSerializer(serializers.Serializer):
         help_text="true: do not adjust now; ask a manager to approve it (202 with the pending "
         "request). For adjustments over your role's limit.",
     )
+    member_no = member_no_field()
 
     def validate_points(self, value):
         if value == 0:
@@ -214,6 +226,7 @@ class TransferInputSerializer(serializers.Serializer):
     to = IdField(help_text="the receiving member's id (of the same household)")
     points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)
     reason = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    member_no = member_no_field()
 
 
 class TransferredLotSerializer(serializers.Serializer):
@@ -248,6 +261,7 @@ class DeductionInputSerializer(serializers.Serializer):
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     points = StrictIntegerField(min_value=1, max_value=MAX_POINTS)
     amount = money_field(required=False, help_text="the order's amount, when the order is not recorded yet")
+    member_no = member_no_field()
 
 
 class DeductionResultSerializer(serializers.Serializer):
@@ -308,6 +322,7 @@ class RedemptionInputSerializer(serializers.Serializer):
     member = IdField()
     reward = IdField()
     quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
+    member_no = member_no_field()
 
 
 class MyRedemptionInputSerializer(serializers.Serializer):

@@ -14,8 +14,14 @@ from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
+from loyalty.errors import NotFoundError
 from members.models import Member, Purchase
-from members.selectors import get_visible_member_or_404, store_for_write
+from members.selectors import (
+    get_member_to_act_for_or_404,
+    get_visible_member_or_404,
+    may_act_for_member,
+    store_for_write,
+)
 from points import selectors, services
 from points.filters import LedgerFilter, RewardFilter
 from points.models import AdjustmentRequest, EarningRule, LedgerEntry, Redemption, Reward
@@ -90,6 +96,13 @@ def existing_member(member_id, field="member"):
     return member
 
 
+def sent_member_no(request):
+    """The card number in the body, read before the body is validated, so that the member check keeps its place
+    (before the Idempotency-Key and body checks) on the /members/{id}/points/... writes."""
+    data = request.data
+    return data.get("member_no") if isinstance(data, dict) else None
+
+
 def purchase_source(request, store):
     """Order numbers are unique per client app, or per store for orders keyed in by staff."""
     access = access_for(request)
@@ -114,6 +127,8 @@ class PurchaseViewSet(viewsets.GenericViewSet):
     def _purchase_input(self, request):
         data = validated(PurchaseInputSerializer, request)
         data["member"] = existing_member(data["member"])
+        if data["points_used"] and not may_act_for_member(access_for(request), data["member"], data.get("member_no")):
+            raise NotFoundError()  # paying with the points of a member the caller may not act for
         data["store"] = store_for_write(request, data.get("store"))
         return data
 
@@ -279,6 +294,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
                 {
                     400: "invalid / idempotency_key_required",
                     403: "adjustment_limit",
+                    404: "not_found",
                     409: "insufficient_points / idempotency_conflict",
                 }
             ),
@@ -290,7 +306,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"], url_path="points/adjustments", filterset_class=None)
     def adjustments(self, request, pk=None):
-        member = get_visible_member_or_404(request, pk)
+        member = get_member_to_act_for_or_404(request, pk, sent_member_no(request))
         key = idempotency_key(request)
         data = validated(AdjustmentInputSerializer, request)
         access = access_for(request)
@@ -328,7 +344,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"], url_path="points/transfers", filterset_class=None)
     def transfers(self, request, pk=None):
-        member = get_visible_member_or_404(request, pk)
+        member = get_member_to_act_for_or_404(request, pk, sent_member_no(request))
         key = idempotency_key(request)
         data = validated(TransferInputSerializer, request)
         receiver = existing_member(data["to"], field="to")
@@ -349,13 +365,15 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: DeductionResultSerializer,
-            **error_responses({400: "invalid", 409: "deduction_limit / insufficient_points"}),
+            **error_responses({400: "invalid", 404: "not_found", 409: "deduction_limit / insufficient_points"}),
         },
+        description="Pay with points. For a member of another store than the caller's, send her card number "
+        "`member_no` too (from her card or member code); without it, or with another, 404 not_found.",
     )
     @action(detail=True, methods=["post"], url_path="points/deductions", filterset_class=None)
     def deductions(self, request, pk=None):
-        # A write for the checkout at this store: any member of the chain may pay with points here.
-        member = get_object_or_404(Member, pk=pk)
+        # A write for the checkout at this store: any member of the chain may pay with points here, with her card.
+        member = get_member_to_act_for_or_404(request, pk, sent_member_no(request))
         key = idempotency_key(request)
         data = validated(DeductionInputSerializer, request)
         store = store_for_write(request, None) if access_for(request).kind != "client" else None
@@ -456,17 +474,22 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             **error_responses(
                 {
                     400: "invalid",
+                    404: "not_found",
                     409: "insufficient_points / out_of_stock / "
                     "limit_reached / not_eligible / reward_unavailable / "
                     "member_frozen",
                 }
             ),
         },
+        description="Redeem a reward. For a member of another store than the caller's, send her card number "
+        "`member_no` too (from her card or member code); without it, or with another, 404 not_found.",
     )
     def create(self, request):
         key = idempotency_key(request)
         data = validated(RedemptionInputSerializer, request)
-        member = existing_member(data["member"])
+        member = existing_member(data["member"])  # an unknown id stays 400 invalid on `member` (API.md)
+        if not may_act_for_member(access_for(request), member, data.get("member_no")):
+            raise NotFoundError()
         reward = _existing_reward(data["reward"])
         outcome = services.redeem_reward(
             actor=access_for(request).actor,

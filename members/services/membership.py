@@ -7,8 +7,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from loyalty.access import ROLE_ADMIN
 from loyalty.audit import record_audit
-from loyalty.errors import DomainError, InvalidInput, NotFoundError
+from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
 from members.locking import lock_members
 from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus, MemberTag, Tag, TagKind
 
@@ -255,9 +256,24 @@ def _locked(member_id):
     return member
 
 
-def _set_status(*, actor, member, status, reason, action):
+# Who may freeze, unfreeze or anonymise a member (API.md: admin), in the API and in the admin alike.
+STATUS_CHANGE_ROLES = frozenset({ROLE_ADMIN})
+
+
+def may_change_status(role):
+    """`role`: the caller's staff role, or her Access (loyalty.access); client apps and members have none."""
+    return getattr(role, "role", role) in STATUS_CHANGE_ROLES
+
+
+def _refuse_unless_may_change_status(role):
+    if not may_change_status(role):
+        raise PermissionDeniedError("Only an admin may freeze, unfreeze or anonymise a member.")
+
+
+def _set_status(*, actor, member, status, reason, action, role):
     """Change her status under all her locks (members.locking: her points account first), so every purchase,
     redemption or other points change of hers either committed before the change or sees it."""
+    _refuse_unless_may_change_status(role)
     with transaction.atomic(durable=True):
         member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
@@ -273,10 +289,12 @@ def _set_status(*, actor, member, status, reason, action):
     return member
 
 
-def freeze_member(*, actor, member, reason):
+def freeze_member(*, actor, member, reason, role):
     """Freeze a member: she earns nothing and cannot redeem until unfrozen. Idempotent. Raises MemberAnonymised,
-    MemberMerged."""
-    return _set_status(actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason, action="member.frozen")
+    MemberMerged; PermissionDeniedError (403) unless `role` (a role or an Access) may (STATUS_CHANGE_ROLES)."""
+    return _set_status(
+        actor=actor, member=member, status=MemberStatus.FROZEN, reason=reason, action="member.frozen", role=role
+    )
 
 
 def erasure_keys():
@@ -306,7 +324,7 @@ def _remember_erased_identities(*, phone, external_id):
     ErasedIdentity.objects.bulk_create(erased, ignore_conflicts=True)
 
 
-def anonymise_member(*, actor, member, reason):
+def anonymise_member(*, actor, member, reason, role):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
     consents, household, tags, login codes and the recipients and bodies of her messages. Her card number,
     ledger, purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
@@ -316,9 +334,11 @@ def anonymise_member(*, actor, member, reason):
     again herself (register_member): that is a new, freely given registration, which the erasure does not
     forbid; refusing it would tell whoever types a phone that its owner was erased, and would lock out the next
     owner of a recycled number. Takes all her locks first, as a freeze does, so no points change of hers commits
-    after it."""
+    after it. PermissionDeniedError (403) unless `role` (a role or an Access) may (STATUS_CHANGE_ROLES)."""
     from loyalty.models import Message
     from members.models import OtpChallenge
+
+    _refuse_unless_may_change_status(role)
 
     with transaction.atomic(durable=True):
         member = _locked(member.pk)
@@ -340,6 +360,9 @@ def anonymise_member(*, actor, member, reason):
     return member
 
 
-def unfreeze_member(*, actor, member, reason=""):
-    """Lift a freeze. Idempotent. Never reopens a merged duplicate (MemberMerged)."""
-    return _set_status(actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason, action="member.unfrozen")
+def unfreeze_member(*, actor, member, reason="", role):
+    """Lift a freeze. Idempotent. Never reopens a merged duplicate (MemberMerged). PermissionDeniedError (403)
+    unless `role` (a role or an Access) may (STATUS_CHANGE_ROLES)."""
+    return _set_status(
+        actor=actor, member=member, status=MemberStatus.ACTIVE, reason=reason, action="member.unfrozen", role=role
+    )

@@ -50,7 +50,7 @@ def import_path(request, monkeypatch):
 def erased(db):
     """Fang, once imported as OLD-1 with her phone, asked to be erased."""
     member = MemberFactory(external_id="OLD-1", phone="+8613800138000", name="王芳")
-    return anonymise_member(actor="admin", member=member, reason="her request")
+    return anonymise_member(actor="admin", member=member, reason="her request", role="admin")
 
 
 def write(tmp_path, name, text):
@@ -188,7 +188,7 @@ def test_the_hashes_are_written_in_the_anonymisation_s_transaction(db, monkeypat
 
     monkeypatch.setattr(membership, "record_audit", audit_fails)
     with pytest.raises(RuntimeError):
-        anonymise_member(actor="admin", member=member, reason="her request")
+        anonymise_member(actor="admin", member=member, reason="her request", role="admin")
 
     member.refresh_from_db()
     assert (member.status, member.phone, member.external_id) == ("active", "+8613800138000", "OLD-1")
@@ -217,7 +217,7 @@ def test_an_erased_member_may_register_again_herself(tmp_path, admin_api, erased
     assert (again.name, again.status) == ("", "active")
 
     # erased a second time: the same hashes again, kept once
-    anonymise_member(actor="admin", member=again, reason="her request, again")
+    anonymise_member(actor="admin", member=again, reason="her request, again", role="admin")
     assert ErasedIdentity.objects.count() == 2
 
 
@@ -251,7 +251,7 @@ def test_the_erasure_check_is_one_statement_per_chunk_not_a_query_per_row(
 ):
     for n in range(300):
         member = MemberFactory(external_id=f"GONE-{n}", phone=f"+86136{n:08d}")
-        anonymise_member(actor="admin", member=member, reason="her request")
+        anonymise_member(actor="admin", member=member, reason="her request", role="admin")
     path = write(
         tmp_path, "members.csv", MEMBER_HEADER + "\n" + "".join(f"GONE-{n},,\nNEW-{n},,\n" for n in range(300))
     )

@@ -69,7 +69,7 @@ def test_a_member_is_not_linked_with_herself_nor_an_anonymised_member():
     a, b = MemberFactory.create_batch(2)
     with pytest.raises(InvalidInput):
         link_household(actor="x", member=a, other=a)
-    anonymise_member(actor="x", member=b, reason="request")
+    anonymise_member(actor="x", member=b, reason="request", role="admin")
     with pytest.raises(MemberAnonymised):
         link_household(actor="x", member=a, other=b)
     assert Household.objects.count() == 0
@@ -79,6 +79,6 @@ def test_anonymising_a_member_takes_her_out_of_her_household():
     a, b = MemberFactory.create_batch(2)
     household = link_household(actor="x", member=a, other=b)
 
-    anonymise_member(actor="x", member=a, reason="request")
+    anonymise_member(actor="x", member=a, reason="request", role="admin")
 
     assert (household_of(a), household_of(b)) == (None, household.pk)

@@ -441,12 +441,12 @@ def test_refusals_write_nothing(survivor, duplicate, store_a):
     with pytest.raises(Exception) as no_reason:
         merge(survivor, duplicate, reason="  ")
     assert no_reason.value.errors == {"reason": ["Say why these members are merged."]}
-    freeze_member(actor="t", member=duplicate, reason="fraud check")
+    freeze_member(actor="t", member=duplicate, reason="fraud check", role="admin")
     with pytest.raises(MemberFrozen):
         merge(survivor, duplicate)
-    unfreeze_member(actor="t", member=duplicate)
+    unfreeze_member(actor="t", member=duplicate, role="admin")
     gone = MemberFactory(home_store=store_a)
-    anonymise_member(actor="t", member=gone, reason="asked")
+    anonymise_member(actor="t", member=gone, reason="asked", role="admin")
     with pytest.raises(MemberAnonymised):
         merge(survivor, gone)
     with pytest.raises(MemberAnonymised):
@@ -488,7 +488,7 @@ def test_a_merged_duplicate_stays_closed(survivor, duplicate):
     merge(survivor, duplicate)
     for service in (freeze_member, unfreeze_member):
         with pytest.raises(MemberMerged):
-            service(actor="t", member=duplicate, reason="x")
+            service(actor="t", member=duplicate, reason="x", role="admin")
     assert Member.objects.get(pk=duplicate.pk).status == MemberStatus.MERGED
 
 
@@ -578,7 +578,7 @@ def test_api_conflicts_and_not_found(admin_api, survivor, duplicate, store_a):
         "member_merged",
         str(survivor.pk),
     )
-    freeze_member(actor="t", member=other, reason="check")
+    freeze_member(actor="t", member=other, reason="check", role="admin")
     frozen = admin_api.post(merge_url(survivor), {"duplicate": str(other.pk), "reason": "x"}, format="json")
     assert (frozen.status_code, frozen.json()["code"]) == (409, "member_frozen")
     missing = admin_api.post(f"{MEMBERS_URL}999999/merge/", {"duplicate": str(other.pk), "reason": "x"}, format="json")
@@ -716,7 +716,7 @@ def test_admin_merge_by_phone_shows_refusals_on_the_form(admin_client, survivor,
     url = f"/admin/members/member/{survivor.pk}/merge/"
     unknown = admin_client.post(url, {"duplicate": "13900000000", "reason": "x"})
     assert "duplicate" in unknown.context["form"].errors
-    freeze_member(actor="t", member=duplicate, reason="check")
+    freeze_member(actor="t", member=duplicate, reason="check", role="admin")
     refused = admin_client.post(url, {"duplicate": "138 0000 0002", "reason": "x", "confirmed": "1"})
     assert refused.status_code == 200
     assert refused.context["form"].non_field_errors()[0].startswith("member_frozen:")
@@ -738,7 +738,7 @@ def test_admin_status_actions_leave_merged_and_anonymised_members_as_they_are(
     admin_client, survivor, duplicate, store_a
 ):
     gone = MemberFactory(home_store=store_a)
-    anonymise_member(actor="t", member=gone, reason="asked")
+    anonymise_member(actor="t", member=gone, reason="asked", role="admin")
     merge(survivor, duplicate)
     response = admin_client.post(
         "/admin/members/member/",

@@ -269,7 +269,7 @@ def test_a_clerk_cannot_record_a_purchase_for_another_store(clerk_client, member
 
 
 def test_a_frozen_member_earns_nothing_and_the_clerk_sees_why(clerk_client, member_a, store_a):
-    freeze_member(actor="staff:boss", member=member_a, reason="fraud check")
+    freeze_member(actor="staff:boss", member=member_a, reason="fraud check", role="admin")
 
     response = clerk_client.post(action_url(member_a, "record-purchase"), purchase_form(store_a))
 

@@ -1123,14 +1123,18 @@ def test_api_key_bound_to_store_a_cannot_see_a_store_b_member(pos_a, member_a, m
     assert pos_a.get(points_url(member_a)).status_code == 200
     assert_error(pos_a.get(points_url(member_b)), 404, "not_found")
     assert_error(pos_a.get(points_url(member_b, "ledger/")), 404, "not_found")
-    # Paying with points at this counter is a write any member of the chain may do (like a purchase); member_b
-    # has no points, so nothing is written.
+    # Paying with points for a member of another store needs her card number (tests/security/
+    # test_writes_for_unseen_members.py): without it 404, as for an unknown member, and nothing is written.
     before = counts()
     assert_error(
         post(pos_a, points_url(member_b, "deductions/"), {"order_no": "D1", "points": 100, "amount": "20.00"}, key="d"),
-        409,
-        "insufficient_points",
+        404,
+        "not_found",
     )
+    assert counts() == before
+    # With it, she is served; member_b has no points, so nothing is written.
+    body = {"order_no": "D1", "points": 100, "amount": "20.00", "member_no": member_b.member_no}
+    assert_error(post(pos_a, points_url(member_b, "deductions/"), body, key="d"), 409, "insufficient_points")
     assert counts() == before
 
 

@@ -160,7 +160,7 @@ def test_daily_cap_over_all_channels_cuts_and_reports_capped(member):
 
 
 def test_frozen_member_earns_nothing(member):
-    freeze_member(actor="test", member=member, reason="fraud")
+    freeze_member(actor="test", member=member, reason="fraud", role="admin")
     with pytest.raises(MemberFrozen):
         purchase(member, "10")
     assert balances(member) == (0, 0)

@@ -25,7 +25,9 @@ def outcome(response):
 
 
 def freeze(member):
-    return Session(lambda: freeze_member(actor="staff:test", member=member, reason="card reported stolen"), "freeze")
+    return Session(
+        lambda: freeze_member(actor="staff:test", member=member, reason="card reported stolen", role="admin"), "freeze"
+    )
 
 
 def test_no_redemption_commits_after_the_freeze(api, store_a):

@@ -287,7 +287,7 @@ def test_a_frozen_member_neither_gives_nor_receives(admin_api, family, frozen):
     mother, daughter = family
     allow_transfers()
     adjust(mother, 500)
-    freeze_member(actor="x", member=mother if frozen == "sender" else daughter, reason="fraud check")
+    freeze_member(actor="x", member=mother if frozen == "sender" else daughter, reason="fraud check", role="admin")
     before = written()
 
     assert_error(
