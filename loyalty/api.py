@@ -24,6 +24,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.throttling import ScopedRateThrottle
 
 from loyalty.access import ClientAppPrincipal, MemberPrincipal, staff_role
+from loyalty.csv_cells import neutralise_row
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.errors import Throttled as ThrottledError
 
@@ -428,13 +429,14 @@ class _Echo:
 
 
 def csv_response(filename, header, rows):
-    """A streaming CSV download (UTF-8 with a BOM so spreadsheet programs read Chinese names right)."""
+    """A streaming CSV download (UTF-8 with a BOM so spreadsheet programs read Chinese names right). Text cells that
+    a spreadsheet would run as a formula are neutralised (loyalty.csv_cells); numbers are written as they are."""
     writer = csv.writer(_Echo())
 
     def lines():
-        yield "\ufeff" + writer.writerow(header)
+        yield "\ufeff" + writer.writerow(neutralise_row(header))
         for row in rows:
-            yield writer.writerow(row)
+            yield writer.writerow(neutralise_row(row))
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
