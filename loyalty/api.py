@@ -10,6 +10,7 @@ import sqlite3
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.db.backends.signals import connection_created
@@ -17,13 +18,14 @@ from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import exceptions, permissions, renderers, serializers
+from rest_framework import exceptions, parsers, permissions, renderers, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.throttling import ScopedRateThrottle
 
 from loyalty.access import ClientAppPrincipal, MemberPrincipal, staff_role
+from loyalty.csv_cells import neutralise_row
 from loyalty.errors import DomainError, InvalidInput
 from loyalty.errors import Throttled as ThrottledError
 from loyalty.network import client_ip
@@ -218,6 +220,64 @@ def _unavailable(request, exc):
     return body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
+# --- Request bodies: size and depth ---------------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 64  # arrays and objects inside each other; no request of the API comes near it
+
+
+def _too_deep(data):
+    """True when `data` nests arrays/objects more than MAX_JSON_DEPTH deep (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return True
+        stack.extend((item, depth + 1) for item in value if isinstance(item, (dict, list)))
+    return False
+
+
+def _nesting_error():
+    return exceptions.ValidationError(
+        {"non_field_errors": [_("The JSON body nests deeper than %(depth)s levels.") % {"depth": MAX_JSON_DEPTH}]}
+    )
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, with a 400 `invalid` (not a 500) for a body nested past the interpreter's recursion limit,
+    and for one nested deeper than MAX_JSON_DEPTH (which later code walking it recursively could not follow)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise _nesting_error() from None
+        if _too_deep(data):
+            raise _nesting_error()
+        return data
+
+
+def _too_large_body():
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return error_body(
+        "request_too_large",
+        _("The request body is larger than the %(limit)s bytes allowed.") % {"limit": limit},
+    )
+
+
+def _declared_too_large(request):
+    """A Content-Length over DATA_UPLOAD_MAX_MEMORY_SIZE: refused before anything reads (or authenticates) it."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    return limit is not None and length > limit
+
+
 # --- Errors ---------------------------------------------------------------------------------------------------
 
 _CODES = {
@@ -268,6 +328,9 @@ def exception_handler(exc, context):
     """DRF's exception handler for the whole API: every failure in the shape of API.md."""
     from rest_framework.views import set_rollback  # imported here: DRF imports this module while loading views
 
+    if isinstance(exc, RequestDataTooBig):  # a body longer than its Content-Length said (or without one)
+        set_rollback()
+        return Response(_too_large_body(), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -315,7 +378,7 @@ _STATUS_CODES = {
     403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
-    413: "payload_too_large",
+    413: "request_too_large",
     429: "throttled",
     500: "server_error",
 }
@@ -326,12 +389,16 @@ def _is_api(request):
 
 
 class ApiErrorMiddleware:
-    """Unexpected exceptions under /api/ answer a JSON 500 (logged), never Django's HTML page, even with DEBUG."""
+    """Unexpected exceptions under /api/ answer a JSON 500 (logged), never Django's HTML page, even with DEBUG.
+    A body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE is answered 413 `request_too_large` before any view
+    (or authentication) runs."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if _is_api(request) and _declared_too_large(request):
+            return JsonResponse(_too_large_body(), status=413)
         response = self.get_response(request)
         if (
             response.status_code >= 400
@@ -349,6 +416,8 @@ class ApiErrorMiddleware:
         if database_unavailable(exception):
             body, headers = _unavailable(request, exception)
             return JsonResponse(body, status=503, headers=headers)
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse(_too_large_body(), status=413)
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."), status=500)
 
@@ -433,13 +502,14 @@ class _Echo:
 
 
 def csv_response(filename, header, rows):
-    """A streaming CSV download (UTF-8 with a BOM so spreadsheet programs read Chinese names right)."""
+    """A streaming CSV download (UTF-8 with a BOM so spreadsheet programs read Chinese names right). Text cells that
+    a spreadsheet would run as a formula are neutralised (loyalty.csv_cells); numbers are written as they are."""
     writer = csv.writer(_Echo())
 
     def lines():
-        yield "\ufeff" + writer.writerow(header)
+        yield "\ufeff" + writer.writerow(neutralise_row(header))
         for row in rows:
-            yield writer.writerow(row)
+            yield writer.writerow(neutralise_row(row))
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

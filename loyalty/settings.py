@@ -235,7 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["loyalty.api.JSONParser"],  # with a limit on nesting
     "EXCEPTION_HANDLER": "loyalty.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"staff_login": STAFF_LOGIN_RATE},
     "NUM_PROXIES": NUM_PROXIES,

@@ -1,9 +1,11 @@
 """HTTP shapes of purchases, refunds, events, balances, ledger entries, rewards and redemptions."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from members.models import PurchaseChannel, Store
@@ -11,6 +13,8 @@ from points.models import AdjustmentRequestStatus, EarningRule, EntryKind, Ledge
 
 MAX_POINTS = 10**9
 MAX_AMOUNT = Decimal("9999999999.99")
+MAX_LINES = 500  # order lines of a purchase, its preview or a refund
+MAX_PAYLOAD_BYTES = 16 * 1024  # an event's payload, as compact JSON (UTF-8)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -54,6 +58,31 @@ class IdField(serializers.CharField):
         return int(text)
 
 
+class PayloadField(serializers.DictField):
+    """An event's payload: a JSON object of at most MAX_PAYLOAD_BYTES once serialized."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
+            raise serializers.ValidationError(
+                _("The payload may be at most %(size)s bytes of JSON.") % {"size": MAX_PAYLOAD_BYTES}
+            )
+        return value
+
+
+class LinesField(serializers.ListSerializer):
+    """Order lines: at most MAX_LINES, refused before any line is validated."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > MAX_LINES:
+            raise serializers.ValidationError([_("At most %(count)s lines.") % {"count": MAX_LINES}])
+        return super().to_internal_value(data)
+
+
+def lines_field(child):
+    return LinesField(child=child(), required=False, default=list)
+
+
 class PurchaseLineSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -81,7 +110,7 @@ class PurchaseInputSerializer(serializers.Serializer):
     )
     channel = serializers.ChoiceField(choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE)
     occurred_at = OccurredAtField(required=False)
-    lines = PurchaseLineSerializer(many=True, required=False, default=list)
+    lines = lines_field(PurchaseLineSerializer)
     points_used = StrictIntegerField(min_value=0, max_value=MAX_POINTS, required=False, default=0)
 
 
@@ -116,7 +145,7 @@ class RefundLineSerializer(serializers.Serializer):
 class RefundInputSerializer(serializers.Serializer):
     amount = money_field()
     refund_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
-    lines = RefundLineSerializer(many=True, required=False, default=list)
+    lines = lines_field(RefundLineSerializer)
     occurred_at = OccurredAtField(required=False)
 
 
@@ -136,7 +165,7 @@ class EventInputSerializer(serializers.Serializer):
     type = serializers.SlugField(max_length=40)
     occurred_at = OccurredAtField(required=False)
     order_no = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    payload = serializers.DictField(required=False, default=dict)
+    payload = PayloadField(required=False, default=dict)
 
 
 class EventResultSerializer(serializers.Serializer):

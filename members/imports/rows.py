@@ -18,6 +18,7 @@ from django.core.validators import validate_email
 from django.utils import timezone
 
 from loyalty.clock import business_tz
+from loyalty.csv_cells import neutralise_row, restore
 from members.models import ErasedIdentity, ErasedIdentityKind, Gender, Member, Purchase, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import erasure_keys, generate_member_no, generate_referral_code, identity_digest
@@ -217,14 +218,17 @@ class _CsvSource:
     def values(self, raw):
         if len(raw) != len(self.header):
             raise Rejected(f"{len(raw)} columns, expected {len(self.header)}")
-        return {name: raw[index].strip() for name, index in self.positions}
+        # restore(): a cell the rejects file neutralised ('=..., '+86..., '-5) reads back as it was written there.
+        return {name: restore(raw[index]).strip() for name, index in self.positions}
 
     def fraction(self):
         return self.binary.tell() / self.size
 
 
 class _RejectsFile:
-    """`line,reason,<the input's columns...>`, one row per rejected row, in line order."""
+    """`line,reason,<the input's columns...>`, one row per rejected row, in line order. Cells a spreadsheet would
+    run as a formula are neutralised (loyalty.csv_cells); the importers restore them, so the corrected file can be
+    imported as it is."""
 
     def __init__(self, path, header, encoding):
         self.path, self.header, self.encoding = path, header, encoding
@@ -235,14 +239,14 @@ class _RejectsFile:
         except OSError as error:
             raise ImportRefused(f"Cannot write the rejects file {self.path}: {error.strerror}.") from None
         self.writer = csv.writer(self.file)
-        self.writer.writerow(["line", "reason", *self.header])
+        self.writer.writerow(neutralise_row(["line", "reason", *self.header]))
         return self
 
     def __exit__(self, *exc_info):
         self.file.close()
 
     def write(self, rejects, raw_by_line):
-        self.writer.writerows([line, reason, *raw_by_line[line]] for line, reason in rejects)
+        self.writer.writerows(neutralise_row([line, reason, *raw_by_line[line]]) for line, reason in rejects)
         self.file.flush()
 
 

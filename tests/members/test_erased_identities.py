@@ -109,7 +109,7 @@ OLD-2,13600136000,李四
     )
     assert rejects_of(tmp_path / "members.rejects.csv") == [
         ["2", ERASED, "OLD-1", "", "王芳"],
-        ["3", ERASED, "OLD-9", "+86 138 0013 8000", "王芳"],  # her phone under another id is still hers
+        ["3", ERASED, "OLD-9", "'+86 138 0013 8000", "王芳"],  # her phone under another id is hers (+ neutralised)
     ]
     assert set(Member.objects.values_list("external_id", flat=True)) == {None, "OLD-2"}
 

@@ -45,7 +45,7 @@ M1,,O-16,2024-03-05,0.01,,
 """
 PURCHASE_REJECTS = [
     ["4", "invalid occurred_at", "M1", "", "O-3", "2024-02-30", "10", "", ""],
-    ["5", "amount must be greater than 0", "M1", "", "O-4", "2024-03-01", "-5", "", ""],
+    ["5", "amount must be greater than 0", "M1", "", "O-4", "2024-03-01", "'-5", "", ""],  # neutralised (csv_cells)
     ["6", "invalid amount", "M1", "", "O-5", "2024-03-01", "abc", "", ""],
     ["7", "amount has more than 2 decimals", "M1", "", "O-6", "2024-03-01", "1.005", "", ""],
     ["8", "duplicate of line 2", "M1", "", "O-1", "2024-03-03", "10", "", ""],
