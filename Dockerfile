@@ -20,6 +20,7 @@ USER app
 RUN ENVIRONMENT=production \
     SECRET_KEY=build-only-collectstatic-key-not-used-at-run-time-0123456789 \
     ALLOWED_HOSTS=build \
+    SMS_BACKEND=loyalty.messaging.HttpSmsBackend \
     python manage.py collectstatic --noinput
 
 EXPOSE 8000

@@ -323,6 +323,7 @@ def service_env(dsn):
             "SECRET_KEY": secrets.token_urlsafe(64),
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "false",
+            "SMS_BACKEND": "loyalty.messaging.HttpSmsBackend",  # production refuses the outbox; no SMS is sent here
             "CONN_MAX_AGE": "60",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",

@@ -10,6 +10,11 @@ class PlatformConfig(AppConfig):
     verbose_name = _("Platform")
 
     def ready(self):
+        from django.conf import settings
+
+        from loyalty.messaging import refuse_backends_that_keep_codes
         from loyalty.roles import sync_role_groups
 
         post_migrate.connect(sync_role_groups, dispatch_uid="loyalty.sync_role_groups")
+        if settings.PRODUCTION:
+            refuse_backends_that_keep_codes()  # every process (web, workers, commands) fails closed

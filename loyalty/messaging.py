@@ -11,6 +11,7 @@ import logging
 import urllib.request
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -31,7 +32,8 @@ class OutboxBackend:
     keeps_secrets = True
 
     def deliver(self, message, body):
-        logger.info("outbox %s to %s: %s", message.channel, message.recipient, body)
+        # Never the body in the logs: it may hold a one-time code (the message log keeps it, in development).
+        logger.info("outbox: %s message %s (%s) recorded", message.channel, message.pk, message.kind)
         return ""
 
 
@@ -65,6 +67,21 @@ class HttpSmsBackend:
         except (OSError, ValueError) as error:
             raise DeliveryFailed(str(error)) from error
         return str(answer.get("id", "")) if isinstance(answer, dict) else ""
+
+
+SECRET_CHANNELS = ("sms",)  # the channels that carry one-time login codes
+
+
+def refuse_backends_that_keep_codes():
+    """Production refuses a backend that keeps one-time codes readable (the development outbox or console): with
+    one, staff could read a member's login code in the message log and log in as her."""
+    for channel in SECRET_CHANNELS:
+        path = settings.MESSAGE_BACKENDS.get(channel, "")
+        if path and getattr(import_string(path), "keeps_secrets", False):
+            raise ImproperlyConfigured(
+                f"In production the {channel} backend must not keep one-time codes readable: {path} does. Set "
+                f"SMS_BACKEND to a delivering backend, e.g. loyalty.messaging.HttpSmsBackend with SMS_HTTP_URL."
+            )
 
 
 def backend_for(channel):

@@ -9,10 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE_SECRET = "s" * 20 + "0123456789abcdefghijklmnopqrstuvwxyz"
+PRODUCTION_SMS = {"SMS_BACKEND": "loyalty.messaging.HttpSmsBackend"}
 
 
 def run_django(env_overrides, *args):
-    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "SMS_BACKEND"}}
     env.update(env_overrides)
     return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
         [sys.executable, "manage.py", *args],
@@ -29,7 +30,7 @@ def run_django(env_overrides, *args):
     [
         ({"DEBUG": "true", "SECRET_KEY": SAFE_SECRET, "ALLOWED_HOSTS": "example.com"}, "DEBUG must be off"),
         ({"ALLOWED_HOSTS": "example.com"}, "Set SECRET_KEY"),
-        ({"SECRET_KEY": SAFE_SECRET}, "Set ALLOWED_HOSTS"),
+        ({"SECRET_KEY": SAFE_SECRET, **PRODUCTION_SMS}, "Set ALLOWED_HOSTS"),
     ],
 )
 def test_production_refuses_to_start_unsafe(overrides, message):
@@ -40,7 +41,7 @@ def test_production_refuses_to_start_unsafe(overrides, message):
 
 def test_check_deploy_passes_with_production_settings():
     result = run_django(
-        {"ENVIRONMENT": "production", "SECRET_KEY": SAFE_SECRET, "ALLOWED_HOSTS": "example.com"},
+        {"ENVIRONMENT": "production", "SECRET_KEY": SAFE_SECRET, "ALLOWED_HOSTS": "example.com", **PRODUCTION_SMS},
         "check",
         "--deploy",
         "--fail-level",
