@@ -5,7 +5,7 @@ returns its result."""
 import uuid
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -391,7 +391,59 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         return respond(outcome)
 
 
-class RewardViewSet(viewsets.ModelViewSet):
+class VersionedConfigurationMixin:
+    """create, partial_update and POST .../versions/ of configuration kept in versions (rewards, earning rules):
+    the serializer checks the shape, one points service writes (loyalty.versions holds the rule). A subclass names
+    its services and the keyword its change and version services take the row's id by; its schema says the rest
+    (extend_schema_view)."""
+
+    create_service = change_service = version_service = None
+    id_argument = ""
+    filterset_class = None  # the list's filters (a subclass's own); the versions action takes none
+
+    def create(self, request):
+        data = validated(self.serializer_class, request)
+        saved = self.create_service(actor=access_for(request).actor, values=data)
+        return Response(self.serializer_class(saved).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        current = self.get_object()
+        data = validated(self.serializer_class, request, partial=True)
+        saved = self.change_service(actor=access_for(request).actor, changes=data, **{self.id_argument: current.pk})
+        return Response(self.serializer_class(saved).data)
+
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def versions(self, request, pk=None):
+        current = self.get_object()
+        data = validated(self.serializer_class, request, partial=True)
+        new = self.version_service(actor=access_for(request).actor, changes=data, **{self.id_argument: current.pk})
+        return Response(self.serializer_class(new).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=RewardSerializer, responses={201: RewardSerializer, **error_responses({400: "invalid"})}
+    ),
+    partial_update=extend_schema(
+        request=RewardSerializer(partial=True),
+        responses={
+            200: RewardSerializer,
+            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "version_replaced"}),
+        },
+        description="Change a reward in place. Once redeemed, its terms (code, kind, cost_points, "
+        "voucher_amount) stay: change them with POST .../versions/.",
+    ),
+    versions=extend_schema(
+        request=RewardSerializer(partial=True),
+        responses={
+            201: RewardSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"}),
+        },
+        description="A new version of the reward: its values with the fields sent, under the same code. "
+        "The old version keeps its terms and is retired; its stock moves to the new one.",
+    ),
+)
+class RewardViewSet(VersionedConfigurationMixin, viewsets.ModelViewSet):
     """The rewards catalogue: everyone reads it (members too); marketers and admins write it."""
 
     serializer_class = RewardSerializer
@@ -401,6 +453,10 @@ class RewardViewSet(viewsets.ModelViewSet):
     client_scopes = {"list": "rewards:read", "retrieve": "rewards:read"}
     staff_roles = {"create": MARKETING, "partial_update": MARKETING, "versions": MARKETING}
     queryset = Reward.objects.all()
+    create_service = staticmethod(services.create_reward)
+    change_service = staticmethod(services.change_reward)
+    version_service = staticmethod(services.add_reward_version)
+    id_argument = "reward_id"
 
     def get_permissions(self):
         if self.action in ("list", "retrieve") and isinstance(self.request.user, MemberPrincipal):
@@ -412,43 +468,6 @@ class RewardViewSet(viewsets.ModelViewSet):
         if isinstance(self.request.user, MemberPrincipal):
             queryset = queryset.filter(is_active=True)
         return queryset
-
-    @extend_schema(request=RewardSerializer, responses={201: RewardSerializer, **error_responses({400: "invalid"})})
-    def create(self, request):
-        data = validated(RewardSerializer, request)
-        reward = services.create_reward(actor=access_for(request).actor, values=data)
-        return Response(RewardSerializer(reward).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        request=RewardSerializer(partial=True),
-        responses={
-            200: RewardSerializer,
-            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "version_replaced"}),
-        },
-        description="Change a reward in place. Once redeemed, its terms (code, kind, cost_points, "
-        "voucher_amount) stay: change them with POST .../versions/.",
-    )
-    def partial_update(self, request, pk=None):
-        reward = self.get_object()
-        data = validated(RewardSerializer, request, partial=True)
-        reward = services.change_reward(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
-        return Response(RewardSerializer(reward).data)
-
-    @extend_schema(
-        request=RewardSerializer(partial=True),
-        responses={
-            201: RewardSerializer,
-            **error_responses({400: "invalid", 404: "not_found", 409: "version_replaced"}),
-        },
-        description="A new version of the reward: its values with the fields sent, under the same code. "
-        "The old version keeps its terms and is retired; its stock moves to the new one.",
-    )
-    @action(detail=True, methods=["post"], filterset_class=None)
-    def versions(self, request, pk=None):
-        reward = self.get_object()
-        data = validated(RewardSerializer, request, partial=True)
-        new = services.add_reward_version(actor=access_for(request).actor, reward_id=reward.pk, changes=data)
-        return Response(RewardSerializer(new).data, status=status.HTTP_201_CREATED)
 
 
 class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -593,7 +612,32 @@ def _existing_reward(reward_id):
     return reward
 
 
+@extend_schema_view(
+    create=extend_schema(
+        request=EarningRuleSerializer,
+        responses={201: EarningRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
+    ),
+    partial_update=extend_schema(
+        request=EarningRuleSerializer(partial=True),
+        responses={
+            200: EarningRuleSerializer,
+            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
+        "terms: change them with POST .../versions/.",
+    ),
+    versions=extend_schema(
+        request=EarningRuleSerializer(partial=True),
+        responses={
+            201: EarningRuleSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="A new version of the rule: its values with the fields sent (typically new terms "
+        "from a new valid_from). The old version stays as it was; the newest in force wins.",
+    ),
+)
 class EarningRuleViewSet(
+    VersionedConfigurationMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -608,46 +652,10 @@ class EarningRuleViewSet(
     staff_roles = {"create": MARKETING, "partial_update": MARKETING, "versions": MARKETING}
     filterset_fields = ["channel", "event_type", "is_active"]
     queryset = EarningRule.objects.select_related("store")
-
-    @extend_schema(
-        request=EarningRuleSerializer,
-        responses={201: EarningRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
-    )
-    def create(self, request):
-        data = validated(EarningRuleSerializer, request)
-        rule = services.create_earning_rule(actor=access_for(request).actor, values=data)
-        return Response(EarningRuleSerializer(rule).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        request=EarningRuleSerializer(partial=True),
-        responses={
-            200: EarningRuleSerializer,
-            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
-        "terms: change them with POST .../versions/.",
-    )
-    def partial_update(self, request, pk=None):
-        rule = self.get_object()
-        data = validated(EarningRuleSerializer, request, partial=True)
-        rule = services.change_earning_rule(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
-        return Response(EarningRuleSerializer(rule).data)
-
-    @extend_schema(
-        request=EarningRuleSerializer(partial=True),
-        responses={
-            201: EarningRuleSerializer,
-            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="A new version of the rule: its values with the fields sent (typically new terms "
-        "from a new valid_from). The old version stays as it was; the newest in force wins.",
-    )
-    @action(detail=True, methods=["post"])
-    def versions(self, request, pk=None):
-        rule = self.get_object()
-        data = validated(EarningRuleSerializer, request, partial=True)
-        new = services.add_earning_rule_version(actor=access_for(request).actor, rule_id=rule.pk, changes=data)
-        return Response(EarningRuleSerializer(new).data, status=status.HTTP_201_CREATED)
+    create_service = staticmethod(services.create_earning_rule)
+    change_service = staticmethod(services.change_earning_rule)
+    version_service = staticmethod(services.add_earning_rule_version)
+    id_argument = "rule_id"
 
 
 # --- The member herself ---------------------------------------------------------------------------------------
