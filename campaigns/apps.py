@@ -5,3 +5,13 @@ from django.utils.translation import gettext_lazy as _
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = _("Campaigns")
+
+    def ready(self):
+        from campaigns.services import engine, triggers
+        from members.extensions import member_registered
+        from points import hooks
+
+        hooks.register_earn_modifier(engine.campaign_lines)
+        hooks.register_activity_listener(engine.return_refunded_points)
+        member_registered.register(triggers.on_member_registered)
+        triggers.register_jobs()

@@ -186,3 +186,28 @@ class JobChunk(models.Model):
 
     def __str__(self):
         return f"{self.run_id}[{self.start_id}, {self.stop_id})"
+
+
+class Alert(models.Model):
+    """Something staff should look at: a rule on a metric crossed its threshold (SPEC §6). Any app raises one
+    through loyalty.alerts.raise_alert; `key` keeps one alert per occurrence (e.g. one per campaign whose budget
+    ran out) however many processes notice it at once."""
+
+    rule = models.CharField(_("rule"), max_length=60)
+    metric = models.CharField(_("metric"), max_length=60)
+    value = models.DecimalField(_("value"), max_digits=20, decimal_places=4)
+    threshold = models.DecimalField(_("threshold"), max_digits=20, decimal_places=4)
+    subject = models.CharField(_("subject"), max_length=120, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    key = models.CharField(_("key"), max_length=160, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
+    acknowledged_by = models.CharField(_("acknowledged by"), max_length=120, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        indexes = [models.Index(fields=["-created_at"], name="alert_created_idx")]
+
+    def __str__(self):
+        return f"{self.rule}: {self.metric}={self.value}"

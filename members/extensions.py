@@ -29,6 +29,9 @@ EMPTY_VALUES = {
 FILTER_NAMES = ("tier", "segment", "lifecycle")
 _fields = ExtensionPoint("member_fields", "MemberField by name: a part of the member representation", keyed=True)
 _filters = ExtensionPoint("member_filters", "filter_queryset(queryset, value) by list filter name", keyed=True)
+# listener(member), called after a registration has committed (campaigns' registration bonus). A failing listener
+# is logged and does not undo the registration.
+member_registered = ExtensionPoint("member_registered", "listener(member) after a member's registration commits")
 
 
 def register_member_field(field: MemberField):

@@ -27,6 +27,11 @@ class EarnContext:
     lines: list = field(default_factory=list)
     event_type: str = ""
     preview: bool = False  # True: nothing may be written (purchase preview)
+    purchase: Any = None  # the purchase being recorded (None in a preview)
+    reference: str = ""  # what the points are for: the order_no, the event's key, the trigger
+    streak: int = 0  # sign_in: the consecutive days including this one
+    payload: dict = field(default_factory=dict)  # what else a trigger carries (a segment move's from and to)
+    actor: str = ""
 
 
 @dataclass

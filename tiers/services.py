@@ -167,6 +167,19 @@ def on_activity(activity):
     return {"growth_awarded": value, "tier_change": change}
 
 
+def book_campaign_growth(member_id, *, at, campaigns=1):
+    """Growth for taking part in campaigns (SPEC §3's campaign indicator: the policy's per_campaign for each
+    campaign a member first earns from). Called by campaigns inside the earn's transaction, under her account lock;
+    it books the entry only: the earn's own activity (purchase or event) recounts and upgrades after it."""
+    policy = growth_policy_for(member_id, at)
+    value = _floor(policy.per_campaign * campaigns) if policy else 0
+    if value:
+        GrowthEntry.objects.create(
+            member_id=member_id, kind="campaign", value=value, occurred_at=at, reference="campaign", policy=policy
+        )
+    return value
+
+
 def _refresh_cached_growth(member_id, at):
     """Recount the cached window growth after a refund. One UPDATE of that column alone: it locks the row
     itself and does not depend on what the row said (her account lock keeps the growth entries still)."""

@@ -1,6 +1,7 @@
 """Registering, updating, tagging and freezing members."""
 
 import hmac
+import logging
 import secrets
 
 from django.conf import settings
@@ -16,6 +17,9 @@ from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberSta
 CARD_NUMBER_LENGTH = 12
 ERASURE_KEY_PURPOSE = b"loyalty.members.ErasedIdentity"
 REFERRAL_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud at the counter
+
+
+logger = logging.getLogger(__name__)
 
 
 class MemberExists(DomainError):
@@ -156,6 +160,7 @@ def register_member(
                         "channel": member.channel,
                     },
                 )
+            _after_registration(member)
             return member
         except IntegrityError:
             existing = _existing_member(phone, external_id)
@@ -163,6 +168,16 @@ def register_member(
                 _raise_exists(existing)
             # A generated card number or referral code collided; draw again.
     raise RuntimeError("Could not generate a unique card number after 5 attempts.")
+
+
+def _after_registration(member):
+    from members.extensions import member_registered
+
+    for listener in member_registered:
+        try:
+            listener(member)
+        except Exception:  # the member is registered; a bonus that failed is logged, never a failed registration
+            logger.exception("a registration listener failed for member %s", member.pk)
 
 
 UPDATABLE_FIELDS = ("phone", "external_id", "name", "gender", "birthday", "email", "home_store")

@@ -19,7 +19,15 @@ from .configuration import (
     deactivate_earning_rule,
     deactivate_reward,
 )
-from .engagement import AlreadyReviewed, AlreadySignedIn, OrderNotEligible, award_birthday_points, record_event
+from .engagement import (
+    AlreadyReviewed,
+    AlreadySignedIn,
+    OrderNotEligible,
+    award_birthday_points,
+    award_trigger,
+    award_triggers,
+    record_event,
+)
 from .idempotency import AlreadyRecorded, IdempotencyConflict, IdempotencyKeyRequired, request_fingerprint
 from .ledger import InsufficientPoints, current_policy, expires_at_for
 from .maintenance import expire_points, release_pending
@@ -74,6 +82,8 @@ __all__ = [
     "adjust_points",
     "approve_adjustment",
     "award_birthday_points",
+    "award_trigger",
+    "award_triggers",
     "cancel_redemption",
     "change_earning_rule",
     "change_reward",

@@ -17,7 +17,7 @@ from points.models import EarningRule, Event, RuleChannel
 
 from . import idempotency
 from .earning import Award, apply_daily_cap, rule_for, with_modifiers
-from .ledger import current_policy, earn, expires_at_for, lock_account, save_account
+from .ledger import current_policy, earn, expires_at_for, lock_account, lock_accounts, save_account
 from .purchases import Outcome, _replay
 
 
@@ -110,15 +110,22 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
             done_today = Event.objects.filter(member=member, type=event_type, business_date=day).count()
             if done_today >= rule.daily_limit:
                 base, capped_by_count = 0, True
-        context = hooks.EarnContext(
-            member=member, channel=rule.channel, base_points=base, occurred_at=occurred_at, event_type=event_type
-        )
-        total, breakdown = with_modifiers(context)
-        if not capped_by_count:
+        if capped_by_count:  # past the rule's count for the day: nothing at all, campaign bonuses neither
+            total, breakdown = 0, [{"source": "base", "points": 0}]
+        else:
+            context = hooks.EarnContext(
+                member=member,
+                channel=rule.channel,
+                base_points=base,
+                occurred_at=occurred_at,
+                event_type=event_type,
+                reference=f"event:{scope}:{key}",
+                streak=account.sign_in_streak if event_type == RuleChannel.SIGN_IN else 0,
+                actor=actor,
+            )
+            total, breakdown = with_modifiers(context)
             total += sum(line["points"] for line in extra_lines)
             breakdown += extra_lines
-        else:
-            total, breakdown = 0, [{"source": "base", "points": 0}]
         policy = current_policy(now)
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=occurred_at)
         entry = None
@@ -181,7 +188,12 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
         rule = rule_for(RuleChannel.BIRTHDAY, at=now)
         policy = current_policy(now)
         context = hooks.EarnContext(
-            member=member, channel=RuleChannel.BIRTHDAY, base_points=rule.points, occurred_at=now
+            member=member,
+            channel=RuleChannel.BIRTHDAY,
+            base_points=rule.points,
+            occurred_at=now,
+            reference=f"birthday:{year}",
+            actor=actor,
         )
         total, breakdown = with_modifiers(context)
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
@@ -208,4 +220,71 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
             entry=entry,
         )
         save_account(account)
+    return award.points
+
+
+def award_trigger(*, member_id, trigger, reference, payload=None, actor):
+    """Points for something that is neither a purchase nor an event: a member registering, a member moving from
+    one RFM segment to another in the nightly run. The points come only from the earn modifiers (campaigns) for
+    the `trigger` channel, with base 0, under her account lock; available at once, subject to the daily cap.
+    Returns the points awarded (0 when nothing applies or she is not active)."""
+    with transaction.atomic(durable=True):
+        account = lock_account(member_id)
+        member = Member.objects.get(pk=member_id)
+        points = award_trigger_locked(
+            account, member, trigger=trigger, reference=reference, payload=payload, actor=actor
+        )
+        save_account(account)
+    return points
+
+
+def award_triggers(items, *, trigger, actor):
+    """award_trigger for many members inside the caller's transaction (a nightly job's chunk): their accounts
+    locked in one statement in id order, their rows read in one. `items`: {member_id: (reference, payload)}.
+    Returns {member_id: points} for those awarded."""
+    accounts = lock_accounts(list(items))
+    members = Member.objects.in_bulk(list(accounts))
+    awarded = {}
+    for member_id in sorted(accounts):
+        reference, payload = items[member_id]
+        points = award_trigger_locked(
+            accounts[member_id], members[member_id], trigger=trigger, reference=reference, payload=payload, actor=actor
+        )
+        if points:
+            save_account(accounts[member_id])
+            awarded[member_id] = points
+    return awarded
+
+
+def award_trigger_locked(account, member, *, trigger, reference, payload=None, actor):
+    """The award of award_trigger; the caller holds the member's account lock."""
+    if member.status != MemberStatus.ACTIVE:
+        return 0
+    now = timezone.now()
+    context = hooks.EarnContext(
+        member=member,
+        channel=trigger,
+        base_points=0,
+        occurred_at=now,
+        reference=reference,
+        payload=payload or {},
+        actor=actor,
+    )
+    total, breakdown = with_modifiers(context)
+    if total <= 0:
+        return 0
+    policy = current_policy(now)
+    award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
+    if award.points > 0:
+        earn(
+            account,
+            points=award.points,
+            actor=actor,
+            available_at=now,
+            expires_at=expires_at_for(policy, now),
+            reason=trigger,
+            reference=reference,
+            breakdown=award.breakdown,
+            now=now,
+        )
     return award.points

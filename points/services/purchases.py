@@ -92,7 +92,9 @@ def use_points_as_cash(account, *, policy, member, source, order_no, points, ord
     )
 
 
-def _purchase_award(account, *, member, policy, store, channel, paid_amount, lines, occurred_at, preview):
+def _purchase_award(
+    account, *, member, policy, store, channel, paid_amount, lines, occurred_at, preview, purchase=None, actor=""
+):
     rule = rule_for(RuleChannel.PURCHASE, at=occurred_at, store=store)
     base = purchase_base_points(rule, paid_amount, lines)
     context = hooks.EarnContext(
@@ -105,6 +107,9 @@ def _purchase_award(account, *, member, policy, store, channel, paid_amount, lin
         amount=paid_amount,
         lines=list(lines),
         preview=preview,
+        purchase=purchase,
+        reference=purchase.order_no if purchase else "",
+        actor=actor,
     )
     total, breakdown = with_modifiers(context)
     award = Award(
@@ -265,6 +270,8 @@ def _record_purchase(
             lines=lines,
             occurred_at=occurred_at,
             preview=False,
+            purchase=purchase,
+            actor=actor,
         )
         if award.points > 0:
             earn(
@@ -366,7 +373,15 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
     rule = rule_for(RuleChannel.REFERRAL, at=now)
     if rule is None or referrer.status != MemberStatus.ACTIVE or Event.objects.filter(referee=referee).exists():
         return
-    context = hooks.EarnContext(member=referrer, channel=RuleChannel.REFERRAL, base_points=rule.points, occurred_at=now)
+    context = hooks.EarnContext(
+        member=referrer,
+        channel=RuleChannel.REFERRAL,
+        base_points=rule.points,
+        occurred_at=now,
+        reference=f"referral:{referee.member_no}",
+        payload={"referee": referee.pk},
+        actor=actor,
+    )
     total, breakdown = with_modifiers(context)
     award = apply_daily_cap(referrer_account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
     entry = None
