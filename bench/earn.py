@@ -9,6 +9,7 @@ the baseline with the same number of clients in the same database, and finally `
     .venv/bin/python bench/earn.py                        # 16 clients, 20 s, summary block
     .venv/bin/python bench/earn.py --workers 3 --threads 4 --json
     .venv/bin/python bench/earn.py --breakdown 300        # no HTTP load: queries and cProfile of one purchase
+    .venv/bin/python bench/earn.py --campaigns 50         # the same with 50 running campaigns, 5 applying
 
 Standard library only (the manage.py and gunicorn subprocesses use .venv). Everything it starts it stops: the
 gunicorn process group it started, never anything else. See bench/README.md.
@@ -81,6 +82,46 @@ print("BENCH_PREP " + json.dumps({"key": key, "member_ids": ids}))
 
 # Runs in `manage.py shell -c`: one purchase and one summary read through Django's test Client (the full
 # middleware and DRF stack, no gunicorn), their SQL, then N purchases timed plainly and N more under cProfile.
+# --campaigns N: N running campaigns, of which `applying` apply to every bench purchase (three stacked multipliers,
+# one "best" multiplier and one with a budget far larger than the run needs); the others are purchase campaigns
+# that fail their targeting or conditions (two thirds for other stores, one third for another weekday), so that
+# each is evaluated on every purchase. Created through the marketers' service, as a marketer would.
+CAMPAIGNS_SNIPPET = r"""
+import json
+from datetime import timedelta
+from decimal import Decimal
+from django.utils import timezone
+from campaigns import services
+from loyalty.clock import business_tz
+from members.models import Store
+
+total, applying = __TOTAL__, __APPLYING__
+start = timezone.now() - timedelta(hours=1)
+other_day = timezone.now().astimezone(business_tz()).isoweekday() % 7 + 1
+others = [Store.objects.create(code=f"OTHER{i:02d}", name=f"Other store {i}") for i in range(10)]
+shapes = [
+    {"multiplier": Decimal("1.5")},
+    {"multiplier": Decimal("1.2")},
+    {"multiplier": Decimal("1.1")},
+    {"multiplier": Decimal("2"), "stacking": "best"},
+    {"multiplier": Decimal("1.3"), "budget_points": 2_000_000_000},
+]
+made = 0
+for i in range(total):
+    if i < applying:
+        values = dict(shapes[i % len(shapes)], target={"stores": ["__STORE__"]})
+    elif i % 3:
+        values = {"multiplier": Decimal("2"), "target": {"stores": [others[i % 10].code]}}
+    else:
+        values = {"multiplier": Decimal("2"), "conditions": {"weekdays": [other_day]}}
+    campaign = services.create_campaign(
+        actor="bench", values={"name": f"bench {i}", "kind": "multiplier", "starts_at": start, **values}
+    )
+    services.activate_campaign(actor="bench", campaign_id=campaign.pk)
+    made += 1
+print("BENCH_CAMPAIGNS " + json.dumps({"campaigns": made, "applying": min(applying, total)}))
+"""
+
 BREAKDOWN_SNIPPET = r"""
 import cProfile, json, pstats, random, time
 from django.db import connection
@@ -298,6 +339,16 @@ def parse_args(argv=None):
         "(other sessions' test runs skew the numbers) [off]",
     )
     parser.add_argument("--wait-max", type=float, default=600, help="longest wait for --wait-quiet [600]")
+    parser.add_argument(
+        "--campaigns",
+        type=int,
+        metavar="N",
+        default=0,
+        help="run with N active campaigns, of which --campaigns-applying apply to every purchase [0]",
+    )
+    parser.add_argument(
+        "--campaigns-applying", type=int, default=None, metavar="K", help="campaigns that apply [N // 10, at least 1]"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load [1]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the summary")
     args = parser.parse_args(argv)
@@ -306,6 +357,8 @@ def parse_args(argv=None):
     if args.clients < 1 or args.members < 1 or args.workers < 1 or args.threads < 1:
         parser.error("--clients, --members, --workers and --threads must be positive")
     args.read_clients = args.read_clients or args.clients
+    if args.campaigns_applying is None:
+        args.campaigns_applying = max(args.campaigns // 10, 1) if args.campaigns else 0
     return args
 
 
@@ -788,6 +841,8 @@ def run(args):
             "threads": args.threads,
             "worker_class": args.worker_class,
             "database": dsn,
+            "campaigns": args.campaigns,
+            "campaigns_applying": args.campaigns_applying,
         }
     }
     background, waited = background_cpu(), 0.0
@@ -809,6 +864,14 @@ def run(args):
     prepared = prepare(env, args.members)
     member_ids = prepared["member_ids"]
     result["prepare_seconds"] = round(time.perf_counter() - started, 1)
+    if args.campaigns:
+        log(f"creating {args.campaigns} campaigns, {args.campaigns_applying} of them applying to every purchase")
+        snippet = (
+            CAMPAIGNS_SNIPPET.replace("__TOTAL__", str(args.campaigns))
+            .replace("__APPLYING__", str(args.campaigns_applying))
+            .replace("__STORE__", STORE_CODE)
+        )
+        result["campaigns"] = shell_json(env, snippet, "BENCH_CAMPAIGNS")
 
     if args.breakdown:
         log(f"in-process breakdown over {args.breakdown} purchases and reads")
@@ -921,7 +984,12 @@ def summary_text(result):
         f"(load {machine['loadavg_1m_at_start']})"
         f"; synchronous_commit {machine['postgres']['synchronous_commit']}, fsync {machine['postgres']['fsync']}",
         f"settings    gunicorn {config['worker_class']} {config['workers']} workers x {config['threads']} "
-        f"threads; {config['clients']} clients; {config['members']} members; db {config['database']}",
+        f"threads; {config['clients']} clients; {config['members']} members; db {config['database']}"
+        + (
+            f"; {config['campaigns']} campaigns running, {config['campaigns_applying']} applying"
+            if config.get("campaigns")
+            else ""
+        ),
     ]
     if "breakdown" in result:
         b = result["breakdown"]

@@ -9,7 +9,11 @@ sees every change committed before them:
 2. her member tier row (`tiers.services.lock_member_tiers`);
 3. her stored-value account (when that app exists);
 4. her member row itself (status, identifiers);
-5. anything else (purchases, redemptions, reward stock by conditional UPDATE, tags).
+5. anything else (purchases, redemptions, reward stock by conditional UPDATE, tags), and last the rows shared by
+   many members that an earn may take: a campaign's budget row (`campaigns.services.budgets.take`), several in
+   campaign-id order. A referral's second earn (the referrer's campaigns) comes after the first's; the rare
+   deadlock this allows against a purchase whose own campaigns took the same rows in the other order is detected
+   by PostgreSQL and answered 503 `temporarily_unavailable` with Retry-After (the retry is idempotent).
 
 Several members (a referral, a transfer, a merge): each step for all of them in member-id order before the next
 step (both accounts in id order, then both tier rows in id order, ...). Checks on what these rows say (status,
