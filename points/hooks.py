@@ -32,6 +32,8 @@ class EarnContext:
     streak: int = 0  # sign_in: the consecutive days including this one
     payload: dict = field(default_factory=dict)  # what else a trigger carries (a segment move's from and to)
     actor: str = ""
+    cap_left: int | None = None  # what the member's daily cap leaves today (None: not capped)
+    earlier: list = field(default_factory=list)  # the breakdown lines before this modifier's (base, tier, ...)
 
 
 @dataclass
@@ -71,6 +73,7 @@ def register_redemption_check(check):
 def earn_breakdown(context):
     lines = [{"source": "base", "points": context.base_points}]
     for modifier in _earn_modifiers:
+        context.earlier = list(lines)
         lines.extend(line for line in modifier(context) if line.get("points"))
     return lines
 

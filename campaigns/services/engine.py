@@ -13,9 +13,10 @@ after the member's account is locked, so a member's caps, assignments and awards
   factors before it), bonuses add.
 - A member in a campaign's holdout gets nothing from it, and it neither blocks nor stacks for her: as if it did not
   exist. Her assignment is recorded all the same (the results compare the groups).
-- Limits, checked for each line in campaign-id order: the per-member cap (for the campaign and per period, net of
-  what refunds took back), then the total budget (campaigns.services.budgets: a locked update that never lets the
-  total pass the budget). A line is cut to what is left; a line cut to 0 is dropped.
+- Limits: the per-member caps (for the campaign and per period, net of what refunds took back), then what the
+  member's daily points cap leaves after the base and tier lines (in priority order), then the total budget, taken
+  in campaign-id order (campaigns.services.budgets: a locked update that never lets the total pass the budget). A
+  line is cut to what is left; a line cut to 0 is dropped. So a budget is charged only with points given.
 """
 
 from dataclasses import dataclass
@@ -442,6 +443,17 @@ def _apply_member_caps(offers, member_id, day):
             offer.points = min(offer.points, max(left, 0))
 
 
+def _apply_daily_cap(offers, context):
+    """Cut the lines, in priority order, to what the member's daily cap leaves after the lines before them (base,
+    tier), so that a budget is charged only with points the member really gets."""
+    if context.cap_left is None:
+        return
+    left = context.cap_left - sum(line["points"] for line in context.earlier)
+    for offer in offers:
+        offer.points = max(min(offer.points, left), 0)
+        left -= offer.points
+
+
 def campaign_lines(context):
     """Earn modifier: the campaign lines of an earn (`campaign:<id>` with `campaign_name`), recorded as awards."""
     campaigns = running_campaigns(context.channel)
@@ -474,6 +486,7 @@ def campaign_lines(context):
     if not context.preview:
         _record_assignments(assigned, context.member.pk)
     _apply_member_caps(chosen, context.member.pk, day)
+    _apply_daily_cap(chosen, context)
     chosen = [offer for offer in chosen if offer.points > 0]
     if context.preview:
         for offer in chosen:

@@ -86,6 +86,13 @@ def with_modifiers(context):
     return sum(line["points"] for line in breakdown), breakdown
 
 
+def daily_cap_left(account, *, policy, at):
+    """What the member's daily cap leaves on the business date of `at` (her account read under its lock)."""
+    day = business_date(at)
+    earned_today = account.earned_on_cap_date if account.cap_date == day else 0
+    return max(policy.daily_cap - earned_today, 0)
+
+
 def apply_daily_cap(account, award, *, policy, at, preview=False):
     """Cut the award to what is left of the member's daily cap on the business date of `at` and book it on
     the (locked) account. SPEC: hitting the cap raises an alert (logged here; reports turns it into one)."""

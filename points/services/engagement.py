@@ -16,7 +16,7 @@ from points import hooks
 from points.models import EarningRule, Event, RuleChannel
 
 from . import idempotency
-from .earning import Award, apply_daily_cap, rule_for, with_modifiers
+from .earning import Award, apply_daily_cap, daily_cap_left, rule_for, with_modifiers
 from .ledger import current_policy, earn, expires_at_for, lock_account, lock_accounts, save_account
 from .purchases import Outcome, _replay
 
@@ -110,6 +110,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
             done_today = Event.objects.filter(member=member, type=event_type, business_date=day).count()
             if done_today >= rule.daily_limit:
                 base, capped_by_count = 0, True
+        policy = current_policy(now)
         if capped_by_count:  # past the rule's count for the day: nothing at all, campaign bonuses neither
             total, breakdown = 0, [{"source": "base", "points": 0}]
         else:
@@ -122,11 +123,11 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
                 reference=f"event:{scope}:{key}",
                 streak=account.sign_in_streak if event_type == RuleChannel.SIGN_IN else 0,
                 actor=actor,
+                cap_left=daily_cap_left(account, policy=policy, at=occurred_at),
             )
             total, breakdown = with_modifiers(context)
             total += sum(line["points"] for line in extra_lines)
             breakdown += extra_lines
-        policy = current_policy(now)
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=occurred_at)
         entry = None
         if award.points > 0:
@@ -194,6 +195,7 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
             occurred_at=now,
             reference=f"birthday:{year}",
             actor=actor,
+            cap_left=daily_cap_left(account, policy=policy, at=now),
         )
         total, breakdown = with_modifiers(context)
         award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
@@ -261,6 +263,7 @@ def award_trigger_locked(account, member, *, trigger, reference, payload=None, a
     if member.status != MemberStatus.ACTIVE:
         return 0
     now = timezone.now()
+    policy = current_policy(now)
     context = hooks.EarnContext(
         member=member,
         channel=trigger,
@@ -269,11 +272,11 @@ def award_trigger_locked(account, member, *, trigger, reference, payload=None, a
         reference=reference,
         payload=payload or {},
         actor=actor,
+        cap_left=daily_cap_left(account, policy=policy, at=now),
     )
     total, breakdown = with_modifiers(context)
     if total <= 0:
         return 0
-    policy = current_policy(now)
     award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
     if award.points > 0:
         earn(

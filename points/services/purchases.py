@@ -16,7 +16,7 @@ from points import hooks
 from points.models import Deduction, EntryKind, Event, RuleChannel
 
 from . import idempotency
-from .earning import Award, apply_daily_cap, purchase_base_points, rule_for, with_modifiers
+from .earning import Award, apply_daily_cap, daily_cap_left, purchase_base_points, rule_for, with_modifiers
 from .ledger import claw_back, current_policy, earn, expires_at_for, give_back, lock_accounts, save_account, spend
 
 
@@ -110,6 +110,7 @@ def _purchase_award(
         purchase=purchase,
         reference=purchase.order_no if purchase else "",
         actor=actor,
+        cap_left=daily_cap_left(account, policy=policy, at=timezone.now()),
     )
     total, breakdown = with_modifiers(context)
     award = Award(
@@ -381,6 +382,7 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
         reference=f"referral:{referee.member_no}",
         payload={"referee": referee.pk},
         actor=actor,
+        cap_left=daily_cap_left(referrer_account, policy=policy, at=now),
     )
     total, breakdown = with_modifiers(context)
     award = apply_daily_cap(referrer_account, Award(points=total, breakdown=breakdown), policy=policy, at=now)

@@ -274,3 +274,20 @@ def test_a_store_of_no_campaign_costs_nothing(member):
     running_campaign(multiplier=Decimal("2"), target={"stores": ["A001"]})
     assert campaign_lines(purchase(member, 100, store=store)) == {}
     assert CampaignAssignment.objects.count() == 0
+
+
+def test_the_daily_cap_cuts_campaign_lines_before_the_budget_is_charged(member, store_a):
+    from points.models import PointsPolicy
+
+    PointsPolicy.objects.create(valid_from=timezone.now() - timedelta(days=1), daily_cap=150)
+    budgeted = running_campaign(multiplier=Decimal("2"), budget_points=1000)
+    result = purchase(member, 100, store=store_a)
+    assert result["points"]["breakdown"] == [
+        {"source": "base", "points": 100},
+        {"source": f"campaign:{budgeted.pk}", "points": 50, "campaign_name": budgeted.name},
+    ]
+    budgeted.refresh_from_db()
+    assert budgeted.budget_used == 50
+    assert campaign_lines(purchase(member, 100, store=store_a)) == {}
+    budgeted.refresh_from_db()
+    assert budgeted.budget_used == 50
