@@ -14,4 +14,7 @@ class CampaignsConfig(AppConfig):
         hooks.register_earn_modifier(engine.campaign_lines)
         hooks.register_activity_listener(engine.return_refunded_points)
         member_registered.register(triggers.on_member_registered)
+        from members.services.merge import merge_steps
+
+        merge_steps.register(triggers.move_campaign_history)  # after points and tiers (INSTALLED_APPS order)
         triggers.register_jobs()

@@ -124,3 +124,20 @@ def register_jobs():
             chunk_size=20_000,
         )
     )
+
+
+def move_campaign_history(merge):
+    """A member merge's campaigns part (members.services.merge.merge_steps): the duplicate's awards move to the
+    survivor, so the survivor's caps count them and a refund of a moved purchase returns its campaign points;
+    her assignments move where the survivor has none in that campaign (the survivor keeps her own group)."""
+    from campaigns.models import CampaignAssignment
+
+    survivor, duplicate = merge.survivor, merge.duplicate
+    awards = CampaignAward.objects.filter(member_id=duplicate.pk).update(member_id=survivor.pk)
+    theirs = CampaignAssignment.objects.filter(member_id=survivor.pk).values("campaign_id")
+    assignments = (
+        CampaignAssignment.objects.filter(member_id=duplicate.pk)
+        .exclude(campaign_id__in=theirs)
+        .update(member_id=survivor.pk)
+    )
+    return {"campaign_awards": awards, "campaign_assignments": assignments} if awards or assignments else {}

@@ -291,3 +291,15 @@ def test_the_daily_cap_cuts_campaign_lines_before_the_budget_is_charged(member, 
     assert campaign_lines(purchase(member, 100, store=store_a)) == {}
     budgeted.refresh_from_db()
     assert budgeted.budget_used == 50
+
+
+def test_a_merge_moves_the_duplicates_awards_so_the_survivors_cap_counts_them(store_a):
+    from members.services.merge import merge_members
+
+    survivor, duplicate = MemberFactory.create_batch(2, home_store=store_a)
+    capped = running_campaign(multiplier=Decimal("2"), per_member_cap=150)
+    purchase(duplicate, 100, store=store_a)
+    outcome = merge_members(actor="staff:boss", survivor_id=survivor.pk, duplicate_id=duplicate.pk, reason="same")
+    assert (outcome.result["moved"]["campaign_awards"], outcome.result["moved"]["campaign_assignments"]) == (1, 1)
+    assert list(CampaignAward.objects.values_list("member_id", flat=True)) == [survivor.pk]
+    assert campaign_lines(purchase(survivor, 100, store=store_a)) == {capped.pk: 50}
