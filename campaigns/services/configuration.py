@@ -214,6 +214,24 @@ def _normalise_target(target):
     return {key: [str(code) for code in (target or {}).get(key) or []] for key in TARGET_KEYS}
 
 
+def _normalised(values):
+    """Values as the campaign keeps them: a target with every key, variants with every field."""
+    values = dict(values)
+    if "target" in values:
+        values["target"] = _normalise_target(values["target"])
+    if "variants" in values:
+        values["variants"] = [
+            {
+                "code": v["code"],
+                "weight": v["weight"],
+                "multiplier": v.get("multiplier"),
+                "bonus_points": v.get("bonus_points"),
+            }
+            for v in values["variants"] or []
+        ]
+    return values
+
+
 def _lock(campaign_id):
     campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
     if campaign is None:
@@ -249,8 +267,7 @@ def _write_variants(campaign, variants):
 
 
 def create_campaign(*, actor, values):
-    values = dict(values)
-    values["target"] = _normalise_target(values.get("target"))
+    values = _normalised({**values, "target": values.get("target")})
     check_terms(values)
     variants = values.pop("variants", None) or []
     with transaction.atomic(durable=True):
@@ -267,9 +284,8 @@ def change_campaign(*, actor, campaign_id, changes):
         now = timezone.now()
         status = campaign.status_at(now)
         old = _terms_of(campaign)
+        changes = _normalised(changes)
         changed = {name for name, value in changes.items() if old.get(name) != value}
-        if "target" in changes:
-            changes = {**changes, "target": _normalise_target(changes["target"])}
         if status == CampaignStatus.ENDED:
             raise CampaignEnded()
         if status in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED) and changed & set(TERMS):

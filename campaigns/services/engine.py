@@ -19,6 +19,7 @@ after the member's account is locked, so a member's caps, assignments and awards
   line is cut to what is left; a line cut to 0 is dropped. So a budget is charged only with points given.
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -518,6 +519,13 @@ def _record_assignments(assigned, member_id):
     )
 
 
+def _reference(reference):
+    """The award's reference as stored (at most 120 characters: a long idempotency key is kept as its digest)."""
+    if len(reference) <= 120:
+        return reference
+    return f"{reference.split(':', 1)[0]}:sha256:{hashlib.sha256(reference.encode()).hexdigest()}"
+
+
 def _record_awards(chosen, context, day):
     if not chosen:
         return
@@ -536,7 +544,7 @@ def _record_awards(chosen, context, day):
                 group=offer.group,
                 points=offer.points,
                 purchase=purchase,
-                reference="" if purchase else context.reference,
+                reference="" if purchase else _reference(context.reference),
                 business_date=day,
                 created_at=timezone.now(),
             )

@@ -303,3 +303,10 @@ def test_a_merge_moves_the_duplicates_awards_so_the_survivors_cap_counts_them(st
     assert (outcome.result["moved"]["campaign_awards"], outcome.result["moved"]["campaign_assignments"]) == (1, 1)
     assert list(CampaignAward.objects.values_list("member_id", flat=True)) == [survivor.pk]
     assert campaign_lines(purchase(survivor, 100, store=store_a)) == {capped.pk: 50}
+
+
+def test_an_event_with_a_long_idempotency_key_keeps_its_award_reference_short(member):
+    share = running_campaign(kind="bonus", bonus_points=3, trigger={"action": "share"})
+    assert campaign_lines(event(member, "share", key="k" * 200)) == {share.pk: 3}
+    reference = CampaignAward.objects.get().reference
+    assert reference.startswith("event:sha256:") and len(reference) == len("event:sha256:") + 64
