@@ -49,6 +49,7 @@ TARGET_RATIO, TARGET_P99_MS, TARGET_READS = 0.20, 100.0, 1000.0
 PREP_SNIPPET = r"""
 import json
 from members.models import Member, Store
+from loyalty.access import CLIENT_SCOPES
 from loyalty.credentials import create_api_client
 from members.services.membership import REFERRAL_ALPHABET, _luhn_check_digit
 from points.models import PointsAccount
@@ -76,7 +77,8 @@ for start in range(0, count, batch):
     ])
 ids = list(Member.objects.order_by("id").values_list("id", flat=True))
 PointsAccount.objects.bulk_create([PointsAccount(member_id=i) for i in ids], batch_size=batch)
-client, key = create_api_client(name="bench client")
+# For all stores, as keys bound to no store were before `all_stores` (the figures stay comparable).
+client, key = create_api_client(name="bench client", all_stores=True, scopes=sorted(CLIENT_SCOPES))
 print("BENCH_PREP " + json.dumps({"key": key, "member_ids": ids}))
 """
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK = "admin", "marketer", "clerk"
 STAFF_ROLES = (ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK)
 
-# Scopes a client app may be given; `create_api_client` grants all of them unless told otherwise.
+# Scopes a client app may be given; `create_api_client` grants exactly those it is given.
 CLIENT_SCOPES = {
     "members:read": "look members up",
     "members:write": "register and update members, tag them",
@@ -32,7 +32,7 @@ class ClientAppPrincipal:
     def __init__(self, client, store_ids):
         self.client = client
         self.pk = client.pk
-        self.store_ids = store_ids  # frozenset of store ids, or None for every store
+        self.store_ids = store_ids  # frozenset of store ids (empty: no store), or None: all stores (all_stores)
         self.scopes = frozenset(client.scopes or ())
 
     def __str__(self):
@@ -74,7 +74,8 @@ def staff_role(user):
 
 @dataclass(frozen=True)
 class Access:
-    """What the caller may touch: `store_ids` None means every store. `actor` labels ledger and audit rows."""
+    """What the caller may touch: `store_ids` None means every store, an empty set none. `actor` labels ledger and
+    audit rows."""
 
     kind: str  # staff | client | member
     actor: str

@@ -194,23 +194,37 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class ApiClientForm(forms.ModelForm):
+    """The stores a client acts for and its scopes are chosen, never assumed: some stores or "all stores" (not
+    both, not neither), and at least one scope (none ticked in advance)."""
+
     scopes = forms.MultipleChoiceField(
         choices=sorted(CLIENT_SCOPES.items()),
         widget=forms.CheckboxSelectMultiple,
-        required=False,
-        initial=sorted(CLIENT_SCOPES),
     )
 
     class Meta:
         model = ApiClient
-        fields = ["name", "stores", "scopes", "is_active"]
+        fields = ["name", "stores", "all_stores", "scopes", "is_active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        stores, all_stores = cleaned.get("stores"), cleaned.get("all_stores")
+        if "stores" in self.errors:
+            return cleaned
+        if all_stores and stores:
+            self.add_error(
+                "stores", _("A client for all stores is bound to no particular store: choose one or the other.")
+            )
+        elif not all_stores and not stores:
+            self.add_error("stores", _("Choose the stores the client acts for, or tick “all stores”."))
+        return cleaned
 
 
 @admin.register(ApiClient)
 class ApiClientAdmin(ServiceAdmin):
     form = ApiClientForm
-    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
-    list_filter = ["is_active"]
+    list_display = ["name", "prefix", "all_stores", "is_active", "created_at", "last_used_at"]
+    list_filter = ["is_active", "all_stores"]
     search_fields = ["name", "prefix"]
     filter_horizontal = ["stores"]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
@@ -222,7 +236,8 @@ class ApiClientAdmin(ServiceAdmin):
             return
         client, key = create_api_client(
             name=form.cleaned_data["name"],
-            stores=[],
+            stores=form.cleaned_data["stores"],
+            all_stores=form.cleaned_data["all_stores"],
             scopes=form.cleaned_data["scopes"],
             is_active=form.cleaned_data["is_active"],
         )

@@ -65,6 +65,10 @@ class IsStaffOrClientApp(permissions.BasePermission):
             self.message = "A member token reaches only /api/v1/me/."
             return False
         if isinstance(user, ClientAppPrincipal):
+            if user.store_ids is not None and not user.store_ids:
+                # Bound to no store and not to all stores: it acts for nobody (never "every store" by default).
+                self.message = "This API key is bound to no store: an admin binds it to stores, or to all stores."
+                return False
             scope = _required(view, request, "client_scopes")
             if scope is None:
                 self.message = "Client apps cannot use this endpoint."

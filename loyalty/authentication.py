@@ -38,7 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if found is None:
             raise exceptions.AuthenticationFailed("Invalid or inactive API key.")
         client, store_ids = found
-        return ClientAppPrincipal(client, store_ids or None), client
+        return ClientAppPrincipal(client, store_ids), client
 
     def authenticate_header(self, request):
         return self.keyword

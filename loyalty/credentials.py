@@ -25,18 +25,36 @@ def _sha256(value):
 # --- Client apps ----------------------------------------------------------------------------------------------
 
 
-def create_api_client(*, name, stores=(), scopes=None, is_active=True):
-    """Create a client app and return (client, key). The key is shown once; only its hash is kept."""
-    scopes = sorted(CLIENT_SCOPES) if scopes is None else sorted(set(scopes))
+def create_api_client(*, name, scopes, stores=(), all_stores=False, is_active=True):
+    """Create a client app and return (client, key). The key is shown once; only its hash is kept.
+
+    The client gets exactly the `scopes` given and acts for exactly the `stores` given, or for every store with
+    `all_stores=True`; nothing is assumed: no stores and no `all_stores`, both, or an unknown scope raise
+    InvalidInput."""
+    if isinstance(scopes, str) or not isinstance(scopes, list | tuple | set | frozenset):
+        raise InvalidInput({"scopes": ["Give the list of scopes the client may use."]})
+    scopes = sorted(set(scopes))
     unknown = [scope for scope in scopes if scope not in CLIENT_SCOPES]
     if unknown:
         raise InvalidInput({"scopes": [f"Unknown scope(s): {', '.join(unknown)}."]})
+    stores = list(stores)
+    if all_stores and stores:
+        raise InvalidInput(
+            {"stores": ["A client for all stores is bound to no particular store: give one or the other."]}
+        )
+    if not all_stores and not stores:
+        raise InvalidInput({"stores": ["Give the stores the client acts for, or all stores."]})
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}.{secret}"
     with transaction.atomic(durable=True):
         client = ApiClient.objects.create(
-            name=name, prefix=prefix, key_hash=_sha256(key), scopes=scopes, is_active=is_active
+            name=name,
+            prefix=prefix,
+            key_hash=_sha256(key),
+            scopes=scopes,
+            all_stores=all_stores,
+            is_active=is_active,
         )
         client.stores.set(stores)
     return client, key
@@ -51,19 +69,24 @@ def rotate_api_key(client):
     return key
 
 
+def _store_ids(client):
+    """None for a client of all stores, else the ids of its stores (empty: it acts for no store)."""
+    return None if client.all_stores else frozenset(store.pk for store in client.stores.all())
+
+
 def _active_clients():
     """Active client apps by key prefix, with their store ids (cached: every API request needs them)."""
 
     def load():
         clients = ApiClient.objects.filter(is_active=True).prefetch_related("stores")
-        return {client.prefix: (client, frozenset(store.pk for store in client.stores.all())) for client in clients}
+        return {client.prefix: (client, _store_ids(client)) for client in clients}
 
     return cached("members.api_clients", load, models=[ApiClient, ApiClient.stores.through])
 
 
 def authenticate_api_key(key):
-    """(ApiClient, store ids) for an active key, or None. Constant-time comparison of the hashes. A key
-    deactivated or rotated in another process stops working within CONFIG_CACHE_SECONDS."""
+    """(ApiClient, store ids: None for all stores) for an active key, or None. Constant-time comparison of the
+    hashes. A key deactivated or rotated in another process stops working within CONFIG_CACHE_SECONDS."""
     head, _, _ = key.partition(".")
     if not head.startswith(f"{API_KEY_PREFIX}_"):
         return None

@@ -15,6 +15,9 @@ class ApiClient(models.Model):
 
     Only a SHA-256 hash of the key is stored. The keys are 256-bit random strings, so a fast hash is as safe as a
     slow one and keeps authentication off the hot path; `prefix` finds the row without scanning.
+
+    A client acts for the stores it is bound to, or for every store when `all_stores` is set, never by default: a
+    client bound to no store and without `all_stores` acts for no store and no member (every request 403).
     """
 
     name = models.CharField(_("name"), max_length=100, unique=True)
@@ -25,7 +28,15 @@ class ApiClient(models.Model):
         blank=True,
         related_name="api_clients",
         verbose_name=_("stores"),
-        help_text=_("Empty: the client may act for every store."),
+        help_text=_("The stores the client acts for (leave empty with “all stores”)."),
+    )
+    all_stores = models.BooleanField(
+        _("all stores"),
+        default=False,
+        help_text=_(
+            "The client acts for every store, present and future (a mini-program or e-shop). Off: only for the "
+            "stores chosen; with none chosen, for no store at all."
+        ),
     )
     scopes = models.JSONField(_("scopes"), default=list, blank=True)
     is_active = models.BooleanField(_("active"), default=True)

@@ -1,8 +1,11 @@
-"""The staff roles as Django groups, with the model permissions each needs in the admin.
+"""The staff roles as Django groups, with the model permissions each needs in the admin, and who may change a
+staff account's powers.
 
 Kept in step on every `migrate` (post_migrate), so a permission added by a later app lands in its group too.
 A clerk works at the counter (members of her stores, tags on them, the message log); a marketer also shapes
-tags, rules, rewards and campaigns; an admin may do everything in the loyalty apps and the job schedule.
+tags, rules, rewards and campaigns; an admin may do everything in the loyalty apps and the job schedule, staff
+accounts included, but not their powers: only a superuser grants the superuser flag, roles (groups) and
+permissions, and an admin changes only accounts whose powers are within her own (see may_manage_staff).
 """
 
 from django.contrib.auth.models import Group, Permission
@@ -71,3 +74,49 @@ def sync_role_groups(**kwargs):
             Q(content_type__app_label__in=LOYALTY_APPS) | Q(content_type__app_label="django_celery_beat")
         ).exclude(content_type__model__in=["stafftoken", "otpchallenge"])
     )
+
+
+# --- Staff accounts' powers -------------------------------------------------------------------------------------
+
+# The fields of a staff account that grant powers: only a superuser edits them (an admin sees them read-only).
+STAFF_POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
+
+
+def held_permissions(user):
+    """The permissions a staff account holds ("app_label.codename"), its own and its groups', whether or not it is
+    active (reactivating it gives them back); None for a superuser, who holds them all."""
+    if user.is_superuser:
+        return None
+    held = (
+        Permission.objects.filter(Q(user=user) | Q(group__user=user))
+        .values_list("content_type__app_label", "codename")
+        .distinct()
+    )
+    return {f"{app_label}.{codename}" for app_label, codename in held}
+
+
+def may_manage_staff(editor, account):
+    """Whether `editor` may change or delete the staff `account` (its password and activation among the rest): a
+    superuser any account; anyone else only an account whose powers are within her own, never a superuser's, so
+    taking an account over gives her nothing she does not have."""
+    if editor.is_superuser:
+        return True
+    if account.is_superuser:
+        return False
+    if account.pk == editor.pk:
+        return True
+    return held_permissions(account) <= held_permissions(editor)
+
+
+def staff_access(user):
+    """What a staff account may do, as the audit log keeps it (staff_access.changed)."""
+    return {
+        "is_active": user.is_active,
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "groups": sorted(user.groups.values_list("name", flat=True)),
+        "user_permissions": sorted(
+            f"{app_label}.{codename}"
+            for app_label, codename in user.user_permissions.values_list("content_type__app_label", "codename")
+        ),
+    }

@@ -16,8 +16,10 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceAdmin, admin_actor, clerk_store_ids
+from loyalty.audit import record_audit
 from loyalty.errors import DomainError
 from loyalty.login_guard import unlock_staff_login
+from loyalty.roles import STAFF_POWER_FIELDS, may_manage_staff, staff_access
 from members import services
 from members.extensions import represent_member_field
 from members.filters import found_as
@@ -380,11 +382,57 @@ class MemberAdmin(ServiceAdmin):
 
 @admin.register(StaffUser)
 class StaffUserAdmin(UserAdmin):
+    """Staff accounts. An admin who is no superuser sees their powers (superuser flag, roles, permissions) read-only
+    and changes only accounts whose powers are within her own (loyalty.roles.may_manage_staff): a forged post of
+    `is_superuser=on` is ignored, and a superuser's account (its password too) is refused with 403. A change of an
+    account's access (flags, roles, permissions) is audited as staff_access.changed."""
+
     fieldsets = [*UserAdmin.fieldsets, (_("Stores"), {"fields": ["stores"]})]
     filter_horizontal = [*UserAdmin.filter_horizontal, "stores"]
     list_display = ["username", "first_name", "last_name", "is_staff", "is_active"]
     list_filter = [*UserAdmin.list_filter, "stores"]
     actions = ["unlock_logins"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly += [name for name in STAFF_POWER_FIELDS if name not in readonly]
+        return readonly
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or may_manage_staff(request.user, obj))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or may_manage_staff(request.user, obj))
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("delete_selected", None)  # a bulk delete checks no account; one by one, each is checked
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            request.staff_access_before = staff_access(type(obj).objects.get(pk=obj.pk))
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        before = getattr(request, "staff_access_before", None)
+        if before is None:
+            return
+        after = staff_access(form.instance)
+        if after != before:  # inside the change form's transaction: saved together or not at all
+            changed = [name for name in after if after[name] != before[name]]
+            record_audit(
+                actor=admin_actor(request),
+                action="staff_access.changed",
+                target=form.instance,
+                old={name: before[name] for name in changed},
+                new={name: after[name] for name in changed},
+            )
 
     @admin.action(description=_("Unlock the login of the selected staff users"), permissions=["change"])
     def unlock_logins(self, request, queryset):

@@ -19,6 +19,7 @@ from loyalty.clock import end_of_business_day, start_of_business_day
 from members.models import Gender, Lifecycle, Segment
 
 MAX_DEPTH = 5
+MAX_AMOUNT = Decimal("999999999999.99")  # the largest purchase amount (14 digits, 2 decimal places)
 
 
 class InvalidRule(ValueError):
@@ -52,20 +53,38 @@ def _compile(rule, as_of, rfm_date, depth):
         if set(rule) != {"not"}:
             raise InvalidRule('"not" takes one rule.')
         sql, params = _compile(rule["not"], as_of, rfm_date, depth + 1)
-        return f"(NOT {sql})", params
+        return f"(NOT ({sql}))", params
     if len(rule) != 1 and not ({"bought_category", "days"} >= set(rule)):
         raise InvalidRule('Combine several conditions with "all" or "any".')
     name = next(iter(rule)) if "bought_category" not in rule else "bought_category"
     builder = CONDITIONS.get(name)
     if builder is None:
         raise InvalidRule(f"Unknown condition {name!r}; conditions: {', '.join(sorted(CONDITIONS))}.")
-    return builder(rule, as_of, rfm_date)
+    sql, params = builder(rule, as_of, rfm_date)
+    # Every condition is one parenthesised term, so NOT, AND and OR around it apply to all of it.
+    return f"({sql})", params
 
 
 def _int(value, what, low, high):
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidRule(f"{what} must be a whole number from {low} to {high}.")
     return value
+
+
+def _amount(value, what):
+    """A money amount from 0 to MAX_AMOUNT: a number or a decimal string; never NaN or Infinity (a NaN minimum
+    matched nobody on PostgreSQL and everybody on SQLite, and the admin's JSON field could not even store it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.") from None
+    if not amount.is_finite():
+        raise InvalidRule(f"{what} must be a finite amount (not NaN or Infinity).")
+    if not 0 <= amount <= MAX_AMOUNT:
+        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.")
+    return amount
 
 
 def _codes(value, what, allowed=None):
@@ -122,10 +141,7 @@ def _spent(rule, as_of, rfm_date):
     spec = rule["spent"]
     if not isinstance(spec, dict) or "min" not in spec:
         raise InvalidRule('spent takes {"min": amount, "days": n}.')
-    try:
-        minimum = Decimal(str(spec["min"]))
-    except InvalidOperation:
-        raise InvalidRule("spent min must be an amount.") from None
+    minimum = _amount(spec["min"], "spent.min")
     days = _int(spec.get("days", 365), "days", 1, 3650)
     return (
         "(SELECT COALESCE(SUM(p.amount - p.refunded_amount), 0) FROM members_purchase p "
@@ -158,7 +174,7 @@ def _store(rule, as_of, rfm_date):
 
 def _joined_within_days(rule, as_of, rfm_date):
     days = _int(rule["joined_within_days"], "joined_within_days", 1, 3650)
-    return "m.joined_at >= %s AND m.joined_at < %s", [
+    return "(m.joined_at >= %s AND m.joined_at < %s)", [
         start_of_business_day(as_of - timedelta(days=days - 1)),
         end_of_business_day(as_of),
     ]

@@ -4,11 +4,13 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from loyalty.access import CLIENT_SCOPES
 from loyalty.credentials import create_api_client, issue_staff_token
 from members.services import issue_member_tokens
 from tests.factories import MemberFactory, StaffUserFactory, StoreFactory
 
 PASSWORD = "correct horse battery"
+ALL_SCOPES = sorted(CLIENT_SCOPES)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -105,14 +107,14 @@ def marketer_api(db):
 @pytest.fixture
 def pos_a(store_a):
     """A client app bound to store A, with every scope."""
-    _, key = create_api_client(name="POS A", stores=[store_a])
+    _, key = create_api_client(name="POS A", stores=[store_a], scopes=ALL_SCOPES)
     return _client(HTTP_AUTHORIZATION=f"Api-Key {key}")
 
 
 @pytest.fixture
 def app_client(db):
-    """A client app bound to no store (the mini-program backend)."""
-    _, key = create_api_client(name="Mini-program")
+    """A client app for all stores (the mini-program backend), with every scope."""
+    _, key = create_api_client(name="Mini-program", all_stores=True, scopes=ALL_SCOPES)
     return _client(HTTP_AUTHORIZATION=f"Api-Key {key}")
 
 

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from loyalty.credentials import create_api_client
 from members.models import Purchase
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
+from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
 from tests.faults.conftest import assert_temporarily_unavailable, call, sessions, terminate, wait_for
 from tiers.models import GrowthEntry
@@ -42,7 +43,7 @@ def member(store_a):
 
 @pytest.fixture
 def api_key(store_a):
-    return create_api_client(name="POS")[1]
+    return create_api_client(name="POS", all_stores=True, scopes=ALL_SCOPES)[1]
 
 
 def pos(key):

@@ -14,6 +14,7 @@ from loyalty.credentials import create_api_client
 from members.models import Purchase
 from points.audit import ledger_mismatches
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
+from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
 from tests.faults.conftest import call, observer, sessions, terminate
 
@@ -56,7 +57,7 @@ class Killer(threading.Thread):
 
 def test_purchases_survive_sessions_terminated_mid_transaction(start_gunicorn, store_a):
     members = MemberFactory.create_batch(3, home_store=store_a)
-    headers = {"Authorization": f"Api-Key {create_api_client(name='POS')[1]}"}
+    headers = {"Authorization": f"Api-Key {create_api_client(name='POS', all_stores=True, scopes=ALL_SCOPES)[1]}"}
     server = start_gunicorn(workers=2, threads=4)
     orders, statuses, lock = {}, Counter(), threading.Lock()
     deadline = time.monotonic() + DEADLINE

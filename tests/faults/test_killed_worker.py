@@ -12,6 +12,7 @@ from django.apps import apps
 from loyalty.credentials import create_api_client
 from members.models import Purchase
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
+from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
 from tests.faults.conftest import call, sessions, tables_written_by, wait_for
 from tiers.models import GrowthEntry, MemberTier
@@ -28,7 +29,7 @@ def default_ladder():
 
 @pytest.fixture
 def shop(default_ladder, store_a):
-    key = create_api_client(name="POS")[1]
+    key = create_api_client(name="POS", all_stores=True, scopes=ALL_SCOPES)[1]
     return {"member": MemberFactory(home_store=store_a), "headers": {"Authorization": f"Api-Key {key}"}}
 
 

@@ -325,7 +325,7 @@ def test_changing_a_phone_to_another_members_shows_a_form_error(admin_client, me
 def test_creating_an_api_client_in_the_admin_shows_the_key_once_and_stores_its_hash(admin_client, member_a):
     response = admin_client.post(
         "/admin/loyalty/apiclient/add/",
-        {"name": "E-shop", "scopes": ["members:read", "members:write"], "is_active": "on"},
+        {"name": "E-shop", "scopes": ["members:read", "members:write"], "all_stores": "on", "is_active": "on"},
         follow=True,
     )
 
@@ -380,7 +380,7 @@ def test_api_client_created_in_the_admin_for_a_store_sees_only_that_stores_membe
 
 
 def test_api_client_added_inactive_in_the_admin_is_inactive(admin_client, member_a):
-    client, key = add_api_client(admin_client, name="Not yet", scopes=["members:read"])
+    client, key = add_api_client(admin_client, name="Not yet", scopes=["members:read"], all_stores="on")
 
     assert client.is_active is False
     api = APIClient()

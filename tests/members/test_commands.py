@@ -27,12 +27,12 @@ def test_create_api_client_prints_the_key_once_and_stores_its_hash(store_a):
 
 def test_create_api_client_refuses_unknown_store_scope_and_duplicates(store_a):
     with pytest.raises(CommandError, match="Unknown store"):
-        call_command("create_api_client", "POS 2", "--store", "NOPE", stdout=StringIO())
+        call_command("create_api_client", "POS 2", "--store", "NOPE", "--all-scopes", stdout=StringIO())
     with pytest.raises(CommandError, match="Unknown scope"):
-        call_command("create_api_client", "POS 2", "--scopes", "points:steal", stdout=StringIO())
-    call_command("create_api_client", "POS 2", stdout=StringIO())
+        call_command("create_api_client", "POS 2", "--all-stores", "--scopes", "points:steal", stdout=StringIO())
+    call_command("create_api_client", "POS 2", "--store", "A001", "--all-scopes", stdout=StringIO())
     with pytest.raises(CommandError, match="already exists"):
-        call_command("create_api_client", "POS 2", stdout=StringIO())
+        call_command("create_api_client", "POS 2", "--store", "A001", "--all-scopes", stdout=StringIO())
     assert ApiClient.objects.count() == 1
 
 

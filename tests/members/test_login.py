@@ -15,7 +15,7 @@ from loyalty.credentials import create_api_client
 from loyalty.models import Message, MessageStatus, StaffToken
 from members.models import Channel, Member, OtpChallenge
 from members.services import issue_member_tokens
-from tests.conftest import PASSWORD, member_client, staff_client
+from tests.conftest import ALL_SCOPES, PASSWORD, member_client, staff_client
 from tests.factories import StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -605,7 +605,7 @@ def test_no_credentials_are_not_authenticated(anonymous):
 
 
 def test_key_of_an_inactive_client_is_not_authenticated(anonymous, db):
-    client, key = create_api_client(name="Old POS")
+    client, key = create_api_client(name="Old POS", all_stores=True, scopes=ALL_SCOPES)
     anonymous.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert anonymous.get(MEMBERS_URL).status_code == 200
     client.is_active = False
@@ -618,7 +618,7 @@ def test_key_of_an_inactive_client_is_not_authenticated(anonymous, db):
 
 
 def test_key_with_the_secret_altered_is_not_authenticated(anonymous, db):
-    _, key = create_api_client(name="POS")
+    _, key = create_api_client(name="POS", all_stores=True, scopes=ALL_SCOPES)
     anonymous.credentials(HTTP_AUTHORIZATION=f"Api-Key {key[:-1]}{'A' if key[-1] != 'A' else 'B'}")
 
     response = anonymous.get(MEMBERS_URL)
@@ -628,7 +628,7 @@ def test_key_with_the_secret_altered_is_not_authenticated(anonymous, db):
 
 
 def test_key_without_members_write_can_read_members_but_not_register_them(anonymous, member_a):
-    _, key = create_api_client(name="Reader", scopes=["members:read"])
+    _, key = create_api_client(name="Reader", all_stores=True, scopes=["members:read"])
     anonymous.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
 
     write = anonymous.post(MEMBERS_URL, {"phone": "13800138009"}, format="json")

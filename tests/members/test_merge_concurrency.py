@@ -15,7 +15,7 @@ from members.models import Member, MemberMerge, MemberStatus, Purchase, Refund
 from members.services import MemberMerged, merge_members
 from members.services.merge import merge_steps
 from points.models import EntryKind, LedgerEntry, PointsAccount
-from tests.conftest import staff_client
+from tests.conftest import ALL_SCOPES, staff_client
 from tests.factories import MemberFactory, StaffUserFactory
 from tests.points.helpers import adjust, assert_ledger_consistent, purchase, refund
 from tests.points.test_concurrency import outcome, run_together
@@ -35,7 +35,7 @@ def default_ladder():
 
 @pytest.fixture
 def pos(store_a):
-    _, key = create_api_client(name="POS")
+    _, key = create_api_client(name="POS", all_stores=True, scopes=ALL_SCOPES)
 
     def client():
         c = APIClient()

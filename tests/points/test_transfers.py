@@ -28,7 +28,7 @@ from points.models import (
     PointsPolicy,
     PointsTransfer,
 )
-from tests.conftest import member_client, staff_client
+from tests.conftest import ALL_SCOPES, member_client, staff_client
 from tests.factories import MemberFactory, StaffUserFactory
 from tests.points.helpers import adjust, assert_ledger_consistent, purchase, refund
 
@@ -67,7 +67,7 @@ def assert_error(response, status, code):
 
 
 def api_client(scopes=None):
-    _, key = create_api_client(name=f"app-{uuid.uuid4()}", scopes=scopes)
+    _, key = create_api_client(name=f"app-{uuid.uuid4()}", all_stores=True, scopes=scopes or ALL_SCOPES)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     return client
@@ -524,7 +524,7 @@ def test_the_same_transfer_retried_at_once_moves_the_points_once(store_a):
     link_household(actor="x", member=a, other=b)
     allow_transfers()
     adjust(a, 500)
-    _, key = create_api_client(name="POS")
+    _, key = create_api_client(name="POS", all_stores=True, scopes=ALL_SCOPES)
 
     def retry():
         client = APIClient()
