@@ -15,7 +15,7 @@ def unbound_clients_keep_every_store(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0003_staff_login_lock'),
+        ('loyalty', '0004_alert'),
         ('members', '0009_member_merge'),
     ]
 
