@@ -4,8 +4,9 @@ staff account's powers.
 Kept in step on every `migrate` (post_migrate), so a permission added by a later app lands in its group too.
 A clerk works at the counter (members of her stores, tags on them, the message log); a marketer also shapes
 tags, rules, rewards and campaigns; an admin may do everything in the loyalty apps and the job schedule, staff
-accounts included, but not their powers: only a superuser grants the superuser flag, roles (groups) and
-permissions, and an admin changes only accounts whose powers are within her own (see may_manage_staff).
+accounts included, but not beyond her own powers: only a superuser grants the superuser flag and single
+permissions; an admin gives an account only roles (groups) whose permissions she holds herself (grantable_groups),
+and changes only accounts whose powers are within her own (see may_manage_staff).
 """
 
 from django.contrib.auth.models import Group, Permission
@@ -79,7 +80,7 @@ def sync_role_groups(**kwargs):
 # --- Staff accounts' powers -------------------------------------------------------------------------------------
 
 # The fields of a staff account that grant powers: only a superuser edits them (an admin sees them read-only).
-STAFF_POWER_FIELDS = ("is_superuser", "groups", "user_permissions")
+STAFF_POWER_FIELDS = ("is_superuser", "user_permissions")  # a superuser's alone; groups: grantable_groups
 
 
 def held_permissions(user):
@@ -106,6 +107,21 @@ def may_manage_staff(editor, account):
     if account.pk == editor.pk:
         return True
     return held_permissions(account) <= held_permissions(editor)
+
+
+def grantable_groups(editor):
+    """The groups `editor` may give a staff account: every group for a superuser; for anyone else the groups whose
+    permissions she holds herself (so the roles up to her own), never one that would give more."""
+    groups = Group.objects.order_by("name")
+    if editor.is_superuser:
+        return groups
+    held = held_permissions(editor)
+    within = [
+        group.pk
+        for group in groups.prefetch_related("permissions__content_type")
+        if {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()} <= held
+    ]
+    return groups.filter(pk__in=within)
 
 
 def staff_access(user):

@@ -19,7 +19,7 @@ from loyalty.admin import ReadOnlyAdmin, ReadOnlyInline, ServiceAdmin, admin_act
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError
 from loyalty.login_guard import unlock_staff_login
-from loyalty.roles import STAFF_POWER_FIELDS, may_manage_staff, staff_access
+from loyalty.roles import STAFF_POWER_FIELDS, grantable_groups, may_manage_staff, staff_access
 from members import services
 from members.extensions import represent_member_field
 from members.filters import found_as
@@ -382,10 +382,12 @@ class MemberAdmin(ServiceAdmin):
 
 @admin.register(StaffUser)
 class StaffUserAdmin(UserAdmin):
-    """Staff accounts. An admin who is no superuser sees their powers (superuser flag, roles, permissions) read-only
-    and changes only accounts whose powers are within her own (loyalty.roles.may_manage_staff): a forged post of
-    `is_superuser=on` is ignored, and a superuser's account (its password too) is refused with 403. A change of an
-    account's access (flags, roles, permissions) is audited as staff_access.changed."""
+    """Staff accounts. An admin who is no superuser sees the superuser flag and single permissions read-only, may give
+    only the roles (groups) whose permissions she holds herself (loyalty.roles.grantable_groups: a forged post of
+    another group is a form error), and changes only accounts whose powers are within her own
+    (loyalty.roles.may_manage_staff): a forged post of `is_superuser=on` is ignored, and a superuser's account (its
+    password too) is refused with 403. A change of an account's access (flags, roles, permissions) is audited as
+    staff_access.changed."""
 
     fieldsets = [*UserAdmin.fieldsets, (_("Stores"), {"fields": ["stores"]})]
     filter_horizontal = [*UserAdmin.filter_horizontal, "stores"]
@@ -398,6 +400,11 @@ class StaffUserAdmin(UserAdmin):
         if not request.user.is_superuser:
             readonly += [name for name in STAFF_POWER_FIELDS if name not in readonly]
         return readonly
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "groups":
+            kwargs["queryset"] = grantable_groups(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def has_change_permission(self, request, obj=None):
         allowed = super().has_change_permission(request, obj)

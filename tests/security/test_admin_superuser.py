@@ -46,6 +46,7 @@ def form_data(user, **changes):
         "last_login_0": "",
         "last_login_1": "",
         "stores": [str(pk) for pk in user.stores.values_list("pk", flat=True)],
+        "groups": [str(pk) for pk in user.groups.values_list("pk", flat=True)],
     }
     if user.is_active:
         data["is_active"] = "on"
@@ -57,7 +58,6 @@ def form_data(user, **changes):
 
 ELEVATION = {
     "is_superuser": "on",
-    "groups": lambda: [str(group.pk) for group in Group.objects.all()],
     "user_permissions": lambda: permission_ids("auth.change_group", "auth.add_permission", "members.change_staffuser"),
 }
 
@@ -125,14 +125,49 @@ def test_admin_role_cannot_give_a_clerk_powers(boss_site, store_a):
     assert AuditEntry.objects.count() == audits
 
 
-def test_admin_role_sees_the_power_fields_read_only(boss_site, boss):
+def test_admin_role_sees_the_superuser_flag_and_permissions_read_only_and_only_her_roles(boss_site, boss):
+    powerful = Group.objects.create(name="root powers")
+    powerful.permissions.add(Permission.objects.get(content_type__app_label="auth", codename="change_group"))
+
     response = boss_site.get(change_url(boss))
 
     assert response.status_code == 200
     form = response.context["adminform"].form
-    assert {"is_superuser", "groups", "user_permissions"} & set(form.fields) == set()
-    assert {"username", "is_active", "is_staff", "stores"} <= set(form.fields)
-    assert {"is_superuser", "groups", "user_permissions"} <= set(response.context["adminform"].readonly_fields)
+    assert {"is_superuser", "user_permissions"} & set(form.fields) == set()
+    assert {"username", "is_active", "is_staff", "stores", "groups"} <= set(form.fields)
+    assert {"is_superuser", "user_permissions"} <= set(response.context["adminform"].readonly_fields)
+    offered = sorted(group.name for group in form.fields["groups"].queryset)
+    assert offered == [ROLE_ADMIN, ROLE_CLERK, "marketer"]
+
+
+def test_admin_role_cannot_give_a_role_with_powers_beyond_hers(boss_site, store_a):
+    powerful = Group.objects.create(name="root powers")
+    powerful.permissions.add(Permission.objects.get(content_type__app_label="auth", codename="change_group"))
+    clerk = StaffUserFactory(username="clerk-a", role=ROLE_CLERK, stores=[store_a])
+    audits = AuditEntry.objects.count()
+
+    response = boss_site.post(change_url(clerk), form_data(clerk, groups=[str(powerful.pk)]))
+
+    assert response.status_code == 200  # the form again, with the error on the field
+    assert "groups" in response.context["adminform"].form.errors
+    assert powers(clerk) == (False, [ROLE_CLERK], [])
+    assert AuditEntry.objects.count() == audits
+
+
+def test_admin_role_gives_a_clerk_the_marketer_role_and_it_is_audited(boss_site, store_a):
+    clerk = StaffUserFactory(username="clerk-a", role=ROLE_CLERK, stores=[store_a])
+    marketer = Group.objects.get_or_create(name="marketer")[0]
+    clerk_group = Group.objects.get(name=ROLE_CLERK)
+
+    response = boss_site.post(change_url(clerk), form_data(clerk, groups=[str(clerk_group.pk), str(marketer.pk)]))
+
+    assert response.status_code == 302
+    assert powers(clerk) == (False, [ROLE_CLERK, "marketer"], [])
+    entry = AuditEntry.objects.get(action="staff_access.changed")
+    assert (entry.old_values, entry.new_values) == (
+        {"groups": [ROLE_CLERK]},
+        {"groups": [ROLE_CLERK, "marketer"]},
+    )
 
 
 def test_admin_role_cannot_change_a_superusers_account_or_password(boss_site, root):
