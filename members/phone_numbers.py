@@ -3,6 +3,8 @@
 import phonenumbers
 from django.conf import settings
 
+from loyalty import log_masking
+
 
 class InvalidPhoneNumber(ValueError):
     pass
@@ -30,7 +32,8 @@ def normalise_phone(raw):
 
 
 def mask_phone(e164):
-    """+8613800138000 → +86138****8000, for logs and staff lists that need no full number."""
+    """+8613800138000 → +86138****8000, for logs and staff lists that need no full number (loyalty.log_masking)."""
     if not e164 or len(e164) < 8:
         return e164
-    return f"{e164[:-8]}****{e164[-4:]}"
+    return log_masking.mask_phone(e164)
+
