@@ -1,5 +1,7 @@
 """Phone numbers in one form: E.164 (+8613800138000), parsed with libphonenumber in the default region (CN)."""
 
+import contextlib
+
 import phonenumbers
 from django.conf import settings
 
@@ -37,3 +39,10 @@ def mask_phone(e164):
         return e164
     return log_masking.mask_phone(e164)
 
+
+def phone_forms(e164):
+    """The ways a stored phone may be written in free text: +8613800138000, 8613800138000 and 13800138000."""
+    forms = {e164, e164.lstrip("+")}
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        forms.add(str(phonenumbers.parse(e164, None).national_number))
+    return {form for form in forms if len(form) >= 7}
