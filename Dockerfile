@@ -24,4 +24,6 @@ RUN ENVIRONMENT=production \
     python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["gunicorn", "loyalty.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# The access log masks phone numbers (?phone=13800138000 is logged as ?phone=138****8000): loyalty.access_log.
+CMD ["gunicorn", "loyalty.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", \
+     "--logger-class", "loyalty.access_log.GunicornLogger"]

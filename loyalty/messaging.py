@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from loyalty.log_masking import mask_phones
 from loyalty.models import Message, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ class OutboxBackend:
 
 
 class ConsoleBackend(OutboxBackend):
-    """Development: print each message to standard output as well."""
+    """Development: print each message to standard output as well (the recipient's phone masked)."""
 
     def deliver(self, message, body):
-        print(f"[{message.channel}] to {message.recipient}: {body}", flush=True)  # noqa: T201
+        print(f"[{message.channel}] to {mask_phones(message.recipient)}: {body}", flush=True)  # noqa: T201
         return ""
 
 

@@ -1,7 +1,11 @@
 """Phone numbers in one form: E.164 (+8613800138000), parsed with libphonenumber in the default region (CN)."""
 
+import contextlib
+
 import phonenumbers
 from django.conf import settings
+
+from loyalty import log_masking
 
 
 class InvalidPhoneNumber(ValueError):
@@ -30,7 +34,15 @@ def normalise_phone(raw):
 
 
 def mask_phone(e164):
-    """+8613800138000 → +86138****8000, for logs and staff lists that need no full number."""
+    """+8613800138000 → +86138****8000, for logs and staff lists that need no full number (loyalty.log_masking)."""
     if not e164 or len(e164) < 8:
         return e164
-    return f"{e164[:-8]}****{e164[-4:]}"
+    return log_masking.mask_phone(e164)
+
+
+def phone_forms(e164):
+    """The ways a stored phone may be written in free text: +8613800138000, 8613800138000 and 13800138000."""
+    forms = {e164, e164.lstrip("+")}
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        forms.add(str(phonenumbers.parse(e164, None).national_number))
+    return {form for form in forms if len(form) >= 7}

@@ -15,7 +15,7 @@ from loyalty.errors import DomainError, Throttled
 from loyalty.messaging import send_message
 from members.models import Channel, Member, MemberStatus, OtpChallenge
 
-from .membership import MemberExists, register_member
+from .membership import MemberExists, member_actor, register_member
 
 MEMBER_TOKEN_SALT = "members.member-token"  # noqa: S105 - a namespace, the key is SECRET_KEY
 
@@ -151,7 +151,7 @@ def verify_login_code(*, phone, code):
     member = _member_by_phone(phone)
     if member is None:
         try:
-            return register_member(actor=f"member-login:{phone}", phone=phone, channel=Channel.MINI_PROGRAM), True
+            return register_member(actor=member_actor, phone=phone, channel=Channel.MINI_PROGRAM), True
         except MemberExists:  # registered by a concurrent login or a clerk a moment ago
             member = Member.objects.get(phone=phone)
     if member.status == MemberStatus.ANONYMISED:

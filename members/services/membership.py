@@ -6,13 +6,16 @@ import secrets
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, CharField, F, Q, Value, When
+from django.db.models.functions import Concat, Replace
+from django.utils import timezone
 
 from loyalty.access import ROLE_ADMIN
-from loyalty.audit import record_audit
+from loyalty.audit import REDACTED, audit_values_under, record_audit, redact_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
 from members.locking import lock_members
 from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus, MemberTag, Tag, TagKind
+from members.phone_numbers import mask_phone, phone_forms
 
 CARD_NUMBER_LENGTH = 12
 ERASURE_KEY_PURPOSE = b"loyalty.members.ErasedIdentity"
@@ -83,6 +86,12 @@ def generate_referral_code():
     return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(8))
 
 
+def member_actor(member):
+    """How audit rows and ledger entries name a member who acts herself: `member:<id>`, as her member token does
+    (loyalty.access.MemberPrincipal)."""
+    return f"member:{member.pk}"
+
+
 def _existing_member(phone, external_id):
     condition = Q(pk__in=[])
     if phone:
@@ -112,6 +121,9 @@ def register_member(
     consents=None,
 ):
     """Register a member. `phone` must already be normalised (E.164).
+
+    `actor` labels the audit row; `member_actor` (a callable) labels it with the new member herself, as a member
+    who registers by logging in (never her phone: no actor names a phone).
 
     Raises MemberExists (409, with the existing member's id) when the phone or external id is taken, also when a
     concurrent registration wins the race (the unique constraints decide). Raises InvalidInput for an unknown
@@ -150,7 +162,7 @@ def register_member(
             with transaction.atomic(durable=True):
                 member.save()
                 record_audit(
-                    actor=actor,
+                    actor=actor(member) if callable(actor) else actor,
                     action="member.registered",
                     target=member,
                     new={
@@ -344,35 +356,125 @@ def anonymise_member(*, actor, member, reason, role):
     consents, household, tags, login codes and the recipients and bodies of her messages. Her card number,
     ledger, purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
 
+    What else kept her data is scrubbed in the same transaction, with set-based updates (scrub_personal_traces):
+    her messages and those sent to no member at any phone or email she ever had (the first login code, sent before
+    she was a member), her login codes, and her audit rows: the values of her personal fields are replaced with
+    loyalty.audit.REDACTED (which fields changed, by whom and when stay), and no actor names her phone. Members
+    merged into her (status `merged`, `merged_into` her) are the same person: their personal data is erased with
+    hers, and they stay closed.
+
     Her phone and external id are kept as keyed hashes (ErasedIdentity), written in the same transaction, so that
     importing an old members or purchases file does not create her again. They do not stop her from registering
     again herself (register_member): that is a new, freely given registration, which the erasure does not
     forbid; refusing it would tell whoever types a phone that its owner was erased, and would lock out the next
     owner of a recycled number. Takes all her locks first, as a freeze does, so no points change of hers commits
     after it. PermissionDeniedError (403) unless `role` (a role or an Access) may (STATUS_CHANGE_ROLES)."""
-    from loyalty.models import Message
-    from members.models import OtpChallenge
-
     _refuse_unless_may_change_status(role)
 
     with transaction.atomic(durable=True):
         member = _locked(member.pk)
         if member.status == MemberStatus.ANONYMISED:
             return member
-        old_phone = member.phone
-        _remember_erased_identities(phone=member.phone, external_id=member.external_id)
+        # Her merged duplicates are closed (every writer refuses them), so their rows need no lock of their own.
+        duplicates = list(Member.objects.filter(merged_into=member).order_by("pk"))
+        people = [member, *duplicates]
+        scrub_personal_traces(people)
+        for person in people:
+            _remember_erased_identities(phone=person.phone, external_id=person.external_id)
         member.phone = member.external_id = None
         member.name, member.email, member.birthday, member.gender = "", "", None, "unknown"
         member.consent_sms = member.consent_wechat = member.consent_email = False
         member.household = None  # who her family is is personal data too
         member.status = MemberStatus.ANONYMISED
         member.save()
-        MemberTag.objects.filter(member=member).delete()
-        if old_phone:
-            OtpChallenge.objects.filter(phone=old_phone).delete()
-        Message.objects.filter(member=member).update(recipient="anonymised", body="", subject="")
-        record_audit(actor=actor, action="member.anonymised", target=member, new={"reason": reason})
+        if duplicates:
+            Member.objects.filter(pk__in=[duplicate.pk for duplicate in duplicates]).update(
+                phone=None,
+                external_id=None,
+                name="",
+                email="",
+                birthday=None,
+                gender="unknown",
+                consent_sms=False,
+                consent_wechat=False,
+                consent_email=False,
+                household=None,
+                updated_at=timezone.now(),
+            )
+        MemberTag.objects.filter(member__in=people).delete()
+        record_audit(
+            actor=actor,
+            action="member.anonymised",
+            target=member,
+            new={"reason": reason, "merged_members": [str(duplicate.pk) for duplicate in duplicates]},
+        )
     return member
+
+
+# The member fields whose values are personal data, as audit rows name them (update_member, register_member, merge).
+PERSONAL_AUDIT_KEYS = frozenset({"phone", "external_id", "name", "email", "birthday", "gender", "household"})
+ANONYMISED_RECIPIENT = "anonymised"
+# Logins that registered a member were audited as `member-login:<phone>` before they named the member she became.
+LEGACY_LOGIN_ACTOR_PREFIX = "member-login:"
+
+
+def scrub_personal_traces(people):
+    """Scrub what the message log, login codes and audit log keep of `people` (one person: a member and her
+    merged duplicates), before their rows are erased. Set-based: one UPDATE or DELETE per table (audit values:
+    one bulk UPDATE), never a save per row.
+
+    - Her identifiers: the phones, emails and external ids on her rows now and every one her audit rows recorded
+      (a phone she changed away from included).
+    - Messages: those to her (`member`), and those to one of her phones or emails that went to no member (the
+      first login code, sent before she registered): recipient ANONYMISED_RECIPIENT, no subject, no body. Messages
+      to another member stay his, also when he holds a number that was hers.
+    - Login codes (OtpChallenge) for her phones: deleted, but for a phone another member holds now (his login).
+    - Audit rows about her: the values of PERSONAL_AUDIT_KEYS, and any text holding one of her identifiers or equal
+      to her name or birthday, become REDACTED; an actor holding one of her phones becomes `member:<id>` of the
+      row's member when it is a login that registered her (`member-login:<phone>`, before actors named the
+      member), and holds the phone masked otherwise.
+    """
+    from loyalty.models import AuditEntry, Message
+    from members.models import OtpChallenge
+
+    ids = [person.pk for person in people]
+    label = Member._meta.label_lower
+    audit_rows = AuditEntry.objects.filter(target_type=label, target_id__in=[str(pk) for pk in ids])
+    recorded = {key: values - {REDACTED} for key, values in audit_values_under(audit_rows, PERSONAL_AUDIT_KEYS).items()}
+    phones = {person.phone for person in people if person.phone} | recorded["phone"]
+    emails = {person.email for person in people if person.email} | recorded["email"]
+    external_ids = {person.external_id for person in people if person.external_id} | recorded["external_id"]
+    names = {person.name for person in people if person.name} | recorded["name"]
+    birthdays = {person.birthday.isoformat() for person in people if person.birthday} | recorded["birthday"]
+
+    Message.objects.filter(Q(member_id__in=ids) | Q(member__isnull=True, recipient__in=phones | emails)).update(
+        recipient=ANONYMISED_RECIPIENT, subject="", body=""
+    )
+    taken = Member.objects.exclude(pk__in=ids).filter(phone__in=phones).values_list("phone", flat=True)
+    OtpChallenge.objects.filter(phone__in=phones - set(taken)).delete()
+
+    if phones:
+        named_by_phone, masked = Q(), F("actor")
+        for phone in sorted(phones):
+            named_by_phone |= Q(actor__contains=phone)
+            masked = Replace(masked, Value(phone), Value(mask_phone(phone)))
+        # Only her rows (the target index): no code names a phone as an actor any more, and migration
+        # loyalty.0004 renamed the legacy login actors of every member.
+        audit_rows.filter(named_by_phone).update(
+            actor=Case(
+                When(
+                    actor__startswith=LEGACY_LOGIN_ACTOR_PREFIX,
+                    then=Concat(Value("member:"), F("target_id"), output_field=CharField()),
+                ),
+                default=masked,
+            )
+        )
+    redact_audit(
+        audit_rows,
+        keys=PERSONAL_AUDIT_KEYS,
+        traces={form for phone in phones for form in phone_forms(phone)} | emails | external_ids,
+        exact=names | birthdays,
+    )
 
 
 def unfreeze_member(*, actor, member, reason="", role):
