@@ -265,7 +265,7 @@ def test_the_migration_renames_the_login_actors_written_before_it(member_a, memb
     staff = AuditEntry.objects.create(
         actor="staff:boss", action="member.updated", target_type="members.member", target_id=str(member_b.pk)
     )
-    migration = importlib.import_module("loyalty.migrations.0004_audit_actor_without_phone")
+    migration = importlib.import_module("loyalty.migrations.0006_audit_actor_without_phone")
 
     migration.name_the_member_not_her_phone(apps, None)
 

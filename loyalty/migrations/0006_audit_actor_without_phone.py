@@ -14,6 +14,6 @@ def name_the_member_not_her_phone(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("loyalty", "0003_staff_login_lock")]
+    dependencies = [("loyalty", "0005_apiclient_all_stores")]
 
     operations = [migrations.RunPython(name_the_member_not_her_phone, migrations.RunPython.noop)]
