@@ -133,12 +133,18 @@ class LiftSerializer(serializers.Serializer):
     p_value = serializers.FloatField(allow_null=True)
 
 
+class PointsPerExtraRevenueSerializer(serializers.Serializer):
+    group = serializers.CharField()
+    extra_revenue = serializers.CharField(allow_null=True, help_text="decimal string; null: the holdout is empty")
+    points_per_extra_revenue = serializers.FloatField(allow_null=True, help_text="null when extra_revenue ≤ 0")
+
+
 class CampaignResultsSerializer(serializers.Serializer):
     campaign_id = serializers.CharField()
     to = serializers.DateField()
     groups = ResultGroupSerializer(many=True)
     lift = LiftSerializer(many=True)
-    points_per_extra_revenue = serializers.ListField(child=serializers.DictField(), required=False)
+    points_per_extra_revenue = PointsPerExtraRevenueSerializer(many=True)
 
     def get_fields(self):
         fields = super().get_fields()

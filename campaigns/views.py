@@ -19,6 +19,34 @@ from loyalty.api import ID_PATTERN, CsvRenderer, csv_response, error_responses
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
 STATUS_ERRORS = error_responses({404: "not_found", 409: "campaign_ended / invalid_status"})
+RESULTS_DESCRIPTION = """Per group (each variant, and `holdout`) over business dates [from, to] in the business time
+zone (campaigns.services.results has the full definitions):
+
+- `members`: members assigned to the group.
+- A purchase counts when it falls in the window and is not fully refunded by refunds in the window; its net
+  amount is its amount minus those refunds. `purchases`: counted purchases of the group's members; `revenue`:
+  the sum of their net amounts.
+- `participants`: for a variant, its members with a campaign award dated in the window; for the holdout (which
+  gets nothing), its members with a counted purchase.
+- `points_cost`: the sum of the group's award points minus the points refunds took back, awards dated in the
+  window.
+- `repurchase_rate` = members with ≥ 2 counted purchases / members; `revenue_per_member` = revenue / members.
+
+`lift` (only with a holdout; every field null when either group has fewer than 2 members): for each variant v
+against the holdout h,
+- `repurchase_rate`: estimate p_v − p_h, 95% interval with the unpooled standard error
+  sqrt(p_v(1−p_v)/n_v + p_h(1−p_h)/n_h), p-value of the two-sided z-test with the pooled standard error;
+- `revenue_per_member`: each member's revenue in the window (0 without a purchase) is an observation; estimate
+  mean_v − mean_h in yuan, Welch's t interval (Welch–Satterthwaite degrees of freedom) and Welch's t-test
+  p-value.
+`ci_low`/`ci_high` are null when the standard error is 0, `p_value` when the test's is.
+
+`points_per_extra_revenue` per variant (with a holdout): extra_revenue = (revenue_per_member_v −
+revenue_per_member_h) × members_v, and points_cost_v / extra_revenue, null when extra_revenue ≤ 0.
+
+Money: decimal strings with 2 decimals; rates, estimates, interval ends, p-values and points per yuan: numbers
+rounded to 4 decimals. 400 `invalid` for a malformed date, a date outside 1900-01-01…9999-12-30, or `to`
+before `from`."""
 
 
 def _validated(request, **kwargs):
@@ -145,9 +173,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
             OpenApiParameter("format", str, enum=["json", "csv"]),
         ],
         responses={200: CampaignResultsSerializer, **error_responses({400: "invalid", 404: "not_found"})},
-        description="Per variant and for the holdout: members assigned, participants, purchases, revenue, points "
-        "cost, repurchase rate and revenue per member in the window; lift against the holdout with a 95% confidence "
-        "interval and p-value (campaigns.services.results says how each figure is computed).",
+        description=RESULTS_DESCRIPTION,
     )
     @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CsvRenderer])
     def results(self, request, pk=None):
