@@ -197,7 +197,10 @@ class AdjustPointsForm(KeyedForm):
     request_approval = forms.BooleanField(
         label=_("ask a manager to approve it"),
         required=False,
-        help_text=_("For adjustments over your limit: nothing changes until another manager approves it."),
+        help_text=_(
+            "For adjustments over your limit per entry or your daily total: nothing changes until another manager "
+            "approves it."
+        ),
     )
 
     field_order = ["points", "reason", "request_approval"]
