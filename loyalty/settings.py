@@ -191,10 +191,16 @@ EVENT_CLOCK_SKEW_SECONDS = env.int("EVENT_CLOCK_SKEW_SECONDS", default=300)
 
 # Hard ceilings on the role limits of the points policy: a policy version above one is refused for everyone, and the
 # limit in force is never above it, whatever a policy row says (points adjusted per entry by a clerk / a marketer,
-# points a member may transfer per day). Only an admin changes the limits themselves, within these.
+# points a member may transfer per day, and the daily adjustment totals below). Only an admin changes the limits
+# themselves, within these.
 MAX_CLERK_ADJUSTMENT_LIMIT = env.int("MAX_CLERK_ADJUSTMENT_LIMIT", default=5000)
 MAX_MARKETER_ADJUSTMENT_LIMIT = env.int("MAX_MARKETER_ADJUSTMENT_LIMIT", default=50000)
 MAX_TRANSFER_DAILY_LIMIT = env.int("MAX_TRANSFER_DAILY_LIMIT", default=10000)
+# The daily adjustment totals: points a clerk / a marketer may adjust per business day across all members, points
+# all staff may adjust one member per business day, without a manager's approval.
+MAX_CLERK_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_CLERK_DAILY_ADJUSTMENT_TOTAL", default=20000)
+MAX_MARKETER_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_MARKETER_DAILY_ADJUSTMENT_TOTAL", default=200000)
+MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL", default=200000)
 
 # Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
 # nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.

@@ -4,6 +4,10 @@ Every transaction that changes a member locks her rows in this order, and never 
 transactions on the same members can wait for each other but never deadlock, and a check made after the locks
 sees every change committed before them:
 
+0. for a manual adjustment by a clerk or a marketer only: the adjuster's lock (`points.services.spending.
+   lock_adjuster`, a transaction-scoped PostgreSQL advisory lock on her actor label), before any member's rows.
+   It serialises one staff member's adjustments to all members, so her daily total is checked after her previous
+   adjustment committed; a transaction takes at most one, and nothing that holds a member's lock asks for it;
 1. her points account (`points.services.ledger.lock_accounts`): the member's lock. Every change to points,
    growth, tier, status or identity takes it first, so one account lock serialises all of them;
 2. her member tier row (`tiers.services.lock_member_tiers`);

@@ -197,7 +197,10 @@ class AdjustPointsForm(KeyedForm):
     request_approval = forms.BooleanField(
         label=_("ask a manager to approve it"),
         required=False,
-        help_text=_("For adjustments over your limit: nothing changes until another manager approves it."),
+        help_text=_(
+            "For adjustments over your limit per entry or your daily total: nothing changes until another manager "
+            "approves it."
+        ),
     )
 
     field_order = ["points", "reason", "request_approval"]
@@ -1049,6 +1052,9 @@ class PointsPolicyAdmin(ConfigurationAdmin):
         "cash_max_share",
         "clerk_adjustment_limit",
         "marketer_adjustment_limit",
+        "clerk_daily_adjustment_total",
+        "marketer_daily_adjustment_total",
+        "member_daily_adjustment_total",
         "transfers_enabled",
         "transfer_daily_limit",
         "created_by",

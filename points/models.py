@@ -97,6 +97,9 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["member", "-id"], name="ledger_member_idx"),
             models.Index(fields=["created_at", "kind"], name="ledger_time_kind_idx"),
+            # The daily adjustment totals: one actor's, one member's adjustments of a business day.
+            models.Index(fields=["actor", "created_at"], name="ledger_adjust_actor_idx", condition=Q(kind="adjust")),
+            models.Index(fields=["member", "created_at"], name="ledger_adjust_member_idx", condition=Q(kind="adjust")),
         ]
         constraints = [
             # Expiry runs once per member and business date: its entry's reference is "expiry:<date>".
@@ -199,6 +202,18 @@ class PointsPolicy(models.Model):
     )
     clerk_adjustment_limit = models.PositiveIntegerField(_("clerk adjustment limit per entry"), default=500)
     marketer_adjustment_limit = models.PositiveIntegerField(_("marketer adjustment limit per entry"), default=5000)
+    # Daily totals of manual adjustments (the sum of |points| in one business day): what one clerk or marketer may
+    # adjust herself across all members, and what all staff together may adjust one member. Beyond either, an
+    # adjustment waits for a manager's approval (points.services.spending.check_daily_totals).
+    clerk_daily_adjustment_total = models.PositiveIntegerField(
+        _("clerk adjustments per day (total points)"), default=2000
+    )
+    marketer_daily_adjustment_total = models.PositiveIntegerField(
+        _("marketer adjustments per day (total points)"), default=20000
+    )
+    member_daily_adjustment_total = models.PositiveIntegerField(
+        _("adjustments to one member per day (total points)"), default=10000
+    )
     transfers_enabled = models.BooleanField(_("points transfers within a household"), default=False)
     transfer_daily_limit = models.PositiveIntegerField(_("points a member may transfer per day"), default=1000)
     created_by = models.CharField(max_length=120, blank=True)

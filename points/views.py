@@ -299,8 +299,10 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
                 }
             ),
         },
-        description="Adjust points now, within your role's limit per entry: 201 with the ledger entry; "
-        "over the limit 403 adjustment_limit. With `request_approval: true` nothing moves "
+        description="Adjust points now, within your role's limit per entry and the daily totals (your "
+        "adjustments of the business day, the member's): 201 with the ledger entry; over a limit or a total 403 "
+        "adjustment_limit (for a total: `per` actor or member, `daily_total`, `adjusted_today`, `left`). "
+        "With `request_approval: true` nothing moves "
         "yet: 202 with a pending adjustment request that another manager approves or rejects "
         "at /adjustment-requests/{id}/approve/ or /reject/.",
     )

@@ -4,6 +4,11 @@ a pending request that moves nothing, then an approval that writes the adjustmen
 Who may decide: a staff user other than the requester (four eyes) whose own role's limit covers the points
 (admins: any; marketers: up to the marketer limit; clerks: up to the clerk limit, for members of their own stores
 only). The requester may reject (withdraw) her own request.
+
+Over a daily adjustment total (the requester's own, or the member's) a request is the way too. An approved
+request is not refused by the daily totals and does not count in the requester's nor the approver's own total
+(it is a manager's decision, not an adjustment of theirs); it counts in the member's total of the day, so later
+direct adjustments to her that day have that much less room.
 """
 
 from django.db import transaction

@@ -73,6 +73,9 @@ POLICY_FIELDS = [
     "cash_max_share",
     "clerk_adjustment_limit",
     "marketer_adjustment_limit",
+    "clerk_daily_adjustment_total",
+    "marketer_daily_adjustment_total",
+    "member_daily_adjustment_total",
     "transfers_enabled",
     "transfer_daily_limit",
 ]
@@ -80,6 +83,9 @@ POLICY_FIELDS = [
 POLICY_LIMIT_CEILINGS = {
     "clerk_adjustment_limit": "MAX_CLERK_ADJUSTMENT_LIMIT",
     "marketer_adjustment_limit": "MAX_MARKETER_ADJUSTMENT_LIMIT",
+    "clerk_daily_adjustment_total": "MAX_CLERK_DAILY_ADJUSTMENT_TOTAL",
+    "marketer_daily_adjustment_total": "MAX_MARKETER_DAILY_ADJUSTMENT_TOTAL",
+    "member_daily_adjustment_total": "MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL",
     "transfer_daily_limit": "MAX_TRANSFER_DAILY_LIMIT",
 }
 

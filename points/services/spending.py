@@ -3,17 +3,19 @@
 import secrets
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F, Sum
+from django.db import connection, transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
 from loyalty.audit import record_audit
+from loyalty.clock import business_date, end_of_business_day, start_of_business_day
 from loyalty.errors import DomainError, NotFoundError
 from members.models import Member, Purchase
 from members.services import ensure_member_active
 from points import hooks
-from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
+from points.models import EntryKind, LedgerEntry, Redemption, RedemptionStatus, Reward, RewardKind
 
 from . import idempotency
 from .configuration import limit_in_force
@@ -57,6 +59,11 @@ class AdjustmentLimit(DomainError):
 
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+# The reference of a direct adjustment's entry (an approved request's is "adjustment-request:<id>").
+DIRECT_ADJUSTMENT = "adjustment"
+# The first key of the advisory lock that serialises one staff member's adjustments (the second: her actor's hash).
+ADJUSTER_LOCK_SPACE = 0x61646A75  # "adju"
 
 
 def entry_representation(entry):
@@ -233,7 +240,67 @@ def adjustment_limit(role, policy):
     return limit_in_force(policy, "clerk_adjustment_limit")
 
 
-def write_adjustment(account, *, policy, points, actor, reason, reference="adjustment", now):
+def daily_adjustment_totals(role, policy):
+    """The daily totals that bind a role's direct adjustments, each never above the operator's ceiling:
+    (points she may adjust per business day across all members, points all staff may adjust one member per
+    business day); None for admins (no limit, like the limit per entry)."""
+    if role == ROLE_ADMIN:
+        return None
+    field = "marketer_daily_adjustment_total" if role == ROLE_MARKETER else "clerk_daily_adjustment_total"
+    return limit_in_force(policy, field), limit_in_force(policy, "member_daily_adjustment_total")
+
+
+def lock_adjuster(actor):
+    """Serialise one staff member's direct adjustments (to any member) until the transaction ends: a PostgreSQL
+    advisory lock on her actor label, taken before any member's lock (members/locking.py), so her daily total is
+    read after her previous adjustment has committed. (SQLite runs one writer at a time anyway.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [ADJUSTER_LOCK_SPACE, actor])
+
+
+def adjusted_today(*, actor, member_id, now):
+    """Points adjusted on `now`'s business date (sums of |points|), in one aggregate query:
+    (directly by `actor`, to any member; to the member, by anyone, approved requests included).
+    An approved request is the approver's decision, not the requester's nor the approver's own adjustment: it
+    counts in the member's total only."""
+    day = business_date(now)
+    by_actor = Q(actor=actor, reference=DIRECT_ADJUSTMENT)
+    to_member = Q(member_id=member_id)
+    totals = LedgerEntry.objects.filter(
+        by_actor | to_member,
+        kind=EntryKind.ADJUST,
+        created_at__gte=start_of_business_day(day),
+        created_at__lt=end_of_business_day(day),
+    ).aggregate(
+        by_actor=Coalesce(Sum(Abs("points"), filter=by_actor), 0),
+        to_member=Coalesce(Sum(Abs("points"), filter=to_member), 0),
+    )
+    return totals["by_actor"], totals["to_member"]
+
+
+def check_daily_totals(totals, *, actor, member_id, points, now):
+    """Refuse (AdjustmentLimit) an adjustment that would take the actor's or the member's adjustments of the
+    business day over its daily total. The caller holds the actor's lock (lock_adjuster) and the member's."""
+    actor_total, member_total = totals
+    by_actor, to_member = adjusted_today(actor=actor, member_id=member_id, now=now)
+    for per, total, done, whose in (
+        ("actor", actor_total, by_actor, "your adjustments"),
+        ("member", member_total, to_member, "adjustments to this member"),
+    ):
+        if done + abs(points) > total:
+            left = max(total - done, 0)
+            raise AdjustmentLimit(
+                f"Over the daily total of {whose}: {total} points a day, {done} adjusted today, {left} left. "
+                "Send it with request_approval to ask a manager.",
+                per=per,
+                daily_total=total,
+                adjusted_today=done,
+                left=left,
+            )
+
+
+def write_adjustment(account, *, policy, points, actor, reason, reference=DIRECT_ADJUSTMENT, now):
     """The ledger side of an adjustment, direct or approved: adding points makes a lot that expires by the
     policy; taking them may not go below zero (InsufficientPoints). The caller holds the account lock."""
     if points > 0:
@@ -255,8 +322,13 @@ def write_adjustment(account, *, policy, points, actor, reason, reference="adjus
 
 
 def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, reason):
-    """A manual correction by staff, with a reason, within the role's limit per entry (admins: none). Adding
-    points makes a lot that expires by the policy; taking them may not go below zero. Writes an audit row."""
+    """A manual correction by staff, with a reason, within the role's limit per entry and its daily totals (the
+    actor's adjustments of the business day, the member's; admins: none). Adding points makes a lot that expires
+    by the policy; taking them may not go below zero. Writes an audit row.
+
+    Locks the actor (lock_adjuster), then the member's account, and checks the daily totals after both: parallel
+    adjustments by one clerk, to one member or to many, pass only as far as her totals allow. Raises
+    AdjustmentLimit (403), NotFoundError, InsufficientPoints."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
@@ -266,10 +338,15 @@ def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, re
         limit = adjustment_limit(role, policy)
         if limit is not None and abs(points) > limit:
             raise AdjustmentLimit(limit=limit)
+        totals = daily_adjustment_totals(role, policy)
+        if totals is not None:
+            lock_adjuster(actor)
         account = lock_account(member_id)
         member = Member.objects.filter(pk=member_id).first()
         if member is None:
             raise NotFoundError()
+        if totals is not None:
+            check_daily_totals(totals, actor=actor, member_id=member_id, points=points, now=now)
         entry = write_adjustment(account, policy=policy, points=points, actor=actor, reason=reason, now=now)
         record_audit(
             actor=actor,

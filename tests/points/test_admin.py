@@ -778,6 +778,9 @@ def test_a_new_policy_version_records_who_made_it(admin_client):
             "cash_max_share": "0.50",
             "clerk_adjustment_limit": "200",
             "marketer_adjustment_limit": "5000",
+            "clerk_daily_adjustment_total": "2000",
+            "marketer_daily_adjustment_total": "20000",
+            "member_daily_adjustment_total": "10000",
             "transfer_daily_limit": "1000",
         },
     )

@@ -207,6 +207,9 @@ def policy_form(valid_from, **overrides):
         "cash_max_share": "0.50",
         "clerk_adjustment_limit": "500",
         "marketer_adjustment_limit": "5000",
+        "clerk_daily_adjustment_total": "2000",
+        "marketer_daily_adjustment_total": "20000",
+        "member_daily_adjustment_total": "10000",
         "transfer_daily_limit": "1000",
         **overrides,
     }
