@@ -367,8 +367,8 @@ class Seeder:
         return self.execute("""
             INSERT INTO points_pointsaccount (member_id, available, pending, lifetime_earned, lifetime_spent,
                                               lifetime_expired, cap_date, earned_on_cap_date, last_sign_in,
-                                              sign_in_streak, updated_at)
-            SELECT m.id, COALESCE(t.points, 0), 0, COALESCE(t.points, 0), 0, 0, NULL, 0, NULL, 0, %(end)s
+                                              sign_in_streak, closed, updated_at)
+            SELECT m.id, COALESCE(t.points, 0), 0, COALESCE(t.points, 0), 0, 0, NULL, 0, NULL, 0, false, %(end)s
             FROM members_member m
             LEFT JOIN (SELECT member_id, SUM(points) AS points FROM bench_entry GROUP BY member_id) t
                    ON t.member_id = m.id
