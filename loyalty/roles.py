@@ -50,6 +50,7 @@ MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("tiers", "view_growthpolicy"),
     ("tiers", "add_growthpolicy"),
     ("tiers", "view_growthentry"),
+    ("loyalty", "view_alert"),
 ]
 
 
