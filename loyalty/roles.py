@@ -34,6 +34,7 @@ CLERK_PERMISSIONS = [
     ("tiers", "view_tier"),
     ("tiers", "view_membertier"),
     ("tiers", "view_tierchange"),
+    ("campaigns", "view_campaign"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"),
@@ -51,6 +52,11 @@ MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("tiers", "add_growthpolicy"),
     ("tiers", "view_growthentry"),
     ("loyalty", "view_alert"),
+    ("campaigns", "add_campaign"),
+    ("campaigns", "change_campaign"),
+    ("campaigns", "delete_campaign"),
+    ("campaigns", "view_campaignassignment"),
+    ("campaigns", "view_campaignaward"),
 ]
 
 
