@@ -11,10 +11,11 @@ from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
+from loyalty.alerts import acknowledge_alert
 from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError, Throttled
 from loyalty.login_guard import authenticate_staff
-from loyalty.models import ApiClient, AuditEntry, JobChunk, JobRun, Message
+from loyalty.models import Alert, ApiClient, AuditEntry, JobChunk, JobRun, Message
 from loyalty.versions import VersionKeepsItsTerms
 
 
@@ -180,6 +181,44 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_filter = ["action", "target_type"]
     search_fields = ["actor", "target_id"]
     show_full_result_count = False
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Alerts any app raised (a campaign's budget ran out ...): read-only, and staff who see them acknowledge them
+    (who and when, audited) through loyalty.alerts."""
+
+    list_display = [
+        "created_at",
+        "rule",
+        "subject",
+        "metric",
+        "value",
+        "threshold",
+        "acknowledged_at",
+        "acknowledged_by",
+    ]
+    list_filter = ["rule", ("acknowledged_at", admin.EmptyFieldListFilter)]
+    search_fields = ["subject"]
+    ordering = ["-created_at", "-id"]
+    show_full_result_count = False
+    actions = ["acknowledge"]
+    acknowledge_limit = 500  # rows one action acknowledges, each in its own transaction
+
+    def has_acknowledge_permission(self, request):
+        return staff_role(request.user) is not None and self.has_view_permission(request)
+
+    @admin.action(description=_("Acknowledge the selected alerts"), permissions=["acknowledge"])
+    def acknowledge(self, request, queryset):
+        done = 0
+        actor = admin_actor(request)
+        for alert_id in queryset.order_by("id").values_list("pk", flat=True)[: self.acknowledge_limit]:
+            try:
+                _alert, changed = acknowledge_alert(actor=actor, alert_id=alert_id)
+            except DomainError:  # gone meanwhile
+                continue
+            done += changed
+        self.message_user(request, _("Acknowledged %(count)s alert(s).") % {"count": done}, messages.SUCCESS)
 
 
 class ReadOnlyInline(admin.TabularInline):

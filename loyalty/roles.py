@@ -38,6 +38,7 @@ CLERK_PERMISSIONS = [
     ("tiers", "view_tier"),
     ("tiers", "view_membertier"),
     ("tiers", "view_tierchange"),
+    ("campaigns", "view_campaign"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"),
@@ -54,6 +55,12 @@ MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("tiers", "view_growthpolicy"),
     ("tiers", "add_growthpolicy"),
     ("tiers", "view_growthentry"),
+    ("loyalty", "view_alert"),
+    ("campaigns", "add_campaign"),
+    ("campaigns", "change_campaign"),
+    ("campaigns", "delete_campaign"),
+    ("campaigns", "view_campaignassignment"),
+    ("campaigns", "view_campaignaward"),
 ]
 
 
