@@ -332,8 +332,8 @@ def activate_campaign(*, actor, campaign_id):
         campaign = _lock(campaign_id)
         now = timezone.now()
         status = campaign.status_at(now)
-        if status == CampaignStatus.ENDED:
-            raise CampaignEnded()
+        if status == CampaignStatus.ENDED or (campaign.ends_at is not None and campaign.ends_at <= now):
+            raise CampaignEnded("The campaign's end has passed: change its end, or copy it, to run it.")
         if status in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED):
             return campaign
         check_terms(_terms_of(campaign), campaign=campaign)

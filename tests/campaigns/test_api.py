@@ -185,3 +185,13 @@ def test_purchase_preview_over_http_shows_the_campaign_line(marketer_api, pos_a,
     line = {"source": f"campaign:{created['id']}", "points": 50, "campaign_name": "Double points Tuesdays"}
     assert line in preview["points"]["breakdown"]
     assert recorded["points"]["breakdown"] == preview["points"]["breakdown"]
+
+
+def test_a_draft_whose_end_has_passed_is_not_activated(marketer_api, store_a):
+    past = timezone.now() - timedelta(days=10)
+    created = marketer_api.post(
+        URL, _body(starts_at=past.isoformat(), ends_at=(past + timedelta(days=1)).isoformat()), format="json"
+    ).json()
+    response = marketer_api.post(f"{URL}{created['id']}/activate/")
+    assert (response.status_code, response.json()["code"]) == (409, "campaign_ended")
+    assert Campaign.objects.get().status == "draft"
