@@ -8,14 +8,18 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 SCHEMA_FILE ?= /dev/null
+# The settings refuse to start without ENVIRONMENT (development, test or production). `make run` always serves the
+# development demo and `make test` always runs with test; the other targets use the ENVIRONMENT you exported, or
+# development when there is none (`make migrate ENVIRONMENT=production` with the production settings exported).
+ENVIRONMENT ?= development
 
 .DEFAULT_GOAL := help
 
 .PHONY: help install install-dev run test lint format migrate demo-data worker beat schema clean distclean
 
 help:
-	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT)"
-	@echo "make test       set up .venv with the dev tools and run pytest (PYTEST_ARGS=... to pass options)"
+	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT) (ENVIRONMENT=development)"
+	@echo "make test       set up .venv with the dev tools and run pytest (ENVIRONMENT=test; PYTEST_ARGS=... to pass options)"
 	@echo "make lint       ruff check . and ruff format --check . (make format rewrites the files)"
 	@echo "make migrate    apply migrations"
 	@echo "make demo-data  load (or refresh) the demo data set and print the logins"
@@ -24,6 +28,7 @@ help:
 	@echo "make schema     validate the OpenAPI schema (SCHEMA_FILE=schema.yml to write it)"
 	@echo "make clean      remove install stamps, db.sqlite3, staticfiles and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
+	@echo "migrate, demo-data, worker, beat and schema run with ENVIRONMENT=$(ENVIRONMENT) (export ENVIRONMENT to change)"
 
 # The virtual environment itself; its interpreter is the target so it is made once.
 $(BIN)/python:
@@ -44,12 +49,12 @@ install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo_data
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	ENVIRONMENT=development $(BIN)/python manage.py migrate --noinput
+	ENVIRONMENT=development $(BIN)/python manage.py load_demo_data
+	ENVIRONMENT=development $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	ENVIRONMENT=test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -60,19 +65,19 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 migrate: install
-	$(BIN)/python manage.py migrate --noinput
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py migrate --noinput
 
 demo-data: install
-	$(BIN)/python manage.py load_demo_data
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py load_demo_data
 
 worker: install
-	$(BIN)/celery -A loyalty worker -l info
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/celery -A loyalty worker -l info
 
 beat: install
-	$(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 schema: install
-	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
 
 clean:
 	rm -f $(VENV)/.installed-run $(VENV)/.installed-dev db.sqlite3
