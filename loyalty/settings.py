@@ -317,8 +317,13 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
-if PRODUCTION:
+# X-Forwarded-Proto says the client's scheme only when a proxy of ours set it: behind NUM_PROXIES > 0 proxies (the
+# outermost must overwrite the header). Without a proxy the client writes it, and trusting it would let a plain-http
+# request pass as https (no HTTPS redirect, secure cookies sent over http).
+if NUM_PROXIES > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SESSION_COOKIE_SECURE = True
