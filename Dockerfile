@@ -12,8 +12,9 @@ WORKDIR /app
 
 RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app
 
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Every package pinned with its hashes, transitive ones included (`make lock`): pip refuses anything else.
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY --chown=app:app . .
 USER app
