@@ -1,5 +1,5 @@
 # Everyday commands. `make run` serves the demo, `make test` runs the test suite; both set up .venv first
-# and reinstall the requirements only when a requirements file has changed since the last install.
+# and reinstall the requirements only when a lock file has changed since the last install.
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,15 +8,25 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 SCHEMA_FILE ?= /dev/null
+# The settings refuse to start without ENVIRONMENT (development, test or production). `make run` always serves the
+# development demo and `make test` always runs with test; the other targets use the ENVIRONMENT you exported, or
+# development when there is none (`make migrate ENVIRONMENT=production` with the production settings exported).
+ENVIRONMENT ?= development
+# The lock files pin every package, transitive ones included, with their hashes: pip refuses anything else.
+# `make lock` makes them from requirements.txt and requirements-dev.txt with pip-tools, in a throwaway venv.
+PIP_TOOLS := pip-tools==7.6.2
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev run test lint format migrate demo-data worker beat schema clean distclean
+.PHONY: help install install-dev run test lint format audit lock migrate demo-data worker beat schema clean distclean
 
 help:
-	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT)"
-	@echo "make test       set up .venv with the dev tools and run pytest (PYTEST_ARGS=... to pass options)"
+	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT) (ENVIRONMENT=development)"
+	@echo "make test       set up .venv with the dev tools and run pytest (ENVIRONMENT=test; PYTEST_ARGS=... to pass options)"
 	@echo "make lint       ruff check . and ruff format --check . (make format rewrites the files)"
+	@echo "make audit      pip-audit the locked dependencies (says so when the advisory database is out of reach)"
+	@echo "make lock       pin requirements*.txt with every transitive dependency and its hashes into *.lock"
 	@echo "make migrate    apply migrations"
 	@echo "make demo-data  load (or refresh) the demo data set and print the logins"
 	@echo "make worker     start a Celery worker (needs REDIS_URL)"
@@ -24,19 +34,20 @@ help:
 	@echo "make schema     validate the OpenAPI schema (SCHEMA_FILE=schema.yml to write it)"
 	@echo "make clean      remove install stamps, db.sqlite3, staticfiles and caches (keeps .venv)"
 	@echo "make distclean  clean, and remove .venv too"
+	@echo "migrate, demo-data, worker, beat and schema run with ENVIRONMENT=$(ENVIRONMENT) (export ENVIRONMENT to change)"
 
 # The virtual environment itself; its interpreter is the target so it is made once.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Stamps: reinstall only when the requirements they depend on are newer than the last install.
-$(VENV)/.installed-run: requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+# Stamps: reinstall only when the lock files they depend on are newer than the last install.
+$(VENV)/.installed-run: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	@touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run
@@ -44,12 +55,12 @@ install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo_data
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	ENVIRONMENT=development $(BIN)/python manage.py migrate --noinput
+	ENVIRONMENT=development $(BIN)/python manage.py load_demo_data
+	ENVIRONMENT=development $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	ENVIRONMENT=test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -59,20 +70,29 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+audit: install-dev
+	$(BIN)/python .ci/audit.py requirements-dev.lock
+
+lock:
+	@tools=$$(mktemp -d) && trap 'rm -rf "$$tools"' EXIT && \
+	$(PYTHON) -m venv "$$tools" && "$$tools/bin/python" -m pip install --quiet $(PIP_TOOLS) && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tools/bin/pip-compile" $(LOCK_FLAGS) -o requirements.lock requirements.txt && \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tools/bin/pip-compile" $(LOCK_FLAGS) -o requirements-dev.lock requirements-dev.txt
+
 migrate: install
-	$(BIN)/python manage.py migrate --noinput
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py migrate --noinput
 
 demo-data: install
-	$(BIN)/python manage.py load_demo_data
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py load_demo_data
 
 worker: install
-	$(BIN)/celery -A loyalty worker -l info
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/celery -A loyalty worker -l info
 
 beat: install
-	$(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 schema: install
-	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
 
 clean:
 	rm -f $(VENV)/.installed-run $(VENV)/.installed-dev db.sqlite3

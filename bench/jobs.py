@@ -58,6 +58,9 @@ TZ = ZoneInfo(TZ_NAME)
 TARGETS = {"rfm": 60, "expire_points": 120, "tiers": 60, "import_purchases": 60}  # seconds, 2-core machine
 MEMORY_TARGET_KB = 1024 * 1024
 IMPORT_SOURCE = "bench-import"
+# The settings refuse to start without ENVIRONMENT: the jobs run with the development settings, as they always have
+# (development and test differ only in the web's database timeouts, which commands do not use).
+ENVIRONMENT = "development"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -187,7 +190,7 @@ class CommandFailed(Exception):
 def measure(command, *, dsn, db, env=None):
     """Run `command` under /usr/bin/time -v with DATABASE_URL set to the work database; sample its backends."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        environment = dict(os.environ, DATABASE_URL=url(dsn, db), **(env or {}))
+        environment = {**os.environ, "ENVIRONMENT": ENVIRONMENT, "DATABASE_URL": url(dsn, db), **(env or {})}
         sampler = BackendSampler(dsn, db)
         temp_before, wal_before = temp_bytes(dsn, db), wal_position(dsn)
         sampler.start()
@@ -553,7 +556,7 @@ def explain(which, as_of, *, dsn, db):
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=dict(os.environ, DATABASE_URL=url(dsn, db)),
+        env=dict(os.environ, ENVIRONMENT=ENVIRONMENT, DATABASE_URL=url(dsn, db)),
     )
     if done.returncode != 0:
         log(done.stderr)

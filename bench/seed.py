@@ -140,7 +140,12 @@ def recreate_database(dsn, db):
 
 
 def migrate(dsn, db):
-    env = dict(os.environ, DATABASE_URL=server_url(dsn, db), DJANGO_SETTINGS_MODULE="loyalty.settings")
+    env = dict(
+        os.environ,
+        ENVIRONMENT="development",  # the settings refuse to start without one; migrate is the same under any
+        DATABASE_URL=server_url(dsn, db),
+        DJANGO_SETTINGS_MODULE="loyalty.settings",
+    )
     subprocess.run([str(PYTHON), "manage.py", "migrate", "--no-input", "-v", "0"], cwd=REPO, env=env, check=True)
 
 

@@ -8,6 +8,7 @@ tester can read an OTP in GET /api/v1/messages/; production backends do not, and
 
 import json
 import logging
+import urllib.error
 import urllib.request
 
 from django.conf import settings
@@ -46,9 +47,18 @@ class ConsoleBackend(OutboxBackend):
         return ""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would repeat the request, bearer token included, to whatever host the Location
+    names. The 3xx answer then reaches the caller as an HTTPError."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class HttpSmsBackend:
     """Production SMS through an HTTP gateway: POST {"to", "text"} as JSON with a bearer token to SMS_HTTP_URL.
-    The gateway's JSON answer may carry an "id", kept as the provider's message id."""
+    The gateway's JSON answer may carry an "id", kept as the provider's message id. A redirect is not followed (the
+    token would go with it, to another host): it is a failed send, logged with its status only."""
 
     keeps_secrets = False
     timeout_seconds = 5
@@ -63,8 +73,19 @@ class HttpSmsBackend:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+            opener = urllib.request.build_opener(_NoRedirects)  # and the usual handlers (proxies from the env)
+            with opener.open(request, timeout=self.timeout_seconds) as response:
                 answer = json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            error.close()
+            if 300 <= error.code < 400:
+                logger.warning(
+                    "sms message %s not sent: the gateway answered %s (a redirect), not followed with the token",
+                    message.pk,
+                    error.code,
+                )
+                raise DeliveryFailed(f"the SMS gateway answered {error.code} (a redirect, not followed)") from error
+            raise DeliveryFailed(f"the SMS gateway answered {error.code}") from error
         except (OSError, ValueError) as error:
             raise DeliveryFailed(str(error)) from error
         return str(answer.get("id", "")) if isinstance(answer, dict) else ""

@@ -1,6 +1,7 @@
 """Who is calling, by address: the one place that reads the client's IP address (login throttles, the OTP limits,
 logs). X-Forwarded-For is written by the client unless a proxy of ours rewrote it, so it is trusted only behind
-settings.NUM_PROXIES proxies (DRF's NUM_PROXIES semantics, 0: none, the header is ignored)."""
+settings.NUM_PROXIES proxies (DRF's NUM_PROXIES semantics, 0: none, the header is ignored). X-Forwarded-Proto is
+trusted on the same condition (settings.SECURE_PROXY_SSL_HEADER is set only when NUM_PROXIES > 0)."""
 
 import ipaddress
 

@@ -1,8 +1,10 @@
 """Settings for the loyalty service, read from the environment (one file, twelve-factor style).
 
 Operators configure the service with environment variables; marketers configure the business (rules, tiers,
-policies) in the database. `ENVIRONMENT=production` turns on the production checks: the process refuses to
-start with DEBUG on or with the development secret key.
+policies) in the database. ENVIRONMENT must be chosen (development, test or production): without it no process
+starts, so a production host that forgot it fails closed instead of running with DEBUG and the public development
+key. `ENVIRONMENT=production` turns on the production checks: the process refuses to start with DEBUG on, with a
+short or publicly known secret key, or without ALLOWED_HOSTS.
 """
 
 from datetime import timedelta
@@ -14,14 +16,32 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"  # noqa: S105 - refused in production
+# Keys that were ever published (in this repository, its documentation or its images): a production process refuses
+# them, whatever their length, since anyone can sign sessions and member tokens with them.
+KNOWN_PUBLIC_SECRET_KEYS = frozenset(
+    {
+        DEVELOPMENT_SECRET_KEY,
+        "build-only-collectstatic-key-not-used-at-run-time-0123456789",  # the Dockerfile's build step (published)
+        "ssssssssssssssssssss0123456789abcdefghijklmnopqrstuvwxyz",  # the test suite's production key (published)
+    }
+)
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     env.read_env(str(BASE_DIR / ".env"))
 
-ENVIRONMENT = env.str("ENVIRONMENT", default="development")  # development | test | production
-if ENVIRONMENT not in {"development", "test", "production"}:
-    raise ImproperlyConfigured(f"ENVIRONMENT must be development, test or production, not {ENVIRONMENT!r}")
+# No default: development (DEBUG, the public development key) must be chosen, never fallen into. `make run` chooses
+# development, `make test` and pytest test; a deployment sets production.
+ENVIRONMENTS = ("development", "test", "production")
+ENVIRONMENT = env.str("ENVIRONMENT", default="")
+if not ENVIRONMENT:
+    raise ImproperlyConfigured(
+        "ENVIRONMENT is not set: set it to development, test or production (to try the service out, "
+        "`export ENVIRONMENT=development` or put ENVIRONMENT=development in .env; `make run` and `make test` set it "
+        "themselves). Nothing defaults to development, so that a deployment without it fails closed."
+    )
+if ENVIRONMENT not in ENVIRONMENTS:
+    raise ImproperlyConfigured(f"ENVIRONMENT must be development, test or production, not {ENVIRONMENT!r}.")
 PRODUCTION = ENVIRONMENT == "production"
 
 SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
@@ -32,8 +52,16 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off in production (unset DEBUG or set DEBUG=false).")
-    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured("Set SECRET_KEY to a random value of at least 50 characters in production.")
+    if (
+        SECRET_KEY in KNOWN_PUBLIC_SECRET_KEYS
+        or SECRET_KEY.startswith("django-insecure-")  # what `django-admin startproject` writes for development
+        or len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+    ):
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY to a random value of at least 50 characters in production, not a development or "
+            "published key: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("Set ALLOWED_HOSTS in production.")
 
@@ -313,8 +341,13 @@ LOGGING = {
     },
 }
 
-if PRODUCTION:
+# X-Forwarded-Proto says the client's scheme only when a proxy of ours set it: behind NUM_PROXIES > 0 proxies (the
+# outermost must overwrite the header). Without a proxy the client writes it, and trusting it would let a plain-http
+# request pass as https (no HTTPS redirect, secure cookies sent over http).
+if NUM_PROXIES > 0:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SESSION_COOKIE_SECURE = True

@@ -59,7 +59,7 @@ def test_a_plain_django_view_under_the_api_answers_503_too(admin_api, settings):
 
 @pytest.mark.parametrize("variable", ["WEB_DB_LOCK_TIMEOUT_SECONDS", "WEB_DB_STATEMENT_TIMEOUT_SECONDS"])
 def test_a_negative_timeout_is_refused_at_start(variable):
-    env = {**os.environ, variable: "-1"}
+    env = {**os.environ, "ENVIRONMENT": "test", variable: "-1"}
     done = subprocess.run(
         [sys.executable, "-c", "import loyalty.settings"],
         env=env,

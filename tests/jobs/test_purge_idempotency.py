@@ -123,7 +123,7 @@ def test_the_purge_is_on_the_nightly_schedule_at_half_past_four(settings):
 
 
 def manage_check(retention_days):
-    env = {**os.environ, "IDEMPOTENCY_RETENTION_DAYS": retention_days}
+    env = {**os.environ, "ENVIRONMENT": "test", "IDEMPOTENCY_RETENTION_DAYS": retention_days}
     return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

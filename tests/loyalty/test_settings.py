@@ -1,6 +1,7 @@
 """Production settings refuse unsafe configurations; `check --deploy` passes with safe ones."""
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SAFE_SECRET = "s" * 20 + "0123456789abcdefghijklmnopqrstuvwxyz"
+SAFE_SECRET = secrets.token_urlsafe(50)  # random per run: a key written in the repository is a known one, refused
 PRODUCTION_SMS = {"SMS_BACKEND": "loyalty.messaging.HttpSmsBackend"}
 
 
