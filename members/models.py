@@ -128,6 +128,7 @@ class Member(models.Model):
     token_version = models.PositiveIntegerField(
         _("token version"),
         default=0,
+        db_default=0,  # rows inserted in SQL (the members import, the benchmarks' data) start at 0 too
         editable=False,
         help_text=_(
             "Carried in her member tokens: a freeze, an anonymisation, a merge or a phone change bumps it, and every "

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='member',
             name='token_version',
-            field=models.PositiveIntegerField(default=0, editable=False, help_text='Carried in her member tokens: a freeze, an anonymisation, a merge or a phone change bumps it, and every token issued before is refused.', verbose_name='token version'),
+            field=models.PositiveIntegerField(db_default=0, default=0, editable=False, help_text='Carried in her member tokens: a freeze, an anonymisation, a merge or a phone change bumps it, and every token issued before is refused.', verbose_name='token version'),
         ),
         migrations.AddField(
             model_name='otpchallenge',
