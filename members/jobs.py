@@ -10,6 +10,7 @@ from django.db import NotSupportedError, connection
 from loyalty.clock import end_of_business_day, start_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
 from members.models import Member, RfmSnapshot
+from members.services import login
 
 DEFAULT_WINDOW_DAYS = 365
 NEW_MEMBER_DAYS, ACTIVE_DAYS, DORMANT_DAYS = 30, 90, 180
@@ -217,8 +218,28 @@ def rule_tags_chunk(as_of, start, stop, params):
     return counts
 
 
+PURGE_CHUNK_SIZE = 100_000
+
+
+def _purge_cutoff(as_of):
+    """The purge for business date `as_of` deletes what ended before the end of that day (a day that has ended)."""
+    return end_of_business_day(as_of)
+
+
 def register_jobs():
     """Called from MembersConfig.ready()."""
+    register_job(
+        JobDefinition(
+            name="purge_member_logins",
+            description="Delete member refresh tokens that expired before the end of the business date, and login "
+            "codes and their request locks older than a day before it.",
+            # Chunks are ranges of refresh token ids here, not member ids; the codes go in the finishing step.
+            bounds=lambda as_of, params: login.refresh_token_purge_bounds(_purge_cutoff(as_of)),
+            run_chunk=lambda as_of, start, stop, params: login.purge_refresh_tokens(start, stop, _purge_cutoff(as_of)),
+            finish=lambda as_of, params: login.purge_login_codes(_purge_cutoff(as_of)),
+            chunk_size=PURGE_CHUNK_SIZE,
+        )
+    )
     register_job(
         JobDefinition(
             name="rule_tags",

@@ -125,6 +125,16 @@ class Member(models.Model):
         db_index=False,
         verbose_name=_("household"),
     )
+    token_version = models.PositiveIntegerField(
+        _("token version"),
+        default=0,
+        db_default=0,  # rows inserted in SQL (the members import, the benchmarks' data) start at 0 too
+        editable=False,
+        help_text=_(
+            "Carried in her member tokens: a freeze, an anonymisation, a merge or a phone change bumps it, and every "
+            "token issued before is refused."
+        ),
+    )
 
     class Meta:
         verbose_name = _("member")
@@ -247,7 +257,9 @@ class MemberTag(models.Model):
 
 
 class OtpChallenge(models.Model):
-    """A one-time login code sent to a phone. The code itself is stored hashed."""
+    """A one-time login code sent to a phone. The code itself is stored hashed. Wrong guesses are counted apart by
+    who guesses: `attempts` from the address that asked for the code, `foreign_attempts` from every other address
+    (members.services.login.verify_login_code)."""
 
     phone = models.CharField(max_length=20)
     code_hash = models.CharField(max_length=64)
@@ -255,6 +267,7 @@ class OtpChallenge(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     attempts = models.PositiveSmallIntegerField(default=0)
+    foreign_attempts = models.PositiveSmallIntegerField(default=0)
     used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -265,6 +278,46 @@ class OtpChallenge(models.Model):
 
     def __str__(self):
         return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class OtpRequestLock(models.Model):
+    """One row per phone and one per client address that asked for a login code, keyed by a keyed hash (no phone or
+    address in clear). request_login_code locks the rows of a request (SELECT ... FOR UPDATE, in key order) while
+    it counts the codes already sent and sends the next, so parallel requests are counted one after the other.
+    `seen_at`: the last request; the nightly purge_member_logins job deletes rows not seen for a day."""
+
+    key = models.CharField(max_length=64, unique=True)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("login code request lock")
+        verbose_name_plural = _("login code request locks")
+
+    def __str__(self):
+        return f"{self.key[:12]}…"
+
+
+class MemberRefreshToken(models.Model):
+    """A member's refresh token; only its SHA-256 is stored. A login starts a family; each refresh consumes its
+    token (`used_at`) and issues the next of the family. Presenting a used token again revokes the whole family
+    (`revoked_at`), as does a logout. `token_version`: the member's at issue; a token of an older version is refused.
+    Written by members.services.login only; the nightly purge_member_logins job deletes expired rows."""
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    family = models.UUIDField(db_index=True)
+    member = models.ForeignKey(Member, models.CASCADE, related_name="refresh_tokens")
+    token_version = models.PositiveIntegerField()
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("member refresh token")
+        verbose_name_plural = _("member refresh tokens")
+
+    def __str__(self):
+        return f"refresh token of {self.member_id} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
 class MemberMerge(models.Model):

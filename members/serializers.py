@@ -362,5 +362,6 @@ class RefreshSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
-class AccessTokenSerializer(serializers.Serializer):
+class TokenPairSerializer(serializers.Serializer):
     access = serializers.CharField()
+    refresh = serializers.CharField(help_text="the next refresh token: the one sent is used up")

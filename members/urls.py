@@ -13,6 +13,7 @@ urlpatterns = [
     path("auth/otp", views.OtpView.as_view(), name="otp"),
     path("auth/member-token", views.MemberTokenView.as_view(), name="member-token"),
     path("auth/member-token/refresh", views.MemberTokenRefreshView.as_view(), name="member-token-refresh"),
+    path("auth/member-token/logout", views.MemberTokenLogoutView.as_view(), name="member-token-logout"),
     path("me/", views.MeView.as_view(), name="me"),
     path("me/messages/", views.MyMessagesView.as_view({"get": "list"}), name="me-messages"),
     *router.urls,

@@ -26,7 +26,6 @@ from members.filters import MemberFilter, MessageFilter
 from members.models import Member, MemberStatus, Store, Tag, TagKind
 from members.selectors import member_queryset, store_for_write, visible_members
 from members.serializers import (
-    AccessTokenSerializer,
     InboxMessageSerializer,
     MemberLoginSerializer,
     MemberMergeInputSerializer,
@@ -44,6 +43,7 @@ from members.serializers import (
     RefreshSerializer,
     StoreSerializer,
     TagSerializer,
+    TokenPairSerializer,
 )
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
@@ -313,6 +313,9 @@ class OtpView(APIView):
         responses={202: OtpSentSerializer, **error_responses({400: "invalid", 429: "throttled"})},
         auth=[],
         summary="Send a 6-digit login code to a phone by SMS.",
+        description="At most one code per phone per `retry_after` seconds and a few per hour, and a limit per client "
+        "address (behind a trusted proxy: the address it saw); 429 `throttled` with `Retry-After` beyond, nothing "
+        "sent.",
     )
     def post(self, request):
         payload = OtpRequestSerializer(data=request.data)
@@ -338,11 +341,14 @@ class MemberTokenView(APIView):
         },
         auth=[],
         summary="Exchange a login code for member tokens (registers a new phone).",
+        description="The code is checked against the newest code the caller's address asked for (else the phone's "
+        "newest). Wrong codes are counted per code: a few from the address that asked for it, a few from all others; "
+        "past that the code is burnt for that side (429 `throttled`): ask for a new one after `Retry-After`.",
     )
     def post(self, request):
         payload = MemberLoginSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        member, created = services.verify_login_code(**payload.validated_data)
+        member, created = services.verify_login_code(**payload.validated_data, ip_address=client_ip(request))
         member = member_queryset().get(pk=member.pk)
         body = {**services.issue_member_tokens(member), "created": created, "member": member}
         return Response(MemberTokensSerializer(body).data)
@@ -354,14 +360,38 @@ class MemberTokenRefreshView(APIView):
 
     @extend_schema(
         request=RefreshSerializer,
-        responses={200: AccessTokenSerializer, **error_responses({401: "not_authenticated"})},
+        responses={200: TokenPairSerializer, **error_responses({401: "not_authenticated"})},
         auth=[],
-        summary="A new member access token from a refresh token.",
+        summary="New member tokens for a refresh token (rotation: the refresh token sent is used up).",
+        description="Answers a new access token and the next refresh token of the same login (it expires when the "
+        "login does). A refresh token works once: presented again, it revokes every token of its login (401). "
+        "401 `not_authenticated` also for an unknown, expired or revoked token (logout), and after the member was "
+        "frozen, anonymised, merged or given a new phone: she logs in again.",
     )
     def post(self, request):
         payload = RefreshSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        return Response(services.refresh_member_access(payload.validated_data["refresh"]))
+        tokens = services.refresh_member_tokens(payload.validated_data["refresh"])
+        return Response(TokenPairSerializer(tokens).data)
+
+
+class MemberTokenLogoutView(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=RefreshSerializer,
+        responses={204: None, **error_responses({400: "invalid", 401: "not_authenticated"})},
+        auth=[],
+        summary="Log a member out: revoke the refresh token sent and every other token of its login.",
+        description="Idempotent (204 again for a revoked token); 401 `not_authenticated` for a token never issued. "
+        "Her other logins (other devices) stay; access tokens already issued expire within their short lifetime.",
+    )
+    def post(self, request):
+        payload = RefreshSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.revoke_member_tokens(payload.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- The member herself ---------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from .households import HouseholdConflict, leave_household, link_household
 from .login import (
     issue_member_tokens,
     read_member_token,
-    refresh_member_access,
+    refresh_member_tokens,
     request_login_code,
+    revoke_member_tokens,
     verify_login_code,
 )
 from .membership import (
@@ -39,10 +40,11 @@ __all__ = [
     "link_household",
     "merge_members",
     "read_member_token",
-    "refresh_member_access",
+    "refresh_member_tokens",
     "register_member",
     "remove_member_tag",
     "request_login_code",
+    "revoke_member_tokens",
     "unfreeze_member",
     "update_member",
     "verify_login_code",

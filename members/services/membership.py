@@ -223,6 +223,8 @@ def update_member(*, actor, member, changes, consents=None):
                 setattr(member, field, bool(value))
         if not new:
             return member
+        if "phone" in new:
+            member.token_version += 1  # her tokens were given to whoever held the old phone: they end here
         clash = (
             Member.objects.exclude(pk=member.pk)
             .filter(
@@ -309,7 +311,9 @@ def _set_status(*, actor, member, status, reason, action, role):
         if member.status != status:
             old = member.status
             member.status = status
-            member.save(update_fields=["status", "updated_at"])
+            if status == MemberStatus.FROZEN:
+                member.token_version += 1  # her member tokens end with the freeze
+            member.save(update_fields=["status", "token_version", "updated_at"])
             record_audit(
                 actor=actor, action=action, target=member, old={"status": old}, new={"status": status, "reason": reason}
             )
@@ -386,6 +390,7 @@ def anonymise_member(*, actor, member, reason, role):
         member.consent_sms = member.consent_wechat = member.consent_email = False
         member.household = None  # who her family is is personal data too
         member.status = MemberStatus.ANONYMISED
+        member.token_version += 1  # her member tokens end with her data
         member.save()
         if duplicates:
             Member.objects.filter(pk__in=[duplicate.pk for duplicate in duplicates]).update(

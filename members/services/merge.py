@@ -225,6 +225,7 @@ def _close_duplicate(merge):
         setattr(duplicate, name, None)  # the unique phone / external id leaves the duplicate before the survivor
     left_household = duplicate.household_id
     duplicate.status, duplicate.merged_into, duplicate.household = MemberStatus.MERGED, survivor, None
+    duplicate.token_version += 1  # her member tokens end: she logs in again as the survivor
     duplicate.save()
     if moved["household"]:
         survivor.household_id = left_household  # she had none: the duplicate's family is hers

@@ -450,13 +450,14 @@ def test_staff_token_cannot_use_me(admin_api):
     assert response.json()["code"] == "permission_denied"
 
 
-def test_refresh_token_gives_a_new_access_token_that_works(anonymous, member_a):
+def test_refresh_token_gives_a_new_access_token_that_works_and_the_next_refresh_token(anonymous, member_a):
     tokens = login(anonymous)
 
     response = anonymous.post(REFRESH_URL, {"refresh": tokens["refresh"]}, format="json")
 
     assert response.status_code == 200
-    assert set(response.json()) == {"access"}
+    assert set(response.json()) == {"access", "refresh"}
+    assert response.json()["refresh"] != tokens["refresh"]  # rotated: tests/security/test_member_token_revocation.py
     me = bearer(anonymous, response.json()["access"]).get(ME_URL)
     assert me.status_code == 200
     assert me.json()["id"] == str(member_a.pk)
