@@ -77,6 +77,9 @@ class Campaign(models.Model):
     target = models.JSONField(_("target"), default=dict, blank=True)
     budget_points = models.PositiveIntegerField(_("points budget"), null=True, blank=True)
     budget_used = models.PositiveIntegerField(_("budget used"), default=0)
+    # What the last take from the budget granted, set by the same UPDATE that moves budget_used (PostgreSQL 15 cannot
+    # return a row's old values): campaigns.services.budgets.take reads it back from RETURNING.
+    budget_last_taken = models.PositiveIntegerField(default=0, editable=False)
     per_member_cap = models.PositiveIntegerField(_("cap per member"), null=True, blank=True)
     per_member_period_cap = models.PositiveIntegerField(_("cap per member and period"), null=True, blank=True)
     cap_period = models.CharField(_("cap period"), max_length=8, choices=CapPeriod.choices, blank=True)
@@ -160,6 +163,7 @@ class CampaignAssignment(models.Model):
     member = models.ForeignKey(Member, models.CASCADE, related_name="campaign_assignments")
     group = models.CharField(_("group"), max_length=30)
     assigned_at = models.DateTimeField(_("assigned at"), default=timezone.now)
+    first_awarded_at = models.DateTimeField(_("first awarded at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("assignment")

@@ -1,13 +1,14 @@
 """A campaign's total points budget, never exceeded however many tills earn at once.
 
-Each award takes from the budget with the campaign's row locked (SELECT … FOR UPDATE, then one UPDATE), inside the
+Each award takes from the budget with the campaign's row locked (one UPDATE that computes the grant), inside the
 earn's transaction: the lock is held until that transaction ends, so the awards of one campaign are serialised and
 the sum of the awards never passes `budget_points` (a check constraint holds it too). Lock order (members.locking):
 campaign rows come after the member's own locks, several in campaign-id order. Only campaigns with a budget take
-this lock; an unlimited campaign costs no statement here.
+this lock; an unlimited campaign costs no statement here, a budgeted one one UPDATE … RETURNING.
 
 When a take finds the budget spent, the campaign stops awarding and one alert is raised (loyalty.alerts)."""
 
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,21 +26,28 @@ def left(campaign_id):
     return max(row[0] - row[1], 0)
 
 
+TAKE_SQL = """
+UPDATE campaigns_campaign
+SET budget_used = budget_used + (CASE WHEN %(points)s < budget_points - budget_used
+                                      THEN %(points)s ELSE budget_points - budget_used END),
+    budget_last_taken = (CASE WHEN %(points)s < budget_points - budget_used
+                              THEN %(points)s ELSE budget_points - budget_used END)
+WHERE id = %(id)s AND budget_points IS NOT NULL
+RETURNING budget_last_taken, budget_used, budget_points
+"""
+
+
 def take(campaign_id, points, *, name=""):
     """Take up to `points` from the budget; returns what was granted (less when the budget runs out, 0 when spent).
-    Call inside the earn's transaction."""
-    row = (
-        Campaign.objects.select_for_update().filter(pk=campaign_id).values_list("budget_points", "budget_used").first()
-    )
-    if row is None:
-        return 0
-    budget, used = row
-    if budget is None:
+    One statement: the UPDATE locks the campaign's row until the earn's transaction ends, and every right-hand side
+    reads the row as it was (SQL's rule), so the grant is computed from the locked, current budget_used."""
+    with connection.cursor() as cursor:
+        cursor.execute(TAKE_SQL, {"points": points, "id": campaign_id})
+        row = cursor.fetchone()
+    if row is None:  # no budget (or no campaign): nothing to take from
         return points
-    granted = max(min(points, budget - used), 0)
-    if granted:
-        Campaign.objects.filter(pk=campaign_id).update(budget_used=F("budget_used") + granted)
-    if used + granted >= budget:
+    granted, used, budget = row
+    if used >= budget:
         _exhausted(campaign_id, name=name, budget=budget)
     return granted
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+from django.db import connection
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -32,7 +33,6 @@ from campaigns.models import (
     HOLDOUT,
     BonusAction,
     Campaign,
-    CampaignAssignment,
     CampaignAward,
     CampaignKind,
     CampaignStatus,
@@ -484,8 +484,6 @@ def campaign_lines(context):
             offers.append(offer)
     chosen = combine(offers, context.base_points)
     day = business_date(at)
-    if not context.preview:
-        _record_assignments(assigned, context.member.pk)
     _apply_member_caps(chosen, context.member.pk, day)
     _apply_daily_cap(chosen, context)
     chosen = [offer for offer in chosen if offer.points > 0]
@@ -498,25 +496,12 @@ def campaign_lines(context):
             if offer.campaign.budgeted:
                 offer.points = budgets.take(offer.campaign.id, offer.points, name=offer.campaign.name)
         chosen = [offer for offer in chosen if offer.points > 0]
-        _record_awards(chosen, context, day)
+        _record(assigned, chosen, context, day)
     return [
         {"source": f"campaign:{offer.campaign.id}", "points": offer.points, "campaign_name": offer.campaign.name}
         for offer in chosen
         if offer.points > 0
     ]
-
-
-def _record_assignments(assigned, member_id):
-    if not assigned:
-        return
-    now = timezone.now()
-    CampaignAssignment.objects.bulk_create(
-        [
-            CampaignAssignment(campaign_id=campaign.id, member_id=member_id, group=group, assigned_at=now)
-            for campaign, group in assigned
-        ],
-        ignore_conflicts=True,
-    )
 
 
 def _reference(reference):
@@ -526,35 +511,59 @@ def _reference(reference):
     return f"{reference.split(':', 1)[0]}:sha256:{hashlib.sha256(reference.encode()).hexdigest()}"
 
 
-def _record_awards(chosen, context, day):
-    if not chosen:
+ASSIGN_SQL = """
+INSERT INTO campaigns_campaignassignment (campaign_id, member_id, "group", assigned_at, first_awarded_at)
+VALUES {rows}
+ON CONFLICT (campaign_id, member_id) DO UPDATE SET first_awarded_at = excluded.first_awarded_at
+WHERE campaigns_campaignassignment.first_awarded_at IS NULL AND excluded.first_awarded_at IS NOT NULL
+RETURNING campaign_id
+"""
+AWARD_SQL = """
+INSERT INTO campaigns_campaignaward (campaign_id, member_id, "group", points, points_returned, purchase_id,
+                                     reference, business_date, created_at)
+VALUES {rows}
+"""
+
+
+def _record(assigned, chosen, context, day):
+    """Record the member's groups (new ones; `first_awarded_at` on her first award in a campaign) and the awards,
+    and book the growth of a first award. One statement on PostgreSQL (the award INSERT rides in a WITH clause),
+    two elsewhere: the same rows either way."""
+    if not assigned:
         return
+    now = timezone.now()
     member_id = context.member.pk
-    first_time = {offer.campaign.id for offer in chosen} - set(
-        CampaignAward.objects.filter(member_id=member_id, campaign_id__in=[o.campaign.id for o in chosen])
-        .values_list("campaign_id", flat=True)
-        .distinct()
-    )
-    purchase = context.purchase if context.channel == PURCHASE else None
-    CampaignAward.objects.bulk_create(
-        [
-            CampaignAward(
-                campaign_id=offer.campaign.id,
-                member_id=member_id,
-                group=offer.group,
-                points=offer.points,
-                purchase=purchase,
-                reference="" if purchase else _reference(context.reference),
-                business_date=day,
-                created_at=timezone.now(),
+    awarded = {offer.campaign.id for offer in chosen}
+    assign_rows, assign_params = [], []
+    for campaign, group in assigned:
+        assign_rows.append("(%s, %s, %s, %s, %s)")
+        assign_params += [campaign.id, member_id, group, now, now if campaign.id in awarded else None]
+    purchase_id = context.purchase.pk if context.channel == PURCHASE and context.purchase is not None else None
+    reference = "" if purchase_id else _reference(context.reference)
+    award_rows, award_params = [], []
+    for offer in chosen:
+        award_rows.append("(%s, %s, %s, %s, 0, %s, %s, %s, %s)")
+        award_params += [offer.campaign.id, member_id, offer.group, offer.points, purchase_id, reference, day, now]
+    assign_sql = ASSIGN_SQL.format(rows=", ".join(assign_rows))
+    with connection.cursor() as cursor:
+        if award_rows and connection.vendor == "postgresql":
+            award_sql = AWARD_SQL.format(rows=", ".join(award_rows))
+            cursor.execute(
+                # Only rows of "%s" placeholders are formatted into the statements; the values are parameters.
+                f"WITH assigned AS ({assign_sql}), awarded AS ({award_sql}) SELECT campaign_id FROM assigned",  # noqa: S608
+                assign_params + award_params,
             )
-            for offer in chosen
-        ]
-    )
-    if first_time:
+            touched = {row[0] for row in cursor.fetchall()}
+        else:
+            cursor.execute(assign_sql, assign_params)
+            touched = {row[0] for row in cursor.fetchall()}
+            if award_rows:
+                cursor.execute(AWARD_SQL.format(rows=", ".join(award_rows)), award_params)
+    first_awards = touched & awarded  # inserted with an award, or given its first award now
+    if first_awards:
         from tiers.services import book_campaign_growth
 
-        book_campaign_growth(member_id, at=context.occurred_at, campaigns=len(first_time))
+        book_campaign_growth(member_id, at=context.occurred_at, campaigns=len(first_awards))
 
 
 def return_refunded_points(activity):

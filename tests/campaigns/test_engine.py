@@ -49,7 +49,9 @@ def test_nothing_applies_outside_the_campaign_window_or_when_paused(member, stor
 
     now = timezone.now()
     later = running_campaign(multiplier=Decimal("2"), starts_at=now + timedelta(days=1))
-    over = running_campaign(multiplier=Decimal("3"), starts_at=now - timedelta(days=3), ends_at=now - timedelta(days=1))
+    over = running_campaign(multiplier=Decimal("3"), starts_at=now - timedelta(days=3), ends_at=now + timedelta(days=1))
+    type(over).objects.filter(pk=over.pk).update(ends_at=now - timedelta(days=1))  # it ran, and its end passed
+    over.refresh_from_db()
     paused = running_campaign(multiplier=Decimal("4"))
     services.pause_campaign(actor="test", campaign_id=paused.pk)
     assert campaign_lines(purchase(member, 100, store=store_a)) == {}
