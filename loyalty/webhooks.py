@@ -305,7 +305,9 @@ def attempt(delivery_id, *, now=None):
     leased_until = _take(delivery_id, now)
     if leased_until is None:
         return None
-    delivery = WebhookDelivery.objects.select_related("subscription", "event").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("subscription", "event").filter(pk=delivery_id).first()
+    if delivery is None:  # its subscription was deleted meanwhile
+        return None
     started = time.monotonic()
     status, error = _send(delivery)
     latency_ms = int((time.monotonic() - started) * 1000)

@@ -281,3 +281,24 @@ def test_after_commit_the_events_are_delivered_at_once_without_a_broker(receiver
 
     assert [r.json["data"]["reference"] for r in receiver.requests] == ["K1"]
     assert WebhookDelivery.objects.get().status == DeliveryStatus.DELIVERED
+
+
+def test_the_readme_sample_verifies_a_real_delivery_and_refuses_a_forgery(receiver, subscribe, member, settings):
+    """The receiver's code README "Webhooks" shows, run as it is printed there."""
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    section = readme.split("## Webhooks\n", 1)[1]
+    sample = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(sample, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    readme_verify = namespace["verify"]
+    subscribe(receiver.url(), events=["points.adjusted"])
+    adjust(member, 5)
+    webhooks.deliver_everything_due()
+
+    [request] = receiver.requests
+    header = request.headers["Loyalty-Signature"]
+    assert readme_verify(SECRET, request.body, header)
+    assert not readme_verify(SECRET, request.body + b" ", header)
+    assert not readme_verify("wrong-secret-0123456789", request.body, header)
+    assert not readme_verify(SECRET, request.body, "t=1,v1=" + header.split("v1=")[1])  # too old
+    assert not readme_verify(SECRET, request.body, "garbage")
