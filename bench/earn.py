@@ -82,6 +82,15 @@ client, key = create_api_client(name="bench client", all_stores=True, scopes=sor
 print("BENCH_PREP " + json.dumps({"key": key, "member_ids": ids}))
 """
 
+# --webhook: an active subscription to points.earned (made directly: its URL is never called, so it skips the
+# service's DNS check), so that every purchase writes its event into the outbox, as in production.
+WEBHOOK_SNIPPET = r"""
+import json
+from loyalty.models import WebhookSubscription
+made = WebhookSubscription.objects.create(url="https://hooks.bench.invalid/", events=["points.earned"], secret="b" * 32)
+print("BENCH_WEBHOOK " + json.dumps({"subscription": made.pk}))
+"""
+
 # Runs in `manage.py shell -c`: one purchase and one summary read through Django's test Client (the full
 # middleware and DRF stack, no gunicorn), their SQL, then N purchases timed plainly and N more under cProfile.
 # --campaigns N: N running campaigns, of which `applying` apply to every bench purchase (three stacked multipliers,
@@ -360,6 +369,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--campaigns-applying", type=int, default=None, metavar="K", help="campaigns that apply [N // 10, at least 1]"
     )
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="with an active webhook subscription to points.earned: every purchase writes its outbox event (the "
+        "delivery itself is a worker's, so nothing is sent here)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load [1]")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the summary")
     args = parser.parse_args(argv)
@@ -391,6 +406,8 @@ def service_env(dsn):
             "CONN_MAX_AGE": "60",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            # No broker here: the nudge after commit would deliver inside the request. Production's workers deliver.
+            "WEBHOOKS_KICK_ON_COMMIT": "false",
         }
     )
     return env
@@ -854,6 +871,7 @@ def run(args):
             "database": dsn,
             "campaigns": args.campaigns,
             "campaigns_applying": args.campaigns_applying,
+            "webhook": args.webhook,
         }
     }
     background, waited = background_cpu(), 0.0
@@ -883,6 +901,9 @@ def run(args):
             .replace("__STORE__", STORE_CODE)
         )
         result["campaigns"] = shell_json(env, snippet, "BENCH_CAMPAIGNS")
+    if args.webhook:
+        log("subscribing a webhook to points.earned")
+        shell_json(env, WEBHOOK_SNIPPET, "BENCH_WEBHOOK")
 
     if args.breakdown:
         log(f"in-process breakdown over {args.breakdown} purchases and reads")
@@ -1000,7 +1021,8 @@ def summary_text(result):
             f"; {config['campaigns']} campaigns running, {config['campaigns_applying']} applying"
             if config.get("campaigns")
             else ""
-        ),
+        )
+        + ("; a webhook subscribed to points.earned" if config.get("webhook") else ""),
     ]
     if "breakdown" in result:
         b = result["breakdown"]

@@ -1,5 +1,6 @@
-"""The platform's admin: client apps, the message log, the audit log and job runs; and the bases every app's
-admin builds on (saving through services, read-only screens, the acting staff user and her stores)."""
+"""The platform's admin: client apps, the message log, the audit log, job runs, webhooks (subscriptions, events and
+deliveries); and the bases every app's admin builds on (saving through services, read-only screens, the acting
+staff user and her stores)."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,12 +11,24 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.utils.translation import gettext_lazy as _
 
+from loyalty import webhooks
 from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
 from loyalty.alerts import acknowledge_alert
 from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError, Throttled
+from loyalty.events import known_patterns
 from loyalty.login_guard import authenticate_staff
-from loyalty.models import Alert, ApiClient, AuditEntry, JobChunk, JobRun, Message
+from loyalty.models import (
+    Alert,
+    ApiClient,
+    AuditEntry,
+    JobChunk,
+    JobRun,
+    Message,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from loyalty.versions import VersionKeepsItsTerms
 
 
@@ -323,6 +336,138 @@ class JobRunAdmin(ReadOnlyAdmin):
     list_filter = ["job", "status"]
     date_hierarchy = "business_date"
     inlines = [JobChunkInline]
+
+
+# --- Webhooks ----------------------------------------------------------------------------------------------------
+
+
+class WebhookSubscriptionForm(forms.ModelForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+    events = forms.MultipleChoiceField(
+        choices=[(pattern, pattern) for pattern in known_patterns()],
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("`prefix.*` takes every event of that kind, `*` every event."),
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["url", "events", "description", "is_active"]
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(ServiceAdmin):
+    """Subscriptions, saved through loyalty.webhooks (the URL checked as in the API); the secret is shown once, when
+    it is made (on creation, or by the “new secret” action)."""
+
+    form = WebhookSubscriptionForm
+    list_display = ["url", "events", "is_active", "created_at", "created_by"]
+    list_filter = ["is_active"]
+    search_fields = ["url", "description"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    actions = ["new_secrets"]
+
+    def save_model(self, request, obj, form, change):
+        values = {name: form.cleaned_data[name] for name in ["url", "events", "description", "is_active"]}
+        try:
+            if change:
+                saved = webhooks.change_subscription(actor=admin_actor(request), subscription_id=obj.pk, changes=values)
+            else:
+                saved, secret = webhooks.create_subscription(actor=admin_actor(request), values=values)
+                self.message_user(
+                    request,
+                    _("Signing secret of %(url)s (shown once, copy it now): %(secret)s")
+                    % {"url": saved.url, "secret": secret},
+                    messages.WARNING,
+                )
+        except DomainError as error:
+            raise ServiceRefusal(error) from error
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    @csrf_protect_m
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefusal as refused:
+            errors = getattr(refused.error, "errors", None) or {}
+            detail = "; ".join(f"{name}: {' '.join(texts)}" for name, texts in errors.items()) or refused.error.detail
+            self.message_user(request, detail, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_model(self, request, obj):
+        webhooks.delete_subscription(actor=admin_actor(request), subscription_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for subscription in queryset:
+            self.delete_model(request, subscription)
+
+    @admin.action(description=_("Make a new signing secret for the selected subscriptions"))
+    def new_secrets(self, request, queryset):
+        for subscription in queryset:
+            secret = webhooks.generate_secret()
+            webhooks.change_subscription(
+                actor=admin_actor(request), subscription_id=subscription.pk, changes={"secret": secret}
+            )
+            self.message_user(
+                request,
+                _("New signing secret of %(url)s (shown once): %(secret)s")
+                % {"url": subscription.url, "secret": secret},
+                messages.WARNING,
+            )
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    """The events the services wrote for the webhooks (only while a subscription wants their type)."""
+
+    list_display = ["id", "type", "member_id", "created_at", "dispatched_at"]
+    list_filter = ["type"]
+    search_fields = ["=member_id", "=id"]
+    show_full_result_count = False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """Each event to each subscription: status, attempts, the last answer and its latency, the next attempt."""
+
+    list_display = [
+        "id",
+        "subscription",
+        "event_type",
+        "event_id",
+        "member_id",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_latency_ms",
+        "last_error",
+        "last_attempt_at",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    list_filter = ["status", "subscription"]
+    list_select_related = ["subscription", "event"]
+    search_fields = ["=event__id", "=member_id"]
+    show_full_result_count = False
+    actions = ["resend"]
+
+    @admin.display(description=_("event type"))
+    def event_type(self, delivery):
+        return delivery.event.type
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Send the selected deliveries again"), permissions=["resend"])
+    def resend(self, request, queryset):
+        for delivery in queryset:
+            webhooks.resend_delivery(
+                actor=admin_actor(request), subscription_id=delivery.subscription_id, delivery_id=delivery.pk
+            )
+        self.message_user(request, _("%(count)d deliveries will be sent again.") % {"count": queryset.count()})
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("loyalty.change_webhookdelivery")
 
 
 # --- The admin login: throttled and locked as the API's staff login (loyalty/login_guard.py) -----------------------

@@ -222,3 +222,107 @@ class Alert(models.Model):
 
     def __str__(self):
         return f"{self.rule}: {self.metric}={self.value}"
+
+
+class OutboxEvent(models.Model):
+    """A domain event (points earned, a tier changed, ...) written by the service that made the change, in the
+    same transaction (loyalty.events.emit), so there is no event without its change and no change without its
+    event. The webhook dispatcher fans each one out to the subscriptions that want it (`dispatched_at`).
+
+    `member_id` is the member the event is about (None for events about no member, e.g. a campaign's); it is a
+    plain column, not a foreign key: set-based jobs write events for many members in one statement, and an event
+    must not hold her row."""
+
+    type = models.CharField(_("type"), max_length=60)
+    member_id = models.BigIntegerField(_("member"), null=True, blank=True)
+    data = models.JSONField(_("data"), default=dict)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        indexes = [
+            models.Index(fields=["id"], name="outbox_undispatched_idx", condition=models.Q(dispatched_at__isnull=True)),
+            models.Index(fields=["dispatched_at"], name="outbox_dispatched_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.type} #{self.pk}"
+
+
+class WebhookSubscription(models.Model):
+    """Another system (CRM, e-shop, data warehouse) receiving the events it wants at its URL, signed with its
+    secret (HMAC-SHA256; the secret is kept readable because signing needs it, and never shown again after it is
+    made). `events`: event types, or `prefix.*` / `*` patterns."""
+
+    url = models.URLField(_("URL"), max_length=500)
+    events = models.JSONField(_("events"), default=list)
+    secret = models.CharField(_("secret"), max_length=100)
+    is_active = models.BooleanField(_("active"), default=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    created_by = models.CharField(_("created by"), max_length=120, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+
+    def __str__(self):
+        return self.url
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    DELIVERED = "delivered", _("delivered")
+    FAILED = "failed", _("failed")
+
+
+class WebhookDelivery(models.Model):
+    """One event to one subscription: attempted until the receiver answers 2xx, with exponential backoff, for at
+    least WEBHOOKS_RETRY_HOURS; then failed (and an alert raised). Events of one member reach a subscription in
+    order: a delivery waits while an earlier one of the same member to the same subscription is pending.
+
+    A worker takes a delivery with a lease (`leased_until`): a worker that dies mid-delivery leaves it to be taken
+    again when the lease ends, so every event is delivered at least once (receivers de-duplicate by event id)."""
+
+    subscription = models.ForeignKey(WebhookSubscription, models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(OutboxEvent, models.CASCADE, related_name="deliveries")
+    member_id = models.BigIntegerField(null=True, blank=True)  # the event's, for the per-member order
+    status = models.CharField(
+        _("status"), max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True, editable=False)
+    retry_from = models.DateTimeField(_("retried since"), default=timezone.now)
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(_("last response status"), null=True, blank=True)
+    last_latency_ms = models.PositiveIntegerField(_("last latency (ms)"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    resends = models.PositiveIntegerField(_("resends"), default=0)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "event"], name="webhook_delivery_once_per_event")
+        ]
+        indexes = [
+            models.Index(
+                fields=["subscription", "next_attempt_at"],
+                name="webhook_delivery_due_idx",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["subscription", "member_id", "event"],
+                name="webhook_delivery_order_idx",
+                condition=models.Q(status="pending"),
+            ),
+        ]
+
+    def __str__(self):
+        return f"event {self.event_id} → {self.subscription_id} ({self.status})"

@@ -314,6 +314,24 @@ MESSAGE_BACKENDS = {
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")
 
+# Webhooks (loyalty.webhooks, loyalty.webhook_http). Production allows only https URLs whose host resolves to public
+# addresses (checked when a subscription is saved and again before every delivery); development and test allow http
+# and loopback / private addresses (a receiver on this machine). Production refuses the setting on.
+WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=not PRODUCTION)
+if PRODUCTION and WEBHOOKS_ALLOW_PRIVATE_URLS:
+    raise ImproperlyConfigured("WEBHOOKS_ALLOW_PRIVATE_URLS must be off in production (https to public hosts only).")
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10)  # connect, and each read of an answer
+# A delivery is taken for this long; a worker that died mid-delivery leaves it to be taken again after it.
+WEBHOOKS_LEASE_SECONDS = env.int("WEBHOOKS_LEASE_SECONDS", default=120)
+# A delivery not answered 2xx is retried (1 min, doubling, at most hourly) for this long, then failed with an alert.
+WEBHOOKS_RETRY_HOURS = env.float("WEBHOOKS_RETRY_HOURS", default=24)
+WEBHOOKS_RETENTION_DAYS = env.int("WEBHOOKS_RETENTION_DAYS", default=30)  # done events and deliveries kept
+WEBHOOKS_KICK_ON_COMMIT = env.bool("WEBHOOKS_KICK_ON_COMMIT", default=True)  # nudge delivery after each commit
+if WEBHOOKS_RETRY_HOURS < 24:
+    raise ImproperlyConfigured("WEBHOOKS_RETRY_HOURS must be at least 24 (deliveries are retried for a day).")
+if WEBHOOKS_LEASE_SECONDS <= 2 * WEBHOOKS_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("WEBHOOKS_LEASE_SECONDS must be more than twice WEBHOOKS_TIMEOUT_SECONDS.")
+
 # No phone number in the logs (loyalty.log_masking): every handler masks them, runserver's access log included.
 # Django's own default handlers (console in DEBUG, mail_admins) are taken off the `django` logger, whose records
 # reach the root's masked console instead; gunicorn masks its access log with loyalty.access_log.GunicornLogger.

@@ -63,3 +63,34 @@ def start_scheduled_job(name, as_of=None):
         dispatch_job(name, stalled.business_date, triggered_by="beat:resume")
     run = dispatch_job(name, date.fromisoformat(as_of) if as_of else None, triggered_by="beat")
     return {"run": run.pk, "chunks": run.chunks_total}
+
+
+# --- Webhooks (loyalty.webhooks) ------------------------------------------------------------------------------------
+
+WEBHOOK_TASK_BUDGET_SECONDS = 50  # a subscription's task hands over to a fresh one after this long
+
+
+@shared_task(acks_late=True)
+def deliver_webhooks():
+    """Periodic (every minute, and nudged after commits that wrote events): dispatch the outbox's new events to the
+    subscriptions, send one delivery task per subscription with due deliveries, and purge old events."""
+    from loyalty import webhooks
+
+    dispatched = webhooks.dispatch_events()
+    subscription_ids = webhooks.subscriptions_with_due_deliveries()
+    for subscription_id in subscription_ids:
+        deliver_subscription_webhooks.delay(subscription_id)
+    purged = webhooks.purge_events()
+    return {"dispatched": dispatched, "subscriptions": len(subscription_ids), "purged": purged}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def deliver_subscription_webhooks(subscription_id):
+    """Attempt one subscription's due deliveries, each member's in order. A worker killed mid-delivery leaves its
+    lease to run out; then this task (redelivered) or the next periodic run takes the delivery again."""
+    from loyalty import webhooks
+
+    counts = webhooks.deliver_due(subscription_id, budget_seconds=WEBHOOK_TASK_BUDGET_SECONDS)
+    if counts["more"]:
+        deliver_subscription_webhooks.delay(subscription_id)
+    return counts

@@ -7,6 +7,7 @@ from loyalty import health, views
 
 platform = SimpleRouter()
 platform.register("jobs", views.JobRunViewSet, basename="job")
+platform.register("webhooks", views.WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

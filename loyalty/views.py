@@ -1,17 +1,27 @@
-"""HTTP for the platform: staff login (bearer tokens) and the nightly job runs."""
+"""HTTP for the platform: staff login (bearer tokens), the nightly job runs, and webhook subscriptions."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from loyalty.access import staff_role
-from loyalty.api import ID_PATTERN, error_body, error_responses
+from loyalty import webhooks
+from loyalty.access import ROLE_ADMIN, access_for, staff_role
+from loyalty.api import ID_PATTERN, IdCursorPagination, error_body, error_responses
 from loyalty.credentials import issue_staff_token, revoke_staff_token
 from loyalty.login_guard import authenticate_staff
-from loyalty.models import JobRun
-from loyalty.serializers import JobRunSerializer, StaffLoginSerializer, StaffTokenSerializer
+from loyalty.models import DeliveryStatus, JobRun, WebhookDelivery, WebhookSubscription
+from loyalty.serializers import (
+    JobRunSerializer,
+    StaffLoginSerializer,
+    StaffTokenSerializer,
+    WebhookCreatedSerializer,
+    WebhookDeliverySerializer,
+    WebhookSubscriptionSerializer,
+)
 
 
 class StaffTokenView(APIView):
@@ -66,3 +76,103 @@ class JobRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     queryset = JobRun.objects.all()
     filterset_fields = ["job", "status", "business_date"]
     lookup_value_regex = ID_PATTERN
+
+
+def _subscription_values(request, *, partial):
+    serializer = WebhookSubscriptionSerializer(data=request.data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        request=WebhookSubscriptionSerializer,
+        responses={201: WebhookCreatedSerializer, **error_responses({400: "invalid", 403: "permission_denied"})},
+        description="Subscribe a URL to event types. The answer shows the secret, this once (made when not given). "
+        "In production the URL must be https to a host resolving to public addresses only (400 `invalid` on "
+        "`url` otherwise).",
+    ),
+    partial_update=extend_schema(
+        request=WebhookSubscriptionSerializer(partial=True),
+        responses={200: WebhookSubscriptionSerializer, **error_responses({400: "invalid", 404: "not_found"})},
+        description="Change the URL (checked again), the events, the secret, the description or `is_active`.",
+    ),
+    destroy=extend_schema(
+        responses={204: None, **error_responses({404: "not_found"})},
+        description="Delete the subscription and its deliveries.",
+    ),
+)
+class WebhookViewSet(viewsets.ModelViewSet):
+    """Webhook subscriptions (admins only): other systems receive the events they subscribe to, signed
+    (README: "Webhooks")."""
+
+    serializer_class = WebhookSubscriptionSerializer
+    queryset = WebhookSubscription.objects.order_by("-id")
+    lookup_value_regex = ID_PATTERN
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["is_active"]
+    staff_roles = {"*": {ROLE_ADMIN}}
+
+    def create(self, request):
+        subscription, secret = webhooks.create_subscription(
+            actor=access_for(request).actor, values=_subscription_values(request, partial=False)
+        )
+        body = WebhookCreatedSerializer({**WebhookSubscriptionSerializer(subscription).data, "secret": secret}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        current = self.get_object()
+        subscription = webhooks.change_subscription(
+            actor=access_for(request).actor,
+            subscription_id=current.pk,
+            changes=_subscription_values(request, partial=True),
+        )
+        return Response(WebhookSubscriptionSerializer(subscription).data)
+
+    def destroy(self, request, pk=None):
+        current = self.get_object()
+        webhooks.delete_subscription(actor=access_for(request).actor, subscription_id=current.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        responses={200: WebhookDeliverySerializer(many=True), **error_responses({400: "invalid", 404: "not_found"})},
+        parameters=[
+            OpenApiParameter("status", str, enum=DeliveryStatus.values, description="Only deliveries in this status."),
+            OpenApiParameter("event_type", str, description="Only deliveries of events of this type."),
+        ],
+        description="The subscription's deliveries, newest first: status, attempts, the last response status and "
+        "latency, the next attempt.",
+    )
+    @action(detail=True, methods=["get"], pagination_class=IdCursorPagination, filterset_fields=[])
+    def deliveries(self, request, pk=None):
+        subscription = self.get_object()
+        deliveries = WebhookDelivery.objects.filter(subscription=subscription).select_related("event")
+        wanted_status = request.query_params.get("status")
+        if wanted_status:
+            if wanted_status not in DeliveryStatus.values:
+                raise ValidationError({"status": [f"One of {', '.join(DeliveryStatus.values)}."]})
+            deliveries = deliveries.filter(status=wanted_status)
+        if request.query_params.get("event_type"):
+            deliveries = deliveries.filter(event__type=request.query_params["event_type"])
+        page = self.paginate_queryset(deliveries)
+        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: WebhookDeliverySerializer, **error_responses({404: "not_found"})},
+        description="Send the delivery again from now on, whatever its status: pending, due now, its attempts and "
+        "its 24-hour retry period start afresh. The receiver gets the same event id (it de-duplicates by it).",
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=rf"deliveries/(?P<delivery_id>{ID_PATTERN})/resend",
+        url_name="delivery-resend",
+    )
+    def resend(self, request, pk=None, delivery_id=None):
+        subscription = self.get_object()
+        delivery = webhooks.resend_delivery(
+            actor=access_for(request).actor, subscription_id=subscription.pk, delivery_id=int(delivery_id)
+        )
+        delivery = WebhookDelivery.objects.select_related("event").get(pk=delivery.pk)
+        return Response(WebhookDeliverySerializer(delivery).data)

@@ -8,11 +8,12 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.clock import end_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
 from members.locking import member_lockers
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, TierChange
-from tiers.services import ladder, lock_member_tiers, tier_of
+from tiers.services import emit_tier_changed, ladder, lock_member_tiers, tier_of
 
 LOCK_BATCH = 10_000  # member ids per locking statement of a job: bounds what one statement loads
 
@@ -58,9 +59,27 @@ WITH held AS (
     INSERT INTO tiers_tierchange (member_id, from_tier_id, to_tier_id, reason, growth_value, business_date, at, actor)
     SELECT member_id, from_tier, to_tier, 'downgrade', value, %(as_of)s, %(now)s, 'job:tiers'
     FROM moved WHERE to_tier <> from_tier
-)
+    RETURNING id, member_id, from_tier_id, to_tier_id, growth_value
+){events}
 SELECT count(*), count(*) FILTER (WHERE to_tier <> from_tier) FROM moved
 """
+
+
+# One tier.changed event per downgrade, in the same statement (added when a subscription wants them); the same data
+# as tiers.services.emit_tier_changed.
+EVALUATE_EVENTS_SQL = events.outbox_insert_sql(
+    "tier.changed",
+    member_id="history.member_id",
+    data=(
+        "jsonb_build_object('member', history.member_id::text, 'from', from_t.code, 'to', to_t.code, "
+        "'reason', 'downgrade', 'growth_value', history.growth_value, 'business_date', %(as_of)s::date::text, "
+        "'change', history.id::text)"
+    ),
+    source=(
+        "history JOIN tiers_tier from_t ON from_t.id = history.from_tier_id "
+        "JOIN tiers_tier to_t ON to_t.id = history.to_tier_id"
+    ),
+)
 
 
 def _evaluation_window(as_of, now):
@@ -106,9 +125,14 @@ def downgrade_chunk(start, stop, as_of, now):
         "window_end": window_end,
     }
     if connection.vendor == "postgresql":
+        emitting = events.wanted("tier.changed")
         with connection.cursor() as cursor:
-            cursor.execute(EVALUATE_SQL, params)
+            cursor.execute(
+                EVALUATE_SQL.format(events=f", emitted AS ({EVALUATE_EVENTS_SQL})" if emitting else ""), params
+            )
             evaluated, downgraded = cursor.fetchone()
+        if emitting and downgraded:
+            events.after_set_based_emit()
     else:
         evaluated, downgraded = _evaluate_chunk_python(params)
     return {"evaluated": evaluated, "downgraded": downgraded}
@@ -157,15 +181,17 @@ def _evaluate_chunk_python(params):
         count += 1
         changed = ["window_growth", "hold_until", "updated_at"]
         if target.pk != tier.pk:
-            TierChange.objects.create(
-                member_id=row.member_id,
-                from_tier=tier,
-                to_tier=target,
-                reason="downgrade",
-                growth_value=value,
-                business_date=params["as_of"],
-                at=params["now"],
-                actor="job:tiers",
+            emit_tier_changed(
+                TierChange.objects.create(
+                    member_id=row.member_id,
+                    from_tier=tier,
+                    to_tier=target,
+                    reason="downgrade",
+                    growth_value=value,
+                    business_date=params["as_of"],
+                    at=params["now"],
+                    actor="job:tiers",
+                )
             )
             row.tier, row.since = target, params["now"]
             changed += ["tier", "since"]

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
@@ -212,7 +213,7 @@ def _upgrade_if_due(member, *, at, policy):
         row.save(update_fields=[*changes, "updated_at"])
     if not upgrade:
         return None
-    TierChange.objects.create(
+    change = TierChange.objects.create(
         member=member,
         from_tier=tier,
         to_tier=best,
@@ -221,7 +222,26 @@ def _upgrade_if_due(member, *, at, policy):
         business_date=business_date(at),
         at=at,
     )
+    emit_tier_changed(change)
     return {"from": tier.code, "to": best.code, "reason": "upgrade"}
+
+
+def emit_tier_changed(change):
+    """The tier.changed event of a TierChange, in its transaction (tiers.jobs.EVALUATE_EVENTS_SQL writes the same
+    for the nightly downgrade, set-based)."""
+    events.emit(
+        "tier.changed",
+        {
+            "member": str(change.member_id),
+            "from": change.from_tier.code if change.from_tier else None,
+            "to": change.to_tier.code,
+            "reason": change.reason,
+            "growth_value": change.growth_value,
+            "business_date": change.business_date,
+            "change": str(change.pk),
+        },
+        member_id=change.member_id,
+    )
 
 
 def tier_multiplier_lines(context):
@@ -323,7 +343,7 @@ def _merged_tier(merge, growth, row, duplicate_row):
         row.save(update_fields=[*changes, "updated_at"])
     if target is None:
         return None
-    TierChange.objects.create(
+    change = TierChange.objects.create(
         member=survivor,
         from_tier=tier,
         to_tier=target,
@@ -333,6 +353,7 @@ def _merged_tier(merge, growth, row, duplicate_row):
         at=now,
         actor=merge.actor,
     )
+    emit_tier_changed(change)
     return {"from": tier.code, "to": target.code, "reason": "merge"}
 
 
@@ -343,15 +364,17 @@ def _drop_duplicate_tier(merge, row):
     tier, entry = tier_of(row), entry_tier()
     changes = {"hold_until": None, "window_growth": 0}
     if entry is not None and tier is not None and tier.pk != entry.pk:
-        TierChange.objects.create(
-            member=merge.duplicate,
-            from_tier=tier,
-            to_tier=entry,
-            reason="merge",
-            growth_value=0,
-            business_date=business_date(merge.now),
-            at=merge.now,
-            actor=merge.actor,
+        emit_tier_changed(
+            TierChange.objects.create(
+                member=merge.duplicate,
+                from_tier=tier,
+                to_tier=entry,
+                reason="merge",
+                growth_value=0,
+                business_date=business_date(merge.now),
+                at=merge.now,
+                actor=merge.actor,
+            )
         )
         changes.update(tier=entry, since=merge.now)
     for field, value in changes.items():

@@ -22,6 +22,7 @@ from campaigns.models import (
     CampaignVariant,
     CapPeriod,
 )
+from loyalty import events
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
 from members.models import Lifecycle, PurchaseChannel, Segment, Store, Tag
@@ -323,6 +324,18 @@ def _set_status(campaign, status, *, actor, action, **fields):
         setattr(campaign, name, value)
     campaign.save(update_fields=["status", "updated_at", *fields])
     record_audit(actor=actor, action=action, target=campaign, old={"status": old}, new={"status": status})
+    events.emit(  # the action names the event: campaign.activated, campaign.paused, campaign.ended
+        action,
+        {
+            "campaign": str(campaign.pk),
+            "name": campaign.name,
+            "kind": campaign.kind,
+            "status": campaign.status_at(timezone.now()),
+            "status_before": old,
+            "starts_at": campaign.starts_at,
+            "ends_at": campaign.ends_at,
+        },
+    )
     return campaign
 
 

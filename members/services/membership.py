@@ -10,6 +10,7 @@ from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Concat, Replace
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.access import ROLE_ADMIN
 from loyalty.audit import REDACTED, audit_values_under, record_audit, redact_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
@@ -172,6 +173,17 @@ def register_member(
                         "channel": member.channel,
                     },
                 )
+                events.emit(
+                    "member.created",
+                    {
+                        **member_event_data(member),
+                        "channel": member.channel,
+                        "store": store.code if store else None,
+                        "referrer": str(referrer.pk) if referrer else None,
+                        "joined_at": member.joined_at,
+                    },
+                    member_id=member.pk,
+                )
             _after_registration(member)
             return member
         except IntegrityError:
@@ -180,6 +192,20 @@ def register_member(
                 _raise_exists(existing)
             # A generated card number or referral code collided; draw again.
     raise RuntimeError("Could not generate a unique card number after 5 attempts.")
+
+
+def member_event_data(member, changed=None):
+    """What the member.* events say about her: who she is by id and card number, and her status; never her personal
+    data (a receiver that needs her profile reads it through the API, so an erasure needs no clean-up there).
+    `changed`: the names of the fields that changed (member.updated)."""
+    data = {"member": str(member.pk), "member_no": member.member_no, "status": member.status}
+    if changed is not None:
+        data["changed"] = sorted(changed)
+    return data
+
+
+def emit_member_updated(member, changed):
+    events.emit("member.updated", member_event_data(member, changed), member_id=member.pk)
 
 
 def _after_registration(member):
@@ -237,6 +263,7 @@ def update_member(*, actor, member, changes, consents=None):
             _raise_exists(clash)
         member.save()
         record_audit(actor=actor, action="member.updated", target=member, old=old, new=new)
+        emit_member_updated(member, new)
     return member
 
 
@@ -317,6 +344,7 @@ def _set_status(*, actor, member, status, reason, action, role):
             record_audit(
                 actor=actor, action=action, target=member, old={"status": old}, new={"status": status, "reason": reason}
             )
+            emit_member_updated(member, ["status"])
     return member
 
 
@@ -413,9 +441,23 @@ def anonymise_member(*, actor, member, reason, role):
             target=member,
             new={"reason": reason, "merged_members": [str(duplicate.pk) for duplicate in duplicates]},
         )
+        emit_member_updated(member, ["status", *PERSONAL_FIELDS])
     return member
 
 
+# The profile fields an erasure empties (member.updated names them as changed).
+PERSONAL_FIELDS = (
+    "phone",
+    "external_id",
+    "name",
+    "email",
+    "birthday",
+    "gender",
+    "consent_sms",
+    "consent_wechat",
+    "consent_email",
+    "household",
+)
 # The member fields whose values are personal data, as audit rows name them (update_member, register_member, merge).
 PERSONAL_AUDIT_KEYS = frozenset({"phone", "external_id", "name", "email", "birthday", "gender", "household"})
 ANONYMISED_RECIPIENT = "anonymised"

@@ -17,13 +17,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
 from loyalty.registry import ExtensionPoint
 from members.locking import lock_members
 from members.models import Member, MemberMerge, MemberStatus, MemberTag, Purchase
 
-from .membership import MemberAnonymised, MemberFrozen, MemberMerged, _audit_value
+from .membership import MemberAnonymised, MemberFrozen, MemberMerged, _audit_value, member_event_data
 
 merge_steps = ExtensionPoint(
     "member_merge_steps",
@@ -263,6 +264,16 @@ def _close_duplicate(merge):
             "survivor_member_no": survivor.member_no,
             **summary,
         },
+    )
+    events.emit(
+        "member.merged",
+        {
+            **member_event_data(survivor, changed=[*handed, *moved["profile"]]),
+            "duplicate": str(duplicate.pk),
+            "duplicate_member_no": duplicate.member_no,
+            "merge": str(merge.record.pk),
+        },
+        member_id=survivor.pk,
     )
 
 

@@ -11,6 +11,7 @@ from dateutil.relativedelta import relativedelta
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError
@@ -149,7 +150,8 @@ def earn(
 ):
     """Add points as a new lot: pending until `available_at`, then available until `expires_at`.
 
-    Returns (entry, lot). A member in debt (negative balance after a claw-back) pays it off first."""
+    Returns (entry, lot). A member in debt (negative balance after a claw-back) pays it off first. An earn (kind
+    earn) writes a points.earned event into the outbox (loyalty.events), in the caller's transaction."""
     now = now or timezone.now()
     pending = available_at > now
     was_in_debt = account.available < 0
@@ -180,6 +182,22 @@ def earn(
     account.lifetime_earned += points
     if not pending and was_in_debt:
         settle_debt(account, entry)
+    if kind == EntryKind.EARN:  # adjustments report themselves as points.adjusted
+        events.emit(
+            "points.earned",
+            {
+                "member": str(account.member_id),
+                "points": points,
+                "reference": entry.reference,
+                "reason": entry.reason,
+                "entry": str(entry.pk),
+                "status": "pending" if pending else "available",
+                "available_at": available_at,
+                "expires_at": expires_at,
+                "breakdown": breakdown or [],
+            },
+            member_id=account.member_id,
+        )
     return entry, lot
 
 
@@ -522,7 +540,20 @@ def expire_member_lots(account, *, as_of, now=None, actor="job:expire_points"):
         status=LotStatus.EXPIRED, remaining=0
     )
     account.lifetime_expired += total
+    events.emit("points.expired", expired_event_data(account, entry, as_of), member_id=account.member_id)
     return total
+
+
+def expired_event_data(account, entry, as_of):
+    """The points.expired event of one member and date (maintenance.EXPIRE_EVENTS_SQL writes the same, set-based)."""
+    return {
+        "member": str(account.member_id),
+        "points": -entry.points,
+        "reference": entry.reference,
+        "entry": str(entry.pk),
+        "date": as_of.isoformat(),
+        "balance": entry.balance_after,
+    }
 
 
 def lots_total(member_id, status):

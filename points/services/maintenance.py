@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.clock import end_of_business_day
 from points.models import EntryKind, LedgerEntry, LotStatus, PointsLot
 
@@ -192,9 +193,21 @@ WITH due AS (
     SELECT entries.id, due.id, -due.remaining FROM due JOIN entries USING (member_id) WHERE due.remaining > 0
 ), expired AS (
     UPDATE points_pointslot l SET status = 'expired', remaining = 0 FROM due WHERE l.id = due.id
-)
+){events}
 SELECT count(*), coalesce(sum(points), 0) FROM moved
 """
+# One points.expired event per member expired, in the same statement (added when a subscription wants them); the
+# same data as ledger.expired_event_data.
+EXPIRE_EVENTS_SQL = events.outbox_insert_sql(
+    "points.expired",
+    member_id="entries.member_id",
+    data=(
+        "jsonb_build_object('member', entries.member_id::text, 'points', moved.points, "
+        "'reference', %(reference)s::text, 'entry', entries.id::text, 'date', %(as_of)s::text, "
+        "'balance', moved.available)"
+    ),
+    source="entries JOIN moved USING (member_id)",
+)
 
 
 def expire_bounds(as_of):
@@ -209,8 +222,9 @@ def expire_chunk(start, stop, as_of, now):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             _lock_chunk_accounts(cursor, start, stop, "l.status = 'available' AND l.expires_at <= %s", [cutoff])
+            emitting = events.wanted("points.expired")
             cursor.execute(
-                EXPIRE_SQL,
+                EXPIRE_SQL.format(events=f", emitted AS ({EXPIRE_EVENTS_SQL})" if emitting else ""),
                 {
                     "start": start,
                     "stop": stop,
@@ -218,9 +232,12 @@ def expire_chunk(start, stop, as_of, now):
                     "now": now,
                     "reference": reference,
                     "reason": f"points expired on {as_of.isoformat()}",
+                    "as_of": as_of.isoformat(),
                 },
             )
             members, points = cursor.fetchone()
+            if emitting and members:
+                events.after_set_based_emit()
     else:
         members = points = 0
         due = PointsLot.objects.filter(

@@ -8,6 +8,7 @@ from django.db.models import F, Q, Sum
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
 from loyalty.audit import record_audit
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
@@ -152,9 +153,25 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             created_at=now,
         )
         save_account(account)
+        events.emit("redemption.created", redemption_event_data(redemption, account), member_id=member.pk)
         result = {**redemption_representation(redemption), "balance": account.available}
         idempotency.complete(claim, response=result)
     return Outcome(result)
+
+
+def redemption_event_data(redemption, account):
+    """The redemption.created / redemption.cancelled event: the redemption as the API shows it but its code (the
+    voucher a member shows at the counter stays between her and the service), and her balance after it."""
+    shown = redemption_representation(redemption)
+    del shown["code"]
+    return {
+        "member": str(redemption.member_id),
+        "redemption": shown.pop("id"),
+        **shown,
+        "points": redemption.points_spent,
+        "reference": f"redemption:{redemption.pk}",
+        "balance": account.available,
+    }
 
 
 def cancel_redemption(*, actor, redemption_id):
@@ -185,6 +202,7 @@ def cancel_redemption(*, actor, redemption_id):
         redemption.status, redemption.cancelled_at = RedemptionStatus.CANCELLED, now
         redemption.save(update_fields=["status", "cancelled_at"])
         save_account(account)
+        events.emit("redemption.cancelled", redemption_event_data(redemption, account), member_id=member_id)
     return {**redemption_representation(redemption), "balance": account.available}
 
 
@@ -302,7 +320,8 @@ def check_daily_totals(totals, *, actor, member_id, points, now):
 
 def write_adjustment(account, *, policy, points, actor, reason, reference=DIRECT_ADJUSTMENT, now):
     """The ledger side of an adjustment, direct or approved: adding points makes a lot that expires by the
-    policy; taking them may not go below zero (InsufficientPoints). The caller holds the account lock."""
+    policy; taking them may not go below zero (InsufficientPoints). The caller holds the account lock. Writes the
+    points.adjusted event (loyalty.events)."""
     if points > 0:
         entry, _ = earn(
             account,
@@ -315,10 +334,24 @@ def write_adjustment(account, *, policy, points, actor, reason, reference=DIRECT
             kind=EntryKind.ADJUST,
             now=now,
         )
-        return entry
-    return spend(
-        account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason, reference=reference, now=now
+    else:
+        entry = spend(
+            account, points=-points, kind=EntryKind.ADJUST, actor=actor, reason=reason, reference=reference, now=now
+        )
+    events.emit(
+        "points.adjusted",
+        {
+            "member": str(account.member_id),
+            "points": points,
+            "reference": entry.reference,
+            "reason": entry.reason,
+            "entry": str(entry.pk),
+            "balance": entry.balance_after,
+            "actor": actor,
+        },
+        member_id=account.member_id,
     )
+    return entry
 
 
 def adjust_points(*, actor, role, scope, key, fingerprint, member_id, points, reason):
