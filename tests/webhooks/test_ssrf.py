@@ -2,6 +2,7 @@
 only to public addresses, checked when it is saved and again, resolving anew, before every delivery (a name that
 changes its answer after the check reaches nothing internal). Development and tests allow http and loopback."""
 
+import secrets
 import socket
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_dns_rebinding_a_name_checked_public_at_save_and_internal_at_delivery_re
 def test_production_refuses_to_start_with_private_urls_allowed():
     environment = {
         "ENVIRONMENT": "production",
-        "SECRET_KEY": "x" * 60,
+        "SECRET_KEY": secrets.token_urlsafe(50),  # a key production accepts: the webhook setting is what it refuses
         "ALLOWED_HOSTS": "loyalty.example.com",
         "SMS_BACKEND": "loyalty.messaging.HttpSmsBackend",
         "SMS_HTTP_URL": "https://sms.example.com/send",
