@@ -11,6 +11,7 @@ from django.utils import timezone
 from loyalty.clock import end_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
 from members.locking import member_lockers
+from tiers.messages import queue_downgrade_messages
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, TierChange
 from tiers.services import ladder, lock_member_tiers, tier_of
 
@@ -111,6 +112,8 @@ def downgrade_chunk(start, stop, as_of, now):
             evaluated, downgraded = cursor.fetchone()
     else:
         evaluated, downgraded = _evaluate_chunk_python(params)
+    if downgraded:
+        queue_downgrade_messages(member_ids, as_of=as_of, now=now)  # written with the chunk, sent after commit
     return {"evaluated": evaluated, "downgraded": downgraded}
 
 

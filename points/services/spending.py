@@ -13,6 +13,7 @@ from loyalty.errors import DomainError, NotFoundError
 from members.models import Member, Purchase
 from members.services import ensure_member_active
 from points import hooks
+from points.messages import notify_redemption
 from points.models import EntryKind, Redemption, RedemptionStatus, Reward, RewardKind
 
 from . import idempotency
@@ -145,6 +146,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             created_at=now,
         )
         save_account(account)
+        notify_redemption(redemption, balance=account.available)  # written now, sent after commit
         result = {**redemption_representation(redemption), "balance": account.available}
         idempotency.complete(claim, response=result)
     return Outcome(result)

@@ -17,6 +17,7 @@ def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_
         "rule_tags": ("30", "3"),
         "purge_idempotency": ("30", "4"),
         "segment_moves": ("45", "2"),
+        "reminders": ("0", "9"),
     }
     assert set(expected) == set(job_names())
     for job, (minute, hour) in expected.items():
