@@ -99,9 +99,13 @@ def template_errors(text, *, channel, allowed):
     errors = []
     for node in compiled.nodelist:
         if isinstance(node, TextNode):
+            if "{{" in node.s or "{%" in node.s:
+                errors.append(_("A placeholder is not closed: %(text)s") % {"text": node.s.strip()[:40]})
             continue
         if not isinstance(node, VariableNode):
-            errors.append(_("Only {{ variable }} placeholders are allowed, no {%% tags %%}: %(tag)s") % {"tag": node})
+            token = getattr(node, "token", None)
+            tag = token.contents if token is not None else type(node).__name__
+            errors.append(_("Only {{ variable }} placeholders are allowed, not {%% %(tag)s %%}.") % {"tag": tag})
             continue
         for what, name in _names_in(node.filter_expression):
             if what == "filter" and name not in ALLOWED_FILTERS:
@@ -181,8 +185,8 @@ def preview(template):
 
 
 def plain_text(html):
-    """The text part of an HTML email."""
-    return unescape(strip_tags(html))
+    """The text part of an HTML email: paragraphs and line breaks as new lines, the tags gone."""
+    return unescape(strip_tags(re.sub(r"(?i)</p>|<br\s*/?>", "\n", html))).strip()
 
 
 def wechat_fields(body):
@@ -193,3 +197,30 @@ def wechat_fields(body):
         if match:
             data[match[1]] = {"value": match[2].strip()}
     return data
+
+
+TEMPLATE_FIELDS = ["kind", "channel", "language", "subject", "body", "provider_template_id", "is_active"]
+
+
+def save_message_template(*, actor, template):
+    """Save a marketer's template (new or changed): checked first (ValidationError by field, nothing saved), then
+    written with an audit row of what changed. Members get the new text from the next message on."""
+    from django.db import transaction
+
+    from loyalty.audit import record_audit
+    from loyalty.models import MessageTemplate
+
+    template.full_clean()
+    with transaction.atomic(durable=True):
+        before = MessageTemplate.objects.select_for_update().filter(pk=template.pk).first() if template.pk else None
+        old = {name: getattr(before, name) for name in TEMPLATE_FIELDS} if before else None
+        new = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
+        if old is not None:
+            changed = [name for name in TEMPLATE_FIELDS if old[name] != new[name]]
+            old, new = {name: old[name] for name in changed}, {name: new[name] for name in changed}
+        template.updated_by = actor
+        template.save()
+        if new:
+            action = "message_template.changed" if before else "message_template.added"
+            record_audit(actor=actor, action=action, target=template, old=old, new=new)
+    return template

@@ -329,7 +329,8 @@ def frequency_days(kind):
 
 
 def _recently_sent(member_ids, kinds, now):
-    """{(member_id, kind, channel)} of messages queued or sent within each kind's period."""
+    """{(member_id, kind, channel)} of messages queued or sent within each kind's period (a message exactly one
+    period ago no longer counts)."""
     periods = {kind.code: frequency_days(kind) for kind in kinds if frequency_days(kind) > 0}
     if not periods or not member_ids:
         return set()
@@ -341,12 +342,12 @@ def _recently_sent(member_ids, kinds, now):
             member_id__in=ids[first : first + 10_000],
             kind__in=list(periods),
             status__in=[MessageStatus.QUEUED, MessageStatus.SENT],
-            created_at__gte=since,
+            created_at__gt=since,
         ).values_list("member_id", "kind", "channel", "created_at")
         found |= {
             (member_id, kind, channel)
             for member_id, kind, channel, created_at in rows
-            if created_at >= now - timedelta(days=periods[kind])
+            if created_at > now - timedelta(days=periods[kind])
         }
     return found
 
@@ -419,12 +420,12 @@ def queue_messages(requests: Iterable[MessageRequest], *, now=None):
             else:
                 message.waits = quiet_end is not None and kind.quiet_hours
                 message.send_after = quiet_end if message.waits else now + lease()
-                if frequency_days(kind) > 0:
-                    recent.add((request.member_id, kind.code, channel))
+            if not reason and frequency_days(kind) > 0:
+                recent.add((request.member_id, kind.code, channel))  # the cap holds within the batch too
             rows.append(message)
     inserted = _insert_new(rows)
     for message in inserted:
-        result.counts[message.status] = result.counts.get(message.status, 0) + 1
+        result.counts[str(message.status)] = result.counts.get(str(message.status), 0) + 1
     result.messages = inserted
     result.dispatched = [
         message.pk for message in inserted if message.status == MessageStatus.QUEUED and not message.waits

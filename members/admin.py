@@ -36,6 +36,7 @@ from members.models import (
     Store,
     Tag,
     TagKind,
+    WechatIdentity,
 )
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import UPDATABLE_FIELDS, may_change_status
@@ -87,6 +88,15 @@ class MemberTagInline(admin.TabularInline):
         if db_field.name == "tag":
             kwargs["queryset"] = Tag.objects.filter(kind=TagKind.MANUAL, is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class WechatIdentityInline(ReadOnlyInline):
+    """Her WeChat identities, as the mini-program or official account bound them (through the API)."""
+
+    model = WechatIdentity
+    fields = ["app_id", "openid", "unionid", "created_at"]
+    verbose_name = _("WeChat identity")
+    verbose_name_plural = _("WeChat identities")
 
 
 class MemberAdminForm(forms.ModelForm):
@@ -197,7 +207,7 @@ class MemberAdmin(ServiceAdmin):
     search_fields = ["member_no", "phone", "name", "external_id"]
     search_help_text = _("Card number, phone (any format), external id, or part of a name.")
     readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at", "updated_at"]
-    inlines = [MemberTagInline]
+    inlines = [MemberTagInline, WechatIdentityInline]
     actions = ["freeze_members", "unfreeze_members"]
     show_full_result_count = False  # no COUNT(*) over millions of members on every search
 
