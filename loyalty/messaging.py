@@ -497,11 +497,20 @@ def retry_delay(attempts):
     return settings.MESSAGE_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
 
 
-def deliver_message(message_id, attempt=0, *, body=None):
+def deliver_messages(items):
+    """Deliver a batch of [message_id, attempt] pairs (deliver_message each), reading their members once."""
+    member_ids = Message.objects.filter(pk__in=[pk for pk, _ in items], member__isnull=False).values_list(
+        "member_id", flat=True
+    )
+    recipients = load_recipients(member_ids) if recipient_loaders.get("members") else {}
+    return [deliver_message(pk, attempt, recipients=recipients) for pk, attempt in items]
+
+
+def deliver_message(message_id, attempt=0, *, body=None, recipients=None):
     """Deliver attempt number `attempt` (0: the first) of a queued message, once, and record what became of it.
     Returns the status, or None when the message was not this task's to deliver (sent already, taken by another
     task, or at another attempt). `body`: the text with its secrets (send_message's immediate messages: one try,
-    no retry)."""
+    no retry). `recipients`: the members as a batch read them, before it began."""
     now = timezone.now()
     # A message with its secrets in memory is never leased: the sweep must not send its masked copy.
     taken = Message.objects.filter(pk=message_id, status=MessageStatus.QUEUED, attempts=attempt).update(
@@ -511,7 +520,9 @@ def deliver_message(message_id, attempt=0, *, body=None):
         return None
     message = Message.objects.select_related("template").get(pk=message_id)
     if message.member_id and message.kind in message_kinds:
-        recipient = load_recipients([message.member_id]).get(message.member_id)
+        if recipients is None or message.member_id not in recipients:
+            recipients = load_recipients([message.member_id])
+        recipient = recipients.get(message.member_id)
         if recipient is None or recipient.status != "active":
             reason = f"member is {recipient.status}" if recipient else MISSING_ADDRESS[MessageChannel.INBOX]
             return _finish(message, MessageStatus.SKIPPED, status_reason=reason)

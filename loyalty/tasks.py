@@ -20,7 +20,7 @@ def deliver_message_task(message_id, attempt=0):
 @shared_task(acks_late=True)
 def deliver_messages_task(items):
     """Deliver a batch of queued messages: `items` are [message_id, attempt] pairs (see deliver_message_task)."""
-    return [messaging.deliver_message(message_id, attempt) for message_id, attempt in items]
+    return messaging.deliver_messages(items)
 
 
 @shared_task(acks_late=True)

@@ -12,6 +12,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import re_path, reverse
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
@@ -88,15 +89,6 @@ class MemberTagInline(admin.TabularInline):
         if db_field.name == "tag":
             kwargs["queryset"] = Tag.objects.filter(kind=TagKind.MANUAL, is_active=True)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class WechatIdentityInline(ReadOnlyInline):
-    """Her WeChat identities, as the mini-program or official account bound them (through the API)."""
-
-    model = WechatIdentity
-    fields = ["app_id", "openid", "unionid", "created_at"]
-    verbose_name = _("WeChat identity")
-    verbose_name_plural = _("WeChat identities")
 
 
 class MemberAdminForm(forms.ModelForm):
@@ -206,8 +198,17 @@ class MemberAdmin(ServiceAdmin):
     list_select_related = ["home_store"]
     search_fields = ["member_no", "phone", "name", "external_id"]
     search_help_text = _("Card number, phone (any format), external id, or part of a name.")
-    readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at", "updated_at"]
-    inlines = [MemberTagInline, WechatIdentityInline]
+    readonly_fields = [
+        "member_no",
+        "referral_code",
+        "referrer",
+        "status",
+        "merged_into",
+        "joined_at",
+        "updated_at",
+        "wechat_identities",
+    ]
+    inlines = [MemberTagInline]
     actions = ["freeze_members", "unfreeze_members"]
     show_full_result_count = False  # no COUNT(*) over millions of members on every search
 
@@ -219,7 +220,14 @@ class MemberAdmin(ServiceAdmin):
         return [
             (None, {"fields": ["member_no", *status, *main]}),
             (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]}),
+            (_("WeChat"), {"fields": ["wechat_identities"]}),
         ]
+
+    @admin.display(description=_("WeChat identities"))
+    def wechat_identities(self, obj):
+        """Her openids per app (and unionid), as the mini-program or official account bound them through the API."""
+        rows = WechatIdentity.objects.filter(member=obj).order_by("id").values_list("app_id", "openid", "unionid")
+        return format_html_join(", ", "{}: {} {}", rows) if rows else "-"
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

@@ -9,6 +9,7 @@ import pytest
 import time_machine
 
 from loyalty.messaging import DeliveryFailed, OutboxBackend
+from tests.jobs.conftest import broker, redis_server, start_worker  # noqa: F401 - a real worker (PostgreSQL tests)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 6, 10, 12, 0, tzinfo=SHANGHAI)
