@@ -87,3 +87,32 @@ def test_the_nightly_downgrade_tells_each_member_who_went_down(member, provider,
     with time_machine.travel(at(2027, 1, 11, 3), tick=False), django_capture_on_commit_callbacks(execute=True):
         run_inline("tiers", date(2027, 1, 10), force=True)
     assert Message.objects.filter(kind="tier_down").count() == 2  # inbox and sms, once
+
+
+def test_a_campaign_is_announced_only_to_members_who_consented_once_per_campaign(
+    member, provider, django_capture_on_commit_callbacks
+):
+    from campaigns.models import Campaign
+    from campaigns.services.messages import launch_requests
+    from loyalty.messaging import queue_messages
+
+    member.consent_sms = True
+    member.save()
+    refusing = MemberFactory(phone="+8613812349999", consent_sms=False)
+    campaign = Campaign.objects.create(
+        name="Double points week", kind="multiplier", starts_at=at(2026, 6, 15, 0), ends_at=at(2026, 6, 22, 0)
+    )
+    with time_machine.travel(at(2026, 6, 10, 12), tick=False), django_capture_on_commit_callbacks(execute=True):
+        queue_messages(launch_requests(campaign, [member.pk, refusing.pk]))
+        queue_messages(launch_requests(campaign, [member.pk, refusing.pk]))  # the same campaign again: nothing
+    assert sms_of(member, "campaign_launch") == [
+        ("sent", "Han Meimei, Double points week starts on 2026-06-15. Join in!")
+    ]
+    assert list(
+        Message.objects.filter(member=refusing, kind="campaign_launch")
+        .order_by("channel")
+        .values_list("channel", "status", "status_reason", "dedupe_key")
+    ) == [
+        ("inbox", "sent", "", f"campaign:{campaign.pk}"),
+        ("sms", "skipped", "no consent for sms", f"campaign:{campaign.pk}"),
+    ]
