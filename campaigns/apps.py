@@ -7,7 +7,7 @@ class CampaignsConfig(AppConfig):
     verbose_name = _("Campaigns")
 
     def ready(self):
-        from campaigns.services import engine, triggers
+        from campaigns.services import engine, messages, triggers  # noqa: F401 - messages registers its kind
         from members.extensions import member_registered
         from points import hooks
 

@@ -9,6 +9,7 @@ from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import webhooks
@@ -18,6 +19,8 @@ from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError, Throttled
 from loyalty.events import known_patterns
 from loyalty.login_guard import authenticate_staff
+from loyalty.message_templates import message_kinds, save_message_template
+from loyalty.message_templates import preview as preview_template
 from loyalty.models import (
     Alert,
     ApiClient,
@@ -25,6 +28,7 @@ from loyalty.models import (
     JobChunk,
     JobRun,
     Message,
+    MessageTemplate,
     OutboxEvent,
     WebhookDelivery,
     WebhookSubscription,
@@ -186,6 +190,49 @@ class MessageAdmin(ReadOnlyAdmin):
         queryset = super().get_queryset(request)
         store_ids = clerk_store_ids(request)
         return queryset if store_ids is None else queryset.filter(member__home_store_id__in=store_ids)
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(ServiceAdmin):
+    """Message texts per kind, channel and language: checked on save (only the kind's variables, shown below the
+    form, in plain {{ placeholders }}); the preview renders the saved text with example values."""
+
+    fields = ["kind", "channel", "language", "subject", "body", "provider_template_id", "is_active"]
+    list_display = ["kind", "channel", "language", "is_active", "updated_at", "updated_by"]
+    list_filter = ["kind", "channel", "language", "is_active"]
+    search_fields = ["body", "subject"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["kind", "channel", "language"] if obj is not None else []
+        return [*fixed, "variables", "preview", "updated_at", "updated_by"]
+
+    def get_fields(self, request, obj=None):
+        return [*self.fields, "variables", "preview", "updated_at", "updated_by"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "kind":
+            choices = sorted((kind.code, kind.label) for kind in message_kinds)
+            return forms.ChoiceField(label=_("kind"), choices=choices)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description=_("variables"))
+    def variables(self, obj):
+        kind = message_kinds.get(obj.kind) if obj else None
+        if kind is None:
+            return "-"
+        rows = format_html_join("", "<li><code>{{{{ {} }}}}</code>: {}</li>", sorted(kind.all_variables.items()))
+        marketing = _("marketing: sent only with the member's consent") if kind.marketing else _("transactional")
+        return format_html("<p>{}</p><ul>{}</ul>", marketing, rows)
+
+    @admin.display(description=_("preview"))
+    def preview(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rendered = preview_template(obj)
+        return format_html('<pre style="white-space: pre-wrap">{}\n\n{}</pre>', rendered.subject, rendered.body)
+
+    def save_model(self, request, obj, form, change):
+        save_message_template(actor=admin_actor(request), template=obj)
 
 
 @admin.register(AuditEntry)

@@ -100,21 +100,80 @@ class MessageChannel(models.TextChoices):
     INBOX = "inbox", _("in-app inbox")
 
 
+class MessageTemplate(models.Model):
+    """The text of one kind of message on one channel in one language, as a marketer edits it (checked on save by
+    loyalty.message_templates: only the kind's variables, only plain {{ variable }} placeholders). The active
+    template of a kind and channel in the merchant's language (MESSAGE_LANGUAGE) is what members get on that
+    channel; a kind with no active template on a channel sends nothing there."""
+
+    kind = models.CharField(_("kind"), max_length=40)
+    channel = models.CharField(_("channel"), max_length=8, choices=MessageChannel.choices)
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES)
+    subject = models.CharField(
+        _("subject"), max_length=200, blank=True, help_text=_("Email: the subject line. Other channels: unused.")
+    )
+    body = models.TextField(
+        _("text"),
+        help_text=_(
+            'Placeholders such as {{ name }} or {{ date|date:"Y-m-d" }}; only the variables of the kind. Email: '
+            "HTML (values are escaped). WeChat: one `field: text` line per field of the WeChat template."
+        ),
+    )
+    provider_template_id = models.CharField(
+        _("provider template id"),
+        max_length=100,
+        blank=True,
+        help_text=_("WeChat: the template id registered in the official account."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    updated_by = models.CharField(_("updated by"), max_length=120, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["kind", "channel", "language"]
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "channel", "language"], name="message_template_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} / {self.channel} / {self.language}"
+
+    def clean(self):
+        from loyalty.message_templates import check_template
+
+        check_template(self)
+
+
 class Message(models.Model):
-    """Every message sent to a member or a phone, with what became of it (the message log)."""
+    """Every message sent to a member or a phone, with what became of it (the message log).
+
+    A member's message of a kind on a channel carries a `dedupe_key` naming what it is about (the lot date, the
+    year, the redemption): one row per (member, kind, channel, key), so a job run again or a trigger retried sends
+    nothing twice. `send_after` is when it may go (quiet hours, the next retry, or the end of the lease of the
+    worker that took it); `attempts` counts the provider calls, and a task delivers only the attempt it was sent
+    for (loyalty.messaging.deliver_message). Inbox messages are stored: `read_at` is when the member read them."""
 
     member = models.ForeignKey("members.Member", models.SET_NULL, null=True, blank=True, related_name="messages")
     recipient = models.CharField(_("recipient"), max_length=254, help_text=_("phone, email or openid"))
     channel = models.CharField(_("channel"), max_length=8, choices=MessageChannel.choices)
     kind = models.CharField(_("kind"), max_length=40)
+    template = models.ForeignKey(
+        MessageTemplate, models.SET_NULL, null=True, blank=True, related_name="messages", verbose_name=_("template")
+    )
+    dedupe_key = models.CharField(_("about"), max_length=100, blank=True)
     subject = models.CharField(_("subject"), max_length=200, blank=True)
     body = models.TextField(_("body"))
     status = models.CharField(_("status"), max_length=8, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
-    status_reason = models.CharField(_("reason"), max_length=200, blank=True)
+    status_reason = models.CharField(_("reason"), max_length=500, blank=True)
     backend = models.CharField(_("backend"), max_length=100, blank=True)
     provider_message_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    send_after = models.DateTimeField(_("send after"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("message")
@@ -122,6 +181,14 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["recipient", "-id"], name="message_recipient_idx"),
             models.Index(fields=["member", "-id"], name="message_member_idx"),
+            models.Index(fields=["send_after"], name="message_queued_idx", condition=models.Q(status="queued")),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member", "kind", "channel", "dedupe_key"],
+                condition=~models.Q(dedupe_key=""),
+                name="message_once_per_member_kind_channel_key",
+            ),
         ]
 
     def __str__(self):

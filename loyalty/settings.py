@@ -7,6 +7,7 @@ key. `ENVIRONMENT=production` turns on the production checks: the process refuse
 short or publicly known secret key, or without ALLOWED_HOSTS.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -309,10 +310,48 @@ MESSAGE_BACKENDS = {
     "sms": env.str("SMS_BACKEND", default="loyalty.messaging.OutboxBackend"),
     "email": env.str("EMAIL_MESSAGE_BACKEND", default="loyalty.messaging.OutboxBackend"),
     "wechat": env.str("WECHAT_BACKEND", default="loyalty.messaging.OutboxBackend"),
-    "inbox": "loyalty.messaging.OutboxBackend",
+    "inbox": "loyalty.messaging.InboxBackend",  # stored: the member reads it at /api/v1/me/messages/
 }
 SMS_HTTP_URL = env.str("SMS_HTTP_URL", default="")
 SMS_HTTP_TOKEN = env.str("SMS_HTTP_TOKEN", default="")
+# WeChat template messages (loyalty.messaging.HttpWechatBackend): the official account whose openids receive them,
+# and the endpoint that sends them (WeChat's message/template/send, usually through a relay that holds the
+# account's access token) with its bearer token.
+WECHAT_APP_ID = env.str("WECHAT_APP_ID", default="")
+WECHAT_HTTP_URL = env.str("WECHAT_HTTP_URL", default="")
+WECHAT_HTTP_TOKEN = env.str("WECHAT_HTTP_TOKEN", default="")
+# Email messages (loyalty.messaging.DjangoEmailBackend) go through Django's email backend: EMAIL_URL, e.g.
+# smtp+tls://user:password@smtp.example.com:587 (consolemail:// prints them).
+vars().update(env.email_url("EMAIL_URL", default="smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="loyalty@localhost")
+
+# Messages to members (loyalty.messaging): the language of their templates; quiet hours in the business time zone
+# ("21:00-09:00": a message due then waits until the end; empty: none); at most one message of a kind per member
+# and channel in this many days (kinds about one thing, such as a lot's expiry date, count per thing instead); a
+# failed provider call is tried again after MESSAGE_RETRY_BASE_SECONDS, then twice as long each time, until
+# MESSAGE_MAX_ATTEMPTS calls; messages go to the workers in batches of MESSAGE_BATCH_SIZE, and one a worker took
+# but never finished goes again after MESSAGE_LEASE_SECONDS.
+MESSAGE_LANGUAGE = env.str("MESSAGE_LANGUAGE", default=LANGUAGE_CODE)
+# The reminders job (09:00): points expiring this many days ahead (each a reminder of its own), and the warning
+# this many days before a tier's hold ends when her growth would not keep it.
+POINTS_EXPIRY_REMINDER_DAYS = env.list("POINTS_EXPIRY_REMINDER_DAYS", cast=int, default=[30, 7])
+TIER_DOWNGRADE_WARNING_DAYS = env.int("TIER_DOWNGRADE_WARNING_DAYS", default=30)
+MESSAGE_QUIET_HOURS = env.str("MESSAGE_QUIET_HOURS", default="21:00-09:00")
+MESSAGE_FREQUENCY_CAP_DAYS = env.int("MESSAGE_FREQUENCY_CAP_DAYS", default=7)
+MESSAGE_MAX_ATTEMPTS = env.int("MESSAGE_MAX_ATTEMPTS", default=5)
+MESSAGE_RETRY_BASE_SECONDS = env.int("MESSAGE_RETRY_BASE_SECONDS", default=60)
+MESSAGE_BATCH_SIZE = env.int("MESSAGE_BATCH_SIZE", default=200)
+MESSAGE_LEASE_SECONDS = env.int("MESSAGE_LEASE_SECONDS", default=600)
+if MESSAGE_QUIET_HOURS and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", MESSAGE_QUIET_HOURS):
+    raise ImproperlyConfigured(
+        f"MESSAGE_QUIET_HOURS must look like 21:00-09:00 (or be empty), not {MESSAGE_QUIET_HOURS!r}."
+    )
+if MESSAGE_LANGUAGE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(f"MESSAGE_LANGUAGE must be one of {', '.join(dict(LANGUAGES))}.")
+if MESSAGE_MAX_ATTEMPTS < 1 or MESSAGE_BATCH_SIZE < 1 or MESSAGE_FREQUENCY_CAP_DAYS < 0:
+    raise ImproperlyConfigured(
+        "MESSAGE_MAX_ATTEMPTS and MESSAGE_BATCH_SIZE must be 1 or more, MESSAGE_FREQUENCY_CAP_DAYS 0 or more."
+    )
 
 # Webhooks (loyalty.webhooks, loyalty.webhook_http). Production allows only https URLs whose host resolves to public
 # addresses (checked when a subscription is saved and again before every delivery); development and test allow http

@@ -5,16 +5,28 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from loyalty import scheduling
-from loyalty.messaging import deliver_message
+from loyalty import messaging, scheduling
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
-def deliver_message_task(message_id):
-    """Deliver one queued message (no-op when it is no longer queued, so a retry sends nothing twice)."""
-    return deliver_message(message_id)
+def deliver_message_task(message_id, attempt=0):
+    """Deliver attempt `attempt` of one queued message (a no-op when it is sent, or taken by another task, so a
+    task delivered twice sends nothing twice). A failed provider call schedules the next attempt with backoff."""
+    return messaging.deliver_message(message_id, attempt)
+
+
+@shared_task(acks_late=True)
+def deliver_messages_task(items):
+    """Deliver a batch of queued messages: `items` are [message_id, attempt] pairs (see deliver_message_task)."""
+    return messaging.deliver_messages(items)
+
+
+@shared_task(acks_late=True)
+def send_due_messages():
+    """The sweep (every minute): queued messages whose time has come go to the workers."""
+    return messaging.send_due_messages()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -12,6 +12,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import re_path, reverse
+from django.utils.html import format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
@@ -36,6 +37,7 @@ from members.models import (
     Store,
     Tag,
     TagKind,
+    WechatIdentity,
 )
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import UPDATABLE_FIELDS, may_change_status
@@ -196,7 +198,16 @@ class MemberAdmin(ServiceAdmin):
     list_select_related = ["home_store"]
     search_fields = ["member_no", "phone", "name", "external_id"]
     search_help_text = _("Card number, phone (any format), external id, or part of a name.")
-    readonly_fields = ["member_no", "referral_code", "referrer", "status", "merged_into", "joined_at", "updated_at"]
+    readonly_fields = [
+        "member_no",
+        "referral_code",
+        "referrer",
+        "status",
+        "merged_into",
+        "joined_at",
+        "updated_at",
+        "wechat_identities",
+    ]
     inlines = [MemberTagInline]
     actions = ["freeze_members", "unfreeze_members"]
     show_full_result_count = False  # no COUNT(*) over millions of members on every search
@@ -209,7 +220,14 @@ class MemberAdmin(ServiceAdmin):
         return [
             (None, {"fields": ["member_no", *status, *main]}),
             (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]}),
+            (_("WeChat"), {"fields": ["wechat_identities"]}),
         ]
+
+    @admin.display(description=_("WeChat identities"))
+    def wechat_identities(self, obj):
+        """Her openids per app (and unionid), as the mini-program or official account bound them through the API."""
+        rows = WechatIdentity.objects.filter(member=obj).order_by("id").values_list("app_id", "openid", "unionid")
+        return format_html_join(", ", "{}: {} {}", rows) if rows else "-"
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

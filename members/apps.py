@@ -7,10 +7,14 @@ class MembersConfig(AppConfig):
     verbose_name = _("Members")
 
     def ready(self):
+        from members import notifications
         from members.jobs import register_jobs
+        from members.reminders import register_reminders_job
 
         register_member_tokens()
         register_jobs()
+        register_reminders_job()
+        notifications.register()  # who a member is to the message channels; the win-back reminders
         register_rfm()
 
 

@@ -6,7 +6,7 @@ from rest_framework.exceptions import ValidationError
 
 from loyalty.models import Message, MessageStatus
 from members.extensions import filter_members_by
-from members.models import Member, MemberStatus
+from members.models import Member, MemberStatus, WechatIdentity
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 
@@ -37,6 +37,11 @@ class MemberFilter(django_filters.FilterSet):
     joined_after = django_filters.IsoDateTimeFilter(field_name="joined_at", lookup_expr="gte")
     joined_before = django_filters.IsoDateTimeFilter(field_name="joined_at", lookup_expr="lt")
     q = django_filters.CharFilter(method="search", help_text="name, phone or card number")
+    wechat_openid = django_filters.CharFilter(
+        method="filter_wechat_openid", help_text="a WeChat openid (with wechat_app_id: in that app)"
+    )
+    wechat_app_id = django_filters.CharFilter(method="filter_nothing", help_text="the app of wechat_openid")
+    unionid = django_filters.CharFilter(method="filter_unionid", help_text="a WeChat unionid")
 
     class Meta:
         model = Member
@@ -53,6 +58,19 @@ class MemberFilter(django_filters.FilterSet):
 
     def filter_extension(self, queryset, name, value):
         return filter_members_by(name, queryset, value)
+
+    def filter_wechat_openid(self, queryset, name, value):
+        identities = WechatIdentity.objects.filter(openid=value)
+        app_id = self.data.get("wechat_app_id")
+        if app_id:
+            identities = identities.filter(app_id=app_id)
+        return queryset.filter(pk__in=identities.values("member_id"))
+
+    def filter_nothing(self, queryset, name, value):
+        return queryset  # read by filter_wechat_openid
+
+    def filter_unionid(self, queryset, name, value):
+        return queryset.filter(pk__in=WechatIdentity.objects.filter(unionid=value).values("member_id"))
 
     def search(self, queryset, name, value):
         value = value.strip()

@@ -174,6 +174,33 @@ class Member(models.Model):
         return self.merged_into if self.merged_into_id else self
 
 
+class WechatIdentity(models.Model):
+    """One of a member's WeChat identities (SPEC §1): her openid in one official account or mini-program (`app_id`),
+    and her unionid across the merchant's apps when WeChat gives one. A client finds a member by either; the
+    wechat message channel reaches her through her openid in the account that sends template messages
+    (WECHAT_APP_ID). An openid belongs to one member; a merge moves them to the survivor, an erasure deletes them."""
+
+    member = models.ForeignKey(Member, models.CASCADE, related_name="wechat_identities", verbose_name=_("member"))
+    app_id = models.CharField(
+        _("app id"), max_length=32, help_text=_("The official account's or mini-program's appid.")
+    )
+    openid = models.CharField(_("openid"), max_length=64)
+    unionid = models.CharField(_("unionid"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("added at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("WeChat identity")
+        verbose_name_plural = _("WeChat identities")
+        constraints = [models.UniqueConstraint(fields=["app_id", "openid"], name="wechat_identity_unique")]
+        indexes = [
+            models.Index(fields=["unionid"], name="wechat_unionid_idx", condition=~Q(unionid="")),
+            models.Index(fields=["member", "app_id"], name="wechat_member_app_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.app_id}:{self.openid}"
+
+
 class ErasedIdentityKind(models.TextChoices):
     PHONE = "phone", _("phone")
     EXTERNAL_ID = "external_id", _("external id")

@@ -321,19 +321,36 @@ class MessageSerializer(serializers.ModelSerializer):
             "body",
             "status",
             "status_reason",
+            "dedupe_key",
+            "attempts",
             "created_at",
+            "send_after",
             "sent_at",
+            "read_at",
         ]
         read_only_fields = fields
 
 
 class InboxMessageSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
+    read = serializers.SerializerMethodField()
 
     class Meta:
         model = Message
-        fields = ["id", "kind", "subject", "body", "created_at"]
+        fields = ["id", "kind", "subject", "body", "created_at", "read", "read_at"]
         read_only_fields = fields
+
+    def get_read(self, message) -> bool:
+        return message.read_at is not None
+
+
+class WechatIdentitySerializer(serializers.Serializer):
+    """A member's WeChat identity: her openid in an official account or mini-program (app_id), her unionid."""
+
+    app_id = serializers.CharField(max_length=32)
+    openid = serializers.CharField(max_length=64)
+    unionid = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    created_at = serializers.DateTimeField(read_only=True)
 
 
 class OtpRequestSerializer(serializers.Serializer):

@@ -1,6 +1,7 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
+from loyalty.api import ID_PATTERN
 from members import views
 
 router = SimpleRouter()
@@ -16,5 +17,10 @@ urlpatterns = [
     path("auth/member-token/logout", views.MemberTokenLogoutView.as_view(), name="member-token-logout"),
     path("me/", views.MeView.as_view(), name="me"),
     path("me/messages/", views.MyMessagesView.as_view({"get": "list"}), name="me-messages"),
+    re_path(
+        rf"^me/messages/(?P<pk>{ID_PATTERN})/read/$",
+        views.MyMessagesView.as_view({"post": "read"}, detail=True),
+        name="me-message-read",
+    ),
     *router.urls,
 ]

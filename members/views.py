@@ -5,6 +5,7 @@ Each view validates input, calls one service, and serialises the result. Who may
 so existence does not leak).
 """
 
+import django_filters
 from django.conf import settings
 from django.db.models import Count
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,8 +18,9 @@ from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
-from loyalty.errors import DomainError
-from loyalty.models import Message, MessageChannel
+from loyalty.errors import DomainError, NotFoundError
+from loyalty.messaging import mark_read
+from loyalty.models import Message, MessageChannel, MessageStatus
 from loyalty.network import client_ip
 from loyalty.serializers import JobRunSerializer
 from members import services
@@ -44,6 +46,7 @@ from members.serializers import (
     StoreSerializer,
     TagSerializer,
     TokenPairSerializer,
+    WechatIdentitySerializer,
 )
 
 MARKETING = {ROLE_ADMIN, ROLE_MARKETER}
@@ -68,6 +71,8 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "partial_update": "members:write",
         "add_tag": "members:write",
         "remove_tag": "members:write",
+        "wechat_identities": "members:read",
+        "add_wechat_identity": "members:write",
     }
     staff_roles = {"freeze": {ROLE_ADMIN}, "unfreeze": {ROLE_ADMIN}, "anonymise": {ROLE_ADMIN}, "merge": {ROLE_ADMIN}}
 
@@ -149,6 +154,42 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         member = self.get_object()
         services.remove_member_tag(actor=access_for(request).actor, member=member, tag_code=tag_code)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        responses={200: WechatIdentitySerializer(many=True), **error_responses({404: "not_found"})},
+        description="The member's WeChat identities (openid per app id, unionid).",
+    )
+    @action(detail=True, methods=["get"], url_path="wechat-identities", pagination_class=None)
+    def wechat_identities(self, request, pk=None):
+        member = self.get_object()
+        rows = member.wechat_identities.order_by("id")
+        return Response(WechatIdentitySerializer(rows, many=True).data)
+
+    @extend_schema(
+        request=WechatIdentitySerializer,
+        responses={
+            201: WechatIdentitySerializer,
+            200: WechatIdentitySerializer,
+            **error_responses(
+                {400: "invalid", 404: "not_found", 409: "wechat_identity_taken / member_merged / member_anonymised"}
+            ),
+        },
+        description="Bind a WeChat identity to the member (the mini-program's or official account's openid, and "
+        "the unionid when WeChat gives one): 201 when added, 200 when she had it already. An openid of an app "
+        "belongs to one member: bound to another, 409 `wechat_identity_taken`. Find a member by it with "
+        "`GET /api/v1/members/?wechat_openid=...&wechat_app_id=...` or `?unionid=...`.",
+    )
+    @wechat_identities.mapping.post
+    def add_wechat_identity(self, request, pk=None):
+        member = self.get_object()
+        payload = WechatIdentitySerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        identity, created = services.add_wechat_identity(
+            actor=access_for(request).actor, member=member, **payload.validated_data
+        )
+        return Response(
+            WechatIdentitySerializer(identity).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
     def _status_change(self, request, service):
         member = self.get_object()
@@ -420,13 +461,38 @@ class MeView(APIView):
         return Response(MemberSerializer(self._member()).data)
 
 
+class InboxFilter(django_filters.FilterSet):
+    read = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", exclude=True)
+    kind = django_filters.CharFilter()
+
+    class Meta:
+        model = Message
+        fields = []
+
+
 class MyMessagesView(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The member's in-app inbox."""
+    """The member's in-app inbox: her inbox messages, newest first, read or not (`?read=false`: the unread ones)."""
 
     permission_classes = [IsMember]
     serializer_class = InboxMessageSerializer
+    filterset_class = InboxFilter
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
-        return Message.objects.filter(member_id=self.request.user.pk, channel=MessageChannel.INBOX)
+        return Message.objects.filter(
+            member_id=self.request.user.pk, channel=MessageChannel.INBOX, status=MessageStatus.SENT
+        )
+
+    @extend_schema(
+        request=None,
+        responses={200: InboxMessageSerializer, **error_responses({404: "not_found"})},
+        description="Mark one of her inbox messages read (again: no change).",
+    )
+    @action(detail=True, methods=["post"])
+    def read(self, request, pk=None):
+        message = mark_read(member_id=request.user.pk, message_id=int(pk))
+        if message is None:
+            raise NotFoundError()
+        return Response(InboxMessageSerializer(message).data)

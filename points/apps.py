@@ -20,9 +20,11 @@ class PointsConfig(AppConfig):
                 prepare_queryset=lambda queryset: queryset.select_related("points_account"),
             )
         )
+        from points import messages
         from points.jobs import register_jobs
 
         register_jobs()
+        messages.register()  # the expiry reminders and birthday greetings of the reminders job
         from members.locking import member_lockers
         from members.services.merge import merge_steps
         from points.services.ledger import lock_member_accounts

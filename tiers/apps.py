@@ -25,9 +25,11 @@ class TiersConfig(AppConfig):
         )
         register_member_field(MemberField(name="growth_value", represent=represent_growth))
         register_member_filter("tier", filter_by_tier)
+        from tiers import messages
         from tiers.jobs import register_jobs
 
         register_jobs()
+        messages.register()  # the downgrade warnings of the reminders job
         from members.services.merge import merge_steps
 
         merge_steps.register(services.move_growth_and_tier)  # a merge moves growth and keeps the better tier

@@ -12,6 +12,7 @@ from loyalty import events
 from loyalty.clock import end_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
 from members.locking import member_lockers
+from tiers.messages import queue_downgrade_messages
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, TierChange
 from tiers.services import emit_tier_changed, ladder, lock_member_tiers, tier_of
 
@@ -135,6 +136,8 @@ def downgrade_chunk(start, stop, as_of, now):
             events.after_set_based_emit()
     else:
         evaluated, downgraded = _evaluate_chunk_python(params)
+    if downgraded:
+        queue_downgrade_messages(member_ids, as_of=as_of, now=now)  # written with the chunk, sent after commit
     return {"evaluated": evaluated, "downgraded": downgraded}
 
 

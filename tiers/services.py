@@ -22,6 +22,7 @@ from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
 from members.models import MemberTag
+from tiers.messages import notify_upgrade
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
 EVENT_WEIGHTS = {"sign_in": "per_active_day", "share": "per_share", "review": "per_review", "campaign": "per_campaign"}
@@ -223,6 +224,7 @@ def _upgrade_if_due(member, *, at, policy):
         at=at,
     )
     emit_tier_changed(change)
+    notify_upgrade(member, change=change, hold_until=changes["hold_until"])  # written now, sent after commit
     return {"from": tier.code, "to": best.code, "reason": "upgrade"}
 
 

@@ -15,7 +15,16 @@ from loyalty.access import ROLE_ADMIN
 from loyalty.audit import REDACTED, audit_values_under, record_audit, redact_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
 from members.locking import lock_members
-from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus, MemberTag, Tag, TagKind
+from members.models import (
+    ErasedIdentity,
+    ErasedIdentityKind,
+    Member,
+    MemberStatus,
+    MemberTag,
+    Tag,
+    TagKind,
+    WechatIdentity,
+)
 from members.phone_numbers import mask_phone, phone_forms
 
 CARD_NUMBER_LENGTH = 12
@@ -304,6 +313,43 @@ def remove_member_tag(*, actor, member, tag_code):
     return bool(deleted)
 
 
+class WechatIdentityTaken(DomainError):
+    code = "wechat_identity_taken"
+    default_detail = "This openid of this app already belongs to another member."
+
+
+def add_wechat_identity(*, actor, member, app_id, openid, unionid=""):
+    """Bind a WeChat identity (her openid in app `app_id`, and her unionid when WeChat gives one) to a member.
+    Returns (identity, created). The same openid again for her is a no-op (a new unionid is kept); for another
+    member it is refused (WechatIdentityTaken). A merged or anonymised member takes none (MemberMerged,
+    MemberAnonymised). Audited."""
+    with transaction.atomic(durable=True):
+        member = _locked(member.pk)
+        if member.status == MemberStatus.ANONYMISED:
+            raise MemberAnonymised()
+        refuse_merged(member)
+        identity = WechatIdentity.objects.select_for_update().filter(app_id=app_id, openid=openid).first()
+        if identity is not None and identity.member_id != member.pk:
+            raise WechatIdentityTaken()
+        if identity is not None:
+            if unionid and identity.unionid != unionid:
+                identity.unionid = unionid
+                identity.save(update_fields=["unionid"])
+            return identity, False
+        try:
+            with transaction.atomic():
+                identity = WechatIdentity.objects.create(member=member, app_id=app_id, openid=openid, unionid=unionid)
+        except IntegrityError:  # bound at the same moment by another request
+            raise WechatIdentityTaken() from None
+        record_audit(
+            actor=actor,
+            action="member.wechat_identity_added",
+            target=member,
+            new={"app_id": app_id, "openid": openid, "unionid": unionid},
+        )
+    return identity, True
+
+
 def _locked(member_id):
     """Her row, fresh, after every lock of hers in the documented order; Member.DoesNotExist if there is none."""
     member = lock_members([member_id]).get(member_id)
@@ -385,8 +431,9 @@ def _remember_erased_identities(*, phone, external_id):
 
 def anonymise_member(*, actor, member, reason, role):
     """Erase a member's personal data on her request (PIPL / GDPR): name, phone, email, birthday, external id,
-    consents, household, tags, login codes and the recipients and bodies of her messages. Her card number,
-    ledger, purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no longer log in.
+    consents, household, tags, WeChat identities, login codes and the recipients and bodies of her messages. Her
+    card number, ledger, purchases and amounts stay (the merchant's books). Irreversible; idempotent. She can no
+    longer log in.
 
     What else kept her data is scrubbed in the same transaction, with set-based updates (scrub_personal_traces):
     her messages and those sent to no member at any phone or email she ever had (the first login code, sent before
@@ -435,6 +482,7 @@ def anonymise_member(*, actor, member, reason, role):
                 updated_at=timezone.now(),
             )
         MemberTag.objects.filter(member__in=people).delete()
+        WechatIdentity.objects.filter(member__in=people).delete()  # an openid identifies her
         record_audit(
             actor=actor,
             action="member.anonymised",

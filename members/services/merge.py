@@ -22,7 +22,7 @@ from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
 from loyalty.registry import ExtensionPoint
 from members.locking import lock_members
-from members.models import Member, MemberMerge, MemberStatus, MemberTag, Purchase
+from members.models import Member, MemberMerge, MemberStatus, MemberTag, Purchase, WechatIdentity
 
 from .membership import MemberAnonymised, MemberFrozen, MemberMerged, _audit_value, member_event_data
 
@@ -207,7 +207,7 @@ def _move_member_rows(merge):
     profile = [name for name in PROFILE_FIELDS if not getattr(survivor, name) and getattr(duplicate, name)]
     if survivor.gender == "unknown" and duplicate.gender != "unknown":
         profile.append("gender")
-    return {
+    moved = {
         "purchases": purchases,
         "tags": [row.tag.code for row in theirs if row.tag_id not in have],
         "referrals": referrals,
@@ -215,6 +215,12 @@ def _move_member_rows(merge):
         "profile": profile,
         "household": str(household) if household else None,
     }
+    # Her WeChat identities are the same person's: the survivor is found by them, and the wechat channel reaches
+    # her through them.
+    wechat = WechatIdentity.objects.filter(member=duplicate).update(member=survivor)
+    if wechat:
+        moved["wechat_identities"] = wechat
+    return moved
 
 
 def _close_duplicate(merge):

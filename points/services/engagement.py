@@ -177,51 +177,71 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
     with transaction.atomic(durable=True):
         account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
-        if (
-            member.birthday is None
-            or member.status != MemberStatus.ACTIVE
-            or business_date(now).month != member.birthday.month
-        ):
-            return 0
-        marker = date(year, member.birthday.month, 1)
-        if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
-            return 0
-        rule = rule_for(RuleChannel.BIRTHDAY, at=now)
-        policy = current_policy(now)
-        context = hooks.EarnContext(
-            member=member,
-            channel=RuleChannel.BIRTHDAY,
-            base_points=rule.points,
-            occurred_at=now,
-            reference=f"birthday:{year}",
-            actor=actor,
-            cap_left=daily_cap_left(account, policy=policy, at=now),
-        )
-        total, breakdown = with_modifiers(context)
-        award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
-        entry = None
-        if award.points > 0:
-            entry, _ = earn(
-                account,
-                points=award.points,
-                actor=actor,
-                available_at=now,
-                expires_at=expires_at_for(policy, now),
-                reason="birthday",
-                reference=str(year),
-                breakdown=award.breakdown,
-                now=now,
-            )
-        Event.objects.create(
-            member=member,
-            type=RuleChannel.BIRTHDAY,
-            business_date=marker,
-            occurred_at=now,
+        points = _award_birthday_locked(account, member, year=year, on=business_date(now), actor=actor, now=now)
+    return points
+
+
+def award_birthdays(member_ids, *, year, on, actor="job:reminders"):
+    """award_birthday_points for many members inside the caller's transaction (the reminders job's chunk): their
+    accounts locked in one statement in id order (merged members' closed accounts are left alone), then each
+    active member whose birthday month `on` is gets her bonus of `year` unless she has it. Returns
+    {member_id: points} of the year's birthday bonus of every one of them who has one (given now or before)."""
+    now = timezone.now()
+    members = {
+        member.pk: member
+        for member in Member.objects.filter(pk__in=member_ids).exclude(status=MemberStatus.MERGED).order_by("pk")
+    }
+    accounts = lock_accounts(list(members)) if members else {}
+    for member_id in sorted(accounts):
+        _award_birthday_locked(accounts[member_id], members[member_id], year=year, on=on, actor=actor, now=now)
+    given = Event.objects.filter(member_id__in=member_ids, type=RuleChannel.BIRTHDAY, business_date__year=year)
+    return dict(given.values_list("member_id", "points"))
+
+
+def _award_birthday_locked(account, member, *, year, on, actor, now):
+    """The award of award_birthday_points; the caller holds the member's account lock. The member is read under
+    it: her status and birthday are current."""
+    if member.birthday is None or member.status != MemberStatus.ACTIVE or on.month != member.birthday.month:
+        return 0
+    marker = date(year, member.birthday.month, 1)
+    if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
+        return 0
+    rule = rule_for(RuleChannel.BIRTHDAY, at=now)
+    policy = current_policy(now)
+    context = hooks.EarnContext(
+        member=member,
+        channel=RuleChannel.BIRTHDAY,
+        base_points=rule.points,
+        occurred_at=now,
+        reference=f"birthday:{year}",
+        actor=actor,
+        cap_left=daily_cap_left(account, policy=policy, at=now),
+    )
+    total, breakdown = with_modifiers(context)
+    award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
+    entry = None
+    if award.points > 0:
+        entry, _ = earn(
+            account,
             points=award.points,
-            capped=award.capped,
-            entry=entry,
+            actor=actor,
+            available_at=now,
+            expires_at=expires_at_for(policy, now),
+            reason="birthday",
+            reference=str(year),
+            breakdown=award.breakdown,
+            now=now,
         )
-        save_account(account)
+    Event.objects.create(
+        member=member,
+        type=RuleChannel.BIRTHDAY,
+        business_date=marker,
+        occurred_at=now,
+        points=award.points,
+        capped=award.capped,
+        entry=entry,
+    )
+    save_account(account)
     return award.points
 
 

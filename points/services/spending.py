@@ -16,6 +16,7 @@ from loyalty.errors import DomainError, NotFoundError
 from members.models import Member, Purchase
 from members.services import ensure_member_active
 from points import hooks
+from points.messages import notify_redemption
 from points.models import EntryKind, LedgerEntry, Redemption, RedemptionStatus, Reward, RewardKind
 
 from . import idempotency
@@ -154,6 +155,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
         )
         save_account(account)
         events.emit("redemption.created", redemption_event_data(redemption, account), member_id=member.pk)
+        notify_redemption(redemption, balance=account.available)  # written now, sent after commit
         result = {**redemption_representation(redemption), "balance": account.available}
         idempotency.complete(claim, response=result)
     return Outcome(result)
