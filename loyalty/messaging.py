@@ -128,7 +128,9 @@ def _post_json(url, payload, token, timeout, *, gateway="the gateway", message_i
                 gateway,
                 error.code,
             )
-            raise DeliveryFailed(f"{gateway} answered {error.code} (a redirect, not followed)") from error
+            raise DeliveryFailed(
+                f"{gateway} answered {error.code} (a redirect, not followed)", permanent=True
+            ) from error
         text = error.read(300).decode("utf-8", "replace") if error.fp else ""
         error.close()
         permanent = 400 <= error.code < 500 and error.code not in (408, 429)

@@ -107,11 +107,11 @@ def test_a_redirecting_gateway_never_gets_the_token_sent_elsewhere_and_the_send_
     assert elsewhere.requests == []
     message = Message.objects.get(recipient=PHONE, kind="otp")
     assert message.status == MessageStatus.FAILED
-    assert message.status_reason == f"the SMS gateway answered {status} (a redirect, not followed)"
+    assert message.status_reason == f"attempt 1: the SMS gateway answered {status} (a redirect, not followed)"
     assert message.provider_message_id == ""
     assert message.sent_at is None
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert f"sms message {message.pk} not sent: the gateway answered {status} (a redirect)" in logged
+    assert f"message {message.pk} not sent: the SMS gateway answered {status} (a redirect)" in logged
     code = CODE_RE.search(gateway.requests[0]["body"].decode()).group(1)
     for secret in (code, TOKEN, PHONE, "moved"):
         assert secret not in logged
