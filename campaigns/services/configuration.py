@@ -97,8 +97,9 @@ def check_terms(values, *, campaign=None):
     has_bonus = values.get("bonus_points") or (variants and all(v.get("bonus_points") for v in variants))
     if kind == CampaignKind.MULTIPLIER and not has_multiplier:
         errors["multiplier"] = ["A multiplier campaign needs a multiplier (on the campaign or on every variant)."]
+    messages_only = kind == CampaignKind.SEGMENT_MOVE and (values.get("trigger") or {}).get("message") is True
     if kind in (CampaignKind.BONUS, CampaignKind.WIN_BACK, CampaignKind.REFERRAL, CampaignKind.SEGMENT_MOVE) and (
-        not has_bonus
+        not has_bonus and not messages_only
     ):
         errors["bonus_points"] = ["This kind of campaign gives bonus points: set bonus_points."]
     if kind == CampaignKind.BIRTHDAY and not (has_multiplier or has_bonus):
@@ -156,6 +157,8 @@ def _check_trigger(kind, trigger, errors):
         ]
         if bad:
             errors["trigger"] = [f"Unknown codes: {', '.join(bad)}."]
+        if "message" in trigger and not isinstance(trigger["message"], bool):
+            errors["trigger"] = ["trigger.message is true (tell the members who moved) or false."]
     elif kind == CampaignKind.WIN_BACK:
         unknown = set(trigger.get("lifecycle") or ()) - set(Lifecycle.values)
         _codes_error(errors, "trigger", unknown)

@@ -110,7 +110,36 @@ def segment_moves_chunk(as_of, start, stop, params):
         if member_id not in already
     }
     awarded = award_triggers(items, trigger=SEGMENT_MOVE, actor=ACTOR) if items else {}
-    return {"moved": len(rows), "awarded": len(awarded), "points": sum(awarded.values())}
+    messaged = _queue_move_messages(campaigns, rows)
+    return {"moved": len(rows), "awarded": len(awarded), "points": sum(awarded.values()), "messaged": messaged}
+
+
+def _queue_move_messages(campaigns, rows):
+    """Campaigns whose trigger says `"message": true` also tell the members who made their move (the
+    campaign_launch message; marketing: only on channels she consented to, once per member and campaign)."""
+    from campaigns.models import Campaign
+    from loyalty.messaging import queue_messages
+
+    from .engine import _segment_move_matches
+    from .messages import launch_requests
+
+    requests = []
+    for compiled in campaigns:
+        if not compiled.trigger.get("message"):
+            continue
+        moved = [
+            member_id
+            for member_id, fs, ts, fl, tl in rows
+            if _segment_move_matches(
+                compiled.trigger, {"from_segment": fs, "to_segment": ts, "from_lifecycle": fl, "to_lifecycle": tl}
+            )
+        ]
+        if moved:
+            requests += launch_requests(Campaign.objects.get(pk=compiled.id), moved)
+    if not requests:
+        return 0
+    queue_messages(requests)
+    return len(requests)
 
 
 def register_jobs():

@@ -59,3 +59,27 @@ def test_no_running_campaign_no_chunks(store_a):
     _snapshot(member, date(2026, 1, 2), "important_retain")
     run = run_inline("segment_moves", date(2026, 1, 2))
     assert (run.status, run.chunks_total) == ("done", 0)
+
+
+def test_a_segment_move_campaign_may_tell_the_members_who_moved(store_a):
+    from loyalty.models import Message
+
+    as_of = business_date() - timedelta(days=1)
+    moved, stayed = MemberFactory.create_batch(2, home_store=store_a)
+    for member, new in ((moved, "important_retain"), (stayed, "important_value")):
+        _snapshot(member, as_of - timedelta(days=1), "important_value")
+        _snapshot(member, as_of, new)
+    told = running_campaign(
+        name="We miss you",
+        kind="segment_move",
+        trigger={"from_segment": "important_value", "to_segment": "important_retain", "message": True},
+    )
+    run = run_inline("segment_moves", as_of)
+    assert run.counts["messaged"] == 1
+    assert CampaignAward.objects.count() == 0  # a message, no points
+    messages = Message.objects.filter(kind="campaign_launch")
+    assert {message.member_id for message in messages} == {moved.pk}
+    assert all(told.name in message.body for message in messages if message.channel == "inbox")
+    assert messages.filter(channel="inbox").count() == 1
+    run_inline("segment_moves", as_of, force=True)
+    assert Message.objects.filter(kind="campaign_launch", channel="inbox").count() == 1
