@@ -226,6 +226,7 @@ BUCKETS = [
     ("  earn (entry + lot)", "points/services/ledger.py", "earn"),
     ("  hook: tier multiplier (tiers)", "tiers/services.py", "tier_multiplier_lines"),
     ("  hook: growth value + upgrade (tiers)", "tiers/services.py", "on_activity"),
+    ("  hook: campaigns (campaign_lines)", "campaigns/services/engine.py", "campaign_lines"),
     ("  save_account", "points/services/ledger.py", "save_account"),
     ("  idempotency.complete", "points/services/idempotency.py", "complete"),
     ("  COMMIT (Atomic.__exit__)", "django/db/transaction.py", "__exit__"),
