@@ -2,6 +2,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from kombu import pools as kombu_pools
 from rest_framework.test import APIClient
 
 from loyalty.access import CLIENT_SCOPES
@@ -31,6 +32,27 @@ def _tasks_run_in_process():
 
     app.conf.task_always_eager = True
     yield
+
+
+@pytest.fixture(autouse=True)
+def _tasks_back_in_process():
+    """Every test starts with tasks running in-process and open broker pools, whatever a test before it left behind
+    (the worker tests point the app at a broker of their own and switch eager mode off inside their fixtures)."""
+    from loyalty.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = True
+    # Celery acquires a producer even for an eager task: a test that closed the broker pools (the worker tests
+    # point the app at their own broker and back) must not leave the next one a closed pool.
+    if app._pool is not None and app._pool._closed:
+        app._pool = None
+        app.amqp._producer_pool = None
+    for pool in list(kombu_pools.producers.values()):  # kombu keeps producer pools per broker URL, process-wide
+        if pool.connections is not None and pool.connections._closed:
+            kombu_pools.reset()
+            app.amqp._producer_pool = None
+            break
 
 
 @pytest.fixture(autouse=True)
