@@ -8,6 +8,13 @@ from loyalty.audit import record_audit
 from loyalty.errors import NotFoundError
 from loyalty.models import Alert
 
+STAFF_ALERT_KIND = "staff_alert"  # the kind of the messages that tell staff of alerts (reports' subscriptions)
+
+
+def staff_inbox_address(user):
+    """The recipient of a staff user's in-admin alert notes (inbox messages to no member): her actor label."""
+    return f"staff:{user.get_username()}"
+
 
 def raise_alert(*, rule, metric, value, threshold, subject="", detail=None, key=None):
     """Record an alert; with a `key`, at most one alert per key ever (a second raise returns the first). Safe inside
@@ -29,6 +36,26 @@ def raise_alert(*, rule, metric, value, threshold, subject="", detail=None, key=
             )
     except IntegrityError:
         return Alert.objects.get(key=key)
+
+
+def raise_alerts(alerts):
+    """Record many alerts at once (a rule's evaluation may find hundreds): each an unsaved Alert with a `key`; those
+    whose key is new are written, in batches, and a key that exists already writes nothing, however many processes
+    raise it at once (ON CONFLICT DO NOTHING on the unique key). Returns the keys that were new. Call inside the
+    caller's transaction or none."""
+    new_keys = []
+    for first in range(0, len(alerts), RAISE_BATCH):
+        batch = {alert.key: alert for alert in alerts[first : first + RAISE_BATCH]}
+        if None in batch:
+            raise ValueError("raise_alerts needs a key on every alert")
+        existing = set(Alert.objects.filter(key__in=list(batch)).values_list("key", flat=True))
+        fresh = [alert for key, alert in batch.items() if key not in existing]
+        Alert.objects.bulk_create(fresh, ignore_conflicts=True)
+        new_keys += [alert.key for alert in fresh]
+    return new_keys
+
+
+RAISE_BATCH = 1000
 
 
 def acknowledge_alert(*, actor, alert_id):
