@@ -192,8 +192,8 @@ def _rendered(alerts):
         for alert in alerts[:LISTED]
     ]
     context = {"subject": subject, "rows": rows, "more": max(len(alerts) - LISTED, 0)}
-    html = render_to_string("reports/alert_notice_email.html", context)
-    text = render_to_string("reports/alert_notice.txt", context)
+    html = render_to_string("reports/alert_notice_email.html", context).strip()
+    text = render_to_string("reports/alert_notice.txt", context).strip()
     return subject[:200], html, text
 
 
