@@ -20,7 +20,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -40,6 +40,7 @@ ALERT_ROLES = {ROLE_ADMIN, ROLE_MARKETER}  # who sees alerts (the API, the admin
 NOTIFY_WINDOW = timedelta(days=1)  # older alerts not told yet (raised before subscriptions existed) stay untold
 NOTIFY_BATCH = 1000
 LISTED = 20  # alerts listed in one message; the rest are counted
+NOTIFY_LOCK = 0x414C45525453  # pg_advisory_xact_lock key of the sweep ("ALERTS")
 
 # --- Rules' settings ----------------------------------------------------------------------------------------------
 
@@ -202,14 +203,23 @@ def _subscribers():
     return [subscription for subscription in subscriptions if staff_role(subscription.user) in ALERT_ROLES]
 
 
+def _one_sweep_at_a_time():
+    """Two sweeps side by side would both read an alert as untold and both tell it: they take turns (PostgreSQL: an
+    advisory lock held until commit, so the second reads after the first committed its notices; SQLite has one
+    writer anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [NOTIFY_LOCK])
+
+
 def notify_subscribers(*, now=None):
     """Tell the subscribers of the alerts raised in the last day that no one has been told of (see the module's
     docstring). Returns {"alerts": told, "messages": written}."""
     now = now or timezone.now()
     with transaction.atomic(durable=True), translation.override(settings.LANGUAGE_CODE):
+        _one_sweep_at_a_time()
         untold = (
-            Alert.objects.select_for_update(skip_locked=True)
-            .filter(created_at__gte=now - NOTIFY_WINDOW)
+            Alert.objects.filter(created_at__gte=now - NOTIFY_WINDOW)
             .filter(~Exists(AlertNotice.objects.filter(alert=OuterRef("pk"))))
             .order_by("id")
         )
