@@ -14,8 +14,8 @@ For a business date D (its end: 00:00 of D+1 in the business time zone):
 - liability (reports.SnapshotDay): the sums of available_delta and pending_delta over every ledger entry written
   before the end of D (the balances as they were then, whatever happened since).
 - expiry forecast (reports.ExpiryForecastSnapshot): points due to expire after D by the month of their last valid
-  day, for the 12 months from D+1, each lot's remaining as it was at the end of D (its points plus the movements
-  of entries written before then).
+  day, for the 12 months from D+1, each lot's remaining as it was at the end of D (its remaining now less the
+  movements of entries written since).
 - segment moves (reports.SegmentMoveSnapshot): the matrices of the usual ranges ending on D (SEGMENT_MOVE_SPANS).
 
 Idempotent per date: `prepare` deletes the date's rows, the chunks write partial rows (work and done mark in one
@@ -219,21 +219,22 @@ SELECT COALESCE(SUM(available_delta), 0), COALESCE(SUM(pending_delta), 0)
 FROM points_ledgerentry WHERE created_at < %(end)s
 """
 
-# Each lot's remaining at the end of D: its points plus the movements of entries written before then (today's
-# remaining would count what was spent or expired since). Lots made after D (a merge's, a return's) are left out.
+# Each lot's remaining at the end of D: its remaining now less the movements of entries written since (a lot's
+# remaining is its points plus its movements: check_ledger verifies it), so only the entries written after D are
+# read, not the whole ledger; lots made after D (a later earn's, a merge's, a return's) are left out.
 FORECAST_AT_SELECT = """
 SELECT due.month, SUM(due.remaining)
 FROM (
-    SELECT {month_case} AS month, l.points + COALESCE(moved.points, 0) AS remaining
+    SELECT {month_case} AS month, l.remaining - COALESCE(since.points, 0) AS remaining
     FROM points_pointslot l
-    JOIN points_ledgerentry made ON made.id = l.entry_id AND made.created_at < %(end)s
     LEFT JOIN (
         SELECT mv.lot_id, SUM(mv.points) AS points
         FROM points_lotmovement mv JOIN points_ledgerentry e ON e.id = mv.entry_id
-        WHERE e.created_at < %(end)s
+        WHERE e.created_at >= %(end)s
         GROUP BY mv.lot_id
-    ) moved ON moved.lot_id = l.id
-    WHERE l.status <> 'debt' AND l.expires_at > %(end)s AND l.expires_at <= %(horizon)s
+    ) since ON since.lot_id = l.id
+    LEFT JOIN (SELECT id FROM points_ledgerentry WHERE created_at >= %(end)s) made_since ON made_since.id = l.entry_id
+    WHERE l.status <> 'debt' AND l.expires_at > %(end)s AND l.expires_at <= %(horizon)s AND made_since.id IS NULL
 ) due
 GROUP BY due.month
 HAVING SUM(due.remaining) <> 0
