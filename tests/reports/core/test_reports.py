@@ -392,3 +392,28 @@ def test_a_report_day_with_nothing_is_zeros(db, today, marketer_api):
     )
     assert get(marketer_api, "liability")["points_outstanding"] == 0
     assert date.fromisoformat(get(marketer_api, "segment-moves")["to"]) == D2
+
+
+def test_a_member_merged_away_counts_until_her_merge_and_her_purchases_go_with_her(shop, today, marketer_api):
+    """M4 is merged into M3 at D2 23:50: from then on she is no member of her own (not in D2's total, nor new on
+    D2), and her order of 23:40 is M3's (active on D2: M1 and M3). The merge's two entries sum to zero: no points
+    figure changes."""
+    from members.services.merge import merge_members
+
+    with travel(at(D2, 23, 50)):
+        merge_members(actor="test", survivor_id=shop["M3"].pk, duplicate_id=shop["M4"].pk, reason="one person")
+    raw = get(marketer_api, "members", **{"from": "2026-10-01", "to": "2026-10-02"})
+    points_raw = get(marketer_api, "points", **{"from": "2026-10-01", "to": "2026-10-02"})
+    back_fill()
+    stored = get(marketer_api, "members", **{"from": "2026-10-01", "to": "2026-10-02"})
+
+    assert raw == stored
+    assert (stored["total"], stored["new"], stored["active"]) == (3, 1, 3)
+    assert stored["rows"] == [
+        {"period": "2026-10-01", "new": 1, "active": 2},
+        {"period": "2026-10-02", "new": 0, "active": 2},
+    ]
+    assert stored["by_tier"] == tiers(regular=2, silver=1)
+    assert points_raw["rows"][1] == {"period": "2026-10-02", **D2_FIGURES}
+    assert get(marketer_api, "points", **{"from": "2026-10-01", "to": "2026-10-02"}) == points_raw
+    assert get(marketer_api, "liability", as_of="2026-10-02")["points_outstanding"] == 2327
