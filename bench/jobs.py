@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Nightly jobs benchmark: wall clock and peak memory of `manage.py run_job` for rfm, expire_points, tiers and
-reminders (and `manage.py import_purchases` of a generated CSV) on the database bench/seed.py made, each next to the same work as
-one plain SQL statement run by psql with \\timing (what the database alone needs).
+reminders (and `manage.py import_purchases` of a generated CSV) on the database bench/seed.py made, each next to
+the same work as one plain SQL statement run by psql with \\timing (what the database alone needs).
 
     .venv/bin/python bench/seed.py                 # once: loyalty_bench_jobs, 1M members, 10M purchases
     .venv/bin/python bench/jobs.py --keep          # every job twice + its plain SQL; keeps the seed

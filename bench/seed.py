@@ -23,7 +23,8 @@ as-of date of the nightly jobs run on 2026-11-23):
   in time order as a live system writes them; amounts log-uniform in [1, 2000] (median about 45); 30 % online;
   source "bench". 2 % fully refunded and 3 % partly (a Refund row each, refunded_amount set).
 - points: 1 point per 1 CNY (floor), no pending period: one lot per purchase (status available, id = purchase
-  id) with its earn entry; a refund's claw-back is a reverse entry with a lot movement; accounts' available =
+  id) with its earn entry; a refund's claw-back is a reverse entry with a lot movement (both entries carry the
+  purchase's store and channel, as points.services writes them); accounts' available =
   sum of the lots' remaining = sum of the entries; balance_after is the running balance. expires_at = earned_at
   + a validity chosen so that --expire-share (15 %) of all lots are due on D (those earned in the oldest 15 % of
   the 2 years): a catch-up or year-end sized expiry, much more than a normal night's 1/365.
@@ -334,11 +335,11 @@ class Seeder:
             SELECT row_number() OVER (ORDER BY at, kind, purchase_id) AS id, *
             FROM (SELECT id AS purchase_id, member_id, 'earn' AS kind, points_awarded AS points, occurred_at AS at,
                          order_no AS reference, points_awarded AS lot_points,
-                         points_awarded - points_reversed AS lot_remaining
+                         points_awarded - points_reversed AS lot_remaining, store_id, channel
                   FROM members_purchase
                   UNION ALL
                   SELECT r.purchase_id, p.member_id, 'reverse', -r.points_reversed, r.occurred_at,
-                         p.order_no || '/' || r.refund_no, NULL, NULL
+                         p.order_no || '/' || r.refund_no, NULL, NULL, p.store_id, p.channel
                   FROM members_refund r JOIN members_purchase p ON p.id = r.purchase_id
                   WHERE r.points_reversed > 0) e""")
         return self.conn.execute("SELECT count(*) FROM bench_entry").fetchone()[0]
@@ -347,12 +348,12 @@ class Seeder:
         return self.execute("""
             INSERT INTO points_ledgerentry (id, member_id, kind, points, available_delta, pending_delta,
                                             balance_after, pending_after, reason, reference, actor, breakdown,
-                                            expires_at, created_at)
+                                            expires_at, created_at, store_id, channel)
             SELECT id, member_id, kind, points, points, 0,
                    SUM(points) OVER (PARTITION BY member_id ORDER BY id ROWS UNBOUNDED PRECEDING), 0,
                    CASE kind WHEN 'earn' THEN 'purchase' ELSE 'refund' END, reference, 'bench',
                    CASE kind WHEN 'earn' THEN jsonb_build_object('base', points) END,
-                   CASE kind WHEN 'earn' THEN at + %(validity)s END, at
+                   CASE kind WHEN 'earn' THEN at + %(validity)s END, at, store_id, channel
             FROM bench_entry ORDER BY id""")
 
     def lots(self):

@@ -88,6 +88,15 @@ class LedgerEntry(models.Model):
     breakdown = models.JSONField(_("breakdown"), null=True, blank=True)
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # Where the change happened, for the reports by store and channel: a purchase's earn (and points used as cash)
+    # and its refund's reverse carry the order's store and channel, a redemption and its cancellation the
+    # redemption's store, an engagement event or a campaign trigger its channel (sign_in, referral, segment_move,
+    # ...). Adjustments, expiry, releases, merges and transfers carry neither: NULL, "unattributed" in reports.
+    # No index of its own: reports read them through the daily snapshot (by created_at).
+    store = models.ForeignKey(
+        Store, models.PROTECT, null=True, blank=True, related_name="+", db_index=False, verbose_name=_("store")
+    )
+    channel = models.CharField(_("channel"), max_length=16, null=True, blank=True)  # noqa: DJ001 - NULL: unattributed
 
     objects = AppendOnlyQuerySet.as_manager()
 

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 from loyalty.api import ID_PATTERN
-from reports import views, views_alerts
+from reports import views, views_alerts, views_core
 
 urlpatterns = [
     path("reports/rfm/", views.RfmReportView.as_view(), name="report-rfm"),
@@ -11,4 +11,8 @@ urlpatterns = [
         views_alerts.AlertViewSet.as_view({"post": "acknowledge"}),
         name="alert-acknowledge",
     ),
+    path("reports/points/", views_core.PointsReportView.as_view(), name="report-points"),
+    path("reports/liability/", views_core.LiabilityReportView.as_view(), name="report-liability"),
+    path("reports/members/", views_core.MembersReportView.as_view(), name="report-members"),
+    path("reports/segment-moves/", views_core.SegmentMovesReportView.as_view(), name="report-segment-moves"),
 ]

@@ -141,6 +141,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
                 reference=order_no or key,
                 breakdown=award.breakdown,
                 now=now,
+                channel=rule.channel,
             )
         event = Event.objects.create(
             member=member,
@@ -231,6 +232,7 @@ def _award_birthday_locked(account, member, *, year, on, actor, now):
             reference=str(year),
             breakdown=award.breakdown,
             now=now,
+            channel=RuleChannel.BIRTHDAY,
         )
     Event.objects.create(
         member=member,
@@ -309,5 +311,6 @@ def award_trigger_locked(account, member, *, trigger, reference, payload=None, a
             reference=reference,
             breakdown=award.breakdown,
             now=now,
+            channel=trigger,
         )
     return award.points

@@ -113,8 +113,11 @@ def append_entry(
     breakdown=None,
     expires_at=None,
     now=None,
+    store_id=None,
+    channel=None,
 ):
-    """Move the account's balances and write the entry that says so (balance_after = available after it)."""
+    """Move the account's balances and write the entry that says so (balance_after = available after it).
+    `store_id` and `channel` say where the change happened (LedgerEntry.store, .channel), when the caller knows."""
     account.available += available_delta
     account.pending += pending_delta
     return LedgerEntry.objects.create(
@@ -131,6 +134,8 @@ def append_entry(
         breakdown=breakdown,
         expires_at=expires_at,
         created_at=now or timezone.now(),
+        store_id=store_id,
+        channel=channel,
     )
 
 
@@ -147,6 +152,8 @@ def earn(
     purchase=None,
     kind=EntryKind.EARN,
     now=None,
+    store_id=None,
+    channel=None,
 ):
     """Add points as a new lot: pending until `available_at`, then available until `expires_at`.
 
@@ -167,6 +174,8 @@ def earn(
         breakdown=breakdown,
         expires_at=expires_at,
         now=now,
+        store_id=store_id,
+        channel=channel,
     )
     lot = PointsLot.objects.create(
         member_id=account.member_id,
@@ -253,7 +262,19 @@ def apply_takes(entry, takes):
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=t.lot, points=-t.points) for t in takes])
 
 
-def spend(account, *, points, kind, actor, reason="", reference="", now=None, allow_negative=False):
+def spend(
+    account,
+    *,
+    points,
+    kind,
+    actor,
+    reason="",
+    reference="",
+    now=None,
+    allow_negative=False,
+    store_id=None,
+    channel=None,
+):
     """Take points from available lots, first-expiring-first, with one entry. Raises InsufficientPoints when
     the balance does not cover them (the balance is checked under the account lock, so two concurrent spends
     can never both pass)."""
@@ -265,7 +286,15 @@ def spend(account, *, points, kind, actor, reason="", reference="", now=None, al
     if shortfall and not allow_negative:
         raise InsufficientPoints(available=account.available, required=points)
     entry = append_entry(
-        account, kind=kind, actor=actor, available_delta=-points, reason=reason, reference=reference, now=now
+        account,
+        kind=kind,
+        actor=actor,
+        available_delta=-points,
+        reason=reason,
+        reference=reference,
+        now=now,
+        store_id=store_id,
+        channel=channel,
     )
     apply_takes(entry, takes)
     if shortfall:
@@ -351,7 +380,7 @@ def add_debt(entry, member_id, points, now):
 def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
     """Reverse `points` earned by `purchase` (a refund): its pending points first, then its available ones, then
     other available lots; beyond the balance the member goes into debt (a negative balance that blocks
-    redemption until earned back)."""
+    redemption until earned back). The entry carries the purchase's store and channel."""
     now = now or timezone.now()
     own = list(
         PointsLot.objects.filter(
@@ -379,6 +408,8 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
         reason=reason,
         reference=reference,
         now=now,
+        store_id=purchase.store_id,
+        channel=purchase.channel,
     )
     apply_takes(entry, pending_takes + available_takes)
     if shortfall > 0:
@@ -387,7 +418,20 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
     return entry
 
 
-def give_back(account, *, original_entry, points, already_returned, kind, actor, reason, reference, now=None):
+def give_back(
+    account,
+    *,
+    original_entry,
+    points,
+    already_returned,
+    kind,
+    actor,
+    reason,
+    reference,
+    now=None,
+    store_id=None,
+    channel=None,
+):
     """Return `points` of what `original_entry` spent to the very lots it took them from (their original
     expiry), skipping the `already_returned` first points (earlier partial returns). Points whose lot has
     expired meanwhile are returned and expired at once, so they count in lifetime_expired. Points spent by a
@@ -418,7 +462,15 @@ def give_back(account, *, original_entry, points, already_returned, kind, actor,
     returned = points - left  # debt movements are not returned: the debt stays paid
     was_in_debt = account.available < 0
     entry = append_entry(
-        account, kind=kind, actor=actor, available_delta=returned, reason=reason, reference=reference, now=now
+        account,
+        kind=kind,
+        actor=actor,
+        available_delta=returned,
+        reason=reason,
+        reference=reference,
+        now=now,
+        store_id=store_id,
+        channel=channel,
     )
     own = [r for r in returns if r.lot.member_id == account.member_id]
     moved = [r for r in returns if r.lot.member_id != account.member_id]

@@ -64,8 +64,11 @@ def cash_value(policy, points):
     return amount.quantize(Decimal("0.01"))
 
 
-def use_points_as_cash(account, *, policy, member, source, order_no, points, order_amount, actor, now):
-    """Deduct points for an order (积分抵现) within the policy's share of the order. Caller holds the lock."""
+def use_points_as_cash(
+    account, *, policy, member, source, order_no, points, order_amount, actor, now, store_id=None, channel=None
+):
+    """Deduct points for an order (积分抵现) within the policy's share of the order. Caller holds the lock.
+    `store_id` and `channel`: the order's, when it is recorded (the entry's attribution)."""
     amount = cash_value(policy, points)
     if amount > (order_amount * policy.cash_max_share).quantize(Decimal("0.01"), rounding=ROUND_FLOOR):
         raise DeductionLimit(max_points=int(order_amount * policy.cash_max_share * policy.cash_points_per_unit))
@@ -79,6 +82,8 @@ def use_points_as_cash(account, *, policy, member, source, order_no, points, ord
         reason="points used as cash",
         reference=order_no,
         now=now,
+        store_id=store_id,
+        channel=channel,
     )
     return Deduction.objects.create(
         member=member,
@@ -256,6 +261,8 @@ def _record_purchase(
                 order_amount=amount,
                 actor=actor,
                 now=now,
+                store_id=purchase.store_id,
+                channel=purchase.channel,
             )
         else:  # points may have been deducted at the checkout before the order was recorded
             deduction = _earlier_deduction(policy, member=member, source=source, order_no=order_no, amount=amount)
@@ -286,6 +293,8 @@ def _record_purchase(
                 breakdown=award.breakdown,
                 purchase=purchase,
                 now=now,
+                store_id=purchase.store_id,
+                channel=purchase.channel,
             )
         purchase.points_awarded = award.points
         purchase.save(update_fields=["points_awarded", "points_used"])
@@ -398,6 +407,7 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
             reference=referee.member_no,
             breakdown=award.breakdown,
             now=now,
+            channel=RuleChannel.REFERRAL,
         )
     Event.objects.create(
         member=referrer,
@@ -454,6 +464,8 @@ def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(
                 reason="points used as cash returned on refund",
                 reference=f"{purchase.order_no}/{refund_no}",
                 now=now,
+                store_id=purchase.store_id,
+                channel=purchase.channel,
             )
             deduction.points_returned += to_return
             deduction.save(update_fields=["points_returned"])

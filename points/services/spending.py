@@ -140,6 +140,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             reason=f"redeemed {reward.name}",
             reference=f"reward:{reward.code}",
             now=now,
+            store_id=store.pk if store else None,
         )
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12)) if reward.kind != RewardKind.GIFT else ""
         redemption = Redemption.objects.create(
@@ -196,6 +197,7 @@ def cancel_redemption(*, actor, redemption_id):
             reason=f"redemption {redemption.pk} cancelled",
             reference=f"redemption:{redemption.pk}",
             now=now,
+            store_id=redemption.store_id,
         )
         # The stock goes back to the current version of the reward (a replaced version handed its stock over).
         Reward.objects.filter(code=redemption.reward.code, replaced_at__isnull=True, stock__isnull=False).update(
@@ -237,6 +239,8 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
             order_amount=Decimal(order_amount),
             actor=actor,
             now=now,
+            store_id=purchase.store_id if purchase else None,
+            channel=purchase.channel if purchase else None,
         )
         if purchase is not None:
             Purchase.objects.filter(pk=purchase.pk).update(points_used=points)

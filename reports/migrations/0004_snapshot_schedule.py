@@ -1,0 +1,35 @@
+"""The snapshot job on the nightly schedule of django-celery-beat: 04:00 in the business time zone (SPEC §7), after
+rfm (02:00), segment_moves (02:45), tiers (03:00) and rule_tags (03:30); editable in the admin."""
+
+from django.conf import settings
+from django.db import migrations
+
+JOB, MINUTE, HOUR = "snapshot", "0", "4"
+
+
+def create_schedule(apps, schema_editor):
+    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=MINUTE, hour=HOUR, day_of_week="*", day_of_month="*", month_of_year="*", timezone=settings.TIME_ZONE,
+    )
+    PeriodicTask.objects.get_or_create(
+        name=f"nightly: {JOB}",
+        defaults={"task": "loyalty.tasks.start_scheduled_job", "crontab": crontab, "args": f'["{JOB}"]',
+                  "description": f"Runs the {JOB} job for its business date (see run_job)."},
+    )
+
+
+def remove_schedule(apps, schema_editor):
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    PeriodicTask.objects.filter(name=f"nightly: {JOB}").delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("reports", "0003_daily_snapshots"),
+        ("loyalty", "0002_platform_tables_renamed"),  # the job task's name since the platform moved
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(create_schedule, remove_schedule)]
