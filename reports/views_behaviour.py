@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from campaigns.serializers import CampaignResultsSerializer
 from loyalty.api import csv_response, error_responses
 from loyalty.clock import business_date
 from members.models import PurchaseChannel, Store
@@ -98,7 +99,7 @@ def _limit(request, default, most):
     raw = request.query_params.get("limit")
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
         raise ValidationError({"limit": [f"Use a whole number from 1 to {most}."]})
     return int(raw)
 
@@ -205,12 +206,15 @@ class TopSerializer(FilteredPeriodSerializer):
     rows = TopRowSerializer(many=True)
 
 
+class CampaignSideBySideSerializer(CampaignResultsSerializer):
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="the campaign's kind (see the Campaign shape)")
+    status = serializers.CharField(help_text="the campaign's status as it stands now (see the Campaign shape)")
+
+
 class CampaignsSerializer(serializers.Serializer):
     to = serializers.DateField()
-    campaigns = serializers.ListField(
-        child=serializers.DictField(),
-        help_text="one campaign results object each (GET /campaigns/{id}/results/), with name, kind and status",
-    )
+    campaigns = CampaignSideBySideSerializer(many=True)
 
     def get_fields(self):
         fields = super().get_fields()

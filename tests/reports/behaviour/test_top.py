@@ -129,5 +129,6 @@ def test_top_rewards_refuses_a_channel_and_top_needs_a_kind(redemptions, markete
         400,
         {"kind": ["Use one of: rewards, categories, skus."]},
     )
-    response = marketer_api.get("/api/v1/reports/top/", {**MARCH, "kind": "skus", "limit": "501"})
-    assert (response.status_code, list(response.json()["errors"])) == (400, ["limit"])
+    for limit in ("0", "501", "²", "-1", "2.5"):
+        response = marketer_api.get("/api/v1/reports/top/", {**MARCH, "kind": "skus", "limit": limit})
+        assert (response.status_code, list(response.json()["errors"])) == (400, ["limit"])
