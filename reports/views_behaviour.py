@@ -29,9 +29,12 @@ Common parameters: `from`, `to` (YYYY-MM-DD, business dates, inclusive; default:
 channel, or a filter the report does not take."""
 STORED_RULES = """
 
-Stored results: the nightly `report_results` job stores this report for its standard ranges (see
-reports.report_results); when the request's parameters match one the answer comes from it (`source: "stored"`,
-`computed_at`: when the job computed it), otherwise it is computed now (`source: "live"`)."""
+Stored results: the nightly `report_results` job (04:30) stores, for ranges ending on its business date
+(yesterday) without `store` or `channel`: retention for the last 12 join months, basket for the last 90 days
+(min_support 0.01; a higher min_support on that range is answered from it), repurchase and behaviour for the last
+30 and 90 days. When the request's parameters match one, the answer comes from it (`source: "stored"`,
+`computed_at`: when the job computed it, so purchases recorded since are not in it); otherwise it is computed now
+(`source: "live"`, `computed_at`: now)."""
 
 
 def _formulas(function):
