@@ -122,3 +122,12 @@ def test_results_older_than_35_days_are_purged(shop):
     run = run_inline("report_results", AS_OF)
     assert run.counts["purged"] == 1
     assert set(ReportResult.objects.values_list("params_key", flat=True)) == {"kept"} | {k for _, k in STANDARD_KEYS}
+
+
+def test_a_stored_answer_reads_one_row(shop, marketer_api, django_assert_max_num_queries):
+    run_inline("report_results", AS_OF)
+    marketer_api.get("/api/v1/reports/behaviour/")  # a first request: what authentication caches
+    with django_assert_max_num_queries(3) as captured:
+        body = marketer_api.get("/api/v1/reports/basket/", {"min_support": "0.05"}).json()
+    assert body["source"] == "stored"
+    assert sum("reports_reportresult" in query["sql"] for query in captured.captured_queries) == 1
