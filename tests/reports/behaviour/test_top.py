@@ -132,3 +132,16 @@ def test_top_rewards_refuses_a_channel_and_top_needs_a_kind(redemptions, markete
     for limit in ("0", "501", "²", "-1", "2.5"):
         response = marketer_api.get("/api/v1/reports/top/", {**MARCH, "kind": "skus", "limit": limit})
         assert (response.status_code, list(response.json()["errors"])) == (400, ["limit"])
+
+
+def test_a_formula_in_a_sku_is_neutralised_in_the_csv(shop, marketer_api):
+    from .conftest import Shop, line
+
+    Shop(shop.store_a, shop.store_b).buy(
+        shop.people["fay"], local(2026, 3, 30, 10), "9.00", lines=[line("=HYPERLINK(1)", "@cmd", 1, "9")]
+    )
+    response = marketer_api.get("/api/v1/reports/top/", {**MARCH, "kind": "skus", "format": "csv"})
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    assert text.splitlines()[-1] == "'=HYPERLINK(1),,1,1.000,9.00,"
+    response = marketer_api.get("/api/v1/reports/top/", {**MARCH, "kind": "categories", "format": "csv"})
+    assert b"".join(response.streaming_content).decode("utf-8-sig").splitlines()[-1] == "'@cmd,,1,1.000,9.00,"
