@@ -105,13 +105,19 @@ def _day_number(column):
     return f"CAST(julianday(django_datetime_cast_date({column}, %(tz)s, %(connection_tz)s)) - 2440587.5 AS INTEGER)"
 
 
-def _month_number(column):
-    """SQL: the business month of a timestamp column as year × 12 + month − 1."""
+def _month_key(column):
+    """SQL: the business month of a timestamp column (PostgreSQL: its first instant as a local timestamp; SQLite:
+    'YYYY-MM'); _month_index reads either."""
     if connection.vendor == "postgresql":
-        local = f"({column} AT TIME ZONE %(tz)s)"
-        return f"(CAST(EXTRACT(YEAR FROM {local}) AS INTEGER) * 12 + CAST(EXTRACT(MONTH FROM {local}) AS INTEGER) - 1)"
-    local = f"django_datetime_cast_date({column}, %(tz)s, %(connection_tz)s)"
-    return f"(CAST(substr({local}, 1, 4) AS INTEGER) * 12 + CAST(substr({local}, 6, 2) AS INTEGER) - 1)"
+        return f"date_trunc('month', {column} AT TIME ZONE %(tz)s)"
+    return f"substr(django_datetime_cast_date({column}, %(tz)s, %(connection_tz)s), 1, 7)"
+
+
+def _month_index(key):
+    """year × 12 + month − 1 of a _month_key value."""
+    if isinstance(key, str):
+        return int(key[:4]) * 12 + int(key[5:7]) - 1
+    return key.year * 12 + key.month - 1
 
 
 def _median(column, relation):
@@ -125,25 +131,41 @@ def _median(column, relation):
     )
 
 
-def _counted(period, *, filtered=True):
+def _net_cents(purchase, refunded):
+    """SQL: a purchase's net amount in integer cents (exact numeric on PostgreSQL; rounded from SQLite's floats)."""
+    if connection.vendor == "postgresql":
+        return f"CAST(({purchase}.amount - COALESCE({refunded}, 0)) * 100 AS BIGINT)"
+    return f"CAST(ROUND(({purchase}.amount - COALESCE({refunded}, 0)) * 100) AS BIGINT)"
+
+
+def _net_positive(purchase, refunded):
+    """SQL: the purchase counts (its net amount is above zero)."""
+    if connection.vendor == "postgresql":
+        return f"{purchase}.amount > COALESCE({refunded}, 0)"
+    return f"{_net_cents(purchase, refunded)} > 0"
+
+
+# The refunds dated in the period, per purchase.
+REFUNDED_SQL = """SELECT purchase_id, SUM(amount) AS refunded FROM members_refund
+        WHERE occurred_at >= %(window_start)s AND occurred_at < %(window_end)s
+        GROUP BY purchase_id"""
+
+
+def _counted(period):
     """SQL: the CTE `counted` (id, member_id, occurred_at, net_cents) of the purchases that count in the period
-    (see the module docstring), with the period's store and channel filters unless filtered=False."""
+    (see the module docstring), with the period's store and channel filters."""
     filters = ""
-    if filtered and period.store_id is not None:
+    if period.store_id is not None:
         filters += " AND p.store_id = %(store)s"
-    if filtered and period.channel:
+    if period.channel:
         filters += " AND p.channel = %(channel)s"
-    net = "CAST(ROUND((p.amount - COALESCE(r.refunded, 0)) * 100) AS BIGINT)"
     # Fixed fragments only: every value is a bound parameter.
     return f"""counted AS (
-    SELECT p.id, p.member_id, p.occurred_at, {net} AS net_cents
+    SELECT p.id, p.member_id, p.occurred_at, {_net_cents("p", "r.refunded")} AS net_cents
     FROM members_purchase p
-    LEFT JOIN (
-        SELECT purchase_id, SUM(amount) AS refunded FROM members_refund
-        WHERE occurred_at >= %(window_start)s AND occurred_at < %(window_end)s
-        GROUP BY purchase_id
-    ) r ON r.purchase_id = p.id
-    WHERE p.occurred_at >= %(window_start)s AND p.occurred_at < %(window_end)s AND {net} > 0{filters}
+    LEFT JOIN ({REFUNDED_SQL}) r ON r.purchase_id = p.id
+    WHERE p.occurred_at >= %(window_start)s AND p.occurred_at < %(window_end)s
+      AND {_net_positive("p", "r.refunded")}{filters}
 )"""  # noqa: S608
 
 
@@ -208,26 +230,30 @@ def retention(period):
     A purchase counts when it occurred in [from, to] and its amount minus its refunds dated in [from, to] is
     above zero, wherever it was made; a purchase before the member's join month is in no column.
     """
-    home_store = " AND m.home_store_id = %(store)s" if period.store_id is not None else ""
-    statement = f"""
-WITH cohort AS (
-    SELECT m.id AS member_id, {_month_number("m.joined_at")} AS cohort_month
-    FROM members_member m
-    WHERE m.joined_at >= %(window_start)s AND m.joined_at < %(window_end)s AND m.status <> 'merged'{home_store}
-), {_counted(period, filtered=False)}, active AS (
-    SELECT DISTINCT c.member_id, c.cohort_month, {_month_number("p.occurred_at")} AS month
-    FROM counted p JOIN cohort c ON c.member_id = p.member_id
+    cohort = "m.joined_at >= %(window_start)s AND m.joined_at < %(window_end)s AND m.status <> 'merged'" + (
+        " AND m.home_store_id = %(store)s" if period.store_id is not None else ""
+    )
+    sizes = f"""
+SELECT {_month_key("m.joined_at")} AS cohort_month, COUNT(*) FROM members_member m WHERE {cohort}
+GROUP BY cohort_month"""  # noqa: S608
+    # The cohort's members joined first, so that only their purchases are netted and dated.
+    active = f"""
+WITH active AS (
+    SELECT DISTINCT p.member_id, {_month_key("m.joined_at")} AS cohort_month, {_month_key("p.occurred_at")} AS month
+    FROM members_purchase p
+    JOIN members_member m ON m.id = p.member_id
+    LEFT JOIN ({REFUNDED_SQL}) r ON r.purchase_id = p.id
+    WHERE {cohort} AND p.occurred_at >= %(window_start)s AND p.occurred_at < %(window_end)s
+      AND {_net_positive("p", "r.refunded")}
 )
-SELECT cohort_month, -1, COUNT(*) FROM cohort GROUP BY cohort_month
-UNION ALL
-SELECT cohort_month, month - cohort_month, COUNT(*) FROM active WHERE month >= cohort_month
-GROUP BY cohort_month, month"""  # noqa: S608
-    members, purchasing = {}, {}
-    for cohort_month, offset, count in _fetch(statement, period.sql_params()):
-        if int(offset) < 0:
-            members[int(cohort_month)] = int(count)
-        else:
-            purchasing[int(cohort_month), int(offset)] = int(count)
+SELECT cohort_month, month, COUNT(*) FROM active GROUP BY cohort_month, month"""  # noqa: S608
+    params = period.sql_params()
+    members = {_month_index(month): int(count) for month, count in _fetch(sizes, params)}
+    purchasing = {}
+    for cohort_month, month, count in _fetch(active, params):
+        offset = _month_index(month) - _month_index(cohort_month)
+        if offset >= 0:  # a purchase before the join month is in no column
+            purchasing[_month_index(cohort_month), offset] = int(count)
     first_month = period.first.year * 12 + period.first.month - 1
     last_month = period.last.year * 12 + period.last.month - 1
     cohorts = []
