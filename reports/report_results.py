@@ -20,6 +20,7 @@ import json
 import time
 from datetime import timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from loyalty.scheduling import JobDefinition, register_job
@@ -27,6 +28,9 @@ from reports import behaviour
 from reports.models import ReportResult
 
 KEEP_DAYS = 35
+# The job's sorts and hashes (DISTINCT over a year of purchases, the category pairs) spill to disk with the default
+# 4 MB; more, for its own transactions only, keeps them in memory. The web's requests keep the server's default.
+JOB_WORK_MEM = "128MB"
 STORED_REPORTS = ("repurchase", "retention", "basket", "behaviour")
 
 
@@ -65,6 +69,9 @@ def standard_sets(as_of):
 
 def store_result(report, period, as_of):
     """Compute one report for one parameter set and store it (replacing the row of the same key)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # for the runner's transaction only (is_local)
+            cursor.execute("SELECT set_config('work_mem', %s, true)", [JOB_WORK_MEM])
     began = time.monotonic()
     result = compute(report, period)
     params = key_params(report, period)

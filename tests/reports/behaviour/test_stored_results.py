@@ -131,3 +131,22 @@ def test_a_stored_answer_reads_one_row(shop, marketer_api, django_assert_max_num
         body = marketer_api.get("/api/v1/reports/basket/", {"min_support": "0.05"}).json()
     assert body["source"] == "stored"
     assert sum("reports_reportresult" in query["sql"] for query in captured.captured_queries) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the job's own transactions commit: SET LOCAL ends with each
+def test_the_job_sorts_with_more_memory_in_its_own_transactions_only(shop, monkeypatch):
+    from django.db import connection
+
+    from reports import behaviour
+
+    def work_mem():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW work_mem")
+            return cursor.fetchone()[0]
+
+    before, seen, repurchase = work_mem(), [], behaviour.repurchase
+    monkeypatch.setattr(behaviour, "repurchase", lambda period: seen.append(work_mem()) or repurchase(period))
+    run_inline("report_results", AS_OF)
+    assert seen == ["128MB", "128MB"]
+    assert work_mem() == before != "128MB"
