@@ -32,7 +32,10 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from campaigns.models import Campaign
+from campaigns.services.results import campaign_results
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
+from points.models import Reward
 
 CENT = Decimal("0.01")
 DEFAULT_MIN_SUPPORT = Decimal("0.01")
@@ -423,8 +426,6 @@ def top(period, kind, *, order_by="amount", limit=20):
 
 
 def _top_rewards(period, limit):
-    from points.models import Reward
-
     store = " AND r.store_id = %(store)s" if period.store_id is not None else ""
     statement = f"""
 SELECT w.code, COUNT(*), SUM(r.quantity), SUM(r.points_spent)
@@ -492,9 +493,6 @@ def campaigns(period):
     its last instant (ends_at − 1 µs). The figures of each group are those of GET /campaigns/{id}/results/ for
     that window. Ordered by start, then id.
     """
-    from campaigns.models import Campaign
-    from campaigns.services.results import campaign_results
-
     window_start, window_end = start_of_business_day(period.first), end_of_business_day(period.last)
     running = (
         Campaign.objects.filter(activated_at__isnull=False, starts_at__lt=window_end)
