@@ -7,6 +7,7 @@ class ReportsConfig(AppConfig):
     verbose_name = _("Reports")
 
     def ready(self):
-        from reports import snapshots
+        from reports import report_results, snapshots
 
         snapshots.register_jobs()
+        report_results.register_jobs()

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 
 from loyalty.api import ID_PATTERN
-from reports import views, views_alerts, views_core
+from reports import views, views_alerts, views_behaviour, views_core
 
 urlpatterns = [
     path("reports/rfm/", views.RfmReportView.as_view(), name="report-rfm"),
@@ -15,4 +15,10 @@ urlpatterns = [
     path("reports/liability/", views_core.LiabilityReportView.as_view(), name="report-liability"),
     path("reports/members/", views_core.MembersReportView.as_view(), name="report-members"),
     path("reports/segment-moves/", views_core.SegmentMovesReportView.as_view(), name="report-segment-moves"),
+    path("reports/repurchase/", views_behaviour.RepurchaseReportView.as_view(), name="report-repurchase"),
+    path("reports/retention/", views_behaviour.RetentionReportView.as_view(), name="report-retention"),
+    path("reports/basket/", views_behaviour.BasketReportView.as_view(), name="report-basket"),
+    path("reports/behaviour/", views_behaviour.BehaviourReportView.as_view(), name="report-behaviour"),
+    path("reports/top/", views_behaviour.TopReportView.as_view(), name="report-top"),
+    path("reports/campaigns/", views_behaviour.CampaignsReportView.as_view(), name="report-campaigns"),
 ]

@@ -19,6 +19,7 @@ def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_
         "segment_moves": ("45", "2"),
         "purge_member_logins": ("45", "4"),
         "snapshot": ("0", "4"),
+        "report_results": ("30", "4"),
         "reminders": ("0", "9"),
     }
     assert set(expected) == set(job_names())
