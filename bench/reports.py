@@ -132,6 +132,7 @@ def attribute_old_seed(database_url, since):
     """Entries of a seed made before the ledger's attribution get their purchase's store and channel (the copy
     only: the append-only trigger is off for this one statement)."""
     with psycopg.connect(database_url, autocommit=False) as conn:
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the foreign keys checked now: no pending trigger events
         conn.execute("ALTER TABLE points_ledgerentry DISABLE TRIGGER points_ledgerentry_append_only")
         updated = conn.execute(ATTRIBUTE_SQL, {"since": since}).rowcount
         conn.execute("ALTER TABLE points_ledgerentry ENABLE TRIGGER points_ledgerentry_append_only")

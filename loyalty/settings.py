@@ -286,7 +286,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    # Choice sets that share a field name get their own component names (else "SourceCf5Enum" and a warning).
+    "ENUM_NAME_OVERRIDES": {
+        "StoredOrLiveSourceEnum": ["stored", "live"],  # behaviour reports: a stored result or computed now
+        "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "loyalty.api.document_unavailable",
