@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "members",
     "points",
     "tiers",
+    "stored_value",
     "campaigns",
     "reports",
 ]
@@ -286,7 +287,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {"StoredValueEntryKindEnum": "stored_value.models.EntryKind"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "loyalty.api.document_unavailable",
