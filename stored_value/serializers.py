@@ -150,7 +150,9 @@ class StoredValueRefundResultSerializer(serializers.Serializer):
 
 class StoredValueWithdrawalInputSerializer(serializers.Serializer):
     top_up = IdField()
-    amount = money_field(required=False, help_text="principal to pay back; default: all its unspent principal")
+    amount = money_field(
+        required=False, allow_null=True, help_text="principal to pay back; default (or null): all its unspent principal"
+    )
     reason = serializers.CharField(max_length=200)
     store = store_field()
 
