@@ -56,6 +56,11 @@ from stored_value.services.ledger import cents
 MANAGERS = {ROLE_ADMIN, ROLE_MANAGER}
 
 
+def stored_value_scope(request):
+    """Idempotency keys of stored-value writes, per caller, apart from her keys of points writes."""
+    return f"{idempotency_scope(request)}:stored-value"
+
+
 def _entries_page(view, member_id):
     page = view.paginate_queryset(view.filter_queryset(selectors.ledger_entries(member_id)))
     return view.get_paginated_response([entry_representation(entry) for entry in page])
@@ -108,7 +113,7 @@ class MemberStoredValueViewSet(viewsets.GenericViewSet):
         outcome = services.adjust(
             actor=access.actor,
             role=access.role,
-            scope=idempotency_scope(request),
+            scope=stored_value_scope(request),
             key=key,
             fingerprint=fingerprint(request, data),
             member_id=member.pk,
@@ -224,7 +229,7 @@ class PaymentViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         body = {name: value for name, value in data.items() if name != "pin"}  # the PIN is never kept, not even hashed
         outcome = services.pay(
             actor=access.actor,
-            scope=idempotency_scope(request),
+            scope=stored_value_scope(request),
             key=key,
             fingerprint=fingerprint(request, {**body, "store": store}),
             member_id=member.pk,
@@ -295,7 +300,7 @@ class WithdrawalView(APIView):
         outcome = services.withdraw(
             actor=access.actor,
             role=access.role,
-            scope=idempotency_scope(request),
+            scope=stored_value_scope(request),
             key=key,
             fingerprint=fingerprint(request, {**data, "store": store}),
             top_up_id=top_up.pk,

@@ -167,7 +167,7 @@ def top_up(*, actor, member_id, amount_cents, payment_method, payment_ref, finge
         rule = rule_for(at=now, store=store)
         tier = rule.tier_for(amount_cents) if rule else None
         bonus, points, growth = (tier["bonus"], tier.get("points", 0), tier.get("growth", 0)) if tier else (0, 0, 0)
-        points_account, account = lock_member(member_id, tier=growth > 0)
+        points_account, account = lock_member(member_id, tier=growth > 0, now=now)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
         expires_at = None
@@ -310,7 +310,7 @@ def pay(*, actor, scope, key, fingerprint, member_id, source, order_no, amount_c
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
-        _, account = lock_member(member_id)
+        _, account = lock_member(member_id, now=now)
         ensure_member_active(Member.objects.get(pk=member_id))
         policy = current_policy(now)
         refusal = check_pin(account, pin, policy, now)
@@ -396,7 +396,7 @@ def refund_payment(*, actor, payment_id, refund_no, amount_cents, fingerprint):
         member_id = Payment.objects.filter(pk=payment_id).values_list("member_id", flat=True).first()
         if member_id is None:
             raise NotFoundError()
-        _, account = lock_member(member_id)
+        _, account = lock_member(member_id, now=now)
         payment = Payment.objects.select_for_update().select_related("entry", "store").get(pk=payment_id)
         earlier = PaymentRefund.objects.filter(payment=payment, refund_no=refund_no).first()
         if earlier is not None:
@@ -469,7 +469,7 @@ def withdraw(*, actor, role, scope, key, fingerprint, top_up_id, reason, amount_
         member_id = TopUp.objects.filter(pk=top_up_id).values_list("member_id", flat=True).first()
         if member_id is None:
             raise NotFoundError()
-        _, account = lock_member(member_id)
+        _, account = lock_member(member_id, now=now)
         record = TopUp.objects.select_for_update().get(pk=top_up_id)
         lot = StoredValueLot.objects.get(top_up=record)
         unspent = lot.principal_remaining
@@ -566,7 +566,7 @@ def adjust(*, actor, role, scope, key, fingerprint, member_id, principal_cents, 
         member = Member.objects.filter(pk=member_id).first()
         if member is None:
             raise NotFoundError()
-        _, account = lock_member(member_id)
+        _, account = lock_member(member_id, now=now)
         entry = adjust_balances(
             account,
             principal=principal_cents,
@@ -631,7 +631,8 @@ def merge_stored_value(merge):
     """Registered on members.services.merge.merge_steps: the duplicate's balance moves to the survivor as two merge
     entries (minus on her, plus on the survivor: they sum to zero), her lots become the survivor's with what is left
     in them, her top-ups, payments and withdrawals follow (so a later refund or withdrawal acts on the survivor),
-    and her account is closed. Both accounts are locked already (lock_members); the survivor keeps her own PIN."""
+    and her account is closed. Both accounts are locked already (lock_members); the survivor keeps her own PIN.
+    What moved goes into the merge's answer as "stored_value" (nothing when she never had stored value)."""
     survivor_id, duplicate_id = merge.survivor.pk, merge.duplicate.pk
     accounts = lock_stored_value_accounts([survivor_id, duplicate_id], include_closed=True)
     survivor, duplicate = accounts[survivor_id], accounts[duplicate_id]
@@ -664,4 +665,6 @@ def merge_stored_value(merge):
     duplicate.pin_hash, duplicate.pin_failed_attempts, duplicate.pin_locked_at = "", 0, None
     save_account(survivor)
     save_account(duplicate)
+    if not (principal or bonus or any(moved[name] for name in ("lots", "top_ups", "payments", "withdrawals"))):
+        return {}  # she never had stored value: the merge's answer says nothing of it
     return {"stored_value": moved}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import F
+from django.utils import timezone
 
 from loyalty.errors import DomainError
 from members.models import Member
@@ -82,14 +83,39 @@ def lock_member_stored_value(member_ids):
     return lock_stored_value_accounts(member_ids, include_closed=True)
 
 
-def lock_member(member_id, *, tier=False):
+def lock_member(member_id, *, tier=False, now=None):
     """Every lock a stored-value change needs, in members.locking's order: her points account (the member's lock;
     MemberMerged if she was merged away), her tier row when the change may give growth value, then her stored-value
-    account. Returns (points account, stored-value account)."""
+    account. Bonus money whose validity has ended is expired first (expire_due_bonus), so no change ever sees it.
+    Returns (points account, stored-value account)."""
     points_account = lock_accounts([member_id])[member_id]
     if tier:
         lock_member_tiers([member_id])
-    return points_account, lock_stored_value_accounts([member_id])[member_id]
+    account = lock_stored_value_accounts([member_id])[member_id]
+    expire_due_bonus(account, now=now or timezone.now())
+    return points_account, account
+
+
+def expire_due_bonus(account, *, now, actor="system:bonus_expiry"):
+    """Expire what is left of her lots' bonus whose validity ended at or before `now`: one expire_bonus entry
+    naming the lots by movements. The caller holds her locks and saves the account. Returns the cents expired."""
+    due = list(
+        StoredValueLot.objects.filter(member_id=account.member_id, bonus_remaining__gt=0, bonus_expires_at__lte=now)
+    )
+    expired = sum(lot.bonus_remaining for lot in due)
+    if expired:
+        entry = append_entry(
+            account,
+            kind=EntryKind.EXPIRE_BONUS,
+            actor=actor,
+            bonus_delta=-expired,
+            reason="bonus money past its validity",
+            reference="bonus-expiry",
+            now=now,
+        )
+        apply_movements(entry, [Take(lot, bonus=lot.bonus_remaining) for lot in due], sign=-1)
+        save_account(account)
+    return expired
 
 
 def save_account(account):

@@ -411,3 +411,18 @@ def test_entries_are_append_only(member, bonus_rule):
         entry.save()
     with pytest.raises(TypeError):
         StoredValueEntry.objects.all().delete()
+
+
+def test_bonus_past_its_validity_expires_before_the_next_change_sees_it(member):
+    rule([{"amount": 10_000, "bonus": 1_000}], bonus_valid_days=1)
+    with time_machine.travel("2026-03-01 10:00 +08:00", tick=False):
+        top_up(member, 10_000)
+        assert pay(member, 1_100)["bonus_used"] == "1.00"  # valid today: spent in proportion
+    with time_machine.travel("2026-03-02 00:00 +08:00", tick=False):  # the first instant after its last day
+        result = pay(member, 5_000)
+
+    assert (result["principal_used"], result["bonus_used"], result["balance_after"]) == ("50.00", "0.00", "40.00")
+    assert balances(member) == (4_000, 0)
+    kinds = StoredValueEntry.objects.filter(member=member).order_by("id").values_list("kind", "bonus_delta")
+    assert list(kinds) == [("top_up", 0), ("bonus", 1_000), ("pay", -100), ("expire_bonus", -900), ("pay", 0)]
+    assert_ledger_consistent()
