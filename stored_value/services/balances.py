@@ -397,7 +397,7 @@ def refund_payment(*, actor, payment_id, refund_no, amount_cents, fingerprint):
         if member_id is None:
             raise NotFoundError()
         _, account = lock_member(member_id, now=now)
-        payment = Payment.objects.select_for_update().select_related("entry", "store").get(pk=payment_id)
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("entry", "store").get(pk=payment_id)
         earlier = PaymentRefund.objects.filter(payment=payment, refund_no=refund_no).first()
         if earlier is not None:
             raise AlreadyRecorded(refund=str(earlier.pk))
