@@ -5,8 +5,12 @@ Plain Python with no DRF import, so authentication classes and services can use 
 
 from dataclasses import dataclass
 
-ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK = "admin", "marketer", "clerk"
-STAFF_ROLES = (ROLE_ADMIN, ROLE_MARKETER, ROLE_CLERK)
+ROLE_ADMIN, ROLE_MARKETER, ROLE_MANAGER, ROLE_CLERK = "admin", "marketer", "manager", "clerk"
+# Strongest first: a staff account in several role groups acts with the first of hers.
+STAFF_ROLES = (ROLE_ADMIN, ROLE_MARKETER, ROLE_MANAGER, ROLE_CLERK)
+# Roles bound to the stores they work at (user.stores): a clerk, and a store manager, who does what a clerk does
+# plus the money-handling stored-value actions (withdrawals, adjustments).
+STORE_BOUND_ROLES = frozenset({ROLE_MANAGER, ROLE_CLERK})
 
 # Scopes a client app may be given; `create_api_client` grants exactly those it is given.
 CLIENT_SCOPES = {
@@ -18,6 +22,8 @@ CLIENT_SCOPES = {
     "points:write": "deduct points at checkout",
     "rewards:read": "read the rewards catalogue",
     "redemptions:write": "redeem and cancel rewards",
+    "stored_value:read": "read stored-value balances and ledgers",
+    "stored_value:write": "top up, pay from and refund to the stored value",
 }
 
 
@@ -56,7 +62,7 @@ class MemberPrincipal:
 
 
 def staff_role(user):
-    """The strongest role of a staff user (admin > marketer > clerk), or None."""
+    """The strongest role of a staff user (admin > marketer > manager > clerk), or None."""
     if not getattr(user, "is_authenticated", False) or isinstance(user, (ClientAppPrincipal, MemberPrincipal)):
         return None
     if not user.is_active:
@@ -100,7 +106,7 @@ def access_for(request):
     else:
         role = staff_role(user)
         store_ids = None
-        if role == ROLE_CLERK:
+        if role in STORE_BOUND_ROLES:
             store_ids = frozenset(user.stores.values_list("id", flat=True))
         access = Access("staff", f"staff:{user.get_username()}", role, store_ids, user)
     request._loyalty_access = access

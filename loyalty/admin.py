@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import webhooks
-from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
+from loyalty.access import CLIENT_SCOPES, STORE_BOUND_ROLES, staff_role
 from loyalty.alerts import STAFF_ALERT_KIND, acknowledge_alert, staff_inbox_address
 from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError, Throttled
@@ -40,8 +40,8 @@ from loyalty.versions import VersionKeepsItsTerms
 
 
 def clerk_store_ids(request):
-    """The store ids a clerk may act for, or None for roles that see every store."""
-    if staff_role(request.user) == ROLE_CLERK:
+    """The store ids a clerk (or a store manager) may act for, or None for roles that see every store."""
+    if staff_role(request.user) in STORE_BOUND_ROLES:
         return set(request.user.stores.values_list("id", flat=True))
     return None
 

@@ -2,19 +2,21 @@
 staff account's powers.
 
 Kept in step on every `migrate` (post_migrate), so a permission added by a later app lands in its group too.
-A clerk works at the counter (members of her stores, tags on them, the message log); a marketer also shapes
-tags, rules, rewards and campaigns; an admin may do everything in the loyalty apps and the job schedule, staff
-accounts included, but not beyond her own powers: only a superuser grants the superuser flag and single
-permissions; an admin gives an account only roles (groups) whose permissions she holds herself (grantable_groups),
-and changes only accounts whose powers are within her own (see may_manage_staff).
+A clerk works at the counter (members of her stores, tags on them, the message log, stored-value top-ups); a store
+manager does what a clerk does and also pays stored value out (withdrawals, adjustments: stored_value.services
+checks the role); a marketer also shapes tags, rules, rewards and campaigns; an admin may do everything in the
+loyalty apps and the job schedule, staff accounts included, but not beyond her own powers: only a superuser grants
+the superuser flag and single permissions; an admin gives an account only roles (groups) whose permissions she
+holds herself (grantable_groups), and changes only accounts whose powers are within her own (see
+may_manage_staff).
 """
 
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
-from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MARKETER
+from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MANAGER, ROLE_MARKETER
 
-LOYALTY_APPS = ("loyalty", "members", "points", "tiers", "campaigns", "reports")
+LOYALTY_APPS = ("loyalty", "members", "points", "tiers", "stored_value", "campaigns", "reports")
 
 # (app_label, codename) pairs; later apps extend these lists.
 CLERK_PERMISSIONS = [
@@ -40,6 +42,17 @@ CLERK_PERMISSIONS = [
     ("tiers", "view_membertier"),
     ("tiers", "view_tierchange"),
     ("campaigns", "view_campaign"),
+    ("stored_value", "view_storedvalueaccount"),
+    ("stored_value", "view_storedvalueentry"),
+    ("stored_value", "view_topup"),
+    ("stored_value", "add_topup"),
+    ("stored_value", "view_payment"),
+    ("stored_value", "view_topuprule"),
+]
+MANAGER_PERMISSIONS = CLERK_PERMISSIONS + [
+    ("stored_value", "view_withdrawal"),
+    ("stored_value", "add_withdrawal"),
+    ("stored_value", "view_storedvaluepolicy"),
 ]
 MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("members", "add_tag"),
@@ -64,6 +77,8 @@ MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("campaigns", "delete_campaign"),
     ("campaigns", "view_campaignassignment"),
     ("campaigns", "view_campaignaward"),
+    ("stored_value", "add_topuprule"),
+    ("stored_value", "change_topuprule"),
 ]
 
 
@@ -76,9 +91,11 @@ def _permissions(pairs):
 
 def sync_role_groups(**kwargs):
     clerk, _ = Group.objects.get_or_create(name=ROLE_CLERK)
+    manager, _ = Group.objects.get_or_create(name=ROLE_MANAGER)
     marketer, _ = Group.objects.get_or_create(name=ROLE_MARKETER)
     admin, _ = Group.objects.get_or_create(name=ROLE_ADMIN)
     clerk.permissions.set(_permissions(CLERK_PERMISSIONS))
+    manager.permissions.set(_permissions(MANAGER_PERMISSIONS))
     marketer.permissions.set(_permissions(MARKETER_PERMISSIONS))
     admin.permissions.set(
         Permission.objects.filter(

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "members",
     "points",
     "tiers",
+    "stored_value",
     "campaigns",
     "reports",
 ]
@@ -290,6 +291,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StoredOrLiveSourceEnum": ["stored", "live"],  # behaviour reports: a stored result or computed now
         "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
+        "StoredValueEntryKindEnum": "stored_value.models.EntryKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include("members.urls")),
     path("api/v1/", include("points.urls")),
     path("api/v1/", include("tiers.urls")),
+    path("api/v1/", include("stored_value.urls")),
     path("api/v1/", include("campaigns.urls")),
     path("api/v1/", include("reports.urls")),
     path("admin/", admin.site.urls),

@@ -11,7 +11,8 @@ sees every change committed before them:
 1. her points account (`points.services.ledger.lock_accounts`): the member's lock. Every change to points,
    growth, tier, status or identity takes it first, so one account lock serialises all of them;
 2. her member tier row (`tiers.services.lock_member_tiers`);
-3. her stored-value account (when that app exists);
+3. her stored-value account (`stored_value.services.ledger.lock_stored_value_accounts`; every stored-value change
+   takes steps 1 to 3 through `stored_value.services.ledger.lock_member`);
 4. her member row itself (status, identifiers);
 5. anything else (purchases, redemptions, reward stock by conditional UPDATE, tags), and last the rows shared by
    many members that an earn may take: a campaign's budget row (`campaigns.services.budgets.take`), several in

@@ -13,6 +13,14 @@
 
 from django.db import connection
 
+from loyalty.registry import ExtensionPoint
+
+ledger_checks = ExtensionPoint(
+    "ledger_checks",
+    "check() yields one text line per broken invariant of the registering app's ledger (stored value registers "
+    "its balances, entries and lots). check_ledger and the test suite's after-test check run them after points'.",
+)
+
 CHUNK_SIZE = 100_000
 
 BALANCES_SQL = """
@@ -132,3 +140,10 @@ def ledger_mismatches(chunk_size=CHUNK_SIZE):
                     f"{pending_delta:+d}) is not one side of a merge of hers, or its other side differs"
                 )
         start += chunk_size
+
+
+def all_ledger_mismatches():
+    """Points' mismatches, then those of every ledger registered in `ledger_checks` (stored value)."""
+    yield from ledger_mismatches()
+    for check in ledger_checks:
+        yield from check()

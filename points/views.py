@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, MemberPrincipal, access_for
+from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MANAGER, ROLE_MARKETER, MemberPrincipal, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
 from loyalty.errors import NotFoundError
 from members.models import Member, Purchase
@@ -265,7 +265,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
         "deductions": "points:write",
         "transfers": "points:write",
     }
-    staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, "clerk"}}
+    staff_roles = {"adjustments": {ROLE_ADMIN, ROLE_MARKETER, ROLE_MANAGER, ROLE_CLERK}}
     filterset_class = LedgerFilter
 
     def get_queryset(self):

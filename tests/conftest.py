@@ -73,9 +73,9 @@ def pytest_runtest_call(item):
     result = yield
     uses_db = item.get_closest_marker("django_db") or {"db", "transactional_db"} & set(item.fixturenames)
     if uses_db and not item.get_closest_marker("tampers_ledger"):
-        from points.audit import ledger_mismatches
+        from points.audit import all_ledger_mismatches
 
-        mismatches = list(ledger_mismatches())
+        mismatches = list(all_ledger_mismatches())
         assert mismatches == [], "check_ledger would fail after this test"
     return result
 

@@ -182,6 +182,19 @@ def book_campaign_growth(member_id, *, at, campaigns=1):
     return value
 
 
+def book_growth(member, *, value, kind, reference, at):
+    """Growth value given with something other than a points activity (a stored-value top-up's bonus growth), and
+    an upgrade at once if it crossed a threshold. Runs in the caller's transaction under the member's account lock,
+    her tier row locked (members.locking step 2) before any later step's rows. Returns the tier change or None."""
+    if value <= 0:
+        return None
+    policy = growth_policy_for(member.pk, at)
+    GrowthEntry.objects.create(
+        member=member, kind=kind, value=value, occurred_at=at, reference=reference, policy=policy
+    )
+    return _upgrade_if_due(member, at=timezone.now(), policy=policy)
+
+
 def _refresh_cached_growth(member_id, at):
     """Recount the cached window growth after a refund. One UPDATE of that column alone: it locks the row
     itself and does not depend on what the row said (her account lock keeps the growth entries still)."""

@@ -31,7 +31,7 @@ merge_steps = ExtensionPoint(
     "step(merge: MergeContext) -> dict moves the registering app's rows of merge.duplicate to merge.survivor, in the "
     "merge's transaction after both members are locked (members.locking), writing through that app's own services; "
     "it returns what it moved ({name: value}), which goes into the merge's answer and audit row. Registered in "
-    "AppConfig.ready() (INSTALLED_APPS order: points, then tiers).",
+    "AppConfig.ready() (INSTALLED_APPS order: points, then tiers, then stored value).",
 )
 
 # Profile fields a survivor takes from her duplicate when she has none (her own values always win).

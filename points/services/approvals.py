@@ -14,7 +14,7 @@ direct adjustments to her that day have that much less room.
 from django.db import transaction
 from django.utils import timezone
 
-from loyalty.access import ROLE_CLERK, staff_role
+from loyalty.access import STORE_BOUND_ROLES, staff_role
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, NotFoundError, PermissionDeniedError
 from members.models import Member
@@ -180,7 +180,7 @@ def _ensure_may_decide(approver, adjustment, policy, *, may_withdraw=False):
     role = staff_role(approver)
     if role is None:
         raise PermissionDeniedError()
-    if role == ROLE_CLERK and not approver.stores.filter(pk=adjustment.member.home_store_id).exists():
+    if role in STORE_BOUND_ROLES and not approver.stores.filter(pk=adjustment.member.home_store_id).exists():
         raise PermissionDeniedError("You act for the members of your own stores only.")
     if adjustment.requested_by_id == approver.pk:
         if may_withdraw:

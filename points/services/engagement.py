@@ -280,6 +280,26 @@ def award_triggers(items, *, trigger, actor):
     return awarded
 
 
+def award_points_locked(account, *, points, actor, reason, reference, now=None):
+    """Points given with something a member bought from the merchant (a stored-value top-up's bonus points): available
+    at once, expiring by the policy, not cut by the daily cap (they were paid for). The caller holds the member's
+    account lock, inside its own transaction; the account is saved. Returns the earn entry."""
+    now = now or timezone.now()
+    entry, _ = earn(
+        account,
+        points=points,
+        actor=actor,
+        available_at=now,
+        expires_at=expires_at_for(current_policy(now), now),
+        reason=reason,
+        reference=reference,
+        breakdown=[{"source": "base", "points": points}],
+        now=now,
+    )
+    save_account(account)
+    return entry
+
+
 def award_trigger_locked(account, member, *, trigger, reference, payload=None, actor):
     """The award of award_trigger; the caller holds the member's account lock."""
     if member.status != MemberStatus.ACTIVE:

@@ -84,6 +84,12 @@ def complete(claim_, *, response, status_code=201):
     )
 
 
+def release(claim_):
+    """Give the key back inside the claiming transaction, for a request refused in a way that must still commit
+    something (a wrong payment PIN counts against the PIN): a retry with the same key is then a new attempt."""
+    IdempotencyRecord.objects.filter(pk=claim_.record_id).delete()
+
+
 def replayed_response(record):
     return json.loads(record.response)
 

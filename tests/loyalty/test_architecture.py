@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Floors, lowest first: an app may import from its own floor and the floors below (CONVENTIONS: apps depend one
 # way; tiers plugs into points' extension points, so it stands above points).
-FLOORS = ["loyalty", "members", "points", "tiers", "campaigns", "reports"]
+FLOORS = ["loyalty", "members", "points", "tiers", "stored_value", "campaigns", "reports"]
 LEDGER_MODELS = {"LedgerEntry", "PointsLot", "PointsAccount", "LotMovement"}
 LEDGER_TABLES = ("points_ledgerentry", "points_pointslot", "points_pointsaccount", "points_lotmovement")
 WRITE_METHODS = {
@@ -25,6 +25,10 @@ WRITE_METHODS = {
 }
 SQL_WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(" + "|".join(LEDGER_TABLES) + r")\b", re.I)
 LEDGER_WRITERS = "points/services/"  # the one write path (bench/ and tests/ are not the product)
+# The stored-value ledger has its own one write path.
+STORED_VALUE_MODELS = {"StoredValueAccount", "StoredValueEntry", "StoredValueLot", "StoredValueMovement"}
+STORED_VALUE_TABLES = tuple(f"stored_value_{name.lower()}" for name in sorted(STORED_VALUE_MODELS))
+STORED_VALUE_WRITERS = "stored_value/services/"
 
 
 def product_modules():
@@ -52,7 +56,7 @@ def upward_imports(path, source):
     ]
 
 
-def ledger_writes(path, source):
+def ledger_writes(path, source, models=LEDGER_MODELS, sql_write=SQL_WRITE):
     """Calls like `LedgerEntry.objects.create(...)` or `PointsLot.objects.filter(...).update(...)`, and SQL that
     inserts into, updates or deletes from a ledger table."""
     found = []
@@ -61,10 +65,10 @@ def ledger_writes(path, source):
             base = node.func.value
             while isinstance(base, (ast.Attribute, ast.Call)):
                 base = base.func if isinstance(base, ast.Call) else base.value
-            if isinstance(base, ast.Name) and base.id in LEDGER_MODELS:
+            if isinstance(base, ast.Name) and base.id in models:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {base.id}….{node.func.attr}()")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL_WRITE.search(node.value):
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno} SQL writes {SQL_WRITE.search(node.value)[2]}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and sql_write.search(node.value):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} SQL writes {sql_write.search(node.value)[2]}")
     return found
 
 
@@ -81,6 +85,32 @@ def test_only_the_points_services_write_the_ledger_tables():
         for v in ledger_writes(path, path.read_text())
     ]
     assert violations == []
+
+
+STORED_VALUE_SQL_WRITE = re.compile(
+    r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(" + "|".join(STORED_VALUE_TABLES) + r")\b", re.I
+)
+
+
+def test_only_the_stored_value_services_write_the_stored_value_ledger():
+    violations = [
+        v
+        for path in product_modules()
+        if STORED_VALUE_WRITERS not in path.relative_to(ROOT).as_posix()
+        for v in ledger_writes(path, path.read_text(), STORED_VALUE_MODELS, STORED_VALUE_SQL_WRITE)
+    ]
+    assert violations == []
+
+
+def test_the_stored_value_ledger_check_catches_a_write():
+    found = ledger_writes(
+        ROOT / "stored_value" / "views.py",
+        "StoredValueAccount.objects.filter(pk=1).update(principal_cents=0)\n"
+        "cursor.execute('UPDATE stored_value_storedvaluelot SET bonus_remaining = 0')",
+        STORED_VALUE_MODELS,
+        STORED_VALUE_SQL_WRITE,
+    )
+    assert len(found) == 2
 
 
 @pytest.mark.parametrize(

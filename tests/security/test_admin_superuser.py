@@ -8,7 +8,7 @@ attacker's way in."""
 import pytest
 from django.contrib.auth.models import Group, Permission
 
-from loyalty.access import ROLE_ADMIN, ROLE_CLERK
+from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MANAGER
 from loyalty.models import AuditEntry
 from members.models import StaffUser
 from tests.conftest import PASSWORD
@@ -137,7 +137,7 @@ def test_admin_role_sees_the_superuser_flag_and_permissions_read_only_and_only_h
     assert {"username", "is_active", "is_staff", "stores", "groups"} <= set(form.fields)
     assert {"is_superuser", "user_permissions"} <= set(response.context["adminform"].readonly_fields)
     offered = sorted(group.name for group in form.fields["groups"].queryset)
-    assert offered == [ROLE_ADMIN, ROLE_CLERK, "marketer"]
+    assert offered == [ROLE_ADMIN, ROLE_CLERK, ROLE_MANAGER, "marketer"]
 
 
 def test_admin_role_cannot_give_a_role_with_powers_beyond_hers(boss_site, store_a):

@@ -1,0 +1,297 @@
+"""Admin screens for stored value: accounts and their ledgers read-only (a clerk sees her stores' members), the
+counter's top-up form (clerks: the money was paid at the till, the payment reference is its receipt), read-only
+lists of top-ups, payments and withdrawals, and the marketer's top-up rules and the admin's stored-value policy.
+
+Every write goes through stored_value.services, the same functions the API calls."""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.access import staff_role
+from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.errors import DomainError
+from members.models import Member, Store
+from points.admin import MemberScopedAdmin, domain_error_text, members_matching, when
+from points.services import request_fingerprint
+from stored_value import selectors, services
+from stored_value.models import (
+    Payment,
+    PaymentMethod,
+    StoredValueAccount,
+    StoredValueEntry,
+    StoredValuePolicy,
+    TopUp,
+    TopUpRule,
+    Withdrawal,
+)
+from stored_value.services import configuration
+from stored_value.services.balances import MAX_CENTS
+from stored_value.services.ledger import cents, money
+
+LEDGER_ROWS_SHOWN = 50
+
+
+class ReadOnlyMemberScopedAdmin(MemberScopedAdmin, ReadOnlyAdmin):
+    pass
+
+
+@admin.register(StoredValueAccount)
+class StoredValueAccountAdmin(ReadOnlyMemberScopedAdmin):
+    """A member's stored value: both balances, her PIN's state and her ledger (newest first), read-only; the
+    counter's "Top up" button opens the top-up form for her."""
+
+    list_display = ["member", "principal", "bonus", "total", "pin", "updated_at"]
+    fields = ["member", "principal", "bonus", "total", "pin", "top_up_link", "ledger"]
+    readonly_fields = fields
+
+    @admin.display(description=_("principal"))
+    def principal(self, account):
+        return money(account.principal_cents)
+
+    @admin.display(description=_("bonus"))
+    def bonus(self, account):
+        return money(account.bonus_cents)
+
+    @admin.display(description=_("total"))
+    def total(self, account):
+        return money(account.total_cents)
+
+    @admin.display(description=_("payment PIN"))
+    def pin(self, account):
+        if account.pin_locked_at:
+            return _("locked since %(at)s (staff set a new one)") % {"at": when(account.pin_locked_at)}
+        return _("set") if account.has_pin else _("none")
+
+    @admin.display(description=_("top up"))
+    def top_up_link(self, account):
+        url = reverse("admin:stored_value_topup_add") + f"?member={account.member.member_no}"
+        return format_html('<a class="button" href="{}">{}</a>', url, _("Top up"))
+
+    @admin.display(description=_("ledger (newest first)"))
+    def ledger(self, account):
+        entries = selectors.ledger_entries(account.member_id).order_by("-id")[:LEDGER_ROWS_SHOWN]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    when(entry.created_at),
+                    entry.get_kind_display(),
+                    money(entry.principal_delta),
+                    money(entry.bonus_delta),
+                    money(entry.balance_after),
+                    entry.reference,
+                    entry.reason,
+                    entry.actor,
+                )
+                for entry in entries
+            ),
+        )
+        labels = (_("at"), _("kind"), _("principal"), _("bonus"), _("balance"), _("reference"), _("reason"), _("by"))
+        header = format_html_join("", "<th>{}</th>", ((label,) for label in labels))
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", header, rows)
+
+
+@admin.register(StoredValueEntry)
+class StoredValueEntryAdmin(ReadOnlyMemberScopedAdmin):
+    list_display = [
+        "created_at",
+        "member",
+        "kind",
+        "principal_delta",
+        "bonus_delta",
+        "principal_after",
+        "bonus_after",
+        "reference",
+        "actor",
+    ]
+    list_filter = ["kind"]
+    search_other_field = "reference"
+
+
+class TopUpForm(forms.Form):
+    member = forms.CharField(label=_("member"), help_text=_("Her card number or phone."))
+    amount = forms.DecimalField(
+        label=_("amount"),
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=Decimal(MAX_CENTS) / 100,
+    )
+    payment_method = forms.ChoiceField(label=_("payment method"), choices=PaymentMethod.choices)
+    payment_ref = forms.RegexField(
+        label=_("payment reference"),
+        regex=r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,99}$",
+        max_length=100,
+        help_text=_("The receipt, card slip or WeChat Pay / Alipay transaction number: once per payment."),
+    )
+    store = forms.ModelChoiceField(label=_("store"), queryset=Store.objects.none())
+
+    def __init__(self, *args, store_ids=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        stores = Store.objects.filter(is_active=True).order_by("code")
+        self.fields["store"].queryset = stores if store_ids is None else stores.filter(pk__in=store_ids)
+        if store_ids is None:
+            self.fields["store"].required = False
+
+    def clean_member(self):
+        found = members_matching(self.cleaned_data["member"].strip())
+        if len(found) != 1:
+            raise forms.ValidationError(_("No member with this card number or phone."))
+        return Member.objects.get(pk=found[0])
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyMemberScopedAdmin):
+    """Top-ups, read-only; "Add" is the counter's top-up form (clerks), through stored_value.services.top_up."""
+
+    list_display = ["created_at", "member", "amount", "bonus", "payment_method", "payment_ref", "store", "actor"]
+    list_filter = ["payment_method"]
+    search_other_field = "payment_ref"
+    list_select_related = ["member", "store"]
+
+    @admin.display(description=_("amount"))
+    def amount(self, top_up):
+        return money(top_up.amount_cents)
+
+    @admin.display(description=_("bonus"))
+    def bonus(self, top_up):
+        return money(top_up.bonus_cents)
+
+    def has_add_permission(self, request):
+        return staff_role(request.user) is not None and request.user.has_perm("stored_value.add_topup")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        store_ids = clerk_store_ids(request)
+        if request.method == "POST":
+            form = TopUpForm(request.POST, store_ids=store_ids)
+            if form.is_valid():
+                done = self._top_up(request, form)
+                if done is not None:
+                    return done
+        else:
+            form = TopUpForm(initial={"member": request.GET.get("member", "")}, store_ids=store_ids)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Top up a member's stored value"),
+            "form": form,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/stored_value/top_up.html", context)
+
+    def _top_up(self, request, form):
+        data = form.cleaned_data
+        member, store = data["member"], data.get("store")
+        amount = cents(data["amount"])
+        try:
+            outcome = services.top_up(
+                actor=admin_actor(request),
+                member_id=member.pk,
+                amount_cents=amount,
+                payment_method=data["payment_method"],
+                payment_ref=data["payment_ref"],
+                store=store,
+                fingerprint=request_fingerprint(
+                    {"path": "admin:top-up", "member": member.pk, "amount": amount, "store": store and store.pk}
+                ),
+            )
+        except DomainError as error:
+            form.add_error(None, domain_error_text(error))
+            return None
+        result = outcome.result
+        self.message_user(
+            request,
+            _("Topped up %(amount)s with %(bonus)s bonus: the balance is %(total)s.")
+            % {"amount": result["amount"], "bonus": result["bonus"], "total": result["balance"]["total"]},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:stored_value_storedvalueaccount_change", args=[member.pk]))
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyMemberScopedAdmin):
+    list_display = [
+        "created_at",
+        "member",
+        "order_no",
+        "amount_cents",
+        "principal_used",
+        "bonus_used",
+        "principal_refunded",
+        "bonus_refunded",
+        "store",
+    ]
+    search_other_field = "order_no"
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(ReadOnlyMemberScopedAdmin):
+    list_display = ["created_at", "member", "top_up", "principal_cents", "bonus_forfeited_cents", "reason", "actor"]
+
+
+class TopUpRuleForm(ConfigurationForm):
+    class Meta:
+        model = TopUpRule
+        fields = configuration.RULE_FIELDS
+
+
+@admin.register(TopUpRule)
+class TopUpRuleAdmin(ConfigurationAdmin):
+    """Top-up rules are versions: a change of the tiers, the validity or the store is "Save as new version"; in
+    place, only the end date and the switch change."""
+
+    form = TopUpRuleForm
+    save_as = True
+    list_display = ["name", "store", "valid_from", "valid_until", "is_active", "created_by"]
+    list_filter = ["is_active"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def create(self, request, values):
+        return services.create_top_up_rule(actor=admin_actor(request), values=values)
+
+    def change(self, request, obj, changes):
+        return services.change_top_up_rule(actor=admin_actor(request), rule_id=obj.pk, changes=changes)
+
+    def add_version(self, request, source_id, values):
+        return services.add_top_up_rule_version(actor=admin_actor(request), rule_id=source_id, changes=values)
+
+
+class StoredValuePolicyForm(ConfigurationForm):
+    class Meta:
+        model = StoredValuePolicy
+        fields = configuration.POLICY_FIELDS
+
+
+@admin.register(StoredValuePolicy)
+class StoredValuePolicyAdmin(ConfigurationAdmin):
+    """The daily spending limit and the PIN rules, versioned; only admins add a version."""
+
+    form = StoredValuePolicyForm
+    list_display = ["valid_from", "daily_limit_cents", "pin_required", "pin_max_attempts", "created_by"]
+    readonly_fields = ["created_by", "created_at"]
+    ordering = ["-valid_from", "-id"]
+
+    def create(self, request, values):
+        return services.add_stored_value_policy(
+            actor=admin_actor(request), role=staff_role(request.user), values=values
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,61 @@
+"""Every write on stored value, by name. Views, admin and the member merge call these; nothing else writes the
+stored-value tables (tests/loyalty/test_architecture.py)."""
+
+from .balances import (
+    AlreadyPaid,
+    DailyLimit,
+    ManagerRequired,
+    Outcome,
+    PinInvalid,
+    PinRequired,
+    RefundExceedsPayment,
+    WithdrawalExceedsUnspent,
+    adjust,
+    change_own_pin,
+    merge_stored_value,
+    pay,
+    refund_payment,
+    set_pin,
+    split_payment,
+    top_up,
+    withdraw,
+)
+from .configuration import (
+    add_stored_value_policy,
+    add_top_up_rule_version,
+    change_top_up_rule,
+    create_top_up_rule,
+    current_policy,
+    rule_for,
+)
+from .ledger import InsufficientBalance, balance, lock_member_stored_value, money
+
+__all__ = [
+    "AlreadyPaid",
+    "DailyLimit",
+    "InsufficientBalance",
+    "ManagerRequired",
+    "Outcome",
+    "PinInvalid",
+    "PinRequired",
+    "RefundExceedsPayment",
+    "WithdrawalExceedsUnspent",
+    "add_stored_value_policy",
+    "add_top_up_rule_version",
+    "adjust",
+    "balance",
+    "change_own_pin",
+    "change_top_up_rule",
+    "create_top_up_rule",
+    "current_policy",
+    "lock_member_stored_value",
+    "merge_stored_value",
+    "money",
+    "pay",
+    "refund_payment",
+    "rule_for",
+    "set_pin",
+    "split_payment",
+    "top_up",
+    "withdraw",
+]

@@ -1,0 +1,101 @@
+"""The admin at the counter: a clerk tops up a member's stored value and reads her account and ledger, only for
+her stores' members; marketers keep top-up rules as versions; only admins add a stored-value policy."""
+
+import pytest
+
+from stored_value.models import StoredValuePolicy, TopUp, TopUpRule
+from tests.factories import MemberFactory, StaffUserFactory
+from tests.stored_value.helpers import balances, rule, top_up
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clerk_client(client, clerk_a):
+    client.force_login(clerk_a)
+    return client
+
+
+def test_a_clerk_tops_up_at_the_counter_and_sees_the_account(clerk_client, member_a, store_a):
+    rule([{"amount": 10_000, "bonus": 1_000}])
+    form = clerk_client.get(f"/admin/stored_value/topup/add/?member={member_a.member_no}")
+    assert form.status_code == 200
+
+    body = {
+        "member": member_a.member_no,
+        "amount": "100.00",
+        "payment_method": "cash",
+        "payment_ref": "R-001",
+        "store": store_a.pk,
+    }
+    response = clerk_client.post("/admin/stored_value/topup/add/", body)
+    again = clerk_client.post("/admin/stored_value/topup/add/", body)  # a double click: the same top-up
+
+    assert response.status_code == 302 and again.status_code == 302
+    assert response["Location"] == f"/admin/stored_value/storedvalueaccount/{member_a.pk}/change/"
+    assert TopUp.objects.count() == 1 and balances(member_a) == (10_000, 1_000)
+    page = clerk_client.get(response["Location"])
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "110.00" in text and text.count("<td>cash:R-001</td>") == 2  # the top-up and its bonus entries
+
+
+def test_a_clerk_sees_only_her_stores_members_accounts(clerk_client, store_b):
+    other = MemberFactory(home_store=store_b)
+    top_up(other, 500)
+
+    assert clerk_client.get("/admin/stored_value/storedvalueaccount/").content.decode().count(other.member_no) == 0
+    assert clerk_client.get(f"/admin/stored_value/storedvalueaccount/{other.pk}/change/").status_code == 302
+
+
+def test_a_clerk_tops_up_only_at_her_own_stores(clerk_client, member_a, store_b):
+    body = {
+        "member": member_a.member_no,
+        "amount": "10.00",
+        "payment_method": "cash",
+        "payment_ref": "R-9",
+        "store": store_b.pk,
+    }
+    response = clerk_client.post("/admin/stored_value/topup/add/", body)
+    assert response.status_code == 200 and "store" in response.context["form"].errors
+    assert TopUp.objects.count() == 0
+
+
+def test_a_marketer_adds_a_top_up_rule_and_a_change_of_terms_is_a_new_version(client):
+    client.force_login(StaffUserFactory(username="mk", role="marketer"))
+    body = {
+        "name": "充100送10",
+        "tiers": '[{"amount": 10000, "bonus": 1000}]',
+        "valid_from_0": "2030-01-01",
+        "valid_from_1": "00:00:00",
+        "is_active": "on",
+    }
+
+    created = client.post("/admin/stored_value/topuprule/add/", body)
+    bad = client.post(
+        "/admin/stored_value/topuprule/add/",
+        {**body, "name": "bad", "valid_from_0": "2030-02-01", "tiers": '[{"amount": 0, "bonus": 1}]'},
+    )
+
+    assert created.status_code == 302
+    assert bad.status_code == 200 and "tiers" in bad.context["adminform"].form.errors
+    first = TopUpRule.objects.get()
+    changed = client.post(
+        f"/admin/stored_value/topuprule/{first.pk}/change/", {**body, "tiers": '[{"amount": 10000, "bonus": 1500}]'}
+    )
+    assert changed.status_code == 200  # refused in place: the terms stay
+    assert TopUpRule.objects.get().tiers == [{"amount": 10000, "bonus": 1000}]
+
+
+def test_only_an_admin_adds_a_stored_value_policy(client, admin_user):
+    client.force_login(StaffUserFactory(username="mk", role="marketer"))
+    assert client.get("/admin/stored_value/storedvaluepolicy/add/").status_code == 403
+    client.force_login(admin_user)
+    body = {
+        "valid_from_0": "2030-01-01",
+        "valid_from_1": "00:00:00",
+        "daily_limit_cents": "50000",
+        "pin_max_attempts": "5",
+    }
+    assert client.post("/admin/stored_value/storedvaluepolicy/add/", body).status_code == 302
+    assert StoredValuePolicy.objects.get().daily_limit_cents == 50_000
