@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class ReportsConfig(AppConfig):
     name = "reports"
     verbose_name = _("Reports")
+
+    def ready(self):
+        from reports import demo_data
+
+        demo_data.register()  # load_demo_data's purchase and points history
