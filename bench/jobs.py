@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Nightly jobs benchmark: wall clock and peak memory of `manage.py run_job` for rfm, expire_points and tiers (and
-`manage.py import_purchases` of a generated CSV) on the database bench/seed.py made, each next to the same work as
+"""Nightly jobs benchmark: wall clock and peak memory of `manage.py run_job` for rfm, expire_points, tiers and
+reminders (and `manage.py import_purchases` of a generated CSV) on the database bench/seed.py made, each next to the same work as
 one plain SQL statement run by psql with \\timing (what the database alone needs).
 
     .venv/bin/python bench/seed.py                 # once: loyalty_bench_jobs, 1M members, 10M purchases
@@ -8,12 +8,15 @@ one plain SQL statement run by psql with \\timing (what the database alone needs
     .venv/bin/python bench/jobs.py --jobs rfm,tiers --runs 3 --keep
     .venv/bin/python bench/jobs.py                 # ... and drops the seeded database at the end
     .venv/bin/python bench/jobs.py --explain       # also EXPLAIN (ANALYZE, BUFFERS) one chunk of each job
+    .venv/bin/python bench/jobs.py --jobs reminders --keep   # the reminders job of the day after the seed's date
 
 The seeded database is never changed: every measurement runs in a copy (CREATE DATABASE ... TEMPLATE ... STRATEGY
 FILE_COPY, then `sync`, not timed). rfm, tiers and the import share one copy and put it back between runs (rfm:
 the date's snapshot rows deleted; tiers: member tiers restored from a saved table, tier changes deleted; import:
 the imported purchases deleted; each followed by VACUUM ANALYZE); expire_points gets a fresh copy per run, as its
-changes (lots, accounts, entries, movements) are not cheaply undone. After the first expire_points run,
+changes (lots, accounts, entries, movements) are not cheaply undone, and so does reminders (see REMINDERS_PREPARE:
+what it adds to the seed so that about 80,000 members are due; the sends are queued in Redis database 9, no
+worker takes them). After the first expire_points run,
 `manage.py check_ledger` verifies the ledger (timed).
 
 Per measurement:
@@ -55,7 +58,7 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432"
 DEFAULT_DB = "loyalty_bench_jobs"
 TZ_NAME = "Asia/Shanghai"
 TZ = ZoneInfo(TZ_NAME)
-TARGETS = {"rfm": 60, "expire_points": 120, "tiers": 60, "import_purchases": 60}  # seconds, 2-core machine
+TARGETS = {"rfm": 60, "expire_points": 120, "tiers": 60, "import_purchases": 60, "reminders": 60}  # s, 2 cores
 MEMORY_TARGET_KB = 1024 * 1024
 IMPORT_SOURCE = "bench-import"
 # The settings refuse to start without ENVIRONMENT: the jobs run with the development settings, as they always have
@@ -668,6 +671,71 @@ def bench_import(args, results):
         rejects.unlink(missing_ok=True)
 
 
+# The reminders job runs on the day after the seed's date D. The seed gives it, as a live system would: the points
+# expiring 30 and 7 days later (lots earned at one point of the two years), the birthdays of the day and the
+# downgrade warnings of the tiers whose hold ends in 30 days. It lacks what RFM runs leave: two runs are written
+# here (D - 30 and D, one row per member of a 5 % sample, all "active" then "dormant" or "lost"), so win-back
+# finds about 50,000 members. 60 % of members consent to SMS (the others' marketing messages are skipped, with the
+# reason, and written all the same).
+REMINDERS_PREPARE = [
+    "UPDATE members_member SET consent_sms = (id % 5 < 3)",
+    "DELETE FROM members_rfmsnapshot",
+    """INSERT INTO members_rfmsnapshot (member_id, as_of, window_days, frequency, monetary, segment, lifecycle)
+       SELECT id, d, 365, 0, 0, 'inactive', CASE WHEN d = {as_of} - 30 THEN 'active'
+                                                  WHEN id % 40 = 0 THEN 'lost' ELSE 'dormant' END
+       FROM members_member, (VALUES ({as_of} - 30), ({as_of})) AS runs(d) WHERE id % 20 = 0""",
+    """INSERT INTO loyalty_jobrun (job, business_date, status, params, counts, chunks_total, chunks_done, error,
+                                  started_at, finished_at, triggered_by)
+       SELECT 'rfm', d, 'done', '{{}}', '{{}}', 0, 0, '', now(), now(), 'bench'
+       FROM (VALUES ({as_of} - 30), ({as_of})) AS runs(d)
+       ON CONFLICT (job, business_date) DO UPDATE SET status = 'done'""",
+    "VACUUM ANALYZE members_member",
+    "VACUUM ANALYZE members_rfmsnapshot",
+]
+# With a broker the job only queues the sends (the workers send); Redis database 9 is the benchmark's own and is
+# emptied after each run. Without one, Celery would send every message in-process, which is not the job's work.
+REMINDERS_REDIS = "redis://127.0.0.1:6379/9"
+
+
+def bench_reminders(args, results):
+    target = args.work + "_reminders"
+    day = args.as_of + timedelta(days=1)
+    try:
+        for run in range(1, args.runs + 1):
+            copy_database(args.dsn, args.db, target)
+            began = time.monotonic()
+            execute(args.dsn, target, *(s.format(**calendar(args.as_of)) for s in REMINDERS_PREPARE))
+            log(f"  prepared RFM runs and consents in {time.monotonic() - began:.0f} s (not timed)")
+            subprocess.run(["redis-cli", "-n", "9", "FLUSHDB"], capture_output=True, check=False)
+            try:
+                result = measure(
+                    [str(PYTHON), "manage.py", "run_job", "reminders", "--as-of", day.isoformat()],
+                    dsn=args.dsn,
+                    db=target,
+                    env={"REDIS_URL": REMINDERS_REDIS},
+                )
+            except CommandFailed as error:
+                result = {"seconds": None, "failed": str(error)}
+            else:
+                with psycopg.connect(url(args.dsn, target)) as conn:
+                    counts = conn.execute(
+                        "SELECT counts, finished_at - started_at FROM loyalty_jobrun "
+                        "WHERE job = 'reminders' AND business_date = %s",
+                        [day],
+                    ).fetchone()
+                    by_status = dict(
+                        conn.execute("SELECT status, count(*) FROM loyalty_message GROUP BY status").fetchall()
+                    )
+                result.update(counts=counts[0], job_seconds=round(counts[1].total_seconds(), 1), messages=by_status)
+                queued = subprocess.run(["redis-cli", "-n", "9", "LLEN", "celery"], capture_output=True, text=True)
+                result["celery_tasks_queued"] = queued.stdout.strip()
+            subprocess.run(["redis-cli", "-n", "9", "FLUSHDB"], capture_output=True, check=False)
+            results.append({"job": "reminders", "kind": "job", "run": run, **result})
+            show(f"reminders job run {run}", results[-1])
+    finally:
+        drop_database(args.dsn, target)
+
+
 def bench_expire(args, results):
     target = args.work + "_expire"
     if args.explain:  # in the shared work copy, whose lots the other jobs leave as seeded
@@ -723,7 +791,7 @@ def summary(results):
         "| ratio | target met |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for job in ("rfm", "expire_points", "tiers", "import_purchases"):
+    for job in ("rfm", "expire_points", "tiers", "import_purchases", "reminders"):
         plains = [r["seconds"] for r in results if r["job"] == job and r["kind"] == "plain"]
         best_plain = min(plains) if plains else None
         for r in (r for r in results if r["job"] == job and r["kind"] == "job"):
@@ -787,14 +855,18 @@ def main():
     results = []
     started = datetime.now().astimezone()
     try:
-        args.work_exists = bool(set(jobs) - {"expire_points"})
+        args.work_exists = bool(set(jobs) - {"expire_points", "reminders"})
         if args.work_exists:
             copy_database(args.dsn, args.db, args.work)
         for job in jobs:
             log(f"{job}:")
-            {"rfm": bench_rfm, "tiers": bench_tiers, "import_purchases": bench_import, "expire_points": bench_expire}[
-                job
-            ](args, results)
+            {
+                "rfm": bench_rfm,
+                "tiers": bench_tiers,
+                "import_purchases": bench_import,
+                "expire_points": bench_expire,
+                "reminders": bench_reminders,
+            }[job](args, results)
     finally:
         drop_database(args.dsn, args.work)
         if not args.keep:

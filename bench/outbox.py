@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """What the webhook outbox costs a purchase: record_purchase in-process, in interleaved blocks with no subscription
 and with an active subscription to points.earned (every purchase then writes its outbox event), medians and means
-of each side, and emit() alone. Delivery is not measured (a worker's work): the nudge after commit is off.
+of each side, and emit() alone. Besides wall-clock time it counts CPU time per purchase (this process's, and the
+PostgreSQL backend's from /proc, so the server must run on this machine): on a busy machine the wall clock
+mostly measures the neighbours, the CPU a purchase spends much less so. Delivery is not measured (a worker's
+work): the nudge after commit is off.
 
     createdb -h 127.0.0.1 -U postgres loyalty_outbox_bench
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/loyalty_outbox_bench .venv/bin/python manage.py migrate
@@ -69,11 +72,26 @@ def one_purchase(member):
     return time.perf_counter() - started
 
 
-def block(subscription, active, people, size):
+def backend_cpu_seconds():
+    """CPU seconds (user + system) the PostgreSQL backend of this connection has used so far."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def block(subscription, active, people, size, cpu):
     WebhookSubscription.objects.filter(pk=subscription.pk).update(is_active=active)
     clear_all()
     one_purchase(people[0])  # the cache warm again
-    return [one_purchase(people[index % len(people)]) for index in range(size)]
+    python_before, pg_before = time.process_time(), backend_cpu_seconds()
+    times = [one_purchase(people[index % len(people)]) for index in range(size)]
+    cpu["python"] += time.process_time() - python_before
+    cpu["pg"] += backend_cpu_seconds() - pg_before
+    return times
 
 
 def main():
@@ -88,13 +106,15 @@ def main():
     )
     first_event = (OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
     try:
+        scratch = {"python": 0.0, "pg": 0.0}
         for _ in range(2):  # warm-up
-            block(subscription, False, people, 20)
-            block(subscription, True, people, 20)
+            block(subscription, False, people, 20, scratch)
+            block(subscription, True, people, 20, scratch)
         without, with_event = [], []
+        cpu_without, cpu_with = {"python": 0.0, "pg": 0.0}, {"python": 0.0, "pg": 0.0}
         for _ in range(args.blocks):
-            without += block(subscription, False, people, args.size)
-            with_event += block(subscription, True, people, args.size)
+            without += block(subscription, False, people, args.size, cpu_without)
+            with_event += block(subscription, True, people, args.size, cpu_with)
         WebhookSubscription.objects.filter(pk=subscription.pk).update(is_active=True)
         clear_all()
         data = {"member": "1", "points": 10, "reference": "OB1", "reason": "purchase", "entry": "1",
@@ -118,6 +138,14 @@ def main():
         f"{statistics.mean(with_event) * 1000:.2f} ms"
     )
     print(f"emit() alone: median {statistics.median(emits) * 1000:.3f} ms per event")  # noqa: T201
+    per = {side: {k: v * 1000 / len(without) for k, v in cpu.items()} for side, cpu in (("without", cpu_without),
+           ("with", cpu_with))}  # fmt: skip
+    total = {side: sum(values.values()) for side, values in per.items()}
+    print(  # noqa: T201
+        f"CPU per purchase without: {per['without']['python']:.2f} ms Python + {per['without']['pg']:.2f} ms "
+        f"PostgreSQL = {total['without']:.2f} ms; with: {per['with']['python']:.2f} + {per['with']['pg']:.2f} = "
+        f"{total['with']:.2f} ms; ratio {total['with'] / total['without']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ from django.contrib.admin.options import csrf_protect_m
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import webhooks
 from loyalty.access import CLIENT_SCOPES, ROLE_CLERK, staff_role
-from loyalty.alerts import acknowledge_alert
+from loyalty.alerts import STAFF_ALERT_KIND, acknowledge_alert, staff_inbox_address
 from loyalty.credentials import create_api_client, rotate_api_key
 from loyalty.errors import DomainError, Throttled
 from loyalty.events import known_patterns
@@ -28,6 +29,8 @@ from loyalty.models import (
     JobChunk,
     JobRun,
     Message,
+    MessageChannel,
+    MessageStatus,
     MessageTemplate,
     OutboxEvent,
     WebhookDelivery,
@@ -264,9 +267,27 @@ class AlertAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ["acknowledge"]
     acknowledge_limit = 500  # rows one action acknowledges, each in its own transaction
+    notes_shown = 20
 
     def has_acknowledge_permission(self, request):
         return staff_role(request.user) is not None and self.has_view_permission(request)
+
+    def changelist_view(self, request, extra_context=None):
+        """The staff user's unread in-admin alert notes (reports' subscriptions) shown once, at the top."""
+        notes = Message.objects.filter(
+            member__isnull=True,
+            channel=MessageChannel.INBOX,
+            kind=STAFF_ALERT_KIND,
+            recipient=staff_inbox_address(request.user),
+            status=MessageStatus.SENT,
+            read_at__isnull=True,
+        ).order_by("id")
+        shown = list(notes.values_list("pk", "subject")[: self.notes_shown])
+        for _pk, subject in shown:
+            self.message_user(request, subject, messages.WARNING)
+        if shown:
+            Message.objects.filter(pk__in=[pk for pk, _subject in shown]).update(read_at=timezone.now())
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description=_("Acknowledge the selected alerts"), permissions=["acknowledge"])
     def acknowledge(self, request, queryset):

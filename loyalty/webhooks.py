@@ -43,6 +43,7 @@ DISPATCH_BATCH = 1000
 DELIVERY_BATCH = 100
 SECRET_MIN_LENGTH = 16
 DISPATCH_LOCK = 0x4C4F59414C5459  # pg_advisory_xact_lock key of the dispatcher ("LOYALTY")
+FAILED_RULE = "webhook_delivery_failed"  # the alert rule of a delivery that failed for good
 
 
 # --- Subscriptions ------------------------------------------------------------------------------------------------
@@ -328,7 +329,7 @@ def _record(delivery, *, now, leased_until, status, error, latency_ms):
         recorded = WebhookDelivery.objects.filter(pk=delivery.pk, leased_until=leased_until).update(**fields)
         if recorded and fields.get("status") == DeliveryStatus.FAILED:
             raise_alert(
-                rule="webhook_delivery_failed",
+                rule=FAILED_RULE,
                 metric="attempts",
                 value=delivery.attempts,
                 threshold=delivery.attempts,

@@ -462,8 +462,14 @@ class MeView(APIView):
 
 
 class InboxFilter(django_filters.FilterSet):
-    read = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", exclude=True)
+    # `true` or `false` only: a BooleanFilter takes any other word as "no filter" and would answer every message.
+    read = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], method="filter_read", help_text="true or false"
+    )
     kind = django_filters.CharFilter()
+
+    def filter_read(self, queryset, name, value):
+        return queryset.filter(read_at__isnull=value == "false")
 
     class Meta:
         model = Message

@@ -1,7 +1,4 @@
-"""The reports app in the admin: the dashboard's link on the admin index (the page itself is reports.dashboard)."""
+"""The reports app's admin screens, one module per part (alerts: reports.admin_alerts; the dashboard's link on the
+admin index: reports.admin_dashboard)."""
 
-from django.contrib import admin
-
-# The admin's own admin/index.html comes first in the template search (django.contrib.admin is the first app), so
-# the index names the template that adds the dashboard's link; it extends the admin's index.
-admin.site.index_template = "admin/reports/index.html"
+from reports import admin_alerts, admin_dashboard  # noqa: F401

@@ -27,3 +27,19 @@ def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_
         assert json.loads(task.args) == [job]
         assert (task.crontab.minute, task.crontab.hour) == (minute, hour)
         assert str(task.crontab.timezone) == settings.TIME_ZONE
+
+
+@pytest.mark.django_db
+def test_the_alert_rules_are_evaluated_every_10_minutes_and_the_nightly_jobs_rule_at_06_05(settings):
+    tasks = {
+        task.name: task
+        for task in PeriodicTask.objects.select_related("crontab").filter(task="reports.tasks.evaluate_alerts")
+    }
+    assert set(tasks) == {"alerts: evaluate", "alerts: nightly jobs"}
+    assert json.loads(tasks["alerts: evaluate"].args) == []
+    assert json.loads(tasks["alerts: nightly jobs"].args) == [["nightly_job_late"]]
+    for name, (minute, hour) in {"alerts: evaluate": ("*/10", "*"), "alerts: nightly jobs": ("5", "6")}.items():
+        crontab = tasks[name].crontab
+        assert (crontab.minute, crontab.hour, crontab.day_of_week, crontab.day_of_month) == (minute, hour, "*", "*")
+        assert str(crontab.timezone) == settings.TIME_ZONE
+        assert tasks[name].enabled

@@ -50,6 +50,13 @@ def test_the_inbox_lists_her_delivered_messages_newest_first_with_read_and_unrea
     unread = api.get("/api/v1/me/messages/?read=false").json()["results"]
     assert [item["id"] for item in unread] == [ids[0], ids[2]]
     assert [item["id"] for item in api.get("/api/v1/me/messages/?read=true").json()["results"]] == [ids[1]]
+    for word in ("perhaps", "1", "yes", ""):
+        refused = api.get(f"/api/v1/me/messages/?read={word}")
+        if word == "":  # an empty filter is no filter
+            assert [item["id"] for item in refused.json()["results"]] == ids
+            continue
+        assert refused.status_code == 400, word
+        assert refused.json()["code"] == "invalid"
 
 
 def test_a_member_cannot_read_or_mark_anothers_messages(noon, member_a, member_b):
