@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from loyalty.access import staff_role
 from loyalty.scheduling import yesterday
+from members.jobs import latest_rfm_date
 from members.models import Segment
 from reports.views import REPORT_ROLES
 from tiers.models import Tier
@@ -30,7 +31,6 @@ REPORTS = {
     "repurchase": "repurchase/",
     "retention": "retention/",
 }
-RETENTION_MONTHS = 6  # join-month cohorts shown in the heat map, the current month included
 
 
 def may_see_dashboard(user):
@@ -73,9 +73,15 @@ def labels():
         "from_segment": _("Segment at the start"),
         "to_segment": _("Segment at the end"),
         "no_segment": _("not segmented"),
+        "no_tier": _("no tier"),
+        "no_rfm": _("No RFM run yet: segments come from the nightly rfm job (it needs PostgreSQL)."),
         "stayed": _("stayed in the segment"),
         "csv": _("CSV"),
     }
+
+
+def _iso(day):
+    return day.isoformat() if day else None
 
 
 def dashboard_config(request):
@@ -85,7 +91,7 @@ def dashboard_config(request):
         "yesterday": yesterday().isoformat(),
         "periods": list(PERIOD_DAYS),
         "default_period": DEFAULT_PERIOD_DAYS,
-        "retention_months": RETENTION_MONTHS,
+        "rfm_as_of": _iso(latest_rfm_date()),
         "endpoints": report_urls(),
         "labels": labels(),
         "segments": [{"key": key, "label": str(label)} for key, label in Segment.choices],

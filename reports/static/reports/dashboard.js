@@ -32,19 +32,13 @@
 
   function tierLabel(key) {
     const tier = config.tiers.find((item) => item.key === key);
-    return tier ? tier.label : key;
+    return tier ? tier.label : key || t("no_tier");
   }
 
   // Business dates are plain YYYY-MM-DD strings; arithmetic in UTC so no time zone shifts a day.
   function addDays(iso, days) {
     const day = new Date(iso + "T00:00:00Z");
     day.setUTCDate(day.getUTCDate() + days);
-    return day.toISOString().slice(0, 10);
-  }
-
-  function monthStart(iso, monthsBack) {
-    const day = new Date(iso.slice(0, 7) + "-01T00:00:00Z");
-    day.setUTCMonth(day.getUTCMonth() - monthsBack);
     return day.toISOString().slice(0, 10);
   }
 
@@ -296,6 +290,24 @@
     };
   }
 
+  // Segments in the order of the RFM model (members not scored by the run, key null, last).
+  function drawSegments(bySegment) {
+    const order = config.segments.map((segment) => segment.key);
+    const rank = (key) => (order.indexOf(key) === -1 ? order.length : order.indexOf(key));
+    const segments = bySegment.slice().sort((a, b) => rank(a.key) - rank(b.key));
+    draw("segments", {
+      type: "bar",
+      label: t("members"),
+      data: {
+        labels: segments.map((row) => segmentLabel(row.key)),
+        datasets: [
+          { label: t("members"), data: segments.map((row) => asNumber(row.members)), backgroundColor: palette[0] },
+        ],
+      },
+      options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
+    });
+  }
+
   async function membersPart(period) {
     const [current, previous] = await Promise.all([
       report("members", { from: period.from, to: period.to }),
@@ -305,19 +317,11 @@
       kpi("members", asNumber(current.total), asNumber(previous.total));
       kpi("new_members", asNumber(current.new), asNumber(previous.new));
       kpi("active_members", asNumber(current.active), asNumber(previous.active));
-      const order = config.segments.map((segment) => segment.key);
-      const segments = (current.by_segment || [])
-        .slice()
-        .sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
-      draw("segments", {
-        type: "bar",
-        label: t("members"),
-        data: {
-          labels: segments.map((row) => segmentLabel(row.key)),
-          datasets: [{ label: t("members"), data: segments.map((row) => asNumber(row.members)), backgroundColor: palette[0] }],
-        },
-        options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
-      });
+      if (!config.rfm_as_of) {
+        settle("segments", "empty", 0, t("no_rfm"));
+      } else {
+        drawSegments(current.by_segment || []);
+      }
       const tiers = current.by_tier || [];
       draw("tiers", {
         type: "doughnut",
@@ -346,6 +350,7 @@
   }
 
   async function segmentMovesPart(period) {
+    if (!config.rfm_as_of) return () => settle("segment-moves", "empty", 0, t("no_rfm"));
     const answer = await report("segment_moves", { from: period.from, to: period.to });
     return () => {
       const moves = answer.moves || [];
@@ -379,7 +384,9 @@
   }
 
   async function retentionPart(period) {
-    const answer = await report("retention", { from: monthStart(period.to, config.retention_months - 1), to: period.to });
+    // The report's default range (the last 12 join months up to yesterday) is the one the nightly report_results
+    // job stores, so it answers at once whatever the period.
+    const answer = await report("retention", {});
     return () => {
       const cohorts = answer.cohorts || [];
       const width = Math.max(0, ...cohorts.map((cohort) => (cohort.retained || []).length));
@@ -429,7 +436,7 @@
       liability: { as_of: period.to },
       members: { from: period.from, to: period.to },
       segment_moves: { from: period.from, to: period.to },
-      retention: { from: monthStart(period.to, config.retention_months - 1), to: period.to },
+      retention: {},
     };
     for (const link of root.querySelectorAll("[data-csv-for]")) {
       link.href = reportUrl(link.dataset.csvFor, params[link.dataset.csvFor], "csv").toString();

@@ -10,10 +10,11 @@ WAIT_SECONDS = 60  # a loaded 2-core CI machine; a page that works settles in ab
 
 
 @pytest.fixture(scope="session")
-def browser():
+def browser(live_server):
     """Debian's Chromium, headless, through Debian's chromedriver (both from `make browser`): Selenium is given
     both paths, so its own browser downloader never runs. English, a fixed window and no device scaling, so the
-    screenshot is the same on every machine."""
+    screenshot is the same on every machine. It quits before the live server stops (it depends on it), so no
+    connection of it is left for the server's threads to close after the test database is gone."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -45,8 +46,10 @@ def browser():
 @pytest.fixture
 def page(browser, live_server):
     """The browser with no cookies left from another test, and helpers bound to this test's live server."""
-    browser.delete_all_cookies()
-    return Page(browser, live_server.url)
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every site's, not only the open page's
+    yield Page(browser, live_server.url)
+    # Leave the page before the live server's database goes: no request of this test may still be in flight.
+    browser.get("about:blank")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ its Chinese labels, and the vendored charting library. The script itself runs in
 import gettext
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
+from loyalty.models import JobRun, JobStatus
 from loyalty.scheduling import yesterday
 from tests.factories import StaffUserFactory
 
@@ -55,7 +57,7 @@ def test_marketers_and_admins_open_the_dashboard(logged_in, role):
         "retention": "/api/v1/reports/retention/",
     }
     assert config["yesterday"] == yesterday().isoformat()
-    assert (config["periods"], config["period"], config["retention_months"]) == ([7, 30, 90], 30, 6)
+    assert (config["periods"], config["period"], config["rfm_as_of"]) == ([7, 30, 90], 30, None)
     assert config["tiers"] == [
         {"key": "regular", "label": "普通会员"},
         {"key": "silver", "label": "银卡"},
@@ -64,6 +66,15 @@ def test_marketers_and_admins_open_the_dashboard(logged_in, role):
     ]
     assert [segment["key"] for segment in config["segments"]][:2] == ["important_value", "important_develop"]
     assert config["labels"]["vs_previous"] == "vs. previous %(days)s days"
+
+
+def test_the_script_knows_the_newest_rfm_run(logged_in):
+    """Without one the segment charts say why they are empty instead of asking for them."""
+    for day, status in ((date(2026, 11, 20), JobStatus.DONE), (date(2026, 11, 27), JobStatus.DONE)):
+        JobRun.objects.create(job="rfm", business_date=day, status=status)
+    JobRun.objects.create(job="rfm", business_date=date(2026, 11, 28), status=JobStatus.FAILED)
+
+    assert config_of(logged_in("marketer").get(DASHBOARD))["rfm_as_of"] == "2026-11-27"
 
 
 @pytest.mark.parametrize(("query", "period"), [("?days=7", 7), ("?days=90", 90), ("?days=5", 30), ("?days=x", 30)])
