@@ -10,8 +10,8 @@ each moment (DemoClock):
 - refunds (a few orders, whole or in part), rewards redeemed by members with enough points, goodwill
   adjustments by the marketer;
 - the nightly jobs for each date, at their hours: release_pending, expire_points (the first purchases' points
-  expire in the last three months), rfm on seven dates (PostgreSQL only: the job says so on SQLite) and, when it
-  is registered, the report `snapshot` job for the last 200 dates.
+  expire in the last three months), rfm on seven dates (PostgreSQL only: the job says so on SQLite) and, when
+  they are registered, the report `snapshot` job for the last 200 dates and `report_results` for yesterday.
 
 Repeatable: the same seed gives the same history. It is written once: when demo purchases exist, nothing is added.
 """
@@ -70,13 +70,14 @@ REWARDS = [
     {"code": "demo-tote", "name": "帆布袋 Tote bag", "kind": "gift", "cost_points": 900, "stock": 500},
     {"code": "demo-tumbler", "name": "随行杯 Tumbler", "kind": "gift", "cost_points": 1500, "stock": 200},
 ]
-# Habits: (share of members, mean days between purchases; None: never buys)
+# Habits: (name, share of members, mean days between purchases (None: never buys), chance a day that she redeems
+# a reward she can afford). Occasional and lapsed members seldom redeem: their points are the ones that expire.
 HABITS = [
-    ("frequent", 0.2, 12),
-    ("regular", 0.3, 28),
-    ("occasional", 0.2, 60),
-    ("lapsed", 0.15, 16),
-    ("never", 0.15, None),
+    ("frequent", 0.2, 12, 0.03),
+    ("regular", 0.3, 28, 0.02),
+    ("occasional", 0.2, 60, 0.004),
+    ("lapsed", 0.15, 16, 0.002),
+    ("never", 0.15, None, 0.0),
 ]
 
 
@@ -141,7 +142,7 @@ def quick_commits():
         "sqlite": ("PRAGMA synchronous = OFF", "PRAGMA synchronous = FULL"),
         "postgresql": ("SET synchronous_commit TO OFF", "RESET synchronous_commit"),
     }.get(connection.vendor)
-    if pragmas is None:
+    if pragmas is None or connection.in_atomic_block:  # in a transaction (a test's) SQLite refuses the pragma
         yield
         return
     with connection.cursor() as cursor:
@@ -185,16 +186,22 @@ class DemoHistory:
 
     def _habit(self, member):
         roll, total = self.rng.random(), 0.0
-        name, mean_days = HABITS[-1][0], HABITS[-1][2]
-        for habit, share, days in HABITS:
-            total += share
+        name, _, mean_days, redeems = HABITS[-1]
+        for habit in HABITS:
+            total += habit[1]
             if roll < total:
-                name, mean_days = habit, days
+                name, _, mean_days, redeems = habit
                 break
         stop = None
         if name == "lapsed":  # bought regularly, then stopped between 4 and 12 months ago
             stop = self.today - timedelta(days=self.rng.randrange(120, 360))
-        return {"name": name, "mean_days": mean_days, "stop": stop, "store": self.rng.choice(self.stores)}
+        return {
+            "name": name,
+            "mean_days": mean_days,
+            "redeems": redeems,
+            "stop": stop,
+            "store": self.rng.choice(self.stores),
+        }
 
     # --- the timeline ---------------------------------------------------------------------------------------------
 
@@ -231,7 +238,7 @@ class DemoHistory:
             if self.rng.random() < pace / habit["mean_days"]:
                 moment = at(day, self.rng.randrange(8, 21), self.rng.randrange(60))
                 events.append((moment, lambda member=member, moment=moment: self._purchase(member, moment)))
-            if self.rng.random() < 0.02:
+            if self.rng.random() < habit["redeems"]:
                 moment = at(day, self.rng.randrange(8, 21), self.rng.randrange(60))
                 events.append((moment, lambda member=member: self._redeem(member)))
         if self.purchases and self.rng.random() < 0.12:
@@ -253,6 +260,9 @@ class DemoHistory:
         if (self.today - day).days <= SNAPSHOT_DAYS:
             clock.now = at(day + timedelta(days=1), 4, 0)
             self._run(clock, "snapshot", day)
+        if (self.today - day).days == 1:  # the stored answers of the raw-row reports, for their default ranges
+            clock.now = at(day + timedelta(days=1), 4, 30)
+            self._run(clock, "report_results", day)
 
     def _run(self, clock, job, day):
         if job in self.skipped:

@@ -65,7 +65,7 @@ class Command(BaseCommand):
             birthday = date(1960, 1, 1) + timedelta(days=rng.randrange(365 * 45))
             store = rng.choice(stores)
             chosen_tags = rng.sample(tags, rng.choice((0, 0, 1, 2)))
-            joined_days_ago = rng.randrange(720)
+            joined_days_ago = int(720 * rng.random() ** 1.5)  # more joined lately: the chain grows
             if Member.objects.filter(external_id=external_id).exists():
                 continue
             if Member.objects.filter(phone=phone).exists():
