@@ -1,3 +1,6 @@
+import base64
+import math
+
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -115,10 +118,16 @@ class Page:
         ]
 
     def screenshot(self):
-        """A PNG of the whole page: the window is made as tall as the page first."""
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1280, height)
+        """A PNG of the whole page at 1280 CSS pixels wide: the viewport is made as tall as the page (Chromium's
+        DevTools protocol), so nothing below the fold is cut."""
+        height = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+        metrics = {"width": 1280, "height": math.ceil(height), "deviceScaleFactor": 1, "mobile": False}
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         try:
-            return self.driver.get_screenshot_as_png()
+            self.wait_until_settled()
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+            )
+            return base64.b64decode(shot["data"])
         finally:
-            self.driver.set_window_size(1280, 1800)
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
