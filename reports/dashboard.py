@@ -51,8 +51,6 @@ def labels():
         "issued": _("Issued"),
         "redeemed": _("Redeemed"),
         "expired": _("Expired"),
-        "reversed": _("Reversed (refunds)"),
-        "adjusted": _("Adjusted"),
         "points": _("points"),
         "members": _("members"),
         "expiring": _("Points due to expire"),
@@ -66,7 +64,6 @@ def labels():
         "no_data": _("No data for this period."),
         "unavailable": _("This report is not available (HTTP %(status)s)."),
         "failed": _("The report could not be loaded."),
-        "loading": _("Loading…"),
         "cohort": _("Join month"),
         "cohort_members": _("Members"),
         "month_n": _("Month %(n)s"),
@@ -76,7 +73,6 @@ def labels():
         "no_tier": _("no tier"),
         "no_rfm": _("No RFM run yet: segments come from the nightly rfm job (it needs PostgreSQL)."),
         "stayed": _("stayed in the segment"),
-        "csv": _("CSV"),
     }
 
 

@@ -124,7 +124,8 @@
     if (charts[key]) charts[key].destroy();
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", chartConfig.label || key);
+    const title = container(key).closest(".dashboard-card").querySelector("h2");
+    canvas.setAttribute("aria-label", title ? title.textContent : key);
     container(key).replaceChildren(canvas);
     const text = themeColour("--body-quiet-color", "#666");
     chartConfig.options = Object.assign(
@@ -236,7 +237,6 @@
       const series = ["issued", "redeemed", "expired"];
       draw("points-flow", {
         type: "bar",
-        label: t("issued"),
         data: {
           labels: rows.map((row) => row.period),
           datasets: series.map((field, index) => ({
@@ -265,7 +265,6 @@
       const remaining = expiring.map((month) => (left = Math.max(0, left - asNumber(month.points))));
       draw("liability", {
         type: "bar",
-        label: t("expiring"),
         data: {
           labels: expiring.map((month) => month.month),
           datasets: [
@@ -297,7 +296,6 @@
     const segments = bySegment.slice().sort((a, b) => rank(a.key) - rank(b.key));
     draw("segments", {
       type: "bar",
-      label: t("members"),
       data: {
         labels: segments.map((row) => segmentLabel(row.key)),
         datasets: [
@@ -325,7 +323,6 @@
       const tiers = current.by_tier || [];
       draw("tiers", {
         type: "doughnut",
-        label: t("members"),
         data: {
           labels: tiers.map((row) => tierLabel(row.key)),
           datasets: [
