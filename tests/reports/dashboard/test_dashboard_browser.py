@@ -22,7 +22,7 @@ from tests.reports.dashboard.stub_reports import (
     repurchase_rate,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
