@@ -19,11 +19,13 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev run test lint format audit lock migrate demo-data worker beat schema clean distclean
+.PHONY: help install install-dev browser run test lint format audit lock migrate demo-data worker beat schema clean \
+	distclean
 
 help:
 	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT) (ENVIRONMENT=development)"
 	@echo "make test       set up .venv with the dev tools and run pytest (ENVIRONMENT=test; PYTEST_ARGS=... to pass options)"
+	@echo "make browser    install Debian's chromium and chromium-driver with apt when missing (the browser tests)"
 	@echo "make lint       ruff check . and ruff format --check . (make format rewrites the files)"
 	@echo "make audit      pip-audit the locked dependencies (says so when the advisory database is out of reach)"
 	@echo "make lock       pin requirements*.txt with every transitive dependency and its hashes into *.lock"
@@ -53,6 +55,32 @@ $(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(BIN)/python
 install: $(VENV)/.installed-run
 
 install-dev: $(VENV)/.installed-dev
+
+# The browser tests (marked `browser`) drive Debian's Chromium through its chromedriver, both from apt: no browser
+# or driver is downloaded any other way (Selenium is given both paths, so its own downloader never runs), plus a
+# small CJK font so the Chinese labels render (in the README's screenshot too). apt needs root: as root (CI's
+# containers) it installs what is missing, through sudo when that needs no password, and otherwise it says what to
+# run and fails. Without chromium and chromedriver the browser tests skip, saying why.
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-microhei
+
+browser:
+	@missing=$$(for package in $(BROWSER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q ' installed$$' || echo $$package; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; \
+		else \
+			echo "make browser: missing Debian packages:" $$missing "- installing them with apt needs root." >&2; \
+			echo "Run as root (or with sudo):" >&2; \
+			echo "    apt-get update && apt-get install -y --no-install-recommends" $$missing >&2; \
+			echo "Until chromium and chromium-driver are installed the browser tests (pytest -m browser) skip." >&2; \
+			exit 1; \
+		fi; \
+		echo "Installing with apt:" $$missing; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	fi; \
+	echo "Browser ready: $$(chromium --version 2>/dev/null), $$(chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
 
 run: install
 	ENVIRONMENT=development $(BIN)/python manage.py migrate --noinput

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("stored_value.urls")),
     path("api/v1/", include("campaigns.urls")),
     path("api/v1/", include("reports.urls")),
+    path("admin/reports/", include("reports.admin_urls")),  # the dashboard, in the admin's style and behind its login
     path("admin/", admin.site.urls),
 ]
 

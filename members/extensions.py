@@ -32,6 +32,9 @@ _filters = ExtensionPoint("member_filters", "filter_queryset(queryset, value) by
 # listener(member), called after a registration has committed (campaigns' registration bonus). A failing listener
 # is logged and does not undo the registration.
 member_registered = ExtensionPoint("member_registered", "listener(member) after a member's registration commits")
+# step(stdout=, style=), run by `manage.py load_demo_data` after the demo members and staff exist, in registration
+# order: the higher apps' demo data (reports: the purchase and points history the dashboard shows).
+demo_data_steps = ExtensionPoint("demo_data_steps", "step(stdout=, style=) after load_demo_data's members and staff")
 
 
 def register_member_field(field: MemberField):

@@ -7,7 +7,8 @@ class ReportsConfig(AppConfig):
     verbose_name = _("Reports")
 
     def ready(self):
-        from reports import report_results, snapshots
+        from reports import demo_data, report_results, snapshots
 
         snapshots.register_jobs()
         report_results.register_jobs()
+        demo_data.register()  # load_demo_data's purchase and points history

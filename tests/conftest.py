@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -14,10 +16,28 @@ PASSWORD = "correct horse battery"
 ALL_SCOPES = sorted(CLIENT_SCOPES)
 
 
+# Debian's chromium and chromium-driver (`make browser`); the browser tests use these paths and nothing else.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def browser_missing():
+    """Why the browser tests cannot run here, or "" when they can."""
+    paths = {"chromium": CHROMIUM, "chromedriver": CHROMEDRIVER}
+    missing = [name for name, path in paths.items() if not shutil.which(path)]
+    if missing:
+        return f"needs Debian's {' and '.join(missing)}: run `make browser` (as root) to install them with apt"
+    return ""
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `postgres` need PostgreSQL's locking; `redis` tests need REDIS_URL. Elsewhere they skip."""
+    """Tests marked `postgres` need PostgreSQL's locking; `redis` tests need REDIS_URL; `browser` tests need
+    chromium and chromedriver. Elsewhere they skip, saying why."""
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    no_browser = browser_missing() if any("browser" in item.keywords for item in items) else ""
     for item in items:
+        if "browser" in item.keywords and no_browser:
+            item.add_marker(pytest.mark.skip(reason=no_browser))
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
         if "redis" in item.keywords and not settings.REDIS_URL:

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from loyalty.access import ROLE_CLERK, ROLE_MARKETER
+from members.extensions import demo_data_steps
 from members.models import Member, StaffUser, Store, Tag
 from members.services import add_member_tag, register_member
 
@@ -25,8 +26,9 @@ MEMBERS = 200
 
 class Command(BaseCommand):
     help = (
-        "Load a demo data set (stores, tags, ~200 members, an admin, a clerk and a marketer) and print the "
-        "logins. Safe to run again: existing rows are kept, and the demo passwords are set anew each run."
+        "Load a demo data set (stores, tags, ~200 members, an admin, a clerk and a marketer, and the steps other "
+        "apps add: the reports' purchase and points history) and print the logins. Safe to run again: existing "
+        "rows are kept, and the demo passwords are set anew each run."
     )
 
     def handle(self, *args, **options):
@@ -46,9 +48,12 @@ class Command(BaseCommand):
                 f"{Member.objects.filter(external_id__startswith='DEMO-').count()} demo members ({created} new)."
             )
         )
+        for step in demo_data_steps:
+            step(stdout=self.stdout, style=self.style)
         self.stdout.write("Logins for http://127.0.0.1:8000/admin/ (password set anew on every run):")
         for username, role in logins:
             self.stdout.write(f"  {role:<9} username: {username}  password: {password}")
+        self.stdout.write("The dashboard (admin and marketer): http://127.0.0.1:8000/admin/reports/dashboard/")
 
     def _members(self, stores, tags):
         rng = random.Random(20261123)  # noqa: S311 - repeatable demo data, not security
@@ -60,7 +65,7 @@ class Command(BaseCommand):
             birthday = date(1960, 1, 1) + timedelta(days=rng.randrange(365 * 45))
             store = rng.choice(stores)
             chosen_tags = rng.sample(tags, rng.choice((0, 0, 1, 2)))
-            joined_days_ago = rng.randrange(720)
+            joined_days_ago = int(720 * rng.random() ** 1.5)  # more joined lately: the chain grows
             if Member.objects.filter(external_id=external_id).exists():
                 continue
             if Member.objects.filter(phone=phone).exists():
