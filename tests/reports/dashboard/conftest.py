@@ -48,8 +48,12 @@ def browser(live_server):
 
 @pytest.fixture
 def page(browser, live_server):
-    """The browser with no cookies left from another test, and helpers bound to this test's live server."""
+    """The browser with no cookies and no console entries left from another test, and helpers bound to this test's
+    live server."""
     browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every site's, not only the open page's
+    # The browser is the session's: its console log still holds what an earlier test's page logged (e.g. the 404
+    # a stubbed report answered on purpose). Reading the log empties it, so each test sees only its own entries.
+    browser.get_log("browser")
     yield Page(browser, live_server.url)
     # Leave the page before the live server's database goes: no request of this test may still be in flight.
     browser.get("about:blank")
