@@ -47,10 +47,11 @@ def no_dotenv_environment():
     "command",
     [
         ("manage.py", "check"),  # every management command
+        ("manage.py", "makemigrations", "--check", "--dry-run"),  # one Django lets past a settings error
         ("-c", "import loyalty.wsgi"),  # gunicorn's application
         ("-c", "from loyalty.celery import app; app.loader.import_default_modules()"),  # a worker's start
     ],
-    ids=["manage.py", "wsgi", "celery"],
+    ids=["manage.py", "makemigrations", "wsgi", "celery"],
 )
 def test_without_environment_no_process_starts(command):
     result = without_environment(*command)
