@@ -10,6 +10,8 @@ chunked by member id range:
 
 from django.db import connection
 
+from points.audit import member_id_ranges
+
 CHUNK_SIZE = 100_000
 
 BALANCES_SQL = """
@@ -69,27 +71,11 @@ ORDER BY e.member_id, e.id
 """
 
 
-def _bounds():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT MIN(m), MAX(m) FROM (SELECT MIN(member_id) m FROM stored_value_storedvalueaccount "
-            "UNION ALL SELECT MAX(member_id) FROM stored_value_storedvalueaccount "
-            "UNION ALL SELECT MIN(member_id) FROM stored_value_storedvalueentry "
-            "UNION ALL SELECT MAX(member_id) FROM stored_value_storedvalueentry "
-            "UNION ALL SELECT MIN(member_id) FROM stored_value_storedvaluelot "
-            "UNION ALL SELECT MAX(member_id) FROM stored_value_storedvaluelot) b"
-        )
-        return cursor.fetchone()
-
-
 def ledger_mismatches(chunk_size=CHUNK_SIZE):
     """Yield one text line per broken invariant of the stored-value ledger, member by member."""
-    low, high = _bounds()
-    if low is None:
-        return
-    start = low
-    while start <= high:
-        params = {"start": start, "stop": start + chunk_size}
+    tables = ["stored_value_storedvalueaccount", "stored_value_storedvalueentry", "stored_value_storedvaluelot"]
+    for start, stop in member_id_ranges(tables, chunk_size):
+        params = {"start": start, "stop": stop}
         with connection.cursor() as cursor:
             cursor.execute(BALANCES_SQL, params)
             for member, acc_p, acc_b, ent_p, ent_b, lot_p, lot_b, last_p, last_b in cursor.fetchall():
@@ -110,4 +96,3 @@ def ledger_mismatches(chunk_size=CHUNK_SIZE):
                     f"member {member}: stored value merge entry {entry} ({principal:+d}/{bonus:+d}) is not one side "
                     "of a merge of hers, or its other side differs"
                 )
-        start += chunk_size
