@@ -58,6 +58,13 @@ JOBS_RULE = "nightly_job_late"
 SPIKE_DAYS = 7
 START_JOB_TASK = "loyalty.tasks.start_scheduled_job"
 FOUR_PLACES = Decimal("0.0001")
+# A late nightly job's state as its alert's subject says it (the alert's detail keeps the code).
+JOB_STATE_LABELS = {
+    "not started": _("not started"),
+    "running": _("running"),
+    "failed": _("failed"),
+    "finished late": _("finished late"),
+}
 
 
 @dataclass(frozen=True)
@@ -238,7 +245,10 @@ def evaluate_nightly_jobs(rule, now):
                 metric="hours_after_midnight",
                 value=_hours_into(start, at),
                 threshold=deadline_hours,
-                subject=f"{name} {as_of.isoformat()}: {state}"[:120],
+                subject=str(
+                    _("%(job)s %(date)s: %(state)s")
+                    % {"job": name, "date": as_of.isoformat(), "state": JOB_STATE_LABELS.get(state, state)}
+                )[:120],
                 detail={
                     "job": name,
                     "business_date": as_of.isoformat(),

@@ -40,6 +40,7 @@ from points.models import Reward
 CENT = Decimal("0.01")
 DEFAULT_MIN_SUPPORT = Decimal("0.01")
 TOP_KINDS = ("rewards", "categories", "skus")
+TOP_MAX_LIMIT = 500  # the top endpoint's largest `limit`
 
 
 @dataclass(frozen=True)
@@ -404,7 +405,7 @@ FROM counted"""  # noqa: S608
 
 # --- Top rewards, categories, SKUs ----------------------------------------------------------------------------
 
-TOP_LINE_ORDER = {"amount": "4 DESC, 3 DESC, 1", "quantity": "3 DESC, 4 DESC, 1"}
+TOP_LINE_ORDER = {"amount": "amount DESC, milli DESC, item", "quantity": "milli DESC, amount DESC, item"}
 
 
 def top(period, kind, *, order_by="amount", limit=20):
@@ -421,8 +422,9 @@ def top(period, kind, *, order_by="amount", limit=20):
       (descending), then the key.
     At most `limit` rows.
     """
-    rows = _top_rewards(period, limit) if kind == "rewards" else _top_lines(period, kind, order_by, limit)
-    return {**period.echo, "kind": kind, "order_by": "count" if kind == "rewards" else order_by, "rows": rows}
+    if kind == "rewards":
+        return top_body(period, kind, "count", _top_rewards(period, limit))
+    return top_body(period, kind, order_by, _top_lines(period, kind, order_by, limit))
 
 
 def _top_rewards(period, limit):
@@ -455,30 +457,75 @@ LIMIT %(limit)s"""  # noqa: S608
     ]
 
 
-def _top_lines(period, kind, order_by, limit):
+TOP_ROW_FIELDS = ("key", "name", "count", "quantity", "amount", "points")
+
+
+def top_body(period, kind, order_by, rows):
+    """The top report's body, its keys and each row's in the one order the API writes them (a stored result's
+    JSON comes back from PostgreSQL's jsonb with its keys reordered)."""
+    return {
+        **period.echo,
+        "kind": kind,
+        "order_by": order_by,
+        "rows": [{field: row[field] for field in TOP_ROW_FIELDS} for row in rows],
+    }
+
+
+def _top_lines_sql(period, kind):
+    """SQL: the CTE `grouped` (item, orders, milli, amount) of the categories' or SKUs' order lines (see top)."""
     column = "l.category" if kind == "categories" else "l.sku"
     blank = " AND l.category <> ''" if kind == "categories" else ""
     quantity = "CAST(ROUND((l.quantity - l.refunded_quantity) * 1000) AS BIGINT)"
-    statement = f"""
-WITH {_counted(period)}
-SELECT {column}, COUNT(DISTINCT l.purchase_id), SUM({quantity}),
-       SUM({quantity} * CAST(ROUND(l.unit_price * 100) AS BIGINT))
-FROM members_purchaseline l JOIN counted o ON o.id = l.purchase_id
-WHERE l.quantity > l.refunded_quantity{blank}
-GROUP BY {column}
+    return f"""
+WITH {_counted(period)}, grouped AS (
+    SELECT {column} AS item, COUNT(DISTINCT l.purchase_id) AS orders, SUM({quantity}) AS milli,
+           SUM({quantity} * CAST(ROUND(l.unit_price * 100) AS BIGINT)) AS amount
+    FROM members_purchaseline l JOIN counted o ON o.id = l.purchase_id
+    WHERE l.quantity > l.refunded_quantity{blank}
+    GROUP BY {column}
+)"""  # noqa: S608
+
+
+def _top_line_row(key, count, milli, amount):
+    return {
+        "key": key,
+        "name": None,
+        "count": _int(count),
+        "quantity": str(Decimal(_int(milli)).scaleb(-3)),
+        "amount": money_from_cents(Fraction(_int(amount), 1000)),
+        "points": None,
+    }
+
+
+def _top_lines(period, kind, order_by, limit):
+    statement = f"""{_top_lines_sql(period, kind)}
+SELECT item, orders, milli, amount FROM grouped
 ORDER BY {TOP_LINE_ORDER[order_by]}
 LIMIT %(limit)s"""  # noqa: S608
-    return [
-        {
-            "key": key,
-            "name": None,
-            "count": _int(count),
-            "quantity": str(Decimal(_int(milli)).scaleb(-3)),
-            "amount": money_from_cents(Fraction(_int(amount), 1000)),
-            "points": None,
-        }
-        for key, count, milli, amount in _fetch(statement, period.sql_params(limit=limit))
-    ]
+    return [_top_line_row(*found) for found in _fetch(statement, period.sql_params(limit=limit))]
+
+
+def top_lines_both_orders(period, kind, limit):
+    """{order_by: rows} for both orders of the categories or SKUs (see top), the first `limit` rows of each, from
+    one pass over the order lines (the report_results job stores both). Each list is the one top() answers for
+    that order_by and limit: the same grouping, the same sort keys (ranked with ROW_NUMBER over the sort of
+    TOP_LINE_ORDER)."""
+    statement = f"""{_top_lines_sql(period, kind)}, ranked AS (
+    SELECT item, orders, milli, amount,
+           ROW_NUMBER() OVER (ORDER BY {TOP_LINE_ORDER["amount"]}) AS by_amount,
+           ROW_NUMBER() OVER (ORDER BY {TOP_LINE_ORDER["quantity"]}) AS by_quantity
+    FROM grouped
+)
+SELECT item, orders, milli, amount, by_amount, by_quantity FROM ranked
+WHERE by_amount <= %(limit)s OR by_quantity <= %(limit)s"""  # noqa: S608
+    found = _fetch(statement, period.sql_params(limit=limit))
+    return {
+        order_by: [
+            _top_line_row(*row[:4])
+            for row in sorted((row for row in found if row[rank] <= limit), key=lambda row: row[rank])
+        ]
+        for order_by, rank in (("amount", 4), ("quantity", 5))
+    }
 
 
 # --- Campaigns side by side -----------------------------------------------------------------------------------

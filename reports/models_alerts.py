@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class AlertRule(models.Model):
@@ -18,7 +19,7 @@ class AlertRule(models.Model):
 
     code = models.CharField(_("rule"), max_length=60, unique=True, editable=False)
     is_active = models.BooleanField(
-        _("active"),
+        pgettext_lazy("switched on", "active"),
         default=True,
         help_text=_(
             "Off: the rule is not evaluated and its alerts are not sent to subscribers (alerts other apps raise are "
@@ -55,7 +56,7 @@ class AlertSubscription(models.Model):
     rules = models.JSONField(_("rules"), default=list, blank=True, help_text=_("None ticked: every rule."))
     by_email = models.BooleanField(_("by email"), default=True)
     in_admin = models.BooleanField(_("in the admin"), default=True)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switched on", "active"), default=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     updated_by = models.CharField(_("updated by"), max_length=120, blank=True, editable=False)
 

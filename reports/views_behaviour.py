@@ -31,10 +31,19 @@ STORED_RULES = """
 
 Stored results: the nightly `report_results` job (04:30) stores, for ranges ending on its business date
 (yesterday) without `store` or `channel`: retention for the last 12 join months, basket for the last 90 days
-(min_support 0.01; a higher min_support on that range is answered from it), repurchase and behaviour for the last
-30 and 90 days. When the request's parameters match one, the answer comes from it (`source: "stored"`,
+(min_support 0.01; a higher min_support on that range is answered from it), repurchase for the last 7, 30 and 90
+days and for the period of the same length just before each (the admin dashboard compares the two), behaviour for
+the last 30 and 90 days. When the request's parameters match one, the answer comes from it (`source: "stored"`,
 `computed_at`: when the job computed it, so purchases recorded since are not in it); otherwise it is computed now
 (`source: "live"`, `computed_at`: now)."""
+TOP_STORED_RULES = """
+
+Stored lists: the nightly `report_results` job (04:30) stores the top categories and the top SKUs, by amount and
+by quantity, for the last 30 and the last 90 days ending on its business date (yesterday), without `store` or
+`channel`, the first 500 rows of each. A request for categories or SKUs with those parameters is answered from
+them (its first `limit` rows); any other is computed now. The answer is the same either way, field for field (no
+`source` field here); from a stored list it counts the order lines as they were when the job ran. Top rewards are
+always computed now."""
 
 
 def _formulas(function):
@@ -336,7 +345,7 @@ class TopReportView(ReportView):
             FORMAT,
         ],
         responses={200: TopSerializer, **ERRORS},
-        description=_formulas(behaviour.top) + COMMON_RULES,
+        description=_formulas(behaviour.top) + COMMON_RULES + TOP_STORED_RULES,
     )
     def get(self, request):
         kind = _choice(request, "kind", behaviour.TOP_KINDS, None)
@@ -344,7 +353,8 @@ class TopReportView(ReportView):
         order_by = "amount"
         if kind != "rewards":
             order_by = _choice(request, "order_by", ("amount", "quantity"), "amount")
-        body = behaviour.top(period, kind, order_by=order_by, limit=_limit(request, 20, 500))
+        limit = _limit(request, 20, behaviour.TOP_MAX_LIMIT)
+        body = report_results.answer_top(period, kind, order_by=order_by, limit=limit)
         if self.wants_csv(request):
             columns = ["key", "name", "count", "quantity", "amount", "points"]
             rows = ([row[c] for c in columns] for row in body["rows"])

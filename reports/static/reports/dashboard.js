@@ -338,6 +338,8 @@
     };
   }
 
+  // The nightly report_results job stores the repurchase rate of the 7, 30 and 90 days ending yesterday and of the
+  // period of the same length before each: both answers come from stored results.
   async function repurchasePart(period) {
     const [current, previous] = await Promise.all([
       report("repurchase", { from: period.from, to: period.to }),

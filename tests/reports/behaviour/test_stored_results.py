@@ -2,6 +2,7 @@
 parameters match one and compute live otherwise (the shop of conftest.py; today is 10 April, the job runs for
 9 April)."""
 
+import json
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -16,14 +17,38 @@ pytestmark = pytest.mark.django_db
 
 AS_OF = date(2026, 4, 9)
 COMPUTED_AT = "2026-04-10T04:00:00+00:00"  # noon in Shanghai, the frozen clock of conftest.today
+
+
+def key(first, last, **options):
+    return json.dumps(
+        {"channel": None, "from": first, "store": None, "to": last, **options}, sort_keys=True, separators=(",", ":")
+    )
+
+
+# The dashboard's repurchase periods (7, 30, 90 days ending 9 April) and the periods of the same length before.
+DASHBOARD_REPURCHASE = [
+    ("2026-04-03", "2026-04-09"),
+    ("2026-03-27", "2026-04-02"),
+    ("2026-03-11", "2026-04-09"),
+    ("2026-02-09", "2026-03-10"),
+    ("2026-01-10", "2026-04-09"),
+    ("2025-10-12", "2026-01-09"),
+]
+TOP_KEYS = {
+    ("top", key(first, "2026-04-09", kind=kind, order_by=order_by))
+    for first in ("2026-03-11", "2026-01-10")
+    for kind in ("categories", "skus")
+    for order_by in ("amount", "quantity")
+}
 STANDARD_KEYS = {
     ("retention", '{"from":"2025-05-01","store":null,"to":"2026-04-09"}'),
-    ("basket", '{"channel":null,"from":"2026-01-10","store":null,"to":"2026-04-09"}'),
-    ("repurchase", '{"channel":null,"from":"2026-03-11","store":null,"to":"2026-04-09"}'),
-    ("repurchase", '{"channel":null,"from":"2026-01-10","store":null,"to":"2026-04-09"}'),
-    ("behaviour", '{"channel":null,"from":"2026-03-11","store":null,"to":"2026-04-09"}'),
-    ("behaviour", '{"channel":null,"from":"2026-01-10","store":null,"to":"2026-04-09"}'),
+    ("basket", key("2026-01-10", "2026-04-09")),
+    *(("repurchase", key(first, last)) for first, last in DASHBOARD_REPURCHASE),
+    ("behaviour", key("2026-03-11", "2026-04-09")),
+    ("behaviour", key("2026-01-10", "2026-04-09")),
+    *TOP_KEYS,
 }
+CHUNKS = 14  # retention, basket, 6 repurchase, 2 behaviour, 4 top (categories and SKUs × 30 and 90 days)
 
 
 def stored_keys():
@@ -32,7 +57,7 @@ def stored_keys():
 
 def test_the_job_stores_each_standard_parameter_set_once(shop):
     run = run_inline("report_results", AS_OF)
-    assert (run.status, run.chunks_total, run.counts) == ("done", 6, {"results": 6, "purged": 0})
+    assert (run.status, run.chunks_total, run.counts) == ("done", CHUNKS, {"results": 18, "purged": 0})
     assert stored_keys() == STANDARD_KEYS
     assert set(ReportResult.objects.values_list("as_of", flat=True)) == {AS_OF}
     repurchase_90 = ReportResult.objects.get(report="repurchase", params_key__contains="2026-01-10")
@@ -48,8 +73,10 @@ def test_the_job_stores_each_standard_parameter_set_once(shop):
         "repurchase_rate": 0.6,
     }
     # Run again (forced): the rows are replaced, not added.
+    first = {(row.report, row.params_key): row.result for row in ReportResult.objects.all()}
     run_inline("report_results", AS_OF, force=True)
-    assert ReportResult.objects.count() == 6
+    assert ReportResult.objects.count() == 18
+    assert {(row.report, row.params_key): row.result for row in ReportResult.objects.all()} == first
 
 
 def test_endpoints_answer_the_standard_ranges_from_stored_results(shop, marketer_api):
@@ -109,19 +136,21 @@ def test_a_crashed_run_resumes_at_the_sets_not_yet_stored(shop):
     assert {report for report, _ in stored_keys()} == {"retention", "basket"}
     assert JobRun.objects.get(pk=run.pk).status == "running"
     resumed = run_inline("report_results", AS_OF)
-    assert (resumed.pk, resumed.status, resumed.chunks_done) == (run.pk, "done", 6)
+    assert (resumed.pk, resumed.status, resumed.chunks_done) == (run.pk, "done", CHUNKS)
     assert stored_keys() == STANDARD_KEYS
 
 
 def test_results_older_than_35_days_are_purged(shop):
     computed = datetime(2026, 3, 1, tzinfo=SHANGHAI)
-    for days, key in ((35, "kept"), (36, "purged")):
+    for days, name in ((35, "kept"), (36, "purged")):
         ReportResult.objects.create(
-            report="repurchase", params_key=key, result={}, as_of=AS_OF - timedelta(days=days), computed_at=computed
+            report="repurchase", params_key=name, result={}, as_of=AS_OF - timedelta(days=days), computed_at=computed
         )
     run = run_inline("report_results", AS_OF)
     assert run.counts["purged"] == 1
-    assert set(ReportResult.objects.values_list("params_key", flat=True)) == {"kept"} | {k for _, k in STANDARD_KEYS}
+    assert set(ReportResult.objects.values_list("params_key", flat=True)) == {"kept"} | {
+        name for _, name in STANDARD_KEYS
+    }
 
 
 def test_a_stored_answer_reads_one_row(shop, marketer_api, django_assert_max_num_queries):
@@ -148,5 +177,37 @@ def test_the_job_sorts_with_more_memory_in_its_own_transactions_only(shop, monke
     before, seen, repurchase = work_mem(), [], behaviour.repurchase
     monkeypatch.setattr(behaviour, "repurchase", lambda period: seen.append(work_mem()) or repurchase(period))
     run_inline("report_results", AS_OF)
-    assert seen == ["128MB", "128MB"]
+    assert seen == ["128MB"] * 6
     assert work_mem() == before != "128MB"
+
+
+def test_every_repurchase_figure_of_the_dashboard_is_stored(shop, marketer_api):
+    """The dashboard (reports/static/reports/dashboard.js, periodFor) asks for the repurchase rate of the last 7, 30
+    or 90 days ending yesterday and of the period of the same length before it: each is a stored set."""
+    from reports.dashboard import PERIOD_DAYS
+
+    run_inline("report_results", AS_OF)
+    asked = []
+    for days in PERIOD_DAYS:
+        first = AS_OF - timedelta(days=days - 1)
+        previous_to = first - timedelta(days=1)
+        asked += [(first, AS_OF), (previous_to - timedelta(days=days - 1), previous_to)]
+    answers = {
+        (first.isoformat(), last.isoformat()): marketer_api.get(
+            "/api/v1/reports/repurchase/", {"from": first.isoformat(), "to": last.isoformat()}
+        ).json()
+        for first, last in asked
+    }
+    assert list(answers) == DASHBOARD_REPURCHASE
+    assert {body["source"] for body in answers.values()} == {"stored"}
+    figures = {
+        span: (b["purchasing_members"], b["repeat_members"], b["repurchase_rate"]) for span, b in answers.items()
+    }
+    assert figures == {
+        ("2026-04-03", "2026-04-09"): (0, 0, 0.0),
+        ("2026-03-27", "2026-04-02"): (1, 0, 0.0),  # Dan's P9 on 1 April
+        ("2026-03-11", "2026-04-09"): (3, 0, 0.0),  # Ann's P3, Cai's P7, Dan's P9 (Eve's P10 refunded on 2 April)
+        ("2026-02-09", "2026-03-10"): (4, 2, 0.5),  # Gus P11; Ann P1, P2; Bob P5, P6 (P4 refunded); Dan P8
+        ("2026-01-10", "2026-04-09"): (5, 3, 0.6),
+        ("2025-10-12", "2026-01-09"): (0, 0, 0.0),
+    }

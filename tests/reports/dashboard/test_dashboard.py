@@ -116,17 +116,35 @@ def test_the_dashboard_speaks_chinese(logged_in):
         "该时段暂无数据。",
     )
     assert "数据看板" in logged_in("admin", language="zh-hans").get("/admin/").text
+    segments = {segment["key"]: segment["label"] for segment in config_of(response)["segments"]}
+    assert (segments["important_value"], segments["inactive"]) == ("important value 重要价值", "inactive 不活跃")
 
 
-def test_the_compiled_translations_match_the_po_file():
+def test_the_alert_strings_speak_chinese():
+    from django.utils import translation
+
+    from reports.alert_rules import RULES_BY_CODE
+    from reports.models_alerts import AlertRule, AlertSubscription
+
+    with translation.override("zh-hans"):
+        assert str(RULES_BY_CODE["points_issued_spike"].label) == "今日发放积分远高于 7 日平均"
+        assert str(AlertRule._meta.verbose_name) == "告警规则"
+        assert str(AlertRule._meta.get_field("is_active").verbose_name) == "启用"
+        assert str(AlertSubscription._meta.get_field("in_admin").verbose_name) == "后台通知"
+
+
+@pytest.mark.parametrize("app", ["reports", "members"])
+def test_the_compiled_translations_match_the_po_file(app):
     """django.mo is committed (the Docker image has no gettext tools): it must say what django.po says."""
-    folder = REPORTS / "locale" / "zh_Hans" / "LC_MESSAGES"
+    folder = Path(settings.BASE_DIR) / app / "locale" / "zh_Hans" / "LC_MESSAGES"
     with (folder / "django.mo").open("rb") as compiled:
         catalogue = gettext.GNUTranslations(compiled)._catalog
     expected = {}
     for entry in _po_entries((folder / "django.po").read_text()):
         msgid, msgstr = entry.get("msgid"), entry.get("msgstr", entry.get("msgstr[0]"))
         if msgid and msgstr:
+            if "msgctxt" in entry:
+                msgid = f"{entry['msgctxt']}\x04{msgid}"
             key = (msgid, 0) if "msgid_plural" in entry else msgid
             expected[key] = msgstr
     compiled_entries = {key: value for key, value in catalogue.items() if key != ""}
