@@ -27,6 +27,7 @@ from .configuration import (
     create_top_up_rule,
     current_policy,
     rule_for,
+    top_up_terms,
 )
 from .ledger import InsufficientBalance, balance, lock_member_stored_value, money
 
@@ -57,5 +58,6 @@ __all__ = [
     "set_pin",
     "split_payment",
     "top_up",
+    "top_up_terms",
     "withdraw",
 ]

@@ -16,7 +16,6 @@ parts are never negative, a full refund returns exactly what was paid, and nothi
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, Sum
@@ -24,7 +23,7 @@ from django.utils import timezone
 
 from loyalty.access import ROLE_ADMIN, ROLE_MANAGER
 from loyalty.audit import record_audit
-from loyalty.clock import business_date, end_of_business_day
+from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
 from members.models import Member
 from members.services import ensure_member_active
@@ -33,7 +32,7 @@ from points.services.engagement import award_points_locked
 from stored_value.models import EntryKind, Payment, PaymentRefund, StoredValueLot, TopUp, Withdrawal
 from tiers.services import book_growth
 
-from .configuration import current_policy, rule_for
+from .configuration import current_policy, top_up_terms
 from .ledger import (
     InsufficientBalance,
     adjust_balances,
@@ -164,15 +163,12 @@ def top_up(*, actor, member_id, amount_cents, payment_method, payment_ref, finge
         earlier = TopUp.objects.filter(payment_method=payment_method, payment_ref=payment_ref).first()
         if earlier is not None:
             raise AlreadyRecorded(top_up=str(earlier.pk))
-        rule = rule_for(at=now, store=store)
-        tier = rule.tier_for(amount_cents) if rule else None
-        bonus, points, growth = (tier["bonus"], tier.get("points", 0), tier.get("growth", 0)) if tier else (0, 0, 0)
+        terms = top_up_terms(amount_cents, at=now, store=store)
+        rule, bonus, points, growth = terms.rule, terms.bonus, terms.points, terms.growth
+        expires_at = terms.bonus_expires_at
         points_account, account = lock_member(member_id, tier=growth > 0, now=now)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
-        expires_at = None
-        if bonus and rule.bonus_valid_days:
-            expires_at = end_of_business_day(business_date(now) + timedelta(days=rule.bonus_valid_days - 1))
         reference = f"{payment_method}:{payment_ref}"
         entry = append_entry(
             account,
