@@ -10,7 +10,7 @@ class StoredValueConfig(AppConfig):
         from members.locking import member_lockers
         from members.services.merge import merge_steps
         from points.audit import ledger_checks
-        from stored_value import jobs, services
+        from stored_value import jobs, messages, services  # noqa: F401 - messages registers its kind
         from stored_value.audit import ledger_mismatches
 
         member_lockers.register(services.lock_member_stored_value)  # step 3 of the lock order, after tiers
