@@ -2,16 +2,21 @@
 and by the store that took the money in) and the flows per business date and store (top-ups, bonus given,
 payments, refunds to the balance, withdrawals, expired bonus, adjustments), in integer cents.
 
-The flows are read from the stored-value ledger itself, not from the nightly snapshot: one GROUP BY over the
-entries written in [start of `from`, end of `to`), a range on the (created_at, kind) index, so the cost grows with
-the entries of the range, never with the whole ledger. The liability is the accounts' sums (the balances
+The flows of a date with a finished nightly snapshot are its reports.StoredValueFlowSnapshot rows (a few per day);
+the dates without one (today, days before the job ran) are read from the stored-value ledger, one GROUP BY over a
+created_at range per run of such dates (the (created_at, kind) index), so the cost grows with the entries of those
+dates, never with the whole ledger. The liability is the accounts' sums (the balances
 check_ledger proves equal to the entries and to the lots) and, by store, the open lots' remainders."""
+
+from datetime import timedelta
 
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 
 from loyalty.clock import business_tz, end_of_business_day, start_of_business_day
 from members.models import Store
+from reports.models import StoredValueFlowSnapshot
+from reports.snapshots import snapshot_dates
 from stored_value.models import EntryKind, StoredValueAccount, StoredValueEntry, StoredValueLot
 
 # A row's figures: (name, entry kind, what is summed, sign). Counts are of entries; cents are positive for what the
@@ -65,33 +70,65 @@ def liability(store_id=None):
     return {**total, "by_store": rows}
 
 
-def flows(first, last, store_id=None):
-    """The ledger entries written on the business dates first..last, per date and store (as the entries carry
-    it: a top-up's, a payment's and its refunds', a withdrawal's; null for the lazy bonus expiry, adjustments and
-    merges), as the FLOWS figures. Returns (rows, totals)."""
-    entries = StoredValueEntry.objects.filter(
-        created_at__gte=start_of_business_day(first), created_at__lt=end_of_business_day(last), kind__in=KINDS
-    )
+def _missing_ranges(first, last, covered):
+    """The runs of consecutive dates in [first, last] not in `covered`, as (first, last) pairs."""
+    ranges, day, start = [], first, None
+    while day <= last:
+        if day in covered:
+            if start is not None:
+                ranges.append((start, day - timedelta(days=1)))
+                start = None
+        elif start is None:
+            start = day
+        day += timedelta(days=1)
+    if start is not None:
+        ranges.append((start, last))
+    return ranges
+
+
+def _groups(first, last, store_id):
+    """(date, store_id, kind, entries, Σ principal_delta, Σ bonus_delta) of the stored-value entries written on the
+    dates first..last: from the snapshot for a date that has one, else from the ledger (a created_at range per run
+    of dates without snapshot: today, or days before the job ran)."""
+    covered = snapshot_dates(first, last)
+    snapshots = StoredValueFlowSnapshot.objects.filter(business_date__in=covered)
+    if store_id is not None:
+        snapshots = snapshots.filter(store_id=store_id)
+    yield from snapshots.values_list("business_date", "store_id", "kind", "entries", "principal_delta", "bonus_delta")
+    missing = _missing_ranges(first, last, covered)
+    if not missing:
+        return
+    in_ranges = Q()
+    for start, stop in missing:
+        in_ranges |= Q(created_at__gte=start_of_business_day(start), created_at__lt=end_of_business_day(stop))
+    entries = StoredValueEntry.objects.filter(in_ranges, kind__in=KINDS)
     if store_id is not None:
         entries = entries.filter(store_id=store_id)
-    grouped = (
+    yield from (
         entries.annotate(day=TruncDate("created_at", tzinfo=business_tz()))
         .values("day", "store_id", "kind")
         .annotate(entries=Count("id"), principal=Sum("principal_delta"), bonus=Sum("bonus_delta"))
         .order_by()
+        .values_list("day", "store_id", "kind", "entries", "principal", "bonus")
     )
+
+
+def flows(first, last, store_id=None):
+    """The stored-value ledger entries written on the business dates first..last, per date and store (as the
+    entries carry it: a top-up's, a payment's and its refunds', a withdrawal's; null for the lazy bonus expiry,
+    adjustments and merges), as the FLOWS figures. Returns (rows, totals)."""
     codes = dict(Store.objects.values_list("pk", "code"))
     by_key = {}
-    for group in grouped:
-        key = (group["day"], group["store_id"])
-        row = by_key.setdefault(key, {"date": group["day"].isoformat(), "store": codes.get(group["store_id"])})
-        measured = {"count": group["entries"], "principal_delta": group["principal"], "bonus_delta": group["bonus"]}
-        for name, kind, measure, sign in FLOWS:
-            if kind == group["kind"]:
+    for day, store, kind, entries, principal, bonus in _groups(first, last, store_id):
+        row = by_key.setdefault((day, store), {"date": day.isoformat(), "store": codes.get(store)})
+        measured = {"count": entries, "principal_delta": principal, "bonus_delta": bonus}
+        for name, flow_kind, measure, sign in FLOWS:
+            if flow_kind == kind:
                 row[name] = row.get(name, 0) + sign * int(measured[measure] or 0)
     rows = [
         {"date": row["date"], "store": row["store"], **{name: row.get(name, 0) for name in FIGURES}}
         for row in by_key.values()
+        if any(name in row for name in FIGURES)
     ]
     rows.sort(key=lambda row: (row["date"], row["store"] is None, row["store"] or ""))
     totals = {name: sum(row[name] for row in rows) for name in FIGURES}

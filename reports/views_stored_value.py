@@ -84,7 +84,8 @@ class StoredValueReportView(ReportView):
         - totals = the rows summed; breakage = bonus_expired_cents ÷ bonus_given_cents over the range (0 when no
           bonus was given; 4 decimals)
 
-        The rows are read from the ledger (a range of its created_at index), not from the nightly snapshot."""
+        Dates with a nightly snapshot read it; the others (today) read the stored-value ledger, with the same
+        figures."""
         first, last = date_range(request)
         body = stored_value.stored_value_report(first, last, store_id=store_id(request))
         if self.wants_csv(request):

@@ -22,6 +22,8 @@ import pytest
 import time_machine
 from django.db.models import Sum
 
+from loyalty.scheduling import run_inline
+from reports.models import StoredValueFlowSnapshot
 from stored_value.models import StoredValueEntry, StoredValueLot
 from tests.factories import MemberFactory
 from tests.stored_value.helpers import adjust, assert_ledger_consistent, pay, refund, rule, top_up, withdraw
@@ -164,6 +166,19 @@ def test_the_report_gives_the_liability_by_store_and_the_flows_per_day_and_store
             "breakage": 0.0667,
         },
     }
+
+
+@pytest.mark.parametrize("snapshot_days", [[D1, D2], [D1]])
+def test_dates_with_a_snapshot_read_it_with_the_same_figures(shop, marketer_api, snapshot_days):
+    from_ledger = marketer_api.get(URL, {"from": "2026-10-01", "to": "2026-10-02"}).json()
+    for day in snapshot_days:
+        assert run_inline("snapshot", day).status == "done"
+
+    assert StoredValueFlowSnapshot.objects.filter(business_date=D1).count() == 5  # A: top_up, bonus, pay; B: two
+    assert marketer_api.get(URL, {"from": "2026-10-01", "to": "2026-10-02"}).json() == from_ledger
+    # ...and it is the snapshot they read: a snapshot row changed by hand shows.
+    StoredValueFlowSnapshot.objects.filter(business_date=D1, kind="top_up", store__code="B001").update(entries=7)
+    assert marketer_api.get(URL, {"from": "2026-10-01", "to": "2026-10-01"}).json()["rows"][1]["top_ups"] == 7
 
 
 def test_the_liability_equals_the_sums_check_ledger_verifies(shop, marketer_api):
