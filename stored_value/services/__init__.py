@@ -29,6 +29,7 @@ from .configuration import (
     rule_for,
     top_up_terms,
 )
+from .expiry import expire_bonus
 from .ledger import InsufficientBalance, balance, lock_member_stored_value, money
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "balance",
     "change_own_pin",
     "change_top_up_rule",
+    "expire_bonus",
     "create_top_up_rule",
     "current_policy",
     "lock_member_stored_value",
