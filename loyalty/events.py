@@ -39,6 +39,13 @@ EVENT_TYPES = {
     "campaign.activated": "A campaign was activated.",
     "campaign.paused": "A campaign was paused.",
     "campaign.ended": "A campaign was ended.",
+    "stored_value.topped_up": "Money was paid in to a member's stored value (a top-up, with its bonus money).",
+    "stored_value.paid": "An order was paid from a member's stored value.",
+    "stored_value.refunded": "(Part of) a payment from stored value was refunded to the balance.",
+    "stored_value.withdrawn": "Unspent principal of a top-up was paid back in money (its bonus forfeited in "
+    "proportion).",
+    "stored_value.bonus_expired": "Bonus money past its validity expired (the nightly job, or the member's next "
+    "change, whichever comes first).",
 }
 PATTERN = re.compile(r"^(\*|[a-z_]+\.\*|[a-z_]+\.[a-z_]+)$")
 

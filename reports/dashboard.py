@@ -30,6 +30,7 @@ REPORTS = {
     "segment_moves": "segment-moves/",
     "repurchase": "repurchase/",
     "retention": "retention/",
+    "stored_value": "stored-value/",
 }
 
 
@@ -73,6 +74,20 @@ def labels():
         "no_tier": _("no tier"),
         "no_rfm": _("No RFM run yet: segments come from the nightly rfm job (it needs PostgreSQL)."),
         "stayed": _("stayed in the segment"),
+        "sv_store": _("Store"),
+        "sv_principal": _("Principal"),
+        "sv_bonus": _("Bonus"),
+        "sv_total": _("Total"),
+        "sv_all_stores": _("All stores"),
+        "sv_no_store": _("no store (adjustments)"),
+        "sv_owed": _("Owed now"),
+        "sv_period": _("In the period"),
+        "sv_topped_up": _("Topped up"),
+        "sv_bonus_given": _("Bonus given"),
+        "sv_paid": _("Paid"),
+        "sv_refunded": _("Refunded to the balance"),
+        "sv_withdrawn": _("Withdrawn"),
+        "sv_bonus_expired": _("Bonus expired"),
     }
 
 

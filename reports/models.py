@@ -60,6 +60,26 @@ class PointsFlowSnapshot(models.Model):
         return f"{self.business_date} {self.kind} {self.points:+d}"
 
 
+class StoredValueFlowSnapshot(models.Model):
+    """The stored-value ledger entries written on a business date, summed per store and kind (store as the entries
+    carry it: NULL for the bonus expiry, adjustments and merges): what reports.stored_value reads for the flows."""
+
+    business_date = models.DateField(_("business date"))
+    store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="+", db_index=False)
+    kind = models.CharField(_("kind"), max_length=17)
+    entries = models.BigIntegerField(_("entries"))
+    principal_delta = models.BigIntegerField(_("principal change (cents)"))
+    bonus_delta = models.BigIntegerField(_("bonus change (cents)"))
+
+    class Meta:
+        verbose_name = _("stored-value flow snapshot")
+        verbose_name_plural = _("stored-value flow snapshots")
+        indexes = [models.Index(fields=["business_date", "store"], name="snapshot_sv_flow_date_idx")]
+
+    def __str__(self):
+        return f"{self.business_date} {self.kind} {self.principal_delta:+d}/{self.bonus_delta:+d}"
+
+
 class MemberSnapshot(models.Model):
     """Members at the end of a business date per home store, tier, RFM segment and lifecycle stage: how many,
     how many joined that day, how many purchased that day. `partial` rows are one chunk's, merged into whole

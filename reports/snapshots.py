@@ -11,6 +11,8 @@ For a business date D (its end: 00:00 of D+1 in the business time zone):
   purchase among the RECENCY_DAYS days up to D, so that the members active in a period ending on D are counted
   exactly (each once) from a few rows.
 - points flow (reports.PointsFlowSnapshot): the ledger entries written on D summed per store, channel and kind.
+- stored-value flow (reports.StoredValueFlowSnapshot): the stored-value ledger entries written on D summed per store
+  and kind (what the stored-value report's rows are made of).
 - liability (reports.SnapshotDay): the sums of available_delta and pending_delta over every ledger entry written
   before the end of D (the balances as they were then, whatever happened since).
 - expiry forecast (reports.ExpiryForecastSnapshot): points due to expire after D by the month of their last valid
@@ -42,6 +44,7 @@ from reports.models import (
     MemberSnapshot,
     PointsFlowSnapshot,
     SnapshotDay,
+    StoredValueFlowSnapshot,
 )
 
 JOB = "snapshot"
@@ -214,6 +217,14 @@ WHERE created_at >= %(day_start)s AND created_at < %(end)s
 GROUP BY store_id, channel, kind
 """
 
+SV_FLOW_SQL = """
+INSERT INTO reports_storedvalueflowsnapshot (business_date, store_id, kind, entries, principal_delta, bonus_delta)
+SELECT %(as_of)s, store_id, kind, COUNT(*), SUM(principal_delta), SUM(bonus_delta)
+FROM stored_value_storedvalueentry
+WHERE created_at >= %(day_start)s AND created_at < %(end)s
+GROUP BY store_id, kind
+"""
+
 LIABILITY_SQL = """
 SELECT COALESCE(SUM(available_delta), 0), COALESCE(SUM(pending_delta), 0)
 FROM points_ledgerentry WHERE created_at < %(end)s
@@ -268,13 +279,20 @@ def snapshot_prepare(as_of, params):
     and fix the RFM run and the entry tier the chunks use in the run's params."""
     JobRun.objects.filter(job=JOB, business_date=as_of).update(params={**params, **reference_params(as_of)})
     SnapshotDay.objects.filter(business_date=as_of).delete()
-    for model in (MemberSnapshot, MemberDaySnapshot, MemberRecencySnapshot, PointsFlowSnapshot, ExpiryForecastSnapshot):
+    for model in (
+        MemberSnapshot,
+        MemberDaySnapshot,
+        MemberRecencySnapshot,
+        PointsFlowSnapshot,
+        StoredValueFlowSnapshot,
+        ExpiryForecastSnapshot,
+    ):
         model.objects.filter(business_date=as_of).delete()
 
 
 def snapshot_finish(as_of, params):
-    """Merge the chunks' rows; write the points flow, the liability and its expiry forecast, the segment moves,
-    and the SnapshotDay row that makes the date readable. Runs in the finishing transaction."""
+    """Merge the chunks' rows; write the points and stored-value flows, the liability and its expiry forecast, the
+    segment moves, and the SnapshotDay row that makes the date readable. Runs in the finishing transaction."""
     from points.services.ledger import current_policy
     from reports.core import prepare_segment_moves
 
@@ -292,6 +310,7 @@ def snapshot_finish(as_of, params):
         for statement in MERGE_MEMBERS_SQL:
             cursor.execute(statement, values)
         cursor.execute(FLOW_SQL, values)
+        cursor.execute(SV_FLOW_SQL, values)
         cursor.execute(LIABILITY_SQL, values)
         available, pending = (int(total) for total in cursor.fetchone())  # PostgreSQL's SUM(bigint) is numeric
         cursor.execute(FORECAST_AT_SQL.format(month_case=month_case), values)
@@ -323,8 +342,8 @@ def register_jobs():
     register_job(
         JobDefinition(
             name=JOB,
-            description="The day's aggregates for the reports: points flow, liability and expiry forecast, members "
-            "by store, tier, segment and lifecycle, segment moves.",
+            description="The day's aggregates for the reports: points and stored-value flows, liability and expiry "
+            "forecast, members by store, tier, segment and lifecycle, segment moves.",
             bounds=member_bounds,
             run_chunk=snapshot_chunk,
             prepare=snapshot_prepare,

@@ -10,9 +10,10 @@ class StoredValueConfig(AppConfig):
         from members.locking import member_lockers
         from members.services.merge import merge_steps
         from points.audit import ledger_checks
-        from stored_value import services
+        from stored_value import jobs, messages, services  # noqa: F401 - messages registers its kind
         from stored_value.audit import ledger_mismatches
 
         member_lockers.register(services.lock_member_stored_value)  # step 3 of the lock order, after tiers
         merge_steps.register(services.merge_stored_value)  # a merge moves the balance, lots and payments
         ledger_checks.register(ledger_mismatches)  # check_ledger covers stored value
+        jobs.register_jobs()  # the nightly expiry of bonus money

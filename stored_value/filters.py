@@ -1,6 +1,6 @@
 import django_filters
 
-from stored_value.models import EntryKind, StoredValueEntry
+from stored_value.models import EntryKind, StoredValueEntry, TopUpRule
 
 
 class EntryFilter(django_filters.FilterSet):
@@ -11,3 +11,11 @@ class EntryFilter(django_filters.FilterSet):
     class Meta:
         model = StoredValueEntry
         fields = []
+
+
+class TopUpRuleFilter(django_filters.FilterSet):
+    store = django_filters.CharFilter(field_name="store__code", help_text="store code")
+
+    class Meta:
+        model = TopUpRule
+        fields = ["is_active"]

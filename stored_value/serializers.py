@@ -7,7 +7,8 @@ from rest_framework import serializers
 
 from members.models import Store
 from points.serializers import IdField, member_no_field
-from stored_value.models import EntryKind, PaymentMethod
+from stored_value.models import EntryKind, PaymentMethod, TopUpRule
+from stored_value.services.ledger import cents, money
 
 MAX_AMOUNT = Decimal("999999999.99")  # stored_value.services.balances.MAX_CENTS in money
 NUMBER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$"  # order and refund numbers, as the purchases API takes them
@@ -193,3 +194,93 @@ class StoredValuePinResultSerializer(serializers.Serializer):
     member = serializers.CharField()
     has_pin = serializers.BooleanField()
     locked = serializers.BooleanField()
+
+
+class TopUpTierSerializer(serializers.Serializer):
+    """One tier of a top-up rule: a top-up of at least `amount` gets `bonus` money, `points` and `growth`."""
+
+    amount = money_field(help_text="decimal string: the least top-up this tier applies to")
+    bonus = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0"),
+        max_value=MAX_AMOUNT,
+        help_text="decimal string: the bonus money it gives",
+    )
+    points = serializers.IntegerField(min_value=0, max_value=10**9, default=0, help_text="bonus points")
+    growth = serializers.IntegerField(min_value=0, max_value=10**9, default=0, help_text="bonus growth value")
+
+    def to_representation(self, tier):
+        return {
+            "amount": money(tier["amount"]),
+            "bonus": money(tier["bonus"]),
+            "points": tier.get("points", 0),
+            "growth": tier.get("growth", 0),
+        }
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        return {
+            "amount": cents(values["amount"]),
+            "bonus": cents(values["bonus"]),
+            "points": values.get("points", 0),  # a partial request (a new version) skips the defaults
+            "growth": values.get("growth", 0),
+        }
+
+
+class TopUpRuleSerializer(serializers.ModelSerializer):
+    """A top-up rule's shape, tiers in decimal strings; the rules (at least one tier, no two tiers at the same
+    amount, valid_until after valid_from, terms kept by a version) are stored_value.services.configuration's and
+    the model's to check."""
+
+    id = serializers.CharField(read_only=True)
+    store = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Store.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="store code; empty: every store (a store's own rule beats the general one)",
+    )
+    tiers = TopUpTierSerializer(many=True, allow_empty=False)
+
+    class Meta:
+        model = TopUpRule
+        fields = [
+            "id",
+            "name",
+            "store",
+            "valid_from",
+            "valid_until",
+            "is_active",
+            "tiers",
+            "bonus_valid_days",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_by", "created_at"]
+        extra_kwargs = {"bonus_valid_days": {"min_value": 1, "max_value": 3650}}
+
+    def validate_tiers(self, tiers):
+        amounts = [tier["amount"] for tier in tiers]
+        if len(set(amounts)) < len(amounts):
+            raise serializers.ValidationError("Two tiers have the same amount: each amount may appear once.")
+        return sorted(tiers, key=lambda tier: tier["amount"])
+
+
+class TopUpPreviewInputSerializer(serializers.Serializer):
+    amount = money_field(help_text="decimal string: the top-up to preview")
+    store = serializers.SlugRelatedField(
+        slug_field="code", queryset=Store.objects.all(), required=False, allow_null=True, help_text="store code"
+    )
+
+
+class TopUpPreviewSerializer(serializers.Serializer):
+    amount = serializers.CharField()
+    amount_cents = serializers.IntegerField()
+    bonus = serializers.CharField()
+    bonus_cents = serializers.IntegerField()
+    bonus_points = serializers.IntegerField()
+    bonus_growth = serializers.IntegerField()
+    bonus_expires_at = serializers.DateTimeField(allow_null=True)
+    rule = serializers.CharField(allow_null=True)
+    tier = TopUpTierSerializer(allow_null=True)

@@ -6,6 +6,7 @@ from stored_value import views
 router = SimpleRouter()
 router.register("members", views.MemberStoredValueViewSet, basename="member-stored-value")
 router.register("stored-value/top-ups", views.TopUpViewSet, basename="stored-value-top-up")
+router.register("stored-value/top-up-rules", views.TopUpRuleViewSet, basename="stored-value-top-up-rule")
 router.register("stored-value/payments", views.PaymentViewSet, basename="stored-value-payment")
 
 urlpatterns = [

@@ -3,7 +3,8 @@ adjustments (managers), the payment PIN, and the member's own view. Each view va
 caller may act for, calls one service and returns its result."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -21,6 +22,8 @@ from members.selectors import (
 )
 from points.views import (
     IDEMPOTENCY_HEADER,
+    MARKETING,
+    VersionedConfigurationMixin,
     existing_member,
     fingerprint,
     idempotency_key,
@@ -31,8 +34,8 @@ from points.views import (
     validated,
 )
 from stored_value import selectors, services
-from stored_value.filters import EntryFilter
-from stored_value.models import Payment, StoredValueEntry, TopUp
+from stored_value.filters import EntryFilter, TopUpRuleFilter
+from stored_value.models import Payment, StoredValueEntry, TopUp, TopUpRule
 from stored_value.serializers import (
     MyStoredValuePinInputSerializer,
     StoredValueAdjustmentInputSerializer,
@@ -49,9 +52,13 @@ from stored_value.serializers import (
     StoredValueTopUpResultSerializer,
     StoredValueWithdrawalInputSerializer,
     StoredValueWithdrawalResultSerializer,
+    TopUpPreviewInputSerializer,
+    TopUpPreviewSerializer,
+    TopUpRuleSerializer,
+    TopUpTierSerializer,
 )
 from stored_value.services.balances import entry_representation
-from stored_value.services.ledger import cents
+from stored_value.services.ledger import cents, money
 
 MANAGERS = {ROLE_ADMIN, ROLE_MANAGER}
 
@@ -352,4 +359,83 @@ class MyPinView(APIView):
         data = validated(MyStoredValuePinInputSerializer, request)
         return Response(
             services.change_own_pin(member_id=request.user.pk, pin=data["pin"], current_pin=data.get("current_pin"))
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(description="Top-up rules, every version; filter by `is_active` or `store` (a store code)."),
+    create=extend_schema(
+        request=TopUpRuleSerializer,
+        responses={201: TopUpRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
+        description="A top-up rule (marketer or admin): tiers of amount → bonus money (decimal strings), optional "
+        "bonus points and growth, optional bonus_valid_days, for one store or every store. At least one tier, every "
+        "amount at least 0.01 and at most once; two active versions for the same store may not start at the same "
+        "instant (409 overlapping_version).",
+    ),
+    partial_update=extend_schema(
+        request=TopUpRuleSerializer(partial=True),
+        responses={
+            200: TopUpRuleSerializer,
+            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its terms: "
+        "change them with POST .../versions/.",
+    ),
+    versions=extend_schema(
+        request=TopUpRuleSerializer(partial=True),
+        responses={
+            201: TopUpRuleSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
+        },
+        description="A new version of the rule: its values with the fields sent (typically new tiers from a new "
+        "valid_from). The old version stays as it was; for a store, the newest valid_from in force wins.",
+    ),
+)
+class TopUpRuleViewSet(
+    VersionedConfigurationMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Top-up rules, versioned like earning rules: a change of terms is a new version from a date."""
+
+    serializer_class = TopUpRuleSerializer
+    lookup_value_regex = ID_PATTERN
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    staff_roles = {"create": MARKETING, "partial_update": MARKETING, "versions": MARKETING}
+    client_scopes = {"preview": "stored_value:read"}
+    filterset_class = TopUpRuleFilter
+    queryset = TopUpRule.objects.select_related("store")
+    create_service = staticmethod(services.create_top_up_rule)
+    change_service = staticmethod(services.change_top_up_rule)
+    version_service = staticmethod(services.add_top_up_rule_version)
+    id_argument = "rule_id"
+
+    @extend_schema(
+        parameters=[TopUpPreviewInputSerializer],
+        responses={200: TopUpPreviewSerializer, **error_responses({400: "invalid"})},
+        description="What a top-up of `amount` at `store` would get now (nothing is written): the rule and tier in "
+        "force, the bonus money, bonus points, growth value and when the bonus would expire. For the counter "
+        "(before taking the money) and for marketers trying rules.",
+    )
+    @action(detail=False, methods=["get"], filterset_class=None, pagination_class=None)
+    def preview(self, request):
+        data = TopUpPreviewInputSerializer(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        amount = cents(data.validated_data["amount"])
+        terms = services.top_up_terms(amount, at=timezone.now(), store=data.validated_data.get("store"))
+        return Response(
+            {
+                "amount": money(amount),
+                "amount_cents": amount,
+                "bonus": money(terms.bonus),
+                "bonus_cents": terms.bonus,
+                "bonus_points": terms.points,
+                "bonus_growth": terms.growth,
+                "bonus_expires_at": services.balances.iso(terms.bonus_expires_at),
+                "rule": str(terms.rule.pk) if terms.rule else None,
+                "tier": TopUpTierSerializer(terms.tier).data if terms.tier else None,
+            }
         )

@@ -27,7 +27,9 @@ from .configuration import (
     create_top_up_rule,
     current_policy,
     rule_for,
+    top_up_terms,
 )
+from .expiry import expire_bonus
 from .ledger import InsufficientBalance, balance, lock_member_stored_value, money
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "balance",
     "change_own_pin",
     "change_top_up_rule",
+    "expire_bonus",
     "create_top_up_rule",
     "current_policy",
     "lock_member_stored_value",
@@ -57,5 +60,6 @@ __all__ = [
     "set_pin",
     "split_payment",
     "top_up",
+    "top_up_terms",
     "withdraw",
 ]

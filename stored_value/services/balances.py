@@ -16,30 +16,32 @@ parts are never negative, a full refund returns exactly what was paid, and nothi
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.access import ROLE_ADMIN, ROLE_MANAGER
 from loyalty.audit import record_audit
-from loyalty.clock import business_date, end_of_business_day
+from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput, NotFoundError, PermissionDeniedError
 from members.models import Member
 from members.services import ensure_member_active
 from points.services import AlreadyRecorded, idempotency
 from points.services.engagement import award_points_locked
+from stored_value.messages import notify_payment
 from stored_value.models import EntryKind, Payment, PaymentRefund, StoredValueLot, TopUp, Withdrawal
 from tiers.services import book_growth
 
-from .configuration import current_policy, rule_for
+from .configuration import current_policy, top_up_terms
 from .ledger import (
     InsufficientBalance,
     adjust_balances,
     append_entry,
     balance,
     debit,
+    event_data,
     give_back,
     lock_member,
     lock_stored_value_accounts,
@@ -164,15 +166,12 @@ def top_up(*, actor, member_id, amount_cents, payment_method, payment_ref, finge
         earlier = TopUp.objects.filter(payment_method=payment_method, payment_ref=payment_ref).first()
         if earlier is not None:
             raise AlreadyRecorded(top_up=str(earlier.pk))
-        rule = rule_for(at=now, store=store)
-        tier = rule.tier_for(amount_cents) if rule else None
-        bonus, points, growth = (tier["bonus"], tier.get("points", 0), tier.get("growth", 0)) if tier else (0, 0, 0)
+        terms = top_up_terms(amount_cents, at=now, store=store)
+        rule, bonus, points, growth = terms.rule, terms.bonus, terms.points, terms.growth
+        expires_at = terms.bonus_expires_at
         points_account, account = lock_member(member_id, tier=growth > 0, now=now)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)
-        expires_at = None
-        if bonus and rule.bonus_valid_days:
-            expires_at = end_of_business_day(business_date(now) + timedelta(days=rule.bonus_valid_days - 1))
         reference = f"{payment_method}:{payment_ref}"
         entry = append_entry(
             account,
@@ -230,6 +229,22 @@ def top_up(*, actor, member_id, amount_cents, payment_method, payment_ref, finge
             )
         tier_change = book_growth(member, value=growth, kind="top_up", reference=f"top-up:{record.pk}", at=now)
         save_account(account)
+        events.emit(
+            "stored_value.topped_up",
+            event_data(
+                account,
+                principal=amount_cents,
+                bonus=bonus,
+                reference=reference,
+                top_up=str(record.pk),
+                payment_method=payment_method,
+                payment_ref=payment_ref,
+                store=store.code if store else None,
+                bonus_points=points,
+                bonus_expires_at=iso(expires_at),
+            ),
+            member_id=member_id,
+        )
         result = {**top_up_representation(record, account), "tier_change": tier_change}
         idempotency.complete(claim, response=result)
     return Outcome(result)
@@ -380,6 +395,20 @@ def _pay_locked(account, *, policy, actor, member_id, source, order_no, amount_c
         created_at=now,
     )
     save_account(account)
+    events.emit(
+        "stored_value.paid",
+        event_data(
+            account,
+            principal=principal_used,
+            bonus=bonus_used,
+            reference=order_no,
+            order_no=order_no,
+            payment=str(payment.pk),
+            store=store.code if store else None,
+        ),
+        member_id=member_id,
+    )
+    notify_payment(payment, balance=account.total_cents)  # written now, sent after commit
     return payment_representation(payment, account)
 
 
@@ -433,6 +462,20 @@ def refund_payment(*, actor, payment_id, refund_no, amount_cents, fingerprint):
         payment.bonus_refunded += bonus
         payment.save(update_fields=["principal_refunded", "bonus_refunded"])
         save_account(account)
+        events.emit(
+            "stored_value.refunded",
+            event_data(
+                account,
+                principal=principal,
+                bonus=bonus,
+                reference=payment.order_no,
+                order_no=payment.order_no,
+                payment=str(payment.pk),
+                refund_no=refund_no,
+                bonus_expired=money(expired),
+            ),
+            member_id=member_id,
+        )
         result = {
             "id": str(refund.pk),
             "payment": str(payment.pk),
@@ -514,6 +557,19 @@ def withdraw(*, actor, role, scope, key, fingerprint, top_up_id, reason, amount_
             },
         )
         save_account(account)
+        events.emit(
+            "stored_value.withdrawn",
+            event_data(
+                account,
+                principal=amount,
+                bonus=forfeited,
+                reference=f"top-up:{record.pk}",
+                top_up=str(record.pk),
+                withdrawal=str(withdrawal.pk),
+                bonus_forfeited=money(forfeited),
+            ),
+            member_id=member_id,
+        )
         result = {
             "id": str(withdrawal.pk),
             "top_up": str(record.pk),

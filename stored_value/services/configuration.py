@@ -8,10 +8,14 @@ write, each in its own durable transaction, locking before checking, with one au
 - The policy (daily spending limit, PIN rules) is versions only, and only an admin adds one.
 """
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
 from loyalty.access import ROLE_ADMIN
+from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import NotFoundError, PermissionDeniedError
 from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
@@ -39,6 +43,34 @@ def rule_for(*, at, store=None):
     ]
     candidates.sort(key=lambda rule: (rule.store_id is not None, rule.valid_from, rule.pk), reverse=True)
     return candidates[0] if candidates else None
+
+
+@dataclass(frozen=True)
+class TopUpTerms:
+    """What a top-up of some amount gets: the rule and tier that apply (or None), its bonus money, bonus points and
+    growth value, and when the bonus money expires (None: never, or no bonus)."""
+
+    rule: TopUpRule | None
+    tier: dict | None
+    bonus: int
+    points: int
+    growth: int
+    bonus_expires_at: datetime | None
+
+
+def top_up_terms(amount_cents, *, at, store=None):
+    """The terms a top-up of `amount_cents` at `store` made at `at` gets (what top_up books, what the preview
+    shows): the highest tier of rule_for reached; the bonus valid on the top-up's business date and the
+    bonus_valid_days - 1 after it, to the end of that business day."""
+    rule = rule_for(at=at, store=store)
+    tier = rule.tier_for(amount_cents) if rule else None
+    if tier is None:
+        return TopUpTerms(rule, None, 0, 0, 0, None)
+    bonus = tier["bonus"]
+    expires_at = None
+    if bonus and rule.bonus_valid_days:
+        expires_at = end_of_business_day(business_date(at) + timedelta(days=rule.bonus_valid_days - 1))
+    return TopUpTerms(rule, tier, bonus, tier.get("points", 0), tier.get("growth", 0), expires_at)
 
 
 def current_policy(at=None):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db.models import F
 from django.utils import timezone
 
+from loyalty import events
 from loyalty.errors import DomainError
 from members.models import Member
 from members.services import MemberMerged
@@ -96,11 +97,23 @@ def lock_member(member_id, *, tier=False, now=None):
     return points_account, account
 
 
-def expire_due_bonus(account, *, now, actor="system:bonus_expiry"):
-    """Expire what is left of her lots' bonus whose validity ended at or before `now`: one expire_bonus entry
-    naming the lots by movements. The caller holds her locks and saves the account. Returns the cents expired."""
+BONUS_EXPIRY_ACTOR = "system:bonus_expiry"
+BONUS_EXPIRY_REASON = "bonus money past its validity"
+BONUS_EXPIRY_REFERENCE = "bonus-expiry"
+
+
+def expire_due_bonus(account, *, now, cutoff=None, actor=BONUS_EXPIRY_ACTOR):
+    """Expire what is left of her lots' bonus whose validity ended at or before `cutoff` (default `now`): one
+    expire_bonus entry naming the lots by movements, and its stored_value.bonus_expired event. The caller holds her
+    locks and saves the account. Returns the cents expired.
+
+    The nightly job (stored_value.services.expiry) writes the very same entry, movements and event set-based, for
+    the lots due by the end of its business date; whichever comes first expires a lot, the other finds nothing."""
+    cutoff = cutoff or now
     due = list(
-        StoredValueLot.objects.filter(member_id=account.member_id, bonus_remaining__gt=0, bonus_expires_at__lte=now)
+        StoredValueLot.objects.filter(
+            member_id=account.member_id, bonus_remaining__gt=0, bonus_expires_at__lte=cutoff
+        ).order_by("id")
     )
     expired = sum(lot.bonus_remaining for lot in due)
     if expired:
@@ -109,13 +122,44 @@ def expire_due_bonus(account, *, now, actor="system:bonus_expiry"):
             kind=EntryKind.EXPIRE_BONUS,
             actor=actor,
             bonus_delta=-expired,
-            reason="bonus money past its validity",
-            reference="bonus-expiry",
+            reason=BONUS_EXPIRY_REASON,
+            reference=BONUS_EXPIRY_REFERENCE,
             now=now,
         )
         apply_movements(entry, [Take(lot, bonus=lot.bonus_remaining) for lot in due], sign=-1)
         save_account(account)
+        emit_entry_event("stored_value.bonus_expired", entry)
     return expired
+
+
+def event_data(account, *, principal, bonus, reference, **extra):
+    """The data of a stored_value.* event: the member, what moved (`amount` = `principal` + `bonus`, unsigned
+    decimal strings: the event type says which way), the reference (payment reference, order_no, top-up) and the
+    balance after it (principal + bonus)."""
+    return {
+        "member": str(account.member_id),
+        "amount": money(principal + bonus),
+        "principal": money(principal),
+        "bonus": money(bonus),
+        "reference": reference,
+        "balance_after": money(account.total_cents),
+        **extra,
+    }
+
+
+def emit_entry_event(event_type, entry, **extra):
+    """Emit the event of one ledger entry (in the caller's transaction, after the change): its parts unsigned."""
+    data = {
+        "member": str(entry.member_id),
+        "amount": money(abs(entry.amount_cents)),
+        "principal": money(abs(entry.principal_delta)),
+        "bonus": money(abs(entry.bonus_delta)),
+        "reference": entry.reference,
+        "balance_after": money(entry.balance_after),
+        "entry": str(entry.pk),
+        **extra,
+    }
+    events.emit(event_type, data, member_id=entry.member_id)
 
 
 def save_account(account):
@@ -308,6 +352,7 @@ def give_back(
             now=now,
         )
         apply_movements(expiry, lapsed, sign=-1)
+        emit_entry_event("stored_value.bonus_expired", expiry)
     return entry, expired
 
 

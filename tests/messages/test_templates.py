@@ -21,6 +21,7 @@ KINDS = {
     "win_back",
     "campaign_launch",
     "redemption_confirmed",
+    "stored_value_paid",
 }
 
 

@@ -1,11 +1,14 @@
 """Real concurrency on PostgreSQL: threads with their own connections hit the stored-value API at the same moment."""
 
 from collections import Counter
+from datetime import date
 
 import pytest
+import time_machine
 
 from loyalty.credentials import create_api_client
-from stored_value.models import Payment, StoredValueAccount, TopUp, Withdrawal
+from stored_value.models import Payment, StoredValueAccount, StoredValueEntry, TopUp, Withdrawal
+from stored_value.services import expiry
 from tests.conftest import ALL_SCOPES, _client, staff_client
 from tests.factories import MemberFactory, StaffUserFactory
 from tests.points.test_concurrency import outcome, run_together
@@ -92,4 +95,34 @@ def test_a_payment_and_a_withdrawal_racing_never_overdraw(pos, store_a):
         assert pair in {(201, "withdrawal_exceeds_unspent"), ("insufficient_balance", 201)}
     assert Payment.objects.count() + Withdrawal.objects.count() == len(members)
     assert set(StoredValueAccount.objects.values_list("principal_cents", "bonus_cents")) == {(0, 0)}
+    assert_ledger_consistent()
+
+
+def test_the_bonus_expiry_job_racing_payments_and_itself_expires_each_bonus_once(pos, store_a):
+    """Ten members whose bonus ended with 1 March: ten payments (each first expires her bonus lazily) race two runs
+    of the nightly job. Each member ends with exactly one expire_bonus entry, whoever wrote it."""
+    rule([{"amount": 10_000, "bonus": 1_000}], bonus_valid_days=1)
+    members = MemberFactory.create_batch(10, home_store=store_a)
+    with time_machine.travel("2026-03-01 10:00 +08:00", tick=False):
+        for member in members:
+            top_up(member, 10_000)
+
+    def request(i):
+        if i >= len(members):
+            return expiry.expire_bonus(as_of=date(2026, 3, 1), chunk_size=3)
+        return pos().post(
+            "/api/v1/stored-value/payments/",
+            {"member": str(members[i].pk), "order_no": f"O{i}", "amount": "50.00"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"p{i}",
+        )
+
+    with time_machine.travel("2026-03-02 01:00 +08:00", tick=True):
+        results = run_together(len(members) + 2, request)
+
+    assert [response.status_code for response in results[: len(members)]] == [201] * len(members)
+    assert results[-1].members + results[-2].members <= len(members)
+    expired = StoredValueEntry.objects.filter(kind="expire_bonus").values_list("member_id", "bonus_delta")
+    assert sorted(expired) == sorted((member.pk, -1_000) for member in members)
+    assert set(StoredValueAccount.objects.values_list("principal_cents", "bonus_cents")) == {(5_000, 0)}
     assert_ledger_consistent()

@@ -410,6 +410,68 @@
     };
   }
 
+  // Stored value: a table of what is owed now by store and of what moved in the period (cents in the API). Its own
+  // container (data-table, not data-chart) settles here, whatever the answer: the part never throws.
+  function storedValueTable(answer) {
+    const cents = (value) => money.format(asNumber(value) / 100);
+    const element = document.getElementById("table-stored-value");
+    const liability = answer.liability || { by_store: [] };
+    const totals = answer.totals || {};
+    const table = document.createElement("table");
+    const addRow = (section, cells, header) => {
+      const tr = section.insertRow();
+      cells.forEach((text, index) => {
+        const cell = document.createElement(header || index === 0 ? "th" : "td");
+        if (header) cell.scope = "col";
+        else if (index === 0) cell.scope = "row";
+        cell.textContent = text;
+        tr.append(cell);
+      });
+    };
+    addRow(table.createTHead(), [t("sv_owed"), t("sv_principal"), t("sv_bonus"), t("sv_total")], true);
+    const body = table.createTBody();
+    for (const store of liability.by_store || []) {
+      addRow(body, [store.store || t("sv_no_store"), cents(store.principal_cents), cents(store.bonus_cents), cents(store.total_cents)]);
+    }
+    addRow(body, [t("sv_all_stores"), cents(liability.principal_cents), cents(liability.bonus_cents), cents(liability.total_cents)]);
+    const flows = document.createElement("table");
+    flows.style.marginTop = "8px";
+    const names = ["topped_up_cents", "bonus_given_cents", "paid", "refunded", "withdrawn_cents", "bonus_expired_cents"];
+    const labels = ["sv_topped_up", "sv_bonus_given", "sv_paid", "sv_refunded", "sv_withdrawn", "sv_bonus_expired"];
+    const value = (name) =>
+      name === "paid"
+        ? asNumber(totals.paid_principal_cents) + asNumber(totals.paid_bonus_cents)
+        : name === "refunded"
+          ? asNumber(totals.refunded_principal_cents) + asNumber(totals.refunded_bonus_cents)
+          : asNumber(totals[name]);
+    addRow(flows.createTHead(), [t("sv_period"), ...labels.map((label) => t(label))], true);
+    addRow(flows.createTBody(), [t("sv_all_stores"), ...names.map((name) => cents(value(name)))]);
+    const shown = [liability.total_cents, ...names.map(value)].filter((figure) => asNumber(figure) !== 0).length;
+    element.replaceChildren(table, flows);
+    element.dataset.state = shown ? "ready" : "empty";
+    element.dataset.rendered = shown + " points";
+  }
+
+  async function storedValuePart(period) {
+    const element = document.getElementById("table-stored-value");
+    if (!element || !config.endpoints.stored_value) return () => {};
+    element.dataset.state = "loading";
+    try {
+      const answer = await report("stored_value", { from: period.from, to: period.to });
+      return () => storedValueTable(answer);
+    } catch (error) {
+      return () => {
+        console.error(error);
+        const note = document.createElement("p");
+        note.className = "dashboard-message";
+        note.textContent = error.status ? t("unavailable", { status: error.status }) : t("failed");
+        element.replaceChildren(note);
+        element.dataset.state = "error";
+        element.dataset.rendered = "0 points";
+      };
+    }
+  }
+
   // --- loading a period -------------------------------------------------------------------------------------------
 
   let currentPeriod = periodFor(config.period || config.default_period);
@@ -421,6 +483,7 @@
     { load: repurchasePart, charts: [], kpis: ["repurchase_rate"] },
     { load: segmentMovesPart, charts: ["segment-moves"], kpis: [] },
     { load: retentionPart, charts: ["retention"], kpis: [] },
+    { load: storedValuePart, charts: [], kpis: [] },
   ];
 
   function showRange(period) {
@@ -436,6 +499,7 @@
       members: { from: period.from, to: period.to },
       segment_moves: { from: period.from, to: period.to },
       retention: {},
+      stored_value: { from: period.from, to: period.to },
     };
     for (const link of root.querySelectorAll("[data-csv-for]")) {
       link.href = reportUrl(link.dataset.csvFor, params[link.dataset.csvFor], "csv").toString();

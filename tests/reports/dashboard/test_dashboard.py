@@ -55,7 +55,10 @@ def test_marketers_and_admins_open_the_dashboard(logged_in, role):
         "segment_moves": "/api/v1/reports/segment-moves/",
         "repurchase": "/api/v1/reports/repurchase/",
         "retention": "/api/v1/reports/retention/",
+        "stored_value": "/api/v1/reports/stored-value/",
     }
+    assert 'id="table-stored-value" data-table="stored-value"' in response.text
+    assert 'data-csv-for="stored_value"' in response.text
     assert config["yesterday"] == yesterday().isoformat()
     assert (config["periods"], config["period"], config["rfm_as_of"]) == ([7, 30, 90], 30, None)
     assert config["tiers"] == [

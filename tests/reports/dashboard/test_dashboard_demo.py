@@ -92,7 +92,15 @@ def assert_every_chart_drew_data(page):
 
 
 def test_a_marketer_sees_every_chart_of_the_demo_data(report_endpoints, page, demo):
-    assert set(REPORTS) == {"points", "liability", "members", "segment_moves", "repurchase", "retention"}
+    assert set(REPORTS) == {
+        "points",
+        "liability",
+        "members",
+        "segment_moves",
+        "repurchase",
+        "retention",
+        "stored_value",
+    }
 
     page.log_in("marketer")
     page.open("/admin/")
