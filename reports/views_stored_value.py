@@ -1,11 +1,11 @@
-"""The stored-value report: JSON, or CSV streamed with ?format=csv. The figures come from reports.stored_value; the
+"""The stored-value report: JSON, or CSV streamed with ?format=csv. The figures come from reports.stored_value_flows; the
 view's docstring, which is also its OpenAPI description, says how they are computed."""
 
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from loyalty.api import csv_response
-from reports import stored_value
+from reports import stored_value_flows as stored_value
 from reports.views import ReportView
 from reports.views_core import ERRORS, FORMAT, RANGE, STORE, date_range, documented, store_id
 
