@@ -17,7 +17,7 @@ from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.views import defaults as django_defaults
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, parsers, permissions, renderers, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -453,7 +453,16 @@ def handler500(request):
 # --- Schema ---------------------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "format": "decimal"}]})
+class _PointsOrMoneyField(serializers.Field):
+    """insufficient_points counts points (an integer); insufficient_balance counts money (a decimal string)."""
+
+
 class ErrorSerializer(serializers.Serializer):
+    """The error shape of API.md. `code` and `detail` are always there; the other fields belong to the codes named
+    in their descriptions. The schema closes the object (additionalProperties false), so a new field that an error
+    carries must be declared here first: the API tests check every error body against it."""
+
     code = serializers.CharField(help_text="machine code, e.g. invalid, not_found, insufficient_points")
     detail = serializers.CharField(help_text="a sentence for people")
     errors = serializers.DictField(
@@ -461,6 +470,20 @@ class ErrorSerializer(serializers.Serializer):
         required=False,
         help_text="validation errors by field (400 invalid only)",
     )
+    id = serializers.CharField(required=False, help_text="member_exists: the existing member's id")
+    member_no = serializers.CharField(required=False, help_text="member_exists: the existing member's number")
+    available = _PointsOrMoneyField(
+        required=False, help_text="insufficient_points: points available; insufficient_balance: money available"
+    )
+    required = _PointsOrMoneyField(
+        required=False, help_text="insufficient_points: points asked for; insufficient_balance: money asked for"
+    )
+    redeemed = serializers.IntegerField(required=False, help_text="limit_reached: redemptions so far")
+    limit = serializers.IntegerField(required=False, help_text="limit_reached: the reward's per-member limit")
+    version = serializers.CharField(required=False, help_text="overlapping_version: the version in the way")
+    top_up = serializers.CharField(required=False, help_text="already_recorded: the top-up recorded earlier")
+    refund = serializers.CharField(required=False, help_text="already_recorded: the refund recorded earlier")
+    reason = serializers.CharField(required=False, help_text="coupon_not_applicable: why the coupon does not apply")
 
 
 def document_unavailable(result, generator, request, public):
@@ -479,6 +502,61 @@ def document_unavailable(result, generator, request, public):
                         "content": {"application/json": {"schema": error}},
                     },
                 )
+    return result
+
+
+# The answers any operation may give, declared on every operation that does not declare its own (see
+# document_common_errors): who may call it decides 401 and 403, a path id 404, a body 400, 413 and 415, a query
+# 400.
+_COMMON_ERRORS = {
+    "400": "`invalid`: the input is wrong (see `errors`); nothing was written.",
+    "401": "`not_authenticated`: no credentials, or credentials that are wrong or expired.",
+    "403": "`permission_denied`: the caller's role, scope or stores do not allow this.",
+    "404": "`not_found`: no such object, or one the caller's stores do not reach.",
+    "413": "`request_too_large`: the body is larger than the server accepts; nothing was read.",
+    "415": "`unsupported_media_type`: send the body as application/json (or a form where one is documented).",
+    "429": "`throttled`: too many requests; retry after the given seconds.",
+}
+
+
+# An operation whose body is required although no single field of it is (a phone or an external_id, say) marks
+# itself with extend_schema(extensions={BODY_REQUIRED: True}); document_common_errors turns the mark into
+# requestBody.required.
+BODY_REQUIRED = "x-body-required"
+
+
+def document_common_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: declare the error answers the shared plumbing gives on every operation
+    (authentication, permissions, a path id that matches nothing, invalid input, throttling), in the error shape,
+    so a generated client knows them; and close the Error object so that undeclared fields cannot creep in."""
+    error = {"$ref": "#/components/schemas/Error"}
+    schemas = result.get("components", {}).get("schemas", {})
+    if "Error" in schemas:
+        schemas["Error"]["additionalProperties"] = False
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            if operation.pop(BODY_REQUIRED, False) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            responses = operation.setdefault("responses", {})
+            statuses = ["401", "403", "429"]
+            if "{" in path:
+                statuses.append("404")
+            if operation.get("requestBody"):
+                statuses += ["400", "413", "415"]
+            elif any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                statuses.append("400")
+            for status in statuses:
+                responses.setdefault(
+                    status,
+                    {"description": _COMMON_ERRORS[status], "content": {"application/json": {"schema": error}}},
+                )
+            if "429" in responses:
+                responses["429"].setdefault(
+                    "headers", {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+                )
+            operation["responses"] = dict(sorted(responses.items()))
     return result
 
 

@@ -292,10 +292,12 @@ SPECTACULAR_SETTINGS = {
         "StoredOrLiveSourceEnum": ["stored", "live"],  # behaviour reports: a stored result or computed now
         "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
         "StoredValueEntryKindEnum": "stored_value.models.EntryKind",
+        "RewardKindEnum": "points.models.RewardKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "loyalty.api.document_unavailable",
+        "loyalty.api.document_common_errors",
     ],
 }
 

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
-from loyalty.api import ID_PATTERN, IsMember, error_responses
+from loyalty.api import BODY_REQUIRED, ID_PATTERN, IsMember, error_responses
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.messaging import mark_read
 from loyalty.models import Message, MessageChannel, MessageStatus
@@ -92,6 +92,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(
         request=MemberRegistrationSerializer,
         responses={201: MemberSerializer, **error_responses({400: "invalid", 409: "member_exists"})},
+        extensions={BODY_REQUIRED: True},  # every field is optional alone, but a phone or an external_id must come
     )
     def create(self, request):
         payload = MemberRegistrationSerializer(data=request.data)
