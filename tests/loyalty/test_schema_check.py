@@ -8,7 +8,9 @@ from tests.schema_check import SchemaMismatch, check_response
 
 
 def test_a_declared_answer_passes(db):
-    check_response("GET", "/api/v1/members/123/", JsonResponse({"code": "not_found", "detail": "Not found."}, status=404))
+    check_response(
+        "GET", "/api/v1/members/123/", JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+    )
 
 
 def test_an_undeclared_status_fails(db):
