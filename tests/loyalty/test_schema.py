@@ -131,3 +131,17 @@ def test_the_served_schema_does_not_change_with_the_callers_language(client, db)
     assert chinese_browser == english
     asked_for_chinese = client.get("/api/schema/", {"format": "json", "lang": "zh-hans"}).content
     assert asked_for_chinese != english  # the texts that are translated, on purpose
+
+
+def test_the_docs_page_works_without_internet(client, db):
+    from django.contrib.staticfiles import finders
+
+    page = client.get("/api/docs/").content.decode()
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js") is not None
+
+
+def test_the_admin_has_no_view_site_link_to_a_missing_site(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert "/admin/" in page and "View site" not in page and "查看站点" not in page
