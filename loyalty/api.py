@@ -470,8 +470,14 @@ class ErrorSerializer(serializers.Serializer):
         required=False,
         help_text="validation errors by field (400 invalid only)",
     )
+    # The fields below belong to the codes their help texts name (every DomainError's extra fields; a test in
+    # tests/loyalty/test_schema.py finds them in the code and fails when one is missing here).
     id = serializers.CharField(required=False, help_text="member_exists: the existing member's id")
     member_no = serializers.CharField(required=False, help_text="member_exists: the existing member's number")
+    member = serializers.CharField(required=False, help_text="member_merged, member_frozen, member_anonymised")
+    merged_into = serializers.CharField(
+        required=False, allow_null=True, help_text="member_merged, already_merged: the member she was merged into"
+    )
     available = _PointsOrMoneyField(
         required=False, help_text="insufficient_points: points available; insufficient_balance: money available"
     )
@@ -479,10 +485,53 @@ class ErrorSerializer(serializers.Serializer):
         required=False, help_text="insufficient_points: points asked for; insufficient_balance: money asked for"
     )
     redeemed = serializers.IntegerField(required=False, help_text="limit_reached: redemptions so far")
-    limit = serializers.IntegerField(required=False, help_text="limit_reached: the reward's per-member limit")
-    version = serializers.CharField(required=False, help_text="overlapping_version: the version in the way")
-    top_up = serializers.CharField(required=False, help_text="already_recorded: the top-up recorded earlier")
+    limit = serializers.IntegerField(
+        required=False,
+        help_text="limit_reached: the reward's per-member limit; adjustment_limit, approval_limit: the most points "
+        "one adjustment may move; transfer_limit: points a day",
+    )
+    per = serializers.ChoiceField(
+        choices=["actor", "member"], required=False, help_text="adjustment_limit: whose daily total is spent"
+    )
+    daily_total = serializers.IntegerField(required=False, help_text="adjustment_limit: points a day")
+    adjusted_today = serializers.IntegerField(required=False, help_text="adjustment_limit: points adjusted today")
+    left = _PointsOrMoneyField(
+        required=False, help_text="adjustment_limit: points left today; daily_limit: money left today"
+    )
+    sent_today = serializers.IntegerField(required=False, help_text="transfer_limit: points sent today")
+    daily_limit = serializers.CharField(required=False, help_text="daily_limit: money a day (decimal string)")
+    spent_today = serializers.CharField(required=False, help_text="daily_limit: money spent today (decimal string)")
+    max_points = serializers.IntegerField(required=False, help_text="deduction_limit: the most points this order takes")
+    refundable = serializers.CharField(
+        required=False, help_text="refund_exceeds_purchase, refund_exceeds_payment: what is left to refund"
+    )
+    unspent = serializers.CharField(required=False, help_text="withdrawal_exceeds_unspent: unspent principal")
+    purchase = serializers.CharField(required=False, help_text="already_recorded: the purchase recorded earlier")
     refund = serializers.CharField(required=False, help_text="already_recorded: the refund recorded earlier")
+    top_up = serializers.CharField(required=False, help_text="already_recorded: the top-up recorded earlier")
+    payment = serializers.CharField(required=False, help_text="already_paid: the payment recorded earlier")
+    version = serializers.CharField(required=False, help_text="overlapping_version: the version in the way")
+    replaced_by = serializers.CharField(required=False, help_text="version_replaced: the version that replaced it")
+    request_status = serializers.CharField(required=False, help_text="already_decided: the request's status")
+    tier = serializers.CharField(required=False, allow_null=True, help_text="not_eligible: the member's tier")
+    eligible = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="not_eligible: the tiers the reward is for"
+    )
+    households = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="household_conflict: the two households"
+    )
+    latest_as_of = serializers.DateField(required=False, help_text="business_date_not_ended: the latest date allowed")
+    attempts_left = serializers.IntegerField(required=False, help_text="pin_invalid: wrong PINs left before the lock")
+    locked = serializers.BooleanField(required=False, help_text="pin_invalid: the PIN is locked")
+    has_pin = serializers.BooleanField(required=False, help_text="pin_required, pin_invalid: false when she has none")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["fields"] = serializers.ListField(  # a Serializer's own attribute name: added here
+            child=serializers.CharField(), required=False, help_text="campaign_running: terms that cannot change now"
+        )
+        return fields
+
     reason = serializers.CharField(required=False, help_text="coupon_not_applicable: why the coupon does not apply")
 
 

@@ -145,3 +145,40 @@ def test_the_docs_page_works_without_internet(client, db):
 def test_the_admin_has_no_view_site_link_to_a_missing_site(admin_client):
     page = admin_client.get("/admin/").content.decode()
     assert "/admin/" in page and "View site" not in page and "查看站点" not in page
+
+
+def _domain_error_names():
+    from loyalty.errors import DomainError
+
+    names, todo = set(), [DomainError]
+    while todo:
+        klass = todo.pop()
+        names.add(klass.__name__)
+        todo.extend(klass.__subclasses__())
+    return names
+
+
+def test_every_field_an_error_carries_is_declared_in_the_error_shape(tmp_path, db):
+    """The Error component is closed (additionalProperties false): each keyword a DomainError is made with in the
+    project's code (besides code, status, detail, errors and retry_after, which goes in a header) must be one of
+    its properties, or clients meet fields their types do not have."""
+    import ast
+    from pathlib import Path
+
+    from django.conf import settings
+
+    errors = _domain_error_names()
+    carried = {}
+    for source in Path(settings.BASE_DIR).glob("*/**/*.py"):
+        if {".venv", "tests", "migrations", "bench"} & set(source.parts):
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in errors:
+                for keyword in node.keywords:
+                    if keyword.arg not in {None, "code", "status", "detail", "errors", "retry_after"}:
+                        carried.setdefault(keyword.arg, f"{source.relative_to(settings.BASE_DIR)}:{node.lineno}")
+    assert "available" in carried and "merged_into" in carried  # the scan finds them
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--file", str(target))
+    declared = set(yaml.safe_load(target.read_text())["components"]["schemas"]["Error"]["properties"])
+    assert {field: where for field, where in carried.items() if field not in declared} == {}
