@@ -84,7 +84,7 @@ browser:
 
 run: install
 	ENVIRONMENT=development $(BIN)/python manage.py migrate --noinput
-	ENVIRONMENT=development $(BIN)/python manage.py load_demo_data
+	ENVIRONMENT=development $(BIN)/python manage.py load_demo_data --site http://$(HOST):$(PORT)
 	ENVIRONMENT=development $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install-dev

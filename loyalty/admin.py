@@ -579,3 +579,5 @@ def guarded_admin_login(request, extra_context=None):
 
 admin.site.login_form = StaffAdminLoginForm
 admin.site.login = guarded_admin_login  # the site's urls are built later (loyalty/urls.py), with this view
+# There is no public web site to go back to: without this the admin's "View site" link leads to a 404.
+admin.site.site_url = None

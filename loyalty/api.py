@@ -17,7 +17,7 @@ from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.views import defaults as django_defaults
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, parsers, permissions, renderers, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -453,7 +453,16 @@ def handler500(request):
 # --- Schema ---------------------------------------------------------------------------------------------------
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "format": "decimal"}]})
+class _PointsOrMoneyField(serializers.Field):
+    """insufficient_points counts points (an integer); insufficient_balance counts money (a decimal string)."""
+
+
 class ErrorSerializer(serializers.Serializer):
+    """The error shape of API.md. `code` and `detail` are always there; the other fields belong to the codes named
+    in their descriptions. The schema closes the object (additionalProperties false), so a new field that an error
+    carries must be declared here first: the API tests check every error body against it."""
+
     code = serializers.CharField(help_text="machine code, e.g. invalid, not_found, insufficient_points")
     detail = serializers.CharField(help_text="a sentence for people")
     errors = serializers.DictField(
@@ -461,6 +470,69 @@ class ErrorSerializer(serializers.Serializer):
         required=False,
         help_text="validation errors by field (400 invalid only)",
     )
+    # The fields below belong to the codes their help texts name (every DomainError's extra fields; a test in
+    # tests/loyalty/test_schema.py finds them in the code and fails when one is missing here).
+    id = serializers.CharField(required=False, help_text="member_exists: the existing member's id")
+    member_no = serializers.CharField(required=False, help_text="member_exists: the existing member's number")
+    member = serializers.CharField(required=False, help_text="member_merged, member_frozen, member_anonymised")
+    merged_into = serializers.CharField(
+        required=False, allow_null=True, help_text="member_merged, already_merged: the member she was merged into"
+    )
+    available = _PointsOrMoneyField(
+        required=False, help_text="insufficient_points: points available; insufficient_balance: money available"
+    )
+    required = _PointsOrMoneyField(
+        required=False, help_text="insufficient_points: points asked for; insufficient_balance: money asked for"
+    )
+    redeemed = serializers.IntegerField(required=False, help_text="limit_reached: redemptions so far")
+    limit = serializers.IntegerField(
+        required=False,
+        help_text="limit_reached: the reward's per-member limit; adjustment_limit, approval_limit: the most points "
+        "one adjustment may move; transfer_limit: points a day",
+    )
+    per = serializers.ChoiceField(
+        choices=["actor", "member"], required=False, help_text="adjustment_limit: whose daily total is spent"
+    )
+    daily_total = serializers.IntegerField(required=False, help_text="adjustment_limit: points a day")
+    adjusted_today = serializers.IntegerField(required=False, help_text="adjustment_limit: points adjusted today")
+    left = _PointsOrMoneyField(
+        required=False, help_text="adjustment_limit: points left today; daily_limit: money left today"
+    )
+    sent_today = serializers.IntegerField(required=False, help_text="transfer_limit: points sent today")
+    daily_limit = serializers.CharField(required=False, help_text="daily_limit: money a day (decimal string)")
+    spent_today = serializers.CharField(required=False, help_text="daily_limit: money spent today (decimal string)")
+    max_points = serializers.IntegerField(required=False, help_text="deduction_limit: the most points this order takes")
+    refundable = serializers.CharField(
+        required=False, help_text="refund_exceeds_purchase, refund_exceeds_payment: what is left to refund"
+    )
+    unspent = serializers.CharField(required=False, help_text="withdrawal_exceeds_unspent: unspent principal")
+    purchase = serializers.CharField(required=False, help_text="already_recorded: the purchase recorded earlier")
+    refund = serializers.CharField(required=False, help_text="already_recorded: the refund recorded earlier")
+    top_up = serializers.CharField(required=False, help_text="already_recorded: the top-up recorded earlier")
+    payment = serializers.CharField(required=False, help_text="already_paid: the payment recorded earlier")
+    version = serializers.CharField(required=False, help_text="overlapping_version: the version in the way")
+    replaced_by = serializers.CharField(required=False, help_text="version_replaced: the version that replaced it")
+    request_status = serializers.CharField(required=False, help_text="already_decided: the request's status")
+    tier = serializers.CharField(required=False, allow_null=True, help_text="not_eligible: the member's tier")
+    eligible = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="not_eligible: the tiers the reward is for"
+    )
+    households = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="household_conflict: the two households"
+    )
+    latest_as_of = serializers.DateField(required=False, help_text="business_date_not_ended: the latest date allowed")
+    attempts_left = serializers.IntegerField(required=False, help_text="pin_invalid: wrong PINs left before the lock")
+    locked = serializers.BooleanField(required=False, help_text="pin_invalid: the PIN is locked")
+    has_pin = serializers.BooleanField(required=False, help_text="pin_required, pin_invalid: false when she has none")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["fields"] = serializers.ListField(  # a Serializer's own attribute name: added here
+            child=serializers.CharField(), required=False, help_text="campaign_running: terms that cannot change now"
+        )
+        return fields
+
+    reason = serializers.CharField(required=False, help_text="coupon_not_applicable: why the coupon does not apply")
 
 
 def document_unavailable(result, generator, request, public):
@@ -479,6 +551,61 @@ def document_unavailable(result, generator, request, public):
                         "content": {"application/json": {"schema": error}},
                     },
                 )
+    return result
+
+
+# The answers any operation may give, declared on every operation that does not declare its own (see
+# document_common_errors): who may call it decides 401 and 403, a path id 404, a body 400, 413 and 415, a query
+# 400.
+_COMMON_ERRORS = {
+    "400": "`invalid`: the input is wrong (see `errors`); nothing was written.",
+    "401": "`not_authenticated`: no credentials, or credentials that are wrong or expired.",
+    "403": "`permission_denied`: the caller's role, scope or stores do not allow this.",
+    "404": "`not_found`: no such object, or one the caller's stores do not reach.",
+    "413": "`request_too_large`: the body is larger than the server accepts; nothing was read.",
+    "415": "`unsupported_media_type`: send the body as application/json (or a form where one is documented).",
+    "429": "`throttled`: too many requests; retry after the given seconds.",
+}
+
+
+# An operation whose body is required although no single field of it is (a phone or an external_id, say) marks
+# itself with extend_schema(extensions={BODY_REQUIRED: True}); document_common_errors turns the mark into
+# requestBody.required.
+BODY_REQUIRED = "x-body-required"
+
+
+def document_common_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: declare the error answers the shared plumbing gives on every operation
+    (authentication, permissions, a path id that matches nothing, invalid input, throttling), in the error shape,
+    so a generated client knows them; and close the Error object so that undeclared fields cannot creep in."""
+    error = {"$ref": "#/components/schemas/Error"}
+    schemas = result.get("components", {}).get("schemas", {})
+    if "Error" in schemas:
+        schemas["Error"]["additionalProperties"] = False
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            if operation.pop(BODY_REQUIRED, False) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            responses = operation.setdefault("responses", {})
+            statuses = ["401", "403", "429"]
+            if "{" in path:
+                statuses.append("404")
+            if operation.get("requestBody"):
+                statuses += ["400", "413", "415"]
+            elif any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                statuses.append("400")
+            for status in statuses:
+                responses.setdefault(
+                    status,
+                    {"description": _COMMON_ERRORS[status], "content": {"application/json": {"schema": error}}},
+                )
+            if "429" in responses:
+                responses["429"].setdefault(
+                    "headers", {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+                )
+            operation["responses"] = dict(sorted(responses.items()))
     return result
 
 

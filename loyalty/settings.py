@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served by the project: /api/docs/ works without internet
     "django_celery_beat",
     "loyalty",
     "members",
@@ -286,16 +287,23 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # /api/docs/ takes Swagger UI from the project's static files (drf-spectacular-sidecar), not from a CDN: a shop's
+    # intranet has no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Choice sets that share a field name get their own component names (else "SourceCf5Enum" and a warning).
     "ENUM_NAME_OVERRIDES": {
         "StoredOrLiveSourceEnum": ["stored", "live"],  # behaviour reports: a stored result or computed now
         "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
         "StoredValueEntryKindEnum": "stored_value.models.EntryKind",
+        "RewardKindEnum": "points.models.RewardKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "loyalty.api.document_unavailable",
+        "loyalty.api.document_common_errors",
     ],
 }
 

@@ -1,6 +1,8 @@
 """HTTP for the platform: staff login (bearer tokens), the nightly job runs, and webhook subscriptions."""
 
+from django.utils import translation
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -22,6 +24,18 @@ from loyalty.serializers import (
     WebhookDeliverySerializer,
     WebhookSubscriptionSerializer,
 )
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema, in English whatever the caller's Accept-Language or session language: generated clients
+    and schema diffs must not change with who fetched it. `?lang=zh-hans` asks for the Chinese texts on purpose."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("lang"):
+            return super().get(request, *args, **kwargs)
+        with translation.override("en"):
+            return super().get(request, *args, **kwargs)
 
 
 class StaffTokenView(APIView):

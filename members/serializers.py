@@ -79,7 +79,10 @@ class MemberSerializer(serializers.ModelSerializer):
     (members.extensions); each is its empty value until that app is installed and has data."""
 
     id = serializers.CharField(read_only=True)
-    store = serializers.SlugRelatedField(source="home_store", slug_field="code", read_only=True)
+    store = serializers.SlugRelatedField(
+        source="home_store", slug_field="code", read_only=True, allow_null=True, help_text="home store, or null"
+    )
+    email = serializers.CharField(read_only=True, help_text='an email address, or "" when she gave none')
     referrer = serializers.CharField(source="referrer_id", read_only=True, allow_null=True)
     merged_into = serializers.CharField(
         source="merged_into_id",

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
-from loyalty.api import ID_PATTERN, IsMember, error_responses
+from loyalty.api import BODY_REQUIRED, ID_PATTERN, IsMember, error_responses
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.messaging import mark_read
 from loyalty.models import Message, MessageChannel, MessageStatus
@@ -92,6 +92,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     @extend_schema(
         request=MemberRegistrationSerializer,
         responses={201: MemberSerializer, **error_responses({400: "invalid", 409: "member_exists"})},
+        extensions={BODY_REQUIRED: True},  # every field is optional alone, but a phone or an external_id must come
     )
     def create(self, request):
         payload = MemberRegistrationSerializer(data=request.data)
@@ -131,7 +132,11 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(
         request=MemberTagInputSerializer,
-        responses={201: MemberSerializer, 200: MemberSerializer, **error_responses({400: "invalid", 404: "not_found"})},
+        responses={
+            201: MemberSerializer,
+            200: MemberSerializer,
+            **error_responses({400: "invalid", 404: "not_found", 409: "member_merged / member_anonymised"}),
+        },
         description="Tag a member by hand: 201 when added, 200 when she already had the tag.",
     )
     @action(detail=True, methods=["post"], url_path="tags")
@@ -201,14 +206,17 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     @extend_schema(
         request=MemberStatusChangeSerializer,
-        responses={200: MemberSerializer},
+        responses={200: MemberSerializer, **error_responses({409: "member_merged / member_anonymised"})},
         description="Freeze a member (admin): she earns nothing and cannot redeem until unfrozen.",
     )
     @action(detail=True, methods=["post"])
     def freeze(self, request, pk=None):
         return self._status_change(request, services.freeze_member)
 
-    @extend_schema(request=MemberStatusChangeSerializer, responses={200: MemberSerializer})
+    @extend_schema(
+        request=MemberStatusChangeSerializer,
+        responses={200: MemberSerializer, **error_responses({409: "member_merged / member_anonymised"})},
+    )
     @action(detail=True, methods=["post"])
     def unfreeze(self, request, pk=None):
         return self._status_change(request, services.unfreeze_member)

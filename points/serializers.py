@@ -9,7 +9,8 @@ from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from members.models import PurchaseChannel, Store
-from points.models import AdjustmentRequestStatus, EarningRule, EntryKind, LedgerEntry, Reward
+from members.serializers import TierChangeBriefSerializer
+from points.models import AdjustmentRequestStatus, EarningRule, EntryKind, LedgerEntry, Reward, RewardKind
 
 MAX_POINTS = 10**9
 MAX_AMOUNT = Decimal("9999999999.99")
@@ -114,11 +115,26 @@ class PurchaseInputSerializer(serializers.Serializer):
     points_used = StrictIntegerField(min_value=0, max_value=MAX_POINTS, required=False, default=0)
 
 
+class BreakdownLineSerializer(serializers.Serializer):
+    """One line of how an award was made up (API.md: a purchase's points.breakdown[])."""
+
+    source = serializers.CharField(
+        help_text="the rule: base, streak, daily_cap, tier:<code>, tier:<code>:birthday, campaign:<id>"
+    )
+    points = serializers.IntegerField(help_text="negative on the daily_cap line")
+    campaign_name = serializers.CharField(required=False, help_text="campaign lines only")
+
+
 class PurchasePointsSerializer(serializers.Serializer):
     awarded = serializers.IntegerField()
     status = serializers.ChoiceField(choices=["pending", "available", "none"])
     available_at = serializers.DateTimeField(allow_null=True)
-    breakdown = serializers.ListField(child=serializers.DictField())
+    breakdown = BreakdownLineSerializer(many=True)
+
+
+class PointsUsedSerializer(serializers.Serializer):
+    points = serializers.IntegerField(help_text="points spent as cash on the order")
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="the money they paid")
 
 
 class PurchaseResultSerializer(serializers.Serializer):
@@ -127,9 +143,9 @@ class PurchaseResultSerializer(serializers.Serializer):
     member = serializers.CharField()
     amount = serializers.CharField()
     points = PurchasePointsSerializer()
-    points_used = serializers.DictField(allow_null=True)
+    points_used = PointsUsedSerializer(allow_null=True, help_text="null when no points paid for the order")
     growth_awarded = serializers.IntegerField()
-    tier_change = serializers.DictField(allow_null=True)
+    tier_change = TierChangeBriefSerializer(allow_null=True, help_text="the upgrade this purchase caused, or null")
 
 
 class PurchasePreviewSerializer(serializers.Serializer):
@@ -168,13 +184,18 @@ class EventInputSerializer(serializers.Serializer):
     payload = PayloadField(required=False, default=dict)
 
 
+class EventPointsSerializer(serializers.Serializer):
+    awarded = serializers.IntegerField()
+    breakdown = BreakdownLineSerializer(many=True)
+
+
 class EventResultSerializer(serializers.Serializer):
     id = serializers.CharField()
     type = serializers.CharField()
-    points = serializers.DictField()
+    points = EventPointsSerializer()
     growth_awarded = serializers.IntegerField()
     capped = serializers.BooleanField()
-    tier_change = serializers.DictField(allow_null=True)
+    tier_change = TierChangeBriefSerializer(allow_null=True, help_text="the upgrade this event caused, or null")
 
 
 class SignInInputSerializer(serializers.Serializer):
@@ -359,13 +380,20 @@ class MyRedemptionInputSerializer(serializers.Serializer):
     quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
 
 
+class RedemptionRewardSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=RewardKind.choices)
+
+
 class RedemptionResultSerializer(serializers.Serializer):
     id = serializers.CharField()
     status = serializers.CharField()
     points_spent = serializers.IntegerField()
     quantity = serializers.IntegerField()
     code = serializers.CharField(allow_null=True)
-    reward = serializers.DictField()
+    reward = RedemptionRewardSerializer()
     created_at = serializers.DateTimeField()
     cancelled_at = serializers.DateTimeField(allow_null=True)
     balance = serializers.IntegerField(required=False)

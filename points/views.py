@@ -140,6 +140,7 @@ class PurchaseViewSet(viewsets.GenericViewSet):
             **error_responses(
                 {
                     400: "invalid",
+                    404: "not_found (points_used for a member of another store without her member_no)",
                     409: "idempotency_conflict / member_frozen / "
                     "insufficient_points / deduction_limit / "
                     "already_recorded",

@@ -6,6 +6,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from members.models import Store
+from members.serializers import TierChangeBriefSerializer
 from points.serializers import IdField, member_no_field
 from stored_value.models import EntryKind, PaymentMethod, TopUpRule
 from stored_value.services.ledger import cents, money
@@ -100,7 +101,7 @@ class StoredValueTopUpResultSerializer(serializers.Serializer):
     rule = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     balance = StoredValueAccountSerializer()
-    tier_change = serializers.DictField(allow_null=True)
+    tier_change = TierChangeBriefSerializer(allow_null=True, help_text="the upgrade the top-up's bonus growth caused")
 
 
 class StoredValuePaymentInputSerializer(serializers.Serializer):

@@ -76,6 +76,27 @@ def _tasks_back_in_process():
 
 
 @pytest.fixture(autouse=True)
+def _responses_match_the_schema(request, monkeypatch):
+    """Every response of /api/v1/ that a test receives through Django's test client must be one the published
+    OpenAPI schema declares, status and body (tests/schema_check.py). Tests of deliberately undeclared answers
+    (an unexpected server error) are marked schema_unchecked."""
+    if request.node.get_closest_marker("schema_unchecked"):
+        return
+    from django.test.client import Client
+
+    from tests.schema_check import check_response
+
+    original = Client.request
+
+    def checked(self, **environ):
+        response = original(self, **environ)
+        check_response(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""), response)
+        return response
+
+    monkeypatch.setattr(Client, "request", checked)
+
+
+@pytest.fixture(autouse=True)
 def _isolate(settings):
     from loyalty.config_cache import clear_all
 

@@ -62,6 +62,14 @@ def test_load_demo_data_is_idempotent_and_its_login_works(client, db, without_de
     assert client.get("/admin/members/member/").status_code == 200
 
 
+def test_load_demo_data_prints_the_address_it_is_given(db, without_demo_history):
+    out = StringIO()
+    call_command("load_demo_data", "--site", "http://127.0.0.1:8123/", stdout=out)
+    assert "Logins for http://127.0.0.1:8123/admin/ (password set anew on every run):" in out.getvalue()
+    assert "The dashboard (admin and marketer): http://127.0.0.1:8123/admin/reports/dashboard/" in out.getvalue()
+    assert "8000" not in out.getvalue()
+
+
 def test_load_demo_data_refuses_production(settings, db):
     settings.PRODUCTION = True
     with pytest.raises(CommandError, match="production"):

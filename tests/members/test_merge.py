@@ -670,7 +670,7 @@ def test_imported_purchases_by_the_duplicates_phone_land_on_the_survivor(tmp_pat
 def test_schema_documents_the_merge(admin_api):
     schema = admin_api.get("/api/schema/", {"format": "json"}).json()
     operation = schema["paths"]["/api/v1/members/{id}/merge/"]["post"]
-    assert set(operation["responses"]) == {"200", "201", "400", "403", "404", "409", "503"}
+    assert set(operation["responses"]) == {"200", "201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
     assert [p["name"] for p in operation["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
     assert "already_merged" in operation["responses"]["409"]["description"]
     assert "merged_into" in schema["components"]["schemas"]["Member"]["properties"]

@@ -776,6 +776,7 @@ def test_a_failure_after_the_row_is_written_leaves_neither_the_row_nor_the_audit
     assert configuration_state() == before
 
 
+@pytest.mark.schema_unchecked(reason="an injected failure: an undeclared 500 on purpose")
 def test_a_failure_after_the_row_is_written_through_the_api_is_a_500_that_wrote_nothing(marketer_api, failing_audit):
     before = configuration_state()
 

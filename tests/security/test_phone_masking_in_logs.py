@@ -102,6 +102,7 @@ def test_runserver_access_log_masks_the_phone_in_the_query(db):
     assert not PHONE_DIGITS.search(written.getvalue())
 
 
+@pytest.mark.schema_unchecked(reason="an injected failure: an undeclared 500 on purpose")
 def test_an_unhandled_error_logs_no_phone_in_the_message_or_traceback(admin_api, monkeypatch):
     """A lookup by phone that fails: the application's log (the root console) has the traceback, masked."""
     from members.filters import MemberFilter

@@ -31,6 +31,13 @@ class Command(BaseCommand):
         "rows are kept, and the demo passwords are set anew each run."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--site",
+            default="http://127.0.0.1:8000",
+            help="the address the server will answer on, for the links printed at the end (make run passes its own)",
+        )
+
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             raise CommandError("Refusing to load demo data with ENVIRONMENT=production.")
@@ -50,10 +57,11 @@ class Command(BaseCommand):
         )
         for step in demo_data_steps:
             step(stdout=self.stdout, style=self.style)
-        self.stdout.write("Logins for http://127.0.0.1:8000/admin/ (password set anew on every run):")
+        site = options["site"].rstrip("/")
+        self.stdout.write(f"Logins for {site}/admin/ (password set anew on every run):")
         for username, role in logins:
             self.stdout.write(f"  {role:<9} username: {username}  password: {password}")
-        self.stdout.write("The dashboard (admin and marketer): http://127.0.0.1:8000/admin/reports/dashboard/")
+        self.stdout.write(f"The dashboard (admin and marketer): {site}/admin/reports/dashboard/")
 
     def _members(self, stores, tags):
         rng = random.Random(20261123)  # noqa: S311 - repeatable demo data, not security
