@@ -267,13 +267,14 @@ def rfm_glance(member):
         not_yet = _("not computed yet (the nightly RFM job has not run)")
         return [(_("segment"), not_yet), (_("lifecycle stage"), not_yet)]
     segment = _("%(segment)s (R%(r)s F%(f)s M%(m)s, as of %(as_of)s)") % {
-        "segment": Segment(rfm["segment"]).label,
+        "segment": dict(Segment.choices).get(rfm["segment"], rfm["segment"]),
         "r": rfm["r_score"],
         "f": rfm["f_score"],
         "m": rfm["m_score"],
         "as_of": rfm["as_of"],
     }
-    return [(_("segment"), segment), (_("lifecycle stage"), Lifecycle(rfm["lifecycle"]).label)]
+    lifecycle = dict(Lifecycle.choices).get(rfm["lifecycle"], rfm["lifecycle"])
+    return [(_("segment"), segment), (_("lifecycle stage"), lifecycle)]
 
 
 def purchases_glance(member):
