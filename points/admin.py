@@ -321,11 +321,7 @@ def points_summary_for(member):
 def points_glance(member):
     """The member page's summary: available, pending and soon-expiring points."""
     summary = points_summary_for(member)
-    expiring = (
-        format_html_join(", ", "{} on {}", ((row["points"], row["date"]) for row in summary["expiring"]))
-        if summary["expiring"]
-        else "—"
-    )
+    expiring = ", ".join(_("%(points)s on %(date)s") % row for row in summary["expiring"]) or "—"
     return [
         (_("available points"), summary["available"]),
         (_("pending points"), summary["pending"]),
