@@ -397,8 +397,10 @@ class MemberAdmin(ServiceAdmin):
         store's member is remembered first, so the list (and then her page) may show her."""
         term = request.GET.get(SEARCH_VAR, "").strip() if request.method == "GET" else ""
         exact_ids = chain_wide_matches(term) if term else []
-        if exact_ids and clerk_store_ids(request):
-            remember_found(request, exact_ids)
+        store_ids = clerk_store_ids(request)
+        if exact_ids and store_ids:
+            others = Member.objects.filter(pk__in=exact_ids).exclude(home_store_id__in=store_ids)
+            remember_found(request, list(others.values_list("pk", flat=True)))
         response = super().changelist_view(request, extra_context)
         changelist = (getattr(response, "context_data", None) or {}).get("cl")
         popup = IS_POPUP_VAR in request.GET or TO_FIELD_VAR in request.GET

@@ -107,6 +107,18 @@ def test_a_clerk_finds_another_stores_member_by_her_card_number(clerk_client, me
     assert clerk_client.get(change_url(member_b)).status_code == 200
 
 
+def test_only_other_stores_members_found_are_remembered_and_only_the_newest_50(clerk_client, member_a, store_b):
+    others = [MemberFactory(home_store=store_b) for _ in range(51)]
+    clerk_client.get(CHANGELIST, {"q": member_a.member_no})
+    for other in others:
+        clerk_client.get(CHANGELIST, {"q": other.member_no})
+
+    remembered = clerk_client.session["members.found_by_exact_key"]
+    assert remembered == [other.pk for other in reversed(others[1:])]
+    assert clerk_client.get(change_url(others[0])).status_code == 302  # the oldest find is closed again
+    assert clerk_client.get(change_url(others[1])).status_code == 200
+
+
 def test_guessing_another_stores_member_id_still_finds_nothing(clerk_client, member_a, member_b, store_b):
     other = MemberFactory(home_store=store_b, phone="+8613700137000")
     clerk_client.get(CHANGELIST, {"q": member_b.member_no})  # found, and only she is open to the clerk
