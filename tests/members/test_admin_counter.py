@@ -97,6 +97,12 @@ def test_a_clerk_finds_another_stores_member_by_her_phone_and_opens_her(clerk_cl
     assert page.status_code == 200
     assert member_b.member_no in page.content.decode()
     assert page.context["has_change_permission"] is False  # her profile is her store's to change
+    assert [label for _url, label in counter_buttons(page)] == [
+        "Record a purchase",
+        "Redeem a reward",
+        "Adjust points",
+        "Household",
+    ]
 
 
 def test_a_clerk_finds_another_stores_member_by_her_card_number(clerk_client, member_a, member_b):
