@@ -5,14 +5,19 @@ import contextlib
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.db.models.functions import Reverse
+from django.db.models.lookups import StartsWith
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import re_path, reverse
-from django.utils.html import format_html_join
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
@@ -22,9 +27,10 @@ from loyalty.errors import DomainError
 from loyalty.login_guard import unlock_staff_login
 from loyalty.roles import STAFF_POWER_FIELDS, grantable_groups, may_manage_staff, staff_access
 from members import services
-from members.extensions import represent_member_field
+from members.extensions import GLANCE_ORDER, member_glance, represent_member_field
 from members.filters import found_as
 from members.models import (
+    Lifecycle,
     Member,
     MemberMerge,
     MemberStatus,
@@ -33,6 +39,7 @@ from members.models import (
     PurchaseLine,
     Refund,
     RfmSnapshot,
+    Segment,
     StaffUser,
     Store,
     Tag,
@@ -42,6 +49,46 @@ from members.models import (
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import UPDATABLE_FIELDS, may_change_status
 from members.tag_rules import InvalidRule, validate_rule
+
+FOUND_SESSION_KEY = "members.found_by_exact_key"
+FOUND_REMEMBERED = 50  # the members a clerk found chain-wide that stay open to her (newest first)
+EXACT_MATCHES = 10
+LAST_DIGITS = 4
+SURVIVORS_FOUND = 500  # members found through merged duplicates matching a search
+PURCHASES_SHOWN = 5
+
+
+def exact_key_condition(term):
+    """The keys a clerk finds any member of the chain by (SPEC §1): her card number (on her card, or read from her
+    scanned member code) or her phone in any spelling."""
+    condition = Q(member_no=term)
+    with contextlib.suppress(InvalidPhoneNumber):
+        condition |= Q(phone=normalise_phone(term))
+    return condition
+
+
+def chain_wide_matches(term):
+    """Ids of the members of any store whose card number or phone is exactly `term` (a merged duplicate's lead to
+    her survivor): unique columns, so at most a few index lookups."""
+    found = found_as(Member.objects.all(), exact_key_condition(term)).exclude(status=MemberStatus.MERGED)
+    return list(found.order_by("pk").values_list("pk", flat=True)[:EXACT_MATCHES])
+
+
+def found_member_ids(request):
+    """The members of other stores this clerk found by an exact key in this login session: she may open and serve
+    them (and only them: guessing an id in the URL finds nothing)."""
+    return [int(pk) for pk in request.session.get(FOUND_SESSION_KEY, [])]
+
+
+def remember_found(request, member_ids):
+    kept = [pk for pk in found_member_ids(request) if pk not in member_ids]
+    request.session[FOUND_SESSION_KEY] = [*member_ids, *kept][:FOUND_REMEMBERED]
+
+
+def phone_ends_with(digits):
+    """Phones ending with `digits`, as a prefix of the reversed phone: on PostgreSQL the expression index
+    member_phone_reversed_idx (migration 0014) answers it without reading every member."""
+    return StartsWith(Reverse("phone"), digits[::-1])
 
 
 @admin.register(Store)
@@ -103,10 +150,28 @@ class MemberAdminForm(forms.ModelForm):
         model = Member
         fields = ["phone", "external_id", "name", "gender", "birthday", "email", "home_store", "channel"]
 
+    # The stores of a store-bound user (clerk, store manager), set by MemberAdmin.get_form; None for the others.
+    clerk_store_ids = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["consents"].initial = [c for c, on in self.instance.consents.items() if on]
+        if self.clerk_store_ids is not None and len(self.clerk_store_ids) != 1 and "home_store" in self.fields:
+            self.fields["home_store"].required = True
+
+    def clean_home_store(self):
+        """A clerk's member has one of her stores as home store: her only store when she left it empty (SPEC §1),
+        else the one she chose (the choices are hers only)."""
+        store = self.cleaned_data.get("home_store")
+        store_ids = self.clerk_store_ids
+        if store is not None or store_ids is None:
+            return store
+        if len(store_ids) == 1:
+            return Store.objects.get(pk=next(iter(store_ids)))
+        if not store_ids:
+            raise forms.ValidationError(_("You belong to no store: an admin adds you to yours first."))
+        raise forms.ValidationError(_("Choose one of your stores as her home store."))
 
     def clean_phone(self):
         phone = self.cleaned_data.get("phone")
@@ -189,6 +254,69 @@ def member_summary(member):
     ]
 
 
+def glance_rows(member):
+    """The member page's summary: every app's part (members.extensions.member_glance), in GLANCE_ORDER."""
+    rank = {key: index for index, key in enumerate(GLANCE_ORDER)}
+    keys = sorted(member_glance.keys(), key=lambda key: (rank.get(key, len(rank)), key))
+    return [row for key in keys for row in member_glance[key](member)]
+
+
+def rfm_glance(member):
+    """Her segment and lifecycle stage from the newest RFM run, as the API's member representation has them."""
+    rfm = represent_member_field("rfm", member)
+    if rfm is None:
+        not_yet = _("not computed yet (the nightly RFM job has not run)")
+        return [(_("segment"), not_yet), (_("lifecycle stage"), not_yet)]
+    segment = _("%(segment)s (R%(r)s F%(f)s M%(m)s, as of %(as_of)s)") % {
+        "segment": dict(Segment.choices).get(rfm["segment"], rfm["segment"]),
+        "r": rfm["r_score"],
+        "f": rfm["f_score"],
+        "m": rfm["m_score"],
+        "as_of": rfm["as_of"],
+    }
+    lifecycle = dict(Lifecycle.choices).get(rfm["lifecycle"], rfm["lifecycle"])
+    return [(_("segment"), segment), (_("lifecycle stage"), lifecycle)]
+
+
+def purchases_glance(member):
+    """Her newest purchases (any store), on the (member, occurred_at) index."""
+    purchases = list(
+        Purchase.objects.filter(member_id=member.pk)
+        .select_related("store")
+        .order_by("-occurred_at", "-id")[:PURCHASES_SHOWN]
+    )
+    label = _("last purchases")
+    if not purchases:
+        return [(label, _("No purchases yet."))]
+    rows = [
+        (
+            timezone.localtime(p.occurred_at).strftime("%Y-%m-%d %H:%M"),
+            p.order_no,
+            p.store.name if p.store else "—",
+            p.amount,
+            p.refunded_amount if p.refunded_amount else "",
+            p.points_awarded,
+        )
+        for p in purchases
+    ]
+    table = format_html(
+        '<table class="member-purchases"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+        "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+        _("occurred at"),
+        _("order number"),
+        _("store"),
+        _("amount"),
+        _("refunded"),
+        _("points"),
+        format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+    )
+    return [(label, table)]
+
+
+member_glance.register(rfm_glance, key="rfm")
+member_glance.register(purchases_glance, key="purchases")
+
+
 @admin.register(Member)
 class MemberAdmin(ServiceAdmin):
     form = MemberAdminForm
@@ -230,21 +358,79 @@ class MemberAdmin(ServiceAdmin):
         return format_html_join(", ", "{}: {} {}", rows) if rows else "-"
 
     def get_queryset(self, request):
+        """Everyone's for roles bound to no store; for a clerk, her stores' members and the members of other stores
+        she found by an exact card number or phone (remember_found): lists still show only her stores' members
+        (get_search_results), but she may open those she found and serve them at her store."""
         queryset = super().get_queryset(request)
         store_ids = clerk_store_ids(request)
-        return queryset if store_ids is None else queryset.filter(home_store_id__in=store_ids)
+        if store_ids is None:
+            return queryset
+        found = found_member_ids(request) if store_ids else []
+        return queryset.filter(Q(home_store_id__in=store_ids) | Q(pk__in=found))
 
     def get_search_results(self, request, queryset, search_term):
+        """An exact card number or phone (any spelling) finds a member of any store; an external id, part of a
+        name or the last 4 digits of a phone find a clerk's own stores' members only, and browsing shows only
+        those."""
         term = search_term.strip()
+        store_ids = clerk_store_ids(request)
+        own = Q() if store_ids is None else Q(home_store_id__in=store_ids)
         if not term:
-            return queryset, False
-        condition = Q(member_no=term) | Q(external_id=term) | Q(name__icontains=term)
-        with contextlib.suppress(InvalidPhoneNumber):
-            condition |= Q(phone=normalise_phone(term))
+            return queryset.filter(own), False
+        scoped = Q(external_id=term)
+        if not term.isdigit():
+            # Names have no digits; leaving this out of a digits search keeps every condition on an index.
+            scoped |= Q(name__icontains=term)
+        elif len(term) == LAST_DIGITS:
+            scoped |= Q(phone_ends_with(term))
+        condition = exact_key_condition(term) | (own & scoped)
         if request.GET.get("status__exact") == MemberStatus.MERGED:
             return queryset.filter(condition), False
-        # A merged duplicate's card number, phone or external id finds her survivor, not her closed row.
-        return found_as(queryset, condition).exclude(status=MemberStatus.MERGED), False
+        # A merged duplicate's card number, phone or external id finds her survivor, not her closed row. Her
+        # survivors' ids are read first (not a subquery ORed into the search, which no index can answer).
+        survivors = Member.objects.filter(condition, merged_into__isnull=False).values_list("merged_into_id", flat=True)
+        condition |= Q(pk__in=list(survivors[:SURVIVORS_FOUND]))
+        return queryset.filter(condition).exclude(status=MemberStatus.MERGED), False
+
+    def changelist_view(self, request, extra_context=None):
+        """A search by an exact key opens the member when it finds exactly one; a clerk's exact find of another
+        store's member is remembered first, so the list (and then her page) may show her."""
+        term = request.GET.get(SEARCH_VAR, "").strip() if request.method == "GET" else ""
+        exact_ids = chain_wide_matches(term) if term else []
+        store_ids = clerk_store_ids(request)
+        if exact_ids and store_ids:
+            others = Member.objects.filter(pk__in=exact_ids).exclude(home_store_id__in=store_ids)
+            remember_found(request, list(others.values_list("pk", flat=True)))
+        response = super().changelist_view(request, extra_context)
+        changelist = (getattr(response, "context_data", None) or {}).get("cl")
+        popup = IS_POPUP_VAR in request.GET or TO_FIELD_VAR in request.GET
+        if not term or changelist is None or popup or changelist.result_count != 1:
+            return response
+        (member,) = changelist.result_list
+        if member.pk in exact_ids or member.external_id == term:
+            return HttpResponseRedirect(reverse("admin:members_member_change", args=[member.pk]))
+        return response
+
+    def has_change_permission(self, request, obj=None):
+        """A clerk changes the profile of her stores' members; another store's member she found is read-only to
+        her (she serves her: the counter's actions, not her profile)."""
+        allowed = super().has_change_permission(request, obj)
+        if not allowed or obj is None:
+            return allowed
+        store_ids = clerk_store_ids(request)
+        return store_ids is None or obj.home_store_id in store_ids
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)  # a class of its own, made per call
+        form_class.clerk_store_ids = clerk_store_ids(request)
+        return form_class
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        store_ids = clerk_store_ids(request)
+        if store_ids is not None and len(store_ids) == 1 and "home_store" not in initial:
+            initial["home_store"] = next(iter(store_ids))
+        return initial
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "home_store":
@@ -329,9 +515,16 @@ class MemberAdmin(ServiceAdmin):
         clerk asks an admin (who sees every store) rather than merging her own stores' members herself."""
         return staff_role(request.user) == ROLE_ADMIN and self.has_change_permission(request)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "merge_action": self.may_merge(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def counter_actions(self, request, member):
+        """(label, url) of the counter's work on this member: buttons at the top of her page."""
+        if member.merged_into_id or not self.may_merge(request):
+            return []
+        return [(_("Merge a duplicate into this member"), reverse("admin:members_member_merge", args=[member.pk]))]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            context = {**context, "glance": glance_rows(obj), "counter_actions": self.counter_actions(request, obj)}
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def merge_view(self, request, member_id):
         if not self.may_merge(request):

@@ -32,6 +32,12 @@ _filters = ExtensionPoint("member_filters", "filter_queryset(queryset, value) by
 # listener(member), called after a registration has committed (campaigns' registration bonus). A failing listener
 # is logged and does not undo the registration.
 member_registered = ExtensionPoint("member_registered", "listener(member) after a member's registration commits")
+# part(member) -> [(label, value)]: one part of the admin member page's summary at the top ("at a glance": points,
+# tier, segment, stored value, last purchases), by key; the page shows them in GLANCE_ORDER, then any others. An
+# app registers its part in its admin module (the summary is the admin's), so the page has no second implementation
+# of a figure: each part calls the selector the app's API uses.
+member_glance = ExtensionPoint("member_glance", "part(member) -> [(label, value)] on the admin member page", keyed=True)
+GLANCE_ORDER = ("points", "tier", "rfm", "stored_value", "purchases")
 # step(stdout=, style=), run by `manage.py load_demo_data` after the demo members and staff exist, in registration
 # order: the higher apps' demo data (reports: the purchase and points history the dashboard shows).
 demo_data_steps = ExtensionPoint("demo_data_steps", "step(stdout=, style=) after load_demo_data's members and staff")

@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import partial
 
 from django import forms
+from django.apps import apps as django_apps
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -26,6 +27,7 @@ from django.urls import re_path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
@@ -33,6 +35,7 @@ from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, 
 from loyalty.errors import DomainError
 from members import services as member_services
 from members.admin import MemberAdmin
+from members.extensions import member_glance
 from members.models import Member, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from points import selectors, services
@@ -172,18 +175,56 @@ class RecordPurchaseForm(forms.Form):
                 field.initial = member.home_store_id
 
 
+def rewards_available_now():
+    """Rewards that can be redeemed now: active, within their dates, in stock (the API's ?available=true)."""
+    now = timezone.now()
+    return Reward.objects.filter(
+        Q(is_active=True)
+        & (Q(valid_from__isnull=True) | Q(valid_from__lte=now))
+        & (Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+        & (Q(stock__isnull=True) | Q(stock__gt=0))
+    ).order_by("cost_points", "id")
+
+
 class RedeemRewardForm(KeyedForm):
-    reward = forms.ModelChoiceField(queryset=Reward.objects.filter(is_active=True), label=_("reward"))
+    """The rewards that can be redeemed now (the tier rule, her balance and the per-member limit are the service's
+    to check, and its refusal is shown on the form). `notice` says why she can redeem nothing, when so: no reward
+    is available, or she cannot afford the cheapest. A clerk with several stores says at which one she redeems."""
+
+    reward = forms.ModelChoiceField(queryset=Reward.objects.none(), label=_("reward"))
     quantity = forms.IntegerField(label=_("quantity"), min_value=1, max_value=1000, initial=1)
 
-    field_order = ["reward", "quantity"]
+    field_order = ["reward", "quantity", "store"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["reward"].label_from_instance = lambda reward: (
-            f"{reward.name} — {reward.cost_points} points"
-            + ("" if reward.stock is None else f", {reward.stock} in stock")
+        field = self.fields["reward"]
+        field.queryset = rewards_available_now()
+        field.label_from_instance = lambda reward: (
+            _("%(name)s — %(cost)s points") % {"name": reward.name, "cost": reward.cost_points}
+            + ("" if reward.stock is None else _(", %(stock)s in stock") % {"stock": reward.stock})
         )
+        cheapest = field.queryset.first()
+        available = points_summary_for(self.member)["available"]
+        if cheapest is None:
+            self.notice = _(
+                "No reward can be redeemed now: none is active, within its dates and in stock (marketers add "
+                "rewards under Points › Rewards)."
+            )
+        elif cheapest.cost_points > available:
+            self.notice = _(
+                "She cannot afford any reward: %(available)s points available, and the cheapest reward "
+                "(%(reward)s) costs %(cost)s."
+            ) % {"available": available, "reward": cheapest.name, "cost": cheapest.cost_points}
+        else:
+            self.notice = None
+        store_ids = clerk_store_ids(self.request)
+        if store_ids is not None and len(store_ids) > 1:
+            self.fields["store"] = forms.ModelChoiceField(
+                queryset=Store.objects.filter(is_active=True, pk__in=store_ids),
+                label=_("store"),
+                initial=self.member.home_store_id if self.member.home_store_id in store_ids else None,
+            )
 
 
 class AdjustPointsForm(KeyedForm):
@@ -270,6 +311,55 @@ class TransferPointsForm(KeyedForm):
         self.fields["to"].queryset = selectors.household_members(self.member.pk)
 
 
+def points_summary_for(member):
+    """selectors.points_summary (the API's figures), once per member instance on a page."""
+    if not hasattr(member, "_points_summary"):
+        member._points_summary = selectors.points_summary(member.pk)
+    return member._points_summary
+
+
+def points_glance(member):
+    """The member page's summary: available, pending and soon-expiring points."""
+    summary = points_summary_for(member)
+    expiring = ", ".join(_("%(points)s on %(date)s") % row for row in summary["expiring"]) or "—"
+    return [
+        (_("available points"), summary["available"]),
+        (_("pending points"), summary["pending"]),
+        (_("expiring next"), expiring),
+    ]
+
+
+def stored_value_glance(member):
+    """Her stored-value balance when she has an account, from stored_value.selectors.summary, with the counter's
+    top-up form for her. (It belongs in stored_value's admin module; it is here while that app was not to be
+    changed.)"""
+    if not django_apps.is_installed("stored_value"):
+        return []
+    from stored_value import selectors as stored_value_selectors
+    from stored_value.models import StoredValueAccount
+
+    if not StoredValueAccount.objects.filter(member_id=member.pk).exists():
+        return []
+    balance = stored_value_selectors.summary(member.pk)
+    top_up = f"{reverse('admin:stored_value_topup_add')}?{urlencode({'member': member.member_no})}"
+    return [
+        (
+            _("stored value"),
+            format_html(
+                '{} <span class="help">({})</span> <a href="{}">{}</a>',
+                balance["total"],
+                _("principal %(principal)s + bonus %(bonus)s") % balance,
+                top_up,
+                _("Top up"),
+            ),
+        )
+    ]
+
+
+member_glance.register(points_glance, key="points")
+member_glance.register(stored_value_glance, key="stored_value")
+
+
 def breakdown_text(breakdown):
     return " + ".join(f"{line['source']} {line['points']}" for line in breakdown or ())
 
@@ -278,7 +368,6 @@ class PointsMemberAdmin(MemberAdmin):
     """The member page with her points: balances, what is pending and expiring, the newest ledger entries and
     her redemptions, and the counter's three points actions (each through the service the API uses)."""
 
-    change_form_template = "admin/points/member/change_form.html"
     points_fields = [
         "points_available",
         "points_pending",
@@ -312,9 +401,7 @@ class PointsMemberAdmin(MemberAdmin):
     # Balances -----------------------------------------------------------------------------------------------
 
     def _summary(self, member):
-        if not hasattr(member, "_points_summary"):
-            member._points_summary = selectors.points_summary(member.pk)
-        return member._points_summary
+        return points_summary_for(member)
 
     @admin.display(description=_("available points"))
     def points_available(self, member):
@@ -478,9 +565,21 @@ class PointsMemberAdmin(MemberAdmin):
         """Any staff role may use the points actions, if it may change members."""
         return staff_role(request.user) is not None and self.has_change_permission(request)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "points_actions": self.may_act_on_points(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
+    def counter_actions(self, request, member):
+        """The points actions (any staff role that may change members), then the merge (admins)."""
+        if member.merged_into_id or not self.may_act_on_points(request):
+            return super().counter_actions(request, member)
+        urls = [
+            (_("Record a purchase"), "record_purchase"),
+            (_("Redeem a reward"), "redeem"),
+            (_("Adjust points"), "adjust"),
+            *([(_("Transfer points"), "transfer")] if member.household_id else []),
+            (_("Household"), "household"),
+        ]
+        return [
+            *((label, reverse(f"admin:members_member_{name}", args=[member.pk])) for label, name in urls),
+            *super().counter_actions(request, member),
+        ]
 
     def _member_for_action(self, request, member_id):
         if not self.may_act_on_points(request):
@@ -639,7 +738,7 @@ class PointsMemberAdmin(MemberAdmin):
             member_id=member.pk,
             reward_id=reward.pk,
             quantity=quantity,
-            store=self._acting_store(request, member),
+            store=self._acting_store(request, data),
         )
         result = outcome.result
         text = _("Redeemed %(quantity)s × %(reward)s for %(points)s points%(code)s; balance %(balance)s.") % {
@@ -742,13 +841,14 @@ class PointsMemberAdmin(MemberAdmin):
             }
         return messages.SUCCESS, text
 
-    def _acting_store(self, request, member):
-        """Where a clerk redeems: her only store, else the member's home store (one of hers). Others: none."""
+    def _acting_store(self, request, data):
+        """Where a clerk redeems: her only store, else the one of hers she chose on the form. Others: none."""
         store_ids = clerk_store_ids(request)
         if not store_ids:
             return None
-        store_id = next(iter(store_ids)) if len(store_ids) == 1 else member.home_store_id
-        return Store.objects.filter(pk=store_id).first()
+        if len(store_ids) > 1:
+            return data["store"]
+        return Store.objects.filter(pk=next(iter(store_ids))).first()
 
 
 admin.site.unregister(Member)

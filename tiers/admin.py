@@ -2,10 +2,47 @@
 old and new values for every edit), and read-only views of members' tiers, tier history and growth entries."""
 
 from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.admin import ConfigurationAdmin, ReadOnlyAdmin, admin_actor
-from tiers import services
+from members.extensions import member_glance
+from tiers import selectors, services
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
+
+
+def tier_glance(member):
+    """The member page's summary: her tier, her growth towards the next tier and what keeps her tier, from
+    selectors.member_standing (the API's GET /members/{id}/tier/)."""
+    standing = selectors.member_standing(member.pk)
+    tier, next_tier, growth = standing["tier"], standing["next_tier"], standing["growth_value"]
+    if tier is None:
+        return [(_("tier"), _("No tiers are set up."))]
+    if next_tier is None:
+        progress = _("%(growth)s growth value; the highest tier.") % {"growth": growth}
+    else:
+        progress = format_html(
+            '<progress value="{}" max="{}"></progress> {}',
+            min(growth, next_tier["entry_threshold"]),
+            next_tier["entry_threshold"],
+            _("%(growth)s of %(threshold)s growth value for %(next)s: %(left)s to go.")
+            % {
+                "growth": growth,
+                "threshold": next_tier["entry_threshold"],
+                "next": next_tier["name"],
+                "left": standing["to_next"],
+            },
+        )
+    retention = _("%(threshold)s growth value keeps %(tier)s") % {
+        "threshold": tier["retention_threshold"],
+        "tier": tier["name"],
+    }
+    if standing["hold_until"]:
+        retention += _(" (held until %(date)s)") % {"date": standing["hold_until"][:10]}
+    return [(_("tier"), tier["name"]), (_("progress"), progress), (_("retention"), retention)]
+
+
+member_glance.register(tier_glance, key="tier")
 
 
 @admin.register(Tier)

@@ -707,9 +707,10 @@ def test_admin_merges_after_comparing_both_members(admin_client, survivor, dupli
     ]
     assert account(survivor).available == 30
     assert MemberMerge.objects.get().actor == "staff:boss"
-    # Searching for the duplicate's card number finds the survivor.
+    # Searching for the duplicate's card number opens the survivor.
     found = admin_client.get("/admin/members/member/", {"q": duplicate.member_no})
-    assert list(found.context["cl"].result_list) == [survivor]
+    assert found.status_code == 302
+    assert found["Location"] == f"/admin/members/member/{survivor.pk}/change/"
 
 
 def test_admin_merge_by_phone_shows_refusals_on_the_form(admin_client, survivor, duplicate):
