@@ -62,7 +62,8 @@ class PointsFlowSnapshot(models.Model):
 
 class StoredValueFlowSnapshot(models.Model):
     """The stored-value ledger entries written on a business date, summed per store and kind (store as the entries
-    carry it: NULL for the bonus expiry, adjustments and merges): what reports.stored_value_flows reads for the flows."""
+    carry it: NULL for the bonus expiry, adjustments and merges): what reports.stored_value_flows reads for the
+    flows."""
 
     business_date = models.DateField(_("business date"))
     store = models.ForeignKey(Store, models.PROTECT, null=True, blank=True, related_name="+", db_index=False)

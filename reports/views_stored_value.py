@@ -1,5 +1,6 @@
-"""The stored-value report: JSON, or CSV streamed with ?format=csv. The figures come from reports.stored_value_flows; the
-view's docstring, which is also its OpenAPI description, says how they are computed."""
+"""The stored-value report: JSON, or CSV streamed with ?format=csv. The figures come from
+reports.stored_value_flows; the view's docstring, which is also its OpenAPI description, says how they are
+computed."""
 
 from rest_framework import serializers
 from rest_framework.response import Response
