@@ -14,7 +14,6 @@ from decimal import Decimal
 from functools import partial
 
 from django import forms
-from django.apps import apps as django_apps
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -27,7 +26,6 @@ from django.urls import re_path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
-from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
@@ -329,35 +327,7 @@ def points_glance(member):
     ]
 
 
-def stored_value_glance(member):
-    """Her stored-value balance when she has an account, from stored_value.selectors.summary, with the counter's
-    top-up form for her. (It belongs in stored_value's admin module; it is here while that app was not to be
-    changed.)"""
-    if not django_apps.is_installed("stored_value"):
-        return []
-    from stored_value import selectors as stored_value_selectors
-    from stored_value.models import StoredValueAccount
-
-    if not StoredValueAccount.objects.filter(member_id=member.pk).exists():
-        return []
-    balance = stored_value_selectors.summary(member.pk)
-    top_up = f"{reverse('admin:stored_value_topup_add')}?{urlencode({'member': member.member_no})}"
-    return [
-        (
-            _("stored value"),
-            format_html(
-                '{} <span class="help">({})</span> <a href="{}">{}</a>',
-                balance["total"],
-                _("principal %(principal)s + bonus %(bonus)s") % balance,
-                top_up,
-                _("Top up"),
-            ),
-        )
-    ]
-
-
 member_glance.register(points_glance, key="points")
-member_glance.register(stored_value_glance, key="stored_value")
 
 
 def breakdown_text(breakdown):

@@ -13,11 +13,13 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
+from members.extensions import member_glance
 from members.models import Member, Store
 from points.admin import MemberScopedAdmin, domain_error_text, members_matching, when
 from points.services import request_fingerprint
@@ -295,3 +297,27 @@ class StoredValuePolicyAdmin(ConfigurationAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def stored_value_glance(member):
+    """The member page's part (members.extensions.member_glance): her stored-value balance when she has an account,
+    from stored_value.selectors.summary, with the counter's top-up form for her."""
+    if not StoredValueAccount.objects.filter(member_id=member.pk).exists():
+        return []
+    balance = selectors.summary(member.pk)
+    top_up = f"{reverse('admin:stored_value_topup_add')}?{urlencode({'member': member.member_no})}"
+    return [
+        (
+            _("stored value"),
+            format_html(
+                '{} <span class="help">({})</span> <a href="{}">{}</a>',
+                balance["total"],
+                _("principal %(principal)s + bonus %(bonus)s") % balance,
+                top_up,
+                _("Top up"),
+            ),
+        )
+    ]
+
+
+member_glance.register(stored_value_glance, key="stored_value")
