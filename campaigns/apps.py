@@ -18,3 +18,9 @@ class CampaignsConfig(AppConfig):
 
         merge_steps.register(triggers.move_campaign_history)  # after points and tiers (INSTALLED_APPS order)
         triggers.register_jobs()
+        from campaigns import jobs
+        from campaigns.services import coupons
+
+        jobs.register_jobs()
+        hooks.register_activity_listener(coupons.return_coupons_of_refund)
+        member_registered.register(coupons.issue_on_registration)

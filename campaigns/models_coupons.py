@@ -163,6 +163,8 @@ class Coupon(models.Model):
                 condition=Q(status="used"),
                 name="coupon_used_order_idx",
             ),
+            # The nightly expiry's bounds and chunks (campaigns.jobs).
+            models.Index(fields=["valid_until"], condition=Q(status="unused"), name="coupon_unused_until_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(valid_until__gte=F("valid_from")), name="coupon_valid_until_after_from"),
