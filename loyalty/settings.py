@@ -296,6 +296,7 @@ SPECTACULAR_SETTINGS = {
         "StoredOrLiveSourceEnum": ["stored", "live"],  # behaviour reports: a stored result or computed now
         "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
         "StoredValueEntryKindEnum": "stored_value.models.EntryKind",
+        "CouponKindEnum": "campaigns.models_coupons.CouponKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
