@@ -23,4 +23,7 @@ class CampaignsConfig(AppConfig):
 
         jobs.register_jobs()
         hooks.register_activity_listener(coupons.return_coupons_of_refund)
+        hooks.register_reward_fulfiller(coupons.issue_for_reward)
+        hooks.register_redemption_cancel_listener(coupons.void_for_cancelled_redemption)
         member_registered.register(coupons.issue_on_registration)
+        merge_steps.register(coupons.move_coupons)

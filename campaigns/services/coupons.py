@@ -349,6 +349,58 @@ def issue_on_registration(member):
             continue
 
 
+def issue_for_reward(redemption):
+    """points.hooks reward fulfiller, inside the redemption's transaction (after her points account lock, then the
+    template's): a reward of kind coupon whose code an active template names in `reward_code` issues that many
+    real coupons (source `reward`, source_ref `redemption:<id>`); the first one's code is the redemption's code.
+    The template's quantity and limit refuse the redemption (out_of_stock, limit_reached); an ended template
+    reward_unavailable. None for other rewards."""
+    from points.models import RewardKind
+    from points.services.spending import RewardUnavailable
+
+    reward = redemption.reward
+    if reward.kind != RewardKind.COUPON:
+        return None
+    template_id = (
+        CouponTemplate.objects.filter(reward_code=reward.code, is_active=True).values_list("id", flat=True).last()
+    )
+    if template_id is None:
+        return None
+    try:
+        issued = issue_within(
+            actor=redemption.actor,
+            template_id=template_id,
+            member_ids=[redemption.member_id] * redemption.quantity,
+            source=CouponSource.REWARD,
+            source_ref=f"redemption:{redemption.pk}",
+        )
+    except TemplateInactive:
+        raise RewardUnavailable() from None
+    return issued[0].code
+
+
+def void_for_cancelled_redemption(redemption):
+    """points.hooks cancel listener: the coupons a cancelled redemption issued are void; one already used refuses
+    the cancel (CouponUsed). Locks the coupon rows."""
+    issued = list(
+        Coupon.objects.select_for_update(no_key=True).filter(
+            source=CouponSource.REWARD, source_ref=f"redemption:{redemption.pk}"
+        )
+    )
+    if any(coupon.status == CouponStatus.USED for coupon in issued):
+        raise CouponUsed("A coupon of this redemption was used: the redemption cannot be cancelled.")
+    Coupon.objects.filter(pk__in=[coupon.pk for coupon in issued]).update(
+        status=CouponStatus.VOID, status_changed_at=timezone.now()
+    )
+
+
+def move_coupons(merge):
+    """A member merge's coupons part (members.services.merge.merge_steps): the duplicate's coupons, whatever their
+    status, belong to the survivor (the per-member limits count them for her from now on)."""
+    moved = Coupon.objects.filter(member_id=merge.duplicate.pk).update(member_id=merge.survivor.pk)
+    return {"coupons": moved} if moved else {}
+
+
 # --- At the counter ----------------------------------------------------------------------------------------------
 
 

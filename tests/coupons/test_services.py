@@ -162,3 +162,14 @@ def test_a_registration_issues_the_templates_flagged_for_it(store_a):
     assert list(Coupon.objects.filter(member=member).values_list("template__name", "source")) == [
         ("welcome", "registration")
     ]
+
+
+def test_a_merge_moves_the_duplicates_coupons_to_the_survivor(member_a, store_a):
+    from members.services.merge import merge_members
+
+    duplicate = MemberFactory(home_store=store_a)
+    (coupon,) = _issue(template(), duplicate)
+    result = merge_members(actor="test", survivor_id=member_a.pk, duplicate_id=duplicate.pk, reason="same person")
+    coupon.refresh_from_db()
+    assert coupon.member_id == member_a.pk
+    assert result.result["moved"]["coupons"] == 1
