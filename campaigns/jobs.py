@@ -1,10 +1,17 @@
-"""Set-based work behind campaigns' nightly jobs: the coupons' expiry (SPEC §10)."""
+"""Set-based work behind campaigns' jobs: the coupons' nightly expiry and their bulk issue to a tag's or a
+segment's members (SPEC §10), both chunked by id range."""
 
-from django.db.models import Max, Min
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns.models_coupons import Coupon, CouponStatus
+from campaigns.coupon_codes import new_codes
+from campaigns.models_coupons import BatchStatus, Coupon, CouponBatch, CouponSource, CouponStatus, CouponTemplate
+from campaigns.services.coupons import batch_representation, validity_for
+from loyalty.clock import business_date
 from loyalty.scheduling import JobDefinition, register_job
+from members.models import Member, MemberStatus
 
 EXPIRE_CHUNK_SIZE = 200_000
 
@@ -42,3 +49,121 @@ def register_jobs():
             chunk_size=EXPIRE_CHUNK_SIZE,
         )
     )
+
+
+# --- Bulk issue (coupon batches) ---------------------------------------------------------------------------------
+
+BATCH_CHUNK_SIZE = 50_000
+INSERT_BATCH_SQL = (
+    f"INSERT INTO {Coupon._meta.db_table} "  # noqa: S608 - the table name is ours
+    "(code, template_id, member_id, status, valid_from, valid_until, issued_at, source, source_ref, issued_by, "
+    "order_no, redeemed_source, redeemed_by) "
+    "SELECT c.code, %s, c.member_id, 'unused', %s, %s, %s, 'bulk', %s, %s, '', '', '' "
+    "FROM unnest(%s::bigint[], %s::text[]) AS c(member_id, code) "
+    "ON CONFLICT (code) DO NOTHING"
+)
+
+
+def run_coupon_batch(batch_id, chunk_size=BATCH_CHUNK_SIZE):
+    """Issue a batch chunk after chunk until its members are walked (or its template stops issuing)."""
+    while issue_batch_chunk(batch_id, chunk_size):
+        pass
+    return batch_representation(CouponBatch.objects.get(pk=batch_id))
+
+
+def _batch_members(batch, template, start, stop):
+    """The active members with ids in [start, stop) in the batch's tag or segment who have no coupon of this
+    batch yet, in id order, as (id, coupons of the template she holds, not void) — one query."""
+    members = Member.objects.filter(id__gte=start, id__lt=stop, status=MemberStatus.ACTIVE)
+    if batch.tag:
+        members = members.filter(member_tags__tag__code=batch.tag)
+    if batch.segment:
+        members = members.filter(rfm_snapshots__as_of=batch.rfm_as_of, rfm_snapshots__segment=batch.segment)
+    members = members.filter(~Exists(Coupon.objects.filter(source_ref=f"batch:{batch.pk}", member_id=OuterRef("pk"))))
+    if template.per_member_limit is None:
+        return [(member_id, 0) for member_id in members.order_by("id").values_list("id", flat=True)]
+    held = (
+        Coupon.objects.filter(template_id=template.pk, member_id=OuterRef("pk"))
+        .exclude(status=CouponStatus.VOID)
+        .values("member_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    return list(members.annotate(held=Coalesce(Subquery(held), 0)).order_by("id").values_list("id", "held"))
+
+
+def _insert_batch_coupons(batch, template, member_ids, *, now, today):
+    """One INSERT ... SELECT FROM unnest(ids, codes) on PostgreSQL (a bulk_create elsewhere); a code that collides
+    with one in use is skipped (ON CONFLICT DO NOTHING) and its member served by the next pass. Returns the
+    number inserted."""
+    if not member_ids:
+        return 0
+    valid_from, valid_until = validity_for(template, today)
+    reference = f"batch:{batch.pk}"
+    codes = new_codes(len(member_ids))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                INSERT_BATCH_SQL,
+                [template.pk, valid_from, valid_until, now, reference, batch.created_by, member_ids, codes],
+            )
+            return cursor.rowcount
+    Coupon.objects.bulk_create(
+        [
+            Coupon(
+                code=code,
+                template_id=template.pk,
+                member_id=member_id,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                issued_at=now,
+                source=CouponSource.BULK,
+                source_ref=reference,
+                issued_by=batch.created_by,
+            )
+            for member_id, code in zip(member_ids, codes, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    return Coupon.objects.filter(source_ref=reference, member_id__in=member_ids).count()
+
+
+def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
+    """One chunk of a batch in one transaction: locks the batch row (one worker per batch at a time), then the
+    template's (like every issue: the total quantity and the limits hold against concurrent issues), issues to
+    the chunk's members within the quantity left and their limit, and moves `next_member_id` on. A chunk killed
+    half-way leaves nothing (one transaction); done again, it skips members served (source_ref). Returns True
+    while members remain."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        batch = (
+            CouponBatch.objects.select_for_update()
+            .filter(pk=batch_id, status__in=[BatchStatus.PENDING, BatchStatus.RUNNING])
+            .first()
+        )
+        if batch is None:
+            return False
+        template = CouponTemplate.objects.select_for_update().get(pk=batch.template_id)
+        today = business_date(now)
+        if not template.is_active or (template.valid_until is not None and template.valid_until < today):
+            batch.status, batch.error, batch.finished_at = BatchStatus.STOPPED, "The template stopped issuing.", now
+            batch.save()
+            return False
+        start, stop = batch.next_member_id, batch.next_member_id + chunk_size
+        members = _batch_members(batch, template, start, stop)
+        limit = template.per_member_limit
+        eligible = [member_id for member_id, held in members if limit is None or held < limit]
+        room = None if template.total_quantity is None else template.total_quantity - template.issued_count
+        taken = eligible if room is None else eligible[:room]
+        inserted = _insert_batch_coupons(batch, template, taken, now=now, today=today)
+        CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
+        batch.issued += inserted
+        if inserted == len(taken):  # else a code collided: this range again, its served members skipped
+            batch.over_limit += len(members) - len(eligible)
+            batch.over_quantity += len(eligible) - len(taken)
+            batch.next_member_id = stop
+        batch.status = BatchStatus.RUNNING
+        if batch.next_member_id > batch.last_member_id:
+            batch.status, batch.finished_at = BatchStatus.DONE, now
+        batch.save()
+        return batch.status == BatchStatus.RUNNING

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from campaigns.models_coupons import Coupon, CouponTemplate  # noqa: F401 - the coupons' tables (SPEC §10)
+from campaigns.models_coupons import Coupon, CouponBatch, CouponTemplate  # noqa: F401 - the coupons' tables (SPEC §10)
 from members.models import Member, Purchase
 
 HOLDOUT = "holdout"

@@ -163,6 +163,8 @@ class Coupon(models.Model):
                 condition=Q(status="used"),
                 name="coupon_used_order_idx",
             ),
+            # A bulk issue's "not yet given one" check (campaigns.jobs).
+            models.Index(fields=["source_ref", "member"], condition=~Q(source_ref=""), name="coupon_source_ref_idx"),
             # The nightly expiry's bounds and chunks (campaigns.jobs).
             models.Index(fields=["valid_until"], condition=Q(status="unused"), name="coupon_unused_until_idx"),
         ]
@@ -176,3 +178,39 @@ class Coupon(models.Model):
 
     def __str__(self):
         return self.code
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    STOPPED = "stopped", _("stopped")
+
+
+class CouponBatch(models.Model):
+    """A bulk issue to a tag's or a segment's members (a job: campaigns.jobs.run_coupon_batch walks the member ids
+    in chunks, `next_member_id` is how far it got, so a crashed run resumes). Each coupon it issues carries
+    `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one."""
+
+    template = models.ForeignKey(CouponTemplate, models.PROTECT, related_name="batches")
+    tag = models.CharField(_("tag"), max_length=50, blank=True)
+    segment = models.CharField(_("segment"), max_length=20, blank=True)
+    rfm_as_of = models.DateField(_("segments as of"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
+    next_member_id = models.BigIntegerField(default=0)
+    last_member_id = models.BigIntegerField(default=-1)
+    issued = models.PositiveIntegerField(_("issued"), default=0)
+    over_limit = models.PositiveIntegerField(_("skipped: limit reached"), default=0)
+    over_quantity = models.PositiveIntegerField(_("skipped: quantity used up"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    created_by = models.CharField(_("created by"), max_length=120, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("coupon batch")
+        verbose_name_plural = _("coupon batches")
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"batch {self.pk} of {self.template_id}"

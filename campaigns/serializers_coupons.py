@@ -4,9 +4,9 @@ a template in use) are campaigns.services.coupons'."""
 
 from rest_framework import serializers
 
-from campaigns.models_coupons import CouponKind, CouponSource, CouponStatus, CouponTemplate, IssueOn
+from campaigns.models_coupons import BatchStatus, CouponKind, CouponSource, CouponStatus, CouponTemplate, IssueOn
 from campaigns.services.coupons import MAX_MEMBERS_PER_ISSUE, REASONS
-from members.models import Store
+from members.models import Segment, Store
 from points.serializers import IdField
 
 CODES = serializers.ListField(child=serializers.CharField(max_length=60), max_length=500, required=False)
@@ -81,13 +81,40 @@ class CouponTemplateSerializer(serializers.ModelSerializer):
 
 class CouponIssueInputSerializer(serializers.Serializer):
     members = serializers.ListField(
-        child=IdField(), min_length=1, max_length=MAX_MEMBERS_PER_ISSUE, help_text="member ids, each once"
+        child=IdField(),
+        min_length=1,
+        max_length=MAX_MEMBERS_PER_ISSUE,
+        required=False,
+        help_text="member ids, each once: issued now (201)",
+    )
+    tag = serializers.SlugField(max_length=50, required=False, help_text="a tag's code: its members, as a job (202)")
+    segment = serializers.ChoiceField(
+        choices=Segment.choices, required=False, help_text="an RFM segment's members, as a job (202)"
     )
 
     def validate_members(self, members):
         if len(set(members)) != len(members):
             raise serializers.ValidationError("List each member once.")
         return members
+
+    def validate(self, attrs):
+        given = [name for name in ("members", "tag", "segment") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError({"members": ["Send exactly one of members, tag and segment."]})
+        return attrs
+
+
+class CouponBatchSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    template = serializers.CharField()
+    target = serializers.DictField(child=serializers.CharField(allow_null=True))
+    status = serializers.ChoiceField(choices=BatchStatus.choices)
+    issued = serializers.IntegerField()
+    skipped_over_limit = serializers.IntegerField()
+    skipped_over_quantity = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class IssuedCouponSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ router = SimpleRouter()
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("coupon-templates", views_coupons.CouponTemplateViewSet, basename="coupon-template")
 router.register("coupons", views_coupons.CouponViewSet, basename="coupon")
+router.register("coupon-batches", views_coupons.CouponBatchViewSet, basename="coupon-batch")
 router.register("members", views_coupons.MemberCouponViewSet, basename="member-coupons")
 
 urlpatterns = [

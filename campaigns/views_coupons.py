@@ -8,8 +8,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from campaigns.filters import CouponFilter
-from campaigns.models_coupons import Coupon, CouponSource, CouponTemplate
+from campaigns.models_coupons import Coupon, CouponBatch, CouponSource, CouponTemplate
 from campaigns.serializers_coupons import (
+    CouponBatchSerializer,
     CouponCheckInputSerializer,
     CouponCheckResultSerializer,
     CouponIssueInputSerializer,
@@ -22,7 +23,7 @@ from campaigns.serializers_coupons import (
 from campaigns.services import coupons
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
-from loyalty.errors import NotFoundError
+from loyalty.errors import NotFoundError, PermissionDeniedError
 from members.models import Member
 from members.selectors import get_visible_member_or_404, store_for_write
 from points.views import IDEMPOTENCY_HEADER, fingerprint, idempotency_key, idempotency_scope, purchase_source, respond
@@ -38,8 +39,14 @@ counts), or between the template's fixed dates.
 Marketers and admins issue to any member; a clerk or store manager, and a client app (scope `coupons:write`), to
 members of their stores. 409 `out_of_stock` (the total quantity would be passed; `left` says how many remain),
 `limit_reached` (`members` would pass the per-member limit, counting their coupons that are not void),
-`template_inactive` (inactive, or its fixed validity ended). Issuing to a tag, a segment or an uploaded list (a
-job answering 202) is not offered yet."""
+`template_inactive` (inactive, or its fixed validity ended).
+
+`{{"tag": code}}` or `{{"segment": code}}` (marketers and admins) issue to every active member of the tag, or of the RFM
+segment as of the newest completed RFM run, as a job: 202 with the batch (`GET /api/v1/coupon-batches/{{id}}/`
+follows it). The job walks member ids in chunks, one transaction each, under the same template lock: members
+over the per-member limit are skipped (`skipped_over_limit`), and when the total quantity runs out the rest
+(`skipped_over_quantity`); each member gets one coupon per batch however often a chunk is retried. An uploaded
+list is not offered yet (send up to 1,000 ids per request)."""
 CHECK_DESCRIPTION = """Whether the coupon could be used on this order now, and its discount, writing nothing.
 `reason` when not valid, checked in this order: `void`, `used`, `expired`, `not_yet_valid`, `not_owner` (when
 `member` is sent and the coupon is another's), `wrong_store` (the template's stores), `wrong_category` (when the
@@ -111,9 +118,11 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: CouponIssueResultSerializer,
+            202: CouponBatchSerializer,
             **error_responses(
                 {
                     400: "invalid / idempotency_key_required",
+                    403: "permission_denied",
                     404: "not_found",
                     409: "out_of_stock / limit_reached / template_inactive / idempotency_conflict",
                 }
@@ -127,8 +136,23 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         key = idempotency_key(request)
         serializer = CouponIssueInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        member_ids = serializer.validated_data["members"]
+        data = serializer.validated_data
         access = access_for(request)
+        scope = f"{idempotency_scope(request)}:coupons"
+        if "members" not in data:
+            if access.role not in MARKETING:
+                raise PermissionDeniedError("Only marketers and admins issue to a tag or a segment.")
+            outcome = coupons.start_batch(
+                actor=access.actor,
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint(request, dict(data)),
+                template_id=template.pk,
+                tag=data.get("tag"),
+                segment=data.get("segment"),
+            )
+            return respond(outcome)
+        member_ids = data["members"]
         if access.store_ids is not None:
             # Clerks, store managers and store-bound apps issue to members of their stores only.
             visible = set(
@@ -141,7 +165,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         source = CouponSource.API if access.kind == "client" or access.role in MARKETING else CouponSource.CLERK
         outcome = coupons.issue_coupons(
             actor=access.actor,
-            scope=f"{idempotency_scope(request)}:coupons",
+            scope=scope,
             key=key,
             fingerprint=fingerprint(request, {"members": member_ids}),
             template_id=template.pk,
@@ -149,6 +173,21 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
             source=source,
         )
         return respond(outcome)
+
+
+class CouponBatchViewSet(viewsets.GenericViewSet):
+    """/coupon-batches/{id}/: a bulk issue's progress (marketers and admins)."""
+
+    queryset = CouponBatch.objects.none()
+    lookup_value_regex = ID_PATTERN
+    staff_roles = {"*": MARKETING}
+
+    @extend_schema(responses={200: CouponBatchSerializer, **error_responses({404: "not_found"})})
+    def retrieve(self, request, pk=None):
+        batch = CouponBatch.objects.filter(pk=pk).first()
+        if batch is None:
+            raise NotFoundError()
+        return Response(coupons.batch_representation(batch))
 
 
 def _counter_input(request, serializer_class):

@@ -16,11 +16,19 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
 from campaigns.coupon_codes import MalformedCode, new_code, normalise
-from campaigns.models_coupons import Coupon, CouponKind, CouponSource, CouponStatus, CouponTemplate, IssueOn
+from campaigns.models_coupons import (
+    Coupon,
+    CouponBatch,
+    CouponKind,
+    CouponSource,
+    CouponStatus,
+    CouponTemplate,
+    IssueOn,
+)
 from loyalty.audit import record_audit
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput, NotFoundError
@@ -329,6 +337,68 @@ def issue_coupons(*, actor, scope, key, fingerprint, template_id, member_ids, so
         result = {"issued": [{"member": str(c.member_id), "code": c.code} for c in coupons]}
         idempotency.complete(claim, response=result)
     return Outcome(result)
+
+
+def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None):
+    """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), as a job:
+    records the batch with the member id range to walk, and after commit sends it to the workers
+    (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or segment exists);
+    quantity and limits are applied per chunk (members over them are skipped and counted). Idempotent on
+    (scope, key): a retry answers the same batch. Returns 202 with the batch."""
+    from campaigns.tasks import run_coupon_batch
+    from members.jobs import latest_rfm_date
+    from members.models import Segment, Tag
+
+    with transaction.atomic(durable=True):
+        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        if claim.replay:
+            return _replay(claim)
+        template = CouponTemplate.objects.select_for_update().get(pk=template_id)
+        _ensure_issuable(template, business_date())
+        rfm_as_of = None
+        if tag is not None and not Tag.objects.filter(code=tag).exists():
+            raise InvalidInput({"tag": [f"No tag with the code {tag}."]})
+        if segment is not None:
+            if segment not in Segment.values:
+                raise InvalidInput({"segment": [f"No segment {segment}."]})
+            rfm_as_of = latest_rfm_date()
+            if rfm_as_of is None:
+                raise InvalidInput({"segment": ["No RFM run has completed yet: members have no segment."]})
+        bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
+        batch = CouponBatch.objects.create(
+            template=template,
+            tag=tag or "",
+            segment=segment or "",
+            rfm_as_of=rfm_as_of,
+            next_member_id=bounds["low"] or 0,
+            last_member_id=bounds["high"] if bounds["high"] is not None else -1,
+            created_by=actor,
+        )
+        record_audit(
+            actor=actor,
+            action="coupons.batch_started",
+            target=template,
+            new={"batch": batch.pk, "tag": tag, "segment": segment},
+        )
+        result = batch_representation(batch)
+        idempotency.complete(claim, response=result, status_code=202)
+        transaction.on_commit(lambda: run_coupon_batch.delay(batch.pk))
+    return Outcome(result, status_code=202)
+
+
+def batch_representation(batch):
+    return {
+        "id": str(batch.pk),
+        "template": str(batch.template_id),
+        "target": {"tag": batch.tag or None, "segment": batch.segment or None},
+        "status": batch.status,
+        "issued": batch.issued,
+        "skipped_over_limit": batch.over_limit,
+        "skipped_over_quantity": batch.over_quantity,
+        "error": batch.error or None,
+        "created_at": iso(batch.created_at),
+        "finished_at": iso(batch.finished_at),
+    }
 
 
 def issue_on_registration(member):

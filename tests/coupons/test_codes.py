@@ -1,8 +1,10 @@
+from collections import Counter
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaigns.coupon_codes import ALPHABET, LENGTH, MalformedCode, check_character, new_code, normalise
+from campaigns.coupon_codes import ALPHABET, LENGTH, MalformedCode, check_character, new_code, new_codes, normalise
 
 payloads = st.text(alphabet=ALPHABET, min_size=LENGTH - 1, max_size=LENGTH - 1)
 
@@ -57,3 +59,13 @@ def test_exhaustively_every_substitution_and_transposition_of_one_code_is_refuse
 def test_malformed_text_is_refused(text):
     with pytest.raises(MalformedCode):
         normalise(text)
+
+
+def test_codes_made_in_bulk_pass_their_check_and_use_every_character_evenly():
+    codes = new_codes(20_000)
+    assert len(codes) == len(set(codes)) == 20_000
+    assert all(normalise(code) == code for code in codes[:2000])
+    counts = Counter("".join(code[:-1] for code in codes))
+    assert set(counts) == set(ALPHABET)
+    expected = 20_000 * (LENGTH - 1) / len(ALPHABET)  # about 7,100 each
+    assert all(abs(count - expected) < 0.06 * expected for count in counts.values())
