@@ -2,8 +2,7 @@
 segment's members (SPEC §10), both chunked by id range."""
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from campaigns.coupon_codes import new_codes
@@ -11,7 +10,6 @@ from campaigns.models_coupons import BatchStatus, Coupon, CouponBatch, CouponSou
 from campaigns.services.coupons import batch_representation, validity_for
 from loyalty.clock import business_date
 from loyalty.scheduling import JobDefinition, register_job
-from members.models import Member, MemberStatus
 
 EXPIRE_CHUNK_SIZE = 200_000
 
@@ -71,25 +69,44 @@ def run_coupon_batch(batch_id, chunk_size=BATCH_CHUNK_SIZE):
     return batch_representation(CouponBatch.objects.get(pk=batch_id))
 
 
+BATCH_MEMBERS_SQL = """
+    SELECT m.id, COALESCE(c.held, 0)
+    FROM members_member m
+    {target}
+    LEFT JOIN (
+        SELECT member_id,
+               SUM(CASE WHEN status <> 'void' THEN 1 ELSE 0 END) AS held,
+               MAX(CASE WHEN source_ref = %(reference)s THEN 1 ELSE 0 END) AS served
+        FROM campaigns_coupon
+        WHERE template_id = %(template)s AND member_id >= %(start)s AND member_id < %(stop)s
+        GROUP BY member_id
+    ) c ON c.member_id = m.id
+    WHERE m.id >= %(start)s AND m.id < %(stop)s AND m.status = 'active' AND COALESCE(c.served, 0) = 0
+    ORDER BY m.id
+"""
+TAG_TARGET = (
+    "JOIN members_membertag t ON t.member_id = m.id AND t.tag_id = (SELECT id FROM members_tag WHERE code = %(tag)s)"
+)
+SEGMENT_TARGET = "JOIN members_rfmsnapshot r ON r.member_id = m.id AND r.as_of = %(as_of)s AND r.segment = %(segment)s"
+
+
 def _batch_members(batch, template, start, stop):
     """The active members with ids in [start, stop) in the batch's tag or segment who have no coupon of this
-    batch yet, in id order, as (id, coupons of the template she holds, not void) — one query."""
-    members = Member.objects.filter(id__gte=start, id__lt=stop, status=MemberStatus.ACTIVE)
-    if batch.tag:
-        members = members.filter(member_tags__tag__code=batch.tag)
-    if batch.segment:
-        members = members.filter(rfm_snapshots__as_of=batch.rfm_as_of, rfm_snapshots__segment=batch.segment)
-    members = members.filter(~Exists(Coupon.objects.filter(source_ref=f"batch:{batch.pk}", member_id=OuterRef("pk"))))
-    if template.per_member_limit is None:
-        return [(member_id, 0) for member_id in members.order_by("id").values_list("id", flat=True)]
-    held = (
-        Coupon.objects.filter(template_id=template.pk, member_id=OuterRef("pk"))
-        .exclude(status=CouponStatus.VOID)
-        .values("member_id")
-        .annotate(count=Count("id"))
-        .values("count")
-    )
-    return list(members.annotate(held=Coalesce(Subquery(held), 0)).order_by("id").values_list("id", "held"))
+    batch yet, in id order, as (id, coupons of the template she holds, not void): one query, whose coupon side is
+    one range scan of the (template, member) index over the chunk."""
+    target = TAG_TARGET if batch.tag else SEGMENT_TARGET
+    parameters = {
+        "reference": f"batch:{batch.pk}",
+        "template": template.pk,
+        "start": start,
+        "stop": stop,
+        "tag": batch.tag,
+        "as_of": batch.rfm_as_of,
+        "segment": batch.segment,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(BATCH_MEMBERS_SQL.format(target=target), parameters)
+        return cursor.fetchall()
 
 
 def _insert_batch_coupons(batch, template, member_ids, *, now, today):

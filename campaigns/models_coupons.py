@@ -157,14 +157,13 @@ class Coupon(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["member", "status"], name="coupon_member_status_idx"),
+            # Per-member limits, and a bulk issue's chunk (one range scan: campaigns.jobs).
             models.Index(fields=["template", "member"], name="coupon_template_member_idx"),
             models.Index(
                 fields=["redeemed_source", "order_no"],
                 condition=Q(status="used"),
                 name="coupon_used_order_idx",
             ),
-            # A bulk issue's "not yet given one" check (campaigns.jobs).
-            models.Index(fields=["source_ref", "member"], condition=~Q(source_ref=""), name="coupon_source_ref_idx"),
             # The nightly expiry's bounds and chunks (campaigns.jobs).
             models.Index(fields=["valid_until"], condition=Q(status="unused"), name="coupon_unused_until_idx"),
         ]

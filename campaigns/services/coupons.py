@@ -454,7 +454,7 @@ def void_for_cancelled_redemption(redemption):
     the cancel (CouponUsed). Locks the coupon rows."""
     issued = list(
         Coupon.objects.select_for_update(no_key=True).filter(
-            source=CouponSource.REWARD, source_ref=f"redemption:{redemption.pk}"
+            member_id=redemption.member_id, source=CouponSource.REWARD, source_ref=f"redemption:{redemption.pk}"
         )
     )
     if any(coupon.status == CouponStatus.USED for coupon in issued):
