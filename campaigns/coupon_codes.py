@@ -42,6 +42,9 @@ def new_code():
 _UNBIASED = 8 * MODULUS
 _BYTE_TO_CHAR = bytes(ord(ALPHABET[byte % MODULUS]) if byte < _UNBIASED else 0 for byte in range(256))
 _DROPPED = bytes(range(_UNBIASED, 256))
+# check_character for a whole code at a time: position × value per position, and the check for each sum mod 31.
+_WEIGHTED = [{char: position * value % MODULUS for char, value in _VALUES.items()} for position in range(1, LENGTH)]
+_CHECK_FOR_SUM = [ALPHABET[(-total * pow(LENGTH, -1, MODULUS)) % MODULUS] for total in range(MODULUS)]
 
 
 def new_codes(count):
@@ -52,7 +55,7 @@ def new_codes(count):
         chars += secrets.token_bytes(needed - len(chars) + 64).translate(_BYTE_TO_CHAR, _DROPPED)
     text = chars[:needed].decode()
     payloads = (text[start : start + LENGTH - 1] for start in range(0, needed, LENGTH - 1))
-    return [payload + check_character(payload) for payload in payloads]
+    return [payload + _CHECK_FOR_SUM[sum(map(dict.__getitem__, _WEIGHTED, payload)) % MODULUS] for payload in payloads]
 
 
 def normalise(text):

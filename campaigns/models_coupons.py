@@ -156,9 +156,9 @@ class Coupon(models.Model):
         verbose_name_plural = _("coupons")
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["member", "status"], name="coupon_member_status_idx"),
-            # Per-member limits, and a bulk issue's chunk (one range scan: campaigns.jobs).
-            models.Index(fields=["template", "member"], name="coupon_template_member_idx"),
+            # One index for the wallets (a member's coupons), the per-member limits (member, template) and a bulk
+            # issue's chunk (a range of members: campaigns.jobs); each index costs every issued coupon a write.
+            models.Index(fields=["member", "template"], name="coupon_member_template_idx"),
             models.Index(
                 fields=["redeemed_source", "order_no"],
                 condition=Q(status="used"),
