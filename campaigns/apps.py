@@ -27,3 +27,6 @@ class CampaignsConfig(AppConfig):
         hooks.register_redemption_cancel_listener(coupons.void_for_cancelled_redemption)
         member_registered.register(coupons.issue_on_registration)
         merge_steps.register(coupons.move_coupons)
+        from members.reminders import ReminderSource, register_reminder_source
+
+        register_reminder_source(ReminderSource(name="coupons_expiring", requests=messages.coupons_expiring_requests))

@@ -173,3 +173,18 @@ def test_a_merge_moves_the_duplicates_coupons_to_the_survivor(member_a, store_a)
     coupon.refresh_from_db()
     assert coupon.member_id == member_a.pk
     assert result.result["moved"]["coupons"] == 1
+
+
+def test_the_reminders_job_tells_a_member_3_days_before_her_coupons_last_day(member_a, store_a):
+    from loyalty.models import Message
+
+    with time_machine.travel("2026-03-01 12:00:00+08:00", tick=False):
+        offer = template(valid_days=10)  # issued 03-01, last day 03-10
+        _issue(offer, member_a)
+        _issue(offer, member_a)
+        _issue(template(valid_days=11), member_a)
+    with time_machine.travel("2026-03-07 09:00:00+08:00", tick=False):
+        run = run_inline("reminders", date(2026, 3, 7), params={"sources": ["coupons_expiring"]})
+    assert run.counts["coupons_expiring"] == 1
+    inbox = Message.objects.get(member=member_a, kind="coupons_expiring", channel="inbox")
+    assert inbox.body == f"{member_a.name}，您有 2 张优惠券将于 2026-03-10 到期，请及时使用。"

@@ -21,6 +21,7 @@ KINDS = {
     "win_back",
     "campaign_launch",
     "redemption_confirmed",
+    "coupons_expiring",
 }
 
 
