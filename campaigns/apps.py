@@ -30,3 +30,4 @@ class CampaignsConfig(AppConfig):
         from members.reminders import ReminderSource, register_reminder_source
 
         register_reminder_source(ReminderSource(name="coupons_expiring", requests=messages.coupons_expiring_requests))
+        register_reminder_source(ReminderSource(name="birthday_coupons", requests=jobs.birthday_coupons))

@@ -1,15 +1,27 @@
 """Set-based work behind campaigns' jobs: the coupons' nightly expiry and their bulk issue to a tag's or a
 segment's members (SPEC §10), both chunked by id range."""
 
+from collections import Counter
+from datetime import timedelta
+
 from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from campaigns.coupon_codes import new_codes
-from campaigns.models_coupons import BatchStatus, Coupon, CouponBatch, CouponSource, CouponStatus, CouponTemplate
+from campaigns.models_coupons import (
+    BatchStatus,
+    Coupon,
+    CouponBatch,
+    CouponSource,
+    CouponStatus,
+    CouponTemplate,
+    IssueOn,
+)
 from campaigns.services.coupons import batch_representation, validity_for
 from loyalty.clock import business_date
 from loyalty.scheduling import JobDefinition, register_job
+from members.models import Member, MemberStatus
 
 EXPIRE_CHUNK_SIZE = 200_000
 
@@ -56,7 +68,7 @@ INSERT_BATCH_SQL = (
     f"INSERT INTO {Coupon._meta.db_table} "  # noqa: S608 - the table name is ours
     "(code, template_id, member_id, status, valid_from, valid_until, issued_at, source, source_ref, issued_by, "
     "order_no, redeemed_source, redeemed_by) "
-    "SELECT c.code, %s, c.member_id, 'unused', %s, %s, %s, 'bulk', %s, %s, '', '', '' "
+    "SELECT c.code, %s, c.member_id, 'unused', %s, %s, %s, %s, %s, %s, '', '', '' "
     "FROM unnest(%s::bigint[], %s::text[]) AS c(member_id, code) "
     "ON CONFLICT (code) DO NOTHING"
 )
@@ -109,20 +121,20 @@ def _batch_members(batch, template, start, stop):
         return cursor.fetchall()
 
 
-def _insert_batch_coupons(batch, template, member_ids, *, now, today):
-    """One INSERT ... SELECT FROM unnest(ids, codes) on PostgreSQL (a bulk_create elsewhere); a code that collides
-    with one in use is skipped (ON CONFLICT DO NOTHING) and its member served by the next pass. Returns the
-    number inserted."""
+def insert_coupons(template, member_ids, *, reference, actor, source, now, today):
+    """One coupon per member id, in one INSERT ... SELECT FROM unnest(ids, codes) on PostgreSQL (a bulk_create
+    elsewhere), in the caller's transaction (which holds the template's lock and moves its issued_count). A code
+    that collides with one in use is skipped (ON CONFLICT DO NOTHING): the caller sees fewer inserted and serves
+    that member in its next pass. Returns the number inserted."""
     if not member_ids:
         return 0
     valid_from, valid_until = validity_for(template, today)
-    reference = f"batch:{batch.pk}"
     codes = new_codes(len(member_ids))
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 INSERT_BATCH_SQL,
-                [template.pk, valid_from, valid_until, now, reference, batch.created_by, member_ids, codes],
+                [template.pk, valid_from, valid_until, now, source, reference, actor, member_ids, codes],
             )
             return cursor.rowcount
     Coupon.objects.bulk_create(
@@ -134,15 +146,15 @@ def _insert_batch_coupons(batch, template, member_ids, *, now, today):
                 valid_from=valid_from,
                 valid_until=valid_until,
                 issued_at=now,
-                source=CouponSource.BULK,
+                source=source,
                 source_ref=reference,
-                issued_by=batch.created_by,
+                issued_by=actor,
             )
             for member_id, code in zip(member_ids, codes, strict=True)
         ],
         ignore_conflicts=True,
     )
-    return Coupon.objects.filter(source_ref=reference, member_id__in=member_ids).count()
+    return Coupon.objects.filter(template_id=template.pk, source_ref=reference, member_id__in=member_ids).count()
 
 
 def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
@@ -172,7 +184,15 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
         eligible = [member_id for member_id, held in members if limit is None or held < limit]
         room = None if template.total_quantity is None else template.total_quantity - template.issued_count
         taken = eligible if room is None else eligible[:room]
-        inserted = _insert_batch_coupons(batch, template, taken, now=now, today=today)
+        inserted = insert_coupons(
+            template,
+            taken,
+            reference=f"batch:{batch.pk}",
+            actor=batch.created_by,
+            source=CouponSource.BULK,
+            now=now,
+            today=today,
+        )
         CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
         batch.issued += inserted
         if inserted == len(taken):  # else a code collided: this range again, its served members skipped
@@ -184,3 +204,57 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
             batch.status, batch.finished_at = BatchStatus.DONE, now
         batch.save()
         return batch.status == BatchStatus.RUNNING
+
+
+# --- Birthday coupons (a source of the reminders job) ------------------------------------------------------------
+
+
+def _birthday_members(as_of, start, stop):
+    """Active members in [start, stop) whose birthday is `as_of` (29 February: on the 28th in other years), as
+    points' birthday greeting picks them."""
+    days = [as_of.day]
+    if as_of.month == 2 and as_of.day == 28 and (as_of + timedelta(days=1)).month == 3:
+        days = [28, 29]
+    members = Member.objects.filter(
+        pk__gte=start, pk__lt=stop, status=MemberStatus.ACTIVE, birthday__month=as_of.month, birthday__day__in=days
+    )
+    return list(members.order_by("pk").values_list("pk", flat=True))
+
+
+def birthday_coupons(as_of, start, stop, now):
+    """ReminderSource of the reminders job, in its chunk's transaction: each active template flagged `birthday`
+    issues a coupon to the chunk's members whose birthday is `as_of`, once per member, template and year
+    (source_ref `birthday:<year>`), within the per-member limit and the quantity left (locks the template row).
+    Writes coupons only: the birthday greeting is points'. Returns no messages."""
+    templates = CouponTemplate.objects.filter(is_active=True, issue_on=IssueOn.BIRTHDAY).order_by("id")
+    template_ids = list(templates.values_list("id", flat=True))
+    members = _birthday_members(as_of, start, stop) if template_ids else []
+    if not members:
+        return []
+    reference, today = f"birthday:{as_of.year}", business_date(now)
+    for template_id in template_ids:
+        template = CouponTemplate.objects.select_for_update().get(pk=template_id)
+        if template.valid_until is not None and template.valid_until < today:
+            continue
+        held = list(
+            Coupon.objects.filter(template=template, member_id__in=members)
+            .exclude(status=CouponStatus.VOID)
+            .values_list("member_id", "source_ref")
+        )
+        served = {member_id for member_id, source_ref in held if source_ref == reference}
+        counts = Counter(member_id for member_id, _ in held)
+        limit = template.per_member_limit
+        eligible = [m for m in members if m not in served and (limit is None or counts[m] < limit)]
+        if template.total_quantity is not None:
+            eligible = eligible[: max(template.total_quantity - template.issued_count, 0)]
+        inserted = insert_coupons(
+            template,
+            eligible,
+            reference=reference,
+            actor="birthday",
+            source=CouponSource.BIRTHDAY,
+            now=now,
+            today=today,
+        )
+        CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
+    return []

@@ -40,6 +40,7 @@ class CouponSource(models.TextChoices):
 class IssueOn(models.TextChoices):
     NEVER = "", _("only when issued")
     REGISTRATION = "registration", _("on registration")
+    BIRTHDAY = "birthday", _("on her birthday")
 
 
 def _money(name, **extra):

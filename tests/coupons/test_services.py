@@ -188,3 +188,18 @@ def test_the_reminders_job_tells_a_member_3_days_before_her_coupons_last_day(mem
     assert run.counts["coupons_expiring"] == 1
     inbox = Message.objects.get(member=member_a, kind="coupons_expiring", channel="inbox")
     assert inbox.body == f"{member_a.name}，您有 2 张优惠券将于 2026-03-10 到期，请及时使用。"
+
+
+def test_a_birthday_template_gives_each_member_one_coupon_on_her_birthday_once_a_year(store_a):
+    today_born = MemberFactory(home_store=store_a, birthday=date(1990, 3, 7))
+    MemberFactory(home_store=store_a, birthday=date(1990, 3, 8))
+    MemberFactory(home_store=store_a, birthday=date(1991, 3, 7), status="frozen")
+    offer = template(issue_on="birthday", name="birthday treat", valid_days=7)
+    with time_machine.travel("2026-03-07 09:00:00+08:00", tick=False):
+        run_inline("reminders", date(2026, 3, 7), params={"sources": ["birthday_coupons"]})
+        run_inline("reminders", date(2026, 3, 7), params={"sources": ["birthday_coupons"]}, force=True)
+    coupon = Coupon.objects.get()
+    assert (coupon.member, coupon.source, coupon.source_ref) == (today_born, "birthday", "birthday:2026")
+    assert (coupon.valid_from, coupon.valid_until) == (date(2026, 3, 7), date(2026, 3, 13))
+    offer.refresh_from_db()
+    assert offer.issued_count == 1
