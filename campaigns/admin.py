@@ -1045,3 +1045,6 @@ class CampaignAwardAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     search_fields = ["member__member_no"]
     search_help_text = _("Card number or phone (any format).")
     ordering = ["-id"]
+
+
+from campaigns import admin_coupons  # noqa: E402, F401 - the coupon screens register themselves

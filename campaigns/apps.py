@@ -18,3 +18,16 @@ class CampaignsConfig(AppConfig):
 
         merge_steps.register(triggers.move_campaign_history)  # after points and tiers (INSTALLED_APPS order)
         triggers.register_jobs()
+        from campaigns import jobs
+        from campaigns.services import coupons
+
+        jobs.register_jobs()
+        hooks.register_activity_listener(coupons.return_coupons_of_refund)
+        hooks.register_reward_fulfiller(coupons.issue_for_reward)
+        hooks.register_redemption_cancel_listener(coupons.void_for_cancelled_redemption)
+        member_registered.register(coupons.issue_on_registration)
+        merge_steps.register(coupons.move_coupons)
+        from members.reminders import ReminderSource, register_reminder_source
+
+        register_reminder_source(ReminderSource(name="coupons_expiring", requests=messages.coupons_expiring_requests))
+        register_reminder_source(ReminderSource(name="birthday_coupons", requests=jobs.birthday_coupons))

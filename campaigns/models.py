@@ -1,11 +1,13 @@
 """Campaigns (SPEC §5): what a marketer runs on top of the earning rules, whom each member was assigned to in it
-(A/B variants and the holdout), and every award it made (its budget, caps, refunds and results read these)."""
+(A/B variants and the holdout), and every award it made (its budget, caps, refunds and results read these).
+Coupon templates and coupons live in campaigns.models_coupons (imported here so Django finds them)."""
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from campaigns.models_coupons import Coupon, CouponBatch, CouponTemplate  # noqa: F401 - the coupons' tables (SPEC §10)
 from members.models import Member, Purchase
 
 HOLDOUT = "holdout"

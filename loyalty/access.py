@@ -24,6 +24,8 @@ CLIENT_SCOPES = {
     "redemptions:write": "redeem and cancel rewards",
     "stored_value:read": "read stored-value balances and ledgers",
     "stored_value:write": "top up, pay from and refund to the stored value",
+    "coupons:read": "read coupon templates, members' coupons, check a coupon",
+    "coupons:write": "redeem coupons, issue coupons to members",
 }
 
 

@@ -48,6 +48,8 @@ CLERK_PERMISSIONS = [
     ("stored_value", "add_topup"),
     ("stored_value", "view_payment"),
     ("stored_value", "view_topuprule"),
+    ("campaigns", "view_coupontemplate"),
+    ("campaigns", "view_coupon"),
 ]
 MANAGER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("stored_value", "view_withdrawal"),
@@ -79,6 +81,9 @@ MARKETER_PERMISSIONS = CLERK_PERMISSIONS + [
     ("campaigns", "view_campaignaward"),
     ("stored_value", "add_topuprule"),
     ("stored_value", "change_topuprule"),
+    ("campaigns", "add_coupontemplate"),
+    ("campaigns", "change_coupontemplate"),
+    ("campaigns", "delete_coupontemplate"),
 ]
 
 

@@ -233,6 +233,10 @@ MAX_CLERK_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_CLERK_DAILY_ADJUSTMENT_TOTAL", d
 MAX_MARKETER_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_MARKETER_DAILY_ADJUSTMENT_TOTAL", default=200000)
 MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL", default=200000)
 
+# Minutes after a coupon was used during which a clerk may undo it (a till's mistake), SPEC §10; later a refund
+# of the order returns it.
+COUPON_UNDO_MINUTES = env.int("COUPON_UNDO_MINUTES", default=10)
+
 # Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
 # nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.
 IDEMPOTENCY_RETENTION_DAYS = env.int("IDEMPOTENCY_RETENTION_DAYS", default=30)
@@ -299,6 +303,7 @@ SPECTACULAR_SETTINGS = {
         "LiabilitySourceEnum": ["snapshot", "accounts", "ledger"],  # the liability report: where its figures came from
         "StoredValueEntryKindEnum": "stored_value.models.EntryKind",
         "RewardKindEnum": "points.models.RewardKind",
+        "CouponKindEnum": "campaigns.models_coupons.CouponKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

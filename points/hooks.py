@@ -53,6 +53,8 @@ class Activity:
 _earn_modifiers = ExtensionPoint("earn_modifiers", "modifier(EarnContext) -> extra breakdown lines")
 _activity_listeners = ExtensionPoint("activity_listeners", "listener(Activity) -> fields merged into the result")
 _redemption_checks = ExtensionPoint("redemption_checks", "check(member, reward) raises when she may not redeem it")
+_reward_fulfillers = ExtensionPoint("reward_fulfillers", "fulfil(redemption) -> the code it handed out, or None")
+_redemption_cancel_listeners = ExtensionPoint("redemption_cancel_listeners", "listener(redemption) on its cancel")
 
 
 def register_earn_modifier(modifier):
@@ -68,6 +70,32 @@ def register_activity_listener(listener):
 def register_redemption_check(check):
     """`check(member, reward)` raises a DomainError (e.g. not_eligible) when the member may not redeem it."""
     _redemption_checks.register(check)
+
+
+def register_reward_fulfiller(fulfil):
+    """`fulfil(redemption) -> code | None`, inside the redemption's transaction after it is saved: hands out what
+    the reward gives (campaigns: a real coupon for a reward of kind coupon) and returns its code, or None when the
+    reward is not its. May raise a DomainError, which refuses the redemption."""
+    _reward_fulfillers.register(fulfil)
+
+
+def register_redemption_cancel_listener(listener):
+    """`listener(redemption)`, inside the cancel's transaction: takes back what fulfil handed out (or raises a
+    DomainError when it cannot, which refuses the cancel)."""
+    _redemption_cancel_listeners.register(listener)
+
+
+def fulfil_reward(redemption):
+    for fulfil in _reward_fulfillers:
+        code = fulfil(redemption)
+        if code:
+            return code
+    return None
+
+
+def redemption_cancelled(redemption):
+    for listener in _redemption_cancel_listeners:
+        listener(redemption)
 
 
 def earn_breakdown(context):

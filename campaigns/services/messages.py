@@ -1,10 +1,13 @@
-"""Campaigns' messages to members: the campaign_launch kind (marketing: only on channels she consented to).
+"""Campaigns' messages to members: the campaign_launch kind (marketing: only on channels she consented to), and
+the coupons_expiring reminder (transactional), which the reminders job sends (`coupons_expiring_requests`).
 
 `launch_requests` makes the messages announcing a campaign to given members; whoever picks the audience (a
 marketer's send to a campaign's target, or a segment_move campaign for the members who moved, in the
 segment_moves job's chunk) writes them with loyalty.messaging.queue_messages in its transaction."""
 
-from datetime import date
+from datetime import date, timedelta
+
+from django.db.models import Count
 
 from loyalty.clock import business_date
 from loyalty.message_templates import MessageKind, register_message_kind
@@ -35,4 +38,41 @@ def launch_requests(campaign, member_ids):
     return [
         MessageRequest(member_id, CAMPAIGN_LAUNCH.code, f"campaign:{campaign.pk}", variables)
         for member_id in member_ids
+    ]
+
+
+COUPON_REMINDER_DAYS = 3  # the reminder goes out this many days before a coupon's last valid day
+COUPONS_EXPIRING = register_message_kind(
+    MessageKind(
+        code="coupons_expiring",
+        label="coupons expiring",
+        marketing=False,
+        variables={"count": "her unused coupons whose last day it is", "date": "their last valid day", "days": "days"},
+        sample={"count": 2, "date": date(2026, 12, 31), "days": COUPON_REMINDER_DAYS},
+        frequency_days=0,  # once per last day (the dedupe key)
+    )
+)
+
+
+def coupons_expiring_requests(as_of, start, stop, now):
+    """A ReminderSource of the reminders job: members in [start, stop) with unused coupons whose last valid day is
+    COUPON_REMINDER_DAYS after `as_of`, how many. One statement (the unused coupons' valid_until index)."""
+    from campaigns.models_coupons import Coupon, CouponStatus
+
+    day = as_of + timedelta(days=COUPON_REMINDER_DAYS)
+    rows = (
+        Coupon.objects.filter(member_id__gte=start, member_id__lt=stop, status=CouponStatus.UNUSED, valid_until=day)
+        .values("member_id")
+        .annotate(count=Count("id"))
+        .order_by("member_id")
+        .values_list("member_id", "count")
+    )
+    return [
+        MessageRequest(
+            member_id,
+            COUPONS_EXPIRING.code,
+            f"{day.isoformat()}:{COUPON_REMINDER_DAYS}",
+            {"count": count, "date": day, "days": COUPON_REMINDER_DAYS},
+        )
+        for member_id, count in rows
     ]

@@ -154,6 +154,10 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             store=store,
             created_at=now,
         )
+        handed_out = hooks.fulfil_reward(redemption)  # a reward of kind coupon: the coupon's own code
+        if handed_out:
+            redemption.code = handed_out
+            redemption.save(update_fields=["code"])
         save_account(account)
         events.emit("redemption.created", redemption_event_data(redemption, account), member_id=member.pk)
         notify_redemption(redemption, balance=account.available)  # written now, sent after commit
@@ -179,7 +183,8 @@ def redemption_event_data(redemption, account):
 
 def cancel_redemption(*, actor, redemption_id):
     """Cancel a redemption: its points go back to the lots they came from (with their original expiry) and the
-    stock is returned to the reward's current version. Raises AlreadyCancelled on a second cancel."""
+    stock is returned to the reward's current version; what a fulfiller handed out is taken back (a coupon is
+    void). Raises AlreadyCancelled on a second cancel, and what a cancel listener raises (coupon_used)."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         member_id = Redemption.objects.values_list("member_id", flat=True).get(pk=redemption_id)
@@ -203,6 +208,7 @@ def cancel_redemption(*, actor, redemption_id):
         Reward.objects.filter(code=redemption.reward.code, replaced_at__isnull=True, stock__isnull=False).update(
             stock=F("stock") + redemption.quantity
         )
+        hooks.redemption_cancelled(redemption)  # a coupon it issued is void (refused if already used)
         redemption.status, redemption.cancelled_at = RedemptionStatus.CANCELLED, now
         redemption.save(update_fields=["status", "cancelled_at"])
         save_account(account)

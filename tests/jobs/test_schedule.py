@@ -13,6 +13,7 @@ def test_the_default_schedule_runs_every_registered_nightly_job_in_the_business_
         "release_pending": ("5", "*"),
         "expire_points": ("30", "0"),
         "expire_stored_value_bonus": ("40", "0"),
+        "expire_coupons": ("40", "0"),
         "rfm": ("0", "2"),
         "tiers": ("0", "3"),
         "rule_tags": ("30", "3"),

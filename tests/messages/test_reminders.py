@@ -110,6 +110,8 @@ def test_running_a_date_again_sends_nothing_twice(run, provider):
         "points_expiring": 1,
         "birthday": 1,
         "tier_downgrade_warning": 0,
+        "coupons_expiring": 0,
+        "birthday_coupons": 0,
     }  # found again, written no more
     assert Message.objects.count() == written
     assert LedgerEntry.objects.filter(member=wang, reason="birthday").count() == 1

@@ -22,6 +22,7 @@ KINDS = {
     "campaign_launch",
     "redemption_confirmed",
     "stored_value_paid",
+    "coupons_expiring",
 }
 
 
