@@ -496,7 +496,9 @@ class ErrorSerializer(serializers.Serializer):
     daily_total = serializers.IntegerField(required=False, help_text="adjustment_limit: points a day")
     adjusted_today = serializers.IntegerField(required=False, help_text="adjustment_limit: points adjusted today")
     left = _PointsOrMoneyField(
-        required=False, help_text="adjustment_limit: points left today; daily_limit: money left today"
+        required=False,
+        help_text="adjustment_limit: points left today; daily_limit: money left today; out_of_stock (coupons): "
+        "coupons left",
     )
     sent_today = serializers.IntegerField(required=False, help_text="transfer_limit: points sent today")
     daily_limit = serializers.CharField(required=False, help_text="daily_limit: money a day (decimal string)")
@@ -523,6 +525,12 @@ class ErrorSerializer(serializers.Serializer):
     latest_as_of = serializers.DateField(required=False, help_text="business_date_not_ended: the latest date allowed")
     attempts_left = serializers.IntegerField(required=False, help_text="pin_invalid: wrong PINs left before the lock")
     locked = serializers.BooleanField(required=False, help_text="pin_invalid: the PIN is locked")
+    members = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="limit_reached (coupons): the members over the limit"
+    )
+    used_at = serializers.DateTimeField(required=False, help_text="coupon_used, undo_window_passed: when it was used")
+    valid_until = serializers.DateField(required=False, help_text="coupon_expired: its last valid day")
+    window_minutes = serializers.IntegerField(required=False, help_text="undo_window_passed: the undo window")
     has_pin = serializers.BooleanField(required=False, help_text="pin_required, pin_invalid: false when she has none")
 
     def get_fields(self):

@@ -205,7 +205,7 @@ def test_the_jobs_due_by_06_00_are_the_scheduled_nightly_jobs_not_the_hourly_one
     PeriodicTask.objects.filter(name="nightly: rfm").update(enabled=False)
     assert "rfm" not in nightly_jobs_due(TODAY, local(TODAY, 6))
     # rfm starts at 02:00, not before; the two expiry jobs run at 00:30 and 00:40
-    assert nightly_jobs_due(TODAY, local(TODAY, 2)) == {"expire_points", "expire_stored_value_bonus"}
+    assert nightly_jobs_due(TODAY, local(TODAY, 2)) == {"expire_points", "expire_stored_value_bonus", "expire_coupons"}
 
 
 def test_at_05_59_nothing_is_late_and_at_06_00_every_job_without_a_finished_run_is_even_one_never_started(
