@@ -19,7 +19,7 @@ from html import unescape
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, Engine, TemplateSyntaxError, defaultfilters
 from django.template.base import FilterExpression, TextNode, Variable, VariableNode
 from django.utils import translation
 from django.utils.formats import localize
@@ -211,6 +211,8 @@ _MISSING = object()
 # thousands of members).
 _MEMO_TYPES = frozenset({str, int, bool, date, type(None)})
 _MEMO_LIMIT = 50_000
+# Filters whose answer for a text does not depend on the language (localize() leaves a text as it is, too).
+_PLAIN_TEXT_FILTERS = frozenset({defaultfilters.default, defaultfilters.lower, defaultfilters.upper})
 
 
 def _format_value(value, filters, autoescape):
@@ -269,6 +271,9 @@ class CompiledTemplate:
             if value is _MISSING or callable(value):
                 return None
             kind = type(value)
+            if kind is str and all(f[0] in _PLAIN_TEXT_FILTERS for f in filters):
+                out.append(_format_value(value, filters, autoescape))  # a text the language does not change
+                continue
             key = (filters, kind, value) if kind in _MEMO_TYPES else None
             text = memo.get(key) if key is not None else None
             if text is None:

@@ -236,34 +236,9 @@ def _award_birthdays_locked(accounts, members, *, year, on, actor, now):
     rule = rule_for(RuleChannel.BIRTHDAY, at=now)
     policy = current_policy(now)
     awards, earnings = {}, []
-    for member in due:
-        account = accounts[member.pk]
-        context = hooks.EarnContext(
-            member=member,
-            channel=RuleChannel.BIRTHDAY,
-            base_points=rule.points,
-            occurred_at=now,
-            reference=f"birthday:{year}",
-            actor=actor,
-            cap_left=daily_cap_left(account, policy=policy, at=now),
-        )
-        total, breakdown = with_modifiers(context)
-        award = awards[member.pk] = apply_daily_cap(
-            account, Award(points=total, breakdown=breakdown), policy=policy, at=now
-        )
-        if award.points > 0:
-            earnings.append(
-                Earning(
-                    account,
-                    award.points,
-                    available_at=now,
-                    expires_at=expires_at_for(policy, now),
-                    reason="birthday",
-                    reference=str(year),
-                    breakdown=award.breakdown,
-                    channel=RuleChannel.BIRTHDAY,
-                )
-            )
+    with hooks.earns_prefetched([member.pk for member in due]):
+        for member in due:
+            _decide_birthday(member, accounts[member.pk], year, actor, now, rule, policy, awards, earnings)
     earned = earn_many(earnings, actor=actor, now=now)
     entries = {earning.account.member_id: entry for earning, (entry, _lot) in zip(earnings, earned, strict=True)}
     Event.objects.bulk_create(
@@ -282,6 +257,37 @@ def _award_birthdays_locked(accounts, members, *, year, on, actor, now):
     )
     save_accounts([accounts[member.pk] for member in due])
     return {member.pk: awards[member.pk].points for member in due}
+
+
+def _decide_birthday(member, account, year, actor, now, rule, policy, awards, earnings):
+    """One member's birthday award as for her alone (her tier and campaigns through the earn modifiers, her daily
+    cap, booked on her locked account): into `awards` and, with points, `earnings`."""
+    context = hooks.EarnContext(
+        member=member,
+        channel=RuleChannel.BIRTHDAY,
+        base_points=rule.points,
+        occurred_at=now,
+        reference=f"birthday:{year}",
+        actor=actor,
+        cap_left=daily_cap_left(account, policy=policy, at=now),
+    )
+    total, breakdown = with_modifiers(context)
+    award = awards[member.pk] = apply_daily_cap(
+        account, Award(points=total, breakdown=breakdown), policy=policy, at=now
+    )
+    if award.points > 0:
+        earnings.append(
+            Earning(
+                account,
+                award.points,
+                available_at=now,
+                expires_at=expires_at_for(policy, now),
+                reason="birthday",
+                reference=str(year),
+                breakdown=award.breakdown,
+                channel=RuleChannel.BIRTHDAY,
+            )
+        )
 
 
 def award_trigger(*, member_id, trigger, reference, payload=None, actor):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from dateutil.relativedelta import relativedelta
+from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -100,16 +101,32 @@ def save_account(account):
     account.save()
 
 
-ACCOUNT_FIELDS = [f.name for f in PointsAccount._meta.concrete_fields if not f.primary_key]
-
-
 def save_accounts(accounts):
-    """save_account for many locked accounts: one UPDATE per 500 (updated_at set as save() sets it)."""
+    """save_account for many locked accounts. PostgreSQL: one UPDATE ... FROM unnest(one array per column) (every
+    column, updated_at set as save() sets it); other databases: save_account each."""
     accounts = list(accounts)
+    if connection.vendor != "postgresql":
+        for account in accounts:
+            save_account(account)
+        return
+    if not accounts:
+        return
     now = timezone.now()
     for account in accounts:
         account.updated_at = now
-    PointsAccount.objects.bulk_update(accounts, ACCOUNT_FIELDS, batch_size=500)
+    fields = [f for f in PointsAccount._meta.concrete_fields if not f.primary_key]
+    key = PointsAccount._meta.pk
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in [key, *fields])
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in [key, *fields])
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in fields)
+    table = quote(PointsAccount._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} FROM unnest({arrays}) AS v({columns}) "  # noqa: S608 - our columns
+            f"WHERE {table}.{quote(key.column)} = v.{quote(key.column)}",
+            [[f.get_db_prep_save(getattr(a, f.attname), connection) for a in accounts] for f in [key, *fields]],
+        )
 
 
 def new_entry(
