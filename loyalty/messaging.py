@@ -522,6 +522,16 @@ def _message_columns():
     return columns
 
 
+def _binary_cursor():
+    """PostgreSQL: a cursor of Django's connection (its transaction, its error translation and query logging) that
+    sends the parameters apart from the statement, `%b` ones in binary: psycopg's client-side binding, which Django
+    uses, would spell every array out as text in Python, five times slower for the message arrays."""
+    import psycopg
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 def _insert_new(rows):
     """INSERT the rows, skipping any whose (member, kind, channel, dedupe key) exists already; return [(id, row)] of
     the rows written, in id order. PostgreSQL: one INSERT ... SELECT FROM unnest(one array per column) per
@@ -540,7 +550,7 @@ def _insert_new(rows):
                 [row[index] for row in batch] if index is not None else [default] * len(batch)
                 for _, index, default in columns
             ]
-            unnest = ", ".join(f"%s::{model_field.db_type(connection)}[]" for model_field, _, _ in columns)
+            unnest = ", ".join(f"%b::{model_field.db_type(connection)}[]" for model_field, _, _ in columns)
             statement = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest})" + returning  # noqa: S608
             params = arrays
         else:
@@ -551,7 +561,7 @@ def _insert_new(rows):
                 for row in batch
                 for model_field, index, default in columns
             ]
-        with connection.cursor() as cursor:
+        with _binary_cursor() if connection.vendor == "postgresql" else connection.cursor() as cursor:
             cursor.execute(statement, params)
             returned = cursor.fetchall()
         written += [(pk, by_key[(member_id, kind, channel, key)]) for pk, member_id, kind, channel, key in returned]
