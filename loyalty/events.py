@@ -104,14 +104,26 @@ def emit(event_type, data, *, member_id=None):
     `transaction.atomic`). Writes nothing when no active subscription wants the type. `data`: JSON-able values
     (decimals, dates and rows are converted as the audit log does); ids as strings, as the API shows them. Returns
     the event, or None."""
+    written = emit_many(event_type, [(data, member_id)])
+    return written[0] if written else None
+
+
+def emit_many(event_type, items):
+    """emit() for many changes of one type at once (a job's chunk): `items` are (data, member_id) pairs, written in
+    one INSERT in their order. Returns the events written ([] when no subscription wants the type)."""
     _check_type(event_type)
-    if not wanted(event_type):
-        return None
+    if not items or not wanted(event_type):
+        return []
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("emit() must run inside the transaction of the change it reports")
-    event = OutboxEvent.objects.create(type=event_type, member_id=member_id, data=json_safe(data))
-    transaction.on_commit(kick)
-    return event
+    events = [OutboxEvent(type=event_type, member_id=member_id, data=json_safe(data)) for data, member_id in items]
+    if len(events) == 1:
+        events[0].save(force_insert=True)
+    elif events:
+        events = OutboxEvent.objects.bulk_create(events)
+    if events:
+        transaction.on_commit(kick)
+    return events
 
 
 def outbox_insert_sql(event_type, *, member_id, data, source):

@@ -14,14 +14,18 @@ text.
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from html import unescape
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, Engine, TemplateSyntaxError, defaultfilters
 from django.template.base import FilterExpression, TextNode, Variable, VariableNode
 from django.utils import translation
-from django.utils.html import strip_tags
+from django.utils.formats import localize
+from django.utils.html import conditional_escape, strip_tags
+from django.utils.safestring import SafeData, mark_safe
+from django.utils.timezone import template_localtime
 from django.utils.translation import gettext as _
 
 from loyalty.registry import ExtensionPoint
@@ -156,18 +160,134 @@ class Rendered:
     body: str
 
 
+def _fast_parts(compiled):
+    """The template as a list of parts for `_render_fast`, or None when it has anything but text and `{{ name }}` /
+    `{{ name|filter:"literal" }}` placeholders (Django's engine renders those). A part is a text, or (name, filters)
+    with each filter as (function, literal arguments marked safe, expects_localtime, needs_autoescape, is_safe), as
+    django.template.base.FilterExpression.resolve would call it."""
+    parts = []
+    for node in compiled.nodelist:
+        if type(node) is TextNode:
+            parts.append(node.s)
+            continue
+        if type(node) is not VariableNode:
+            return None
+        expression = node.filter_expression
+        variable = expression.var
+        if (
+            not isinstance(variable, Variable)
+            or variable.lookups is None
+            or len(variable.lookups) != 1
+            or variable.translate
+            or variable.message_context
+        ):
+            return None
+        filters = []
+        for function, arguments in expression.filters:
+            values = []
+            for is_variable, argument in arguments:
+                if not is_variable:
+                    values.append(mark_safe(argument))  # noqa: S308 - a literal of the template, as the engine marks it
+                elif argument.lookups is None and not argument.translate and not argument.message_context:
+                    values.append(argument.literal)  # a number: Variable.resolve gives its literal
+                else:
+                    return None
+            filters.append(
+                (
+                    function,
+                    tuple(values),
+                    getattr(function, "expects_localtime", False),
+                    getattr(function, "needs_autoescape", False),
+                    getattr(function, "is_safe", False),
+                )
+            )
+        parts.append((variable.lookups[0], tuple(filters)))
+    return parts
+
+
+_MISSING = object()
+# Values whose text depends only on themselves, the filters, the language and the settings (not on the time zone,
+# not mutable): one CompiledTemplate formats each such value once (a job renders the same dates and numbers for
+# thousands of members).
+_MEMO_TYPES = frozenset({str, int, bool, date, type(None)})
+_MEMO_LIMIT = 50_000
+# Filters whose answer for a text does not depend on the language (localize() leaves a text as it is, too).
+_PLAIN_TEXT_FILTERS = frozenset({defaultfilters.default, defaultfilters.lower, defaultfilters.upper})
+
+
+def _format_value(value, filters, autoescape):
+    """One placeholder's text: the filters applied and the value rendered as FilterExpression.resolve and
+    render_value_in_context do it (with the template's language active)."""
+    for function, arguments, expects_localtime, needs_autoescape, is_safe in filters:
+        if expects_localtime:
+            value = template_localtime(value, None)
+        new = function(value, *arguments, autoescape=autoescape) if needs_autoescape else function(value, *arguments)
+        # a safe filter keeps a safe value safe, as the engine does
+        value = mark_safe(new) if is_safe and isinstance(value, SafeData) else new  # noqa: S308
+    value = localize(template_localtime(value, None), None)
+    if autoescape:
+        return conditional_escape(value if issubclass(type(value), str) else str(value))
+    return str(value)
+
+
 class CompiledTemplate:
-    """A template compiled once and rendered for many members (a job renders thousands per chunk)."""
+    """A template compiled once and rendered for many members (a job renders thousands per chunk).
+
+    Templates of text and plain placeholders (all the default ones) render without Django's engine: the parts are
+    joined with each value formatted, filtered and escaped by the very functions the engine uses (a differential
+    test holds the two equal). Anything else, or a variable not given, goes through the engine."""
 
     def __init__(self, template):
         self.template = template
         self.engine = _engine(template.channel)
         self.subject = self.engine.from_string(template.subject) if template.subject else None
         self.body = self.engine.from_string(template.body)
+        self._subject_parts = _fast_parts(self.subject) if self.subject else []
+        self._body_parts = _fast_parts(self.body)
+        self._memo = {}
 
     def render(self, variables):
         """Subject and body with `variables`, in the template's language (dates and numbers formatted for it).
         Email: the body is HTML with the values escaped."""
+        if self._subject_parts is not None and self._body_parts is not None:
+            subject = self._render_fast(self._subject_parts, variables)
+            body = self._render_fast(self._body_parts, variables) if subject is not None else None
+            if body is not None:
+                return Rendered(subject=subject.strip(), body=body.strip())
+        return self.render_with_engine(variables)
+
+    def _render_fast(self, parts, variables):
+        """What Django's engine renders for these parts (see _fast_parts) with a Context of `variables`, or None
+        when a placeholder names a variable that is not given or is callable (the engine's lookup rules then
+        apply)."""
+        out = []
+        autoescape, memo = self.engine.autoescape, self._memo
+        for part in parts:
+            if type(part) is str:
+                out.append(part)
+                continue
+            name, filters = part
+            value = variables.get(name, _MISSING)
+            if value is _MISSING or callable(value):
+                return None
+            kind = type(value)
+            if kind is str and all(f[0] in _PLAIN_TEXT_FILTERS for f in filters):
+                out.append(_format_value(value, filters, autoescape))  # a text the language does not change
+                continue
+            key = (filters, kind, value) if kind in _MEMO_TYPES else None
+            text = memo.get(key) if key is not None else None
+            if text is None:
+                with translation.override(self.template.language):
+                    text = _format_value(value, filters, autoescape)
+                if key is not None:
+                    if len(memo) >= _MEMO_LIMIT:
+                        memo.clear()
+                    memo[key] = text
+            out.append(text)
+        return "".join(out)
+
+    def render_with_engine(self, variables):
+        """The render of Django's template engine (the reference the fast path is tested against)."""
         with translation.override(self.template.language):
             context = Context(variables, autoescape=self.engine.autoescape)
             subject = self.subject.render(context).strip() if self.subject else ""

@@ -155,7 +155,11 @@ class Message(models.Model):
     worker that took it); `attempts` counts the provider calls, and a task delivers only the attempt it was sent
     for (loyalty.messaging.deliver_message). Inbox messages are stored: `read_at` is when the member read them."""
 
-    member = models.ForeignKey("members.Member", models.SET_NULL, null=True, blank=True, related_name="messages")
+    # No index of its own: message_member_idx (member, -id) serves every lookup by member, and the job writes
+    # tens of thousands of rows a night.
+    member = models.ForeignKey(
+        "members.Member", models.SET_NULL, null=True, blank=True, related_name="messages", db_index=False
+    )
     recipient = models.CharField(_("recipient"), max_length=254, help_text=_("phone, email or openid"))
     channel = models.CharField(_("channel"), max_length=8, choices=MessageChannel.choices)
     kind = models.CharField(_("kind"), max_length=40)

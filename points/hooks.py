@@ -5,6 +5,7 @@ campaigns registers campaign multipliers and bonuses. Each hook runs inside the 
 member's account is locked, so what it writes commits or rolls back with the points.
 """
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -51,6 +52,9 @@ class Activity:
 
 
 _earn_modifiers = ExtensionPoint("earn_modifiers", "modifier(EarnContext) -> extra breakdown lines")
+_earn_prefetchers = ExtensionPoint(
+    "earn_prefetchers", "prefetch(member_ids) -> context manager in which modifiers read what it read for them"
+)
 _activity_listeners = ExtensionPoint("activity_listeners", "listener(Activity) -> fields merged into the result")
 _redemption_checks = ExtensionPoint("redemption_checks", "check(member, reward) raises when she may not redeem it")
 _reward_fulfillers = ExtensionPoint("reward_fulfillers", "fulfil(redemption) -> the code it handed out, or None")
@@ -60,6 +64,21 @@ _redemption_cancel_listeners = ExtensionPoint("redemption_cancel_listeners", "li
 def register_earn_modifier(modifier):
     """`modifier(context) -> [{"source": "tier:gold", "points": 65}, ...]` (extra points on top of base)."""
     _earn_modifiers.register(modifier)
+
+
+def register_earn_prefetcher(prefetch):
+    """`prefetch(member_ids)` -> a context manager: inside it, an earn modifier answers for these members from what
+    it read in one statement (the same answers as without it; nothing they read may change inside it)."""
+    _earn_prefetchers.register(prefetch)
+
+
+@contextmanager
+def earns_prefetched(member_ids):
+    """The earn modifiers' reads for many members at once (a job's chunk deciding each member's earn in turn)."""
+    with ExitStack() as stack:
+        for prefetch in _earn_prefetchers:
+            stack.enter_context(prefetch(member_ids))
+        yield
 
 
 def register_activity_listener(listener):

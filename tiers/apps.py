@@ -15,6 +15,7 @@ class TiersConfig(AppConfig):
         member_lockers.register(services.lock_member_tiers)  # step 2 of the lock order, after the points account
         hooks.register_activity_listener(services.on_activity)
         hooks.register_earn_modifier(services.tier_multiplier_lines)
+        hooks.register_earn_prefetcher(services.tiers_prefetched)
         hooks.register_redemption_check(services.check_reward_tier)
         register_member_field(
             MemberField(

@@ -5,7 +5,7 @@ growth would not keep her tier."""
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from loyalty.clock import end_of_business_day
 from loyalty.message_templates import MessageKind, register_message_kind
@@ -96,8 +96,8 @@ def queue_downgrade_messages(member_ids, *, as_of, now):
 def downgrade_warning_requests(as_of, start, stop, now):
     """Members in [start, stop) above the entry tier whose hold ends within TIER_DOWNGRADE_WARNING_DAYS after
     `as_of` (so a day the job missed is caught up) and whose growth that will still count on that day is below the
-    tier's retention threshold. One warning per member and hold date. One statement for the tiers and one per
-    hold date for the growth."""
+    tier's retention threshold. One warning per member and hold date. One statement for the tiers and one for the
+    growth."""
     from tiers.services import ladder
 
     horizon = as_of + timedelta(days=settings.TIER_DOWNGRADE_WARNING_DAYS)
@@ -111,13 +111,19 @@ def downgrade_warning_requests(as_of, start, stop, now):
     policy = GrowthPolicy.objects.filter(tag__isnull=True, valid_from__lte=now).order_by("-valid_from").first()
     window_days = policy.window_days if policy else 365
     tiers = {tier.pk: tier for tier in ladder()}
-    growth = {}
-    for hold_until in sorted({row[2] for row in rows}):
-        members = [member_id for member_id, _, held in rows if held == hold_until]
-        counted = GrowthEntry.objects.filter(
-            member_id__in=members, occurred_at__gte=end_of_business_day(hold_until - timedelta(days=window_days))
-        )
-        growth.update(dict(counted.values("member_id").annotate(total=Sum("value")).values_list("member_id", "total")))
+    by_hold = {}
+    for member_id, _, hold_until in rows:
+        by_hold.setdefault(hold_until, []).append(member_id)
+    counted = Q()  # each member's growth since her own window start: one statement for all hold dates
+    for hold_until, members in sorted(by_hold.items()):
+        since = end_of_business_day(hold_until - timedelta(days=window_days))
+        counted |= Q(member_id__in=members, occurred_at__gte=since)
+    growth = dict(
+        GrowthEntry.objects.filter(counted)
+        .values("member_id")
+        .annotate(total=Sum("value"))
+        .values_list("member_id", "total")
+    )
     requests = []
     for member_id, tier_id, hold_until in sorted(rows):
         tier, value = tiers[tier_id], growth.get(member_id) or 0

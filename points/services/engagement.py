@@ -17,7 +17,17 @@ from points.models import EarningRule, Event, RuleChannel
 
 from . import idempotency
 from .earning import Award, apply_daily_cap, daily_cap_left, rule_for, with_modifiers
-from .ledger import current_policy, earn, expires_at_for, lock_account, lock_accounts, save_account
+from .ledger import (
+    Earning,
+    current_policy,
+    earn,
+    earn_many,
+    expires_at_for,
+    lock_account,
+    lock_accounts,
+    save_account,
+    save_accounts,
+)
 from .purchases import Outcome, _replay
 
 
@@ -178,37 +188,80 @@ def award_birthday_points(*, member_id, year, actor="job:birthday"):
     with transaction.atomic(durable=True):
         account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
-        points = _award_birthday_locked(account, member, year=year, on=business_date(now), actor=actor, now=now)
-    return points
+        awarded = _award_birthdays_locked(
+            {member_id: account}, [member], year=year, on=business_date(now), actor=actor, now=now
+        )
+    return awarded.get(member_id, 0)
 
 
 def award_birthdays(member_ids, *, year, on, actor="job:reminders"):
     """award_birthday_points for many members inside the caller's transaction (the reminders job's chunk): their
     accounts locked in one statement in id order (merged members' closed accounts are left alone), then each
-    active member whose birthday month `on` is gets her bonus of `year` unless she has it. Returns
-    {member_id: points} of the year's birthday bonus of every one of them who has one (given now or before)."""
+    active member whose birthday month `on` is gets her bonus of `year` unless she has it, written in bulk.
+    Returns {member_id: points} of the year's birthday bonus of every one of them who has one (given now or
+    before)."""
     now = timezone.now()
     members = {
         member.pk: member
         for member in Member.objects.filter(pk__in=member_ids).exclude(status=MemberStatus.MERGED).order_by("pk")
     }
     accounts = lock_accounts(list(members)) if members else {}
-    for member_id in sorted(accounts):
-        _award_birthday_locked(accounts[member_id], members[member_id], year=year, on=on, actor=actor, now=now)
+    _award_birthdays_locked(
+        accounts, [members[member_id] for member_id in sorted(accounts)], year=year, on=on, actor=actor, now=now
+    )
     given = Event.objects.filter(member_id__in=member_ids, type=RuleChannel.BIRTHDAY, business_date__year=year)
     return dict(given.values_list("member_id", "points"))
 
 
-def _award_birthday_locked(account, member, *, year, on, actor, now):
-    """The award of award_birthday_points; the caller holds the member's account lock. The member is read under
-    it: her status and birthday are current."""
-    if member.birthday is None or member.status != MemberStatus.ACTIVE or on.month != member.birthday.month:
-        return 0
-    marker = date(year, member.birthday.month, 1)
-    if Event.objects.filter(member=member, type=RuleChannel.BIRTHDAY, business_date=marker).exists():
-        return 0
+def _award_birthdays_locked(accounts, members, *, year, on, actor, now):
+    """The awards of award_birthday_points and award_birthdays; the caller holds the members' account locks
+    (`accounts`: {member_id: PointsAccount}) and read `members` (in id order) under them: their status and
+    birthday are current. Each is decided as for her alone (her tier and campaigns through the earn modifiers,
+    her daily cap), then all are written in bulk: the entries, lots and points.earned events (ledger.earn_many),
+    the birthday events, the accounts. Returns {member_id: points} of those awarded now (0: capped)."""
+    due = [
+        member
+        for member in members
+        if member.birthday is not None and member.status == MemberStatus.ACTIVE and on.month == member.birthday.month
+    ]
+    markers = {member.pk: date(year, member.birthday.month, 1) for member in due}
+    if not due:
+        return {}
+    given = set(
+        Event.objects.filter(
+            member_id__in=list(markers), type=RuleChannel.BIRTHDAY, business_date__in=set(markers.values())
+        ).values_list("member_id", "business_date")
+    )
+    due = [member for member in due if (member.pk, markers[member.pk]) not in given]
     rule = rule_for(RuleChannel.BIRTHDAY, at=now)
     policy = current_policy(now)
+    awards, earnings = {}, []
+    with hooks.earns_prefetched([member.pk for member in due]):
+        for member in due:
+            _decide_birthday(member, accounts[member.pk], year, actor, now, rule, policy, awards, earnings)
+    earned = earn_many(earnings, actor=actor, now=now)
+    entries = {earning.account.member_id: entry for earning, (entry, _lot) in zip(earnings, earned, strict=True)}
+    Event.objects.bulk_create(
+        [
+            Event(
+                member=member,
+                type=RuleChannel.BIRTHDAY,
+                business_date=markers[member.pk],
+                occurred_at=now,
+                points=awards[member.pk].points,
+                capped=awards[member.pk].capped,
+                entry=entries.get(member.pk),
+            )
+            for member in due
+        ]
+    )
+    save_accounts([accounts[member.pk] for member in due])
+    return {member.pk: awards[member.pk].points for member in due}
+
+
+def _decide_birthday(member, account, year, actor, now, rule, policy, awards, earnings):
+    """One member's birthday award as for her alone (her tier and campaigns through the earn modifiers, her daily
+    cap, booked on her locked account): into `awards` and, with points, `earnings`."""
     context = hooks.EarnContext(
         member=member,
         channel=RuleChannel.BIRTHDAY,
@@ -219,32 +272,22 @@ def _award_birthday_locked(account, member, *, year, on, actor, now):
         cap_left=daily_cap_left(account, policy=policy, at=now),
     )
     total, breakdown = with_modifiers(context)
-    award = apply_daily_cap(account, Award(points=total, breakdown=breakdown), policy=policy, at=now)
-    entry = None
-    if award.points > 0:
-        entry, _ = earn(
-            account,
-            points=award.points,
-            actor=actor,
-            available_at=now,
-            expires_at=expires_at_for(policy, now),
-            reason="birthday",
-            reference=str(year),
-            breakdown=award.breakdown,
-            now=now,
-            channel=RuleChannel.BIRTHDAY,
-        )
-    Event.objects.create(
-        member=member,
-        type=RuleChannel.BIRTHDAY,
-        business_date=marker,
-        occurred_at=now,
-        points=award.points,
-        capped=award.capped,
-        entry=entry,
+    award = awards[member.pk] = apply_daily_cap(
+        account, Award(points=total, breakdown=breakdown), policy=policy, at=now
     )
-    save_account(account)
-    return award.points
+    if award.points > 0:
+        earnings.append(
+            Earning(
+                account,
+                award.points,
+                available_at=now,
+                expires_at=expires_at_for(policy, now),
+                reason="birthday",
+                reference=str(year),
+                breakdown=award.breakdown,
+                channel=RuleChannel.BIRTHDAY,
+            )
+        )
 
 
 def award_trigger(*, member_id, trigger, reference, payload=None, actor):

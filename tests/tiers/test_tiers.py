@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.db import connection
+from django.db import connection, transaction
 
 from points import services as points_services
 from points.models import Reward
@@ -209,6 +209,23 @@ def test_birthday_bonus_includes_the_tier_bonus(store_a):
     purchase(member, "990.00")  # silver: +20 birthday bonus, 1.2× on base
     with time_machine.travel(at(2026, 5, 2, 12), tick=False):
         assert points_services.award_birthday_points(member_id=member.pk, year=2026) == 50 + 10 + 20
+
+
+@pytest.mark.django_db
+def test_birthday_bonuses_in_bulk_include_each_members_own_tier_bonus(store_a, django_assert_max_num_queries):
+    silver = MemberFactory(home_store=store_a, birthday=date(1990, 5, 17))
+    purchase(silver, "990.00")  # silver: +20 birthday bonus, 1.2× on base
+    regular = MemberFactory(home_store=store_a, birthday=date(1991, 5, 3))
+    purchase(regular, "10.00")  # regular: no birthday bonus of its tier
+    newcomer = MemberFactory(home_store=store_a, birthday=date(1992, 5, 9))  # no tier row: the entry tier
+    ids = [silver.pk, regular.pk, newcomer.pk]
+    with (
+        time_machine.travel(at(2026, 5, 2, 12), tick=False),
+        transaction.atomic(),
+        django_assert_max_num_queries(14),  # the tiers read once, not per member
+    ):
+        awarded = points_services.award_birthdays(ids, year=2026, on=date(2026, 5, 2))
+    assert awarded == {silver.pk: 50 + 10 + 20, regular.pk: 50, newcomer.pk: 50}
 
 
 @pytest.mark.django_db
