@@ -208,8 +208,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
         """The member the page serves (?member=<id>, from her page): one the user may open, else 404."""
         if member_id in (None, ""):
             return None
-        member_admin = self.admin_site._registry.get(Member)
-        queryset = member_admin.get_queryset(request) if member_admin else Member.objects.none()
+        queryset = self.admin_site.get_model_admin(Member).get_queryset(request)  # a clerk's: as her member list
         member = queryset.filter(pk=member_id).first() if str(member_id).isdigit() else None
         if member is None:
             raise Http404

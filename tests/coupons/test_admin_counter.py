@@ -142,6 +142,20 @@ def test_the_same_form_submitted_twice_redeems_once(clerk_client, coupon, member
     assert Coupon.objects.filter(status="used").count() == 1
 
 
+def test_a_key_reused_for_another_order_redeems_nothing_and_the_form_gets_a_new_key(clerk_client, coupon):
+    with transaction.atomic():
+        (other,) = issue(template(name="5 off"), coupon.member)
+    key = str(clerk_client.get(COUNTER).context["form"]["key"].value())
+    posted(clerk_client, action="redeem", key=key, code=coupon.code, order_no="A-1")
+
+    response = posted(clerk_client, action="redeem", key=key, code=other.code, order_no="A-2")
+
+    assert refusal(response) == "This form was already used for another order: press Redeem again to redeem."
+    assert str(response.context["form"]["key"].value()) != key
+    other.refresh_from_db()
+    assert other.status == "unused"
+
+
 def test_a_used_coupon_is_refused_with_when_and_the_order(clerk_client, coupon, store_a):
     redeem(coupon.code, store=store_a, order_no="FIRST")
     coupon.refresh_from_db()
