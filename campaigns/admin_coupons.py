@@ -1,16 +1,39 @@
 """Admin screens for coupons (SPEC §10): templates for marketers (saved through campaigns.services.coupons, the
-same functions the API calls; terms fixed once coupons were issued), and the coupons themselves read-only, found
-by their code, a member's card number or phone (a clerk sees her stores' members' coupons)."""
+same functions the API calls; terms fixed once coupons were issued), the coupons themselves read-only, found by
+their code, a member's card number or phone (a clerk sees her stores' members' coupons), the counter page where a
+clerk checks, redeems and undoes a coupon typed or scanned, and the member page's coupons part."""
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Min
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import re_path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.coupon_codes import MalformedCode, normalise
-from campaigns.models_coupons import Coupon, CouponTemplate
+from campaigns.models_coupons import Coupon, CouponStatus, CouponTemplate
 from campaigns.services import coupons
-from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor
-from points.admin import MemberScopedAdmin
+from loyalty.access import staff_role
+from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.clock import business_date
+from loyalty.errors import DomainError, NotFoundError
+from members.extensions import member_glance
+from members.models import Member, Store
+from points.admin import ORDER_NO_PATTERN, MemberScopedAdmin, domain_error_text, when
+from points.serializers import MAX_AMOUNT
+from points.services import IdempotencyConflict, request_fingerprint
+
+COUNTER_TEMPLATE = "admin/campaigns/coupon/counter.html"
 
 
 class CouponTemplateForm(ConfigurationForm):
@@ -55,9 +78,108 @@ class CouponTemplateAdmin(ConfigurationAdmin):
         return actions
 
 
+# --- The counter page ---------------------------------------------------------------------------------------------
+
+
+class CounterForm(forms.Form):
+    """A coupon typed or scanned at the till and the order it is for. The hidden `key` is made when the form is
+    shown, so "Redeem" pressed twice (a double click, a reload) redeems once: the second answers the first."""
+
+    code = forms.CharField(label=_("coupon code"), max_length=40, widget=forms.TextInput(attrs={"autofocus": True}))
+    amount = forms.DecimalField(
+        label=_("order amount"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
+    )
+    order_no = forms.RegexField(
+        ORDER_NO_PATTERN,
+        label=_("order number"),
+        max_length=64,
+        required=False,
+        error_messages={"invalid": _("Letters, digits and _ . / : - only.")},
+        help_text=_("Needed to redeem, not to check."),
+    )
+    store = forms.ModelChoiceField(queryset=Store.objects.none(), label=_("store"))
+    categories = forms.CharField(
+        label=_("categories"),
+        max_length=500,
+        required=False,
+        help_text=_("The order's product categories, separated by commas; empty: not checked."),
+    )
+    member = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, store_ids, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("key", uuid.uuid4())
+        stores = Store.objects.filter(is_active=True).order_by("code")
+        field = self.fields["store"]
+        if store_ids is None:
+            field.queryset, field.required = stores, False
+        else:
+            field.queryset = stores.filter(pk__in=store_ids)
+            only = list(field.queryset[:2])
+            if len(only) == 1:
+                field.initial = only[0].pk
+
+    def clean_code(self):
+        """A mistyped code (wrong length, a character no code has, a wrong check character) is refused here,
+        before any lookup."""
+        try:
+            return normalise(self.cleaned_data["code"])
+        except MalformedCode as error:
+            raise forms.ValidationError(
+                _("This is not a valid coupon code (%(why)s) Check it and type it again."), params={"why": error}
+            ) from None
+
+    def clean_categories(self):
+        text = self.cleaned_data["categories"].strip()
+        return [part.strip() for part in text.split(",") if part.strip()] or None
+
+    def new_key(self):
+        """The next submit is a new redemption: a fresh key (after a redemption, or a key used for other values)."""
+        data = self.data.copy()
+        data["key"] = str(uuid.uuid4())
+        self.data = data
+
+
+def refusal_text(coupon, reason):
+    """Why a coupon cannot be used, in the clerk's words."""
+    template = coupon.template
+    texts = {
+        coupons.REASON_VOID: _("This coupon was cancelled (void)."),
+        coupons.REASON_USED: _("This coupon was already used on %(used_at)s (order %(order_no)s)."),
+        coupons.REASON_EXPIRED: _("This coupon expired: its last day was %(valid_until)s."),
+        coupons.REASON_NOT_YET_VALID: _("This coupon is not valid yet: from %(valid_from)s."),
+        coupons.REASON_NOT_OWNER: _("This coupon belongs to another member."),
+        coupons.REASON_WRONG_STORE: _("This coupon cannot be used at this store (only at %(stores)s)."),
+        coupons.REASON_WRONG_CATEGORY: _("This coupon is for %(categories)s only: none is in this order."),
+        coupons.REASON_BELOW_THRESHOLD: _("The order is below this coupon's minimum of %(threshold)s."),
+    }
+    return texts[reason] % {
+        "used_at": when(coupon.used_at),
+        "order_no": coupon.order_no or "—",
+        "valid_until": coupon.valid_until,
+        "valid_from": coupon.valid_from,
+        "stores": ", ".join(template.stores or ()),
+        "categories": ", ".join(template.categories or ()),
+        "threshold": coupons.money(template.threshold),
+    }
+
+
+def coupon_label(coupon):
+    return _("%(code)s, “%(name)s” of %(member)s") % {
+        "code": coupon.code,
+        "name": coupon.template.name,
+        "member": coupon.member,
+    }
+
+
 @admin.register(Coupon)
 class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
-    """Coupons are money at the counter: read-only here (issue, redeem and undo go through the services)."""
+    """Coupons are money at the counter: read-only here (issue, redeem and undo go through the services); the
+    counter page checks, redeems and undoes one."""
+
+    change_list_template = "admin/campaigns/coupon/change_list.html"
 
     list_display = ["code", "member", "template", "status", "valid_from", "valid_until", "used_at", "order_no", "store"]
     list_filter = ["status", "source"]
@@ -70,3 +192,201 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
             return queryset.filter(code=normalise(search_term)), False
         except MalformedCode:
             return super().get_search_results(request, queryset, search_term)
+
+    # The counter page -------------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.counter_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_counter"
+        return [re_path(r"^counter/$", view, name=name), *super().get_urls()]
+
+    def may_use_counter(self, request):
+        """Any staff role that may see coupons: clerks, store managers, marketers, admins."""
+        return staff_role(request.user) is not None and self.has_view_permission(request)
+
+    def _member_for_counter(self, request, member_id):
+        """The member the page serves (?member=<id>, from her page): one the user may open, else 404."""
+        if member_id in (None, ""):
+            return None
+        queryset = self.admin_site.get_model_admin(Member).get_queryset(request)  # a clerk's: as her member list
+        member = queryset.filter(pk=member_id).first() if str(member_id).isdigit() else None
+        if member is None:
+            raise Http404
+        return member
+
+    def counter_view(self, request):
+        """Check a coupon (writes nothing), redeem it (campaigns.services.coupons.redeem_coupon, as the API, keyed
+        by the form's hidden key), or undo the use just made (within COUPON_UNDO_MINUTES)."""
+        if not self.may_use_counter(request):
+            raise PermissionDenied
+        store_ids = clerk_store_ids(request)
+        outcome = {}
+        if request.method == "POST":
+            member = self._member_for_counter(request, request.POST.get("member"))
+            if request.POST.get("action") == "undo":
+                outcome = self._undo(request, request.POST.get("undo_code", ""), store_ids)
+                form = CounterForm(initial={"member": member and member.pk}, store_ids=store_ids)
+            elif (form := CounterForm(request.POST, store_ids=store_ids)).is_valid():
+                if request.POST.get("action") == "redeem":
+                    outcome = self._redeem(request, form, member)
+                else:
+                    outcome = self._check(form, member)
+        else:
+            member = self._member_for_counter(request, request.GET.get("member"))
+            form = CounterForm(
+                initial={"member": member and member.pk, "code": request.GET.get("code", "")}, store_ids=store_ids
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Coupon counter"),
+            "subtitle": None,
+            "member": member,
+            "form": form,
+            "media": self.media + form.media,
+            "has_view_permission": self.has_view_permission(request),
+            "undo_minutes": settings.COUPON_UNDO_MINUTES,
+            **outcome,
+        }
+        return TemplateResponse(request, COUNTER_TEMPLATE, context)
+
+    def _check(self, form, member):
+        data = form.cleaned_data
+        try:
+            answer = coupons.check_coupon(
+                code=data["code"],
+                store=data["store"],
+                amount=data["amount"],
+                member_id=member and member.pk,
+                categories=data["categories"],
+            )
+        except NotFoundError:
+            return {"refusal": _("No coupon with this code.")}
+        coupon = Coupon.objects.select_related("template", "member").get(code=data["code"])
+        if answer["valid"]:
+            text = _("Valid: %(coupon)s. Discount %(discount)s on %(amount)s; valid until %(valid_until)s.") % {
+                "coupon": coupon_label(coupon),
+                "discount": answer["discount"],
+                "amount": coupons.money(data["amount"]),
+                "valid_until": answer["valid_until"],
+            }
+            return {"verdict": text}
+        return {"refusal": _("Not valid: %(why)s") % {"why": refusal_text(coupon, answer["reason"])}}
+
+    def _redeem(self, request, form, member):
+        data = form.cleaned_data
+        if not data["order_no"]:
+            form.add_error("order_no", _("The order number is needed to redeem."))
+            return {}
+        store = data["store"]
+        fingerprint = request_fingerprint(
+            {
+                "path": "admin:coupon-counter",
+                "code": data["code"],
+                "order_no": data["order_no"],
+                "amount": f"{data['amount']:.2f}",
+                "store": store and store.pk,
+                "member": member and member.pk,
+                "categories": data["categories"],
+            }
+        )
+        try:
+            outcome = coupons.redeem_coupon(
+                actor=admin_actor(request),
+                scope=f"staff:{request.user.pk}:coupons",
+                key=str(data["key"]),
+                fingerprint=fingerprint,
+                code=data["code"],
+                order_no=data["order_no"],
+                store=store,
+                amount=data["amount"],
+                source=f"store:{store.code}" if store else "staff",
+                member_id=member and member.pk,
+                categories=data["categories"],
+            )
+        except NotFoundError:
+            return {"refusal": _("No coupon with this code.")}
+        except (coupons.CouponUsed, coupons.CouponExpired, coupons.CouponNotApplicable) as error:
+            coupon = Coupon.objects.select_related("template").get(code=data["code"])
+            reason = {"coupon_used": coupons.REASON_USED, "coupon_expired": coupons.REASON_EXPIRED}.get(
+                error.code, error.extra.get("reason")
+            )
+            return {"refusal": _("Not redeemed: %(why)s") % {"why": refusal_text(coupon, reason)}}
+        except IdempotencyConflict:
+            form.new_key()
+            return {"refusal": _("This form was already used for another order: press Redeem again to redeem.")}
+        except DomainError as error:
+            return {"refusal": domain_error_text(error)}
+        result = outcome.result
+        coupon = Coupon.objects.select_related("template", "member").get(code=result["code"])
+        text = _("Redeemed %(coupon)s on order %(order_no)s: discount %(discount)s on %(amount)s.") % {
+            "coupon": coupon_label(coupon),
+            "order_no": result["order_no"],
+            "discount": result["discount"],
+            "amount": result["amount"],
+        }
+        if outcome.replayed:
+            text = _("This form was already submitted, nothing changed. %(result)s") % {"result": text}
+        form.new_key()
+        return {"verdict": text, "undo_code": self._undoable(coupon)}
+
+    def _undoable(self, coupon):
+        """The code the page offers to undo: a use still within the undo window."""
+        window = timedelta(minutes=settings.COUPON_UNDO_MINUTES)
+        if coupon.status == CouponStatus.USED and timezone.now() - coupon.used_at <= window:
+            return coupon.code
+        return None
+
+    def _undo(self, request, code, store_ids):
+        try:
+            coupons.undo_redemption(actor=admin_actor(request), code=normalise(code), store_ids=store_ids)
+        except MalformedCode:
+            return {"refusal": _("No coupon with this code.")}
+        except NotFoundError:
+            return {"refusal": _("No coupon with this code used at your stores.")}
+        except coupons.CouponNotUsed:
+            return {"refusal": _("Coupon %(code)s is not used: there is nothing to undo.") % {"code": code}}
+        except coupons.UndoWindowPassed:
+            return {
+                "refusal": _(
+                    "The %(minutes)s minutes to undo coupon %(code)s have passed: refund the order to return it."
+                )
+                % {"minutes": settings.COUPON_UNDO_MINUTES, "code": code}
+            }
+        return {"verdict": _("Undone: coupon %(code)s is unused again.") % {"code": code}}
+
+
+# --- The member page's part ----------------------------------------------------------------------------------------
+
+
+def coupons_glance(member):
+    """The member page's part (members.extensions.member_glance): how many coupons she can use now and the first
+    last day among them (one aggregate on her coupons), with her coupons' list and the counter page for her."""
+    today = business_date()
+    usable = Coupon.objects.filter(member_id=member.pk, status=CouponStatus.UNUSED, valid_until__gte=today)
+    figures = usable.aggregate(count=Count("id"), next_until=Min("valid_until"))
+    if figures["count"]:
+        text = _("%(count)s unused (next expires %(date)s)") % {
+            "count": figures["count"],
+            "date": figures["next_until"].isoformat(),
+        }
+    else:
+        text = _("none unused")
+    listing = f"{reverse('admin:campaigns_coupon_changelist')}?{urlencode({'member__id__exact': member.pk})}"
+    counter = f"{reverse('admin:campaigns_coupon_counter')}?{urlencode({'member': member.pk})}"
+    return [
+        (
+            _("coupons"),
+            format_html(
+                '{} <a href="{}">{}</a> <a href="{}">{}</a>',
+                text,
+                listing,
+                _("Her coupons"),
+                counter,
+                _("Check or redeem a coupon"),
+            ),
+        )
+    ]
+
+
+member_glance.register(coupons_glance, key="coupons")

@@ -10,6 +10,7 @@ openapi-schema-validator's OAS30 validator, with formats enforced.
 
 import json
 import re
+import threading
 from functools import cache
 
 from django.utils import translation
@@ -23,11 +24,16 @@ class SchemaMismatch(AssertionError):
     pass
 
 
+# drf-spectacular's generator is not thread-safe: the first responses of a concurrency test (threads released at
+# once) would otherwise build the schema together (an AttributeError in its plumbing, now and then).
+_generating = threading.Lock()
+
+
 @cache
 def _document():
     from drf_spectacular.generators import SchemaGenerator
 
-    with translation.override("en"):
+    with _generating, translation.override("en"):
         document = SchemaGenerator().get_schema(request=None, public=True)
     # The generator's output holds lazy strings and other Python objects: round-trip to plain JSON.
     return _nullable_references(json.loads(json.dumps(document, default=str)))

@@ -80,3 +80,41 @@ def test_concurrent_issues_to_one_member_keep_her_limit(store_a):
 
     assert Counter(map(outcome, responses)) == {201: 3, "limit_reached": 7}
     assert Coupon.objects.filter(member=member).count() == 3
+
+
+def test_the_counter_form_double_clicked_from_five_threads_redeems_once(clerk_a, store_a):
+    """The admin counter's hidden key: five submits of one form at the same moment are one redemption; the others
+    answer it (replayed) rather than "already used"."""
+    from django.test import Client
+
+    member = MemberFactory(home_store=store_a)
+    with transaction.atomic():
+        (coupon,) = issue(template(), member)
+    form = {
+        "code": coupon.code,
+        "amount": "150.00",
+        "order_no": "DBL-1",
+        "store": str(store_a.pk),
+        "categories": "",
+        "member": "",
+        "key": "5b0e7a5c-2f8e-4c1e-9d1c-0d6a3c0f4b11",
+        "action": "redeem",
+    }
+
+    def submit(_index):
+        client = Client()
+        client.force_login(clerk_a)
+        return client.post("/admin/campaigns/coupon/counter/", form)
+
+    responses = run_together(5, submit)
+
+    # The page's text, not response.context: the test client's template signals are shared between threads.
+    pages = [response.content.decode() for response in responses]
+    verdicts = Counter(
+        "replayed" if "This form was already submitted, nothing changed." in page else "redeemed" for page in pages
+    )
+    assert verdicts == {"redeemed": 1, "replayed": 4}
+    assert [page.count("on order DBL-1: discount 20.00 on 150.00.") for page in pages] == [1] * 5
+    assert ["coupon-refusal" in page for page in pages] == [False] * 5
+    coupon.refresh_from_db()
+    assert (coupon.status, coupon.order_no) == ("used", "DBL-1")
