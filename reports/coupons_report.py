@@ -3,8 +3,10 @@ the coupons, what was issued, redeemed, expired and voided in a range of busines
 coupons issued in it, the discount given, and the revenue of the orders that used a coupon.
 
 A coupon has no ledger: its row is its state, so the figures are read from the coupons themselves (a few GROUP BYs
-over the range's coupons, by the columns the coupons' indexes hold), with the purchases joined by (source,
-order_no) for the revenue. A coupon's campaign is its `source_ref` `campaign:<id>` when its source is `campaign`
+over the range's coupons), with the purchases joined by (source, order_no) for the revenue. No index serves
+issued_at or used_at (each would cost every issued coupon a write): a range scans the coupons table, fine for a
+report read now and then; a nightly snapshot is the way when that table grows to tens of millions.
+A coupon's campaign is its `source_ref` `campaign:<id>` when its source is `campaign`
 (campaigns.services.engine issues them so)."""
 
 from decimal import Decimal
