@@ -63,6 +63,7 @@ MODEL_TERMS = [
     "per_member_period_cap",
     "cap_period",
     "holdout_percent",
+    "coupon_template",
 ]
 MODEL_FIELDS = ["name", "description", *MODEL_TERMS]
 TARGET_FIELDS = {
@@ -639,8 +640,11 @@ class CampaignAdmin(ConfigurationAdmin):
         reward = (
             _("Reward"),
             {
-                "fields": ["multiplier", "bonus_points"],
-                "description": _("A variant's own multiplier or bonus points (below) override these."),
+                "fields": ["multiplier", "bonus_points", "coupon_template"],
+                "description": _(
+                    "A variant's own multiplier or bonus points (below) override these. A coupon template: each "
+                    "award also issues one coupon of it (alone, without bonus or multiplier: a coupon-only campaign)."
+                ),
             },
         )
         budget = (
@@ -1039,9 +1043,11 @@ class CampaignAwardAdmin(MemberScopedAdmin, ReadOnlyAdmin):
         "purchase",
         "reference",
         "business_date",
+        "coupon",
+        "coupon_skipped",
     ]
-    list_filter = ["campaign", GroupFilter]
-    list_select_related = ["campaign", "member", "purchase"]
+    list_filter = ["campaign", GroupFilter, "coupon_skipped"]
+    list_select_related = ["campaign", "member", "purchase", "coupon"]
     search_fields = ["member__member_no"]
     search_help_text = _("Card number or phone (any format).")
     ordering = ["-id"]

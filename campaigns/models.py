@@ -100,6 +100,17 @@ class Campaign(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
     budget_exhausted_at = models.DateTimeField(_("budget exhausted at"), null=True, blank=True)
+    coupon_template = models.ForeignKey(
+        CouponTemplate,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaigns",
+        verbose_name=_("coupon template"),
+        help_text=_(
+            "Each award also issues the member one coupon of this template (while its quantity and limit allow)."
+        ),
+    )
 
     class Meta:
         verbose_name = _("campaign")
@@ -179,10 +190,17 @@ class CampaignAssignment(models.Model):
         return f"{self.campaign_id}:{self.member_id} → {self.group}"
 
 
+class CouponSkipped(models.TextChoices):
+    OUT_OF_STOCK = "out_of_stock", _("the template's quantity is used up")
+    LIMIT_REACHED = "limit_reached", _("she holds the template's per-member limit")
+    TEMPLATE_INACTIVE = "template_inactive", _("the template is inactive or ended")
+
+
 class CampaignAward(models.Model):
     """Points a campaign gave a member: one row per award (a purchase's campaign line, an event's bonus, a segment
     move). `points_returned` grows when a refund takes part of a purchase's points back (and gives it back to the
-    budget)."""
+    budget). A campaign with a coupon template records the coupon the award issued, or why none was
+    (`coupon_skipped`); a coupon-only campaign's awards have 0 points."""
 
     campaign = models.ForeignKey(Campaign, models.PROTECT, related_name="awards")
     member = models.ForeignKey(Member, models.CASCADE, related_name="campaign_awards")
@@ -193,6 +211,10 @@ class CampaignAward(models.Model):
     reference = models.CharField(_("reference"), max_length=120, blank=True)
     business_date = models.DateField(_("business date"))
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    coupon = models.ForeignKey(
+        Coupon, models.SET_NULL, null=True, blank=True, related_name="campaign_awards", verbose_name=_("coupon")
+    )
+    coupon_skipped = models.CharField(_("coupon skipped"), max_length=20, choices=CouponSkipped.choices, blank=True)
 
     class Meta:
         verbose_name = _("campaign award")

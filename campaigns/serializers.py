@@ -55,6 +55,15 @@ class CampaignSerializer(serializers.ModelSerializer):
     priority = serializers.IntegerField(min_value=-1000, max_value=1000, required=False)
     variants = VariantSerializer(many=True, required=False, max_length=20)
     copied_from = serializers.CharField(source="copied_from_id", read_only=True, allow_null=True)
+    coupon_template = serializers.RegexField(
+        r"^[0-9]{1,18}$",
+        source="coupon_template_id",
+        required=False,
+        allow_null=True,
+        help_text="A coupon template's id: each award also issues the member one coupon of it (while the template's "
+        "quantity and per-member limit allow; otherwise the points still award and the coupon is skipped). With a "
+        "template, bonus_points and multiplier may stay empty: a coupon-only campaign.",
+    )
 
     class Meta:
         model = Campaign
@@ -85,6 +94,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "created_at",
             "activated_at",
             "budget_exhausted_at",
+            "coupon_template",
         ]
         read_only_fields = ["id", "budget_used", "created_by", "created_at", "activated_at", "budget_exhausted_at"]
 

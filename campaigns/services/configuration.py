@@ -44,8 +44,10 @@ TERMS = (
     "cap_period",
     "holdout_percent",
     "variants",
+    "coupon_template_id",
 )
 SPLIT = ("holdout_percent", "variants")
+API_NAMES = {"coupon_template_id": "coupon_template"}
 EDITABLE = ("name", "description", *TERMS)
 TARGET_KEYS = ("tiers", "tags", "segments", "lifecycle", "stores", "channels")
 MULTIPLYING_KINDS = (CampaignKind.MULTIPLIER, CampaignKind.BIRTHDAY)
@@ -95,6 +97,11 @@ def check_terms(values, *, campaign=None):
             errors.setdefault("variants", []).append("The variants' weights must sum to 100.")
     has_multiplier = multiplier is not None or (variants and all(v.get("multiplier") is not None for v in variants))
     has_bonus = values.get("bonus_points") or (variants and all(v.get("bonus_points") for v in variants))
+    coupon_template_id = values.get("coupon_template_id")
+    if coupon_template_id is not None:
+        _check_coupon_template(coupon_template_id, errors)
+    # A campaign with a coupon template may give the coupon alone (no bonus, no multiplier): a coupon-only campaign.
+    has_bonus = has_bonus or (coupon_template_id is not None and not has_multiplier)
     if kind == CampaignKind.MULTIPLIER and not has_multiplier:
         errors["multiplier"] = ["A multiplier campaign needs a multiplier (on the campaign or on every variant)."]
     messages_only = kind == CampaignKind.SEGMENT_MOVE and (values.get("trigger") or {}).get("message") is True
@@ -123,6 +130,13 @@ def check_terms(values, *, campaign=None):
         errors["budget_points"] = [f"{campaign.budget_used} points of the budget are already used."]
     if errors:
         raise InvalidInput(errors)
+
+
+def _check_coupon_template(template_id, errors):
+    from campaigns.models_coupons import CouponTemplate
+
+    if template_id == "unknown" or not CouponTemplate.objects.filter(pk=template_id, is_active=True).exists():
+        errors["coupon_template"] = ["No active coupon template with this id."]
 
 
 def _check_trigger(kind, trigger, errors):
@@ -221,6 +235,10 @@ def _normalise_target(target):
 def _normalised(values):
     """Values as the campaign keeps them: a target with every key, variants with every field."""
     values = dict(values)
+    if "coupon_template" in values or "coupon_template_id" in values:  # the API's `coupon_template`: a template id
+        raw = values.pop("coupon_template", values.get("coupon_template_id"))
+        raw = getattr(raw, "pk", raw)  # the admin's form gives the template itself
+        values["coupon_template_id"] = None if raw in (None, "") else int(raw) if str(raw).isdigit() else "unknown"
     if "target" in values:
         values["target"] = _normalise_target(values["target"])
     if "variants" in values:
@@ -293,7 +311,7 @@ def change_campaign(*, actor, campaign_id, changes):
         if status == CampaignStatus.ENDED:
             raise CampaignEnded()
         if status in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED) and changed & set(TERMS):
-            raise CampaignRunning(fields=sorted(changed & set(TERMS)))
+            raise CampaignRunning(fields=sorted(API_NAMES.get(name, name) for name in changed & set(TERMS)))
         if changed & set(SPLIT) and CampaignAssignment.objects.filter(campaign=campaign).exists():
             raise InvalidInput(
                 {

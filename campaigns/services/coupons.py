@@ -228,11 +228,14 @@ def change_template(*, actor, template_id, changes):
 
 
 def delete_template(*, actor, template_id):
-    """Delete a template no coupon was issued from; TemplateInUse otherwise (deactivate it instead)."""
+    """Delete a template no coupon was issued from and no campaign names; TemplateInUse otherwise (deactivate it
+    instead)."""
     with transaction.atomic(durable=True):
         template = CouponTemplate.objects.select_for_update().get(pk=template_id)
         if template.issued_count or Coupon.objects.filter(template=template).exists():
             raise TemplateInUse()
+        if template.campaigns.exists():
+            raise TemplateInUse("A campaign issues coupons of this template: change the campaign first.")
         record_audit(actor=actor, action="coupon_template.deleted", target=template, old=_terms_of(template))
         template.delete()
 

@@ -20,11 +20,12 @@ after the member's account is locked, so a member's caps, assignments and awards
 """
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -38,8 +39,10 @@ from campaigns.models import (
     CampaignStatus,
     CampaignVariant,
     CapPeriod,
+    CouponSkipped,
     Stacking,
 )
+from campaigns.models_coupons import CouponSource
 from loyalty.clock import business_date, business_tz
 from loyalty.config_cache import cached
 from members.models import MemberTag, Purchase, RfmSnapshot
@@ -65,6 +68,7 @@ KINDS_BY_CHANNEL = {
     **{channel: {CampaignKind.BONUS} for channel in EVENT_CHANNELS},
 }
 WIN_BACK_STAGES = ("dormant", "lost")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class Compiled:
     cap_period: str
     holdout: int  # buckets of 10,000
     variants: tuple  # of Variant, in id order
+    coupon_template_id: int | None = None
 
     @property
     def split(self):
@@ -154,6 +159,7 @@ def compile_campaign(campaign, variants):
         cap_period=campaign.cap_period,
         holdout=holdout_buckets(campaign.holdout_percent),
         variants=compiled_variants,
+        coupon_template_id=campaign.coupon_template_id,
     )
 
 
@@ -348,9 +354,9 @@ def _segment_move_matches(trigger, move):
 
 
 def _has_bonus(campaign):
-    return any(variant.bonus_points for variant in campaign.variants) and not any(
-        variant.multiplier for variant in campaign.variants
-    )
+    """A bonus (or a coupon-only) campaign: no variant multiplies."""
+    gives = campaign.coupon_template_id is not None or any(variant.bonus_points for variant in campaign.variants)
+    return gives and not any(variant.multiplier for variant in campaign.variants)
 
 
 @dataclass
@@ -361,6 +367,15 @@ class Offer:
     bonus: int
     share: Decimal  # the part of the base a multiplier covers
     points: int = 0
+
+    @property
+    def coupon_only(self):
+        """An award without points that still counts: the campaign's coupon is all it gives this group."""
+        return self.campaign.coupon_template_id is not None and self.multiplier is None and not self.bonus
+
+    @property
+    def awards(self):
+        return self.points > 0 or self.coupon_only
 
 
 def _offer(campaign, group, context):
@@ -405,7 +420,7 @@ def combine(offers, base):
             factor *= offer.multiplier
         else:
             offer.points = offer.bonus
-    return [offer for offer in taken if offer.points > 0]
+    return [offer for offer in taken if offer.awards]
 
 
 def _period_start(period, day):
@@ -486,16 +501,16 @@ def campaign_lines(context):
     day = business_date(at)
     _apply_member_caps(chosen, context.member.pk, day)
     _apply_daily_cap(chosen, context)
-    chosen = [offer for offer in chosen if offer.points > 0]
+    chosen = [offer for offer in chosen if offer.awards]
     if context.preview:
         for offer in chosen:
             if offer.campaign.budgeted:
                 offer.points = min(offer.points, budgets.left(offer.campaign.id))
     else:
         for offer in sorted(chosen, key=lambda o: o.campaign.id):  # budget rows are locked in id order
-            if offer.campaign.budgeted:
+            if offer.campaign.budgeted and offer.points > 0:
                 offer.points = budgets.take(offer.campaign.id, offer.points, name=offer.campaign.name)
-        chosen = [offer for offer in chosen if offer.points > 0]
+        chosen = [offer for offer in chosen if offer.awards]
         _record(assigned, chosen, context, day)
     return [
         {"source": f"campaign:{offer.campaign.id}", "points": offer.points, "campaign_name": offer.campaign.name}
@@ -520,9 +535,47 @@ RETURNING campaign_id
 """
 AWARD_SQL = """
 INSERT INTO campaigns_campaignaward (campaign_id, member_id, "group", points, points_returned, purchase_id,
-                                     reference, business_date, created_at)
+                                     reference, business_date, created_at, coupon_id, coupon_skipped)
 VALUES {rows}
 """
+
+
+def _issue_coupon(campaign, member_id, now):
+    """The campaign's coupon for an award, in the earn's transaction (after her account lock and the budget rows;
+    campaigns.services.coupons takes the template row's lock): (coupon id, ""), or (None, why) when the template is
+    used up, she holds its per-member limit, or it is inactive or ended. A skip is not an error: the points award
+    all the same, the award row says why, and it is logged. Once per award: a replayed earn never reaches here, and
+    an award that fails to record rolls its coupon back with it."""
+    if campaign.coupon_template_id is None:
+        return None, ""
+    from campaigns.services import coupons
+
+    reasons = {
+        coupons.OutOfStock: CouponSkipped.OUT_OF_STOCK,
+        coupons.LimitReached: CouponSkipped.LIMIT_REACHED,
+        coupons.TemplateInactive: CouponSkipped.TEMPLATE_INACTIVE,
+    }
+    try:
+        with transaction.atomic():  # a skip leaves nothing behind, and the earn goes on
+            (coupon,) = coupons.issue_within(
+                actor=f"campaign:{campaign.id}",
+                template_id=campaign.coupon_template_id,
+                member_ids=[member_id],
+                source=CouponSource.CAMPAIGN,
+                source_ref=f"campaign:{campaign.id}",
+                now=now,
+            )
+    except tuple(reasons) as error:
+        reason = reasons[type(error)]
+        logger.info(
+            "campaign %s: no coupon of template %s for member %s (%s)",
+            campaign.id,
+            campaign.coupon_template_id,
+            member_id,
+            reason,
+        )
+        return None, reason
+    return coupon.pk, ""
 
 
 def _record(assigned, chosen, context, day):
@@ -542,8 +595,20 @@ def _record(assigned, chosen, context, day):
     reference = "" if purchase_id else _reference(context.reference)
     award_rows, award_params = [], []
     for offer in chosen:
-        award_rows.append("(%s, %s, %s, %s, 0, %s, %s, %s, %s)")
-        award_params += [offer.campaign.id, member_id, offer.group, offer.points, purchase_id, reference, day, now]
+        coupon_id, skipped = _issue_coupon(offer.campaign, member_id, now)
+        award_rows.append("(%s, %s, %s, %s, 0, %s, %s, %s, %s, %s, %s)")
+        award_params += [
+            offer.campaign.id,
+            member_id,
+            offer.group,
+            offer.points,
+            purchase_id,
+            reference,
+            day,
+            now,
+            coupon_id,
+            skipped,
+        ]
     assign_sql = ASSIGN_SQL.format(rows=", ".join(assign_rows))
     with connection.cursor() as cursor:
         if award_rows and connection.vendor == "postgresql":
