@@ -423,6 +423,38 @@ class VersionedConfigurationMixin:
         return Response(self.serializer_class(new).data, status=status.HTTP_201_CREATED)
 
 
+def versioned_rule_schema(serializer, *, create_description=None, version_description, **more):
+    """The schema of a VersionedConfigurationMixin view for rules whose versions may not start at the same instant
+    (409 overlapping_version): earning rules and top-up rules. `more` adds other actions' extend_schema."""
+    return {
+        "create": extend_schema(
+            request=serializer,
+            responses={201: serializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
+            description=create_description,
+        ),
+        "partial_update": extend_schema(
+            request=serializer(partial=True),
+            responses={
+                200: serializer,
+                **error_responses(
+                    {400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}
+                ),
+            },
+            description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
+            "terms: change them with POST .../versions/.",
+        ),
+        "versions": extend_schema(
+            request=serializer(partial=True),
+            responses={
+                201: serializer,
+                **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
+            },
+            description=version_description,
+        ),
+        **more,
+    }
+
+
 @extend_schema_view(
     create=extend_schema(
         request=RewardSerializer, responses={201: RewardSerializer, **error_responses({400: "invalid"})}
@@ -616,28 +648,11 @@ def _existing_reward(reward_id):
 
 
 @extend_schema_view(
-    create=extend_schema(
-        request=EarningRuleSerializer,
-        responses={201: EarningRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
-    ),
-    partial_update=extend_schema(
-        request=EarningRuleSerializer(partial=True),
-        responses={
-            200: EarningRuleSerializer,
-            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its "
-        "terms: change them with POST .../versions/.",
-    ),
-    versions=extend_schema(
-        request=EarningRuleSerializer(partial=True),
-        responses={
-            201: EarningRuleSerializer,
-            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="A new version of the rule: its values with the fields sent (typically new terms "
+    **versioned_rule_schema(
+        EarningRuleSerializer,
+        version_description="A new version of the rule: its values with the fields sent (typically new terms "
         "from a new valid_from). The old version stays as it was; the newest in force wins.",
-    ),
+    )
 )
 class EarningRuleViewSet(
     VersionedConfigurationMixin,

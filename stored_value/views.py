@@ -32,6 +32,7 @@ from points.views import (
     respond,
     sent_member_no,
     validated,
+    versioned_rule_schema,
 )
 from stored_value import selectors, services
 from stored_value.filters import EntryFilter, TopUpRuleFilter
@@ -363,33 +364,16 @@ class MyPinView(APIView):
 
 
 @extend_schema_view(
-    list=extend_schema(description="Top-up rules, every version; filter by `is_active` or `store` (a store code)."),
-    create=extend_schema(
-        request=TopUpRuleSerializer,
-        responses={201: TopUpRuleSerializer, **error_responses({400: "invalid", 409: "overlapping_version"})},
-        description="A top-up rule (marketer or admin): tiers of amount → bonus money (decimal strings), optional "
-        "bonus points and growth, optional bonus_valid_days, for one store or every store. At least one tier, every "
-        "amount at least 0.01 and at most once; two active versions for the same store may not start at the same "
-        "instant (409 overlapping_version).",
-    ),
-    partial_update=extend_schema(
-        request=TopUpRuleSerializer(partial=True),
-        responses={
-            200: TopUpRuleSerializer,
-            **error_responses({400: "invalid / version_keeps_its_terms", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="End (valid_until) or switch (is_active) a rule in place. Its other fields are its terms: "
-        "change them with POST .../versions/.",
-    ),
-    versions=extend_schema(
-        request=TopUpRuleSerializer(partial=True),
-        responses={
-            201: TopUpRuleSerializer,
-            **error_responses({400: "invalid", 404: "not_found", 409: "overlapping_version"}),
-        },
-        description="A new version of the rule: its values with the fields sent (typically new tiers from a new "
-        "valid_from). The old version stays as it was; for a store, the newest valid_from in force wins.",
-    ),
+    **versioned_rule_schema(
+        TopUpRuleSerializer,
+        create_description="A top-up rule (marketer or admin): tiers of amount → bonus money (decimal strings), "
+        "optional bonus points and growth, optional bonus_valid_days, for one store or every store. At least one "
+        "tier, every amount at least 0.01 and at most once; two active versions for the same store may not start at "
+        "the same instant (409 overlapping_version).",
+        version_description="A new version of the rule: its values with the fields sent (typically new tiers from a "
+        "new valid_from). The old version stays as it was; for a store, the newest valid_from in force wins.",
+        list=extend_schema(description="Top-up rules, every version; filter by `is_active` or `store` (a store code)."),
+    )
 )
 class TopUpRuleViewSet(
     VersionedConfigurationMixin,
