@@ -1,5 +1,5 @@
 """Set-based work behind campaigns' jobs: the coupons' nightly expiry and their bulk issue to a tag's or a
-segment's members (SPEC §10), both chunked by id range."""
+segment's members or to an uploaded list (SPEC §10), chunked by id range (a list: by its lines)."""
 
 from collections import Counter
 from datetime import timedelta
@@ -8,20 +8,25 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
+from campaigns import coupon_lists
 from campaigns.coupon_codes import new_codes
+from campaigns.coupon_lists import Malformed, key_of
 from campaigns.models_coupons import (
     BatchStatus,
     Coupon,
     CouponBatch,
+    CouponBatchReject,
     CouponSource,
     CouponStatus,
     CouponTemplate,
     IssueOn,
+    ListKey,
 )
 from campaigns.services.coupons import batch_representation, validity_for
 from loyalty.clock import business_date
 from loyalty.scheduling import JobDefinition, register_job
-from members.models import Member, MemberStatus
+from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus
+from members.services.membership import erasure_keys, identity_digest
 
 EXPIRE_CHUNK_SIZE = 200_000
 
@@ -158,6 +163,13 @@ def insert_coupons(template, member_ids, *, reference, actor, source, now, today
 
 
 def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
+    try:
+        return _issue_batch_chunk(batch_id, chunk_size)
+    except _CodeCollision:
+        return True  # rolled back: the same lines again, with new codes
+
+
+def _issue_batch_chunk(batch_id, chunk_size):
     """One chunk of a batch in one transaction: locks the batch row (one worker per batch at a time), then the
     template's (like every issue: the total quantity and the limits hold against concurrent issues), issues to
     the chunk's members within the quantity left and their limit, and moves `next_member_id` on. A chunk killed
@@ -178,6 +190,8 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
             batch.status, batch.error, batch.finished_at = BatchStatus.STOPPED, "The template stopped issuing.", now
             batch.save()
             return False
+        if batch.list_key:
+            return _issue_list_chunk(batch, template, chunk_size, now, today)
         start, stop = batch.next_member_id, batch.next_member_id + chunk_size
         members = _batch_members(batch, template, start, stop)
         limit = template.per_member_limit
@@ -204,6 +218,182 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
             batch.status, batch.finished_at = BatchStatus.DONE, now
         batch.save()
         return batch.status == BatchStatus.RUNNING
+
+
+# --- Bulk issue to an uploaded list ------------------------------------------------------------------------------
+
+LIST_MEMBERS_SQL = """
+    WITH listed AS (
+        SELECT k.line, m.id, m.status
+        FROM unnest(%(lines)s::bigint[], %(keys)s::text[]) AS k(line, key)
+        LEFT JOIN members_member m ON m.{column} = k.key
+    )
+    SELECT l.line, l.id, l.status, COALESCE(c.held, 0), COALESCE(c.served, 0)
+    FROM listed l
+    LEFT JOIN (
+        SELECT member_id,
+               SUM(CASE WHEN status <> 'void' THEN 1 ELSE 0 END) AS held,
+               MAX(CASE WHEN source_ref = %(reference)s THEN 1 ELSE 0 END) AS served
+        FROM campaigns_coupon
+        WHERE template_id = %(template)s AND member_id IN (SELECT id FROM listed WHERE id IS NOT NULL)
+        GROUP BY member_id
+    ) c ON c.member_id = l.id
+"""
+LOOKUP_BATCH = 500  # keys per IN (...) on SQLite (999 parameters per statement)
+
+
+class _CodeCollision(Exception):
+    """A new code collided with one in use (about 1 in 10¹⁶): the chunk is rolled back and done again."""
+
+
+def _listed_members(batch, template, keyed):
+    """{line: (member id, status, coupons of the template she holds (not void), served by this batch)} for the
+    keyed lines [(line, key)] whose key is a member's: on PostgreSQL one query joining unnest(lines, keys) to the
+    members (on the key column's unique index) and to her coupons of the template; elsewhere the ORM, in slices."""
+    reference = f"batch:{batch.pk}"
+    if connection.vendor == "postgresql":
+        parameters = {
+            "lines": [line for line, _ in keyed],
+            "keys": [key for _, key in keyed],
+            "reference": reference,
+            "template": template.pk,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(LIST_MEMBERS_SQL.format(column=ListKey(batch.list_key).value), parameters)
+            return {line: row for line, *row in cursor.fetchall() if row[0] is not None}
+    keys = sorted({key for _, key in keyed})
+    members = {}
+    for offset in range(0, len(keys), LOOKUP_BATCH):
+        part = {f"{batch.list_key}__in": keys[offset : offset + LOOKUP_BATCH]}
+        members.update(
+            (key, (member_id, status))
+            for key, member_id, status in Member.objects.filter(**part).values_list(batch.list_key, "id", "status")
+        )
+    ids = sorted({member_id for member_id, _ in members.values()})
+    held, served = Counter(), set()
+    for offset in range(0, len(ids), LOOKUP_BATCH):
+        coupons = Coupon.objects.filter(template=template, member_id__in=ids[offset : offset + LOOKUP_BATCH])
+        for member_id, source_ref in coupons.exclude(status=CouponStatus.VOID).values_list("member_id", "source_ref"):
+            held[member_id] += 1
+            if source_ref == reference:
+                served.add(member_id)
+    return {
+        line: (members[key][0], members[key][1], held[members[key][0]], int(members[key][0] in served))
+        for line, key in keyed
+        if key in members
+    }
+
+
+def _erased_keys(batch, keys):
+    """The keys (phones, external ids) of members erased on their request (ErasedIdentity digests, under every
+    configured key): such a line is rejected as erased, not as unknown."""
+    kind = {ListKey.PHONE: ErasedIdentityKind.PHONE, ListKey.EXTERNAL_ID: ErasedIdentityKind.EXTERNAL_ID}.get(
+        batch.list_key
+    )
+    if kind is None or not keys:
+        return set()
+    secrets = [secret for _, secret in erasure_keys()]
+    digests = {identity_digest(secret, kind, value): value for value in keys for secret in secrets}
+    found = set()
+    names = list(digests)
+    for offset in range(0, len(names), LOOKUP_BATCH):
+        found |= set(
+            ErasedIdentity.objects.filter(digest__in=names[offset : offset + LOOKUP_BATCH]).values_list(
+                "digest", flat=True
+            )
+        )
+    return {digests[digest] for digest in found}
+
+
+def _judge_lines(batch, template, lines, first_line):
+    """(member ids to issue to, in line order; rejects [(line, key as written in the file, reason)]) for a
+    chunk's lines [(line, raw key)]. A line is rejected, in this order: malformed key, duplicate of an earlier
+    line's key, unknown member (or erased), member not active, the same member as an earlier line, per-member
+    limit reached, total quantity used up."""
+    keyed, rejects, raws = [], [], {}
+    for line, raw in lines:
+        try:
+            key = key_of(raw, batch.list_key)
+        except Malformed as malformed:
+            rejects.append((line, raw, str(malformed)))
+            continue
+        if first_line[key] != line:
+            rejects.append((line, raw, coupon_lists.DUPLICATE_LINE.format(first_line[key])))
+            continue
+        keyed.append((line, key))
+        raws[line] = raw
+    found = _listed_members(batch, template, keyed)
+    erased = _erased_keys(batch, [key for line, key in keyed if line not in found])
+    limit = template.per_member_limit
+    room = None if template.total_quantity is None else template.total_quantity - template.issued_count
+    taken, member_line = [], {}
+    for line, key in keyed:
+        reason = None
+        if line not in found:
+            reason = coupon_lists.ERASED if key in erased else coupon_lists.UNKNOWN_MEMBER
+        else:
+            member_id, status, held, served = found[line]
+            if status == MemberStatus.ANONYMISED:
+                reason = coupon_lists.ERASED
+            elif status != MemberStatus.ACTIVE:
+                reason = coupon_lists.NOT_ACTIVE.format(status)
+            elif member_id in member_line:
+                reason = coupon_lists.DUPLICATE_MEMBER.format(member_line[member_id])
+            elif served:
+                reason = coupon_lists.ALREADY_ISSUED
+            elif limit is not None and held >= limit:
+                reason = coupon_lists.LIMIT_REACHED
+            elif room is not None and len(taken) >= room:
+                reason = coupon_lists.QUANTITY_USED_UP
+            else:
+                taken.append(member_id)
+                member_line[member_id] = line
+        if reason is not None:
+            rejects.append((line, raws[line], reason))
+    rejects.sort()
+    return taken, rejects
+
+
+def _issue_list_chunk(batch, template, chunk_size, now, today):
+    """issue_batch_chunk for a list batch, in its transaction: lines [next, next + chunk_size) of the file (by
+    position among its data rows), judged (_judge_lines), their coupons inserted set-based and their rejects
+    written; a duplicate key is found across the whole file (its first line wins)."""
+    lines = coupon_lists.list_lines(batch.member_list, batch.list_key)
+    start, stop = batch.next_member_id, batch.next_member_id + chunk_size
+    first_line = {}
+    for line, raw in lines[:stop]:
+        try:
+            first_line.setdefault(key_of(raw, batch.list_key), line)
+        except Malformed:
+            continue
+    taken, rejects = _judge_lines(batch, template, lines[start:stop], first_line)
+    inserted = insert_coupons(
+        template,
+        taken,
+        reference=f"batch:{batch.pk}",
+        actor=batch.created_by,
+        source=CouponSource.BULK,
+        now=now,
+        today=today,
+    )
+    if inserted != len(taken):
+        raise _CodeCollision()
+    CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
+    CouponBatchReject.objects.bulk_create(
+        [CouponBatchReject(batch=batch, line=line, key=key[:200], reason=reason) for line, key, reason in rejects],
+        batch_size=5000,
+    )
+    reasons = Counter(reason for _, _, reason in rejects)
+    batch.issued += inserted
+    batch.over_limit += reasons[coupon_lists.LIMIT_REACHED]
+    batch.over_quantity += reasons[coupon_lists.QUANTITY_USED_UP]
+    batch.rejected += len(rejects)
+    batch.next_member_id = stop
+    batch.status = BatchStatus.RUNNING
+    if batch.next_member_id > batch.last_member_id:
+        batch.status, batch.finished_at = BatchStatus.DONE, now
+    batch.save()
+    return batch.status == BatchStatus.RUNNING
 
 
 # --- Birthday coupons (a source of the reminders job) ------------------------------------------------------------

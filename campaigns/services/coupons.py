@@ -342,12 +342,14 @@ def issue_coupons(*, actor, scope, key, fingerprint, template_id, member_ids, so
     return Outcome(result)
 
 
-def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None):
-    """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), as a job:
-    records the batch with the member id range to walk, and after commit sends it to the workers
-    (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or segment exists);
-    quantity and limits are applied per chunk (members over them are skipped and counted). Idempotent on
-    (scope, key): a retry answers the same batch. Returns 202 with the batch."""
+def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None, member_list=None):
+    """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), or to an
+    uploaded list (`member_list`: (file name, text, key column, rows), as campaigns.coupon_lists.read_member_list
+    checked it), as a job: records the batch with the member id range (a list: the rows) to walk, and after commit
+    sends it to the workers (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or
+    segment exists); quantity and limits are applied per chunk (members over them are skipped and counted; a
+    list's lines are written to its rejects with the reason). Idempotent on (scope, key): a retry answers the
+    same batch. Returns 202 with the batch."""
     from campaigns.tasks import run_coupon_batch
     from members.jobs import latest_rfm_date
     from members.models import Segment, Tag
@@ -367,12 +369,20 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             rfm_as_of = latest_rfm_date()
             if rfm_as_of is None:
                 raise InvalidInput({"segment": ["No RFM run has completed yet: members have no segment."]})
-        bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
+        if member_list is not None:
+            list_name, text, list_key, rows = member_list
+            bounds = {"low": 0, "high": rows - 1}  # a list's rows by position
+        else:
+            list_name, text, list_key = "", "", ""
+            bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
         batch = CouponBatch.objects.create(
             template=template,
             tag=tag or "",
             segment=segment or "",
             rfm_as_of=rfm_as_of,
+            list_name=list_name,
+            list_key=list_key,
+            member_list=text,
             next_member_id=bounds["low"] or 0,
             last_member_id=bounds["high"] if bounds["high"] is not None else -1,
             created_by=actor,
@@ -381,7 +391,7 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             actor=actor,
             action="coupons.batch_started",
             target=template,
-            new={"batch": batch.pk, "tag": tag, "segment": segment},
+            new={"batch": batch.pk, "tag": tag, "segment": segment, "list": list_name or None},
         )
         result = batch_representation(batch)
         idempotency.complete(claim, response=result, status_code=202)
@@ -393,11 +403,13 @@ def batch_representation(batch):
     return {
         "id": str(batch.pk),
         "template": str(batch.template_id),
-        "target": {"tag": batch.tag or None, "segment": batch.segment or None},
+        "target": {"tag": batch.tag or None, "segment": batch.segment or None, "list": batch.list_name or None},
         "status": batch.status,
         "issued": batch.issued,
         "skipped_over_limit": batch.over_limit,
         "skipped_over_quantity": batch.over_quantity,
+        "rejected": batch.rejected,
+        "rejects": f"/api/v1/coupon-batches/{batch.pk}/rejects/" if batch.list_key else None,
         "error": batch.error or None,
         "created_at": iso(batch.created_at),
         "finished_at": iso(batch.finished_at),
