@@ -4,6 +4,7 @@ join)."""
 
 import csv
 import io
+import uuid
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -14,7 +15,7 @@ from campaigns.models_coupons import Coupon, CouponBatch
 from members.models import ErasedIdentity
 from members.services.membership import erasure_keys, identity_digest
 from tests.coupons.helpers import issue, template
-from tests.factories import MemberFactory, TagFactory
+from tests.factories import MemberFactory, StaffUserFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +200,45 @@ def test_only_marketers_upload_a_list_and_a_tag_batch_has_no_rejects_file(clerk_
     response = marketer_api.get(f"/api/v1/coupon-batches/{tag_batch['id']}/rejects/")
     assert (response.status_code, response.json()["code"]) == (404, "not_found")
     assert clerk_api.get(f"/api/v1/coupon-batches/{tag_batch['id']}/rejects/").status_code == 403
+
+
+def test_a_marketer_uploads_a_list_in_the_admin_and_downloads_its_rejects(
+    client, listed, django_capture_on_commit_callbacks
+):
+    members, _, holder = listed
+    client.force_login(StaffUserFactory(username="marketing", role="marketer"))
+    offer = template(per_member_limit=1)
+    with transaction.atomic():
+        issue(offer, holder)
+    url = f"/admin/campaigns/coupontemplate/{offer.pk}/issue-list/"
+    page = client.get(f"/admin/campaigns/coupontemplate/{offer.pk}/change/")
+    assert url.encode() in page.content
+    assert client.get(url).status_code == 200
+
+    text = "phone\n13900000001\n13900000002\n13900000007\nx\n"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"file": SimpleUploadedFile("a.csv", text.encode()), "key": str(uuid.uuid4())})
+
+    batch = CouponBatch.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/campaigns/couponbatch/{batch.pk}/change/"
+    assert (batch.status, batch.issued, batch.rejected, batch.list_name) == ("done", 2, 2, "a.csv")
+    assert b"2 rejected lines" in client.get(response["Location"]).content
+    download = client.get(f"/admin/campaigns/couponbatch/{batch.pk}/rejects/")
+    rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode("utf-8-sig"))))
+    assert rows == [
+        ["line", "key", "reason"],
+        ["4", "13900000007", "per-member limit reached"],
+        ["5", "x", "malformed phone: not a valid phone number"],
+    ]
+    refused = client.post(url, {"file": SimpleUploadedFile("b.csv", b"name\nx\n"), "key": str(uuid.uuid4())})
+    assert refused.status_code == 200
+    assert b"The first line must name one key column" in refused.content
+    assert CouponBatch.objects.count() == 1
+
+
+def test_a_clerk_cannot_upload_a_list_in_the_admin(client, clerk_a):
+    client.force_login(clerk_a)
+    offer = template()
+    assert client.get(f"/admin/campaigns/coupontemplate/{offer.pk}/issue-list/").status_code == 403
+    assert client.get("/admin/campaigns/couponbatch/").status_code == 403
