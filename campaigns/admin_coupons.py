@@ -222,6 +222,12 @@ class CounterForm(forms.Form):
         required=False,
         help_text=_("The order's product categories, separated by commas; empty: not checked."),
     )
+    points_used = forms.IntegerField(
+        label=_("points used as cash"),
+        min_value=0,
+        required=False,
+        help_text=_("Points this order uses as cash; a coupon not stackable with points is refused then."),
+    )
     member = forms.IntegerField(widget=forms.HiddenInput, required=False)
     key = forms.UUIDField(widget=forms.HiddenInput)
 
@@ -272,6 +278,7 @@ def refusal_text(coupon, reason):
         coupons.REASON_WRONG_STORE: _("This coupon cannot be used at this store (only at %(stores)s)."),
         coupons.REASON_WRONG_CATEGORY: _("This coupon is for %(categories)s only: none is in this order."),
         coupons.REASON_BELOW_THRESHOLD: _("The order is below this coupon's minimum of %(threshold)s."),
+        coupons.REASON_NOT_STACKABLE: _("This coupon cannot be used with points as cash on the same order."),
     }
     return texts[reason] % {
         "used_at": when(coupon.used_at),
@@ -377,6 +384,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 amount=data["amount"],
                 member_id=member and member.pk,
                 categories=data["categories"],
+                points_used=data["points_used"] or 0,
             )
         except NotFoundError:
             return {"refusal": _("No coupon with this code.")}
@@ -406,6 +414,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 "store": store and store.pk,
                 "member": member and member.pk,
                 "categories": data["categories"],
+                "points_used": data["points_used"] or 0,
             }
         )
         try:
@@ -421,6 +430,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 source=f"store:{store.code}" if store else "staff",
                 member_id=member and member.pk,
                 categories=data["categories"],
+                points_used=data["points_used"] or 0,
             )
         except NotFoundError:
             return {"refusal": _("No coupon with this code.")}

@@ -179,6 +179,14 @@ class CouponCheckInputSerializer(serializers.Serializer):
         required=False,
         help_text="the order's product categories; without them the template's categories are not checked",
     )
+    points_used = serializers.IntegerField(
+        min_value=0,
+        max_value=10**12,
+        required=False,
+        default=0,
+        help_text="points the order uses as cash: a coupon not stackable with points is refused "
+        "(not_stackable_with_points) when more than 0 (at redeem, points already deducted on the order count too)",
+    )
 
 
 class CouponRedeemInputSerializer(CouponCheckInputSerializer):

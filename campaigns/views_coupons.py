@@ -62,15 +62,19 @@ earlier line, the per-member limit reached, the total quantity used up."""
 CHECK_DESCRIPTION = """Whether the coupon could be used on this order now, and its discount, writing nothing.
 `reason` when not valid, checked in this order: `void`, `used`, `expired`, `not_yet_valid`, `not_owner` (when
 `member` is sent and the coupon is another's), `wrong_store` (the template's stores), `wrong_category` (when the
-order's `categories` are sent and none is the template's), `below_threshold`. Discounts: amount_off its amount;
-percent_off the percent of the amount, rounded half up to the cent, at most `max_discount`; gift and free_item
-their value (`amount_off`, 0 without); never more than the amount. 400 `invalid` for a mistyped code (its check
-character is wrong: no lookup is made), 404 `not_found` for a well-formed code that does not exist."""
+order's `categories` are sent and none is the template's), `below_threshold`, `not_stackable_with_points` (the
+template's `stackable_with_points` is false and the order uses `points_used` > 0 points as cash). Discounts:
+amount_off its amount; percent_off the percent of the amount, rounded half up to the cent, at most
+`max_discount`; gift and free_item their value (`amount_off`, 0 without); never more than the amount. 400
+`invalid` for a mistyped code (its check character is wrong: no lookup is made), 404 `not_found` for a
+well-formed code that does not exist."""
 REDEEM_DESCRIPTION = """Use the coupon on an order, once, with `Idempotency-Key` (a retry answers the first result).
 The coupon row is locked, then checked as in /coupons/check/, then marked used with the order, store and
 discount: of several tills redeeming one code at the same moment exactly one gets 201, the others 409
 `coupon_used`. 409 `coupon_expired`; 409 `coupon_not_applicable` with `reason` (`void`, `not_yet_valid`,
-`not_owner`, `wrong_store`, `wrong_category`, `below_threshold`). Refunding the order in full (POST
+`not_owner`, `wrong_store`, `wrong_category`, `below_threshold`, `not_stackable_with_points`: the template is not
+stackable with points as cash and the order uses points, as `points_used` or as a deduction already recorded for
+this `order_no` from the same client app or store). Refunding the order in full (POST
 /purchases/{id}/refunds/ with the same order_no from the same client app or store) returns the coupon if it is
 still valid (`coupons_returned` in the refund's answer); a clerk can undo it within a few minutes
 (/coupons/{code}/undo/)."""
@@ -273,6 +277,7 @@ class CouponViewSet(viewsets.GenericViewSet):
                 amount=data["amount"],
                 member_id=data.get("member"),
                 categories=data.get("categories"),
+                points_used=data.get("points_used", 0),
             )
         )
 
@@ -308,6 +313,7 @@ class CouponViewSet(viewsets.GenericViewSet):
             source=purchase_source(request, data["store"]),
             member_id=data.get("member"),
             categories=data.get("categories"),
+            points_used=data.get("points_used", 0),
         )
         return respond(outcome)
 
