@@ -5,6 +5,7 @@ malformed. The issue itself is campaigns.jobs'; the rejects file is written from
 
 import csv
 import io
+import re
 
 from django.conf import settings
 
@@ -99,11 +100,28 @@ def key_of(raw, key_column):
     if len(value) > MAX_KEY_LENGTH[key_column]:
         raise Malformed(MALFORMED.format(label, "too long"))
     if key_column == ListKey.PHONE:
-        try:
-            return normalise_phone(value)
-        except InvalidPhoneNumber:
-            raise Malformed(MALFORMED.format(label, "not a valid phone number")) from None
+        return phone_key(value, label)
     return value
+
+
+E164 = re.compile(r"\+[1-9]\d{7,14}")
+CHINESE_MOBILE = re.compile(r"(?:86)?(1[3-9]\d{9})")
+
+
+def phone_key(value, label):
+    """A phone as members store it (E.164). The forms a list mostly holds are read by pattern: libphonenumber
+    takes ~0.3 ms a number, 5 minutes for a million. Written in E.164 already, it is taken as it is (a number that is
+    not valid matches no member: "unknown member"); a Chinese mobile number (with the default region CN) gets
+    +86; anything else goes through members.phone_numbers.normalise_phone."""
+    compact = value.replace(" ", "").replace("-", "")
+    if E164.fullmatch(compact):
+        return compact
+    if settings.PHONE_DEFAULT_REGION == "CN" and (mobile := CHINESE_MOBILE.fullmatch(compact)):
+        return "+86" + mobile.group(1)
+    try:
+        return normalise_phone(value)
+    except InvalidPhoneNumber:
+        raise Malformed(MALFORMED.format(label, "not a valid phone number")) from None
 
 
 def rejects_response(batch):

@@ -305,29 +305,49 @@ def _erased_keys(batch, keys):
     return {digests[digest] for digest in found}
 
 
-def _judge_lines(batch, template, lines, first_line):
-    """(member ids to issue to, in line order; rejects [(line, key as written in the file, reason)]) for a
-    chunk's lines [(line, raw key)]. A line is rejected, in this order: malformed key, duplicate of an earlier
-    line's key, unknown member (or erased), member not active, the same member as an earlier line, per-member
-    limit reached, total quantity used up."""
-    keyed, rejects, raws = [], [], {}
-    for line, raw in lines:
+def _prepare_list(batch):
+    """The first chunk's work, once for the whole file: each line's key (campaigns.coupon_lists.key_of); a
+    malformed key or a key an earlier line has (after normalising) is rejected here. Returns (the lines left,
+    [(line, key as written, key)], the rejects [(line, key as written, reason)])."""
+    kept, rejects, first_line = [], [], {}
+    for line, raw in coupon_lists.list_lines(batch.member_list, batch.list_key):
         try:
             key = key_of(raw, batch.list_key)
         except Malformed as malformed:
             rejects.append((line, raw, str(malformed)))
             continue
-        if first_line[key] != line:
+        if key in first_line:
             rejects.append((line, raw, coupon_lists.DUPLICATE_LINE.format(first_line[key])))
             continue
-        keyed.append((line, key))
-        raws[line] = raw
+        first_line[key] = line
+        kept.append((line, raw, key))
+    return kept, rejects
+
+
+def _prepared_text(kept):
+    """The lines left after _prepare_list as text, one `line<TAB>key<TAB>key as written` a row, after a header
+    (so a prepared list is never empty)."""
+    rows = (f"{line}\t{key}\t{' '.join(raw.split())}" for line, raw, key in kept)
+    return "\n".join(["line\tkey\traw", *rows])
+
+
+def _prepared_lines(batch, start, stop):
+    rows = batch.prepared_list.split("\n")[1 + start : 1 + stop]
+    return [(int(line), raw, key) for line, key, raw in (row.split("\t", 2) for row in rows)]
+
+
+def _judge_lines(batch, template, lines):
+    """(member ids to issue to, in line order; rejects [(line, key as written, reason)]) for a chunk's prepared
+    lines [(line, key as written, key)] (each key once in the file). A line is rejected, in this order: unknown
+    member (or erased on her request), member not active, the same member as an earlier line, per-member limit
+    reached, total quantity used up."""
+    keyed = [(line, key) for line, _, key in lines]
     found = _listed_members(batch, template, keyed)
     erased = _erased_keys(batch, [key for line, key in keyed if line not in found])
     limit = template.per_member_limit
     room = None if template.total_quantity is None else template.total_quantity - template.issued_count
-    taken, member_line = [], {}
-    for line, key in keyed:
+    taken, member_line, rejects = [], {}, []
+    for line, raw, key in lines:
         reason = None
         if line not in found:
             reason = coupon_lists.ERASED if key in erased else coupon_lists.UNKNOWN_MEMBER
@@ -349,24 +369,30 @@ def _judge_lines(batch, template, lines, first_line):
                 taken.append(member_id)
                 member_line[member_id] = line
         if reason is not None:
-            rejects.append((line, raws[line], reason))
-    rejects.sort()
+            rejects.append((line, raw, reason))
     return taken, rejects
 
 
+def _write_rejects(batch, rejects):
+    CouponBatchReject.objects.bulk_create(
+        [CouponBatchReject(batch=batch, line=line, key=raw[:200], reason=reason) for line, raw, reason in rejects],
+        batch_size=5000,
+    )
+    batch.rejected += len(rejects)
+
+
 def _issue_list_chunk(batch, template, chunk_size, now, today):
-    """issue_batch_chunk for a list batch, in its transaction: lines [next, next + chunk_size) of the file (by
-    position among its data rows), judged (_judge_lines), their coupons inserted set-based and their rejects
-    written; a duplicate key is found across the whole file (its first line wins)."""
-    lines = coupon_lists.list_lines(batch.member_list, batch.list_key)
+    """issue_batch_chunk for a list batch, in its transaction. The first chunk reads the whole file once
+    (_prepare_list: malformed and duplicate keys rejected) and keeps the lines left in `prepared_list`; each chunk
+    then takes `chunk_size` of those lines, judges them against the members set-based (_judge_lines), inserts
+    their coupons as a tag batch does and writes their rejects."""
+    if not batch.prepared_list:
+        kept, rejects = _prepare_list(batch)
+        _write_rejects(batch, rejects)
+        batch.prepared_list = _prepared_text(kept)
+        batch.next_member_id, batch.last_member_id = 0, len(kept) - 1
     start, stop = batch.next_member_id, batch.next_member_id + chunk_size
-    first_line = {}
-    for line, raw in lines[:stop]:
-        try:
-            first_line.setdefault(key_of(raw, batch.list_key), line)
-        except Malformed:
-            continue
-    taken, rejects = _judge_lines(batch, template, lines[start:stop], first_line)
+    taken, rejects = _judge_lines(batch, template, _prepared_lines(batch, start, stop))
     inserted = insert_coupons(
         template,
         taken,
@@ -379,15 +405,11 @@ def _issue_list_chunk(batch, template, chunk_size, now, today):
     if inserted != len(taken):
         raise _CodeCollision()
     CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
-    CouponBatchReject.objects.bulk_create(
-        [CouponBatchReject(batch=batch, line=line, key=key[:200], reason=reason) for line, key, reason in rejects],
-        batch_size=5000,
-    )
+    _write_rejects(batch, rejects)
     reasons = Counter(reason for _, _, reason in rejects)
     batch.issued += inserted
     batch.over_limit += reasons[coupon_lists.LIMIT_REACHED]
     batch.over_quantity += reasons[coupon_lists.QUANTITY_USED_UP]
-    batch.rejected += len(rejects)
     batch.next_member_id = stop
     batch.status = BatchStatus.RUNNING
     if batch.next_member_id > batch.last_member_id:

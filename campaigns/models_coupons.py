@@ -194,11 +194,12 @@ class ListKey(models.TextChoices):
 
 
 class CouponBatch(models.Model):
-    """A bulk issue to a tag's or a segment's members, or to an uploaded list (a job: campaigns.jobs.run_coupon_batch
-    walks the member ids, or the list's lines, in chunks; `next_member_id` is how far it got (for a list: the next
-    line), so a crashed run resumes). Each coupon it issues carries `source_ref` `batch:<id>`, so a chunk done again
-    issues nobody a second one. A list batch keeps the uploaded file (`member_list`, its key column `list_key`) and
-    writes each line it does not issue to as a CouponBatchReject."""
+    """A bulk issue to a tag's or a segment's members, or to an uploaded list (a job:
+    campaigns.jobs.run_coupon_batch walks the member ids, or the list's lines, in chunks; `next_member_id` is how
+    far it got (for a list: the next line of its prepared list), so a crashed run resumes). Each coupon it issues
+    carries `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one. A list batch keeps the
+    uploaded file (`member_list`, its key column `list_key`) and writes each line it does not issue to as a
+    CouponBatchReject."""
 
     template = models.ForeignKey(CouponTemplate, models.PROTECT, related_name="batches")
     tag = models.CharField(_("tag"), max_length=50, blank=True)
@@ -207,6 +208,7 @@ class CouponBatch(models.Model):
     list_name = models.CharField(_("uploaded list"), max_length=200, blank=True)
     list_key = models.CharField(_("list key"), max_length=12, choices=ListKey.choices, blank=True)
     member_list = models.TextField(_("member list"), blank=True)
+    prepared_list = models.TextField(blank=True, editable=False)  # campaigns.jobs._prepare_list
     status = models.CharField(_("status"), max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
     next_member_id = models.BigIntegerField(default=0)
     last_member_id = models.BigIntegerField(default=-1)

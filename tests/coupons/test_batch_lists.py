@@ -242,3 +242,21 @@ def test_a_clerk_cannot_upload_a_list_in_the_admin(client, clerk_a):
     offer = template()
     assert client.get(f"/admin/campaigns/coupontemplate/{offer.pk}/issue-list/").status_code == 403
     assert client.get("/admin/campaigns/couponbatch/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("13900000001", "+8613900000001"),
+        ("139 0000-0001", "+8613900000001"),
+        ("8613900000001", "+8613900000001"),
+        ("+86 139 0000 0001", "+8613900000001"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("(010) 6552 9988", "+861065529988"),  # a landline: libphonenumber
+    ],
+)
+def test_a_phone_in_a_list_is_read_as_members_store_it(raw, key):
+    from campaigns.coupon_lists import key_of
+    from members.phone_numbers import normalise_phone
+
+    assert key_of(raw, "phone") == key == normalise_phone(raw)
