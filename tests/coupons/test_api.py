@@ -347,3 +347,20 @@ def test_a_partial_refund_keeps_the_coupon_used_even_below_the_threshold(pos_a, 
     assert (coupon.status, coupon.order_no, coupon.discount) == ("used", "A2001", Decimal("20.00"))
     rest = post(pos_a, url, {"refund_no": "R2", "amount": "50.00"})
     assert rest.json()["coupons_returned"] == [coupon.code]
+
+
+def test_a_full_refund_after_the_coupons_last_day_leaves_it_expired(pos_a, member_a):
+    with time_machine.travel(NOON, tick=False):
+        coupon = coupon_of(member_a, valid_days=1)
+        post(pos_a, REDEEM, {"code": coupon.code, "order_no": "A3001", "amount": "150.00"}, key="r1")
+        body = {"member": str(member_a.pk), "order_no": "A3001", "amount": "130.00"}
+        purchase = post(pos_a, "/api/v1/purchases/", body)
+    with time_machine.travel("2026-03-12 12:00:00+08:00", tick=False):
+        refund = post(
+            pos_a, f"/api/v1/purchases/{purchase.json()['id']}/refunds/", {"refund_no": "R1", "amount": "130.00"}
+        )
+
+    assert refund.status_code == 201, refund.content
+    assert "coupons_returned" not in refund.json()
+    coupon.refresh_from_db()
+    assert (coupon.status, coupon.order_no, coupon.used_at) == ("expired", "", None)
