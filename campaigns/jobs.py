@@ -179,6 +179,7 @@ def _issue_batch_chunk(batch_id, chunk_size):
     with transaction.atomic(durable=True):
         batch = (
             CouponBatch.objects.select_for_update()
+            .defer("member_list")  # a list's file is read once, by its first chunk
             .filter(pk=batch_id, status__in=[BatchStatus.PENDING, BatchStatus.RUNNING])
             .first()
         )
@@ -188,7 +189,7 @@ def _issue_batch_chunk(batch_id, chunk_size):
         today = business_date(now)
         if not template.is_active or (template.valid_until is not None and template.valid_until < today):
             batch.status, batch.error, batch.finished_at = BatchStatus.STOPPED, "The template stopped issuing.", now
-            batch.save()
+            batch.save(update_fields=["status", "error", "finished_at"])
             return False
         if batch.list_key:
             return _issue_list_chunk(batch, template, chunk_size, now, today)
@@ -373,6 +374,9 @@ def _judge_lines(batch, template, lines):
     return taken, rejects
 
 
+PROGRESS_FIELDS = ("status", "next_member_id", "issued", "over_limit", "over_quantity", "rejected", "finished_at")
+
+
 def _write_rejects(batch, rejects):
     CouponBatchReject.objects.bulk_create(
         [CouponBatchReject(batch=batch, line=line, key=raw[:200], reason=reason) for line, raw, reason in rejects],
@@ -386,11 +390,14 @@ def _issue_list_chunk(batch, template, chunk_size, now, today):
     (_prepare_list: malformed and duplicate keys rejected) and keeps the lines left in `prepared_list`; each chunk
     then takes `chunk_size` of those lines, judges them against the members set-based (_judge_lines), inserts
     their coupons as a tag batch does and writes their rejects."""
+    saved = list(PROGRESS_FIELDS)
     if not batch.prepared_list:
+        batch.refresh_from_db(fields=["member_list"])
         kept, rejects = _prepare_list(batch)
         _write_rejects(batch, rejects)
         batch.prepared_list = _prepared_text(kept)
         batch.next_member_id, batch.last_member_id = 0, len(kept) - 1
+        saved += ["prepared_list", "last_member_id"]
     start, stop = batch.next_member_id, batch.next_member_id + chunk_size
     taken, rejects = _judge_lines(batch, template, _prepared_lines(batch, start, stop))
     inserted = insert_coupons(
@@ -414,7 +421,7 @@ def _issue_list_chunk(batch, template, chunk_size, now, today):
     batch.status = BatchStatus.RUNNING
     if batch.next_member_id > batch.last_member_id:
         batch.status, batch.finished_at = BatchStatus.DONE, now
-    batch.save()
+    batch.save(update_fields=saved)  # not the lists: each chunk would write the whole file again
     return batch.status == BatchStatus.RUNNING
 
 
