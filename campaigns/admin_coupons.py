@@ -3,6 +3,7 @@ same functions the API calls; terms fixed once coupons were issued), the coupons
 their code, a member's card number or phone (a clerk sees her stores' members' coupons), the counter page where a
 clerk checks, redeems and undoes a coupon typed or scanned, and the member page's coupons part."""
 
+import hashlib
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Min
 from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import re_path, reverse
 from django.utils import timezone
@@ -20,10 +22,11 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
+from campaigns import coupon_lists
 from campaigns.coupon_codes import MalformedCode, normalise
-from campaigns.models_coupons import Coupon, CouponStatus, CouponTemplate
+from campaigns.models_coupons import Coupon, CouponBatch, CouponStatus, CouponTemplate
 from campaigns.services import coupons
-from loyalty.access import staff_role
+from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, NotFoundError
@@ -34,6 +37,7 @@ from points.serializers import MAX_AMOUNT
 from points.services import IdempotencyConflict, request_fingerprint
 
 COUNTER_TEMPLATE = "admin/campaigns/coupon/counter.html"
+ISSUE_LIST_TEMPLATE = "admin/campaigns/coupontemplate/issue_list.html"
 
 
 class CouponTemplateForm(ConfigurationForm):
@@ -77,6 +81,120 @@ class CouponTemplateAdmin(ConfigurationAdmin):
         actions.pop("delete_selected", None)  # one by one, through the service
         return actions
 
+    # Issue to an uploaded list ----------------------------------------------------------------------------------
+
+    change_form_template = "admin/campaigns/coupontemplate/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.issue_list_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_issue_list"
+        return [re_path(r"^(?P<object_id>\d+)/issue-list/$", view, name=name), *super().get_urls()]
+
+    def may_issue_list(self, request):
+        return staff_role(request.user) in (ROLE_ADMIN, ROLE_MARKETER) and self.has_change_permission(request)
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["may_issue_list"] = self.may_issue_list(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def issue_list_view(self, request, object_id):
+        """Upload a member list and start a batch to it (campaigns.services.coupons.start_batch, as the API; keyed
+        by the form's hidden key, so a double submit starts one batch), then show the batch."""
+        if not self.may_issue_list(request):
+            raise PermissionDenied
+        template = CouponTemplate.objects.filter(pk=object_id).first()
+        if template is None:
+            raise Http404
+        refusal = None
+        form = IssueListForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                batch = self._start_list_batch(request, template, form.cleaned_data)
+            except (DomainError, IdempotencyConflict) as error:
+                refusal = domain_error_text(error)
+            else:
+                self.message_user(request, _("The coupons are being issued to the list: batch %(id)s.") % batch)
+                return redirect(reverse("admin:campaigns_couponbatch_change", args=[batch["id"]]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": template,
+            "title": _("Issue “%(name)s” to a list of members") % {"name": template.name},
+            "subtitle": None,
+            "form": form,
+            "refusal": refusal,
+            "max_rows": f"{settings.COUPON_LIST_MAX_ROWS:,}",
+            "max_bytes": f"{settings.COUPON_LIST_MAX_BYTES:,}",
+        }
+        return TemplateResponse(request, ISSUE_LIST_TEMPLATE, context)
+
+    def _start_list_batch(self, request, template, data):
+        upload = data["file"]
+        if upload.size > coupon_lists.max_bytes():
+            raise coupon_lists.ListTooLarge()
+        content = upload.read(coupon_lists.max_bytes() + 1)
+        text, key_column, rows = coupon_lists.read_member_list(content)
+        name = (upload.name or "list.csv")[:200]
+        outcome = coupons.start_batch(
+            actor=admin_actor(request),
+            scope=f"staff:{request.user.pk}:coupons",
+            key=str(data["key"]),
+            fingerprint=request_fingerprint({"template": template.pk, "file": hashlib.sha256(content).hexdigest()}),
+            template_id=template.pk,
+            member_list=(name, text, key_column, rows),
+        )
+        return outcome.result
+
+
+class IssueListForm(forms.Form):
+    file = forms.FileField(label=_("member list (CSV)"))
+    key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
+
+
+@admin.register(CouponBatch)
+class CouponBatchAdmin(ReadOnlyAdmin):
+    """Bulk issues (to a tag, a segment or an uploaded list): their progress, and a list's rejects file."""
+
+    list_display = ["id", "template", "target", "status", "issued", "rejected", "created_by", "created_at", "rejects"]
+    list_filter = ["status"]
+    list_select_related = ["template"]
+    exclude = ["member_list", "next_member_id", "last_member_id"]
+
+    def has_view_permission(self, request, obj=None):
+        return staff_role(request.user) in (ROLE_ADMIN, ROLE_MARKETER)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    @admin.display(description=_("target"))
+    def target(self, batch):
+        if batch.list_key:
+            return _("list %(name)s (by %(key)s)") % {"name": batch.list_name, "key": batch.get_list_key_display()}
+        return _("tag %(tag)s") % {"tag": batch.tag} if batch.tag else _("segment %(s)s") % {"s": batch.segment}
+
+    @admin.display(description=_("rejects file"))
+    def rejects(self, batch):
+        if not batch.list_key:
+            return "—"
+        url = reverse("admin:campaigns_couponbatch_rejects", args=[batch.pk])
+        return format_html('<a href="{}">{}</a>', url, _("%(count)s rejected lines") % {"count": batch.rejected})
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "rejects"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.rejects_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_rejects"
+        return [re_path(r"^(?P<object_id>\d+)/rejects/$", view, name=name), *super().get_urls()]
+
+    def rejects_view(self, request, object_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        batch = CouponBatch.objects.filter(pk=object_id).exclude(list_key="").first()
+        if batch is None:
+            raise Http404
+        return coupon_lists.rejects_response(batch)
+
 
 # --- The counter page ---------------------------------------------------------------------------------------------
 
@@ -103,6 +221,12 @@ class CounterForm(forms.Form):
         max_length=500,
         required=False,
         help_text=_("The order's product categories, separated by commas; empty: not checked."),
+    )
+    points_used = forms.IntegerField(
+        label=_("points used as cash"),
+        min_value=0,
+        required=False,
+        help_text=_("Points this order uses as cash; a coupon not stackable with points is refused then."),
     )
     member = forms.IntegerField(widget=forms.HiddenInput, required=False)
     key = forms.UUIDField(widget=forms.HiddenInput)
@@ -154,6 +278,7 @@ def refusal_text(coupon, reason):
         coupons.REASON_WRONG_STORE: _("This coupon cannot be used at this store (only at %(stores)s)."),
         coupons.REASON_WRONG_CATEGORY: _("This coupon is for %(categories)s only: none is in this order."),
         coupons.REASON_BELOW_THRESHOLD: _("The order is below this coupon's minimum of %(threshold)s."),
+        coupons.REASON_NOT_STACKABLE: _("This coupon cannot be used with points as cash on the same order."),
     }
     return texts[reason] % {
         "used_at": when(coupon.used_at),
@@ -259,6 +384,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 amount=data["amount"],
                 member_id=member and member.pk,
                 categories=data["categories"],
+                points_used=data["points_used"] or 0,
             )
         except NotFoundError:
             return {"refusal": _("No coupon with this code.")}
@@ -288,6 +414,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 "store": store and store.pk,
                 "member": member and member.pk,
                 "categories": data["categories"],
+                "points_used": data["points_used"] or 0,
             }
         )
         try:
@@ -303,6 +430,7 @@ class CouponAdmin(MemberScopedAdmin, ReadOnlyAdmin):
                 source=f"store:{store.code}" if store else "staff",
                 member_id=member and member.pk,
                 categories=data["categories"],
+                points_used=data["points_used"] or 0,
             )
         except NotFoundError:
             return {"refusal": _("No coupon with this code.")}

@@ -1,5 +1,5 @@
 """Set-based work behind campaigns' jobs: the coupons' nightly expiry and their bulk issue to a tag's or a
-segment's members (SPEC §10), both chunked by id range."""
+segment's members or to an uploaded list (SPEC §10), chunked by id range (a list: by its lines)."""
 
 from collections import Counter
 from datetime import timedelta
@@ -8,20 +8,25 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
+from campaigns import coupon_lists
 from campaigns.coupon_codes import new_codes
+from campaigns.coupon_lists import Malformed, key_of
 from campaigns.models_coupons import (
     BatchStatus,
     Coupon,
     CouponBatch,
+    CouponBatchReject,
     CouponSource,
     CouponStatus,
     CouponTemplate,
     IssueOn,
+    ListKey,
 )
 from campaigns.services.coupons import batch_representation, validity_for
 from loyalty.clock import business_date
 from loyalty.scheduling import JobDefinition, register_job
-from members.models import Member, MemberStatus
+from members.models import ErasedIdentity, ErasedIdentityKind, Member, MemberStatus
+from members.services.membership import erasure_keys, identity_digest
 
 EXPIRE_CHUNK_SIZE = 200_000
 
@@ -158,6 +163,13 @@ def insert_coupons(template, member_ids, *, reference, actor, source, now, today
 
 
 def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
+    try:
+        return _issue_batch_chunk(batch_id, chunk_size)
+    except _CodeCollision:
+        return True  # rolled back: the same lines again, with new codes
+
+
+def _issue_batch_chunk(batch_id, chunk_size):
     """One chunk of a batch in one transaction: locks the batch row (one worker per batch at a time), then the
     template's (like every issue: the total quantity and the limits hold against concurrent issues), issues to
     the chunk's members within the quantity left and their limit, and moves `next_member_id` on. A chunk killed
@@ -167,6 +179,7 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
     with transaction.atomic(durable=True):
         batch = (
             CouponBatch.objects.select_for_update()
+            .defer("member_list")  # a list's file is read once, by its first chunk
             .filter(pk=batch_id, status__in=[BatchStatus.PENDING, BatchStatus.RUNNING])
             .first()
         )
@@ -176,8 +189,10 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
         today = business_date(now)
         if not template.is_active or (template.valid_until is not None and template.valid_until < today):
             batch.status, batch.error, batch.finished_at = BatchStatus.STOPPED, "The template stopped issuing.", now
-            batch.save()
+            batch.save(update_fields=["status", "error", "finished_at"])
             return False
+        if batch.list_key:
+            return _issue_list_chunk(batch, template, chunk_size, now, today)
         start, stop = batch.next_member_id, batch.next_member_id + chunk_size
         members = _batch_members(batch, template, start, stop)
         limit = template.per_member_limit
@@ -204,6 +219,210 @@ def issue_batch_chunk(batch_id, chunk_size=BATCH_CHUNK_SIZE):
             batch.status, batch.finished_at = BatchStatus.DONE, now
         batch.save()
         return batch.status == BatchStatus.RUNNING
+
+
+# --- Bulk issue to an uploaded list ------------------------------------------------------------------------------
+
+LIST_MEMBERS_SQL = """
+    WITH listed AS (
+        SELECT k.line, m.id, m.status
+        FROM unnest(%(lines)s::bigint[], %(keys)s::text[]) AS k(line, key)
+        LEFT JOIN members_member m ON m.{column} = k.key
+    )
+    SELECT l.line, l.id, l.status, COALESCE(c.held, 0), COALESCE(c.served, 0)
+    FROM listed l
+    LEFT JOIN (
+        SELECT member_id,
+               SUM(CASE WHEN status <> 'void' THEN 1 ELSE 0 END) AS held,
+               MAX(CASE WHEN source_ref = %(reference)s THEN 1 ELSE 0 END) AS served
+        FROM campaigns_coupon
+        WHERE template_id = %(template)s AND member_id IN (SELECT id FROM listed WHERE id IS NOT NULL)
+        GROUP BY member_id
+    ) c ON c.member_id = l.id
+"""
+LOOKUP_BATCH = 500  # keys per IN (...) on SQLite (999 parameters per statement)
+
+
+class _CodeCollision(Exception):
+    """A new code collided with one in use (about 1 in 10¹⁶): the chunk is rolled back and done again."""
+
+
+def _listed_members(batch, template, keyed):
+    """{line: (member id, status, coupons of the template she holds (not void), served by this batch)} for the
+    keyed lines [(line, key)] whose key is a member's: on PostgreSQL one query joining unnest(lines, keys) to the
+    members (on the key column's unique index) and to her coupons of the template; elsewhere the ORM, in slices."""
+    reference = f"batch:{batch.pk}"
+    if connection.vendor == "postgresql":
+        parameters = {
+            "lines": [line for line, _ in keyed],
+            "keys": [key for _, key in keyed],
+            "reference": reference,
+            "template": template.pk,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(LIST_MEMBERS_SQL.format(column=ListKey(batch.list_key).value), parameters)
+            return {line: row for line, *row in cursor.fetchall() if row[0] is not None}
+    keys = sorted({key for _, key in keyed})
+    members = {}
+    for offset in range(0, len(keys), LOOKUP_BATCH):
+        part = {f"{batch.list_key}__in": keys[offset : offset + LOOKUP_BATCH]}
+        members.update(
+            (key, (member_id, status))
+            for key, member_id, status in Member.objects.filter(**part).values_list(batch.list_key, "id", "status")
+        )
+    ids = sorted({member_id for member_id, _ in members.values()})
+    held, served = Counter(), set()
+    for offset in range(0, len(ids), LOOKUP_BATCH):
+        coupons = Coupon.objects.filter(template=template, member_id__in=ids[offset : offset + LOOKUP_BATCH])
+        for member_id, source_ref in coupons.exclude(status=CouponStatus.VOID).values_list("member_id", "source_ref"):
+            held[member_id] += 1
+            if source_ref == reference:
+                served.add(member_id)
+    return {
+        line: (members[key][0], members[key][1], held[members[key][0]], int(members[key][0] in served))
+        for line, key in keyed
+        if key in members
+    }
+
+
+def _erased_keys(batch, keys):
+    """The keys (phones, external ids) of members erased on their request (ErasedIdentity digests, under every
+    configured key): such a line is rejected as erased, not as unknown."""
+    kind = {ListKey.PHONE: ErasedIdentityKind.PHONE, ListKey.EXTERNAL_ID: ErasedIdentityKind.EXTERNAL_ID}.get(
+        batch.list_key
+    )
+    if kind is None or not keys:
+        return set()
+    secrets = [secret for _, secret in erasure_keys()]
+    digests = {identity_digest(secret, kind, value): value for value in keys for secret in secrets}
+    found = set()
+    names = list(digests)
+    for offset in range(0, len(names), LOOKUP_BATCH):
+        found |= set(
+            ErasedIdentity.objects.filter(digest__in=names[offset : offset + LOOKUP_BATCH]).values_list(
+                "digest", flat=True
+            )
+        )
+    return {digests[digest] for digest in found}
+
+
+def _prepare_list(batch):
+    """The first chunk's work, once for the whole file: each line's key (campaigns.coupon_lists.key_of); a
+    malformed key or a key an earlier line has (after normalising) is rejected here. Returns (the lines left,
+    [(line, key as written, key)], the rejects [(line, key as written, reason)])."""
+    kept, rejects, first_line = [], [], {}
+    for line, raw in coupon_lists.list_lines(batch.member_list, batch.list_key):
+        try:
+            key = key_of(raw, batch.list_key)
+        except Malformed as malformed:
+            rejects.append((line, raw, str(malformed)))
+            continue
+        if key in first_line:
+            rejects.append((line, raw, coupon_lists.DUPLICATE_LINE.format(first_line[key])))
+            continue
+        first_line[key] = line
+        kept.append((line, raw, key))
+    return kept, rejects
+
+
+def _prepared_text(kept):
+    """The lines left after _prepare_list as text, one `line<TAB>key<TAB>key as written` a row, after a header
+    (so a prepared list is never empty)."""
+    rows = (f"{line}\t{key}\t{' '.join(raw.split())}" for line, raw, key in kept)
+    return "\n".join(["line\tkey\traw", *rows])
+
+
+def _prepared_lines(batch, start, stop):
+    rows = batch.prepared_list.split("\n")[1 + start : 1 + stop]
+    return [(int(line), raw, key) for line, key, raw in (row.split("\t", 2) for row in rows)]
+
+
+def _judge_lines(batch, template, lines):
+    """(member ids to issue to, in line order; rejects [(line, key as written, reason)]) for a chunk's prepared
+    lines [(line, key as written, key)] (each key once in the file). A line is rejected, in this order: unknown
+    member (or erased on her request), member not active, the same member as an earlier line, per-member limit
+    reached, total quantity used up."""
+    keyed = [(line, key) for line, _, key in lines]
+    found = _listed_members(batch, template, keyed)
+    erased = _erased_keys(batch, [key for line, key in keyed if line not in found])
+    limit = template.per_member_limit
+    room = None if template.total_quantity is None else template.total_quantity - template.issued_count
+    taken, member_line, rejects = [], {}, []
+    for line, raw, key in lines:
+        reason = None
+        if line not in found:
+            reason = coupon_lists.ERASED if key in erased else coupon_lists.UNKNOWN_MEMBER
+        else:
+            member_id, status, held, served = found[line]
+            if status == MemberStatus.ANONYMISED:
+                reason = coupon_lists.ERASED
+            elif status != MemberStatus.ACTIVE:
+                reason = coupon_lists.NOT_ACTIVE.format(status)
+            elif member_id in member_line:
+                reason = coupon_lists.DUPLICATE_MEMBER.format(member_line[member_id])
+            elif served:
+                reason = coupon_lists.ALREADY_ISSUED
+            elif limit is not None and held >= limit:
+                reason = coupon_lists.LIMIT_REACHED
+            elif room is not None and len(taken) >= room:
+                reason = coupon_lists.QUANTITY_USED_UP
+            else:
+                taken.append(member_id)
+                member_line[member_id] = line
+        if reason is not None:
+            rejects.append((line, raw, reason))
+    return taken, rejects
+
+
+PROGRESS_FIELDS = ("status", "next_member_id", "issued", "over_limit", "over_quantity", "rejected", "finished_at")
+
+
+def _write_rejects(batch, rejects):
+    CouponBatchReject.objects.bulk_create(
+        [CouponBatchReject(batch=batch, line=line, key=raw[:200], reason=reason) for line, raw, reason in rejects],
+        batch_size=5000,
+    )
+    batch.rejected += len(rejects)
+
+
+def _issue_list_chunk(batch, template, chunk_size, now, today):
+    """issue_batch_chunk for a list batch, in its transaction. The first chunk reads the whole file once
+    (_prepare_list: malformed and duplicate keys rejected) and keeps the lines left in `prepared_list`; each chunk
+    then takes `chunk_size` of those lines, judges them against the members set-based (_judge_lines), inserts
+    their coupons as a tag batch does and writes their rejects."""
+    saved = list(PROGRESS_FIELDS)
+    if not batch.prepared_list:
+        batch.refresh_from_db(fields=["member_list"])
+        kept, rejects = _prepare_list(batch)
+        _write_rejects(batch, rejects)
+        batch.prepared_list = _prepared_text(kept)
+        batch.next_member_id, batch.last_member_id = 0, len(kept) - 1
+        saved += ["prepared_list", "last_member_id"]
+    start, stop = batch.next_member_id, batch.next_member_id + chunk_size
+    taken, rejects = _judge_lines(batch, template, _prepared_lines(batch, start, stop))
+    inserted = insert_coupons(
+        template,
+        taken,
+        reference=f"batch:{batch.pk}",
+        actor=batch.created_by,
+        source=CouponSource.BULK,
+        now=now,
+        today=today,
+    )
+    if inserted != len(taken):
+        raise _CodeCollision()
+    CouponTemplate.objects.filter(pk=template.pk).update(issued_count=F("issued_count") + inserted)
+    _write_rejects(batch, rejects)
+    reasons = Counter(reason for _, _, reason in rejects)
+    batch.issued += inserted
+    batch.over_limit += reasons[coupon_lists.LIMIT_REACHED]
+    batch.over_quantity += reasons[coupon_lists.QUANTITY_USED_UP]
+    batch.next_member_id = stop
+    batch.status = BatchStatus.RUNNING
+    if batch.next_member_id > batch.last_member_id:
+        batch.status, batch.finished_at = BatchStatus.DONE, now
+    batch.save(update_fields=saved)  # not the lists: each chunk would write the whole file again
+    return batch.status == BatchStatus.RUNNING
 
 
 # --- Birthday coupons (a source of the reminders job) ------------------------------------------------------------

@@ -187,21 +187,35 @@ class BatchStatus(models.TextChoices):
     STOPPED = "stopped", _("stopped")
 
 
+class ListKey(models.TextChoices):
+    MEMBER_NO = "member_no", _("card number")
+    PHONE = "phone", _("phone")
+    EXTERNAL_ID = "external_id", _("external id")
+
+
 class CouponBatch(models.Model):
-    """A bulk issue to a tag's or a segment's members (a job: campaigns.jobs.run_coupon_batch walks the member ids
-    in chunks, `next_member_id` is how far it got, so a crashed run resumes). Each coupon it issues carries
-    `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one."""
+    """A bulk issue to a tag's or a segment's members, or to an uploaded list (a job:
+    campaigns.jobs.run_coupon_batch walks the member ids, or the list's lines, in chunks; `next_member_id` is how
+    far it got (for a list: the next line of its prepared list), so a crashed run resumes). Each coupon it issues
+    carries `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one. A list batch keeps the
+    uploaded file (`member_list`, its key column `list_key`) and writes each line it does not issue to as a
+    CouponBatchReject."""
 
     template = models.ForeignKey(CouponTemplate, models.PROTECT, related_name="batches")
     tag = models.CharField(_("tag"), max_length=50, blank=True)
     segment = models.CharField(_("segment"), max_length=20, blank=True)
     rfm_as_of = models.DateField(_("segments as of"), null=True, blank=True)
+    list_name = models.CharField(_("uploaded list"), max_length=200, blank=True)
+    list_key = models.CharField(_("list key"), max_length=12, choices=ListKey.choices, blank=True)
+    member_list = models.TextField(_("member list"), blank=True)
+    prepared_list = models.TextField(blank=True, editable=False)  # campaigns.jobs._prepare_list
     status = models.CharField(_("status"), max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
     next_member_id = models.BigIntegerField(default=0)
     last_member_id = models.BigIntegerField(default=-1)
     issued = models.PositiveIntegerField(_("issued"), default=0)
     over_limit = models.PositiveIntegerField(_("skipped: limit reached"), default=0)
     over_quantity = models.PositiveIntegerField(_("skipped: quantity used up"), default=0)
+    rejected = models.PositiveIntegerField(_("rejected lines"), default=0)
     error = models.TextField(_("error"), blank=True)
     created_by = models.CharField(_("created by"), max_length=120, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -214,3 +228,21 @@ class CouponBatch(models.Model):
 
     def __str__(self):
         return f"batch {self.pk} of {self.template_id}"
+
+
+class CouponBatchReject(models.Model):
+    """A line of an uploaded list a batch did not issue to, and why (the rejects file)."""
+
+    batch = models.ForeignKey(CouponBatch, models.CASCADE, related_name="rejects")
+    line = models.PositiveIntegerField(_("line"))
+    key = models.CharField(_("key"), max_length=200)
+    reason = models.CharField(_("reason"), max_length=200)
+
+    class Meta:
+        verbose_name = _("rejected line")
+        verbose_name_plural = _("rejected lines")
+        ordering = ["batch", "line"]
+        constraints = [models.UniqueConstraint(fields=["batch", "line"], name="coupon_batch_reject_line_unique")]
+
+    def __str__(self):
+        return f"{self.batch_id}:{self.line}"

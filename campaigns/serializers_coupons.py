@@ -92,15 +92,21 @@ class CouponIssueInputSerializer(serializers.Serializer):
         choices=Segment.choices, required=False, help_text="an RFM segment's members, as a job (202)"
     )
 
+    file = serializers.FileField(
+        required=False,
+        help_text="multipart/form-data: a CSV of members whose header names one key column (member_no, phone or "
+        "external_id), as a job (202); its rejected lines in the batch's rejects file",
+    )
+
     def validate_members(self, members):
         if len(set(members)) != len(members):
             raise serializers.ValidationError("List each member once.")
         return members
 
     def validate(self, attrs):
-        given = [name for name in ("members", "tag", "segment") if name in attrs]
+        given = [name for name in ("members", "tag", "segment", "file") if name in attrs]
         if len(given) != 1:
-            raise serializers.ValidationError({"members": ["Send exactly one of members, tag and segment."]})
+            raise serializers.ValidationError({"members": ["Send exactly one of members, tag, segment and file."]})
         return attrs
 
 
@@ -112,6 +118,10 @@ class CouponBatchSerializer(serializers.Serializer):
     issued = serializers.IntegerField()
     skipped_over_limit = serializers.IntegerField()
     skipped_over_quantity = serializers.IntegerField()
+    rejected = serializers.IntegerField(help_text="an uploaded list's lines that issued nothing (all reasons)")
+    rejects = serializers.CharField(
+        allow_null=True, help_text="an uploaded list's rejects file (CSV: line, key, reason); null for a tag or segment"
+    )
     error = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -168,6 +178,14 @@ class CouponCheckInputSerializer(serializers.Serializer):
         max_length=200,
         required=False,
         help_text="the order's product categories; without them the template's categories are not checked",
+    )
+    points_used = serializers.IntegerField(
+        min_value=0,
+        max_value=10**12,
+        required=False,
+        default=0,
+        help_text="points the order uses as cash: a coupon not stackable with points is refused "
+        "(not_stackable_with_points) when more than 0 (at redeem, points already deducted on the order count too)",
     )
 
 

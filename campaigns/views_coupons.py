@@ -2,11 +2,16 @@
 the redemption at the counter or POS, the undo, and the wallets. Each view validates input, checks whom the caller
 may act for, calls one service and returns its result."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+import hashlib
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from campaigns import coupon_lists
 from campaigns.filters import CouponFilter
 from campaigns.models_coupons import Coupon, CouponBatch, CouponSource, CouponTemplate
 from campaigns.serializers_coupons import (
@@ -22,7 +27,7 @@ from campaigns.serializers_coupons import (
 )
 from campaigns.services import coupons
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
-from loyalty.api import ID_PATTERN, IsMember, error_responses
+from loyalty.api import ID_PATTERN, IsMember, JSONParser, error_responses
 from loyalty.errors import NotFoundError, PermissionDeniedError
 from members.models import Member
 from members.selectors import get_visible_member_or_404, store_for_write
@@ -45,20 +50,31 @@ members of their stores. 409 `out_of_stock` (the total quantity would be passed;
 segment as of the newest completed RFM run, as a job: 202 with the batch (`GET /api/v1/coupon-batches/{{id}}/`
 follows it). The job walks member ids in chunks, one transaction each, under the same template lock: members
 over the per-member limit are skipped (`skipped_over_limit`), and when the total quantity runs out the rest
-(`skipped_over_quantity`); each member gets one coupon per batch however often a chunk is retried. An uploaded
-list is not offered yet (send up to 1,000 ids per request)."""
+(`skipped_over_quantity`); each member gets one coupon per batch however often a chunk is retried.
+
+An uploaded list (marketers and admins): `multipart/form-data` with `file`, a CSV (UTF-8) whose header names one
+key column, `member_no` (card number), `phone` or `external_id` (other columns are ignored), at most
+COUPON_LIST_MAX_ROWS rows (400 `invalid`) and COUPON_LIST_MAX_BYTES bytes (413 `request_too_large`), as a job:
+202 with the batch. Each line issues one coupon to its member, or is written with its reason to the batch's
+rejects file (`rejects`: GET /api/v1/coupon-batches/{{id}}/rejects/, CSV `line, key, reason`): a malformed key,
+a duplicate of an earlier line, an unknown member, one erased on her request or not active, the same member as an
+earlier line, the per-member limit reached, the total quantity used up."""
 CHECK_DESCRIPTION = """Whether the coupon could be used on this order now, and its discount, writing nothing.
 `reason` when not valid, checked in this order: `void`, `used`, `expired`, `not_yet_valid`, `not_owner` (when
 `member` is sent and the coupon is another's), `wrong_store` (the template's stores), `wrong_category` (when the
-order's `categories` are sent and none is the template's), `below_threshold`. Discounts: amount_off its amount;
-percent_off the percent of the amount, rounded half up to the cent, at most `max_discount`; gift and free_item
-their value (`amount_off`, 0 without); never more than the amount. 400 `invalid` for a mistyped code (its check
-character is wrong: no lookup is made), 404 `not_found` for a well-formed code that does not exist."""
+order's `categories` are sent and none is the template's), `below_threshold`, `not_stackable_with_points` (the
+template's `stackable_with_points` is false and the order uses `points_used` > 0 points as cash). Discounts:
+amount_off its amount; percent_off the percent of the amount, rounded half up to the cent, at most
+`max_discount`; gift and free_item their value (`amount_off`, 0 without); never more than the amount. 400
+`invalid` for a mistyped code (its check character is wrong: no lookup is made), 404 `not_found` for a
+well-formed code that does not exist."""
 REDEEM_DESCRIPTION = """Use the coupon on an order, once, with `Idempotency-Key` (a retry answers the first result).
 The coupon row is locked, then checked as in /coupons/check/, then marked used with the order, store and
 discount: of several tills redeeming one code at the same moment exactly one gets 201, the others 409
 `coupon_used`. 409 `coupon_expired`; 409 `coupon_not_applicable` with `reason` (`void`, `not_yet_valid`,
-`not_owner`, `wrong_store`, `wrong_category`, `below_threshold`). Refunding the order in full (POST
+`not_owner`, `wrong_store`, `wrong_category`, `below_threshold`, `not_stackable_with_points`: the template is not
+stackable with points as cash and the order uses points, as `points_used` or as a deduction already recorded for
+this `order_no` from the same client app or store). Refunding the order in full (POST
 /purchases/{id}/refunds/ with the same order_no from the same client app or store) returns the coupon if it is
 still valid (`coupons_returned` in the refund's answer); a clerk can undo it within a few minutes
 (/coupons/{code}/undo/)."""
@@ -114,7 +130,10 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        request=CouponIssueInputSerializer,
+        request={
+            "application/json": CouponIssueInputSerializer,
+            "multipart/form-data": CouponIssueInputSerializer,
+        },
         parameters=[IDEMPOTENCY_HEADER],
         responses={
             201: CouponIssueResultSerializer,
@@ -125,31 +144,36 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
                     403: "permission_denied",
                     404: "not_found",
                     409: "out_of_stock / limit_reached / template_inactive / idempotency_conflict",
+                    413: "request_too_large (an uploaded list over COUPON_LIST_MAX_BYTES)",
                 }
             ),
         },
         description=ISSUE_DESCRIPTION,
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser])
     def issue(self, request, pk=None):
         template = self.get_object()
         key = idempotency_key(request)
         serializer = CouponIssueInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = dict(serializer.validated_data)
         access = access_for(request)
         scope = f"{idempotency_scope(request)}:coupons"
         if "members" not in data:
             if access.role not in MARKETING:
-                raise PermissionDeniedError("Only marketers and admins issue to a tag or a segment.")
+                raise PermissionDeniedError("Only marketers and admins issue to a tag, a segment or a list.")
+            member_list, body = None, data
+            if "file" in data:
+                member_list, body = _uploaded_list(data["file"])
             outcome = coupons.start_batch(
                 actor=access.actor,
                 scope=scope,
                 key=key,
-                fingerprint=fingerprint(request, dict(data)),
+                fingerprint=fingerprint(request, body),
                 template_id=template.pk,
                 tag=data.get("tag"),
                 segment=data.get("segment"),
+                member_list=member_list,
             )
             return respond(outcome)
         member_ids = data["members"]
@@ -175,19 +199,50 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         return respond(outcome)
 
 
+def _uploaded_list(upload):
+    """(member_list for start_batch, the body to fingerprint: the file's name and a digest of its bytes) of an
+    uploaded file; 413 request_too_large past COUPON_LIST_MAX_BYTES (read no further), 400 invalid for a file
+    coupon_lists refuses."""
+    if upload.size > coupon_lists.max_bytes():
+        raise coupon_lists.ListTooLarge()
+    content = upload.read(coupon_lists.max_bytes() + 1)
+    text, key_column, rows = coupon_lists.read_member_list(content)
+    name = (upload.name or "list.csv")[:200]
+    return (name, text, key_column, rows), {"file": hashlib.sha256(content).hexdigest(), "name": name}
+
+
 class CouponBatchViewSet(viewsets.GenericViewSet):
-    """/coupon-batches/{id}/: a bulk issue's progress (marketers and admins)."""
+    """/coupon-batches/{id}/: a bulk issue's progress (marketers and admins); /rejects/: an uploaded list's
+    rejected lines."""
 
     queryset = CouponBatch.objects.none()
     lookup_value_regex = ID_PATTERN
     staff_roles = {"*": MARKETING}
 
-    @extend_schema(responses={200: CouponBatchSerializer, **error_responses({404: "not_found"})})
-    def retrieve(self, request, pk=None):
+    def _batch(self, pk):
         batch = CouponBatch.objects.filter(pk=pk).first()
         if batch is None:
             raise NotFoundError()
-        return Response(coupons.batch_representation(batch))
+        return batch
+
+    @extend_schema(responses={200: CouponBatchSerializer, **error_responses({404: "not_found"})})
+    def retrieve(self, request, pk=None):
+        return Response(coupons.batch_representation(self._batch(pk)))
+
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV: line, key, reason"),
+            **error_responses({404: "not_found (no such batch, or not an uploaded list)"}),
+        },
+        description="An uploaded list's rejects file: every line that issued nothing, with its line in the file, "
+        "its key and the reason, in line order (complete once the batch is done).",
+    )
+    @action(detail=True, methods=["get"])
+    def rejects(self, request, pk=None):
+        batch = self._batch(pk)
+        if not batch.list_key:
+            raise NotFoundError("This batch was not issued to an uploaded list: it has no rejects file.")
+        return coupon_lists.rejects_response(batch)
 
 
 def _counter_input(request, serializer_class):
@@ -222,6 +277,7 @@ class CouponViewSet(viewsets.GenericViewSet):
                 amount=data["amount"],
                 member_id=data.get("member"),
                 categories=data.get("categories"),
+                points_used=data.get("points_used", 0),
             )
         )
 
@@ -257,6 +313,7 @@ class CouponViewSet(viewsets.GenericViewSet):
             source=purchase_source(request, data["store"]),
             member_id=data.get("member"),
             categories=data.get("categories"),
+            points_used=data.get("points_used", 0),
         )
         return respond(outcome)
 

@@ -236,6 +236,10 @@ MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL = env.int("MAX_MEMBER_DAILY_ADJUSTMENT_TOTAL",
 # Minutes after a coupon was used during which a clerk may undo it (a till's mistake), SPEC §10; later a refund
 # of the order returns it.
 COUPON_UNDO_MINUTES = env.int("COUPON_UNDO_MINUTES", default=10)
+# An uploaded list of members for a coupon batch: its size (under DATA_UPLOAD_MAX_MEMORY_SIZE, which the API
+# refuses before any view) and its rows; larger lists go in several uploads.
+COUPON_LIST_MAX_BYTES = env.int("COUPON_LIST_MAX_BYTES", default=2_000_000)
+COUPON_LIST_MAX_ROWS = env.int("COUPON_LIST_MAX_ROWS", default=100_000)
 
 # Days an idempotency record (a client write's key and first answer, replayed to a retry) is kept before the
 # nightly purge_idempotency job deletes it. SPEC §2 keeps keys at least 30 days: a shorter setting is refused.

@@ -71,6 +71,7 @@ REASON_NOT_OWNER = "not_owner"
 REASON_WRONG_STORE = "wrong_store"
 REASON_WRONG_CATEGORY = "wrong_category"
 REASON_BELOW_THRESHOLD = "below_threshold"
+REASON_NOT_STACKABLE = "not_stackable_with_points"
 REASONS = (
     REASON_VOID,
     REASON_USED,
@@ -80,6 +81,7 @@ REASONS = (
     REASON_WRONG_STORE,
     REASON_WRONG_CATEGORY,
     REASON_BELOW_THRESHOLD,
+    REASON_NOT_STACKABLE,
 )
 
 
@@ -342,12 +344,14 @@ def issue_coupons(*, actor, scope, key, fingerprint, template_id, member_ids, so
     return Outcome(result)
 
 
-def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None):
-    """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), as a job:
-    records the batch with the member id range to walk, and after commit sends it to the workers
-    (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or segment exists);
-    quantity and limits are applied per chunk (members over them are skipped and counted). Idempotent on
-    (scope, key): a retry answers the same batch. Returns 202 with the batch."""
+def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None, member_list=None):
+    """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), or to an
+    uploaded list (`member_list`: (file name, text, key column, rows), as campaigns.coupon_lists.read_member_list
+    checked it), as a job: records the batch with the member id range (a list: the rows) to walk, and after commit
+    sends it to the workers (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or
+    segment exists); quantity and limits are applied per chunk (members over them are skipped and counted; a
+    list's lines are written to its rejects with the reason). Idempotent on (scope, key): a retry answers the
+    same batch. Returns 202 with the batch."""
     from campaigns.tasks import run_coupon_batch
     from members.jobs import latest_rfm_date
     from members.models import Segment, Tag
@@ -367,12 +371,20 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             rfm_as_of = latest_rfm_date()
             if rfm_as_of is None:
                 raise InvalidInput({"segment": ["No RFM run has completed yet: members have no segment."]})
-        bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
+        if member_list is not None:
+            list_name, text, list_key, rows = member_list
+            bounds = {"low": 0, "high": rows - 1}  # a list's rows by position
+        else:
+            list_name, text, list_key = "", "", ""
+            bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
         batch = CouponBatch.objects.create(
             template=template,
             tag=tag or "",
             segment=segment or "",
             rfm_as_of=rfm_as_of,
+            list_name=list_name,
+            list_key=list_key,
+            member_list=text,
             next_member_id=bounds["low"] or 0,
             last_member_id=bounds["high"] if bounds["high"] is not None else -1,
             created_by=actor,
@@ -381,7 +393,7 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             actor=actor,
             action="coupons.batch_started",
             target=template,
-            new={"batch": batch.pk, "tag": tag, "segment": segment},
+            new={"batch": batch.pk, "tag": tag, "segment": segment, "list": list_name or None},
         )
         result = batch_representation(batch)
         idempotency.complete(claim, response=result, status_code=202)
@@ -393,11 +405,13 @@ def batch_representation(batch):
     return {
         "id": str(batch.pk),
         "template": str(batch.template_id),
-        "target": {"tag": batch.tag or None, "segment": batch.segment or None},
+        "target": {"tag": batch.tag or None, "segment": batch.segment or None, "list": batch.list_name or None},
         "status": batch.status,
         "issued": batch.issued,
         "skipped_over_limit": batch.over_limit,
         "skipped_over_quantity": batch.over_quantity,
+        "rejected": batch.rejected,
+        "rejects": f"/api/v1/coupon-batches/{batch.pk}/rejects/" if batch.list_key else None,
         "error": batch.error or None,
         "created_at": iso(batch.created_at),
         "finished_at": iso(batch.finished_at),
@@ -491,10 +505,11 @@ def discount_for(template, amount):
     return min(value, amount).quantize(CENT)
 
 
-def refusal_reason(coupon, *, store, amount, member_id=None, categories=None, today=None):
+def refusal_reason(coupon, *, store, amount, member_id=None, categories=None, points_used=0, today=None):
     """Why `coupon` cannot be used on this order now, or None. In this order: void, used, expired (by status or
     by date), not yet valid, not the owner (when the member is given), wrong store (the template's stores), wrong
-    category (when the order's categories are given and none is the template's), below the threshold."""
+    category (when the order's categories are given and none is the template's), below the threshold, not
+    stackable with points as cash (the template says so and the order uses `points_used` > 0 points as cash)."""
     today = today or business_date()
     template = coupon.template
     if coupon.status == CouponStatus.VOID:
@@ -513,7 +528,19 @@ def refusal_reason(coupon, *, store, amount, member_id=None, categories=None, to
         return REASON_WRONG_CATEGORY
     if template.threshold is not None and Decimal(amount) < template.threshold:
         return REASON_BELOW_THRESHOLD
+    if not template.stackable_with_points and points_used:
+        return REASON_NOT_STACKABLE
     return None
+
+
+def points_used_on_order(*, source, order_no):
+    """The points already used as cash on this order (points' Deduction of the same source and order_no, less
+    what a refund returned): a coupon not stackable with points is refused on it even when the till does not
+    say so."""
+    from points.models import Deduction
+
+    used = Deduction.objects.filter(source=source, order_no=order_no).values_list("points", "points_returned").first()
+    return 0 if used is None else used[0] - used[1]
 
 
 def _coupon_by_code(code, *, lock=False):
@@ -527,11 +554,13 @@ def _coupon_by_code(code, *, lock=False):
     return coupon
 
 
-def check_coupon(*, code, store, amount, member_id=None, categories=None):
+def check_coupon(*, code, store, amount, member_id=None, categories=None, points_used=0):
     """Whether the coupon could be used on this order now, why not, and its discount (0.00 when not). Writes
     nothing. NotFoundError for an unknown code."""
     coupon = _coupon_by_code(code)
-    reason = refusal_reason(coupon, store=store, amount=amount, member_id=member_id, categories=categories)
+    reason = refusal_reason(
+        coupon, store=store, amount=amount, member_id=member_id, categories=categories, points_used=points_used
+    )
     answer = {
         "valid": reason is None,
         "discount": money(discount_for(coupon.template, amount) if reason is None else 0),
@@ -551,24 +580,40 @@ def _refuse(coupon, reason):
 
 
 def redeem_coupon(
-    *, actor, scope, key, fingerprint, code, order_no, store, amount, source, member_id=None, categories=None
+    *,
+    actor,
+    scope,
+    key,
+    fingerprint,
+    code,
+    order_no,
+    store,
+    amount,
+    source,
+    member_id=None,
+    categories=None,
+    points_used=0,
 ):
-    """Use a coupon on an order, once: locks the coupon row, then checks (refusal_reason) and marks it used with
-    the order, store and discount. Of concurrent redemptions of one code exactly one wins; the others wait for
-    the lock and get CouponUsed. Raises CouponUsed, CouponExpired, CouponNotApplicable (with `reason`),
-    NotFoundError. Idempotent on (scope, key): a retry answers the first result."""
+    """Use a coupon on an order, once: locks the coupon row, then checks (refusal_reason; for a template not
+    stackable with points, the points used as cash are `points_used` plus those already deducted on this order)
+    and marks it used with the order, store and discount. Of concurrent redemptions of one code exactly one wins;
+    the others wait for the lock and get CouponUsed. Raises CouponUsed, CouponExpired, CouponNotApplicable (with
+    `reason`), NotFoundError. Idempotent on (scope, key): a retry answers the first result."""
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
         if claim.replay:
             return _replay(claim)
         coupon = _coupon_by_code(code, lock=True)
+        if not coupon.template.stackable_with_points:
+            points_used += points_used_on_order(source=source, order_no=order_no)
         reason = refusal_reason(
             coupon,
             store=store,
             amount=amount,
             member_id=member_id,
             categories=categories,
+            points_used=points_used,
             today=business_date(now),
         )
         if reason is not None:

@@ -271,3 +271,18 @@ def test_the_member_page_shows_her_unused_coupons_and_the_next_last_day(clerk_cl
 def test_the_member_page_says_none_unused(clerk_client, member_a):
     row = glance(clerk_client.get(f"/admin/members/member/{member_a.pk}/change/"))["Coupons"]
     assert row.startswith("none unused <a ")
+
+
+def test_the_counter_refuses_a_coupon_not_stackable_with_the_points_the_order_uses(clerk_client, member_a):
+    with transaction.atomic():
+        (alone,) = issue(template(name="20 off 100", stackable_with_points=False), member_a)
+
+    checked = posted(clerk_client, action="check", key=None, code=alone.code, points_used="300")
+    assert refusal(checked) == "Not valid: This coupon cannot be used with points as cash on the same order."
+    redeemed = posted(clerk_client, action="redeem", key=None, code=alone.code, order_no="C1", points_used="300")
+    assert "cannot be used with points as cash" in refusal(redeemed)
+    alone.refresh_from_db()
+    assert alone.status == "unused"
+    assert verdict(posted(clerk_client, action="redeem", key=None, code=alone.code, order_no="C1")).startswith(
+        "Redeemed"
+    )

@@ -281,3 +281,86 @@ def test_the_wallets_list_coupons_by_status_as_shown(clerk_api, clerk_b_api, mem
 def test_fixed_dates_come_from_the_template(member_a):
     coupon = coupon_of(member_a, valid_from=date(2026, 1, 1), valid_until=date(2099, 1, 31))
     assert (coupon.valid_from, coupon.valid_until) == (date(2026, 1, 1), date(2099, 1, 31))
+
+
+# --- Stacking with points as cash ----------------------------------------------------------------------------------
+
+
+def test_a_coupon_not_stackable_with_points_is_refused_when_the_order_uses_points(pos_a, member_a):
+    alone = coupon_of(member_a, stackable_with_points=False)
+    stacks = coupon_of(member_a)  # stackable_with_points: True by default
+    body = {"code": alone.code, "amount": "150.00", "points_used": 500}
+
+    check = post(pos_a, CHECK, body).json()
+    assert (check["valid"], check["reason"], check["discount"]) == (False, "not_stackable_with_points", "0.00")
+    assert post(pos_a, CHECK, {**body, "points_used": 0}).json()["valid"] is True
+    assert post(pos_a, CHECK, {**body, "code": stacks.code}).json()["valid"] is True
+
+    refused = post(pos_a, REDEEM, {**body, "order_no": "P1"}, key="s1")
+    assert (refused.status_code, refused.json()["code"], refused.json()["reason"]) == (
+        409,
+        "coupon_not_applicable",
+        "not_stackable_with_points",
+    )
+    alone.refresh_from_db()
+    assert alone.status == CouponStatus.UNUSED
+    used = post(pos_a, REDEEM, {**body, "code": stacks.code, "order_no": "P1"}, key="s2")
+    assert (used.status_code, used.json()["discount"]) == (201, "20.00")
+
+
+def test_points_already_deducted_on_the_order_refuse_a_coupon_not_stackable_with_them(pos_a, member_a):
+    from tests.points.test_api_contract import give_points
+
+    give_points(member_a, 1000)
+    alone = coupon_of(member_a, stackable_with_points=False)
+    deducted = post(
+        pos_a,
+        f"/api/v1/members/{member_a.pk}/points/deductions/",
+        {"order_no": "P2", "points": 1000, "amount": "150.00"},
+        key="d1",
+    )
+    assert deducted.status_code == 201, deducted.content
+
+    refused = post(pos_a, REDEEM, {"code": alone.code, "order_no": "P2", "amount": "150.00"}, key="s1")
+    assert (refused.status_code, refused.json()["reason"]) == (409, "not_stackable_with_points")
+    other_order = post(pos_a, REDEEM, {"code": alone.code, "order_no": "P3", "amount": "150.00"}, key="s2")
+    assert (other_order.status_code, other_order.json()["order_no"]) == (201, "P3")
+
+
+# --- Refunds ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_partial_refund_keeps_the_coupon_used_even_below_the_threshold(pos_a, member_a):
+    """README "Coupons": the coupon comes back only when the order is refunded in full (SPEC §10 "refunding the
+    order"); a partial refund leaving less than the threshold does not return it (the member kept the discount on
+    what she kept)."""
+    coupon = coupon_of(member_a)  # 20 off from 100
+    post(pos_a, REDEEM, {"code": coupon.code, "order_no": "A2001", "amount": "150.00"}, key="r1")
+    purchase = post(pos_a, "/api/v1/purchases/", {"member": str(member_a.pk), "order_no": "A2001", "amount": "130.00"})
+    url = f"/api/v1/purchases/{purchase.json()['id']}/refunds/"
+
+    part = post(pos_a, url, {"refund_no": "R1", "amount": "80.00"})  # 50.00 left, under the 100.00 threshold
+
+    assert part.status_code == 201, part.content
+    assert "coupons_returned" not in part.json()
+    coupon.refresh_from_db()
+    assert (coupon.status, coupon.order_no, coupon.discount) == ("used", "A2001", Decimal("20.00"))
+    rest = post(pos_a, url, {"refund_no": "R2", "amount": "50.00"})
+    assert rest.json()["coupons_returned"] == [coupon.code]
+
+
+def test_a_full_refund_after_the_coupons_last_day_leaves_it_expired(pos_a, member_a):
+    with time_machine.travel(NOON, tick=False):
+        coupon = coupon_of(member_a, valid_days=1)
+        post(pos_a, REDEEM, {"code": coupon.code, "order_no": "A3001", "amount": "150.00"}, key="r1")
+        body = {"member": str(member_a.pk), "order_no": "A3001", "amount": "130.00"}
+        purchase = post(pos_a, "/api/v1/purchases/", body)
+    with time_machine.travel("2026-03-12 12:00:00+08:00", tick=False):
+        refund = post(
+            pos_a, f"/api/v1/purchases/{purchase.json()['id']}/refunds/", {"refund_no": "R1", "amount": "130.00"}
+        )
+
+    assert refund.status_code == 201, refund.content
+    assert "coupons_returned" not in refund.json()
+    coupon.refresh_from_db()
+    assert (coupon.status, coupon.order_no, coupon.used_at) == ("expired", "", None)

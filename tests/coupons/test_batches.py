@@ -37,7 +37,11 @@ def test_a_tag_issue_answers_202_and_the_job_gives_each_tagged_member_one_coupon
     assert response.status_code == 202, response.content
     assert response.json()["status"] == "pending"
     batch = marketer_api.get(f"/api/v1/coupon-batches/{response.json()['id']}/").json()
-    assert (batch["status"], batch["issued"], batch["target"]) == ("done", 4, {"tag": "vip", "segment": None})
+    assert (batch["status"], batch["issued"], batch["target"]) == (
+        "done",
+        4,
+        {"tag": "vip", "segment": None, "list": None},
+    )
     assert sorted(Coupon.objects.values_list("member_id", flat=True)) == sorted(m.pk for m in members)
     assert set(Coupon.objects.values_list("source", "source_ref")) == {("bulk", f"batch:{batch['id']}")}
     offer.refresh_from_db()
