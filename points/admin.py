@@ -26,10 +26,12 @@ from django.urls import re_path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.errors import DomainError
 from loyalty.registry import ExtensionPoint
 from members import services as member_services
@@ -1248,6 +1250,16 @@ class VersionedAdmin(ConfigurationAdmin):
             self.message_user(request, failure, messages.ERROR)
 
 
+# choices() -> [(tier code, label)] for a reward's eligible tiers, registered by the tiers app's admin under "tiers"
+# (points cannot import tiers). Without it the tiers are typed as codes.
+tier_choices = ExtensionPoint("tier_choices", "choices() -> [(code, label)] of the tiers", keyed=True)
+
+
+def model_label(model, name):
+    field = model._meta.get_field(name)
+    return {"label": capfirst(field.verbose_name), "help_text": field.help_text}
+
+
 class RewardForm(ConfigurationForm):
     class Meta:
         model = Reward
@@ -1255,6 +1267,14 @@ class RewardForm(ConfigurationForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        choices = tier_choices.get("tiers")
+        if "eligible_tiers" in self.fields:
+            if choices is None:
+                self.fields["eligible_tiers"] = WordListField(**model_label(Reward, "eligible_tiers"))
+            else:
+                field = CodeChoiceListField(choices=choices(), **model_label(Reward, "eligible_tiers"))
+                field.keep_unknown(self.instance.eligible_tiers if self.instance.pk else [])
+                self.fields["eligible_tiers"] = field
         # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
         # not write it, so redemptions made while the form was open keep their decrement.
         self.fields["stock"].show_hidden_initial = True
@@ -1301,6 +1321,11 @@ class RewardAdmin(VersionedAdmin):
 
 
 class EarningRuleForm(ConfigurationForm):
+    excluded_categories = WordListField(
+        label=_("Excluded categories (purchase)"),
+        help_text=_("Product categories whose lines earn no points, separated by commas; empty: none."),
+    )
+
     class Meta:
         model = EarningRule
         fields = configuration.RULE_FIELDS
