@@ -1331,12 +1331,54 @@ class EarningRuleForm(ConfigurationForm):
         fields = configuration.RULE_FIELDS
 
 
+class PurchasePreviewForm(forms.Form):
+    """A purchase to try the rules in force on (points.services.preview_purchase, as the API's purchase preview):
+    for a member (her tier and the campaigns she is in count), nothing written."""
+
+    member = forms.CharField(label=_("member"), max_length=40, help_text=_("Her card number or phone."))
+    amount = forms.DecimalField(
+        label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
+    )
+    store = forms.ModelChoiceField(queryset=Store.objects.filter(is_active=True), label=_("store"), required=False)
+    channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
+    lines = forms.CharField(
+        label=_("lines"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text=_("Optional, one per line: category, amount (e.g. “tobacco, 30”): to try excluded categories."),
+    )
+
+    def clean_member(self):
+        found = members_matching(self.cleaned_data["member"].strip())
+        if len(found) != 1:
+            raise forms.ValidationError(_("No member has exactly this card number or phone."))
+        return Member.objects.get(pk=found[0])
+
+    def clean_lines(self):
+        lines = []
+        for number, text in enumerate(self.cleaned_data["lines"].splitlines(), start=1):
+            if not text.strip():
+                continue
+            category, _comma, amount = text.rpartition(",")
+            try:
+                price = Decimal(amount.strip())
+            except ArithmeticError:
+                price = None
+            if not category.strip() or price is None or not price.is_finite() or price < 0:
+                raise forms.ValidationError(_("Line %(number)s: write “category, amount”.") % {"number": number})
+            category = category.strip()
+            lines.append({"sku": category, "category": category, "quantity": Decimal(1), "unit_price": price})
+        return lines
+
+
 @admin.register(EarningRule)
 class EarningRuleAdmin(VersionedAdmin):
     """An existing rule keeps its earning fields (points already earned were earned under them): a change to them
-    is saved as a new version; in place, only the end date and the switch change."""
+    is saved as a new version; in place, only the end date and the switch change. "Preview a purchase" tries the
+    rules in force on a purchase, writing nothing."""
 
     form = EarningRuleForm
+    change_list_template = "admin/points/earningrule/change_list.html"
     list_display = ["channel", "name", "store", "valid_from", "valid_until", "is_active"]
     list_filter = ["channel", "is_active"]
     list_select_related = ["store"]
@@ -1389,6 +1431,56 @@ class EarningRuleAdmin(VersionedAdmin):
 
     def deactivate(self, request, pk):
         return services.deactivate_earning_rule(actor=admin_actor(request), rule_id=pk)
+
+    # Try the rules on a purchase -------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        return [re_path(r"^preview/$", view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "preview_url": reverse("admin:points_earningrule_preview")}
+        return super().changelist_view(request, extra_context)
+
+    def preview_view(self, request):
+        """What a purchase would earn now under the rules in force (and her tier and campaigns), writing
+        nothing: the purchase preview of the API, for a marketer trying a rule."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PurchasePreviewForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                answer = services.preview_purchase(
+                    member=data["member"],
+                    amount=data["amount"],
+                    store=data["store"],
+                    channel=data["channel"],
+                    lines=data["lines"],
+                )
+            except DomainError as error:
+                form.add_error(None, domain_error_text(error))
+            else:
+                points = answer["points"]
+                result = {
+                    "text": _("%(points)s points %(status)s; growth value %(growth)s.")
+                    % {"points": points["awarded"], "status": points["status"], "growth": answer["growth_awarded"]},
+                    "breakdown": points["breakdown"] or [],
+                    "tier_change": answer.get("tier_change"),
+                }
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Preview a purchase"),
+            "subtitle": None,
+            "form": form,
+            "result": result,
+            "media": self.media + form.media,
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/points/earningrule/preview.html", context)
 
 
 @admin.register(PointsPolicy)
