@@ -28,9 +28,10 @@ from campaigns.models_coupons import Coupon, CouponBatch, CouponStatus, CouponTe
 from campaigns.services import coupons
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, NotFoundError
-from members.extensions import member_glance
+from members.extensions import member_glance, member_search_shortcuts
 from members.models import Member, Store
 from points.admin import ORDER_NO_PATTERN, MemberScopedAdmin, domain_error_text, when
 from points.serializers import MAX_AMOUNT
@@ -40,11 +41,28 @@ COUNTER_TEMPLATE = "admin/campaigns/coupon/counter.html"
 ISSUE_LIST_TEMPLATE = "admin/campaigns/coupontemplate/issue_list.html"
 
 
+def store_choices():
+    return [(store.code, f"{store.name} ({store.code})") for store in Store.objects.order_by("code")]
+
+
 class CouponTemplateForm(ConfigurationForm):
+    categories = WordListField(
+        label=_("Categories"), help_text=_("Product categories, separated by commas; empty: every category.")
+    )
+
     class Meta:
         model = CouponTemplate
         fields = list(coupons.TEMPLATE_FIELDS)
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "stores" in self.fields:
+            field = CodeChoiceListField(
+                choices=store_choices(), label=_("Stores"), help_text=_("None ticked: every store.")
+            )
+            field.keep_unknown(self.instance.stores if self.instance.pk else [])
+            self.fields["stores"] = field
 
 
 @admin.register(CouponTemplate)
@@ -518,3 +536,24 @@ def coupons_glance(member):
 
 
 member_glance.register(coupons_glance, key="coupons")
+
+
+def coupon_search_shortcut(request, term):
+    """The admin member search with a coupon code (typed or scanned, members.extensions.member_search_shortcuts):
+    the coupon counter with the code, and with its owner when the user may open her (a clerk: as her member
+    list). None when the term is no coupon's code or the user may not use the counter."""
+    try:
+        code = normalise(term)
+    except MalformedCode:
+        return None
+    owner_id = Coupon.objects.filter(code=code).values_list("member_id", flat=True).first()
+    coupon_admin = admin.site.get_model_admin(Coupon)
+    if owner_id is None or not coupon_admin.may_use_counter(request):
+        return None
+    query = {"code": code}
+    if admin.site.get_model_admin(Member).get_queryset(request).filter(pk=owner_id).exists():
+        query["member"] = owner_id
+    return f"{reverse('admin:campaigns_coupon_counter')}?{urlencode(query)}"
+
+
+member_search_shortcuts.register(coupon_search_shortcut)

@@ -18,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,15 +26,18 @@ from django.urls import re_path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.errors import DomainError
+from loyalty.registry import ExtensionPoint
 from members import services as member_services
 from members.admin import MemberAdmin
 from members.extensions import member_glance
-from members.models import Member, PurchaseChannel, Store
+from members.models import Member, Purchase, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from points import selectors, services
 from points.models import (
@@ -45,6 +48,7 @@ from points.models import (
     PointsAccount,
     PointsPolicy,
     Redemption,
+    RedemptionStatus,
     Reward,
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
@@ -309,6 +313,111 @@ class TransferPointsForm(KeyedForm):
         self.fields["to"].queryset = selectors.household_members(self.member.pk)
 
 
+REFUNDABLE_PURCHASES_SHOWN = 50
+
+
+def refund_number():
+    """A refund number for a refund keyed in at the counter: made when the form is shown, so posting it twice
+    replays the first refund (refund_no is the refund's idempotency key) instead of refunding again."""
+    return f"R-{timezone.localtime():%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
+
+
+def plain_quantity(quantity):
+    """2.000 as 2 and 1.500 as 1.5 (quantities are stored with 3 decimals), as a clerk reads them."""
+    if quantity == quantity.to_integral_value():
+        return quantity.quantize(Decimal(1))
+    return quantity.normalize()
+
+
+class RefundForm(forms.Form):
+    """Refund part or all of one purchase (points.services.record_refund, as the API's refunds endpoint): an
+    amount, or the quantities of its lines (their value is the amount unless one is given), or nothing for the
+    whole remaining amount."""
+
+    refund_no = forms.RegexField(
+        ORDER_NO_PATTERN,
+        label=_("refund number"),
+        max_length=64,
+        error_messages={"invalid": _("Letters, digits and _ . / : - only.")},
+        help_text=_("The till's refund number, or the one made here. The same number again refunds nothing more."),
+    )
+    amount = forms.DecimalField(
+        label=_("amount refunded"),
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=MAX_AMOUNT,
+        required=False,
+    )
+
+    def __init__(self, *args, request, member, purchase, **kwargs):
+        self.request, self.member, self.purchase = request, member, purchase
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("refund_no", refund_number())
+        self.fields["amount"].help_text = _(
+            "Empty: the value of the lines chosen below, or else the whole remaining %(refundable)s."
+        ) % {"refundable": f"{purchase.refundable_amount:.2f}"}
+        self.line_fields = {}
+        remaining = {}
+        for line in purchase.lines.order_by("id"):
+            sku = remaining.setdefault(line.sku, {"quantity": Decimal(0), "price": line.unit_price})
+            sku["quantity"] += line.quantity - line.refunded_quantity
+        remaining = {sku: {**line, "quantity": plain_quantity(line["quantity"])} for sku, line in remaining.items()}
+        for index, (sku, line) in enumerate(remaining.items()):
+            if line["quantity"] <= 0:
+                continue
+            name = f"line_{index}"
+            self.fields[name] = forms.DecimalField(
+                label=_("%(sku)s (%(price)s each): quantity refunded") % {"sku": sku, "price": line["price"]},
+                max_digits=12,
+                decimal_places=3,
+                min_value=0,
+                max_value=line["quantity"],
+                required=False,
+                help_text=_("At most %(quantity)s.") % {"quantity": line["quantity"]},
+            )
+            self.line_fields[name] = (sku, line["price"])
+
+    def clean(self):
+        cleaned = super().clean()
+        lines = [
+            {"sku": sku, "quantity": cleaned[name], "value": cleaned[name] * price}
+            for name, (sku, price) in self.line_fields.items()
+            if cleaned.get(name)
+        ]
+        cleaned["lines"] = [{"sku": line["sku"], "quantity": line["quantity"]} for line in lines]
+        if cleaned.get("amount") is None and not self.errors:
+            if lines:
+                cleaned["amount"] = sum(line["value"] for line in lines).quantize(Decimal("0.01"))
+            else:
+                cleaned["amount"] = self.purchase.refundable_amount
+        if cleaned.get("amount") is not None and cleaned["amount"] <= 0 and not self.errors:
+            raise forms.ValidationError(
+                _("Order %(order)s is already refunded in full.") % {"order": self.purchase.order_no}
+            )
+        return cleaned
+
+
+class CancelRedemptionForm(forms.Form):
+    """Cancel one redemption (points.services.cancel_redemption, as the redemption list's action): a confirmation."""
+
+    def __init__(self, *args, request, member, redemption, **kwargs):
+        self.request, self.member, self.redemption = request, member, redemption
+        super().__init__(*args, **kwargs)
+        if redemption.status == RedemptionStatus.CANCELLED:
+            self.notice = _("This redemption was already cancelled on %(date)s.") % {
+                "date": when(redemption.cancelled_at)
+            }
+        else:
+            self.notice = None
+
+
+# refund_note(purchase) -> text or None: what else the order involved that a clerk refunds apart (stored value
+# paid on it), shown with the refund's result; higher apps register theirs in their admin module.
+refund_notes = ExtensionPoint("refund_notes", "note(purchase) -> text or None after an admin refund")
+
+
 def points_summary_for(member):
     """selectors.points_summary (the API's figures), once per member instance on a page."""
     if not hasattr(member, "_points_summary"):
@@ -448,22 +557,38 @@ class PointsMemberAdmin(MemberAdmin):
             Redemption.objects.filter(member_id=member.pk).select_related("reward").order_by("-id")[:REDEMPTIONS_SHOWN]
         )
         rows = [
-            (when(r.created_at), r.reward.name, r.quantity, r.points_spent, r.get_status_display(), r.code)
+            (
+                when(r.created_at),
+                r.reward.name,
+                r.quantity,
+                r.points_spent,
+                r.get_status_display(),
+                r.code,
+                self._cancel_link(member, r),
+            )
             for r in redemptions
         ]
         if not rows:
             return _("No redemptions yet.")
         return format_html(
             '<table class="points-redemptions"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
-            "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>{}</th><th></th></tr></thead><tbody>{}</tbody></table>",
             _("created at"),
             _("reward"),
             _("quantity"),
             _("points"),
             _("status"),
             _("code"),
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
+            ),
         )
+
+    def _cancel_link(self, member, redemption):
+        if redemption.status != RedemptionStatus.COMPLETED or member.merged_into_id:
+            return ""
+        url = reverse("admin:members_member_cancel_redemption", args=[member.pk, redemption.pk])
+        return format_html('<a class="button cancel-redemption" href="{}">{}</a>', url, _("Cancel"))
 
     @admin.display(description=_("household"))
     def household_table(self, member):
@@ -528,6 +653,17 @@ class PointsMemberAdmin(MemberAdmin):
             ),
             re_path(rf"^{MEMBER_ID_PATTERN}/household/$", view(self.household_view), name=f"{prefix}_household"),
             re_path(rf"^{MEMBER_ID_PATTERN}/transfer/$", view(self.transfer_points_view), name=f"{prefix}_transfer"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/refund/$", view(self.choose_refund_view), name=f"{prefix}_refund"),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/purchases/(?P<purchase_id>[0-9]{{1,18}})/refund/$",
+                view(self.refund_view),
+                name=f"{prefix}_refund_purchase",
+            ),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/redemptions/(?P<redemption_id>[0-9]{{1,18}})/cancel/$",
+                view(self.cancel_redemption_view),
+                name=f"{prefix}_cancel_redemption",
+            ),
             *super().get_urls(),
         ]
 
@@ -541,6 +677,7 @@ class PointsMemberAdmin(MemberAdmin):
             return super().counter_actions(request, member)
         urls = [
             (_("Record a purchase"), "record_purchase"),
+            (_("Refund an order"), "refund"),
             (_("Redeem a reward"), "redeem"),
             (_("Adjust points"), "adjust"),
             *([(_("Transfer points"), "transfer")] if member.household_id else []),
@@ -659,6 +796,129 @@ class PointsMemberAdmin(MemberAdmin):
             submit_label=_("Transfer"),
             perform=self._transfer_points,
         )
+
+    def refundable_purchases(self, request, member):
+        """Her purchases a clerk may refund: at her stores (as the API lets her), newest first."""
+        purchases = Purchase.objects.filter(member_id=member.pk).select_related("store")
+        store_ids = clerk_store_ids(request)
+        if store_ids is not None:
+            purchases = purchases.filter(store_id__in=store_ids)
+        return purchases.order_by("-occurred_at", "-id")
+
+    def choose_refund_view(self, request, member_id):
+        """Which order to refund: her purchases that are left to refund, each with a link to its refund form."""
+        member = self._member_for_action(request, member_id)
+        purchases = self.refundable_purchases(request, member).filter(refunded_amount__lt=F("amount"))
+        rows = [
+            {
+                "purchase": purchase,
+                "occurred_at": when(purchase.occurred_at),
+                "refundable": f"{purchase.refundable_amount:.2f}",
+                "url": reverse("admin:members_member_refund_purchase", args=[member.pk, purchase.pk]),
+            }
+            for purchase in purchases[:REFUNDABLE_PURCHASES_SHOWN]
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{_('Refund an order')}: {member}",
+            "subtitle": None,
+            "member": member,
+            "summary": selectors.points_summary(member.pk),
+            "purchases": rows,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/points/member_refund_choose.html", context)
+
+    def refund_view(self, request, member_id, purchase_id):
+        member = self._member_for_action(request, member_id)
+        purchase = get_object_or_404(self.refundable_purchases(request, member), pk=purchase_id)
+        title = _("Refund order %(order)s (%(amount)s, %(refunded)s refunded so far)") % {
+            "order": purchase.order_no,
+            "amount": f"{purchase.amount:.2f}",
+            "refunded": f"{purchase.refunded_amount:.2f}",
+        }
+        return self._points_action(
+            request,
+            member_id,
+            form_class=partial(RefundForm, purchase=purchase),
+            title=title,
+            submit_label=_("Refund"),
+            perform=partial(self._refund, purchase),
+        )
+
+    def cancel_redemption_view(self, request, member_id, redemption_id):
+        if not request.user.has_perm(f"{Redemption._meta.app_label}.change_redemption"):
+            raise PermissionDenied
+        member = self._member_for_action(request, member_id)
+        redemption = get_object_or_404(
+            Redemption.objects.select_related("reward"), pk=redemption_id, member_id=member.pk
+        )
+        title = _("Cancel redemption %(id)s (%(quantity)s × %(reward)s, %(points)s points)") % {
+            "id": redemption.pk,
+            "quantity": redemption.quantity,
+            "reward": redemption.reward.name,
+            "points": redemption.points_spent,
+        }
+        return self._points_action(
+            request,
+            member_id,
+            form_class=partial(CancelRedemptionForm, redemption=redemption),
+            title=title,
+            submit_label=_("Cancel the redemption"),
+            perform=partial(self._cancel_redemption, redemption),
+        )
+
+    def _refund(self, purchase, request, member, data):
+        amount, lines = data["amount"], data["lines"]
+        outcome = services.record_refund(
+            actor=admin_actor(request),
+            purchase_id=purchase.pk,
+            refund_no=data["refund_no"],
+            amount=amount,
+            lines=lines,
+            fingerprint=services.request_fingerprint(
+                {
+                    "action": "refund",
+                    "purchase": purchase.pk,
+                    "amount": f"{amount:.2f}",
+                    "lines": [{"sku": line["sku"], "quantity": str(line["quantity"])} for line in lines],
+                }
+            ),
+        )
+        result = outcome.result
+        text = _(
+            "Refund %(refund_no)s of order %(order)s: %(amount)s refunded; %(reversed)s points reversed, "
+            "%(returned)s points used as cash returned; balance %(balance)s."
+        ) % {
+            "refund_no": result["refund_no"],
+            "order": purchase.order_no,
+            "amount": result["amount"],
+            "reversed": result["points_reversed"],
+            "returned": result["points_returned"],
+            "balance": result["balance"],
+        }
+        parts = [str(text)]
+        if result.get("coupons_returned"):
+            parts.append(_("Coupons back to her: %(codes)s.") % {"codes": ", ".join(result["coupons_returned"])})
+        purchase.refresh_from_db()
+        parts += [str(note) for note in refund_notes.call_all(purchase) if note]
+        if outcome.replayed:
+            return messages.WARNING, _("Already refunded, nothing changed. %(result)s") % {"result": " ".join(parts)}
+        return messages.SUCCESS, " ".join(parts)
+
+    def _cancel_redemption(self, redemption, request, member, data):
+        result = services.cancel_redemption(actor=admin_actor(request), redemption_id=redemption.pk)
+        return messages.SUCCESS, _(
+            "Cancelled redemption %(id)s: %(points)s points and %(quantity)s × %(reward)s back in stock; balance "
+            "%(balance)s."
+        ) % {
+            "id": redemption.pk,
+            "points": redemption.points_spent,
+            "quantity": redemption.quantity,
+            "reward": redemption.reward.name,
+            "balance": result["balance"],
+        }
 
     def _record_purchase(self, request, member, data):
         store = data["store"]
@@ -990,6 +1250,16 @@ class VersionedAdmin(ConfigurationAdmin):
             self.message_user(request, failure, messages.ERROR)
 
 
+# choices() -> [(tier code, label)] for a reward's eligible tiers, registered by the tiers app's admin under "tiers"
+# (points cannot import tiers). Without it the tiers are typed as codes.
+tier_choices = ExtensionPoint("tier_choices", "choices() -> [(code, label)] of the tiers", keyed=True)
+
+
+def model_label(model, name):
+    field = model._meta.get_field(name)
+    return {"label": capfirst(field.verbose_name), "help_text": field.help_text}
+
+
 class RewardForm(ConfigurationForm):
     class Meta:
         model = Reward
@@ -997,6 +1267,14 @@ class RewardForm(ConfigurationForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        choices = tier_choices.get("tiers")
+        if "eligible_tiers" in self.fields:
+            if choices is None:
+                self.fields["eligible_tiers"] = WordListField(**model_label(Reward, "eligible_tiers"))
+            else:
+                field = CodeChoiceListField(choices=choices(), **model_label(Reward, "eligible_tiers"))
+                field.keep_unknown(self.instance.eligible_tiers if self.instance.pk else [])
+                self.fields["eligible_tiers"] = field
         # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
         # not write it, so redemptions made while the form was open keep their decrement.
         self.fields["stock"].show_hidden_initial = True
@@ -1043,17 +1321,64 @@ class RewardAdmin(VersionedAdmin):
 
 
 class EarningRuleForm(ConfigurationForm):
+    excluded_categories = WordListField(
+        label=_("Excluded categories (purchase)"),
+        help_text=_("Product categories whose lines earn no points, separated by commas; empty: none."),
+    )
+
     class Meta:
         model = EarningRule
         fields = configuration.RULE_FIELDS
 
 
+class PurchasePreviewForm(forms.Form):
+    """A purchase to try the rules in force on (points.services.preview_purchase, as the API's purchase preview):
+    for a member (her tier and the campaigns she is in count), nothing written."""
+
+    member = forms.CharField(label=_("member"), max_length=40, help_text=_("Her card number or phone."))
+    amount = forms.DecimalField(
+        label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
+    )
+    store = forms.ModelChoiceField(queryset=Store.objects.filter(is_active=True), label=_("store"), required=False)
+    channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
+    lines = forms.CharField(
+        label=_("lines"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text=_("Optional, one per line: category, amount (e.g. “tobacco, 30”): to try excluded categories."),
+    )
+
+    def clean_member(self):
+        found = members_matching(self.cleaned_data["member"].strip())
+        if len(found) != 1:
+            raise forms.ValidationError(_("No member has exactly this card number or phone."))
+        return Member.objects.get(pk=found[0])
+
+    def clean_lines(self):
+        lines = []
+        for number, text in enumerate(self.cleaned_data["lines"].splitlines(), start=1):
+            if not text.strip():
+                continue
+            category, _comma, amount = text.rpartition(",")
+            try:
+                price = Decimal(amount.strip())
+            except ArithmeticError:
+                price = None
+            if not category.strip() or price is None or not price.is_finite() or price < 0:
+                raise forms.ValidationError(_("Line %(number)s: write “category, amount”.") % {"number": number})
+            category = category.strip()
+            lines.append({"sku": category, "category": category, "quantity": Decimal(1), "unit_price": price})
+        return lines
+
+
 @admin.register(EarningRule)
 class EarningRuleAdmin(VersionedAdmin):
     """An existing rule keeps its earning fields (points already earned were earned under them): a change to them
-    is saved as a new version; in place, only the end date and the switch change."""
+    is saved as a new version; in place, only the end date and the switch change. "Preview a purchase" tries the
+    rules in force on a purchase, writing nothing."""
 
     form = EarningRuleForm
+    change_list_template = "admin/points/earningrule/change_list.html"
     list_display = ["channel", "name", "store", "valid_from", "valid_until", "is_active"]
     list_filter = ["channel", "is_active"]
     list_select_related = ["store"]
@@ -1106,6 +1431,56 @@ class EarningRuleAdmin(VersionedAdmin):
 
     def deactivate(self, request, pk):
         return services.deactivate_earning_rule(actor=admin_actor(request), rule_id=pk)
+
+    # Try the rules on a purchase -------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        return [re_path(r"^preview/$", view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "preview_url": reverse("admin:points_earningrule_preview")}
+        return super().changelist_view(request, extra_context)
+
+    def preview_view(self, request):
+        """What a purchase would earn now under the rules in force (and her tier and campaigns), writing
+        nothing: the purchase preview of the API, for a marketer trying a rule."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PurchasePreviewForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                answer = services.preview_purchase(
+                    member=data["member"],
+                    amount=data["amount"],
+                    store=data["store"],
+                    channel=data["channel"],
+                    lines=data["lines"],
+                )
+            except DomainError as error:
+                form.add_error(None, domain_error_text(error))
+            else:
+                points = answer["points"]
+                result = {
+                    "text": _("%(points)s points %(status)s; growth value %(growth)s.")
+                    % {"points": points["awarded"], "status": points["status"], "growth": answer["growth_awarded"]},
+                    "breakdown": points["breakdown"] or [],
+                    "tier_change": answer.get("tier_change"),
+                }
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Preview a purchase"),
+            "subtitle": None,
+            "form": form,
+            "result": result,
+            "media": self.media + form.media,
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/points/earningrule/preview.html", context)
 
 
 @admin.register(PointsPolicy)
