@@ -46,10 +46,12 @@ from points.models import (
     PointsPolicy,
     Redemption,
     Reward,
+    RuleChannel,
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
 from points.services import configuration
 from points.services.approvals import staff_actor
+from points.services.earning import rule_for
 
 LEDGER_ROWS_SHOWN = 50
 REDEMPTIONS_SHOWN = 50
@@ -1048,6 +1050,52 @@ class EarningRuleForm(ConfigurationForm):
         fields = configuration.RULE_FIELDS
 
 
+class PurchasePreviewForm(forms.Form):
+    """A purchase to preview: what it would earn now under the rules in force (services.preview_purchase, as the
+    API's purchase preview), for a real member, since her tier and campaigns change what she earns."""
+
+    member = forms.CharField(
+        label=_("member"), max_length=40, help_text=_("Card number or phone (any format) of a member.")
+    )
+    amount = forms.DecimalField(
+        label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
+    )
+    store = forms.ModelChoiceField(
+        queryset=Store.objects.filter(is_active=True),
+        label=_("store"),
+        required=False,
+        help_text=_("Empty: an order without a store (a store's own rule does not apply)."),
+    )
+    channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
+
+    def clean_member(self):
+        found = members_matching(self.cleaned_data["member"].strip())
+        if len(found) != 1:
+            raise forms.ValidationError(_("No member has exactly this card number or phone."))
+        return Member.objects.get(pk=found[0])
+
+
+def purchase_preview(data):
+    """[(label, value)] of what the purchase in `data` (a valid PurchasePreviewForm's) would earn now."""
+    now = timezone.now()
+    result = services.preview_purchase(
+        member=data["member"], amount=data["amount"], store=data["store"], channel=data["channel"], occurred_at=now
+    )
+    points = result["points"]
+    rule = rule_for(RuleChannel.PURCHASE, at=now, store=data["store"])
+    status = {
+        "available": _("available at once"),
+        "pending": _("pending until %(date)s") % {"date": points["available_at"][:10]},
+        "none": _("none"),
+    }[points["status"]]
+    return [
+        (_("points"), points["awarded"]),
+        (_("status"), status),
+        (_("how they are made up"), breakdown_text(points["breakdown"]) or "—"),
+        (_("earning rule in force"), rule.name if rule is not None and rule.pk else _("the built-in default")),
+    ]
+
+
 @admin.register(EarningRule)
 class EarningRuleAdmin(VersionedAdmin):
     """An existing rule keeps its earning fields (points already earned were earned under them): a change to them
@@ -1094,6 +1142,28 @@ class EarningRuleAdmin(VersionedAdmin):
         if obj is None:
             return [main, earning]
         return [main, earning, (_("History"), {"fields": ["created_by", "created_at"]})]
+
+    def get_urls(self):
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        view = self.admin_site.admin_view(self.purchase_preview_view)
+        return [re_path(r"^preview/$", view, name=name), *super().get_urls()]
+
+    def purchase_preview_view(self, request):
+        """The marketer's purchase preview: what a purchase would earn now, nothing written (a GET form)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PurchasePreviewForm(request.GET or None)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Preview a purchase"),
+            "subtitle": None,
+            "form": form,
+            "preview": purchase_preview(form.cleaned_data) if form.is_valid() else None,
+            "media": self.media + form.media,
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/points/earningrule/purchase_preview.html", context)
 
     def create(self, request, values):
         return services.create_earning_rule(actor=admin_actor(request), values=values)
