@@ -1,4 +1,5 @@
 import os
+from importlib import import_module
 
 import pytest
 from django.conf import settings
@@ -137,6 +138,17 @@ def pytest_runtest_call(item):
         mismatches = list(all_ledger_mismatches())
         assert mismatches == [], "check_ledger would fail after this test"
     return result
+
+
+@pytest.fixture
+def migration_defaults(transactional_db):
+    """The rows the data migrations make (the points policy, the default earning rules, the tier ladder), which the
+    flush after an earlier transactional test removed: made again by the migrations' own functions (each makes its
+    rows only when the table is empty). The role groups come back by themselves (post_migrate)."""
+    from django.apps import apps
+
+    import_module("points.migrations.0002_append_only_and_defaults").create_defaults(apps, None)
+    import_module("tiers.migrations.0002_default_ladder").create_ladder(apps, None)
 
 
 @pytest.fixture

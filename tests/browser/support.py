@@ -180,9 +180,10 @@ class Page:
 
     # Screenshots -----------------------------------------------------------------------------------------------
 
-    def screenshot(self, width=WINDOW_WIDTH, selector=None):
+    def screenshot(self, width=WINDOW_WIDTH, selector=None, until=None):
         """A PNG of the whole page `width` CSS pixels wide (the viewport is made as tall as the page through
-        Chromium's DevTools protocol, so nothing below the fold is cut), or of the element `selector` names."""
+        Chromium's DevTools protocol, so nothing below the fold is cut); of the element `selector` names only; or
+        from the top of the page down to the bottom of the element `until` names."""
         self.driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": False},
@@ -193,13 +194,14 @@ class Page:
             self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
             self.settle()
             parameters = {"format": "png", "captureBeyondViewport": True}
-            if selector:
-                box = self.driver.execute_script(
+            if selector or until:
+                x, y, w, h = self.driver.execute_script(
                     "const r = document.querySelector(arguments[0]).getBoundingClientRect();"
                     "return [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];",
-                    selector,
+                    selector or until,
                 )
-                x, y, w, h = box
+                if until:
+                    x, y, w, h = 0, 0, width, y + h + 16  # a margin under it
                 parameters["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
             shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", parameters)
             return base64.b64decode(shot["data"])
@@ -217,11 +219,11 @@ class Page:
         path.write_bytes(self.screenshot(**options))
         return path
 
-    def save_readme_screenshot(self, name, selector="#container"):
-        """With UPDATE_README_SCREENSHOTS=1, a small picture for the README: docs/<name>.png, README_WIDTH pixels
-        wide, of the part `selector` names. Checked (size and bytes) whether or not it is written, so a page that
-        grew past the README's limit fails its test."""
-        png = self.screenshot(width=README_WIDTH, selector=selector)
+    def save_readme_screenshot(self, name, until=None):
+        """A small picture for the README, README_WIDTH pixels wide, of the whole page or of its top down to the
+        element `until` names: written as an artefact (readme/<name>.png) and, with UPDATE_README_SCREENSHOTS=1,
+        as docs/<name>.png. Its size is checked either way, so a page that grew past the README's limit fails."""
+        png = self.screenshot(width=README_WIDTH, until=until)
         width, _ = png_size(png)
         assert width <= README_WIDTH, (name, width)
         assert len(png) < README_MAX_BYTES, f"{name}.png is {len(png)} bytes, over {README_MAX_BYTES}"
