@@ -147,8 +147,13 @@ class Page:
         self.wait_for(expected_conditions.staleness_of(button))
 
     def click_link(self, text):
-        """Follows the link with exactly this text and waits for the next page."""
-        link = self.driver.find_element(By.LINK_TEXT, text)
+        """Follows the link with exactly this text (as shown: CSS may capitalise it) and waits for the next page."""
+        self.follow(self.driver.find_element(By.LINK_TEXT, text))
+
+    def follow(self, link):
+        """Follows a link (an element, or a CSS selector of one) and waits for the next page."""
+        if isinstance(link, str):
+            link = self.driver.find_element(By.CSS_SELECTOR, link)
         link.click()
         self.wait_for(expected_conditions.staleness_of(link))
 
