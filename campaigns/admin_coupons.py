@@ -27,7 +27,7 @@ from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, NotFoundError
-from members.extensions import member_glance
+from members.extensions import member_glance, member_search_shortcuts
 from members.models import Member, Store
 from points.admin import ORDER_NO_PATTERN, MemberScopedAdmin, domain_error_text, when
 from points.serializers import MAX_AMOUNT
@@ -390,3 +390,24 @@ def coupons_glance(member):
 
 
 member_glance.register(coupons_glance, key="coupons")
+
+
+def coupon_search_shortcut(request, term):
+    """The admin member search with a coupon code (typed or scanned, members.extensions.member_search_shortcuts):
+    the coupon counter with the code, and with its owner when the user may open her (a clerk: as her member
+    list). None when the term is no coupon's code or the user may not use the counter."""
+    try:
+        code = normalise(term)
+    except MalformedCode:
+        return None
+    owner_id = Coupon.objects.filter(code=code).values_list("member_id", flat=True).first()
+    coupon_admin = admin.site.get_model_admin(Coupon)
+    if owner_id is None or not coupon_admin.may_use_counter(request):
+        return None
+    query = {"code": code}
+    if admin.site.get_model_admin(Member).get_queryset(request).filter(pk=owner_id).exists():
+        query["member"] = owner_id
+    return f"{reverse('admin:campaigns_coupon_counter')}?{urlencode(query)}"
+
+
+member_search_shortcuts.register(coupon_search_shortcut)

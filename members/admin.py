@@ -2,6 +2,7 @@
 functions the API calls; clerks see and act for the members of their own stores only."""
 
 import contextlib
+import re
 
 from django import forms
 from django.contrib import admin, messages
@@ -27,7 +28,7 @@ from loyalty.errors import DomainError
 from loyalty.login_guard import unlock_staff_login
 from loyalty.roles import STAFF_POWER_FIELDS, grantable_groups, may_manage_staff, staff_access
 from members import services
-from members.extensions import GLANCE_ORDER, member_glance, represent_member_field
+from members.extensions import GLANCE_ORDER, member_glance, member_search_shortcuts, represent_member_field
 from members.filters import found_as
 from members.models import (
     Lifecycle,
@@ -47,7 +48,7 @@ from members.models import (
     WechatIdentity,
 )
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
-from members.services.membership import UPDATABLE_FIELDS, may_change_status
+from members.services.membership import CARD_NUMBER_LENGTH, UPDATABLE_FIELDS, is_valid_member_no, may_change_status
 from members.tag_rules import InvalidRule, validate_rule
 
 FOUND_SESSION_KEY = "members.found_by_exact_key"
@@ -58,12 +59,40 @@ SURVIVORS_FOUND = 500  # members found through merged duplicates matching a sear
 PURCHASES_SHOWN = 5
 
 
+# A scanned member code: her card number, bare or at the end of what the code holds (a link or a prefixed text,
+# "https://…/m/899677121571", "member:899677121571"); a scanner types what it reads into the search box.
+SCANNED_CARD_NUMBER = re.compile(rf"(?:^|[^0-9])([0-9]{{{CARD_NUMBER_LENGTH}}})$")
+# WeChat openids (28 characters today) and unionids: letters, digits, - and _; never a phone or a card number.
+WECHAT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def scanned_card_number(term):
+    """The card number a scanned member code carries, when its check digit holds; else None."""
+    match = SCANNED_CARD_NUMBER.search(term)
+    if match and is_valid_member_no(match.group(1)):
+        return match.group(1)
+    return None
+
+
+def wechat_member_ids(term):
+    """The members whose WeChat openid (in any of the merchant's apps) or unionid is `term`: a member shows it at
+    the counter from her WeChat (her membership card), and it cannot be guessed, so it finds her chain-wide like
+    her card number. Read first (a few index lookups), not ORed into the search as a subquery."""
+    if not WECHAT_ID.match(term) or term.isdigit():
+        return []
+    found = WechatIdentity.objects.filter(Q(openid=term) | Q(unionid=term)).values_list("member_id", flat=True)
+    return list(found[:EXACT_MATCHES])
+
+
 def exact_key_condition(term):
     """The keys a clerk finds any member of the chain by (SPEC §1): her card number (on her card, or read from her
-    scanned member code) or her phone in any spelling."""
-    condition = Q(member_no=term)
+    scanned member code), her phone in any spelling, or her WeChat openid."""
+    condition = Q(member_no=scanned_card_number(term) or term)
     with contextlib.suppress(InvalidPhoneNumber):
         condition |= Q(phone=normalise_phone(term))
+    wechat = wechat_member_ids(term)
+    if wechat:
+        condition |= Q(pk__in=wechat)
     return condition
 
 
@@ -325,7 +354,10 @@ class MemberAdmin(ServiceAdmin):
     list_filter = ["status", "home_store", "tags", "channel"]
     list_select_related = ["home_store"]
     search_fields = ["member_no", "phone", "name", "external_id"]
-    search_help_text = _("Card number, phone (any format), external id, or part of a name.")
+    search_help_text = _(
+        "Card number or scanned member code, phone (any format), WeChat openid, external id, part of a name, or a "
+        "coupon code."
+    )
     readonly_fields = [
         "member_no",
         "referral_code",
@@ -401,9 +433,15 @@ class MemberAdmin(ServiceAdmin):
         if exact_ids and store_ids:
             others = Member.objects.filter(pk__in=exact_ids).exclude(home_store_id__in=store_ids)
             remember_found(request, list(others.values_list("pk", flat=True)))
+        popup = IS_POPUP_VAR in request.GET or TO_FIELD_VAR in request.GET
+        if term and not exact_ids and not popup:
+            # Not a member's key: maybe another thing a clerk scans at the counter (a coupon code).
+            for shortcut in member_search_shortcuts:
+                url = shortcut(request, term)
+                if url:
+                    return HttpResponseRedirect(url)
         response = super().changelist_view(request, extra_context)
         changelist = (getattr(response, "context_data", None) or {}).get("cl")
-        popup = IS_POPUP_VAR in request.GET or TO_FIELD_VAR in request.GET
         if not term or changelist is None or popup or changelist.result_count != 1:
             return response
         (member,) = changelist.result_list

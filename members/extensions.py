@@ -38,6 +38,12 @@ member_registered = ExtensionPoint("member_registered", "listener(member) after 
 # of a figure: each part calls the selector the app's API uses.
 member_glance = ExtensionPoint("member_glance", "part(member) -> [(label, value)] on the admin member page", keyed=True)
 GLANCE_ORDER = ("points", "tier", "rfm", "stored_value", "purchases")
+# shortcut(request, term) -> URL or None: where the admin member search goes with a term that is no member's key
+# (no card number, phone or openid matched): a coupon code opens the coupon counter with it (campaigns). The first
+# URL answered wins; registered in the higher app's admin module.
+member_search_shortcuts = ExtensionPoint(
+    "member_search_shortcuts", "shortcut(request, term) -> URL or None for the admin member search"
+)
 # step(stdout=, style=), run by `manage.py load_demo_data` after the demo members and staff exist, in registration
 # order: the higher apps' demo data (reports: the purchase and points history the dashboard shows).
 demo_data_steps = ExtensionPoint("demo_data_steps", "step(stdout=, style=) after load_demo_data's members and staff")

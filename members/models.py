@@ -195,6 +195,8 @@ class WechatIdentity(models.Model):
         indexes = [
             models.Index(fields=["unionid"], name="wechat_unionid_idx", condition=~Q(unionid="")),
             models.Index(fields=["member", "app_id"], name="wechat_member_app_idx"),
+            # The admin search and ?wechat_openid= without an app id find a member by her openid in any app.
+            models.Index(fields=["openid"], name="wechat_openid_idx"),
         ]
 
     def __str__(self):

@@ -18,7 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -31,10 +31,11 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
+from loyalty.registry import ExtensionPoint
 from members import services as member_services
 from members.admin import MemberAdmin
 from members.extensions import member_glance
-from members.models import Member, PurchaseChannel, Store
+from members.models import Member, Purchase, PurchaseChannel, Store
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from points import selectors, services
 from points.models import (
@@ -45,6 +46,7 @@ from points.models import (
     PointsAccount,
     PointsPolicy,
     Redemption,
+    RedemptionStatus,
     Reward,
     RuleChannel,
 )
@@ -311,6 +313,111 @@ class TransferPointsForm(KeyedForm):
         self.fields["to"].queryset = selectors.household_members(self.member.pk)
 
 
+REFUNDABLE_PURCHASES_SHOWN = 50
+
+
+def refund_number():
+    """A refund number for a refund keyed in at the counter: made when the form is shown, so posting it twice
+    replays the first refund (refund_no is the refund's idempotency key) instead of refunding again."""
+    return f"R-{timezone.localtime():%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
+
+
+def plain_quantity(quantity):
+    """2.000 as 2 and 1.500 as 1.5 (quantities are stored with 3 decimals), as a clerk reads them."""
+    if quantity == quantity.to_integral_value():
+        return quantity.quantize(Decimal(1))
+    return quantity.normalize()
+
+
+class RefundForm(forms.Form):
+    """Refund part or all of one purchase (points.services.record_refund, as the API's refunds endpoint): an
+    amount, or the quantities of its lines (their value is the amount unless one is given), or nothing for the
+    whole remaining amount."""
+
+    refund_no = forms.RegexField(
+        ORDER_NO_PATTERN,
+        label=_("refund number"),
+        max_length=64,
+        error_messages={"invalid": _("Letters, digits and _ . / : - only.")},
+        help_text=_("The till's refund number, or the one made here. The same number again refunds nothing more."),
+    )
+    amount = forms.DecimalField(
+        label=_("amount refunded"),
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=MAX_AMOUNT,
+        required=False,
+    )
+
+    def __init__(self, *args, request, member, purchase, **kwargs):
+        self.request, self.member, self.purchase = request, member, purchase
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("refund_no", refund_number())
+        self.fields["amount"].help_text = _(
+            "Empty: the value of the lines chosen below, or else the whole remaining %(refundable)s."
+        ) % {"refundable": f"{purchase.refundable_amount:.2f}"}
+        self.line_fields = {}
+        remaining = {}
+        for line in purchase.lines.order_by("id"):
+            sku = remaining.setdefault(line.sku, {"quantity": Decimal(0), "price": line.unit_price})
+            sku["quantity"] += line.quantity - line.refunded_quantity
+        remaining = {sku: {**line, "quantity": plain_quantity(line["quantity"])} for sku, line in remaining.items()}
+        for index, (sku, line) in enumerate(remaining.items()):
+            if line["quantity"] <= 0:
+                continue
+            name = f"line_{index}"
+            self.fields[name] = forms.DecimalField(
+                label=_("%(sku)s (%(price)s each): quantity refunded") % {"sku": sku, "price": line["price"]},
+                max_digits=12,
+                decimal_places=3,
+                min_value=0,
+                max_value=line["quantity"],
+                required=False,
+                help_text=_("At most %(quantity)s.") % {"quantity": line["quantity"]},
+            )
+            self.line_fields[name] = (sku, line["price"])
+
+    def clean(self):
+        cleaned = super().clean()
+        lines = [
+            {"sku": sku, "quantity": cleaned[name], "value": cleaned[name] * price}
+            for name, (sku, price) in self.line_fields.items()
+            if cleaned.get(name)
+        ]
+        cleaned["lines"] = [{"sku": line["sku"], "quantity": line["quantity"]} for line in lines]
+        if cleaned.get("amount") is None and not self.errors:
+            if lines:
+                cleaned["amount"] = sum(line["value"] for line in lines).quantize(Decimal("0.01"))
+            else:
+                cleaned["amount"] = self.purchase.refundable_amount
+        if cleaned.get("amount") is not None and cleaned["amount"] <= 0 and not self.errors:
+            raise forms.ValidationError(
+                _("Order %(order)s is already refunded in full.") % {"order": self.purchase.order_no}
+            )
+        return cleaned
+
+
+class CancelRedemptionForm(forms.Form):
+    """Cancel one redemption (points.services.cancel_redemption, as the redemption list's action): a confirmation."""
+
+    def __init__(self, *args, request, member, redemption, **kwargs):
+        self.request, self.member, self.redemption = request, member, redemption
+        super().__init__(*args, **kwargs)
+        if redemption.status == RedemptionStatus.CANCELLED:
+            self.notice = _("This redemption was already cancelled on %(date)s.") % {
+                "date": when(redemption.cancelled_at)
+            }
+        else:
+            self.notice = None
+
+
+# refund_note(purchase) -> text or None: what else the order involved that a clerk refunds apart (stored value
+# paid on it), shown with the refund's result; higher apps register theirs in their admin module.
+refund_notes = ExtensionPoint("refund_notes", "note(purchase) -> text or None after an admin refund")
+
+
 def points_summary_for(member):
     """selectors.points_summary (the API's figures), once per member instance on a page."""
     if not hasattr(member, "_points_summary"):
@@ -450,22 +557,38 @@ class PointsMemberAdmin(MemberAdmin):
             Redemption.objects.filter(member_id=member.pk).select_related("reward").order_by("-id")[:REDEMPTIONS_SHOWN]
         )
         rows = [
-            (when(r.created_at), r.reward.name, r.quantity, r.points_spent, r.get_status_display(), r.code)
+            (
+                when(r.created_at),
+                r.reward.name,
+                r.quantity,
+                r.points_spent,
+                r.get_status_display(),
+                r.code,
+                self._cancel_link(member, r),
+            )
             for r in redemptions
         ]
         if not rows:
             return _("No redemptions yet.")
         return format_html(
             '<table class="points-redemptions"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
-            "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>{}</th><th></th></tr></thead><tbody>{}</tbody></table>",
             _("created at"),
             _("reward"),
             _("quantity"),
             _("points"),
             _("status"),
             _("code"),
-            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
+            ),
         )
+
+    def _cancel_link(self, member, redemption):
+        if redemption.status != RedemptionStatus.COMPLETED or member.merged_into_id:
+            return ""
+        url = reverse("admin:members_member_cancel_redemption", args=[member.pk, redemption.pk])
+        return format_html('<a class="button cancel-redemption" href="{}">{}</a>', url, _("Cancel"))
 
     @admin.display(description=_("household"))
     def household_table(self, member):
@@ -530,6 +653,17 @@ class PointsMemberAdmin(MemberAdmin):
             ),
             re_path(rf"^{MEMBER_ID_PATTERN}/household/$", view(self.household_view), name=f"{prefix}_household"),
             re_path(rf"^{MEMBER_ID_PATTERN}/transfer/$", view(self.transfer_points_view), name=f"{prefix}_transfer"),
+            re_path(rf"^{MEMBER_ID_PATTERN}/refund/$", view(self.choose_refund_view), name=f"{prefix}_refund"),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/purchases/(?P<purchase_id>[0-9]{{1,18}})/refund/$",
+                view(self.refund_view),
+                name=f"{prefix}_refund_purchase",
+            ),
+            re_path(
+                rf"^{MEMBER_ID_PATTERN}/redemptions/(?P<redemption_id>[0-9]{{1,18}})/cancel/$",
+                view(self.cancel_redemption_view),
+                name=f"{prefix}_cancel_redemption",
+            ),
             *super().get_urls(),
         ]
 
@@ -543,6 +677,7 @@ class PointsMemberAdmin(MemberAdmin):
             return super().counter_actions(request, member)
         urls = [
             (_("Record a purchase"), "record_purchase"),
+            (_("Refund an order"), "refund"),
             (_("Redeem a reward"), "redeem"),
             (_("Adjust points"), "adjust"),
             *([(_("Transfer points"), "transfer")] if member.household_id else []),
@@ -661,6 +796,129 @@ class PointsMemberAdmin(MemberAdmin):
             submit_label=_("Transfer"),
             perform=self._transfer_points,
         )
+
+    def refundable_purchases(self, request, member):
+        """Her purchases a clerk may refund: at her stores (as the API lets her), newest first."""
+        purchases = Purchase.objects.filter(member_id=member.pk).select_related("store")
+        store_ids = clerk_store_ids(request)
+        if store_ids is not None:
+            purchases = purchases.filter(store_id__in=store_ids)
+        return purchases.order_by("-occurred_at", "-id")
+
+    def choose_refund_view(self, request, member_id):
+        """Which order to refund: her purchases that are left to refund, each with a link to its refund form."""
+        member = self._member_for_action(request, member_id)
+        purchases = self.refundable_purchases(request, member).filter(refunded_amount__lt=F("amount"))
+        rows = [
+            {
+                "purchase": purchase,
+                "occurred_at": when(purchase.occurred_at),
+                "refundable": f"{purchase.refundable_amount:.2f}",
+                "url": reverse("admin:members_member_refund_purchase", args=[member.pk, purchase.pk]),
+            }
+            for purchase in purchases[:REFUNDABLE_PURCHASES_SHOWN]
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{_('Refund an order')}: {member}",
+            "subtitle": None,
+            "member": member,
+            "summary": selectors.points_summary(member.pk),
+            "purchases": rows,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/points/member_refund_choose.html", context)
+
+    def refund_view(self, request, member_id, purchase_id):
+        member = self._member_for_action(request, member_id)
+        purchase = get_object_or_404(self.refundable_purchases(request, member), pk=purchase_id)
+        title = _("Refund order %(order)s (%(amount)s, %(refunded)s refunded so far)") % {
+            "order": purchase.order_no,
+            "amount": f"{purchase.amount:.2f}",
+            "refunded": f"{purchase.refunded_amount:.2f}",
+        }
+        return self._points_action(
+            request,
+            member_id,
+            form_class=partial(RefundForm, purchase=purchase),
+            title=title,
+            submit_label=_("Refund"),
+            perform=partial(self._refund, purchase),
+        )
+
+    def cancel_redemption_view(self, request, member_id, redemption_id):
+        if not request.user.has_perm(f"{Redemption._meta.app_label}.change_redemption"):
+            raise PermissionDenied
+        member = self._member_for_action(request, member_id)
+        redemption = get_object_or_404(
+            Redemption.objects.select_related("reward"), pk=redemption_id, member_id=member.pk
+        )
+        title = _("Cancel redemption %(id)s (%(quantity)s × %(reward)s, %(points)s points)") % {
+            "id": redemption.pk,
+            "quantity": redemption.quantity,
+            "reward": redemption.reward.name,
+            "points": redemption.points_spent,
+        }
+        return self._points_action(
+            request,
+            member_id,
+            form_class=partial(CancelRedemptionForm, redemption=redemption),
+            title=title,
+            submit_label=_("Cancel the redemption"),
+            perform=partial(self._cancel_redemption, redemption),
+        )
+
+    def _refund(self, purchase, request, member, data):
+        amount, lines = data["amount"], data["lines"]
+        outcome = services.record_refund(
+            actor=admin_actor(request),
+            purchase_id=purchase.pk,
+            refund_no=data["refund_no"],
+            amount=amount,
+            lines=lines,
+            fingerprint=services.request_fingerprint(
+                {
+                    "action": "refund",
+                    "purchase": purchase.pk,
+                    "amount": f"{amount:.2f}",
+                    "lines": [{"sku": line["sku"], "quantity": str(line["quantity"])} for line in lines],
+                }
+            ),
+        )
+        result = outcome.result
+        text = _(
+            "Refund %(refund_no)s of order %(order)s: %(amount)s refunded; %(reversed)s points reversed, "
+            "%(returned)s points used as cash returned; balance %(balance)s."
+        ) % {
+            "refund_no": result["refund_no"],
+            "order": purchase.order_no,
+            "amount": result["amount"],
+            "reversed": result["points_reversed"],
+            "returned": result["points_returned"],
+            "balance": result["balance"],
+        }
+        parts = [str(text)]
+        if result.get("coupons_returned"):
+            parts.append(_("Coupons back to her: %(codes)s.") % {"codes": ", ".join(result["coupons_returned"])})
+        purchase.refresh_from_db()
+        parts += [str(note) for note in refund_notes.call_all(purchase) if note]
+        if outcome.replayed:
+            return messages.WARNING, _("Already refunded, nothing changed. %(result)s") % {"result": " ".join(parts)}
+        return messages.SUCCESS, " ".join(parts)
+
+    def _cancel_redemption(self, redemption, request, member, data):
+        result = services.cancel_redemption(actor=admin_actor(request), redemption_id=redemption.pk)
+        return messages.SUCCESS, _(
+            "Cancelled redemption %(id)s: %(points)s points and %(quantity)s × %(reward)s back in stock; balance "
+            "%(balance)s."
+        ) % {
+            "id": redemption.pk,
+            "points": redemption.points_spent,
+            "quantity": redemption.quantity,
+            "reward": redemption.reward.name,
+            "balance": result["balance"],
+        }
 
     def _record_purchase(self, request, member, data):
         store = data["store"]

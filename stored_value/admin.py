@@ -21,7 +21,7 @@ from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, 
 from loyalty.errors import DomainError
 from members.extensions import member_glance
 from members.models import Member, Store
-from points.admin import MemberScopedAdmin, domain_error_text, members_matching, when
+from points.admin import MemberScopedAdmin, domain_error_text, members_matching, refund_notes, when
 from points.services import request_fingerprint
 from stored_value import selectors, services
 from stored_value.models import (
@@ -321,3 +321,18 @@ def stored_value_glance(member):
 
 
 member_glance.register(stored_value_glance, key="stored_value")
+
+
+def stored_value_refund_note(purchase):
+    """After an admin refund of an order (points.admin.refund_notes): what of it was paid from stored value. That
+    money goes back with the stored-value payment's own refund (the till or the API), not with the points."""
+    payment = Payment.objects.filter(source=purchase.source, order_no=purchase.order_no).first()
+    if payment is None:
+        return None
+    return _(
+        "%(paid)s of this order was paid from stored value (%(refunded)s refunded so far): refund it with the "
+        "stored-value payment's refund."
+    ) % {"paid": money(payment.amount_cents), "refunded": money(payment.refunded_cents)}
+
+
+refund_notes.register(stored_value_refund_note)

@@ -99,6 +99,7 @@ def test_a_clerk_finds_another_stores_member_by_her_phone_and_opens_her(clerk_cl
     assert page.context["has_change_permission"] is False  # her profile is her store's to change
     assert [label for _url, label in counter_buttons(page)] == [
         "Record a purchase",
+        "Refund an order",
         "Redeem a reward",
         "Adjust points",
         "Household",
@@ -386,6 +387,7 @@ def test_the_member_page_starts_with_her_figures_and_the_counters_buttons(admin_
     assert "A-1 Store A 120.50 120" in rows["Last purchases"]
     assert [label for _url, label in counter_buttons(response)] == [
         "Record a purchase",
+        "Refund an order",
         "Redeem a reward",
         "Adjust points",
         "Household",
@@ -429,7 +431,7 @@ def test_the_member_page_shows_her_segment_and_lifecycle(admin_client, member_a)
 def test_a_clerk_sees_the_points_buttons_but_not_the_merge(clerk_client, member_a):
     labels = [label for _url, label in counter_buttons(clerk_client.get(change_url(member_a)))]
 
-    assert labels == ["Record a purchase", "Redeem a reward", "Adjust points", "Household"]
+    assert labels == ["Record a purchase", "Refund an order", "Redeem a reward", "Adjust points", "Household"]
 
 
 # --- The redemption form says why nothing can be redeemed -----------------------------------------------------
