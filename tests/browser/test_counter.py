@@ -57,7 +57,7 @@ def give_points(member, points):
     )
 
 
-def test_a_clerk_finds_a_member_by_phone_records_a_purchase_and_redeems_a_reward(page, counter):
+def test_a_clerk_finds_a_member_by_phone_records_a_purchase_redeems_a_reward_and_refunds_part(page, counter):
     member = counter.member
     page.open("/admin/login/")
     page.save_screenshot("login")
@@ -102,6 +102,33 @@ def test_a_clerk_finds_a_member_by_phone_records_a_purchase_and_redeems_a_reward
     assert balance(page) == (376 - 150, 0)
     assert row_cells(page, "table.points-redemptions")[1:5] == ["Tea mug", "1", "150", "completed"]
     page.save_screenshot("redemption-result")
+
+    # She brings back part of the order: 50.00 of 188.00 refunded takes back 376 × 50 / 188 = 100 points.
+    page.click_link("Refund an order")
+    assert row_cells(page, "#refundable-purchases")[1:7] == [
+        "SH01-0001",
+        "Jing'an (SH01)",
+        "188.00",
+        "0.00",
+        "188.00",
+        "376",
+    ]
+    page.follow("#refundable-purchases tbody tr a.button")
+    refund_no = page.field("refund_no").get_attribute("value")
+    assert refund_no.startswith("R-")  # made by the form: posting it twice refunds once
+    page.fill({"amount": "50.00"})
+    page.submit()
+
+    assert page.messages() == [
+        (
+            "success",
+            f"Refund {refund_no} of order SH01-0001: 50.00 refunded; 100 points reversed, 0 points used as cash "
+            "returned; balance 126.",
+        )
+    ]
+    assert balance(page) == (226 - 100, 0)
+    assert row_cells(page, "table.member-purchases")[1:] == ["SH01-0001", "Jing'an", "188.00", "50.00", "376"]
+    page.save_screenshot("refund-result")
     assert page.console_errors() == []
 
 
