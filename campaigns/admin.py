@@ -35,6 +35,7 @@ from campaigns.models import (
     CampaignStatus,
     CampaignVariant,
 )
+from campaigns.selectors import targeted_member_count
 from campaigns.services import results
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, ServiceRefusal, admin_actor
@@ -579,6 +580,7 @@ MARKETING_PANEL = ("awards_summary", "results_table")  # as the API: results (an
 VIEW_FIELDS = ["trigger_shown", "conditions_shown", "target_shown"]
 PANEL_FIELDS = [
     "effective_status",
+    "targeted_members_shown",
     "budget_burn_shown",
     "awards_summary",
     "results_table",
@@ -889,6 +891,19 @@ class CampaignAdmin(ConfigurationAdmin):
     @admin.display(description=_("target"))
     def target_shown(self, campaign):
         return terms_text(campaign.target, list(TARGET_FIELDS), _("everyone"))
+
+    @admin.display(description=_("members targeted"))
+    def targeted_members_shown(self, campaign):
+        """How many members the saved target takes in now: a count to check before activating (an ended
+        campaign's is not counted again)."""
+        if campaign.status_at(timezone.now()) == CampaignStatus.ENDED:
+            return "—"
+        text = _("%(count)s active members match the target now.") % {"count": targeted_member_count(campaign)}
+        if campaign.holdout_percent:
+            text += " " + _("About %(percent)s%% of them are held out (the control group).") % {
+                "percent": campaign.holdout_percent
+            }
+        return text
 
     @admin.display(description=_("budget burn"))
     def budget_burn_shown(self, campaign):

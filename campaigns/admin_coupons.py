@@ -25,6 +25,7 @@ from campaigns.models_coupons import Coupon, CouponStatus, CouponTemplate
 from campaigns.services import coupons
 from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, NotFoundError
 from members.extensions import member_glance, member_search_shortcuts
@@ -36,11 +37,28 @@ from points.services import IdempotencyConflict, request_fingerprint
 COUNTER_TEMPLATE = "admin/campaigns/coupon/counter.html"
 
 
+def store_choices():
+    return [(store.code, f"{store.name} ({store.code})") for store in Store.objects.order_by("code")]
+
+
 class CouponTemplateForm(ConfigurationForm):
+    categories = WordListField(
+        label=_("Categories"), help_text=_("Product categories, separated by commas; empty: every category.")
+    )
+
     class Meta:
         model = CouponTemplate
         fields = list(coupons.TEMPLATE_FIELDS)
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "stores" in self.fields:
+            field = CodeChoiceListField(
+                choices=store_choices(), label=_("Stores"), help_text=_("None ticked: every store.")
+            )
+            field.keep_unknown(self.instance.stores if self.instance.pk else [])
+            self.fields["stores"] = field
 
 
 @admin.register(CouponTemplate)

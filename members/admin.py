@@ -28,6 +28,7 @@ from loyalty.errors import DomainError
 from loyalty.login_guard import unlock_staff_login
 from loyalty.roles import STAFF_POWER_FIELDS, grantable_groups, may_manage_staff, staff_access
 from members import services
+from members.admin_tag_rules import TagRuleFormMixin
 from members.extensions import GLANCE_ORDER, member_glance, member_search_shortcuts, represent_member_field
 from members.filters import found_as
 from members.models import (
@@ -49,7 +50,6 @@ from members.models import (
 )
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 from members.services.membership import CARD_NUMBER_LENGTH, UPDATABLE_FIELDS, is_valid_member_no, may_change_status
-from members.tag_rules import InvalidRule, validate_rule
 
 FOUND_SESSION_KEY = "members.found_by_exact_key"
 FOUND_REMEMBERED = 50  # the members a clerk found chain-wide that stay open to her (newest first)
@@ -127,19 +127,20 @@ class StoreAdmin(admin.ModelAdmin):
     search_fields = ["code", "name", "city"]
 
 
-class TagAdminForm(forms.ModelForm):
+class TagAdminForm(TagRuleFormMixin, forms.ModelForm):
+    """A tag; a rule-based tag's rule in fields (members.admin_tag_rules), or as JSON when the fields cannot say it."""
+
     class Meta:
         model = Tag
         fields = ["code", "name", "kind", "rule", "description", "is_active"]
 
     def clean(self):
         cleaned = super().clean()
+        rule = self.clean_rule_fields(cleaned)
         if cleaned.get("kind") == TagKind.RULE:
-            try:
-                validate_rule(cleaned.get("rule"))
-            except InvalidRule as error:
-                self.add_error("rule", str(error))
-        elif cleaned.get("rule"):
+            if rule is None and "rule" not in self.errors:
+                self.add_error("rule", _("A rule-based tag needs a rule: fill in at least one condition."))
+        elif rule:
             self.add_error("rule", _("Manual tags have no rule."))
         return cleaned
 
@@ -147,6 +148,27 @@ class TagAdminForm(forms.ModelForm):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     form = TagAdminForm
+    fieldsets = [
+        (None, {"fields": ["code", "name", "kind", "description", "is_active"]}),
+        (
+            _("Rule (rule-based tags)"),
+            {
+                "fields": [
+                    "rule_match",
+                    ("rule_age_min", "rule_age_max"),
+                    "rule_gender",
+                    "rule_birthday_month",
+                    ("rule_bought_category", "rule_bought_days"),
+                    ("rule_spent_min", "rule_spent_days"),
+                    "rule_segments",
+                    "rule_lifecycles",
+                    "rule_stores",
+                    "rule_joined_within_days",
+                    "rule",
+                ]
+            },
+        ),
+    ]
     list_display = ["code", "name", "kind", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]

@@ -26,10 +26,12 @@ from django.urls import re_path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
+from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.errors import DomainError
 from loyalty.registry import ExtensionPoint
 from members import services as member_services
@@ -48,12 +50,10 @@ from points.models import (
     Redemption,
     RedemptionStatus,
     Reward,
-    RuleChannel,
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
 from points.services import configuration
 from points.services.approvals import staff_actor
-from points.services.earning import rule_for
 
 LEDGER_ROWS_SHOWN = 50
 REDEMPTIONS_SHOWN = 50
@@ -1250,6 +1250,16 @@ class VersionedAdmin(ConfigurationAdmin):
             self.message_user(request, failure, messages.ERROR)
 
 
+# choices() -> [(tier code, label)] for a reward's eligible tiers, registered by the tiers app's admin under "tiers"
+# (points cannot import tiers). Without it the tiers are typed as codes.
+tier_choices = ExtensionPoint("tier_choices", "choices() -> [(code, label)] of the tiers", keyed=True)
+
+
+def model_label(model, name):
+    field = model._meta.get_field(name)
+    return {"label": capfirst(field.verbose_name), "help_text": field.help_text}
+
+
 class RewardForm(ConfigurationForm):
     class Meta:
         model = Reward
@@ -1257,6 +1267,14 @@ class RewardForm(ConfigurationForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        choices = tier_choices.get("tiers")
+        if "eligible_tiers" in self.fields:
+            if choices is None:
+                self.fields["eligible_tiers"] = WordListField(**model_label(Reward, "eligible_tiers"))
+            else:
+                field = CodeChoiceListField(choices=choices(), **model_label(Reward, "eligible_tiers"))
+                field.keep_unknown(self.instance.eligible_tiers if self.instance.pk else [])
+                self.fields["eligible_tiers"] = field
         # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
         # not write it, so redemptions made while the form was open keep their decrement.
         self.fields["stock"].show_hidden_initial = True
@@ -1303,28 +1321,32 @@ class RewardAdmin(VersionedAdmin):
 
 
 class EarningRuleForm(ConfigurationForm):
+    excluded_categories = WordListField(
+        label=_("Excluded categories (purchase)"),
+        help_text=_("Product categories whose lines earn no points, separated by commas; empty: none."),
+    )
+
     class Meta:
         model = EarningRule
         fields = configuration.RULE_FIELDS
 
 
 class PurchasePreviewForm(forms.Form):
-    """A purchase to preview: what it would earn now under the rules in force (services.preview_purchase, as the
-    API's purchase preview), for a real member, since her tier and campaigns change what she earns."""
+    """A purchase to try the rules in force on (points.services.preview_purchase, as the API's purchase preview):
+    for a member (her tier and the campaigns she is in count), nothing written."""
 
-    member = forms.CharField(
-        label=_("member"), max_length=40, help_text=_("Card number or phone (any format) of a member.")
-    )
+    member = forms.CharField(label=_("member"), max_length=40, help_text=_("Her card number or phone."))
     amount = forms.DecimalField(
         label=_("amount paid"), max_digits=12, decimal_places=2, min_value=Decimal("0.01"), max_value=MAX_AMOUNT
     )
-    store = forms.ModelChoiceField(
-        queryset=Store.objects.filter(is_active=True),
-        label=_("store"),
-        required=False,
-        help_text=_("Empty: an order without a store (a store's own rule does not apply)."),
-    )
+    store = forms.ModelChoiceField(queryset=Store.objects.filter(is_active=True), label=_("store"), required=False)
     channel = forms.ChoiceField(label=_("channel"), choices=PurchaseChannel.choices, initial=PurchaseChannel.OFFLINE)
+    lines = forms.CharField(
+        label=_("lines"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text=_("Optional, one per line: category, amount (e.g. “tobacco, 30”): to try excluded categories."),
+    )
 
     def clean_member(self):
         found = members_matching(self.cleaned_data["member"].strip())
@@ -1332,34 +1354,31 @@ class PurchasePreviewForm(forms.Form):
             raise forms.ValidationError(_("No member has exactly this card number or phone."))
         return Member.objects.get(pk=found[0])
 
-
-def purchase_preview(data):
-    """[(label, value)] of what the purchase in `data` (a valid PurchasePreviewForm's) would earn now."""
-    now = timezone.now()
-    result = services.preview_purchase(
-        member=data["member"], amount=data["amount"], store=data["store"], channel=data["channel"], occurred_at=now
-    )
-    points = result["points"]
-    rule = rule_for(RuleChannel.PURCHASE, at=now, store=data["store"])
-    status = {
-        "available": _("available at once"),
-        "pending": _("pending until %(date)s") % {"date": points["available_at"][:10]},
-        "none": _("none"),
-    }[points["status"]]
-    return [
-        (_("points"), points["awarded"]),
-        (_("status"), status),
-        (_("how they are made up"), breakdown_text(points["breakdown"]) or "—"),
-        (_("earning rule in force"), rule.name if rule is not None and rule.pk else _("the built-in default")),
-    ]
+    def clean_lines(self):
+        lines = []
+        for number, text in enumerate(self.cleaned_data["lines"].splitlines(), start=1):
+            if not text.strip():
+                continue
+            category, _comma, amount = text.rpartition(",")
+            try:
+                price = Decimal(amount.strip())
+            except ArithmeticError:
+                price = None
+            if not category.strip() or price is None or not price.is_finite() or price < 0:
+                raise forms.ValidationError(_("Line %(number)s: write “category, amount”.") % {"number": number})
+            category = category.strip()
+            lines.append({"sku": category, "category": category, "quantity": Decimal(1), "unit_price": price})
+        return lines
 
 
 @admin.register(EarningRule)
 class EarningRuleAdmin(VersionedAdmin):
     """An existing rule keeps its earning fields (points already earned were earned under them): a change to them
-    is saved as a new version; in place, only the end date and the switch change."""
+    is saved as a new version; in place, only the end date and the switch change. "Preview a purchase" tries the
+    rules in force on a purchase, writing nothing."""
 
     form = EarningRuleForm
+    change_list_template = "admin/points/earningrule/change_list.html"
     list_display = ["channel", "name", "store", "valid_from", "valid_until", "is_active"]
     list_filter = ["channel", "is_active"]
     list_select_related = ["store"]
@@ -1401,28 +1420,6 @@ class EarningRuleAdmin(VersionedAdmin):
             return [main, earning]
         return [main, earning, (_("History"), {"fields": ["created_by", "created_at"]})]
 
-    def get_urls(self):
-        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
-        view = self.admin_site.admin_view(self.purchase_preview_view)
-        return [re_path(r"^preview/$", view, name=name), *super().get_urls()]
-
-    def purchase_preview_view(self, request):
-        """The marketer's purchase preview: what a purchase would earn now, nothing written (a GET form)."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        form = PurchasePreviewForm(request.GET or None)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": _("Preview a purchase"),
-            "subtitle": None,
-            "form": form,
-            "preview": purchase_preview(form.cleaned_data) if form.is_valid() else None,
-            "media": self.media + form.media,
-            "has_view_permission": True,
-        }
-        return TemplateResponse(request, "admin/points/earningrule/purchase_preview.html", context)
-
     def create(self, request, values):
         return services.create_earning_rule(actor=admin_actor(request), values=values)
 
@@ -1434,6 +1431,56 @@ class EarningRuleAdmin(VersionedAdmin):
 
     def deactivate(self, request, pk):
         return services.deactivate_earning_rule(actor=admin_actor(request), rule_id=pk)
+
+    # Try the rules on a purchase -------------------------------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        return [re_path(r"^preview/$", view, name=name), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "preview_url": reverse("admin:points_earningrule_preview")}
+        return super().changelist_view(request, extra_context)
+
+    def preview_view(self, request):
+        """What a purchase would earn now under the rules in force (and her tier and campaigns), writing
+        nothing: the purchase preview of the API, for a marketer trying a rule."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = PurchasePreviewForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                answer = services.preview_purchase(
+                    member=data["member"],
+                    amount=data["amount"],
+                    store=data["store"],
+                    channel=data["channel"],
+                    lines=data["lines"],
+                )
+            except DomainError as error:
+                form.add_error(None, domain_error_text(error))
+            else:
+                points = answer["points"]
+                result = {
+                    "text": _("%(points)s points %(status)s; growth value %(growth)s.")
+                    % {"points": points["awarded"], "status": points["status"], "growth": answer["growth_awarded"]},
+                    "breakdown": points["breakdown"] or [],
+                    "tier_change": answer.get("tier_change"),
+                }
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Preview a purchase"),
+            "subtitle": None,
+            "form": form,
+            "result": result,
+            "media": self.media + form.media,
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/points/earningrule/preview.html", context)
 
 
 @admin.register(PointsPolicy)

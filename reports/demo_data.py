@@ -9,6 +9,11 @@ each moment (DemoClock):
   (frequent, regular, occasional, one who stopped, or never); now and then points are used as cash;
 - refunds (a few orders, whole or in part), rewards redeemed by members with enough points, goodwill
   adjustments by the marketer;
+- coupons: a "15 off 100" template issued monthly to some members in the last four months and used on orders
+  of 100 or more, and the free-coffee reward's coupon (its template names the reward); a weekend campaign on
+  coffee beans (double points) from the last 120 days; stored value: frequent members top up (a top-up rule gives
+  a bonus) and pay orders from their balance, refunded with the order; at the end, WeChat openids for a few
+  members and an adjustment waiting for a manager's approval;
 - the nightly jobs for each date, at their hours: release_pending, expire_points (the first purchases' points
   expire in the last three months), rfm on seven dates (PostgreSQL only: the job says so on SQLite) and, when
   they are registered, the report `snapshot` job for the last 200 dates and `report_results` for yesterday.
@@ -27,12 +32,20 @@ from django.apps import apps
 from django.db import NotSupportedError, connection
 from django.utils import timezone
 
-from loyalty.clock import business_tz
+from campaigns.models import Campaign
+from campaigns.models_coupons import Coupon, CouponStatus, CouponTemplate
+from campaigns.services import activate_campaign, create_campaign
+from campaigns.services import coupons as coupon_services
+from loyalty.clock import business_date, business_tz
 from loyalty.errors import DomainError
 from loyalty.scheduling import job_names, run_inline
-from members.models import Member, Purchase, Store
+from members.models import Member, Purchase, StaffUser, Store
+from members.services import add_wechat_identity
 from points import services as points
 from points.models import Reward
+from stored_value import services as stored_value
+from stored_value.models import Payment, StoredValueAccount, TopUpRule
+from stored_value.services import configuration as stored_value_configuration
 
 SOURCE = "demo"
 ACTOR = "demo-data"
@@ -70,6 +83,27 @@ REWARDS = [
     {"code": "demo-tote", "name": "帆布袋 Tote bag", "kind": "gift", "cost_points": 900, "stock": 500},
     {"code": "demo-tumbler", "name": "随行杯 Tumbler", "kind": "gift", "cost_points": 1500, "stock": 200},
 ]
+COUPON_TEMPLATES = [
+    {
+        "name": "满100减15 15 off 100",
+        "kind": "amount_off",
+        "amount_off": Decimal("15.00"),
+        "threshold": Decimal("100.00"),
+        "valid_days": 30,
+    },
+    {
+        "name": "一杯咖啡 Free coffee",
+        "kind": "free_item",
+        "valid_days": 60,
+        "reward_code": "demo-coffee",
+    },
+]
+COUPON_DAYS = 120  # the monthly coupon issues of the last months
+COUPONS_PER_ISSUE = 12
+CAMPAIGN_DAYS = 120  # the beans campaign runs for the last days
+TOP_UP_DAYS = 200  # frequent members top up in the last days
+TOP_UP_RULE = {"name": "充500送50 Top up 500, get 50", "tiers": [{"amount": 50000, "bonus": 5000, "points": 100}]}
+WECHAT_APP_ID = "wxdemo0000000001"
 # Habits: (name, share of members, mean days between purchases (None: never buys), chance a day that she redeems
 # a reward she can afford). Occasional and lapsed members seldom redeem: their points are the ones that expire.
 HABITS = [
@@ -178,8 +212,21 @@ class DemoHistory:
         ) - timedelta(days=1)
         self.habits = {member.pk: self._habit(member) for member in members}
         self.counts = dict.fromkeys(
-            ("purchases", "refunds", "redemptions", "adjustments", "points_as_cash", "job_runs"), 0
+            (
+                "purchases",
+                "refunds",
+                "redemptions",
+                "adjustments",
+                "points_as_cash",
+                "job_runs",
+                "coupons_issued",
+                "coupons_used",
+                "top_ups",
+                "stored_value_payments",
+            ),
+            0,
         )
+        self.topped_up = set()  # members who have stored value
         self.purchases = []  # (purchase id, member id, amount) of the recent ones, for refunds
         self.order_number = 0
         self.skipped = {}  # job name → why it was not run
@@ -207,6 +254,7 @@ class DemoHistory:
 
     def write(self, clock, stdout):
         self.rewards = self._rewards(clock)
+        self.coupon_template = self._coupon_templates(clock)
         day = self.first_day
         while day < self.today:
             for moment, action in sorted(self._day_events(day), key=lambda item: item[0]):
@@ -214,6 +262,8 @@ class DemoHistory:
                 action()
             self._nightly_jobs(clock, day)
             day += timedelta(days=1)
+        clock.now = at(self.today - timedelta(days=1), 20)
+        self._wechat_and_approval()
         for job, reason in self.skipped.items():
             stdout.write(f"  {job}: not run ({reason})")
 
@@ -241,6 +291,18 @@ class DemoHistory:
             if self.rng.random() < habit["redeems"]:
                 moment = at(day, self.rng.randrange(8, 21), self.rng.randrange(60))
                 events.append((moment, lambda member=member: self._redeem(member)))
+        days_left = (self.today - day).days
+        if days_left == CAMPAIGN_DAYS:
+            events.append((at(day, 6), self._campaign))
+        if days_left == TOP_UP_DAYS:
+            events.append((at(day, 6, 30), self._top_up_rule))
+        if days_left <= COUPON_DAYS and day.day == 1:
+            events.append((at(day, 9), self._issue_coupons))
+        if days_left <= TOP_UP_DAYS:
+            for member in self.members:
+                if self.habits[member.pk]["name"] == "frequent" and self.rng.random() < 0.01:
+                    moment = at(day, self.rng.randrange(8, 21), self.rng.randrange(60))
+                    events.append((moment, lambda member=member: self._top_up(member)))
         if self.purchases and self.rng.random() < 0.12:
             events.append((at(day, 21, 30), self._refund))
         if self.rng.random() < 0.05:
@@ -317,11 +379,13 @@ class DemoHistory:
             "occurred_at": moment,
             "lines": lines,
         }
+        self._use_coupon(member, store, order_no, amount)
         try:
             outcome = self._record_purchase(request, points_used)
         except DomainError:
             outcome = self._record_purchase(request, 0)
             points_used = 0
+        self._pay_from_stored_value(member, store, order_no, amount)
         self.counts["purchases"] += 1
         self.counts["points_as_cash"] += bool(points_used)
         self.purchases = [*self.purchases[-200:], (int(outcome.result["id"]), amount)]
@@ -346,6 +410,18 @@ class DemoHistory:
         except DomainError:
             return
         self.counts["refunds"] += 1
+        order_no = Purchase.objects.filter(pk=purchase_id).values_list("order_no", flat=True).first()
+        payment = Payment.objects.filter(source=SOURCE, order_no=order_no).first()
+        if payment is not None:  # the money paid from stored value goes back to it, in the same share
+            cents = min(int(refund * 100), payment.amount_cents - payment.refunded_cents)
+            if cents > 0:
+                stored_value.refund_payment(
+                    actor=ACTOR,
+                    payment_id=payment.pk,
+                    refund_no=f"R{purchase_id}",
+                    amount_cents=cents,
+                    fingerprint=points.request_fingerprint({"payment": payment.pk, "cents": cents}),
+                )
 
     def _redeem(self, member):
         affordable = [reward for reward in self.rewards if reward.cost_points <= self._available(member)]
@@ -393,12 +469,168 @@ class DemoHistory:
             return
         self.counts["adjustments"] += 1
 
+    # --- coupons, the campaign, stored value, WeChat and an approval ---------------------------------------------
+
+    def _coupon_templates(self, clock):
+        clock.now = at(self.first_day, 7, 30)
+        made = []
+        for values in COUPON_TEMPLATES:
+            template = CouponTemplate.objects.filter(name=values["name"]).first()
+            made.append(template or coupon_services.create_template(actor=MARKETER, values=values))
+        return made[0]
+
+    def _campaign(self):
+        if Campaign.objects.filter(name__startswith="周末咖啡豆").exists():
+            return
+        campaign = create_campaign(
+            actor=MARKETER,
+            values={
+                "name": "周末咖啡豆双倍积分 Double points on beans at weekends",
+                "kind": "multiplier",
+                "multiplier": Decimal("2"),
+                "starts_at": timezone.now(),
+                "conditions": {"categories": ["beans"], "weekdays": [6, 7]},
+            },
+        )
+        activate_campaign(actor=MARKETER, campaign_id=campaign.pk)
+
+    def _issue_coupons(self):
+        chosen = self.rng.sample(self.members, min(COUPONS_PER_ISSUE, len(self.members)))
+        ids = [member.pk for member in chosen if member.status == "active"]
+        key = f"demo-coupons-{business_date(timezone.now())}"
+        try:
+            outcome = coupon_services.issue_coupons(
+                actor=MARKETER,
+                scope="demo",
+                key=key,
+                fingerprint=points.request_fingerprint({"key": key, "members": ids}),
+                template_id=self.coupon_template.pk,
+                member_ids=ids,
+                source="admin",
+            )
+        except DomainError:
+            return
+        self.counts["coupons_issued"] += len(outcome.result["issued"])
+
+    def _use_coupon(self, member, store, order_no, amount):
+        """Her 15-off coupon on an order it fits, now and then (before the order is recorded, as at the till)."""
+        if amount < Decimal("100") or self.rng.random() < 0.4:
+            return
+        today = business_date(timezone.now())
+        coupon = (
+            Coupon.objects.filter(
+                member_id=member.pk,
+                template=self.coupon_template,
+                status=CouponStatus.UNUSED,
+                valid_from__lte=today,
+                valid_until__gte=today,
+            )
+            .order_by("valid_until")
+            .first()
+        )
+        if coupon is None:
+            return
+        try:
+            coupon_services.redeem_coupon(
+                actor=ACTOR,
+                scope="demo",
+                key=f"demo-coupon-{order_no}",
+                fingerprint=points.request_fingerprint({"code": coupon.code, "order_no": order_no}),
+                code=coupon.code,
+                order_no=order_no,
+                store=store,
+                amount=amount,
+                source=SOURCE,
+                member_id=member.pk,
+            )
+        except DomainError:
+            return
+        self.counts["coupons_used"] += 1
+
+    def _top_up_rule(self):
+        if not TopUpRule.objects.filter(name=TOP_UP_RULE["name"]).exists():
+            stored_value_configuration.create_top_up_rule(
+                actor=MARKETER, values={**TOP_UP_RULE, "valid_from": timezone.now(), "bonus_valid_days": 365}
+            )
+
+    def _top_up(self, member):
+        number = self.counts["top_ups"] + 1
+        amount = self.rng.choice((20000, 50000, 50000, 100000))
+        body = {"member": member.pk, "amount": amount, "ref": number}
+        try:
+            stored_value.top_up(
+                actor=ACTOR,
+                member_id=member.pk,
+                amount_cents=amount,
+                payment_method="wechat_pay",
+                payment_ref=f"DEMO-TOPUP-{number:05d}",
+                fingerprint=points.request_fingerprint(body),
+                store=self.habits[member.pk]["store"],
+            )
+        except DomainError:
+            return
+        self.topped_up.add(member.pk)
+        self.counts["top_ups"] += 1
+
+    def _pay_from_stored_value(self, member, store, order_no, amount):
+        """Members with stored value pay most orders from it (when it holds enough)."""
+        if member.pk not in self.topped_up or self.rng.random() < 0.3:
+            return
+        account = StoredValueAccount.objects.filter(member_id=member.pk).first()
+        cents = int(amount * 100)
+        if account is None or account.total_cents < cents:
+            return
+        try:
+            stored_value.pay(
+                actor=ACTOR,
+                scope="demo",
+                key=f"demo-pay-{order_no}",
+                fingerprint=points.request_fingerprint({"order_no": order_no, "cents": cents}),
+                member_id=member.pk,
+                source=SOURCE,
+                order_no=order_no,
+                amount_cents=cents,
+                store=store,
+            )
+        except DomainError:
+            return
+        self.counts["stored_value_payments"] += 1
+
+    def _wechat_and_approval(self):
+        """A few members bound their WeChat (the admin search finds them by openid), and a clerk asked for an
+        adjustment over her limit that waits for a manager (the approvals list)."""
+        for member in self.members[:10]:
+            try:
+                add_wechat_identity(
+                    actor=ACTOR, member=member, app_id=WECHAT_APP_ID, openid=f"oDEMO{member.pk:08d}{'x' * 15}"
+                )
+            except DomainError:
+                continue
+        clerk = StaffUser.objects.filter(username="clerk").first()
+        if clerk is None:
+            return
+        member = self.members[0]
+        try:
+            points.request_adjustment(
+                requester=clerk,
+                scope="demo",
+                key="demo-approval",
+                fingerprint="demo-approval",
+                member_id=member.pk,
+                points=2000,
+                reason="Lost receipt, goodwill 小票丢失补积分",
+            )
+        except DomainError:
+            return
+
     def summary(self):
         counts = self.counts
         return (
             f"Demo history: {counts['purchases']} purchases ({counts['points_as_cash']} with points as cash), "
             f"{counts['refunds']} refunds, {counts['redemptions']} redemptions, {counts['adjustments']} "
-            f"adjustments, {counts['job_runs']} nightly job runs, from {self.first_day} to "
+            f"adjustments, {counts['coupons_issued']} coupons issued ({counts['coupons_used']} used), "
+            f"{counts['top_ups']} top-ups, {counts['stored_value_payments']} orders paid from stored value, "
+            f"{counts['job_runs']} nightly job runs, from {self.first_day} to "
             f"{self.today - timedelta(days=1)}."
         )
 

@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.admin import ConfigurationAdmin, ReadOnlyAdmin, admin_actor
 from members.extensions import member_glance
+from points.admin import tier_choices
 from tiers import selectors, services
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
@@ -43,6 +44,14 @@ def tier_glance(member):
 
 
 member_glance.register(tier_glance, key="tier")
+
+
+def reward_tier_choices():
+    """The ladder for a reward's eligible tiers (points.admin.tier_choices), lowest first."""
+    return [(tier.code, f"{tier.name} ({tier.code})") for tier in Tier.objects.order_by("rank")]
+
+
+tier_choices.register(reward_tier_choices, key="tiers")
 
 
 @admin.register(Tier)
