@@ -144,7 +144,7 @@ class Page:
         selector = f'input[type=submit][name="{name}"]' if name else "#content input[type=submit], input[type=submit]"
         button = self.driver.find_element(By.CSS_SELECTOR, selector)
         button.click()
-        self.wait_for(expected_conditions.staleness_of(button))
+        self.wait_for_next_page(button)
 
     def click_link(self, text):
         """Follows the link with exactly this text (as shown: CSS may capitalise it) and waits for the next page."""
@@ -155,7 +155,12 @@ class Page:
         if isinstance(link, str):
             link = self.driver.find_element(By.CSS_SELECTOR, link)
         link.click()
-        self.wait_for(expected_conditions.staleness_of(link))
+        self.wait_for_next_page(link)
+
+    def wait_for_next_page(self, element):
+        """Until the page that held `element` is gone and the next one has loaded."""
+        self.wait_for(expected_conditions.staleness_of(element))
+        self.wait_for(lambda driver: driver.execute_script("return document.readyState") == "complete")
 
     # Reading ---------------------------------------------------------------------------------------------------
 

@@ -11,10 +11,13 @@ from selenium.webdriver.common.by import By
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def preview_rows(page):
-    """The preview's answer, as shown: {row label: value}."""
-    rows = page.driver.find_elements(By.CSS_SELECTOR, "#purchase-preview tbody > tr")
-    return {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text for row in rows}
+def preview_shown(page):
+    """The preview's answer, as shown: (its line, [(source, points)] of how the points are made up), or None."""
+    if not page.driver.find_elements(By.ID, "preview-result"):
+        return None
+    rows = page.driver.find_elements(By.CSS_SELECTOR, "#preview-result tbody > tr")
+    breakdown = [tuple(cell.text for cell in row.find_elements(By.TAG_NAME, "td")) for row in rows]
+    return page.text("#preview-result strong"), breakdown
 
 
 def open_rule(page, name):
@@ -28,7 +31,7 @@ def open_rule(page, name):
 def preview(page, member, amount):
     page.fill({"member": member, "amount": amount})
     page.submit()
-    return preview_rows(page)
+    return preview_shown(page)
 
 
 def test_a_marketer_raises_the_purchase_rate_and_previews_what_a_purchase_earns(page, counter):
@@ -39,13 +42,12 @@ def test_a_marketer_raises_the_purchase_rate_and_previews_what_a_purchase_earns(
     assert page.field("points_per_unit").get_attribute("value") == "2.00"
 
     # Before: the preview, from the rule's page, says what the rule in force gives.
-    page.follow("#purchase-preview-link")
-    assert preview(page, "138 0013 8000", "120.00") == {
-        "Points": "240",
-        "Status": "available at once",
-        "How they are made up": "base 240",
-        "Earning rule in force": "Purchase: 2 points per 1 CNY",
-    }
+    page.follow("#preview-purchase-link")
+    # growth value: the default growth policy's 1 per CNY + 10 per order
+    assert preview(page, "138 0013 8000", "120.00") == (
+        "240 points available; growth value 130.",
+        [("base", "240")],
+    )
     page.follow(".breadcrumbs a:nth-of-type(3)")  # Home › Points › Earning rules
     open_rule(page, "Purchase: 2 points per 1 CNY")
 
@@ -67,15 +69,16 @@ def test_a_marketer_raises_the_purchase_rate_and_previews_what_a_purchase_earns(
     assert page.field("points_per_unit").get_attribute("value") == "3.00"
     page.save_screenshot("earning-rule-new-version")
 
-    page.follow("#purchase-preview-link")
-    assert preview(page, member.member_no, "120.00") == {
-        "Points": "360",  # 120.00 × 3
-        "Status": "available at once",
-        "How they are made up": "base 360",
-        "Earning rule in force": "Purchase: 3 points per 1 CNY",
-    }
-    assert page.text("#purchase-preview h2") == f"A purchase of 120.00 by {member} would earn now"
-    assert preview(page, "138 0013 8000", "99.99")["Points"] == "299"  # 299.97, rounded down
+    page.follow("#preview-purchase-link")
+    assert preview(page, member.member_no, "120.00") == (
+        "360 points available; growth value 130.",  # 120.00 × 3
+        [("base", "360")],
+    )
+    assert page.text("#preview-result .help") == "Nothing was recorded."
+    assert preview(page, "138 0013 8000", "99.99") == (
+        "299 points available; growth value 109.",  # 299.97 points, rounded down
+        [("base", "299")],
+    )
     page.save_screenshot("earning-rule-preview")
 
     # The old version is still listed: the points earned under it were earned at 2 per 1 CNY.
@@ -89,8 +92,8 @@ def test_the_purchase_preview_says_which_member_it_cannot_find(page, counter):
     page.log_in("marketer")
     page.open("/admin/points/earningrule/preview/")
 
-    rows = preview(page, "13900000000", "50.00")
+    shown = preview(page, "13900000000", "50.00")
 
-    assert rows == {}
-    assert page.text(".errornote") == "Please correct the error below."
+    assert shown is None
+    assert page.text(".errornote") == "Please correct the errors below."
     assert page.text(".field-member .errorlist") == "No member has exactly this card number or phone."

@@ -37,6 +37,8 @@ def test_the_readme_shows_the_counter_and_the_purchase_preview_in_chinese(page, 
 
     page.log_out()
     page.log_in("marketer")
-    page.open(f"/admin/points/earningrule/preview/?member={member.member_no}&amount=120.00&channel=offline")
-    assert "240" in page.text("#purchase-preview")  # 120.00 × 2
-    page.save_readme_screenshot("admin-purchase-preview", until="#purchase-preview-form")
+    page.open("/admin/points/earningrule/preview/")
+    page.fill({"member": member.member_no, "amount": "120.00"})
+    page.submit()
+    assert "240" in page.text("#preview-result strong")  # 120.00 × 2
+    page.save_readme_screenshot("admin-purchase-preview", until="#content-main")
