@@ -1,4 +1,5 @@
-import shutil
+import os
+from importlib import import_module
 
 import pytest
 from django.conf import settings
@@ -10,24 +11,12 @@ from rest_framework.test import APIClient
 from loyalty.access import CLIENT_SCOPES
 from loyalty.credentials import create_api_client, issue_staff_token
 from members.services import issue_member_tokens
-from tests.factories import MemberFactory, StaffUserFactory, StoreFactory
+from tests.browser.support import Page, browser_missing, start_chromium
+from tests.factories import PASSWORD, MemberFactory, StaffUserFactory, StoreFactory
 
-PASSWORD = "correct horse battery"
+__all__ = ["PASSWORD"]  # imported from here by many tests
+
 ALL_SCOPES = sorted(CLIENT_SCOPES)
-
-
-# Debian's chromium and chromium-driver (`make browser`); the browser tests use these paths and nothing else.
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def browser_missing():
-    """Why the browser tests cannot run here, or "" when they can."""
-    paths = {"chromium": CHROMIUM, "chromedriver": CHROMEDRIVER}
-    missing = [name for name, path in paths.items() if not shutil.which(path)]
-    if missing:
-        return f"needs Debian's {' and '.join(missing)}: run `make browser` (as root) to install them with apt"
-    return ""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -42,6 +31,36 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL)"))
         if "redis" in item.keywords and not settings.REDIS_URL:
             item.add_marker(pytest.mark.skip(reason="needs Redis (REDIS_URL)"))
+
+
+@pytest.fixture(scope="session")
+def browser(live_server):
+    """One headless Chromium for the whole session (tests.browser.support.start_chromium). It quits before the
+    live server stops (it depends on it), so no connection of it is left for the server's threads to close after
+    the test database is gone."""
+    driver = start_chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def browser_artifacts(tmp_path_factory):
+    """Where the browser tests write their screenshots: BROWSER_ARTIFACTS, else a pytest temporary folder."""
+    folder = os.environ.get("BROWSER_ARTIFACTS")
+    return folder or tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture
+def page(browser, live_server, browser_artifacts):
+    """The browser with no cookies and no console entries left from another test, bound to this test's live
+    server (tests.browser.support.Page)."""
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every site's, not only the open page's
+    # The browser is the session's: its console log still holds what an earlier test's page logged. Reading the
+    # log empties it, so each test sees only its own entries.
+    browser.get_log("browser")
+    yield Page(browser, live_server.url, browser_artifacts)
+    # Leave the page before the live server's database goes: no request of this test may still be in flight.
+    browser.get("about:blank")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -119,6 +138,17 @@ def pytest_runtest_call(item):
         mismatches = list(all_ledger_mismatches())
         assert mismatches == [], "check_ledger would fail after this test"
     return result
+
+
+@pytest.fixture
+def migration_defaults(transactional_db):
+    """The rows the data migrations make (the points policy, the default earning rules, the tier ladder), which the
+    flush after an earlier transactional test removed: made again by the migrations' own functions (each makes its
+    rows only when the table is empty). The role groups come back by themselves (post_migrate)."""
+    from django.apps import apps
+
+    import_module("points.migrations.0002_append_only_and_defaults").create_defaults(apps, None)
+    import_module("tiers.migrations.0002_default_ladder").create_ladder(apps, None)
 
 
 @pytest.fixture

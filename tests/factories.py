@@ -4,6 +4,8 @@ from django.contrib.auth.models import Group
 from members.models import Member, StaffUser, Store, Tag
 from members.services.membership import generate_member_no, generate_referral_code
 
+PASSWORD = "correct horse battery"  # every staff user's
+
 
 class StoreFactory(factory.django.DjangoModelFactory):
     class Meta:
@@ -42,7 +44,7 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"staff{n}")
     is_staff = True
-    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
     @factory.post_generation
     def role(self, create, extracted, **kwargs):

@@ -421,6 +421,12 @@ def _referral_bonus(referrer_account, *, referee, policy, actor, now):
     )
 
 
+def share_of(points, part, whole):
+    """floor(points × part / whole), multiplied first: the product is exact, so an exact share stays whole (376 × 50
+    / 188 is 100, where 376 × (50 / 188) is 99.99… and floors to 99)."""
+    return int((points * part / whole).to_integral_value(ROUND_FLOOR))
+
+
 def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(), occurred_at=None):
     """Refund part or all of a purchase, idempotent on (purchase, refund_no). Reverses the purchase's points in
     proportion to the refunded amount (cumulatively, so a full refund in several parts reverses exactly all of
@@ -439,9 +445,8 @@ def record_refund(*, actor, purchase_id, refund_no, amount, fingerprint, lines=(
             raise RefundExceedsPurchase(refundable=f"{purchase.refundable_amount:.2f}")
         _refund_lines(purchase, lines)
         refunded = purchase.refunded_amount + amount
-        share = refunded / purchase.amount
-        to_reverse = int((purchase.points_awarded * share).to_integral_value(ROUND_FLOOR)) - purchase.points_reversed
-        to_return = int((purchase.points_used * share).to_integral_value(ROUND_FLOOR)) - purchase.points_used_returned
+        to_reverse = share_of(purchase.points_awarded, refunded, purchase.amount) - purchase.points_reversed
+        to_return = share_of(purchase.points_used, refunded, purchase.amount) - purchase.points_used_returned
         if to_reverse > 0:
             claw_back(
                 account,

@@ -742,6 +742,15 @@ def test_save_as_new_version_adds_a_rule_and_keeps_the_old_one(admin_client, rul
     assert outcome.result["points"]["awarded"] == 20  # the new version is in force
 
 
+def test_a_rules_page_links_to_the_purchase_preview(client, rule):
+    """So a marketer who saved a new version tries it from there (the rules' list links it too)."""
+    client.force_login(StaffUserFactory(username="marketing", role="marketer"))
+
+    html = client.get(f"{RULES}{rule.pk}/change/").content.decode()
+
+    assert 'href="/admin/points/earningrule/preview/" class="viewlink" id="preview-purchase-link"' in html
+
+
 def test_a_marketer_adds_a_policy_version_starting_from_the_current_values(client, admin_user):
     PointsPolicy.objects.create(
         valid_from=timezone.now() - timedelta(days=1), clerk_adjustment_limit=300, expiry_months=24

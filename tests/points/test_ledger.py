@@ -93,6 +93,16 @@ def test_partial_refunds_reverse_pending_points_in_proportion(member):
     assert_ledger_consistent()
 
 
+def test_a_refund_that_is_an_exact_share_of_the_order_reverses_exactly_that_share(member):
+    """49 × 1/49 is 1 exactly: not 0.99999… rounded down, as a share computed before the multiplication made it."""
+    result = purchase(member, "49.00")
+
+    assert refund(result["id"], "1.00")["points_reversed"] == 1
+    assert refund(result["id"], "5.00")["points_reversed"] == 5
+    assert balances(member) == (0, 43)
+    assert_ledger_consistent()
+
+
 def test_refund_reverses_pending_first_then_available(member):
     with time_machine.travel(at(2026, 3, 1, 10), tick=False):
         first = purchase(member, "100")

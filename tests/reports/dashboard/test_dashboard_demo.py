@@ -13,12 +13,10 @@ does) instead of a smaller one and writes the screenshot to docs/dashboard.png, 
 
 import os
 import struct
-from importlib import import_module
 from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
@@ -53,15 +51,6 @@ def report_endpoints():
     """Skips (before minutes of demo data) until the report endpoints exist."""
     if missing := missing_reports():
         pytest.skip(f"the report endpoints are not merged yet: {', '.join(missing)}")
-
-
-@pytest.fixture
-def migration_defaults(transactional_db):
-    """The rows the data migrations make (the points policy, the default earning rules, the tier ladder), which the
-    flush after an earlier transactional test removed: made again by the migrations' own functions (each makes its
-    rows only when the table is empty). The role groups come back by themselves (post_migrate)."""
-    import_module("points.migrations.0002_append_only_and_defaults").create_defaults(apps, None)
-    import_module("tiers.migrations.0002_default_ladder").create_ladder(apps, None)
 
 
 @pytest.fixture
