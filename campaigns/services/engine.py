@@ -637,10 +637,14 @@ def return_refunded_points(activity):
     if activity.kind != "refund" or activity.preview or activity.purchase is None:
         return {}
     purchase = activity.purchase
-    share = purchase.refunded_amount / purchase.amount if purchase.amount else Decimal(1)
     awards = list(CampaignAward.objects.filter(purchase=purchase).order_by("campaign_id", "id"))
     for award in awards:
-        target = _floor(Decimal(award.points) * share)
+        # Multiplied before divided: the product is exact, so an exact share stays whole (188 × 50 / 188 is 50,
+        # where 188 × (50 / 188) is 49.99… and would floor to 49).
+        if purchase.amount:
+            target = _floor(Decimal(award.points) * purchase.refunded_amount / purchase.amount)
+        else:
+            target = award.points
         returned = min(target, award.points) - award.points_returned
         if returned <= 0:
             continue

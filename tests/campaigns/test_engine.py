@@ -240,6 +240,17 @@ def test_a_refund_returns_campaign_points_to_the_budget_in_proportion(member, st
     assert CampaignAward.objects.get().points_returned == 100
 
 
+def test_a_part_refund_returns_an_exact_share_of_campaign_points_whole(member, store_a):
+    """376 campaign points, 50.00 of 188.00 refunded: exactly 100 go back (dividing first gave 99.99… and 99)."""
+    budgeted = running_campaign(multiplier=Decimal("3"), budget_points=1000)
+    order = purchase(member, 188, store=store_a)
+    assert campaign_lines(order) == {budgeted.pk: 376}
+    refund(order["id"], "50")
+    budgeted.refresh_from_db()
+    assert CampaignAward.objects.get().points_returned == 100
+    assert budgeted.budget_used == 276
+
+
 def test_groups_are_a_stable_hash_and_the_holdout_gets_nothing(store_a):
     members = MemberFactory.create_batch(40, home_store=store_a)
     split = running_campaign(
