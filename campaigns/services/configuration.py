@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import (
     BonusAction,
@@ -55,17 +56,17 @@ MULTIPLYING_KINDS = (CampaignKind.MULTIPLIER, CampaignKind.BIRTHDAY)
 
 class CampaignRunning(DomainError):
     code = "campaign_active"
-    default_detail = "A running campaign keeps its terms: pause it to change them, or copy it as a new version."
+    default_detail = _("A running campaign keeps its terms: pause it to change them, or copy it as a new version.")
 
 
 class CampaignEnded(DomainError):
     code = "campaign_ended"
-    default_detail = "The campaign has ended; copy it to run it again."
+    default_detail = _("The campaign has ended; copy it to run it again.")
 
 
 class InvalidStatusChange(DomainError):
     code = "invalid_status"
-    default_detail = "The campaign's status does not allow this."
+    default_detail = _("The campaign's status does not allow this.")
 
 
 def _codes_error(errors, field, unknown):

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.coupon_codes import MalformedCode, new_code, normalise
 from campaigns.models_coupons import (
@@ -85,47 +86,47 @@ REASONS = (
 
 class CouponUsed(DomainError):
     code = "coupon_used"
-    default_detail = "This coupon was already used."
+    default_detail = _("This coupon was already used.")
 
 
 class CouponExpired(DomainError):
     code = "coupon_expired"
-    default_detail = "This coupon has expired."
+    default_detail = _("This coupon has expired.")
 
 
 class CouponNotApplicable(DomainError):
     code = "coupon_not_applicable"
-    default_detail = "This coupon cannot be used on this order."
+    default_detail = _("This coupon cannot be used on this order.")
 
 
 class CouponNotUsed(DomainError):
     code = "coupon_not_used"
-    default_detail = "This coupon is not used: there is nothing to undo."
+    default_detail = _("This coupon is not used: there is nothing to undo.")
 
 
 class UndoWindowPassed(DomainError):
     code = "undo_window_passed"
-    default_detail = "The time to undo this use has passed; refund the order to return the coupon."
+    default_detail = _("The time to undo this use has passed; refund the order to return the coupon.")
 
 
 class TemplateInUse(DomainError):
     code = "template_in_use"
-    default_detail = "Coupons were issued from this template: its terms stay (deactivate it, or create a new one)."
+    default_detail = _("Coupons were issued from this template: its terms stay (deactivate it, or create a new one).")
 
 
 class TemplateInactive(DomainError):
     code = "template_inactive"
-    default_detail = "This coupon template is not active, or its validity has ended."
+    default_detail = _("This coupon template is not active, or its validity has ended.")
 
 
 class OutOfStock(DomainError):
     code = "out_of_stock"
-    default_detail = "Not enough coupons left of this template's total quantity."
+    default_detail = _("Not enough coupons left of this template's total quantity.")
 
 
 class LimitReached(DomainError):
     code = "limit_reached"
-    default_detail = "These members would hold more coupons of this template than its per-member limit."
+    default_detail = _("These members would hold more coupons of this template than its per-member limit.")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Households: members of one family, linked by staff (points may move between them, SPEC §5)."""
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput
@@ -12,7 +13,7 @@ from .membership import MemberAnonymised
 
 class HouseholdConflict(DomainError):
     code = "household_conflict"
-    default_detail = "The two members belong to different households; one must leave hers first."
+    default_detail = _("The two members belong to different households; one must leave hers first.")
 
 
 def link_household(*, actor, member, other):

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.errors import DomainError, Throttled
 from loyalty.messaging import send_message
@@ -34,7 +35,7 @@ CLOSED_STATUSES = (MemberStatus.ANONYMISED, MemberStatus.MERGED)
 class NotAuthenticated(DomainError):
     status = 401
     code = "not_authenticated"
-    default_detail = "The refresh token is invalid or expired."
+    default_detail = _("The refresh token is invalid or expired.")
 
 
 # --- Member tokens --------------------------------------------------------------------------------------------
@@ -175,13 +176,13 @@ def purge_login_codes(cutoff):
 class CodeInvalid(DomainError):
     status = 400
     code = "otp_invalid"
-    default_detail = "The code is wrong or has already been used."
+    default_detail = _("The code is wrong or has already been used.")
 
 
 class CodeExpired(DomainError):
     status = 400
     code = "otp_expired"
-    default_detail = "The code has expired; ask for a new one."
+    default_detail = _("The code has expired; ask for a new one.")
 
 
 def _code_hash(phone, code):

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Concat, Replace
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.access import ROLE_ADMIN
@@ -37,24 +38,24 @@ logger = logging.getLogger(__name__)
 
 class MemberExists(DomainError):
     code = "member_exists"
-    default_detail = "A member with this phone or external id already exists."
+    default_detail = _("A member with this phone or external id already exists.")
 
 
 class MemberFrozen(DomainError):
     code = "member_frozen"
-    default_detail = "The member is frozen."
+    default_detail = _("The member is frozen.")
 
 
 class MemberAnonymised(DomainError):
     code = "member_anonymised"
-    default_detail = "The member is anonymised."
+    default_detail = _("The member is anonymised.")
 
 
 class MemberMerged(DomainError):
     """The member was merged into another (`merged_into`): she is closed, and the survivor acts in her place."""
 
     code = "member_merged"
-    default_detail = "The member was merged into another member; use that member."
+    default_detail = _("The member was merged into another member; use that member.")
 
 
 def refuse_merged(member):
@@ -315,7 +316,7 @@ def remove_member_tag(*, actor, member, tag_code):
 
 class WechatIdentityTaken(DomainError):
     code = "wechat_identity_taken"
-    default_detail = "This openid of this app already belongs to another member."
+    default_detail = _("This openid of this app already belongs to another member.")
 
 
 def add_wechat_identity(*, actor, member, app_id, openid, unionid=""):

@@ -16,6 +16,7 @@ from datetime import datetime
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.audit import record_audit
@@ -40,12 +41,12 @@ PROFILE_FIELDS = ("name", "email", "birthday", "home_store")
 
 class AlreadyMerged(DomainError):
     code = "already_merged"
-    default_detail = "The duplicate was already merged into another member."
+    default_detail = _("The duplicate was already merged into another member.")
 
 
 class MergeRequestConflict(DomainError):
     code = "idempotency_conflict"
-    default_detail = "This idempotency key was used with a different request."
+    default_detail = _("This idempotency key was used with a different request.")
 
 
 @dataclass

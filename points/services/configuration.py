@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.access import ROLE_ADMIN
 from loyalty.errors import InvalidInput, NotFoundError, PermissionDeniedError
@@ -91,7 +92,7 @@ POLICY_LIMIT_CEILINGS = {
 
 
 class LimitChangeNotAllowed(PermissionDeniedError):
-    default_detail = "Only an admin may change the adjustment and transfer limits of the points policy."
+    default_detail = gettext_lazy("Only an admin may change the adjustment and transfer limits of the points policy.")
 
 
 def limit_ceiling(field):

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -33,17 +34,17 @@ from .purchases import Outcome, _replay
 
 class AlreadySignedIn(DomainError):
     code = "already_signed_in"
-    default_detail = "The member has already signed in today."
+    default_detail = gettext_lazy("The member has already signed in today.")
 
 
 class OrderNotEligible(DomainError):
     code = "order_not_eligible"
-    default_detail = "The order is not one of this member's purchases."
+    default_detail = gettext_lazy("The order is not one of this member's purchases.")
 
 
 class AlreadyReviewed(DomainError):
     code = "already_reviewed"
-    default_detail = "This order has already earned its review points."
+    default_detail = gettext_lazy("This order has already earned its review points.")
 
 
 BUILT_IN_TYPES = (RuleChannel.SIGN_IN, RuleChannel.SHARE, RuleChannel.REVIEW)

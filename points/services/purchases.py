@@ -7,6 +7,7 @@ from decimal import ROUND_FLOOR, Decimal
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -22,17 +23,17 @@ from .ledger import claw_back, current_policy, earn, expires_at_for, give_back, 
 
 class RefundExceedsPurchase(DomainError):
     code = "refund_exceeds_purchase"
-    default_detail = "The refund is more than the purchase's remaining refundable amount."
+    default_detail = gettext_lazy("The refund is more than the purchase's remaining refundable amount.")
 
 
 class DeductionLimit(DomainError):
     code = "deduction_limit"
-    default_detail = "More points than the allowed share of the order."
+    default_detail = gettext_lazy("More points than the allowed share of the order.")
 
 
 class AlreadyDeducted(DomainError):
     code = "already_deducted"
-    default_detail = "Points were already used for this order."
+    default_detail = gettext_lazy("Points were already used for this order.")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
@@ -36,28 +37,28 @@ from .purchases import Outcome, _replay, iso, use_points_as_cash
 
 class OutOfStock(DomainError):
     code = "out_of_stock"
-    default_detail = "The reward is out of stock."
+    default_detail = _("The reward is out of stock.")
 
 
 class LimitReached(DomainError):
     code = "limit_reached"
-    default_detail = "The member has redeemed this reward as often as allowed."
+    default_detail = _("The member has redeemed this reward as often as allowed.")
 
 
 class RewardUnavailable(DomainError):
     code = "reward_unavailable"
-    default_detail = "The reward is not available now."
+    default_detail = _("The reward is not available now.")
 
 
 class AlreadyCancelled(DomainError):
     code = "already_cancelled"
-    default_detail = "The redemption was already cancelled."
+    default_detail = _("The redemption was already cancelled.")
 
 
 class AdjustmentLimit(DomainError):
     status = 403
     code = "adjustment_limit"
-    default_detail = "The adjustment is over your role's limit; send it with request_approval to ask a manager."
+    default_detail = _("The adjustment is over your role's limit; send it with request_approval to ask a manager.")
 
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"

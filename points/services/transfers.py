@@ -4,6 +4,7 @@ with a daily limit per member."""
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
 from loyalty.clock import business_date
@@ -20,17 +21,17 @@ from .purchases import Outcome, _replay, iso
 
 class TransferDisabled(DomainError):
     code = "transfer_disabled"
-    default_detail = "Points transfers are switched off in the points policy."
+    default_detail = _("Points transfers are switched off in the points policy.")
 
 
 class NotSameHousehold(DomainError):
     code = "not_same_household"
-    default_detail = "Points move only between two members of one household."
+    default_detail = _("Points move only between two members of one household.")
 
 
 class TransferLimit(DomainError):
     code = "transfer_limit"
-    default_detail = "The transfer would take the member over her daily transfer limit."
+    default_detail = _("The transfer would take the member over her daily transfer limit.")
 
 
 def transfer_representation(transfer, lots):

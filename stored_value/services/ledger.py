@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.errors import DomainError
@@ -26,7 +27,7 @@ CENT = Decimal("0.01")
 
 class InsufficientBalance(DomainError):
     code = "insufficient_balance"
-    default_detail = "The stored-value balance does not cover this."
+    default_detail = _("The stored-value balance does not cover this.")
 
 
 def money(cents):
