@@ -993,6 +993,7 @@ def render_results(result):
         result.get("from", "?"),
         result.get("to", "?"),
         groups,
+        # xgettext:no-python-format (a per cent sign, not a placeholder)
         _("Lift against the holdout (95% confidence interval, p-value):"),
         lift,
         extra,
