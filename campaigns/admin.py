@@ -912,11 +912,9 @@ class CampaignAdmin(ConfigurationAdmin):
             count=Count("pk"), points=Sum("points"), returned=Sum("points_returned")
         )
         return format_html(
-            '{} awards, {} points ({} returned by refunds) · <a href="{}?campaign__id__exact={}">{}</a> · '
-            '<a href="{}?campaign__id__exact={}">{}</a>',
-            totals["count"],
-            totals["points"] or 0,
-            totals["returned"] or 0,
+            '{} · <a href="{}?campaign__id__exact={}">{}</a> · <a href="{}?campaign__id__exact={}">{}</a>',
+            _("%(count)s awards, %(points)s points (%(returned)s returned by refunds)")
+            % {"count": totals["count"], "points": totals["points"] or 0, "returned": totals["returned"] or 0},
             reverse("admin:campaigns_campaignaward_changelist"),
             campaign.pk,
             _("the awards"),

@@ -2,6 +2,7 @@
 the redemption at the counter or POS, the undo, and the wallets. Each view validates input, checks whom the caller
 may act for, calls one service and returns its result."""
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -141,7 +142,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         scope = f"{idempotency_scope(request)}:coupons"
         if "members" not in data:
             if access.role not in MARKETING:
-                raise PermissionDeniedError("Only marketers and admins issue to a tag or a segment.")
+                raise PermissionDeniedError(_("Only marketers and admins issue to a tag or a segment."))
             outcome = coupons.start_batch(
                 actor=access.actor,
                 scope=scope,
@@ -161,7 +162,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
                 )
             )
             if set(member_ids) - visible:
-                raise NotFoundError("No member with one of these ids at your stores.")
+                raise NotFoundError(_("No member with one of these ids at your stores."))
         source = CouponSource.API if access.kind == "client" or access.role in MARKETING else CouponSource.CLERK
         outcome = coupons.issue_coupons(
             actor=access.actor,

@@ -127,14 +127,20 @@ class IdCursorPagination(CursorPagination):
         if raw is None:
             return self.page_size
         if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise exceptions.ValidationError({"page_size": [f"Must be an integer from 1 to {self.max_page_size}."]})
+            raise exceptions.ValidationError(
+                {
+                    "page_size": [
+                        _("Must be an integer from 1 to %(max_page_size)s.") % {"max_page_size": self.max_page_size}
+                    ]
+                }
+            )
         return int(raw)
 
     def decode_cursor(self, request):
         try:
             return super().decode_cursor(request)
         except exceptions.NotFound:
-            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+            raise exceptions.ValidationError({"cursor": [_("Invalid cursor.")]}) from None
 
 
 # --- The database: the web's timeouts, and outages ------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.errors import DomainError, Throttled
@@ -219,15 +220,15 @@ def request_login_code(*, phone, ip_address=None):
         recent = OtpChallenge.objects.filter(phone=phone, created_at__gte=hour_ago)
         wait = _resend_wait(phone, now)
         if wait:
-            raise Throttled("A code was sent to this phone moments ago.", retry_after=wait)
+            raise Throttled(gettext("A code was sent to this phone moments ago."), retry_after=wait)
         if recent.count() >= settings.OTP_MAX_PER_PHONE_PER_HOUR:
-            raise Throttled("Too many codes for this phone; try again in an hour.", retry_after=3600)
+            raise Throttled(gettext("Too many codes for this phone; try again in an hour."), retry_after=3600)
         if (
             ip_address
             and OtpChallenge.objects.filter(ip_address=ip_address, created_at__gte=hour_ago).count()
             >= settings.OTP_MAX_PER_IP_PER_HOUR
         ):
-            raise Throttled("Too many codes from this address; try again later.", retry_after=3600)
+            raise Throttled(gettext("Too many codes from this address; try again later."), retry_after=3600)
         challenge = OtpChallenge.objects.create(
             phone=phone,
             code_hash=_code_hash(phone, code),

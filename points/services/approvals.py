@@ -13,6 +13,7 @@ direct adjustments to her that day have that much less room.
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import STORE_BOUND_ROLES, staff_role
@@ -182,7 +183,7 @@ def _ensure_may_decide(approver, adjustment, policy, *, may_withdraw=False):
     if role is None:
         raise PermissionDeniedError()
     if role in STORE_BOUND_ROLES and not approver.stores.filter(pk=adjustment.member.home_store_id).exists():
-        raise PermissionDeniedError("You act for the members of your own stores only.")
+        raise PermissionDeniedError(gettext("You act for the members of your own stores only."))
     if adjustment.requested_by_id == approver.pk:
         if may_withdraw:
             return

@@ -165,7 +165,7 @@ def add_reward_version(*, actor, reward_id, changes):
         old = _reward_version(reward_id)
         changes = only(changes, REWARD_FIELDS)
         if changes.get("code", old.code) != old.code:
-            raise InvalidInput({"code": ["A new version keeps the reward's code."]})
+            raise InvalidInput({"code": [_("A new version keeps the reward's code.")]})
         as_it_was = copy.copy(old)
         new = Reward(**{name: getattr(old, name) for name in REWARD_FIELDS}, replaces=old)
         for name, value in changes.items():

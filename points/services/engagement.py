@@ -6,8 +6,8 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -97,7 +97,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
         occurred_at = now
         rule = event_rule(event_type, occurred_at)
         if rule is None:
-            raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})
+            raise InvalidInput({"type": [gettext("Unknown event type %(event_type)r.") % {"event_type": event_type}]})
         account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)

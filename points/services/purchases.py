@@ -372,9 +372,9 @@ def _earlier_deduction(policy, *, member, source, order_no, amount):
     if deduction is None:
         return None
     if deduction.member_id != member.pk:
-        raise DomainError("Points were used for this order by another member.", code="order_not_eligible")
+        raise DomainError(_("Points were used for this order by another member."), code="order_not_eligible")
     if deduction.amount > (amount * policy.cash_max_share).quantize(Decimal("0.01"), rounding=ROUND_FLOOR):
-        raise DeductionLimit("The points used at checkout exceed the allowed share of this order's amount.")
+        raise DeductionLimit(_("The points used at checkout exceed the allowed share of this order's amount."))
     return deduction
 
 
@@ -517,9 +517,9 @@ def _refund_lines(purchase, lines):
     for index, line in enumerate(lines):
         bought = by_sku.get(line["sku"])
         if bought is None:
-            errors[f"lines.{index}.sku"] = ["This SKU is not on the order."]
+            errors[f"lines.{index}.sku"] = [_("This SKU is not on the order.")]
         elif bought.refunded_quantity + line["quantity"] > bought.quantity:
-            errors[f"lines.{index}.quantity"] = ["More than was bought and not yet refunded."]
+            errors[f"lines.{index}.quantity"] = [_("More than was bought and not yet refunded.")]
         else:
             bought.refunded_quantity += line["quantity"]
     if errors:

@@ -7,6 +7,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
@@ -232,10 +233,12 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
         purchase = Purchase.objects.filter(source=source, order_no=order_no).first()
         if purchase is not None:
             if purchase.member_id != member.pk:
-                raise DomainError("The order belongs to another member.", code="order_not_eligible")
+                raise DomainError(gettext("The order belongs to another member."), code="order_not_eligible")
             order_amount = purchase.amount
         if order_amount is None:
-            raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid", status=400)
+            raise DomainError(
+                gettext("Give the order's amount (the order is not recorded yet)."), code="invalid", status=400
+            )
         deduction = use_points_as_cash(
             account,
             policy=current_policy(now),

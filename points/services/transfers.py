@@ -4,6 +4,7 @@ with a daily limit per member."""
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
@@ -67,7 +68,7 @@ def transfer_points(*, actor, scope, key, fingerprint, from_member_id, to_member
         if claim.replay:
             return _replay(claim)
         if from_member_id == to_member_id:
-            raise InvalidInput({"to": ["A member cannot transfer points to herself."]})
+            raise InvalidInput({"to": [gettext("A member cannot transfer points to herself.")]})
         policy = current_policy(now)
         if not policy.transfers_enabled:
             raise TransferDisabled()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
@@ -114,7 +115,9 @@ def iso(value):
 def _check_cents(value, field, *, allow_negative=False):
     low = -MAX_CENTS if allow_negative else 1
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_CENTS:
-        raise InvalidInput({field: [f"Cents from {low} to {MAX_CENTS}."]})
+        raise InvalidInput(
+            {field: [gettext("Cents from %(low)s to %(max_cents)s.") % {"low": low, "max_cents": MAX_CENTS}]}
+        )
 
 
 def _require_manager(role):
@@ -125,7 +128,7 @@ def _require_manager(role):
 def _reason(reason):
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput({"reason": ["Say why."]})
+        raise InvalidInput({"reason": [gettext("Say why.")]})
     return reason
 
 
@@ -614,7 +617,7 @@ def adjust(*, actor, role, scope, key, fingerprint, member_id, principal_cents, 
     _check_cents(principal_cents, "principal", allow_negative=True)
     _check_cents(bonus_cents, "bonus", allow_negative=True)
     if not principal_cents and not bonus_cents:
-        raise InvalidInput({"principal": ["Change the principal or the bonus."]})
+        raise InvalidInput({"principal": [gettext("Change the principal or the bonus.")]})
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
@@ -230,7 +231,9 @@ def plan_debit(member_id, *, principal, bonus):
             if needed == 0:
                 break
         if needed:
-            raise InsufficientBalance(f"The lots do not cover {part} of {money(needed)} more.")
+            raise InsufficientBalance(
+                gettext("The lots do not cover %(part)s of %(needed)s more.") % {"part": part, "needed": money(needed)}
+            )
     return list(takes.values())
 
 
