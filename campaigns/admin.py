@@ -830,7 +830,11 @@ class CampaignAdmin(ConfigurationAdmin):
             return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[done.pk]))
         self.message_user(
             request,
-            _("“%(name)s” is now %(status)s.") % {"name": done.name, "status": done.status_at(timezone.now())},
+            _("“%(name)s” is now %(status)s.")
+            % {
+                "name": done.name,
+                "status": CampaignStatus(done.status_at(timezone.now())).label,
+            },
             messages.SUCCESS,
         )
         return HttpResponseRedirect(back)

@@ -1,5 +1,6 @@
 """Domain failures: exceptions with a machine code, raised by services, mapped to HTTP in loyalty/api.py."""
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -40,7 +41,7 @@ class InvalidInput(DomainError):
     default_detail = _("Invalid input.")
 
     def __init__(self, errors, detail=None):
-        super().__init__(detail or f"Invalid input: {', '.join(errors)}.")
+        super().__init__(detail or gettext("Invalid input: %(fields)s.") % {"fields": ", ".join(errors)})
         self.errors = errors
 
 

@@ -72,7 +72,9 @@ class InvalidStatusChange(DomainError):
 
 def _codes_error(errors, field, unknown):
     if unknown:
-        errors.setdefault(field, []).append(f"Unknown codes: {', '.join(sorted(unknown))}.")
+        errors.setdefault(field, []).append(
+            gettext("Unknown codes: %(codes)s.") % {"codes": ", ".join(sorted(unknown))}
+        )
 
 
 def check_terms(values, *, campaign=None):
@@ -96,7 +98,7 @@ def check_terms(values, *, campaign=None):
         if "holdout" in codes:
             errors["variants"] = [gettext("`holdout` names the control group: choose another variant code.")]
         if sum(variant["weight"] for variant in variants) != 100:
-            errors.setdefault("variants", []).append("The variants' weights must sum to 100.")
+            errors.setdefault("variants", []).append(gettext("The variants' weights must sum to 100."))
     has_multiplier = multiplier is not None or (variants and all(v.get("multiplier") is not None for v in variants))
     has_bonus = values.get("bonus_points") or (variants and all(v.get("bonus_points") for v in variants))
     coupon_template_id = values.get("coupon_template_id")
@@ -328,7 +330,9 @@ def change_campaign(*, actor, campaign_id, changes):
         if changed & set(SPLIT) and CampaignAssignment.objects.filter(campaign=campaign).exists():
             raise InvalidInput(
                 {
-                    name: ["Members are already assigned to this campaign's groups: copy it to split them anew."]
+                    name: [
+                        gettext("Members are already assigned to this campaign's groups: copy it to split them anew.")
+                    ]
                     for name in sorted(changed & set(SPLIT))
                 }
             )
@@ -400,7 +404,9 @@ def pause_campaign(*, actor, campaign_id):
         if status == CampaignStatus.PAUSED:
             return campaign
         if status not in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED):
-            raise InvalidStatusChange(gettext("A %(status)s campaign cannot be paused.") % {"status": status})
+            raise InvalidStatusChange(
+                gettext("A %(status)s campaign cannot be paused.") % {"status": CampaignStatus(status).label}
+            )
         return _set_status(campaign, CampaignStatus.PAUSED, actor=actor, action="campaign.paused")
 
 

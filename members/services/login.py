@@ -112,11 +112,13 @@ def refresh_member_tokens(refresh_token):
             refusal = NotAuthenticated()
         elif row.used_at is not None:
             _revoke_family(row.family, now)  # committed with this transaction, before the refusal is raised
-            refusal = NotAuthenticated("The refresh token was already used; this login is revoked. Log in again.")
+            refusal = NotAuthenticated(
+                gettext("The refresh token was already used; this login is revoked. Log in again.")
+            )
         elif row.expires_at <= now:
             refusal = NotAuthenticated()
         elif row.member.status in CLOSED_STATUSES or row.token_version != row.member.token_version:
-            refusal = NotAuthenticated("The member's tokens were revoked. Log in again.")
+            refusal = NotAuthenticated(gettext("The member's tokens were revoked. Log in again."))
         else:
             row.used_at = now
             row.save(update_fields=["used_at"])
@@ -242,7 +244,8 @@ def request_login_code(*, phone, ip_address=None):
             kind="otp",
             recipient=phone,
             member=_member_by_phone(phone),
-            body=f"Your login code is {code}. It expires in {minutes} minutes. Do not share it.",
+            body=gettext("Your login code is %(code)s. It expires in %(minutes)s minutes. Do not share it.")
+            % {"code": code, "minutes": minutes},
             secrets=[code],
         )
     return challenge
@@ -293,7 +296,9 @@ def verify_login_code(*, phone, code, ip_address=None):
         if challenge is None:
             refusal = CodeInvalid()
         elif getattr(challenge, counter) >= settings.OTP_MAX_ATTEMPTS:
-            refusal = Throttled("Too many wrong codes; ask for a new one.", retry_after=_resend_wait(phone, now))
+            refusal = Throttled(
+                gettext("Too many wrong codes; ask for a new one."), retry_after=_resend_wait(phone, now)
+            )
         elif challenge.expires_at <= now:
             refusal = CodeExpired()
         elif not hmac.compare_digest(challenge.code_hash, _code_hash(phone, str(code))):

@@ -58,7 +58,8 @@ def cash_value(policy, points):
     amount = Decimal(points) / Decimal(policy.cash_points_per_unit)
     if amount != amount.quantize(Decimal("0.01")):
         raise DomainError(
-            f"Use points in steps worth 0.01 (multiples of {policy.cash_points_per_unit // 100 or 1}).",
+            _("Use points in steps worth 0.01 (multiples of %(step)s).")
+            % {"step": policy.cash_points_per_unit // 100 or 1},
             code="invalid",
             status=400,
         )

@@ -319,14 +319,17 @@ def check_daily_totals(totals, *, actor, member_id, points, now):
     actor_total, member_total = totals
     by_actor, to_member = adjusted_today(actor=actor, member_id=member_id, now=now)
     for per, total, done, whose in (
-        ("actor", actor_total, by_actor, "your adjustments"),
-        ("member", member_total, to_member, "adjustments to this member"),
+        ("actor", actor_total, by_actor, gettext("your adjustments")),
+        ("member", member_total, to_member, gettext("adjustments to this member")),
     ):
         if done + abs(points) > total:
             left = max(total - done, 0)
             raise AdjustmentLimit(
-                f"Over the daily total of {whose}: {total} points a day, {done} adjusted today, {left} left. "
-                "Send it with request_approval to ask a manager.",
+                gettext(
+                    "Over the daily total of %(whose)s: %(total)s points a day, %(done)s adjusted today, %(left)s "
+                    "left. Send it with request_approval to ask a manager."
+                )
+                % {"whose": whose, "total": total, "done": done, "left": left},
                 per=per,
                 daily_total=total,
                 adjusted_today=done,
