@@ -208,3 +208,31 @@ def test_the_api_answers_in_the_callers_language_with_the_same_code(db):
     assert english.status_code == chinese.status_code == 401
     assert english.json() == {"code": "not_authenticated", "detail": "Invalid or inactive API key."}
     assert chinese.json() == {"code": "not_authenticated", "detail": "API 密钥无效或已停用。"}
+
+
+# Labels that stay the same in Chinese: identifiers and abbreviations a Chinese clerk reads as they are.
+SAME_IN_CHINESE = {"ID", "openid", "unionid", "SKU", "URL", "App ID"}
+
+
+def test_every_model_and_field_label_of_the_project_speaks_chinese():
+    """Also the labels Django makes from names (loyalty/model_labels.py): the admin's columns and filters."""
+    from django.apps import apps
+    from django.utils import translation
+
+    from loyalty.model_labels import PROJECT_APPS
+
+    english = []
+    with translation.override("zh-hans"):
+        for model in apps.get_models():
+            meta = model._meta
+            if meta.app_label not in PROJECT_APPS:
+                continue
+            labels = [("", meta.verbose_name), ("", meta.verbose_name_plural)]
+            labels += [
+                (f".{field.name}", field.verbose_name) for field in [*meta.local_fields, *meta.local_many_to_many]
+            ]
+            for where, label in labels:
+                text = str(label)
+                if text not in SAME_IN_CHINESE and not any("\u4e00" <= char <= "\u9fff" for char in text):
+                    english.append(f"{meta.label}{where}: {text}")
+    assert english == []
