@@ -832,7 +832,11 @@ class CampaignAdmin(ConfigurationAdmin):
             return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[done.pk]))
         self.message_user(
             request,
-            _("“%(name)s” is now %(status)s.") % {"name": done.name, "status": done.status_at(timezone.now())},
+            _("“%(name)s” is now %(status)s.")
+            % {
+                "name": done.name,
+                "status": CampaignStatus(done.status_at(timezone.now())).label,
+            },
             messages.SUCCESS,
         )
         return HttpResponseRedirect(back)
@@ -927,11 +931,9 @@ class CampaignAdmin(ConfigurationAdmin):
             count=Count("pk"), points=Sum("points"), returned=Sum("points_returned")
         )
         return format_html(
-            '{} awards, {} points ({} returned by refunds) · <a href="{}?campaign__id__exact={}">{}</a> · '
-            '<a href="{}?campaign__id__exact={}">{}</a>',
-            totals["count"],
-            totals["points"] or 0,
-            totals["returned"] or 0,
+            '{} · <a href="{}?campaign__id__exact={}">{}</a> · <a href="{}?campaign__id__exact={}">{}</a>',
+            _("%(count)s awards, %(points)s points (%(returned)s returned by refunds)")
+            % {"count": totals["count"], "points": totals["points"] or 0, "returned": totals["returned"] or 0},
             reverse("admin:campaigns_campaignaward_changelist"),
             campaign.pk,
             _("the awards"),
@@ -1008,6 +1010,7 @@ def render_results(result):
         result.get("from", "?"),
         result.get("to", "?"),
         groups,
+        # xgettext:no-python-format (a per cent sign, not a placeholder)
         _("Lift against the holdout (95% confidence interval, p-value):"),
         lift,
         extra,

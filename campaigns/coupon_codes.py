@@ -9,6 +9,8 @@ substitution and every adjacent transposition is detected. The 11 other characte
 
 import secrets
 
+from django.utils.translation import gettext
+
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 MODULUS = len(ALPHABET)  # 31, a prime: what the detection above rests on
 LENGTH = 12
@@ -62,12 +64,12 @@ def normalise(text):
     """The code as stored, from what a clerk typed or a scanner read: upper case, without spaces or dashes.
     Raises MalformedCode when it cannot be a coupon code (no database lookup needed to say so)."""
     if not isinstance(text, str):
-        raise MalformedCode("A coupon code is text.")
+        raise MalformedCode(gettext("A coupon code is text."))
     code = text.strip().upper().replace(" ", "").replace("-", "")
     if len(code) != LENGTH:
-        raise MalformedCode(f"A coupon code has {LENGTH} characters.")
+        raise MalformedCode(gettext("A coupon code has %(length)s characters.") % {"length": LENGTH})
     if any(char not in _VALUES for char in code):
-        raise MalformedCode("A coupon code uses only 2-9 and the letters A-Z but I, L and O.")
+        raise MalformedCode(gettext("A coupon code uses only 2-9 and the letters A-Z but I, L and O."))
     if _weighted_sum(code) % MODULUS:
-        raise MalformedCode("This is not a valid coupon code: a character was probably mistyped.")
+        raise MalformedCode(gettext("This is not a valid coupon code: a character was probably mistyped."))
     return code

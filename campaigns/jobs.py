@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from campaigns import coupon_lists
 from campaigns.coupon_codes import new_codes
@@ -58,7 +59,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="expire_coupons",
-            description="Unused coupons whose last valid day is the business date or earlier become expired.",
+            description=_("Unused coupons whose last valid day is the business date or earlier become expired."),
             bounds=expire_coupons_bounds,
             run_chunk=expire_coupons_chunk,
             chunk_size=EXPIRE_CHUNK_SIZE,

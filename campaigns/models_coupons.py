@@ -66,6 +66,7 @@ class CouponTemplate(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
+        # xgettext:no-python-format (a per cent sign, not a placeholder)
         help_text=_("percent_off: e.g. 15 for 15 % off."),
     )
     max_discount = _money(_("maximum discount"), help_text=_("percent_off: the cap; empty: none."))

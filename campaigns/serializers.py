@@ -3,6 +3,7 @@ rules (codes that exist, a kind's fields, weights that sum, terms of a running c
 campaigns.services.configuration's."""
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework import serializers
 
 from campaigns.models import Campaign, CampaignKind, CampaignStatus, CapPeriod, Stacking
@@ -22,7 +23,9 @@ class TargetSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = set(data) - set(self.fields)
             if unknown:
-                raise serializers.ValidationError(f"Unknown target keys: {', '.join(sorted(unknown))}.")
+                raise serializers.ValidationError(
+                    gettext("Unknown target keys: %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))}
+                )
         return super().to_internal_value(data)
 
 

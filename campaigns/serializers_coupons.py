@@ -2,6 +2,7 @@
 The serializers check the input's shape only; the rules (a kind's fields, validity, stores that exist, terms of
 a template in use) are campaigns.services.coupons'."""
 
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from campaigns.models_coupons import BatchStatus, CouponKind, CouponSource, CouponStatus, CouponTemplate, IssueOn
@@ -100,13 +101,13 @@ class CouponIssueInputSerializer(serializers.Serializer):
 
     def validate_members(self, members):
         if len(set(members)) != len(members):
-            raise serializers.ValidationError("List each member once.")
+            raise serializers.ValidationError(_("List each member once."))
         return members
 
     def validate(self, attrs):
         given = [name for name in ("members", "tag", "segment", "file") if name in attrs]
         if len(given) != 1:
-            raise serializers.ValidationError({"members": ["Send exactly one of members, tag, segment and file."]})
+            raise serializers.ValidationError({"members": [_("Send exactly one of members, tag, segment and file.")]})
         return attrs
 
 

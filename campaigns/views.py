@@ -3,6 +3,7 @@ input's shape, calls one service and returns the campaign."""
 
 from datetime import date
 
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -67,7 +68,7 @@ def _date_param(request, name):
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError({name: ["Use YYYY-MM-DD."]}) from None
+        raise ValidationError({name: [gettext("Use YYYY-MM-DD.")]}) from None
 
 
 @extend_schema_view(

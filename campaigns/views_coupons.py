@@ -4,6 +4,7 @@ may act for, calls one service and returns its result."""
 
 import hashlib
 
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -161,7 +162,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
         scope = f"{idempotency_scope(request)}:coupons"
         if "members" not in data:
             if access.role not in MARKETING:
-                raise PermissionDeniedError("Only marketers and admins issue to a tag, a segment or a list.")
+                raise PermissionDeniedError(_("Only marketers and admins issue to a tag, a segment or a list."))
             member_list, body = None, data
             if "file" in data:
                 member_list, body = _uploaded_list(data["file"])
@@ -185,7 +186,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
                 )
             )
             if set(member_ids) - visible:
-                raise NotFoundError("No member with one of these ids at your stores.")
+                raise NotFoundError(_("No member with one of these ids at your stores."))
         source = CouponSource.API if access.kind == "client" or access.role in MARKETING else CouponSource.CLERK
         outcome = coupons.issue_coupons(
             actor=access.actor,

@@ -5,6 +5,8 @@ Plain Python with no DRF import, so authentication classes and services can use 
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 ROLE_ADMIN, ROLE_MARKETER, ROLE_MANAGER, ROLE_CLERK = "admin", "marketer", "manager", "clerk"
 # Strongest first: a staff account in several role groups acts with the first of hers.
 STAFF_ROLES = (ROLE_ADMIN, ROLE_MARKETER, ROLE_MANAGER, ROLE_CLERK)
@@ -14,18 +16,18 @@ STORE_BOUND_ROLES = frozenset({ROLE_MANAGER, ROLE_CLERK})
 
 # Scopes a client app may be given; `create_api_client` grants exactly those it is given.
 CLIENT_SCOPES = {
-    "members:read": "look members up",
-    "members:write": "register and update members, tag them",
-    "purchases:write": "record purchases and refunds",
-    "events:write": "post engagement events",
-    "points:read": "read balances and ledgers",
-    "points:write": "deduct points at checkout",
-    "rewards:read": "read the rewards catalogue",
-    "redemptions:write": "redeem and cancel rewards",
-    "stored_value:read": "read stored-value balances and ledgers",
-    "stored_value:write": "top up, pay from and refund to the stored value",
-    "coupons:read": "read coupon templates, members' coupons, check a coupon",
-    "coupons:write": "redeem coupons, issue coupons to members",
+    "members:read": _("look members up"),
+    "members:write": _("register and update members, tag them"),
+    "purchases:write": _("record purchases and refunds"),
+    "events:write": _("post engagement events"),
+    "points:read": _("read balances and ledgers"),
+    "points:write": _("deduct points at checkout"),
+    "rewards:read": _("read the rewards catalogue"),
+    "redemptions:write": _("redeem and cancel rewards"),
+    "stored_value:read": _("read stored-value balances and ledgers"),
+    "stored_value:write": _("top up, pay from and refund to the stored value"),
+    "coupons:read": _("read coupon templates, members' coupons, check a coupon"),
+    "coupons:write": _("redeem coupons, issue coupons to members"),
 }
 
 

@@ -3,6 +3,7 @@ them into messages to staff."""
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.audit import record_audit
 from loyalty.errors import NotFoundError
@@ -75,7 +76,7 @@ def acknowledge_alert(*, actor, alert_id):
     with transaction.atomic(durable=True):
         alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
         if alert is None:
-            raise NotFoundError("No alert with this id.")
+            raise NotFoundError(_("No alert with this id."))
         if alert.acknowledged_at is not None:
             return alert, False
         alert.acknowledged_at, alert.acknowledged_by = timezone.now(), actor

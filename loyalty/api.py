@@ -16,6 +16,7 @@ from django.db import InterfaceError, OperationalError
 from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, parsers, permissions, renderers, serializers
@@ -55,41 +56,41 @@ class IsStaffOrClientApp(permissions.BasePermission):
     `staff_roles = {"POST": {"admin", "marketer"}}` (default: every staff role).
     """
 
-    message = "You do not have permission to perform this action."
+    message = gettext_lazy("You do not have permission to perform this action.")
 
     def has_permission(self, request, view):
         user = request.user
         if user is None or not user.is_authenticated:
             return False
         if isinstance(user, MemberPrincipal):
-            self.message = "A member token reaches only /api/v1/me/."
+            self.message = _("A member token reaches only /api/v1/me/.")
             return False
         if isinstance(user, ClientAppPrincipal):
             if user.store_ids is not None and not user.store_ids:
                 # Bound to no store and not to all stores: it acts for nobody (never "every store" by default).
-                self.message = "This API key is bound to no store: an admin binds it to stores, or to all stores."
+                self.message = _("This API key is bound to no store: an admin binds it to stores, or to all stores.")
                 return False
             scope = _required(view, request, "client_scopes")
             if scope is None:
-                self.message = "Client apps cannot use this endpoint."
+                self.message = _("Client apps cannot use this endpoint.")
                 return False
             if scope not in user.scopes:
-                self.message = f"This API key lacks the scope {scope}."
+                self.message = _("This API key lacks the scope %(scope)s.") % {"scope": scope}
                 return False
             return True
         role = staff_role(user)
         if role is None:
-            self.message = "Your account has no staff role (clerk, marketer or admin)."
+            self.message = _("Your account has no staff role (clerk, marketer or admin).")
             return False
         roles = _required(view, request, "staff_roles")
         if roles is not None and role not in roles:
-            self.message = f"The {role} role cannot do this."
+            self.message = _("The %(role)s role cannot do this.") % {"role": role}
             return False
         return True
 
 
 class IsMember(permissions.BasePermission):
-    message = "This endpoint needs a member token."
+    message = gettext_lazy("This endpoint needs a member token.")
 
     def has_permission(self, request, view):
         return isinstance(request.user, MemberPrincipal)
@@ -127,14 +128,20 @@ class IdCursorPagination(CursorPagination):
         if raw is None:
             return self.page_size
         if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise exceptions.ValidationError({"page_size": [f"Must be an integer from 1 to {self.max_page_size}."]})
+            raise exceptions.ValidationError(
+                {
+                    "page_size": [
+                        _("Must be an integer from 1 to %(max_page_size)s.") % {"max_page_size": self.max_page_size}
+                    ]
+                }
+            )
         return int(raw)
 
     def decode_cursor(self, request):
         try:
             return super().decode_cursor(request)
         except exceptions.NotFound:
-            raise exceptions.ValidationError({"cursor": ["Invalid cursor."]}) from None
+            raise exceptions.ValidationError({"cursor": [_("Invalid cursor.")]}) from None
 
 
 # --- The database: the web's timeouts, and outages ------------------------------------------------------------
@@ -325,7 +332,7 @@ def error_body(code, detail, errors=None, **extra):
 
 def validation_response(errors):
     fields = ", ".join(errors)
-    return Response(error_body("invalid", f"Invalid input: {fields}.", errors), status=400)
+    return Response(error_body("invalid", _("Invalid input: %(fields)s.") % {"fields": fields}, errors), status=400)
 
 
 def exception_handler(exc, context):

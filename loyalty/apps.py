@@ -13,8 +13,10 @@ class PlatformConfig(AppConfig):
         from django.conf import settings
 
         from loyalty.messaging import refuse_backends_that_keep_codes
+        from loyalty.model_labels import translate_generated_labels
         from loyalty.roles import sync_role_groups
 
         post_migrate.connect(sync_role_groups, dispatch_uid="loyalty.sync_role_groups")
+        translate_generated_labels()  # the admin's labels made from field and model names, in the admin's language
         if settings.PRODUCTION:
             refuse_backends_that_keep_codes()  # every process (web, workers, commands) fails closed

@@ -1,6 +1,8 @@
 """DRF authentication: `Api-Key <key>` for client apps, `Bearer <token>` for staff and members, and the admin
 session for staff. A malformed or unknown credential is a 401 (never an anonymous pass-through)."""
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -23,7 +25,7 @@ def _credential(request, keyword):
         return None
     value = value.strip()
     if not value or " " in value:
-        raise exceptions.AuthenticationFailed(f"Malformed {keyword} credentials.")
+        raise exceptions.AuthenticationFailed(gettext("Malformed %(keyword)s credentials.") % {"keyword": keyword})
     return value
 
 
@@ -36,7 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         found = authenticate_api_key(key)
         if found is None:
-            raise exceptions.AuthenticationFailed("Invalid or inactive API key.")
+            raise exceptions.AuthenticationFailed(_("Invalid or inactive API key."))
         client, store_ids = found
         return ClientAppPrincipal(client, store_ids), client
 
@@ -56,13 +58,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if token.startswith(STAFF_TOKEN_PREFIX):
             user = staff_user_for_token(token)
             if user is None:
-                raise exceptions.AuthenticationFailed("Invalid or expired staff token.")
+                raise exceptions.AuthenticationFailed(_("Invalid or expired staff token."))
             return user, token
         for reader in bearer_token_readers:
             found = reader(token)
             if found is not None:
                 return found
-        raise exceptions.AuthenticationFailed("Invalid or expired member token.")
+        raise exceptions.AuthenticationFailed(_("Invalid or expired member token."))
 
     def authenticate_header(self, request):
         return self.keyword

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from loyalty.access import CLIENT_SCOPES
 from loyalty.config_cache import cached
@@ -32,18 +33,18 @@ def create_api_client(*, name, scopes, stores=(), all_stores=False, is_active=Tr
     `all_stores=True`; nothing is assumed: no stores and no `all_stores`, both, or an unknown scope raise
     InvalidInput."""
     if isinstance(scopes, str) or not isinstance(scopes, list | tuple | set | frozenset):
-        raise InvalidInput({"scopes": ["Give the list of scopes the client may use."]})
+        raise InvalidInput({"scopes": [gettext("Give the list of scopes the client may use.")]})
     scopes = sorted(set(scopes))
     unknown = [scope for scope in scopes if scope not in CLIENT_SCOPES]
     if unknown:
-        raise InvalidInput({"scopes": [f"Unknown scope(s): {', '.join(unknown)}."]})
+        raise InvalidInput({"scopes": [gettext("Unknown scope(s): %(unknown)s.") % {"unknown": ", ".join(unknown)}]})
     stores = list(stores)
     if all_stores and stores:
         raise InvalidInput(
-            {"stores": ["A client for all stores is bound to no particular store: give one or the other."]}
+            {"stores": [gettext("A client for all stores is bound to no particular store: give one or the other.")]}
         )
     if not all_stores and not stores:
-        raise InvalidInput({"stores": ["Give the stores the client acts for, or all stores."]})
+        raise InvalidInput({"stores": [gettext("Give the stores the client acts for, or all stores.")]})
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     key = f"{API_KEY_PREFIX}_{prefix}.{secret}"

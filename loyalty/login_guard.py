@@ -24,6 +24,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.audit import record_audit
 from loyalty.errors import Throttled
@@ -37,7 +38,7 @@ PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 class LoginLocked(Throttled):
     code = "login_locked"
-    default_detail = "Too many failed logins for this username; try again later."
+    default_detail = gettext_lazy("Too many failed logins for this username; try again later.")
 
 
 def parse_rate(rate):

@@ -27,10 +27,11 @@ from django.utils.html import conditional_escape, strip_tags
 from django.utils.safestring import SafeData, mark_safe
 from django.utils.timezone import template_localtime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.registry import ExtensionPoint
 
-COMMON_VARIABLES = {"name": "the member's name", "member_no": "her card number"}
+COMMON_VARIABLES = {"name": gettext_lazy("the member's name"), "member_no": gettext_lazy("her card number")}
 COMMON_SAMPLE = {"name": "王小明", "member_no": "M00012345"}
 ALLOWED_FILTERS = frozenset({"date", "default", "floatformat", "lower", "upper"})
 WECHAT_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.]*)\s*:(.*)$")

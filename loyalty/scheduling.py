@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError
@@ -61,7 +62,7 @@ class UnknownJob(LookupError):
 class BusinessDateNotEnded(DomainError):
     status = 400
     code = "business_date_not_ended"
-    default_detail = "That business date has not ended yet."
+    default_detail = gettext_lazy("That business date has not ended yet.")
 
 
 def check_as_of(definition, as_of):

@@ -108,7 +108,9 @@ ASGI_APPLICATION = "loyalty.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Searched before the apps' templates: loyalty/templates/admin/base_site.html adds the language switch to
+        # every admin page (an app's own copy would come after django.contrib.admin's and never be used).
+        "DIRS": [BASE_DIR / "loyalty" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

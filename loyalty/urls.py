@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/", include("reports.urls")),
     path("admin/reports/", include("reports.admin_urls")),  # the dashboard, in the admin's style and behind its login
     path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
 ]
 
 handler400 = "loyalty.api.handler400"

@@ -20,6 +20,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput
@@ -32,7 +33,7 @@ class VersionKeepsItsTerms(DomainError):
 
     status = 400
     code = "version_keeps_its_terms"
-    default_detail = "A version in use keeps its terms: make this change as a new version."
+    default_detail = _("A version in use keeps its terms: make this change as a new version.")
 
     def __init__(self, fields):
         super().__init__(errors={name: [self.default_detail] for name in fields})
@@ -42,7 +43,7 @@ class VersionKeepsItsTerms(DomainError):
 class StartsInThePast(DomainError):
     status = 400
     code = "valid_from_in_past"
-    default_detail = "A new version starts now or later; this valid_from is in the past."
+    default_detail = _("A new version starts now or later; this valid_from is in the past.")
 
     def __init__(self):
         super().__init__(errors={"valid_from": [self.default_detail]})
@@ -51,7 +52,7 @@ class StartsInThePast(DomainError):
 class OverlappingVersion(DomainError):
     status = 409
     code = "overlapping_version"
-    default_detail = "Another version starts at the same instant: start this one at another time."
+    default_detail = _("Another version starts at the same instant: start this one at another time.")
 
     def __init__(self, other_id):
         super().__init__(errors={"valid_from": [self.default_detail]}, version=str(other_id))
@@ -60,7 +61,7 @@ class OverlappingVersion(DomainError):
 class VersionReplaced(DomainError):
     status = 409
     code = "version_replaced"
-    default_detail = "A newer version replaced this one: change the newest version instead."
+    default_detail = _("A newer version replaced this one: change the newest version instead.")
 
 
 def only(values, fields):

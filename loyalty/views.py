@@ -1,6 +1,7 @@
 """HTTP for the platform: staff login (bearer tokens), the nightly job runs, and webhook subscriptions."""
 
 from django.utils import translation
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, status, viewsets
@@ -164,7 +165,9 @@ class WebhookViewSet(viewsets.ModelViewSet):
         wanted_status = request.query_params.get("status")
         if wanted_status:
             if wanted_status not in DeliveryStatus.values:
-                raise ValidationError({"status": [f"One of {', '.join(DeliveryStatus.values)}."]})
+                raise ValidationError(
+                    {"status": [gettext("One of %(values)s.") % {"values": ", ".join(DeliveryStatus.values)}]}
+                )
             deliveries = deliveries.filter(status=wanted_status)
         if request.query_params.get("event_type"):
             deliveries = deliveries.filter(event__type=request.query_params["event_type"])

@@ -17,6 +17,7 @@ import ssl
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 MAX_ANSWER_BYTES = 1024  # of the receiver's answer: kept (shortened) as the delivery's last error, no more read
 USER_AGENT = "loyalty-webhooks/1"
@@ -45,14 +46,14 @@ def parse(url):
         parts = urlsplit(url)
         port = parts.port
     except ValueError as error:
-        raise UnsafeUrl(f"not a valid URL: {error}") from None
+        raise UnsafeUrl(gettext("not a valid URL: %(error)s") % {"error": error}) from None
     allowed = ("https", "http") if _allow_private() else ("https",)
     if parts.scheme not in allowed:
         raise UnsafeUrl("the URL must use https" if parts.scheme == "http" else "the URL must be an https URL")
     if not parts.hostname:
-        raise UnsafeUrl("the URL has no host")
+        raise UnsafeUrl(gettext("the URL has no host"))
     if parts.username or parts.password:
-        raise UnsafeUrl("the URL may not carry a user name or password")
+        raise UnsafeUrl(gettext("the URL may not carry a user name or password"))
     port = port or (443 if parts.scheme == "https" else 80)
     path = parts.path or "/"
     if parts.query:
@@ -66,16 +67,21 @@ def resolve(host, port):
     try:
         answers = _getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as error:
-        raise UnsafeUrl(f"the host {host} does not resolve ({error})") from None
+        raise UnsafeUrl(
+            gettext("the host %(host)s does not resolve (%(error)s)") % {"host": host, "error": error}
+        ) from None
     addresses = list(dict.fromkeys(answer[4][0] for answer in answers))
     if not addresses:
-        raise UnsafeUrl(f"the host {host} does not resolve")
+        raise UnsafeUrl(gettext("the host %(host)s does not resolve") % {"host": host})
     if not _allow_private():
         refused = [address for address in addresses if not is_public_address(address)]
         if refused:
             raise UnsafeUrl(
-                f"the host {host} resolves to {', '.join(refused)}: not a public address (private, loopback, "
-                "link-local, multicast or reserved)"
+                gettext(
+                    "the host %(host)s resolves to %(refused)s: not a public address (private, loopback, "
+                    "link-local, multicast or reserved)"
+                )
+                % {"host": host, "refused": ", ".join(refused)}
             )
     return addresses
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from loyalty import events, webhook_http
 from loyalty.alerts import raise_alert
@@ -56,12 +57,13 @@ def generate_secret():
 def _checked_events(values, errors):
     patterns = values.get("events")
     if not isinstance(patterns, list) or not patterns:
-        errors["events"] = ["Give at least one event type."]
+        errors["events"] = [gettext("Give at least one event type.")]
         return None
     unknown = [pattern for pattern in patterns if not isinstance(pattern, str) or not events.is_known_pattern(pattern)]
     if unknown:
         errors["events"] = [
-            f"Unknown event types: {', '.join(map(str, unknown))}. Known: {', '.join(events.known_patterns())}."
+            gettext("Unknown event types: %(unknown)s. Known: %(events)s.")
+            % {"unknown": ", ".join(map(str, unknown)), "events": ", ".join(events.known_patterns())}
         ]
         return None
     return list(dict.fromkeys(patterns))
@@ -71,7 +73,7 @@ def _checked_url(url, errors):
     try:
         webhook_http.check_url(url)
     except webhook_http.UnsafeUrl as error:
-        errors["url"] = [f"This URL is not allowed: {error}."]
+        errors["url"] = [gettext("This URL is not allowed: %(error)s.") % {"error": error}]
 
 
 def _checked(values, *, partial):
@@ -84,7 +86,10 @@ def _checked(values, *, partial):
     if values.get("secret") is not None:
         secret = values["secret"]
         if not isinstance(secret, str) or not SECRET_MIN_LENGTH <= len(secret) <= 100:
-            errors["secret"] = [f"A secret has {SECRET_MIN_LENGTH} to 100 characters (or leave it out: one is made)."]
+            errors["secret"] = [
+                gettext("A secret has %(secret_min_length)s to 100 characters (or leave it out: one is made).")
+                % {"secret_min_length": SECRET_MIN_LENGTH}
+            ]
         cleaned["secret"] = secret
     for name in ("is_active", "description"):
         if name in values:

@@ -641,7 +641,7 @@ class MemberAdmin(ServiceAdmin):
             "pending": points["pending"],
             "purchases": moved["purchases"],
             "tags": ", ".join(moved["tags"]) or "—",
-            "tier": f"; tier {tier['from']} → {tier['to']}" if tier else "",
+            "tier": _("; tier %(from)s → %(to)s") % {"from": tier["from"], "to": tier["to"]} if tier else "",
         }
         if outcome.replayed:
             return _("Already merged, nothing changed. %(result)s") % {"result": text}

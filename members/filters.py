@@ -2,6 +2,7 @@ import contextlib
 
 import django_filters
 from django.db.models import Q
+from django.utils.translation import gettext
 from rest_framework.exceptions import ValidationError
 
 from loyalty.models import Message, MessageStatus
@@ -14,7 +15,7 @@ def _phone_or_400(value, field):
     try:
         return normalise_phone(value)
     except InvalidPhoneNumber:
-        raise ValidationError({field: ["Enter a valid phone number."]}) from None
+        raise ValidationError({field: [gettext("Enter a valid phone number.")]}) from None
 
 
 def found_as(queryset, condition):

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import NotSupportedError, connection
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import end_of_business_day, start_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
@@ -231,8 +232,10 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="purge_member_logins",
-            description="Delete member refresh tokens that expired before the end of the business date, and login "
-            "codes and their request locks older than a day before it.",
+            description=_(
+                "Delete member refresh tokens that expired before the end of the business date, and login "
+                "codes and their request locks older than a day before it."
+            ),
             # Chunks are ranges of refresh token ids here, not member ids; the codes go in the finishing step.
             bounds=lambda as_of, params: login.refresh_token_purge_bounds(_purge_cutoff(as_of)),
             run_chunk=lambda as_of, start, stop, params: login.purge_refresh_tokens(start, stop, _purge_cutoff(as_of)),
@@ -243,7 +246,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="rule_tags",
-            description="Recompute rule-based tags (their conditions compiled to SQL) for every member.",
+            description=_("Recompute rule-based tags (their conditions compiled to SQL) for every member."),
             bounds=member_bounds,
             run_chunk=rule_tags_chunk,
             chunk_size=100_000,
@@ -252,7 +255,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="rfm",
-            description="RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4).",
+            description=_("RFM values, scores, segments and lifecycle stages as of the business date (SPEC §4)."),
             bounds=member_bounds,
             run_chunk=rfm_chunk,
             prepare=rfm_prepare,

@@ -3,6 +3,7 @@ and the win-back messages of the reminders job (members who became dormant or lo
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.message_templates import MessageKind, register_message_kind
 from loyalty.messaging import MessageRequest, Recipient, recipient_loaders
@@ -38,9 +39,9 @@ def load_recipients(member_ids):
 WIN_BACK = register_message_kind(
     MessageKind(
         code="win_back",
-        label="win-back",
+        label=_("win-back"),
         marketing=True,
-        variables={"lifecycle": "her lifecycle stage now (dormant or lost)"},
+        variables={"lifecycle": _("her lifecycle stage now (dormant or lost)")},
         sample={"lifecycle": Lifecycle.DORMANT.label},
     )
 )

@@ -4,6 +4,7 @@ import contextlib
 
 import phonenumbers
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from loyalty import log_masking
 
@@ -19,7 +20,7 @@ def normalise_phone(raw):
     """
     text = str(raw or "").strip()
     if not text or len(text) > 32:
-        raise InvalidPhoneNumber("Enter a valid phone number.")
+        raise InvalidPhoneNumber(_("Enter a valid phone number."))
     region = settings.PHONE_DEFAULT_REGION
     try:
         number = phonenumbers.parse(text, region)
@@ -27,9 +28,9 @@ def normalise_phone(raw):
             # '8613800138000' without the plus: try it as an international number.
             number = phonenumbers.parse("+" + text, None)
     except phonenumbers.NumberParseException:
-        raise InvalidPhoneNumber("Enter a valid phone number.") from None
+        raise InvalidPhoneNumber(_("Enter a valid phone number.")) from None
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber("Enter a valid phone number.")
+        raise InvalidPhoneNumber(_("Enter a valid phone number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -22,6 +22,7 @@ from datetime import date, datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import business_date
 from loyalty.messaging import MessageRequest, queue_messages, send_due_messages
@@ -77,8 +78,10 @@ def register_reminders_job():
     register_job(
         JobDefinition(
             name="reminders",
-            description="Reminders to members for the business date: points expiring, birthday greetings with the "
-            "birthday bonus, tier downgrade warnings, win-back messages.",
+            description=_(
+                "Reminders to members for the business date: points expiring, birthday greetings with the "
+                "birthday bonus, tier downgrade warnings, win-back messages."
+            ),
             bounds=member_bounds,
             run_chunk=reminders_chunk,
             finish=reminders_finish,

@@ -4,6 +4,8 @@ which members a caller may see or act for (the API's and the admin's access rule
 import hmac
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 
 from loyalty.access import access_for
 from loyalty.errors import DomainError, NotFoundError, PermissionDeniedError
@@ -31,10 +33,10 @@ def store_for_write(request, store):
         if access.store_ids is not None and len(access.store_ids) == 1:
             return Store.objects.get(pk=next(iter(access.store_ids)))
         if access.store_ids is not None:
-            raise DomainError("Say which of your stores this is for.", code="invalid", status=400)
+            raise DomainError(_("Say which of your stores this is for."), code="invalid", status=400)
         return None
     if not access.can_act_for_store(store.pk):
-        raise PermissionDeniedError(f"You cannot act for store {store.code}.")
+        raise PermissionDeniedError(gettext("You cannot act for store %(code)s.") % {"code": store.code})
     return store
 
 

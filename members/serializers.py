@@ -3,6 +3,7 @@
 from datetime import date
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -33,7 +34,7 @@ class BirthdayField(serializers.DateField):
     def to_internal_value(self, value):
         birthday = super().to_internal_value(value)
         if birthday > timezone.localdate() or birthday < date(1900, 1, 1):
-            raise serializers.ValidationError("Enter a birthday between 1900-01-01 and today.")
+            raise serializers.ValidationError(_("Enter a birthday between 1900-01-01 and today."))
         return birthday
 
 
@@ -43,7 +44,7 @@ class StrictBooleanField(serializers.BooleanField):
     def to_internal_value(self, data):
         if data is True or data is False:
             return data
-        raise serializers.ValidationError("Must be true or false.")
+        raise serializers.ValidationError(_("Must be true or false."))
 
 
 class ConsentsSerializer(serializers.Serializer):
@@ -163,7 +164,7 @@ class MemberRegistrationSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if not attrs.get("phone") and not attrs.get("external_id"):
-            raise serializers.ValidationError({"phone": ["Give a phone or an external_id (at least one)."]})
+            raise serializers.ValidationError({"phone": [_("Give a phone or an external_id (at least one).")]})
         return attrs
 
 
@@ -195,7 +196,7 @@ class ProfileUpdateSerializer(serializers.Serializer):
     def validate_birthday(self, value):
         member = self.context["member"]
         if member.birthday and member.birthday != value:
-            raise serializers.ValidationError("Your birthday is already set; ask a store to correct it.")
+            raise serializers.ValidationError(_("Your birthday is already set; ask a store to correct it."))
         return value
 
 
@@ -288,9 +289,9 @@ class TagSerializer(serializers.ModelSerializer):
         kind = attrs.get("kind", getattr(self.instance, "kind", TagKind.MANUAL))
         rule = attrs.get("rule", getattr(self.instance, "rule", None))
         if self.instance is not None and "kind" in attrs and attrs["kind"] != self.instance.kind:
-            raise serializers.ValidationError({"kind": ["A tag's kind cannot change; make a new tag."]})
+            raise serializers.ValidationError({"kind": [_("A tag's kind cannot change; make a new tag.")]})
         if kind == TagKind.MANUAL and rule:
-            raise serializers.ValidationError({"rule": ["Manual tags have no rule."]})
+            raise serializers.ValidationError({"rule": [_("Manual tags have no rule.")]})
         if kind == TagKind.RULE:
             try:
                 validate_rule(rule)

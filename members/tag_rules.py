@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from dateutil.relativedelta import relativedelta
 from django.db import connection
+from django.utils.translation import gettext
 
 from loyalty.clock import end_of_business_day, start_of_business_day
 from members.models import Gender, Lifecycle, Segment
@@ -38,28 +39,31 @@ def compile_rule(rule, *, as_of, rfm_date):
 
 def _compile(rule, as_of, rfm_date, depth):
     if depth > MAX_DEPTH:
-        raise InvalidRule("Rules nest at most five levels deep.")
+        raise InvalidRule(gettext("Rules nest at most five levels deep."))
     if not isinstance(rule, dict) or not rule:
-        raise InvalidRule('A rule is an object, e.g. {"gender": "female"}.')
+        raise InvalidRule(gettext('A rule is an object, e.g. {"gender": "female"}.'))
     if "all" in rule or "any" in rule:
         key = "all" if "all" in rule else "any"
         parts = rule[key]
         if set(rule) != {key} or not isinstance(parts, list) or not parts:
-            raise InvalidRule(f'"{key}" takes a non-empty list of rules.')
+            raise InvalidRule(gettext('"%(key)s" takes a non-empty list of rules.') % {"key": key})
         compiled = [_compile(part, as_of, rfm_date, depth + 1) for part in parts]
         joiner = " AND " if key == "all" else " OR "
         return "(" + joiner.join(sql for sql, _ in compiled) + ")", [p for _, params in compiled for p in params]
     if "not" in rule:
         if set(rule) != {"not"}:
-            raise InvalidRule('"not" takes one rule.')
+            raise InvalidRule(gettext('"not" takes one rule.'))
         sql, params = _compile(rule["not"], as_of, rfm_date, depth + 1)
         return f"(NOT ({sql}))", params
     if len(rule) != 1 and not ({"bought_category", "days"} >= set(rule)):
-        raise InvalidRule('Combine several conditions with "all" or "any".')
+        raise InvalidRule(gettext('Combine several conditions with "all" or "any".'))
     name = next(iter(rule)) if "bought_category" not in rule else "bought_category"
     builder = CONDITIONS.get(name)
     if builder is None:
-        raise InvalidRule(f"Unknown condition {name!r}; conditions: {', '.join(sorted(CONDITIONS))}.")
+        raise InvalidRule(
+            gettext("Unknown condition %(name)r; conditions: %(conditions)s.")
+            % {"name": name, "conditions": ", ".join(sorted(CONDITIONS))}
+        )
     sql, params = builder(rule, as_of, rfm_date)
     # Every condition is one parenthesised term, so NOT, AND and OR around it apply to all of it.
     return f"({sql})", params
@@ -67,7 +71,10 @@ def _compile(rule, as_of, rfm_date, depth):
 
 def _int(value, what, low, high):
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidRule(f"{what} must be a whole number from {low} to {high}.")
+        raise InvalidRule(
+            gettext("%(what)s must be a whole number from %(low)s to %(high)s.")
+            % {"what": what, "low": low, "high": high}
+        )
     return value
 
 
@@ -75,31 +82,39 @@ def _amount(value, what):
     """A money amount from 0 to MAX_AMOUNT: a number or a decimal string; never NaN or Infinity (a NaN minimum
     matched nobody on PostgreSQL and everybody on SQLite, and the admin's JSON field could not even store it)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.")
+        raise InvalidRule(
+            gettext("%(what)s must be an amount from 0 to %(max_amount)s.") % {"what": what, "max_amount": MAX_AMOUNT}
+        )
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.") from None
+        raise InvalidRule(
+            gettext("%(what)s must be an amount from 0 to %(max_amount)s.") % {"what": what, "max_amount": MAX_AMOUNT}
+        ) from None
     if not amount.is_finite():
-        raise InvalidRule(f"{what} must be a finite amount (not NaN or Infinity).")
+        raise InvalidRule(gettext("%(what)s must be a finite amount (not NaN or Infinity).") % {"what": what})
     if not 0 <= amount <= MAX_AMOUNT:
-        raise InvalidRule(f"{what} must be an amount from 0 to {MAX_AMOUNT}.")
+        raise InvalidRule(
+            gettext("%(what)s must be an amount from 0 to %(max_amount)s.") % {"what": what, "max_amount": MAX_AMOUNT}
+        )
     return amount
 
 
 def _codes(value, what, allowed=None):
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise InvalidRule(f"{what} takes a list of codes.")
+        raise InvalidRule(gettext("%(what)s takes a list of codes.") % {"what": what})
     unknown = [v for v in value if allowed is not None and v not in allowed]
     if unknown:
-        raise InvalidRule(f"Unknown {what} code(s): {', '.join(unknown)}.")
+        raise InvalidRule(
+            gettext("Unknown %(what)s code(s): %(unknown)s.") % {"what": what, "unknown": ", ".join(unknown)}
+        )
     return value
 
 
 def _age(rule, as_of, rfm_date):
     bounds = rule["age"]
     if not isinstance(bounds, dict) or not set(bounds) <= {"min", "max"} or not bounds:
-        raise InvalidRule('age takes {"min": years, "max": years}.')
+        raise InvalidRule(gettext('age takes {"min": years, "max": years}.'))
     parts, params = ["m.birthday IS NOT NULL"], []
     if "min" in bounds:  # at least `min` years old on as_of
         parts.append("m.birthday <= %s")
@@ -112,7 +127,7 @@ def _age(rule, as_of, rfm_date):
 
 def _gender(rule, as_of, rfm_date):
     if rule["gender"] not in Gender.values:
-        raise InvalidRule(f"gender is one of {', '.join(Gender.values)}.")
+        raise InvalidRule(gettext("gender is one of %(values)s.") % {"values": ", ".join(Gender.values)})
     return "m.gender = %s", [rule["gender"]]
 
 
@@ -128,7 +143,7 @@ def _birthday_month(rule, as_of, rfm_date):
 def _bought_category(rule, as_of, rfm_date):
     category = rule["bought_category"]
     if not isinstance(category, str) or not category:
-        raise InvalidRule("bought_category takes a category name.")
+        raise InvalidRule(gettext("bought_category takes a category name."))
     days = _int(rule.get("days", 90), "days", 1, 3650)
     return (
         "EXISTS (SELECT 1 FROM members_purchaseline l JOIN members_purchase p ON p.id = l.purchase_id "
@@ -140,7 +155,7 @@ def _bought_category(rule, as_of, rfm_date):
 def _spent(rule, as_of, rfm_date):
     spec = rule["spent"]
     if not isinstance(spec, dict) or "min" not in spec:
-        raise InvalidRule('spent takes {"min": amount, "days": n}.')
+        raise InvalidRule(gettext('spent takes {"min": amount, "days": n}.'))
     minimum = _amount(spec["min"], "spent.min")
     days = _int(spec.get("days", 365), "days", 1, 3650)
     return (

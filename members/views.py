@@ -8,6 +8,7 @@ so existence does not leak).
 import django_filters
 from django.conf import settings
 from django.db.models import Count
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -258,7 +259,7 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         payload.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
-            raise ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+            raise ValidationError({"Idempotency-Key": [_("At most 200 characters.")]})
         access = access_for(request)
         outcome = services.merge_members(
             actor=access.actor,
@@ -310,7 +311,7 @@ class TagViewSet(viewsets.ModelViewSet):
 
         tag = self.get_object()
         if tag.kind != TagKind.RULE:
-            raise DomainError("Only rule-based tags are recomputed.", code="invalid", status=400)
+            raise DomainError(_("Only rule-based tags are recomputed."), code="invalid", status=400)
         # As of the job's default date (yesterday): a run may not act for a day that has not ended.
         run = dispatch_job(
             "rule_tags", None, params={"tags": [tag.code]}, force=True, triggered_by=access_for(request).actor
@@ -321,7 +322,7 @@ class TagViewSet(viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         if instance.kind == TagKind.RULE:
             raise DomainError(
-                "Rule-based tags are switched off (is_active=false), not deleted.", code="tag_is_rule_based"
+                _("Rule-based tags are switched off (is_active=false), not deleted."), code="tag_is_rule_based"
             )
         instance.delete()
 

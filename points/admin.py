@@ -28,6 +28,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
@@ -45,6 +46,7 @@ from points.models import (
     AdjustmentRequestStatus,
     EarningRule,
     LedgerEntry,
+    LotStatus,
     PointsAccount,
     PointsPolicy,
     Redemption,
@@ -439,8 +441,18 @@ def points_glance(member):
 member_glance.register(points_glance, key="points")
 
 
+# The breakdown's sources a clerk reads in the admin's messages; campaign:<id> and tier:<code> stay as they are.
+BREAKDOWN_SOURCES = {
+    "base": pgettext_lazy("points breakdown", "base"),
+    "daily_cap": pgettext_lazy("points breakdown", "daily_cap"),
+    "streak": pgettext_lazy("points breakdown", "streak"),
+}
+
+
 def breakdown_text(breakdown):
-    return " + ".join(f"{line['source']} {line['points']}" for line in breakdown or ())
+    return " + ".join(
+        f"{BREAKDOWN_SOURCES.get(line['source'], line['source'])} {line['points']}" for line in breakdown or ()
+    )
 
 
 class PointsMemberAdmin(MemberAdmin):
@@ -949,7 +961,7 @@ class PointsMemberAdmin(MemberAdmin):
         text = _("Purchase %(order)s: %(points)s points %(status)s (%(breakdown)s).") % {
             "order": data["order_no"],
             "points": points["awarded"],
-            "status": points["status"],
+            "status": LotStatus(points["status"]).label,
             "breakdown": breakdown_text(points["breakdown"]),
         }
         if outcome.replayed:
@@ -975,7 +987,7 @@ class PointsMemberAdmin(MemberAdmin):
             "quantity": result["quantity"],
             "reward": result["reward"]["name"],
             "points": result["points_spent"],
-            "code": f", code {result['code']}" if result["code"] else "",
+            "code": _(", code %(code)s") % {"code": result["code"]} if result["code"] else "",
             "balance": result["balance"],
         }
         if outcome.replayed:

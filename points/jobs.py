@@ -3,6 +3,7 @@ id range for the purge). The set-based statements themselves are in points.servi
 only the points services write the ledger."""
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import business_date, end_of_business_day
 from loyalty.scheduling import JobDefinition, register_job
@@ -19,7 +20,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="release_pending",
-            description="Make pending points whose pending period has ended available.",
+            description=_("Make pending points whose pending period has ended available."),
             bounds=lambda as_of, params: maintenance.release_bounds(_release_until(as_of)),
             run_chunk=lambda as_of, start, stop, params: maintenance.release_chunk(start, stop, _release_until(as_of)),
             repeatable=True,
@@ -30,7 +31,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="expire_points",
-            description="Expire what remains of lots whose last valid day is the business date or earlier.",
+            description=_("Expire what remains of lots whose last valid day is the business date or earlier."),
             bounds=lambda as_of, params: maintenance.expire_bounds(as_of),
             run_chunk=lambda as_of, start, stop, params: maintenance.expire_chunk(start, stop, as_of, timezone.now()),
         )
@@ -38,8 +39,10 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="purge_idempotency",
-            description="Delete idempotency records older than IDEMPOTENCY_RETENTION_DAYS (at least 30) before the end "
-            "of the business date.",
+            description=_(
+                "Delete idempotency records older than IDEMPOTENCY_RETENTION_DAYS (at least 30) before the end "
+                "of the business date."
+            ),
             # Chunks are ranges of record ids here, not member ids.
             bounds=lambda as_of, params: idempotency.purge_bounds(as_of),
             run_chunk=lambda as_of, start, stop, params: idempotency.purge_chunk(start, stop, as_of),

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db.models import Sum
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import end_of_business_day, start_of_business_day
 from loyalty.message_templates import MessageKind, register_message_kind
@@ -16,13 +17,13 @@ from points.models import LotStatus, PointsAccount, PointsLot
 POINTS_EXPIRING = register_message_kind(
     MessageKind(
         code="points_expiring",
-        label="points expiring",
+        label=_("points expiring"),
         marketing=False,
         variables={
-            "points": "the points that expire on that day",
-            "date": "their last valid day",
-            "days": "days from now until then (30 or 7)",
-            "balance": "her available points now",
+            "points": _("the points that expire on that day"),
+            "date": _("their last valid day"),
+            "days": _("days from now until then (30 or 7)"),
+            "balance": _("her available points now"),
         },
         sample={"points": 320, "date": date(2026, 12, 31), "days": 30, "balance": 1280},
         frequency_days=0,  # once per lot date and reminder (the dedupe key), however many dates a week holds
@@ -31,9 +32,9 @@ POINTS_EXPIRING = register_message_kind(
 BIRTHDAY = register_message_kind(
     MessageKind(
         code="birthday",
-        label="birthday greeting",
+        label=_("birthday greeting"),
         marketing=True,
-        variables={"points": "the birthday bonus she was given this year", "year": "the year"},
+        variables={"points": _("the birthday bonus she was given this year"), "year": _("the year")},
         sample={"points": 50, "year": 2026},
         frequency_days=0,  # once a year (the dedupe key)
     )
@@ -41,14 +42,14 @@ BIRTHDAY = register_message_kind(
 REDEMPTION_CONFIRMED = register_message_kind(
     MessageKind(
         code="redemption_confirmed",
-        label="redemption confirmed",
+        label=_("redemption confirmed"),
         marketing=False,
         variables={
-            "reward": "the reward's name",
-            "quantity": "how many",
-            "points": "the points spent",
-            "balance": "her available points after it",
-            "code": "the voucher or coupon code (empty for a gift)",
+            "reward": _("the reward's name"),
+            "quantity": _("how many"),
+            "points": _("the points spent"),
+            "balance": _("her available points after it"),
+            "code": _("the voucher or coupon code (empty for a gift)"),
         },
         sample={"reward": "咖啡券", "quantity": 1, "points": 500, "balance": 780, "code": "K7M2QX9PTA3B"},
         frequency_days=0,  # one per redemption

@@ -38,7 +38,7 @@ class OccurredAtField(serializers.DateTimeField):
     def to_internal_value(self, value):
         moment = super().to_internal_value(value)
         if not self.earliest <= moment <= timezone.now() + timedelta(days=1):
-            raise serializers.ValidationError("Must be between 2000-01-01 and now.")
+            raise serializers.ValidationError(_("Must be between 2000-01-01 and now."))
         return moment
 
 
@@ -52,10 +52,10 @@ class IdField(serializers.CharField):
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, (str, int)):
-            raise serializers.ValidationError("An id is a string of digits.")
+            raise serializers.ValidationError(_("An id is a string of digits."))
         text = str(data).strip()
         if not (text.isascii() and text.isdigit()) or len(text) > 18:
-            raise serializers.ValidationError("An id is a string of digits.")
+            raise serializers.ValidationError(_("An id is a string of digits."))
         return int(text)
 
 
@@ -250,7 +250,7 @@ class AdjustmentInputSerializer(serializers.Serializer):
 
     def validate_points(self, value):
         if value == 0:
-            raise serializers.ValidationError("An adjustment is not zero.")
+            raise serializers.ValidationError(_("An adjustment is not zero."))
         return value
 
 
@@ -364,7 +364,7 @@ class RewardSerializer(serializers.ModelSerializer):
 
     def validate_eligible_tiers(self, value):
         if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
-            raise serializers.ValidationError("A list of tier codes.")
+            raise serializers.ValidationError(_("A list of tier codes."))
         return value
 
 

@@ -5,6 +5,7 @@ returns its result."""
 import uuid
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -74,7 +75,7 @@ def idempotency_key(request):
     if not key:
         raise services.IdempotencyKeyRequired()
     if len(key) > 200:
-        raise ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        raise ValidationError({"Idempotency-Key": [gettext("At most 200 characters.")]})
     return key
 
 
@@ -92,7 +93,7 @@ def fingerprint(request, data):
 def existing_member(member_id, field="member"):
     member = Member.objects.filter(pk=member_id).first()
     if member is None:
-        raise ValidationError({field: ["No member with this id."]})
+        raise ValidationError({field: [gettext("No member with this id.")]})
     return member
 
 
@@ -643,7 +644,7 @@ class AdjustmentRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 def _existing_reward(reward_id):
     reward = Reward.objects.filter(pk=reward_id).first()
     if reward is None:
-        raise ValidationError({"reward": ["No reward with this id."]})
+        raise ValidationError({"reward": [gettext("No reward with this id.")]})
     return reward
 
 

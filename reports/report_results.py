@@ -28,6 +28,7 @@ from datetime import timedelta
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.scheduling import JobDefinition, register_job
 from reports import behaviour
@@ -191,9 +192,11 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="report_results",
-            description="Compute and store the raw-row reports (retention cohorts, categories bought together, "
-            "top categories and SKUs) and repurchase and behaviour for their standard ranges, so their endpoints "
-            "answer from them.",
+            description=_(
+                "Compute and store the raw-row reports (retention cohorts, categories bought together, "
+                "top categories and SKUs) and repurchase and behaviour for their standard ranges, so their endpoints "
+                "answer from them."
+            ),
             bounds=_bounds,
             run_chunk=_run_chunk,
             finish=_finish,

@@ -32,6 +32,7 @@ from datetime import date, timedelta
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import end_of_business_day, start_of_business_day
 from loyalty.models import JobRun, JobStatus
@@ -342,8 +343,10 @@ def register_jobs():
     register_job(
         JobDefinition(
             name=JOB,
-            description="The day's aggregates for the reports: points and stored-value flows, liability and expiry "
-            "forecast, members by store, tier, segment and lifecycle, segment moves.",
+            description=_(
+                "The day's aggregates for the reports: points and stored-value flows, liability and expiry "
+                "forecast, members by store, tier, segment and lifecycle, segment moves."
+            ),
             bounds=member_bounds,
             run_chunk=snapshot_chunk,
             prepare=snapshot_prepare,

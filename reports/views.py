@@ -3,6 +3,7 @@
 from datetime import date
 
 from django.db.models import Count
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -47,7 +48,7 @@ def _as_of(request):
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError({"as_of": ["Use YYYY-MM-DD."]}) from None
+        raise ValidationError({"as_of": [gettext("Use YYYY-MM-DD.")]}) from None
 
 
 def _counts(rows, field, choices, total):

@@ -6,6 +6,7 @@ import inspect
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -60,16 +61,23 @@ def _date(request, name):
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError({name: ["Use YYYY-MM-DD."]}) from None
+        raise ValidationError({name: [gettext("Use YYYY-MM-DD.")]}) from None
     if not EARLIEST <= day <= LATEST:
-        raise ValidationError({name: [f"Use a date between {EARLIEST} and {LATEST}."]})
+        raise ValidationError(
+            {
+                name: [
+                    gettext("Use a date between %(earliest)s and %(latest)s.")
+                    % {"earliest": EARLIEST, "latest": LATEST}
+                ]
+            }
+        )
     return day
 
 
 def _refuse_filters(request, allowed):
     for name in ("store", "channel"):
         if name not in allowed and request.query_params.get(name):
-            raise ValidationError({name: ["This report does not take this filter."]})
+            raise ValidationError({name: [gettext("This report does not take this filter.")]})
 
 
 def parse_period(request, *, default_days=30, default_range=None, filters=("store", "channel")):
@@ -84,26 +92,30 @@ def parse_period(request, *, default_days=30, default_range=None, filters=("stor
     if first is None:
         first = default_range(last)[0] if default_range else last - timedelta(days=default_days - 1)
     if first > last:
-        raise ValidationError({"from": ["The period starts after `to`."]})
+        raise ValidationError({"from": [gettext("The period starts after `to`.")]})
     if (last - first).days + 1 > MAX_DAYS:
-        raise ValidationError({"to": [f"A period spans at most 3 years ({MAX_DAYS} days)."]})
+        raise ValidationError(
+            {"to": [gettext("A period spans at most 3 years (%(max_days)s days).") % {"max_days": MAX_DAYS}]}
+        )
     store_id = store_code = channel = None
     if request.query_params.get("store"):
         store_code = request.query_params["store"]
         store_id = Store.objects.filter(code=store_code).values_list("id", flat=True).first()
         if store_id is None:
-            raise ValidationError({"store": ["Unknown store code."]})
+            raise ValidationError({"store": [gettext("Unknown store code.")]})
     if request.query_params.get("channel"):
         channel = request.query_params["channel"]
         if channel not in PurchaseChannel.values:
-            raise ValidationError({"channel": [f"Use one of: {', '.join(PurchaseChannel.values)}."]})
+            raise ValidationError(
+                {"channel": [gettext("Use one of: %(values)s.") % {"values": ", ".join(PurchaseChannel.values)}]}
+            )
     return behaviour.Period(first, last, store_id=store_id, store_code=store_code, channel=channel)
 
 
 def _choice(request, name, choices, default):
     value = request.query_params.get(name) or default
     if value not in choices:
-        raise ValidationError({name: [f"Use one of: {', '.join(choices)}."]})
+        raise ValidationError({name: [gettext("Use one of: %(choices)s.") % {"choices": ", ".join(choices)}]})
     return value
 
 
@@ -112,7 +124,7 @@ def _limit(request, default, most):
     if not raw:
         return default
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
-        raise ValidationError({"limit": [f"Use a whole number from 1 to {most}."]})
+        raise ValidationError({"limit": [gettext("Use a whole number from 1 to %(most)s.") % {"most": most}]})
     return int(raw)
 
 
@@ -125,7 +137,7 @@ def _min_support(request):
     except InvalidOperation:
         value = None
     if value is None or not value.is_finite() or not 0 < value <= 1:
-        raise ValidationError({"min_support": ["Use a number above 0 and at most 1, e.g. 0.01."]})
+        raise ValidationError({"min_support": [gettext("Use a number above 0 and at most 1, e.g. 0.01.")]})
     return value
 
 

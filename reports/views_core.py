@@ -6,6 +6,7 @@ import inspect
 from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -50,7 +51,7 @@ def _date(params, name):
     try:
         return date.fromisoformat(raw)
     except ValueError:
-        raise ValidationError({name: ["Use YYYY-MM-DD."]}) from None
+        raise ValidationError({name: [gettext("Use YYYY-MM-DD.")]}) from None
 
 
 def date_range(request):
@@ -61,18 +62,20 @@ def date_range(request):
     last = last or max(today - timedelta(days=1), first or date.min)
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     if last > today:
-        raise ValidationError({"to": [f"At the latest today ({today.isoformat()})."]})
+        raise ValidationError({"to": [gettext("At the latest today (%(today)s).") % {"today": today.isoformat()}]})
     if first > last:
-        raise ValidationError({"from": ["Must not be after `to`."]})
+        raise ValidationError({"from": [gettext("Must not be after `to`.")]})
     if first < last - MAX_RANGE:
-        raise ValidationError({"from": ["The range may span at most 3 years."]})
+        raise ValidationError({"from": [gettext("The range may span at most 3 years.")]})
     return first, last
 
 
 def interval(request):
     value = request.query_params.get("interval") or "day"
     if value not in core.INTERVALS:
-        raise ValidationError({"interval": [f"One of {', '.join(core.INTERVALS)}."]})
+        raise ValidationError(
+            {"interval": [gettext("One of %(intervals)s.") % {"intervals": ", ".join(core.INTERVALS)}]}
+        )
     return value
 
 
@@ -82,14 +85,16 @@ def store_id(request):
         return None
     found = Store.objects.filter(code=code).values_list("pk", flat=True).first()
     if found is None:
-        raise ValidationError({"store": [f"Unknown store {code!r}."]})
+        raise ValidationError({"store": [gettext("Unknown store %(code)r.") % {"code": code}]})
     return found
 
 
 def channel(request):
     value = request.query_params.get("channel")
     if value and value not in ENTRY_CHANNELS:
-        raise ValidationError({"channel": [f"One of {', '.join(ENTRY_CHANNELS)}."]})
+        raise ValidationError(
+            {"channel": [gettext("One of %(entry_channels)s.") % {"entry_channels": ", ".join(ENTRY_CHANNELS)}]}
+        )
     return value or None
 
 
@@ -252,7 +257,9 @@ class LiabilityReportView(ReportView):
         today = business_date()
         as_of = _date(request.query_params, "as_of") or today - timedelta(days=1)
         if as_of > today:
-            raise ValidationError({"as_of": [f"At the latest today ({today.isoformat()})."]})
+            raise ValidationError(
+                {"as_of": [gettext("At the latest today (%(today)s).") % {"today": today.isoformat()}]}
+            )
         body = core.liability(as_of, today=today)
         if self.wants_csv(request):
             header = ["as_of", "points_available", "points_pending", "points_outstanding", "money_value", "month"]

@@ -1,6 +1,7 @@
 """The coupons report: JSON, or CSV streamed with ?format=csv. The figures come from reports.coupons_report; the
 view's docstring, which is also its OpenAPI description, says how they are computed."""
 
+from django.utils.translation import gettext
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -55,7 +56,7 @@ def _id_param(request, name, model, what):
     if not raw:
         return None
     if not raw.isdigit() or len(raw) > 18 or not model.objects.filter(pk=int(raw)).exists():
-        raise ValidationError({name: [f"No {what} with the id {raw!r}."]})
+        raise ValidationError({name: [gettext("No %(what)s with the id %(raw)r.") % {"what": what, "raw": raw}]})
     return int(raw)
 
 

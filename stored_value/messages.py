@@ -2,19 +2,21 @@
 transactional, so it needs no marketing consent, and it does not wait out the quiet hours: she is at the counter).
 The default templates are the migration 0004_stored_value_paid_message_templates's."""
 
+from django.utils.translation import gettext_lazy as _
+
 from loyalty.message_templates import MessageKind, register_message_kind
 from stored_value.services.ledger import money
 
 STORED_VALUE_PAID = register_message_kind(
     MessageKind(
         code="stored_value_paid",
-        label="paid from the stored-value balance",
+        label=_("paid from the stored-value balance"),
         marketing=False,
         variables={
-            "amount": "what the order took from her balance (e.g. 33.00)",
-            "order_no": "the order number",
-            "balance": "her balance after it (principal and bonus)",
-            "store": "the store's name (empty when none)",
+            "amount": _("what the order took from her balance (e.g. 33.00)"),
+            "order_no": _("the order number"),
+            "balance": _("her balance after it (principal and bonus)"),
+            "store": _("the store's name (empty when none)"),
         },
         sample={"amount": "33.00", "order_no": "A1001", "balance": "77.00", "store": "南京西路店"},
         frequency_days=0,  # one per payment (the dedupe key)

@@ -3,6 +3,7 @@ Money comes in and goes out as decimal strings ("129.90"); the services work in 
 
 from decimal import Decimal
 
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from members.models import Store
@@ -264,7 +265,7 @@ class TopUpRuleSerializer(serializers.ModelSerializer):
     def validate_tiers(self, tiers):
         amounts = [tier["amount"] for tier in tiers]
         if len(set(amounts)) < len(amounts):
-            raise serializers.ValidationError("Two tiers have the same amount: each amount may appear once.")
+            raise serializers.ValidationError(_("Two tiers have the same amount: each amount may appear once."))
         return sorted(tiers, key=lambda tier: tier["amount"])
 
 

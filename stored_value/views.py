@@ -4,6 +4,7 @@ caller may act for, calls one service and returns its result."""
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -301,7 +302,7 @@ class WithdrawalView(APIView):
         access = access_for(request)
         top_up = TopUp.objects.filter(pk=data["top_up"]).first()
         if top_up is None:
-            raise ValidationError({"top_up": ["No top-up with this id."]})
+            raise ValidationError({"top_up": [gettext("No top-up with this id.")]})
         if not selectors.top_ups_visible_to(access).filter(pk=top_up.pk).exists():
             raise NotFoundError()
         store = store_for_write(request, data.get("store"))

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.clock import end_of_business_day
@@ -210,7 +211,7 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="tiers",
-            description="Downgrade members whose hold period has ended to the tier their window growth retains.",
+            description=_("Downgrade members whose hold period has ended to the tier their window growth retains."),
             bounds=lambda as_of, params: downgrade_bounds(as_of),
             run_chunk=lambda as_of, start, stop, params: downgrade_chunk(start, stop, as_of, timezone.now()),
             chunk_size=CHUNK_SIZE,

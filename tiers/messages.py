@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db.models import Q, Sum
+from django.utils.translation import gettext_lazy
 
 from loyalty.clock import end_of_business_day
 from loyalty.message_templates import MessageKind, register_message_kind
@@ -16,9 +17,13 @@ from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, TierChange
 TIER_UP = register_message_kind(
     MessageKind(
         code="tier_up",
-        label="tier upgrade",
+        label=gettext_lazy("tier upgrade"),
         marketing=False,
-        variables={"tier": "the new tier's name", "previous_tier": "the tier she left", "date": "held until"},
+        variables={
+            "tier": gettext_lazy("the new tier's name"),
+            "previous_tier": gettext_lazy("the tier she left"),
+            "date": gettext_lazy("held until"),
+        },
         sample={"tier": "金卡", "previous_tier": "银卡", "date": date(2027, 6, 30)},
         frequency_days=0,  # one per tier change
     )
@@ -26,9 +31,9 @@ TIER_UP = register_message_kind(
 TIER_DOWN = register_message_kind(
     MessageKind(
         code="tier_down",
-        label="tier downgrade",
+        label=gettext_lazy("tier downgrade"),
         marketing=False,
-        variables={"tier": "the new tier's name", "previous_tier": "the tier she left"},
+        variables={"tier": gettext_lazy("the new tier's name"), "previous_tier": gettext_lazy("the tier she left")},
         sample={"tier": "银卡", "previous_tier": "金卡"},
         frequency_days=0,  # one per tier change
     )
@@ -36,14 +41,14 @@ TIER_DOWN = register_message_kind(
 TIER_DOWNGRADE_WARNING = register_message_kind(
     MessageKind(
         code="tier_downgrade_warning",
-        label="tier downgrade warning",
+        label=gettext_lazy("tier downgrade warning"),
         marketing=False,
         variables={
-            "tier": "her tier now",
-            "new_tier": "the tier her growth keeps",
-            "date": "the day her hold ends",
-            "growth": "the growth that will count then",
-            "growth_needed": "growth still needed to keep her tier",
+            "tier": gettext_lazy("her tier now"),
+            "new_tier": gettext_lazy("the tier her growth keeps"),
+            "date": gettext_lazy("the day her hold ends"),
+            "growth": gettext_lazy("the growth that will count then"),
+            "growth_needed": gettext_lazy("growth still needed to keep her tier"),
         },
         sample={"tier": "金卡", "new_tier": "银卡", "date": date(2026, 12, 31), "growth": 4200, "growth_needed": 800},
     )

@@ -27,6 +27,7 @@ class Tier(models.Model):
         max_digits=4,
         decimal_places=2,
         default=Decimal("1.00"),
+        # xgettext:no-python-format (a per cent sign, not a placeholder)
         help_text=_("What the POS charges: 0.95 = 5% off."),
     )
     free_shipping = models.BooleanField(_("free shipping"), default=False)

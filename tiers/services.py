@@ -17,6 +17,7 @@ from decimal import ROUND_FLOOR, Decimal
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.clock import business_date, end_of_business_day
@@ -32,7 +33,7 @@ EVENT_WEIGHTS = {"sign_in": "per_active_day", "share": "per_share", "review": "p
 
 class NotEligible(DomainError):
     code = "not_eligible"
-    default_detail = "The member's tier may not redeem this reward."
+    default_detail = _("The member's tier may not redeem this reward.")
 
 
 def ladder():

@@ -11,6 +11,8 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import (
     BonusAction,
@@ -55,22 +57,24 @@ MULTIPLYING_KINDS = (CampaignKind.MULTIPLIER, CampaignKind.BIRTHDAY)
 
 class CampaignRunning(DomainError):
     code = "campaign_active"
-    default_detail = "A running campaign keeps its terms: pause it to change them, or copy it as a new version."
+    default_detail = _("A running campaign keeps its terms: pause it to change them, or copy it as a new version.")
 
 
 class CampaignEnded(DomainError):
     code = "campaign_ended"
-    default_detail = "The campaign has ended; copy it to run it again."
+    default_detail = _("The campaign has ended; copy it to run it again.")
 
 
 class InvalidStatusChange(DomainError):
     code = "invalid_status"
-    default_detail = "The campaign's status does not allow this."
+    default_detail = _("The campaign's status does not allow this.")
 
 
 def _codes_error(errors, field, unknown):
     if unknown:
-        errors.setdefault(field, []).append(f"Unknown codes: {', '.join(sorted(unknown))}.")
+        errors.setdefault(field, []).append(
+            gettext("Unknown codes: %(codes)s.") % {"codes": ", ".join(sorted(unknown))}
+        )
 
 
 def check_terms(values, *, campaign=None):
@@ -79,22 +83,22 @@ def check_terms(values, *, campaign=None):
     kind = values.get("kind")
     starts_at, ends_at = values.get("starts_at"), values.get("ends_at")
     if starts_at and ends_at and ends_at <= starts_at:
-        errors["ends_at"] = ["The end must come after the start."]
+        errors["ends_at"] = [gettext("The end must come after the start.")]
     multiplier = values.get("multiplier")
     variants = values.get("variants") or []
     if multiplier is not None and multiplier <= 1:
-        errors["multiplier"] = ["A multiplier is greater than 1 (2 doubles the points)."]
+        errors["multiplier"] = [gettext("A multiplier is greater than 1 (2 doubles the points).")]
     for index, variant in enumerate(variants):
         if variant.get("multiplier") is not None and variant["multiplier"] <= 1:
-            errors[f"variants.{index}.multiplier"] = ["A multiplier is greater than 1 (2 doubles the points)."]
+            errors[f"variants.{index}.multiplier"] = [gettext("A multiplier is greater than 1 (2 doubles the points).")]
     if variants:
         codes = [variant["code"] for variant in variants]
         if len(set(codes)) != len(codes):
-            errors["variants"] = ["Variant codes must differ."]
+            errors["variants"] = [gettext("Variant codes must differ.")]
         if "holdout" in codes:
-            errors["variants"] = ["`holdout` names the control group: choose another variant code."]
+            errors["variants"] = [gettext("`holdout` names the control group: choose another variant code.")]
         if sum(variant["weight"] for variant in variants) != 100:
-            errors.setdefault("variants", []).append("The variants' weights must sum to 100.")
+            errors.setdefault("variants", []).append(gettext("The variants' weights must sum to 100."))
     has_multiplier = multiplier is not None or (variants and all(v.get("multiplier") is not None for v in variants))
     has_bonus = values.get("bonus_points") or (variants and all(v.get("bonus_points") for v in variants))
     coupon_template_id = values.get("coupon_template_id")
@@ -103,31 +107,35 @@ def check_terms(values, *, campaign=None):
     # A campaign with a coupon template may give the coupon alone (no bonus, no multiplier): a coupon-only campaign.
     has_bonus = has_bonus or (coupon_template_id is not None and not has_multiplier)
     if kind == CampaignKind.MULTIPLIER and not has_multiplier:
-        errors["multiplier"] = ["A multiplier campaign needs a multiplier (on the campaign or on every variant)."]
+        errors["multiplier"] = [
+            gettext("A multiplier campaign needs a multiplier (on the campaign or on every variant).")
+        ]
     messages_only = kind == CampaignKind.SEGMENT_MOVE and (values.get("trigger") or {}).get("message") is True
     if kind in (CampaignKind.BONUS, CampaignKind.WIN_BACK, CampaignKind.REFERRAL, CampaignKind.SEGMENT_MOVE) and (
         not has_bonus and not messages_only
     ):
-        errors["bonus_points"] = ["This kind of campaign gives bonus points: set bonus_points."]
+        errors["bonus_points"] = [gettext("This kind of campaign gives bonus points: set bonus_points.")]
     if kind == CampaignKind.BIRTHDAY and not (has_multiplier or has_bonus):
-        errors["bonus_points"] = ["A birthday campaign gives bonus points or a multiplier."]
+        errors["bonus_points"] = [gettext("A birthday campaign gives bonus points or a multiplier.")]
     if kind not in MULTIPLYING_KINDS and (
         multiplier is not None or any(v.get("multiplier") is not None for v in variants)
     ):
-        errors["multiplier"] = [f"A {kind} campaign gives bonus points, not a multiplier."]
+        errors["multiplier"] = [gettext("A %(kind)s campaign gives bonus points, not a multiplier.") % {"kind": kind}]
     _check_trigger(kind, values.get("trigger") or {}, errors)
     _check_conditions(values.get("conditions") or {}, errors)
     _check_target(values.get("target") or {}, errors)
     if values.get("per_member_period_cap") is not None and not values.get("cap_period"):
-        errors["cap_period"] = ["Say the period of the per-member period cap (day, week or month)."]
+        errors["cap_period"] = [gettext("Say the period of the per-member period cap (day, week or month).")]
     if values.get("cap_period") and values["cap_period"] not in CapPeriod.values:
-        errors["cap_period"] = [f"One of {', '.join(CapPeriod.values)}."]
+        errors["cap_period"] = [gettext("One of %(values)s.") % {"values": ", ".join(CapPeriod.values)}]
     holdout = values.get("holdout_percent") or Decimal(0)
     if not Decimal(0) <= holdout < 100:
-        errors["holdout_percent"] = ["A share from 0 to under 100."]
+        errors["holdout_percent"] = [gettext("A share from 0 to under 100.")]
     budget = values.get("budget_points")
     if campaign is not None and budget is not None and budget < campaign.budget_used:
-        errors["budget_points"] = [f"{campaign.budget_used} points of the budget are already used."]
+        errors["budget_points"] = [
+            gettext("%(budget_used)s points of the budget are already used.") % {"budget_used": campaign.budget_used}
+        ]
     if errors:
         raise InvalidInput(errors)
 
@@ -136,29 +144,31 @@ def _check_coupon_template(template_id, errors):
     from campaigns.models_coupons import CouponTemplate
 
     if template_id == "unknown" or not CouponTemplate.objects.filter(pk=template_id, is_active=True).exists():
-        errors["coupon_template"] = ["No active coupon template with this id."]
+        errors["coupon_template"] = [gettext("No active coupon template with this id.")]
 
 
 def _check_trigger(kind, trigger, errors):
     if not isinstance(trigger, dict):
-        errors["trigger"] = ["An object."]
+        errors["trigger"] = [gettext("An object.")]
         return
     if kind == CampaignKind.BONUS:
         action = trigger.get("action")
         if action not in BonusAction.values:
-            errors["trigger"] = [f"trigger.action is one of {', '.join(BonusAction.values)}."]
+            errors["trigger"] = [
+                gettext("trigger.action is one of %(values)s.") % {"values": ", ".join(BonusAction.values)}
+            ]
         elif action in (BonusAction.FIRST_PURCHASE_IN_DAYS, BonusAction.SIGN_IN_STREAK):
             days = trigger.get("days")
             if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650:
-                errors["trigger"] = ["trigger.days is a whole number of days from 1 to 3650."]
+                errors["trigger"] = [gettext("trigger.days is a whole number of days from 1 to 3650.")]
         elif action == BonusAction.EVENT and not trigger.get("event_type"):
-            errors["trigger"] = ["trigger.event_type names the custom event."]
+            errors["trigger"] = [gettext("trigger.event_type names the custom event.")]
     elif kind == CampaignKind.SEGMENT_MOVE:
         segments, stages = set(Segment.values), set(Lifecycle.values)
         has_segment = trigger.get("to_segment") or trigger.get("from_segment")
         has_stage = trigger.get("to_lifecycle") or trigger.get("from_lifecycle")
         if not has_segment and not has_stage:
-            errors["trigger"] = ["Name the move: from_segment/to_segment or from_lifecycle/to_lifecycle."]
+            errors["trigger"] = [gettext("Name the move: from_segment/to_segment or from_lifecycle/to_lifecycle.")]
         bad = [
             f"{key}={trigger[key]}"
             for key, allowed in (
@@ -170,48 +180,53 @@ def _check_trigger(kind, trigger, errors):
             if trigger.get(key) not in (None, "") and trigger[key] not in allowed
         ]
         if bad:
-            errors["trigger"] = [f"Unknown codes: {', '.join(bad)}."]
+            errors["trigger"] = [gettext("Unknown codes: %(bad)s.") % {"bad": ", ".join(bad)}]
         if "message" in trigger and not isinstance(trigger["message"], bool):
-            errors["trigger"] = ["trigger.message is true (tell the members who moved) or false."]
+            errors["trigger"] = [gettext("trigger.message is true (tell the members who moved) or false.")]
     elif kind == CampaignKind.WIN_BACK:
         unknown = set(trigger.get("lifecycle") or ()) - set(Lifecycle.values)
         _codes_error(errors, "trigger", unknown)
     elif kind == CampaignKind.REFERRAL:
         points = trigger.get("referrer_points")
         if points is not None and (not isinstance(points, int) or isinstance(points, bool) or points < 0):
-            errors["trigger"] = ["trigger.referrer_points is a whole number of points."]
+            errors["trigger"] = [gettext("trigger.referrer_points is a whole number of points.")]
 
 
 def _check_conditions(conditions, errors):
     if not isinstance(conditions, dict):
-        errors["conditions"] = ["An object."]
+        errors["conditions"] = [gettext("An object.")]
         return
     for key, low, high in (("weekdays", 1, 7), ("hours", 0, 23)):
         values = conditions.get(key) or []
         if not isinstance(values, list) or any(
             not isinstance(v, int) or isinstance(v, bool) or not low <= v <= high for v in values
         ):
-            errors["conditions"] = [f"conditions.{key} lists whole numbers from {low} to {high}."]
+            errors["conditions"] = [
+                gettext("conditions.%(key)s lists whole numbers from %(low)s to %(high)s.")
+                % {"key": key, "low": low, "high": high}
+            ]
     if conditions.get("categories") is not None and not isinstance(conditions["categories"], list):
-        errors["conditions"] = ["conditions.categories lists category codes."]
+        errors["conditions"] = [gettext("conditions.categories lists category codes.")]
     unknown = set(conditions) - {"weekdays", "hours", "categories", "min_amount"}
     if unknown:
-        errors["conditions"] = [f"Unknown conditions: {', '.join(sorted(unknown))}."]
+        errors["conditions"] = [gettext("Unknown conditions: %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))}]
 
 
 def _check_target(target, errors):
     from tiers.models import Tier
 
     if not isinstance(target, dict):
-        errors["target"] = ["An object."]
+        errors["target"] = [gettext("An object.")]
         return
     unknown_keys = set(target) - set(TARGET_KEYS)
     if unknown_keys:
-        errors["target"] = [f"Unknown target keys: {', '.join(sorted(unknown_keys))}."]
+        errors["target"] = [
+            gettext("Unknown target keys: %(unknown_keys)s.") % {"unknown_keys": ", ".join(sorted(unknown_keys))}
+        ]
         return
     for key in TARGET_KEYS:
         if not isinstance(target.get(key, []), list):
-            errors[f"target.{key}"] = ["A list of codes."]
+            errors[f"target.{key}"] = [gettext("A list of codes.")]
     if any(key in errors for key in errors if key.startswith("target.")):
         return
     known = {
@@ -257,7 +272,7 @@ def _normalised(values):
 def _lock(campaign_id):
     campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
     if campaign is None:
-        raise NotFoundError("No campaign with this id.")
+        raise NotFoundError(gettext("No campaign with this id."))
     return campaign
 
 
@@ -315,7 +330,9 @@ def change_campaign(*, actor, campaign_id, changes):
         if changed & set(SPLIT) and CampaignAssignment.objects.filter(campaign=campaign).exists():
             raise InvalidInput(
                 {
-                    name: ["Members are already assigned to this campaign's groups: copy it to split them anew."]
+                    name: [
+                        gettext("Members are already assigned to this campaign's groups: copy it to split them anew.")
+                    ]
                     for name in sorted(changed & set(SPLIT))
                 }
             )
@@ -367,7 +384,7 @@ def activate_campaign(*, actor, campaign_id):
         now = timezone.now()
         status = campaign.status_at(now)
         if status == CampaignStatus.ENDED or (campaign.ends_at is not None and campaign.ends_at <= now):
-            raise CampaignEnded("The campaign's end has passed: change its end, or copy it, to run it.")
+            raise CampaignEnded(gettext("The campaign's end has passed: change its end, or copy it, to run it."))
         if status in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED):
             return campaign
         check_terms(_terms_of(campaign), campaign=campaign)
@@ -387,7 +404,9 @@ def pause_campaign(*, actor, campaign_id):
         if status == CampaignStatus.PAUSED:
             return campaign
         if status not in (CampaignStatus.ACTIVE, CampaignStatus.SCHEDULED):
-            raise InvalidStatusChange(f"A {status} campaign cannot be paused.")
+            raise InvalidStatusChange(
+                gettext("A %(status)s campaign cannot be paused.") % {"status": CampaignStatus(status).label}
+            )
         return _set_status(campaign, CampaignStatus.PAUSED, actor=actor, action="campaign.paused")
 
 
@@ -407,7 +426,7 @@ def copy_campaign(*, actor, campaign_id, changes=None):
     of a running or ended campaign."""
     source = Campaign.objects.filter(pk=campaign_id).first()
     if source is None:
-        raise NotFoundError("No campaign with this id.")
+        raise NotFoundError(gettext("No campaign with this id."))
     values = {**_terms_of(source), "name": source.name, "description": source.description, **(changes or {})}
     values["copied_from"] = source
     campaign = create_campaign(actor=actor, values=values)
@@ -419,6 +438,6 @@ def delete_campaign(*, actor, campaign_id):
     with transaction.atomic(durable=True):
         campaign = _lock(campaign_id)
         if campaign.status != CampaignStatus.DRAFT or CampaignAward.objects.filter(campaign=campaign).exists():
-            raise InvalidStatusChange("Only a draft is deleted: end a campaign that ran.")
+            raise InvalidStatusChange(gettext("Only a draft is deleted: end a campaign that ran."))
         record_audit(actor=actor, action="campaign.deleted", target=campaign, old=_terms_of(campaign))
         campaign.delete()

@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.coupon_codes import MalformedCode, new_code, normalise
 from campaigns.models_coupons import (
@@ -87,47 +89,47 @@ REASONS = (
 
 class CouponUsed(DomainError):
     code = "coupon_used"
-    default_detail = "This coupon was already used."
+    default_detail = _("This coupon was already used.")
 
 
 class CouponExpired(DomainError):
     code = "coupon_expired"
-    default_detail = "This coupon has expired."
+    default_detail = _("This coupon has expired.")
 
 
 class CouponNotApplicable(DomainError):
     code = "coupon_not_applicable"
-    default_detail = "This coupon cannot be used on this order."
+    default_detail = _("This coupon cannot be used on this order.")
 
 
 class CouponNotUsed(DomainError):
     code = "coupon_not_used"
-    default_detail = "This coupon is not used: there is nothing to undo."
+    default_detail = _("This coupon is not used: there is nothing to undo.")
 
 
 class UndoWindowPassed(DomainError):
     code = "undo_window_passed"
-    default_detail = "The time to undo this use has passed; refund the order to return the coupon."
+    default_detail = _("The time to undo this use has passed; refund the order to return the coupon.")
 
 
 class TemplateInUse(DomainError):
     code = "template_in_use"
-    default_detail = "Coupons were issued from this template: its terms stay (deactivate it, or create a new one)."
+    default_detail = _("Coupons were issued from this template: its terms stay (deactivate it, or create a new one).")
 
 
 class TemplateInactive(DomainError):
     code = "template_inactive"
-    default_detail = "This coupon template is not active, or its validity has ended."
+    default_detail = _("This coupon template is not active, or its validity has ended.")
 
 
 class OutOfStock(DomainError):
     code = "out_of_stock"
-    default_detail = "Not enough coupons left of this template's total quantity."
+    default_detail = _("Not enough coupons left of this template's total quantity.")
 
 
 class LimitReached(DomainError):
     code = "limit_reached"
-    default_detail = "These members would hold more coupons of this template than its per-member limit."
+    default_detail = _("These members would hold more coupons of this template than its per-member limit.")
 
 
 @dataclass
@@ -164,28 +166,30 @@ def check_template_terms(values):
     errors = {}
     kind = values.get("kind")
     if kind == CouponKind.AMOUNT_OFF and not values.get("amount_off"):
-        errors["amount_off"] = ["An amount_off coupon needs the amount it takes off (more than 0)."]
+        errors["amount_off"] = [gettext("An amount_off coupon needs the amount it takes off (more than 0).")]
     if kind == CouponKind.PERCENT_OFF and not values.get("percent_off"):
-        errors["percent_off"] = ["A percent_off coupon needs its percent (more than 0, at most 100)."]
+        errors["percent_off"] = [gettext("A percent_off coupon needs its percent (more than 0, at most 100).")]
     if kind != CouponKind.PERCENT_OFF and values.get("percent_off") is not None:
-        errors["percent_off"] = ["Only a percent_off coupon takes a percent."]
+        errors["percent_off"] = [gettext("Only a percent_off coupon takes a percent.")]
     if kind != CouponKind.PERCENT_OFF and values.get("max_discount") is not None:
-        errors["max_discount"] = ["Only a percent_off coupon has a cap."]
+        errors["max_discount"] = [gettext("Only a percent_off coupon has a cap.")]
     fixed = values.get("valid_from") is not None or values.get("valid_until") is not None
     if values.get("valid_days") is not None and fixed:
-        errors["valid_days"] = ["Give valid_days or valid_from and valid_until, not both."]
+        errors["valid_days"] = [gettext("Give valid_days or valid_from and valid_until, not both.")]
     elif values.get("valid_days") is None:
         if values.get("valid_from") is None or values.get("valid_until") is None:
-            errors["valid_days"] = ["Give valid_days (N days from issue) or both valid_from and valid_until."]
+            errors["valid_days"] = [gettext("Give valid_days (N days from issue) or both valid_from and valid_until.")]
         elif values["valid_until"] < values["valid_from"]:
-            errors["valid_until"] = ["valid_until is before valid_from."]
+            errors["valid_until"] = [gettext("valid_until is before valid_from.")]
     stores = list(values.get("stores") or [])
     unknown = sorted(set(stores) - set(Store.objects.filter(code__in=stores).values_list("code", flat=True)))
     if unknown:
-        errors["stores"] = [f"No store with the code {code}." for code in unknown]
+        errors["stores"] = [gettext("No store with the code %(code)s.") % {"code": code} for code in unknown]
     quantity, issued = values.get("total_quantity"), values.get("issued_count", 0)
     if quantity is not None and quantity < issued:
-        errors["total_quantity"] = [f"{issued} coupons are issued already: the total cannot be less."]
+        errors["total_quantity"] = [
+            gettext("%(issued)s coupons are issued already: the total cannot be less.") % {"issued": issued}
+        ]
     if errors:
         raise InvalidInput(errors)
 
@@ -237,7 +241,7 @@ def delete_template(*, actor, template_id):
         if template.issued_count or Coupon.objects.filter(template=template).exists():
             raise TemplateInUse()
         if template.campaigns.exists():
-            raise TemplateInUse("A campaign issues coupons of this template: change the campaign first.")
+            raise TemplateInUse(gettext("A campaign issues coupons of this template: change the campaign first."))
         record_audit(actor=actor, action="coupon_template.deleted", target=template, old=_terms_of(template))
         template.delete()
 
@@ -274,8 +278,8 @@ def _issuable_members(member_ids):
     inactive = sorted(
         {member_id for member_id in member_ids if statuses.get(member_id) not in (None, MemberStatus.ACTIVE)}
     )
-    errors = [f"No member with the id {member_id}." for member_id in missing]
-    errors += [f"Member {member_id} is not active." for member_id in inactive]
+    errors = [gettext("No member with the id %(member_id)s.") % {"member_id": member_id} for member_id in missing]
+    errors += [gettext("Member %(member_id)s is not active.") % {"member_id": member_id} for member_id in inactive]
     if errors:
         raise InvalidInput({"members": errors})
 
@@ -364,13 +368,13 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
         _ensure_issuable(template, business_date())
         rfm_as_of = None
         if tag is not None and not Tag.objects.filter(code=tag).exists():
-            raise InvalidInput({"tag": [f"No tag with the code {tag}."]})
+            raise InvalidInput({"tag": [gettext("No tag with the code %(tag)s.") % {"tag": tag}]})
         if segment is not None:
             if segment not in Segment.values:
-                raise InvalidInput({"segment": [f"No segment {segment}."]})
+                raise InvalidInput({"segment": [gettext("No segment %(segment)s.") % {"segment": segment}]})
             rfm_as_of = latest_rfm_date()
             if rfm_as_of is None:
-                raise InvalidInput({"segment": ["No RFM run has completed yet: members have no segment."]})
+                raise InvalidInput({"segment": [gettext("No RFM run has completed yet: members have no segment.")]})
         if member_list is not None:
             list_name, text, list_key, rows = member_list
             bounds = {"low": 0, "high": rows - 1}  # a list's rows by position
@@ -475,7 +479,7 @@ def void_for_cancelled_redemption(redemption):
         )
     )
     if any(coupon.status == CouponStatus.USED for coupon in issued):
-        raise CouponUsed("A coupon of this redemption was used: the redemption cannot be cancelled.")
+        raise CouponUsed(gettext("A coupon of this redemption was used: the redemption cannot be cancelled."))
     Coupon.objects.filter(pk__in=[coupon.pk for coupon in issued]).update(
         status=CouponStatus.VOID, status_changed_at=timezone.now()
     )
@@ -550,7 +554,7 @@ def _coupon_by_code(code, *, lock=False):
         queryset = queryset.select_for_update(no_key=True, of=("self",))
     coupon = queryset.filter(code=code).first()
     if coupon is None:
-        raise NotFoundError("No coupon with this code.")
+        raise NotFoundError(gettext("No coupon with this code."))
     return coupon
 
 
@@ -576,7 +580,9 @@ def _refuse(coupon, reason):
         raise CouponUsed(used_at=iso(coupon.used_at))
     if reason == REASON_EXPIRED:
         raise CouponExpired(valid_until=coupon.valid_until.isoformat())
-    raise CouponNotApplicable(f"This coupon cannot be used on this order: {reason}.", reason=reason)
+    raise CouponNotApplicable(
+        gettext("This coupon cannot be used on this order: %(reason)s.") % {"reason": reason}, reason=reason
+    )
 
 
 def redeem_coupon(
@@ -643,7 +649,7 @@ def undo_redemption(*, actor, code, store_ids=None):
     with transaction.atomic(durable=True):
         coupon = _coupon_by_code(code, lock=True)
         if coupon.status == CouponStatus.USED and store_ids is not None and coupon.store_id not in store_ids:
-            raise NotFoundError("No coupon with this code used at your stores.")
+            raise NotFoundError(gettext("No coupon with this code used at your stores."))
         if coupon.status != CouponStatus.USED:
             raise CouponNotUsed()
         if now - coupon.used_at > timedelta(minutes=settings.COUPON_UNDO_MINUTES):

@@ -8,6 +8,7 @@ segment_moves job's chunk) writes them with loyalty.messaging.queue_messages in 
 from datetime import date, timedelta
 
 from django.db.models import Count
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import business_date
 from loyalty.message_templates import MessageKind, register_message_kind
@@ -16,12 +17,12 @@ from loyalty.messaging import MessageRequest
 CAMPAIGN_LAUNCH = register_message_kind(
     MessageKind(
         code="campaign_launch",
-        label="campaign launch",
+        label=_("campaign launch"),
         marketing=True,
         variables={
-            "campaign": "the campaign's name",
-            "starts": "its first day",
-            "ends": "its last day (empty: open-ended)",
+            "campaign": _("the campaign's name"),
+            "starts": _("its first day"),
+            "ends": _("its last day (empty: open-ended)"),
         },
         sample={"campaign": "双十一双倍积分", "starts": date(2026, 11, 11), "ends": date(2026, 11, 12)},
     )
@@ -45,9 +46,13 @@ COUPON_REMINDER_DAYS = 3  # the reminder goes out this many days before a coupon
 COUPONS_EXPIRING = register_message_kind(
     MessageKind(
         code="coupons_expiring",
-        label="coupons expiring",
+        label=_("coupons expiring"),
         marketing=False,
-        variables={"count": "her unused coupons whose last day it is", "date": "their last valid day", "days": "days"},
+        variables={
+            "count": _("her unused coupons whose last day it is"),
+            "date": _("their last valid day"),
+            "days": _("days"),
+        },
         sample={"count": 2, "date": date(2026, 12, 31), "days": COUPON_REMINDER_DAYS},
         frequency_days=0,  # once per last day (the dedupe key)
     )

@@ -49,6 +49,7 @@ from fractions import Fraction
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from campaigns.models import HOLDOUT, CampaignStatus, CampaignVariant
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
@@ -128,12 +129,15 @@ def results_window(campaign, date_from=None, date_to=None, *, now=None):
     `to` before `from`."""
     for field, day in (("from", date_from), ("to", date_to)):
         if day is not None and not EARLIEST <= day <= LATEST:
-            raise _invalid(field, f"Use a date between {EARLIEST} and {LATEST}.")
+            raise _invalid(
+                field,
+                gettext("Use a date between %(earliest)s and %(latest)s.") % {"earliest": EARLIEST, "latest": LATEST},
+            )
     now = now or timezone.now()
     first = date_from or business_date(campaign.starts_at)
     if date_to is not None:
         if date_to < first:
-            raise _invalid("to", "The window ends before it starts.")
+            raise _invalid("to", gettext("The window ends before it starts."))
         return first, date_to
     ended = campaign.status_at(now) == CampaignStatus.ENDED
     if ended and campaign.ends_at is not None:

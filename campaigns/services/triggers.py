@@ -11,6 +11,7 @@ names the move (`segment_move:<date>`), once per campaign and member (a unique c
 import logging
 
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import CampaignAward, CampaignKind
 from loyalty.scheduling import JobDefinition, register_job
@@ -146,8 +147,10 @@ def register_jobs():
     register_job(
         JobDefinition(
             name="segment_moves",
-            description="Campaign awards for members who moved between RFM segments or lifecycle stages in the "
-            "night's RFM run (segment_move campaigns).",
+            description=_(
+                "Campaign awards for members who moved between RFM segments or lifecycle stages in the "
+                "night's RFM run (segment_move campaigns)."
+            ),
             bounds=_bounds,
             run_chunk=segment_moves_chunk,
             chunk_size=20_000,

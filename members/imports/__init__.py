@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
+from django.utils.translation import gettext as _
 
 from loyalty.registry import ExtensionPoint
 from members.models import Purchase
@@ -158,10 +159,10 @@ def import_purchases(
     (with create_members) erased identities hashed under a key no longer configured.
     """
     if not source or len(source) > Purchase._meta.get_field("source").max_length:
-        raise ImportRefused("The source must be 1 to 40 characters.")
+        raise ImportRefused(_("The source must be 1 to 40 characters."))
     recorder = _registry.get("record_purchase") if award_points else None
     if award_points and recorder is None:
-        raise ImportRefused("No purchase recorder is registered (the points app registers one when installed).")
+        raise ImportRefused(_("No purchase recorder is registered (the points app registers one when installed)."))
     chunk_rows = chunk_rows or (AWARD_CHUNK_ROWS if award_points else CHUNK_ROWS)
     erasure = _ErasureCheck(enabled=create_members)  # without create_members an erased member is unknown
     checks = _Checks(erasure)
@@ -197,7 +198,7 @@ def _run(path, *, rejects_path, encoding, chunk_rows, progress, columns, require
     started = time.monotonic()
     rejects_path = rejects_path or default_rejects_path(path)
     if os.path.abspath(rejects_path) == os.path.abspath(path):
-        raise ImportRefused("The rejects file must not be the input file.")
+        raise ImportRefused(_("The rejects file must not be the input file."))
     report = ImportReport(rejects_path=rejects_path)
     with (
         _CsvSource(path, encoding, columns=columns, required=required, one_of=one_of) as source,

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.clock import business_tz
 from loyalty.csv_cells import neutralise_row, restore
@@ -166,7 +167,7 @@ class _CsvSource:
         try:
             self.header = next(self._guarded(), None)
             if self.header is None:
-                raise ImportRefused("The file is empty: it needs a header row.")
+                raise ImportRefused(_("The file is empty: it needs a header row."))
             self.positions = self._positions(self.header)
         except ImportRefused:
             self.text.close()
@@ -291,20 +292,20 @@ class _Checks:
         name = _text(values, "name", Member)
         gender = values.get("gender", "").lower() or Gender.UNKNOWN
         if gender not in GENDERS:
-            raise Rejected("invalid gender")
+            raise Rejected(_("invalid gender"))
         birthday = self._birthday(values.get("birthday", ""))
         email = _text(values, "email", Member)
         if email:
             try:
                 validate_email(email)
             except ValidationError:
-                raise Rejected("invalid email") from None
+                raise Rejected(_("invalid email")) from None
         store_id = self._store(values.get("store", ""))
         joined_at = self.now
         if values.get("joined_at"):
             joined_at = self._instant(values["joined_at"], "joined_at")
             if joined_at > self.latest:
-                raise Rejected("joined_at in the future")
+                raise Rejected(_("joined_at in the future"))
         consents = [
             self._boolean(values.get(name, ""), name) for name in ("consent_sms", "consent_wechat", "consent_email")
         ]
@@ -329,16 +330,16 @@ class _Checks:
         external_id = _text(values, "member_external_id", Member, column="external_id") or None
         phone = self._phone(values.get("member_phone", ""), "member_phone")
         if external_id is None and phone is None:
-            raise Rejected("missing member_external_id or member_phone")
+            raise Rejected(_("missing member_external_id or member_phone"))
         order_no = _text(values, "order_no", Purchase, required=True)
         occurred_at = self._instant(_required(values, "occurred_at"), "occurred_at")
         if not EARLIEST_ORDER <= occurred_at <= self.latest:
-            raise Rejected("occurred_at out of range (2000-01-01 to now)")
+            raise Rejected(_("occurred_at out of range (2000-01-01 to now)"))
         amount = self._amount(_required(values, "amount"))
         store_id = self._store(values.get("store", ""))
         channel = values.get("channel", "").lower() or PurchaseChannel.OFFLINE
         if channel not in PURCHASE_CHANNELS:
-            raise Rejected("invalid channel")
+            raise Rejected(_("invalid channel"))
         return PurchaseRow(
             line,
             external_id,
@@ -365,7 +366,7 @@ class _Checks:
         try:
             return self.stores[code]
         except KeyError:
-            raise Rejected("unknown store") from None
+            raise Rejected(_("unknown store")) from None
 
     def _instant(self, text, name):
         try:
@@ -383,22 +384,22 @@ class _Checks:
                 raise ValueError
             birthday = date.fromisoformat(text)
         except ValueError:
-            raise Rejected("invalid birthday") from None
+            raise Rejected(_("invalid birthday")) from None
         if not EARLIEST_BIRTHDAY <= birthday <= self.today:
-            raise Rejected("invalid birthday")
+            raise Rejected(_("invalid birthday"))
         return birthday
 
     @staticmethod
     def _amount(text):
         if not AMOUNT_PATTERN.fullmatch(text):
-            raise Rejected("invalid amount")
+            raise Rejected(_("invalid amount"))
         amount = Decimal(text)
         if amount <= 0:
-            raise Rejected("amount must be greater than 0")
+            raise Rejected(_("amount must be greater than 0"))
         if amount != amount.quantize(CENT):
-            raise Rejected("amount has more than 2 decimals")
+            raise Rejected(_("amount has more than 2 decimals"))
         if amount > MAX_AMOUNT:
-            raise Rejected("amount too large")
+            raise Rejected(_("amount too large"))
         return amount.quantize(CENT)
 
     @staticmethod

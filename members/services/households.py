@@ -1,6 +1,8 @@
 """Households: members of one family, linked by staff (points may move between them, SPEC §5)."""
 
 from django.db import transaction
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
 from loyalty.errors import DomainError, InvalidInput
@@ -12,7 +14,7 @@ from .membership import MemberAnonymised
 
 class HouseholdConflict(DomainError):
     code = "household_conflict"
-    default_detail = "The two members belong to different households; one must leave hers first."
+    default_detail = _("The two members belong to different households; one must leave hers first.")
 
 
 def link_household(*, actor, member, other):
@@ -23,7 +25,7 @@ def link_household(*, actor, member, other):
     before the link changes). Raises InvalidInput (the same member twice), MemberAnonymised, HouseholdConflict
     (each already has a different household)."""
     if member.pk == other.pk:
-        raise InvalidInput({"member": ["A member cannot be linked with herself."]})
+        raise InvalidInput({"member": [gettext("A member cannot be linked with herself.")]})
     with transaction.atomic(durable=True):
         locked = lock_members([member.pk, other.pk])
         member, other = locked[member.pk], locked[other.pk]

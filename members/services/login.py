@@ -20,6 +20,8 @@ from django.db import transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.errors import DomainError, Throttled
 from loyalty.messaging import send_message
@@ -34,7 +36,7 @@ CLOSED_STATUSES = (MemberStatus.ANONYMISED, MemberStatus.MERGED)
 class NotAuthenticated(DomainError):
     status = 401
     code = "not_authenticated"
-    default_detail = "The refresh token is invalid or expired."
+    default_detail = _("The refresh token is invalid or expired.")
 
 
 # --- Member tokens --------------------------------------------------------------------------------------------
@@ -110,11 +112,13 @@ def refresh_member_tokens(refresh_token):
             refusal = NotAuthenticated()
         elif row.used_at is not None:
             _revoke_family(row.family, now)  # committed with this transaction, before the refusal is raised
-            refusal = NotAuthenticated("The refresh token was already used; this login is revoked. Log in again.")
+            refusal = NotAuthenticated(
+                gettext("The refresh token was already used; this login is revoked. Log in again.")
+            )
         elif row.expires_at <= now:
             refusal = NotAuthenticated()
         elif row.member.status in CLOSED_STATUSES or row.token_version != row.member.token_version:
-            refusal = NotAuthenticated("The member's tokens were revoked. Log in again.")
+            refusal = NotAuthenticated(gettext("The member's tokens were revoked. Log in again."))
         else:
             row.used_at = now
             row.save(update_fields=["used_at"])
@@ -175,13 +179,13 @@ def purge_login_codes(cutoff):
 class CodeInvalid(DomainError):
     status = 400
     code = "otp_invalid"
-    default_detail = "The code is wrong or has already been used."
+    default_detail = _("The code is wrong or has already been used.")
 
 
 class CodeExpired(DomainError):
     status = 400
     code = "otp_expired"
-    default_detail = "The code has expired; ask for a new one."
+    default_detail = _("The code has expired; ask for a new one.")
 
 
 def _code_hash(phone, code):
@@ -218,15 +222,15 @@ def request_login_code(*, phone, ip_address=None):
         recent = OtpChallenge.objects.filter(phone=phone, created_at__gte=hour_ago)
         wait = _resend_wait(phone, now)
         if wait:
-            raise Throttled("A code was sent to this phone moments ago.", retry_after=wait)
+            raise Throttled(gettext("A code was sent to this phone moments ago."), retry_after=wait)
         if recent.count() >= settings.OTP_MAX_PER_PHONE_PER_HOUR:
-            raise Throttled("Too many codes for this phone; try again in an hour.", retry_after=3600)
+            raise Throttled(gettext("Too many codes for this phone; try again in an hour."), retry_after=3600)
         if (
             ip_address
             and OtpChallenge.objects.filter(ip_address=ip_address, created_at__gte=hour_ago).count()
             >= settings.OTP_MAX_PER_IP_PER_HOUR
         ):
-            raise Throttled("Too many codes from this address; try again later.", retry_after=3600)
+            raise Throttled(gettext("Too many codes from this address; try again later."), retry_after=3600)
         challenge = OtpChallenge.objects.create(
             phone=phone,
             code_hash=_code_hash(phone, code),
@@ -240,7 +244,8 @@ def request_login_code(*, phone, ip_address=None):
             kind="otp",
             recipient=phone,
             member=_member_by_phone(phone),
-            body=f"Your login code is {code}. It expires in {minutes} minutes. Do not share it.",
+            body=gettext("Your login code is %(code)s. It expires in %(minutes)s minutes. Do not share it.")
+            % {"code": code, "minutes": minutes},
             secrets=[code],
         )
     return challenge
@@ -291,7 +296,9 @@ def verify_login_code(*, phone, code, ip_address=None):
         if challenge is None:
             refusal = CodeInvalid()
         elif getattr(challenge, counter) >= settings.OTP_MAX_ATTEMPTS:
-            refusal = Throttled("Too many wrong codes; ask for a new one.", retry_after=_resend_wait(phone, now))
+            refusal = Throttled(
+                gettext("Too many wrong codes; ask for a new one."), retry_after=_resend_wait(phone, now)
+            )
         elif challenge.expires_at <= now:
             refusal = CodeExpired()
         elif not hmac.compare_digest(challenge.code_hash, _code_hash(phone, str(code))):

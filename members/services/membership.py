@@ -9,6 +9,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, CharField, F, Q, Value, When
 from django.db.models.functions import Concat, Replace
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.access import ROLE_ADMIN
@@ -37,24 +39,24 @@ logger = logging.getLogger(__name__)
 
 class MemberExists(DomainError):
     code = "member_exists"
-    default_detail = "A member with this phone or external id already exists."
+    default_detail = _("A member with this phone or external id already exists.")
 
 
 class MemberFrozen(DomainError):
     code = "member_frozen"
-    default_detail = "The member is frozen."
+    default_detail = _("The member is frozen.")
 
 
 class MemberAnonymised(DomainError):
     code = "member_anonymised"
-    default_detail = "The member is anonymised."
+    default_detail = _("The member is anonymised.")
 
 
 class MemberMerged(DomainError):
     """The member was merged into another (`merged_into`): she is closed, and the survivor acts in her place."""
 
     code = "member_merged"
-    default_detail = "The member was merged into another member; use that member."
+    default_detail = _("The member was merged into another member; use that member.")
 
 
 def refuse_merged(member):
@@ -140,7 +142,7 @@ def register_member(
     referral code.
     """
     if not phone and not external_id:
-        raise InvalidInput({"phone": ["Give a phone or an external_id."]})
+        raise InvalidInput({"phone": [gettext("Give a phone or an external_id.")]})
     existing = _existing_member(phone, external_id)
     if existing:
         _raise_exists(existing)
@@ -148,7 +150,7 @@ def register_member(
     if referral_code:
         referrer = Member.objects.filter(referral_code=referral_code.strip().upper()).first()
         if referrer is None:
-            raise InvalidInput({"referral_code": ["No member has this referral code."]})
+            raise InvalidInput({"referral_code": [gettext("No member has this referral code.")]})
         referrer = referrer.surviving_member()
     consents = consents or {}
     for _attempt in range(5):
@@ -290,7 +292,7 @@ def add_member_tag(*, actor, member, tag):
     Rule-based tags are assigned by their rule only (InvalidInput).
     """
     if tag.kind == TagKind.RULE:
-        raise InvalidInput({"tag": ["This tag is rule-based; its rule assigns it."]})
+        raise InvalidInput({"tag": [gettext("This tag is rule-based; its rule assigns it.")]})
     refuse_merged(member)
     with transaction.atomic(durable=True):
         _, created = MemberTag.objects.get_or_create(member=member, tag=tag, defaults={"added_by": actor})
@@ -303,9 +305,9 @@ def remove_member_tag(*, actor, member, tag_code):
     """Remove a manual tag. Removing a tag the member does not have is a no-op (safe to retry)."""
     tag = Tag.objects.filter(code=tag_code).first()
     if tag is None:
-        raise NotFoundError("No tag with this code.")
+        raise NotFoundError(gettext("No tag with this code."))
     if tag.kind == TagKind.RULE:
-        raise InvalidInput({"tag": ["This tag is rule-based; its rule removes it."]})
+        raise InvalidInput({"tag": [gettext("This tag is rule-based; its rule removes it.")]})
     with transaction.atomic(durable=True):
         deleted, _ = MemberTag.objects.filter(member=member, tag=tag).delete()
         if deleted:
@@ -315,7 +317,7 @@ def remove_member_tag(*, actor, member, tag_code):
 
 class WechatIdentityTaken(DomainError):
     code = "wechat_identity_taken"
-    default_detail = "This openid of this app already belongs to another member."
+    default_detail = _("This openid of this app already belongs to another member.")
 
 
 def add_wechat_identity(*, actor, member, app_id, openid, unionid=""):
@@ -369,7 +371,7 @@ def may_change_status(role):
 
 def _refuse_unless_may_change_status(role):
     if not may_change_status(role):
-        raise PermissionDeniedError("Only an admin may freeze, unfreeze or anonymise a member.")
+        raise PermissionDeniedError(gettext("Only an admin may freeze, unfreeze or anonymise a member."))
 
 
 def _set_status(*, actor, member, status, reason, action, role):

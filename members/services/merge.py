@@ -16,6 +16,8 @@ from datetime import datetime
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.audit import record_audit
@@ -40,12 +42,12 @@ PROFILE_FIELDS = ("name", "email", "birthday", "home_store")
 
 class AlreadyMerged(DomainError):
     code = "already_merged"
-    default_detail = "The duplicate was already merged into another member."
+    default_detail = _("The duplicate was already merged into another member.")
 
 
 class MergeRequestConflict(DomainError):
     code = "idempotency_conflict"
-    default_detail = "This idempotency key was used with a different request."
+    default_detail = _("This idempotency key was used with a different request.")
 
 
 @dataclass
@@ -90,9 +92,9 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
     """
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput({"reason": ["Say why these members are merged."]})
+        raise InvalidInput({"reason": [gettext("Say why these members are merged.")]})
     if str(survivor_id) == str(duplicate_id):
-        raise InvalidInput({"duplicate": ["A member cannot be merged into herself."]})
+        raise InvalidInput({"duplicate": [gettext("A member cannot be merged into herself.")]})
     fingerprint = merge_fingerprint(survivor_id, duplicate_id, reason)
     now = timezone.now()
     with transaction.atomic(durable=True):
@@ -105,9 +107,9 @@ def merge_members(*, actor, survivor_id, duplicate_id, reason, idempotency_scope
         members = lock_members([survivor_id, duplicate_id])
         survivor, duplicate = members.get(int(survivor_id)), members.get(int(duplicate_id))
         if survivor is None:
-            raise NotFoundError("No member with this id.")
+            raise NotFoundError(gettext("No member with this id."))
         if duplicate is None:
-            raise InvalidInput({"duplicate": ["No member with this id."]})
+            raise InvalidInput({"duplicate": [gettext("No member with this id.")]})
         if duplicate.merged_into_id is not None:
             return _answer_merged_duplicate(duplicate, survivor, idempotency_scope, idempotency_key, fingerprint)
         _check_mergeable(survivor, duplicate)
@@ -151,14 +153,14 @@ def _answer_merged_duplicate(duplicate, survivor, scope, key, fingerprint):
 def _check_mergeable(survivor, duplicate):
     if survivor.merged_into_id is not None:
         raise MemberMerged(
-            "The survivor was herself merged into another member; merge into that member.",
+            gettext("The survivor was herself merged into another member; merge into that member."),
             merged_into=str(survivor.merged_into_id),
         )
     for member in (survivor, duplicate):
         if member.status == MemberStatus.ANONYMISED:
             raise MemberAnonymised(member=str(member.pk))
         if member.status == MemberStatus.FROZEN:
-            raise MemberFrozen("A frozen member cannot be merged; unfreeze her first.", member=str(member.pk))
+            raise MemberFrozen(gettext("A frozen member cannot be merged; unfreeze her first."), member=str(member.pk))
 
 
 def _claim(*, survivor, duplicate, actor, reason, now, scope, key, fingerprint):

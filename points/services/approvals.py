@@ -13,6 +13,8 @@ direct adjustments to her that day have that much less room.
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import STORE_BOUND_ROLES, staff_role
 from loyalty.audit import record_audit
@@ -28,19 +30,19 @@ from .spending import adjustment_limit, entry_representation, write_adjustment
 
 class AlreadyDecided(DomainError):
     code = "already_decided"
-    default_detail = "The adjustment request was already approved or rejected."
+    default_detail = _("The adjustment request was already approved or rejected.")
 
 
 class ApprovalLimit(DomainError):
     status = 403
     code = "approval_limit"
-    default_detail = "The adjustment is over your own role's limit: a manager with a higher limit must approve it."
+    default_detail = _("The adjustment is over your own role's limit: a manager with a higher limit must approve it.")
 
 
 class OwnRequest(DomainError):
     status = 403
     code = "own_request"
-    default_detail = "Someone other than the requester must approve it (four eyes)."
+    default_detail = _("Someone other than the requester must approve it (four eyes).")
 
 
 def staff_actor(user):
@@ -181,7 +183,7 @@ def _ensure_may_decide(approver, adjustment, policy, *, may_withdraw=False):
     if role is None:
         raise PermissionDeniedError()
     if role in STORE_BOUND_ROLES and not approver.stores.filter(pk=adjustment.member.home_store_id).exists():
-        raise PermissionDeniedError("You act for the members of your own stores only.")
+        raise PermissionDeniedError(gettext("You act for the members of your own stores only."))
     if adjustment.requested_by_id == approver.pk:
         if may_withdraw:
             return

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.access import ROLE_ADMIN
 from loyalty.errors import InvalidInput, NotFoundError, PermissionDeniedError
@@ -91,7 +92,7 @@ POLICY_LIMIT_CEILINGS = {
 
 
 class LimitChangeNotAllowed(PermissionDeniedError):
-    default_detail = "Only an admin may change the adjustment and transfer limits of the points policy."
+    default_detail = gettext_lazy("Only an admin may change the adjustment and transfer limits of the points policy.")
 
 
 def limit_ceiling(field):
@@ -164,7 +165,7 @@ def add_reward_version(*, actor, reward_id, changes):
         old = _reward_version(reward_id)
         changes = only(changes, REWARD_FIELDS)
         if changes.get("code", old.code) != old.code:
-            raise InvalidInput({"code": ["A new version keeps the reward's code."]})
+            raise InvalidInput({"code": [_("A new version keeps the reward's code.")]})
         as_it_was = copy.copy(old)
         new = Reward(**{name: getattr(old, name) for name in REWARD_FIELDS}, replaces=old)
         for name, value in changes.items():

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django.utils.translation import gettext as _
 
 from loyalty.clock import business_date
@@ -33,17 +34,17 @@ from .purchases import Outcome, _replay
 
 class AlreadySignedIn(DomainError):
     code = "already_signed_in"
-    default_detail = "The member has already signed in today."
+    default_detail = gettext_lazy("The member has already signed in today.")
 
 
 class OrderNotEligible(DomainError):
     code = "order_not_eligible"
-    default_detail = "The order is not one of this member's purchases."
+    default_detail = gettext_lazy("The order is not one of this member's purchases.")
 
 
 class AlreadyReviewed(DomainError):
     code = "already_reviewed"
-    default_detail = "This order has already earned its review points."
+    default_detail = gettext_lazy("This order has already earned its review points.")
 
 
 BUILT_IN_TYPES = (RuleChannel.SIGN_IN, RuleChannel.SHARE, RuleChannel.REVIEW)
@@ -96,7 +97,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
         occurred_at = now
         rule = event_rule(event_type, occurred_at)
         if rule is None:
-            raise InvalidInput({"type": [f"Unknown event type {event_type!r}."]})
+            raise InvalidInput({"type": [gettext("Unknown event type %(event_type)r.") % {"event_type": event_type}]})
         account = lock_account(member_id)
         member = Member.objects.get(pk=member_id)
         ensure_member_active(member)

@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 from django.db.models import Max, Min
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.clock import end_of_business_day
 from loyalty.errors import DomainError
@@ -30,7 +31,7 @@ PURGE_CHUNK_SIZE = 50_000
 
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
-    default_detail = "This idempotency key was used with a different request."
+    default_detail = _("This idempotency key was used with a different request.")
 
 
 class AlreadyRecorded(DomainError):
@@ -38,13 +39,13 @@ class AlreadyRecorded(DomainError):
     first answer is no longer kept to be replayed."""
 
     code = "already_recorded"
-    default_detail = "This was already recorded; its first answer is no longer kept, so it is not repeated."
+    default_detail = _("This was already recorded; its first answer is no longer kept, so it is not repeated.")
 
 
 class IdempotencyKeyRequired(DomainError):
     status = 400
     code = "idempotency_key_required"
-    default_detail = "Send an Idempotency-Key header with this request."
+    default_detail = _("Send an Idempotency-Key header with this request.")
 
 
 def request_fingerprint(payload):

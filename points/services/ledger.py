@@ -11,6 +11,7 @@ from dateutil.relativedelta import relativedelta
 from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
@@ -34,7 +35,7 @@ MAX_POINTS = 10**12  # no single change may move more than this (guards against 
 
 class InsufficientPoints(DomainError):
     code = "insufficient_points"
-    default_detail = "Not enough available points."
+    default_detail = _("Not enough available points.")
 
 
 def current_policy(at=None):

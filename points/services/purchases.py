@@ -7,6 +7,7 @@ from decimal import ROUND_FLOOR, Decimal
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
@@ -22,17 +23,17 @@ from .ledger import claw_back, current_policy, earn, expires_at_for, give_back, 
 
 class RefundExceedsPurchase(DomainError):
     code = "refund_exceeds_purchase"
-    default_detail = "The refund is more than the purchase's remaining refundable amount."
+    default_detail = gettext_lazy("The refund is more than the purchase's remaining refundable amount.")
 
 
 class DeductionLimit(DomainError):
     code = "deduction_limit"
-    default_detail = "More points than the allowed share of the order."
+    default_detail = gettext_lazy("More points than the allowed share of the order.")
 
 
 class AlreadyDeducted(DomainError):
     code = "already_deducted"
-    default_detail = "Points were already used for this order."
+    default_detail = gettext_lazy("Points were already used for this order.")
 
 
 @dataclass
@@ -57,7 +58,8 @@ def cash_value(policy, points):
     amount = Decimal(points) / Decimal(policy.cash_points_per_unit)
     if amount != amount.quantize(Decimal("0.01")):
         raise DomainError(
-            f"Use points in steps worth 0.01 (multiples of {policy.cash_points_per_unit // 100 or 1}).",
+            _("Use points in steps worth 0.01 (multiples of %(step)s).")
+            % {"step": policy.cash_points_per_unit // 100 or 1},
             code="invalid",
             status=400,
         )
@@ -371,9 +373,9 @@ def _earlier_deduction(policy, *, member, source, order_no, amount):
     if deduction is None:
         return None
     if deduction.member_id != member.pk:
-        raise DomainError("Points were used for this order by another member.", code="order_not_eligible")
+        raise DomainError(_("Points were used for this order by another member."), code="order_not_eligible")
     if deduction.amount > (amount * policy.cash_max_share).quantize(Decimal("0.01"), rounding=ROUND_FLOOR):
-        raise DeductionLimit("The points used at checkout exceed the allowed share of this order's amount.")
+        raise DeductionLimit(_("The points used at checkout exceed the allowed share of this order's amount."))
     return deduction
 
 
@@ -521,9 +523,9 @@ def _refund_lines(purchase, lines):
     for index, line in enumerate(lines):
         bought = by_sku.get(line["sku"])
         if bought is None:
-            errors[f"lines.{index}.sku"] = ["This SKU is not on the order."]
+            errors[f"lines.{index}.sku"] = [_("This SKU is not on the order.")]
         elif bought.refunded_quantity + line["quantity"] > bought.quantity:
-            errors[f"lines.{index}.quantity"] = ["More than was bought and not yet refunded."]
+            errors[f"lines.{index}.quantity"] = [_("More than was bought and not yet refunded.")]
         else:
             bought.refunded_quantity += line["quantity"]
     if errors:

@@ -7,6 +7,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
@@ -36,28 +38,28 @@ from .purchases import Outcome, _replay, iso, use_points_as_cash
 
 class OutOfStock(DomainError):
     code = "out_of_stock"
-    default_detail = "The reward is out of stock."
+    default_detail = _("The reward is out of stock.")
 
 
 class LimitReached(DomainError):
     code = "limit_reached"
-    default_detail = "The member has redeemed this reward as often as allowed."
+    default_detail = _("The member has redeemed this reward as often as allowed.")
 
 
 class RewardUnavailable(DomainError):
     code = "reward_unavailable"
-    default_detail = "The reward is not available now."
+    default_detail = _("The reward is not available now.")
 
 
 class AlreadyCancelled(DomainError):
     code = "already_cancelled"
-    default_detail = "The redemption was already cancelled."
+    default_detail = _("The redemption was already cancelled.")
 
 
 class AdjustmentLimit(DomainError):
     status = 403
     code = "adjustment_limit"
-    default_detail = "The adjustment is over your role's limit; send it with request_approval to ask a manager."
+    default_detail = _("The adjustment is over your role's limit; send it with request_approval to ask a manager.")
 
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -231,10 +233,12 @@ def deduct_points(*, actor, scope, key, fingerprint, member_id, source, order_no
         purchase = Purchase.objects.filter(source=source, order_no=order_no).first()
         if purchase is not None:
             if purchase.member_id != member.pk:
-                raise DomainError("The order belongs to another member.", code="order_not_eligible")
+                raise DomainError(gettext("The order belongs to another member."), code="order_not_eligible")
             order_amount = purchase.amount
         if order_amount is None:
-            raise DomainError("Give the order's amount (the order is not recorded yet).", code="invalid", status=400)
+            raise DomainError(
+                gettext("Give the order's amount (the order is not recorded yet)."), code="invalid", status=400
+            )
         deduction = use_points_as_cash(
             account,
             policy=current_policy(now),
@@ -315,14 +319,17 @@ def check_daily_totals(totals, *, actor, member_id, points, now):
     actor_total, member_total = totals
     by_actor, to_member = adjusted_today(actor=actor, member_id=member_id, now=now)
     for per, total, done, whose in (
-        ("actor", actor_total, by_actor, "your adjustments"),
-        ("member", member_total, to_member, "adjustments to this member"),
+        ("actor", actor_total, by_actor, gettext("your adjustments")),
+        ("member", member_total, to_member, gettext("adjustments to this member")),
     ):
         if done + abs(points) > total:
             left = max(total - done, 0)
             raise AdjustmentLimit(
-                f"Over the daily total of {whose}: {total} points a day, {done} adjusted today, {left} left. "
-                "Send it with request_approval to ask a manager.",
+                gettext(
+                    "Over the daily total of %(whose)s: %(total)s points a day, %(done)s adjusted today, %(left)s "
+                    "left. Send it with request_approval to ask a manager."
+                )
+                % {"whose": whose, "total": total, "done": done, "left": left},
                 per=per,
                 daily_total=total,
                 adjusted_today=done,

@@ -4,6 +4,8 @@ with a daily limit per member."""
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty.audit import record_audit
 from loyalty.clock import business_date
@@ -20,17 +22,17 @@ from .purchases import Outcome, _replay, iso
 
 class TransferDisabled(DomainError):
     code = "transfer_disabled"
-    default_detail = "Points transfers are switched off in the points policy."
+    default_detail = _("Points transfers are switched off in the points policy.")
 
 
 class NotSameHousehold(DomainError):
     code = "not_same_household"
-    default_detail = "Points move only between two members of one household."
+    default_detail = _("Points move only between two members of one household.")
 
 
 class TransferLimit(DomainError):
     code = "transfer_limit"
-    default_detail = "The transfer would take the member over her daily transfer limit."
+    default_detail = _("The transfer would take the member over her daily transfer limit.")
 
 
 def transfer_representation(transfer, lots):
@@ -66,7 +68,7 @@ def transfer_points(*, actor, scope, key, fingerprint, from_member_id, to_member
         if claim.replay:
             return _replay(claim)
         if from_member_id == to_member_id:
-            raise InvalidInput({"to": ["A member cannot transfer points to herself."]})
+            raise InvalidInput({"to": [gettext("A member cannot transfer points to herself.")]})
         policy = current_policy(now)
         if not policy.transfers_enabled:
             raise TransferDisabled()

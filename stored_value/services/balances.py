@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.access import ROLE_ADMIN, ROLE_MANAGER
@@ -60,37 +62,37 @@ TOP_UP_SCOPE = "stored-value:top-up"
 class PinRequired(DomainError):
     status = 403
     code = "pin_required"
-    default_detail = "This payment needs the member's payment PIN."
+    default_detail = _("This payment needs the member's payment PIN.")
 
 
 class PinInvalid(DomainError):
     status = 403
     code = "pin_invalid"
-    default_detail = "The payment PIN is wrong."
+    default_detail = _("The payment PIN is wrong.")
 
 
 class DailyLimit(DomainError):
     code = "daily_limit"
-    default_detail = "The payment would pass the member's stored-value spending limit for today."
+    default_detail = _("The payment would pass the member's stored-value spending limit for today.")
 
 
 class AlreadyPaid(DomainError):
     code = "already_paid"
-    default_detail = "This order was already paid from the stored value (under another Idempotency-Key)."
+    default_detail = _("This order was already paid from the stored value (under another Idempotency-Key).")
 
 
 class RefundExceedsPayment(DomainError):
     code = "refund_exceeds_payment"
-    default_detail = "The refund is more than what is left to refund of the payment."
+    default_detail = _("The refund is more than what is left to refund of the payment.")
 
 
 class WithdrawalExceedsUnspent(DomainError):
     code = "withdrawal_exceeds_unspent"
-    default_detail = "Only the unspent principal of a top-up can be withdrawn."
+    default_detail = _("Only the unspent principal of a top-up can be withdrawn.")
 
 
 class ManagerRequired(PermissionDeniedError):
-    default_detail = "Only a store manager or an admin may do this."
+    default_detail = _("Only a store manager or an admin may do this.")
 
 
 @dataclass
@@ -113,7 +115,9 @@ def iso(value):
 def _check_cents(value, field, *, allow_negative=False):
     low = -MAX_CENTS if allow_negative else 1
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_CENTS:
-        raise InvalidInput({field: [f"Cents from {low} to {MAX_CENTS}."]})
+        raise InvalidInput(
+            {field: [gettext("Cents from %(low)s to %(max_cents)s.") % {"low": low, "max_cents": MAX_CENTS}]}
+        )
 
 
 def _require_manager(role):
@@ -124,7 +128,7 @@ def _require_manager(role):
 def _reason(reason):
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput({"reason": ["Say why."]})
+        raise InvalidInput({"reason": [gettext("Say why.")]})
     return reason
 
 
@@ -613,7 +617,7 @@ def adjust(*, actor, role, scope, key, fingerprint, member_id, principal_cents, 
     _check_cents(principal_cents, "principal", allow_negative=True)
     _check_cents(bonus_cents, "bonus", allow_negative=True)
     if not principal_cents and not bonus_cents:
-        raise InvalidInput({"principal": ["Change the principal or the bonus."]})
+        raise InvalidInput({"principal": [gettext("Change the principal or the bonus.")]})
     now = timezone.now()
     with transaction.atomic(durable=True):
         claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from loyalty.access import ROLE_ADMIN
 from loyalty.clock import business_date, end_of_business_day
@@ -143,7 +144,7 @@ def add_stored_value_policy(*, actor, role, values):
     """A new version of the stored-value policy from its valid_from (now or later). Admins only
     (PermissionDeniedError). Raises StartsInThePast, OverlappingVersion, InvalidInput."""
     if role != ROLE_ADMIN:
-        raise PermissionDeniedError("Only an admin changes the stored-value policy.")
+        raise PermissionDeniedError(_("Only an admin changes the stored-value policy."))
     with transaction.atomic(durable=True):
         policy = StoredValuePolicy(**only(values, POLICY_FIELDS), created_by=actor)
         policy.valid_from = version_start(values.get("valid_from"))

@@ -12,6 +12,8 @@ from decimal import Decimal
 
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from loyalty import events
 from loyalty.errors import DomainError
@@ -26,7 +28,7 @@ CENT = Decimal("0.01")
 
 class InsufficientBalance(DomainError):
     code = "insufficient_balance"
-    default_detail = "The stored-value balance does not cover this."
+    default_detail = _("The stored-value balance does not cover this.")
 
 
 def money(cents):
@@ -229,7 +231,9 @@ def plan_debit(member_id, *, principal, bonus):
             if needed == 0:
                 break
         if needed:
-            raise InsufficientBalance(f"The lots do not cover {part} of {money(needed)} more.")
+            raise InsufficientBalance(
+                gettext("The lots do not cover %(part)s of %(needed)s more.") % {"part": part, "needed": money(needed)}
+            )
     return list(takes.values())
 
 

@@ -1,7 +1,6 @@
 """The dashboard page on the server: who may open it, the admin index link, the configuration its script gets,
 its Chinese labels, and the vendored charting library. The script itself runs in test_dashboard_browser.py."""
 
-import gettext
 import json
 import re
 from datetime import date
@@ -134,42 +133,6 @@ def test_the_alert_strings_speak_chinese():
         assert str(AlertRule._meta.verbose_name) == "告警规则"
         assert str(AlertRule._meta.get_field("is_active").verbose_name) == "启用"
         assert str(AlertSubscription._meta.get_field("in_admin").verbose_name) == "后台通知"
-
-
-@pytest.mark.parametrize("app", ["reports", "members"])
-def test_the_compiled_translations_match_the_po_file(app):
-    """django.mo is committed (the Docker image has no gettext tools): it must say what django.po says."""
-    folder = Path(settings.BASE_DIR) / app / "locale" / "zh_Hans" / "LC_MESSAGES"
-    with (folder / "django.mo").open("rb") as compiled:
-        catalogue = gettext.GNUTranslations(compiled)._catalog
-    expected = {}
-    for entry in _po_entries((folder / "django.po").read_text()):
-        msgid, msgstr = entry.get("msgid"), entry.get("msgstr", entry.get("msgstr[0]"))
-        if msgid and msgstr:
-            if "msgctxt" in entry:
-                msgid = f"{entry['msgctxt']}\x04{msgid}"
-            key = (msgid, 0) if "msgid_plural" in entry else msgid
-            expected[key] = msgstr
-    compiled_entries = {key: value for key, value in catalogue.items() if key != ""}
-    assert compiled_entries == expected
-
-
-def _po_entries(text):
-    """The entries of a .po file as {keyword: joined string}, for the test above (the file makemessages writes)."""
-    entries, entry, keyword = [], {}, None
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            if entry:
-                entries.append(entry)
-            entry, keyword = {}, None
-        elif line.startswith("#"):
-            continue
-        elif line.startswith('"'):
-            entry[keyword] += json.loads(line)
-        else:
-            keyword, _, value = line.partition(" ")
-            entry[keyword] = json.loads(value)
-    return entries
 
 
 def test_the_vendored_chart_library_is_the_recorded_version():
