@@ -471,7 +471,11 @@ def plain(script, as_of, **extra):
 # --- resetting the shared work copy ---------------------------------------------------------------------------
 
 RESET = {
-    "rfm": ["DELETE FROM members_rfmsnapshot", "VACUUM ANALYZE members_rfmsnapshot"],
+    "rfm": [
+        "DELETE FROM members_rfmsnapshot",
+        "DELETE FROM members_rfmchunkvalues",
+        "VACUUM ANALYZE members_rfmsnapshot",
+    ],
     "tiers": [
         "BEGIN",
         "DELETE FROM tiers_tierchange",
@@ -535,7 +539,7 @@ which = "__WHICH__"
 low = 1
 cases = {
     "rfm_chunk": (jobs.RFM_CHUNK_SQL, jobs._rfm_params(as_of, {}, low, low + 100_000)),
-    "rfm_score": (jobs.RFM_SCORE_SQL, {"as_of": as_of, "median": False}),
+    "rfm_score": (jobs.RFM_SCORE_SQL, {"as_of": as_of, "window_days": 365, "median": False}),
     "expire_chunk": (maintenance.EXPIRE_SQL, {"start": low, "stop": low + maintenance.CHUNK_SIZE,
                      "cutoff": end_of_business_day(as_of), "now": timezone.now(),
                      "reference": f"expiry:{as_of}", "reason": "explain"}),
