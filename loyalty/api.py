@@ -170,6 +170,8 @@ class DatabaseTimeoutsMiddleware:
 def _set_web_timeouts(sender, connection, **kwargs):
     if connection.vendor != "postgresql" or not _serving_request.get():
         return
+    if settings.DATABASE_POOL_MODE == "transaction":
+        return  # a session setting would stay on a pooled server session for other clients: set on the role instead
     limits = [
         (name, f"{max(1, round(seconds * 1000))}ms")
         for name, seconds in (

@@ -127,9 +127,34 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60 if PRODUCTION else 0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# How the web and workers reach PostgreSQL (docs/SCALING.md): "direct" or a pooler in session mode (the default), or
+# "transaction" for PgBouncer in transaction mode, where consecutive transactions of one Django connection may run
+# on different server sessions: no server-side cursors (QuerySet.iterator() would DECLARE a cursor that the next
+# transaction cannot see), no server-side prepared statements (psycopg's prepare_threshold off; Django's default
+# client-side binding prepares none anyway) and no session settings (the web's timeouts come from the database
+# role then: ALTER ROLE ... SET statement_timeout / lock_timeout).
+DATABASE_POOL_MODE = env.str("DATABASE_POOL_MODE", default="direct")
+if DATABASE_POOL_MODE not in ("direct", "transaction"):
+    raise ImproperlyConfigured("DATABASE_POOL_MODE must be 'direct' or 'transaction'.")
+if DATABASE_POOL_MODE == "transaction" and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for the writer lock instead of failing at once when the demo server and a command write together.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# A read replica for reports (docs/SCALING.md): the report views' ORM reads go there (loyalty.db_routers); every
+# write and everything else stays on default. The same pool mode as the primary; in tests it mirrors default.
+REPLICA_DATABASE_URL = env.str("REPLICA_DATABASE_URL", default="")
+if REPLICA_DATABASE_URL:
+    DATABASES["replica"] = env.db_url_config(REPLICA_DATABASE_URL)
+    DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"]["CONN_MAX_AGE"])
+    DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
+    for key in ("DISABLE_SERVER_SIDE_CURSORS", "OPTIONS"):
+        if key in DATABASES["default"] and key not in DATABASES["replica"]:
+            DATABASES["replica"][key] = DATABASES["default"][key]
+    if ENVIRONMENT == "test":
+        DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["loyalty.db_routers.ReportReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # PostgreSQL limits on the web's sessions, in seconds: how long a request's statement waits for a lock, and how

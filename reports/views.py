@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
 from loyalty.api import CsvRenderer, csv_response, error_responses
+from loyalty.db_routers import report_reads
 from members.jobs import latest_rfm_date
 from members.models import Lifecycle, RfmSnapshot, Segment
 
@@ -23,6 +24,10 @@ REPORT_ROLES = {ROLE_ADMIN, ROLE_MARKETER}
 class ReportView(APIView):
     renderer_classes = [JSONRenderer, CsvRenderer]
     staff_roles = {"*": REPORT_ROLES}
+
+    def dispatch(self, request, *args, **kwargs):
+        with report_reads():  # the ORM's reads on the read replica when one is configured (loyalty.db_routers)
+            return super().dispatch(request, *args, **kwargs)
 
     def wants_csv(self, request):
         return request.accepted_renderer.format == "csv"
