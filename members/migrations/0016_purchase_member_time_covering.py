@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("members", "0014_member_phone_reversed_index"),
+        ("members", "0015_wechat_openid_index"),
     ]
 
     operations = [

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("members", "0015_purchase_member_time_covering"),
+        ("members", "0016_purchase_member_time_covering"),
     ]
 
     operations = [
