@@ -235,7 +235,9 @@ def _record_purchase(
             return _replay(claim)
         _refuse_recorded_purchase(source=source, order_no=order_no)
         accounts = lock_accounts([member_id, *([referrer_id] if referrer_id else [])])
-        member = Member.objects.get(pk=member_id)
+        member = Member.objects.filter(pk=member_id).first()
+        if member is None:  # her account was made for nobody by lock_accounts: rolled back with this
+            raise InvalidInput({"member": [_("No member with this id.")]})
         ensure_member_active(member)
         referrer_id = _lock_referrer(member, accounts)
         account = accounts[member.pk]
