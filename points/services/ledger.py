@@ -80,11 +80,17 @@ def lock_accounts(member_ids, *, include_closed=False):
             a.member_id: a
             for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids).order_by("member_id")
         }
+    if not include_closed:
+        refuse_closed(accounts)
+    return accounts
+
+
+def refuse_closed(accounts):
+    """MemberMerged for the first closed one of these locked accounts ({member_id: PointsAccount})."""
     closed = [member_id for member_id, account in accounts.items() if account.closed]
-    if closed and not include_closed:
+    if closed:
         survivor = Member.objects.filter(pk=closed[0]).values_list("merged_into_id", flat=True).first()
         raise MemberMerged(member=str(closed[0]), merged_into=str(survivor) if survivor else None)
-    return accounts
 
 
 def lock_member_accounts(member_ids):
