@@ -21,11 +21,10 @@ from django.db import connection
 from django.db.models import Max, Min
 from django.utils import timezone
 
+from loyalty import batch
 from loyalty.clock import end_of_business_day
 from loyalty.errors import DomainError
 from points.models import IdempotencyRecord
-
-from . import batch
 
 PURGE_CHUNK_SIZE = 50_000
 
@@ -68,7 +67,7 @@ CLAIM_SQL = (
 
 
 def send_claim(*, scope, key, fingerprint):
-    """claim()'s INSERT, sent (points.services.batch: inside `pipelined()` answered with the statements after it);
+    """claim()'s INSERT, sent (loyalty.batch: inside `pipelined()` answered with the statements after it);
     `claim_from` reads its answer."""
     return batch.send(CLAIM_SQL, [scope, key, fingerprint, timezone.now()])
 

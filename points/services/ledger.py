@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from loyalty import events
+from loyalty import batch, events
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError
@@ -283,9 +283,8 @@ def earn(
     )
     was_in_debt = account.available < 0
     entry, pending = _earn_entry(earning, actor=actor, kind=kind, now=now)
-    entry.save(force_insert=True)
     lot = _earn_lot(earning, entry, pending, now)
-    lot.save(force_insert=True)
+    batch.insert_linked(entry, lot, "entry")  # one statement on PostgreSQL
     account.lifetime_earned += points
     if not pending and was_in_debt:
         settle_debt(account, entry)

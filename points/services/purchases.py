@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty import batch
 from loyalty.clock import business_date
 from loyalty.errors import DomainError, InvalidInput
 from members.models import Member, MemberStatus, Purchase, PurchaseLine, Refund
@@ -15,7 +16,7 @@ from members.services import ensure_member_active
 from points import hooks
 from points.models import Deduction, EntryKind, Event, IdempotencyRecord, PointsAccount, RuleChannel
 
-from . import batch, idempotency
+from . import idempotency
 from .earning import Award, apply_daily_cap, daily_cap_left, purchase_base_points, rule_for, with_modifiers
 from .ledger import (
     claw_back,

@@ -1,5 +1,5 @@
 """Differential: a purchase's statements reach PostgreSQL in one round trip at the start (pipeline mode) and one at
-the end (data-modifying CTEs) when points.services.batch.FAST_PATH is on, one at a time when it is off (as on
+the end (data-modifying CTEs) when loyalty.batch.FAST_PATH is on, one at a time when it is off (as on
 SQLite). The same operations, fed to two twin members, one each way, must leave the same ledger entries, lots,
 accounts, growth and tier rows, entry by entry, and give the same answers (ids aside).
 
@@ -15,11 +15,11 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyalty import batch
 from loyalty.errors import DomainError
 from members.models import Purchase
 from points import services
 from points.models import LedgerEntry, PointsAccount, PointsLot
-from points.services import batch
 from tests.factories import MemberFactory, StoreFactory
 from tests.points.helpers import adjust, assert_ledger_consistent
 from tiers.models import GrowthEntry, MemberTier

@@ -60,7 +60,15 @@ class Pending:
         rows = self.rows()
         return rows[0] if rows else None
 
+    def values(self):
+        """The rows with each column converted as the ORM converts its field (`fields`, in the SELECT's order)."""
+        return [tuple(values) for values in self._converted()]
+
     def models(self):
+        names = [f.attname for f in self.fields]
+        return [self.model.from_db(connection.alias, names, values) for values in self._converted()]
+
+    def _converted(self):
         converters = [
             (
                 [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)],
@@ -69,15 +77,13 @@ class Pending:
             for field in self.fields
             for column in [field.get_col(self.model._meta.db_table)]
         ]
-        made = []
         for row in self.rows():
             values = []
             for value, (functions, column) in zip(row, converters, strict=True):
                 for function in functions:
                     value = function(value, column, connection)
                 values.append(value)
-            made.append(self.model.from_db(connection.alias, [f.attname for f in self.fields], values))
-        return made
+            yield values
 
 
 def select(model, where, params, *, fields=None, order_by="", limit=None, lock=False):
@@ -96,9 +102,11 @@ def select(model, where, params, *, fields=None, order_by="", limit=None, lock=F
     return Pending(sql, params, model, fields)
 
 
-def send(sql, params):
-    """A statement that returns rows (a SELECT, an INSERT ... RETURNING), sent now: a Pending."""
-    return Pending(sql, params)
+def send(sql, params, *, model=None, fields=None):
+    """A statement that returns rows (a SELECT, an INSERT ... RETURNING), sent now: a Pending. With `model` and
+    `fields` (names, one per column), `values()` converts its columns as the ORM would."""
+    meta = model._meta if model else None
+    return Pending(sql, params, model, [meta.get_field(name) for name in fields] if fields else None)
 
 
 def execute(sql, params):
@@ -116,3 +124,41 @@ def update_values(instance, field_names):
     fields = [meta.get_field(name) for name in field_names]
     params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
     return ", ".join(f"{quote(f.column)} = %s" for f in fields), params
+
+
+def insert_columns(instance, exclude=()):
+    """(columns, params) of an INSERT of `instance` as save(force_insert=True) writes it (pre_save first)."""
+    meta = instance._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
+    quote = connection.ops.quote_name
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    return [quote(f.column) for f in fields], params
+
+
+def insert_linked(parent, child, link):
+    """INSERT `parent`, then `child` pointing at it by its field `link`, in one statement on PostgreSQL (a
+    data-modifying CTE); elsewhere save(force_insert=True) each. Both get their ids, as after save()."""
+    if not fast():
+        parent.save(force_insert=True)
+        setattr(child, link, parent)
+        child.save(force_insert=True)
+        return
+    quote = connection.ops.quote_name
+    parent_columns, parent_params = insert_columns(parent)
+    child_columns, child_params = insert_columns(child, exclude=[link])
+    link_column = quote(child._meta.get_field(link).column)
+    parent_table, child_table = quote(parent._meta.db_table), quote(child._meta.db_table)
+    sql = (
+        f"WITH parent AS (INSERT INTO {parent_table} ({', '.join(parent_columns)}) "  # noqa: S608 - our tables
+        f"VALUES ({', '.join(['%s'] * len(parent_params))}) RETURNING id) "
+        f"INSERT INTO {child_table} ({', '.join(child_columns)}, {link_column}) "
+        f"VALUES ({', '.join(['%s'] * len(child_params))}, (SELECT id FROM parent)) "
+        f"RETURNING id, {link_column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*parent_params, *child_params])
+        child_id, parent_id = cursor.fetchone()
+    parent.pk, child.pk = parent_id, child_id
+    setattr(child, link, parent)
+    for instance in (parent, child):
+        instance._state.adding, instance._state.db = False, connection.alias
