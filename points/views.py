@@ -279,8 +279,7 @@ class MemberPointsViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: PointsSummarySerializer, **error_responses({404: "not_found"})})
     @action(detail=True, methods=["get"], url_path="points", filterset_class=None)
     def summary(self, request, pk=None):
-        member = get_visible_member_or_404(request, pk)
-        return Response(selectors.points_summary(member.pk))
+        return Response(selectors.points_summary(pk, visible_to=access_for(request)))
 
     @extend_schema(responses={200: LedgerEntrySerializer(many=True)})
     @action(detail=True, methods=["get"], url_path="points/ledger")
