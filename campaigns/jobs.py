@@ -244,18 +244,30 @@ class _CodeCollision(Exception):
 # external id as it is, a phone in E.164 or as a Chinese mobile number (campaigns.coupon_lists.phone_key).
 # NULL with no reason: a line for campaigns.coupon_lists.key_of in Python (libphonenumber, odd whitespace).
 # One UPDATE of the batch's lines, no join.
+# Plain string functions, not regular expressions (~5 µs a line for the mobile pattern on PostgreSQL 15).
 _TRIMMED = "btrim(written, ' ')"
 _COMPACT = "replace(replace(written, ' ', ''), '-', '')"
-_UNREAD = f"({_TRIMMED} = '' OR {_TRIMMED} !~ '^[!-~]([ -~]*[!-~])?$' OR length({_TRIMMED}) > %(max_length)s)"
-PREPARE_SQL = rf"""
+_PLAIN = "written ~ '^[ -~]*$'"  # printable ASCII: other lines go to Python
+_UNREAD = f"(NOT {_PLAIN} OR {_TRIMMED} = '' OR length({_TRIMMED}) > %(max_length)s)"
+_DIGITS = "translate({}, '0123456789', '') = ''"
+_E164 = (  # \+[1-9]\d{{7,14}}
+    f"(left({_COMPACT}, 1) = '+' AND strpos('123456789', substr({_COMPACT}, 2, 1)) > 0"
+    f" AND length({_COMPACT}) BETWEEN 9 AND 16 AND {_DIGITS.format(f'substr({_COMPACT}, 2)')})"
+)
+_MOBILE = (  # (86)?1[3-9]\d{{9}}
+    f"({_DIGITS.format(_COMPACT)} AND ((length({_COMPACT}) = 11 AND left({_COMPACT}, 1) = '1'"
+    f" AND strpos('3456789', substr({_COMPACT}, 2, 1)) > 0) OR (length({_COMPACT}) = 13"
+    f" AND left({_COMPACT}, 3) = '861' AND strpos('3456789', substr({_COMPACT}, 4, 1)) > 0)))"
+)
+PREPARE_SQL = f"""
     UPDATE {LINES_TABLE}
     SET key = CASE WHEN {_UNREAD} THEN NULL
                    WHEN NOT %(phone)s THEN {_TRIMMED}
-                   WHEN {_COMPACT} ~ '^\+[1-9][0-9]{{7,14}}$' THEN {_COMPACT}
-                   WHEN %(chinese)s AND {_COMPACT} ~ '^(86)?1[3-9][0-9]{{9}}$' THEN '+86' || right({_COMPACT}, 11)
+                   WHEN {_E164} THEN {_COMPACT}
+                   WHEN %(chinese)s AND {_MOBILE} THEN '+86' || right({_COMPACT}, 11)
               END,
-        reason = CASE WHEN {_TRIMMED} = '' THEN %(empty)s
-                      WHEN {_TRIMMED} !~ '^[!-~]([ -~]*[!-~])?$' THEN ''
+        reason = CASE WHEN NOT {_PLAIN} THEN ''
+                      WHEN {_TRIMMED} = '' THEN %(empty)s
                       WHEN length({_TRIMMED}) > %(max_length)s THEN %(too_long)s
                       ELSE '' END
     WHERE batch_id = %(batch)s

@@ -4,6 +4,13 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def half_empty_pages(apps, schema_editor):
+    """The job's one UPDATE of every staged line (campaigns.jobs.PREPARE_SQL) finds room on the same page: a HOT
+    update, no new index entry for each line."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE campaigns_couponbatchline SET (fillfactor = 50)")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -35,4 +42,5 @@ class Migration(migrations.Migration):
                 ('batch', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='lines', to='campaigns.couponbatch')),
             ],
         ),
+        migrations.RunPython(half_empty_pages, migrations.RunPython.noop),
     ]

@@ -7,9 +7,10 @@ import io
 import uuid
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.db import IntegrityError, transaction
 
+from campaigns import coupon_lists
 from campaigns.coupon_codes import new_codes
 from campaigns.jobs import run_coupon_batch
 from campaigns.models_coupons import Coupon, CouponBatch
@@ -306,3 +307,19 @@ def test_a_list_chunk_whose_new_code_is_in_use_is_done_again_with_new_codes(mark
     assert list(Coupon.objects.filter(code=taken.code).values_list("member_id", flat=True)) == [members[4].pk]
     offer.refresh_from_db()
     assert offer.issued_count == 3
+
+
+def test_a_list_uploaded_to_a_file_on_disk_is_read_from_it(
+    marketer_api, listed, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    members, _, _ = listed
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10  # as a large list: Django spools it to a temporary file
+    read = coupon_lists.read_member_list
+    uploads = []
+    monkeypatch.setattr(coupon_lists, "read_member_list", lambda upload: uploads.append(upload) or read(upload))
+
+    batch = ran(marketer_api, django_capture_on_commit_callbacks, template(), "phone\n13900000001\n13900000002\n", "T")
+
+    assert [type(upload) for upload in uploads] == [TemporaryUploadedFile]
+    assert (batch["status"], batch["issued"], batch["rejected"]) == ("done", 2, 0)
+    assert sorted(Coupon.objects.values_list("member_id", flat=True)) == [members[0].pk, members[1].pk]
