@@ -3,7 +3,6 @@ same functions the API calls; terms fixed once coupons were issued), the coupons
 their code, a member's card number or phone (a clerk sees her stores' members' coupons), the counter page where a
 clerk checks, redeems and undoes a coupon typed or scanned, and the member page's coupons part."""
 
-import hashlib
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -147,19 +146,14 @@ class CouponTemplateAdmin(ConfigurationAdmin):
         return TemplateResponse(request, ISSUE_LIST_TEMPLATE, context)
 
     def _start_list_batch(self, request, template, data):
-        upload = data["file"]
-        if upload.size > coupon_lists.max_bytes():
-            raise coupon_lists.ListTooLarge()
-        content = upload.read(coupon_lists.max_bytes() + 1)
-        text, key_column, rows = coupon_lists.read_member_list(content)
-        name = (upload.name or "list.csv")[:200]
+        member_list = coupon_lists.read_member_list(data["file"])
         outcome = coupons.start_batch(
             actor=admin_actor(request),
             scope=f"staff:{request.user.pk}:coupons",
             key=str(data["key"]),
-            fingerprint=request_fingerprint({"template": template.pk, "file": hashlib.sha256(content).hexdigest()}),
+            fingerprint=request_fingerprint({"template": template.pk, "file": member_list.digest}),
             template_id=template.pk,
-            member_list=(name, text, key_column, rows),
+            member_list=member_list,
         )
         return outcome.result
 
@@ -176,7 +170,7 @@ class CouponBatchAdmin(ReadOnlyAdmin):
     list_display = ["id", "template", "target", "status", "issued", "rejected", "created_by", "created_at", "rejects"]
     list_filter = ["status"]
     list_select_related = ["template"]
-    exclude = ["member_list", "next_member_id", "last_member_id"]
+    exclude = ["next_member_id", "last_member_id"]
 
     def has_view_permission(self, request, obj=None):
         return staff_role(request.user) in (ROLE_ADMIN, ROLE_MARKETER)

@@ -4,12 +4,16 @@ ignored, so a members export can be sent as it is), its limits, and the key each
 malformed. The issue itself is campaigns.jobs'; the rejects file is written from CouponBatchReject rows."""
 
 import csv
+import hashlib
 import io
+import itertools
 import re
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 
-from campaigns.models_coupons import ListKey
+from campaigns.models_coupons import CouponBatchLine, ListKey
 from loyalty.api import csv_response
 from loyalty.errors import DomainError, InvalidInput
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
@@ -48,25 +52,35 @@ def max_bytes():
     return settings.COUPON_LIST_MAX_BYTES
 
 
-def read_member_list(content):
-    """The uploaded file's text and its key column, checked: at most COUPON_LIST_MAX_BYTES (ListTooLarge), UTF-8
-    (a BOM is fine), a header with exactly one of the key columns, 1 to COUPON_LIST_MAX_ROWS data rows
-    (InvalidInput on the field `file` otherwise). Returns (text, key column, rows)."""
-    if len(content) > max_bytes():
+@dataclass(frozen=True)
+class MemberList:
+    """An uploaded list, checked (read_member_list): the file itself (read again, from the start, by
+    stage_lines: never held whole in memory), its name, key column, data rows, and the line the last one ends on."""
+
+    file: object
+    name: str
+    key_column: str
+    rows: int
+    last_line: int
+    digest: str  # SHA-256 of the bytes (the request's fingerprint)
+
+
+def read_member_list(upload):
+    """Checks an uploaded file (a Django UploadedFile: a temporary file on disk past a few MB) as it streams
+    through: at most COUPON_LIST_MAX_BYTES (ListTooLarge, before reading), UTF-8 (a BOM is fine), a header with
+    exactly one of the key columns, 1 to COUPON_LIST_MAX_ROWS data rows (InvalidInput on the field `file`
+    otherwise). Returns a MemberList."""
+    if upload.size > max_bytes():
         raise ListTooLarge()
+    digest = hashlib.sha256()
+    for part in upload.chunks():
+        digest.update(part)
+    rows, last_line, key_column = 0, 0, None
     try:
-        text = content.decode("utf-8-sig")
+        for column, line, _ in _records(upload):
+            key_column, rows, last_line = column, rows + 1, line
     except UnicodeDecodeError:
         raise InvalidInput({"file": ["The file is not UTF-8 text."]}) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [cell.strip().lower() for cell in next(reader, [])]
-        keys = [column for column in header if column in KEY_COLUMNS]
-        if len(keys) != 1:
-            raise InvalidInput(
-                {"file": [f"The first line must name one key column: {', '.join(KEY_COLUMNS)} (found {len(keys)})."]}
-            )
-        rows = sum(1 for record in reader if any(cell.strip() for cell in record))
     except csv.Error as error:
         raise InvalidInput({"file": [f"The file is not readable CSV: {error}."]}) from None
     if rows == 0:
@@ -75,20 +89,51 @@ def read_member_list(content):
         raise InvalidInput(
             {"file": [f"The file lists {rows:,} rows: at most {settings.COUPON_LIST_MAX_ROWS:,} per upload."]}
         )
-    return text, keys[0], rows
+    name = (upload.name or "list.csv")[:200]
+    return MemberList(upload, name, key_column, rows, last_line, digest.hexdigest())
 
 
-def list_lines(text, key_column):
-    """[(line, raw key)] of the data rows in file order (a row's line is the physical line it ends on; blank rows
-    are left out, as read_member_list counted them)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [cell.strip().lower() for cell in next(reader)]
-    position = header.index(key_column)
-    lines = []
-    for record in reader:
-        if any(cell.strip() for cell in record):
-            lines.append((reader.line_num, record[position] if position < len(record) else ""))
-    return lines
+def _records(upload):
+    """(key column, line, raw key) of each data row of the file, streamed from its start (a row's line is the
+    physical line it ends on; blank rows are left out). InvalidInput if the header names not one key column;
+    UnicodeDecodeError, csv.Error as they come."""
+    upload.seek(0)
+    text = io.TextIOWrapper(upload.file, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.reader(text)
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        keys = [column for column in header if column in KEY_COLUMNS]
+        if len(keys) != 1:
+            raise InvalidInput(
+                {"file": [f"The first line must name one key column: {', '.join(KEY_COLUMNS)} (found {len(keys)})."]}
+            )
+        position = header.index(keys[0])
+        for record in reader:
+            if any(cell.strip() for cell in record):
+                yield keys[0], reader.line_num, record[position] if position < len(record) else ""
+    finally:
+        text.detach()  # the upload's file stays open for the next reading
+
+
+STAGE_BATCH = 5000  # lines per bulk_create where there is no COPY
+
+
+def stage_lines(batch, member_list):
+    """Writes the list's lines (line, key as written, cut at 200 characters) as the batch's CouponBatchLine rows, in
+    the caller's transaction, streaming the file: on PostgreSQL by COPY, elsewhere by bulk_create in slices."""
+    rows = ((batch.pk, line, raw[:200], None, "") for _, line, raw in _records(member_list.file))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor, cursor.copy(STAGE_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    while part := list(itertools.islice(rows, STAGE_BATCH)):
+        CouponBatchLine.objects.bulk_create(
+            [CouponBatchLine(batch_id=batch_id, line=line, written=written) for batch_id, line, written, *_ in part]
+        )
+
+
+STAGE_COPY = f"COPY {CouponBatchLine._meta.db_table} (batch_id, line, written, key, reason) FROM STDIN"
 
 
 def key_of(raw, key_column):

@@ -197,10 +197,10 @@ class ListKey(models.TextChoices):
 class CouponBatch(models.Model):
     """A bulk issue to a tag's or a segment's members, or to an uploaded list (a job:
     campaigns.jobs.run_coupon_batch walks the member ids, or the list's lines, in chunks; `next_member_id` is how
-    far it got (for a list: the next line of its prepared list), so a crashed run resumes). Each coupon it issues
-    carries `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one. A list batch keeps the
-    uploaded file (`member_list`, its key column `list_key`) and writes each line it does not issue to as a
-    CouponBatchReject."""
+    far it got (for a list: the next line of the file), so a crashed run resumes). Each coupon it issues carries
+    `source_ref` `batch:<id>`, so a chunk done again issues nobody a second one. A list batch keeps the uploaded
+    file's key column, a CouponBatchLine a line, until it has issued to them (`list_key` names the column), and
+    writes each line it does not issue to as a CouponBatchReject."""
 
     template = models.ForeignKey(CouponTemplate, models.PROTECT, related_name="batches")
     tag = models.CharField(_("tag"), max_length=50, blank=True)
@@ -208,10 +208,9 @@ class CouponBatch(models.Model):
     rfm_as_of = models.DateField(_("segments as of"), null=True, blank=True)
     list_name = models.CharField(_("uploaded list"), max_length=200, blank=True)
     list_key = models.CharField(_("list key"), max_length=12, choices=ListKey.choices, blank=True)
-    member_list = models.TextField(_("member list"), blank=True)
-    prepared_list = models.TextField(blank=True, editable=False)  # campaigns.jobs._prepare_list
     status = models.CharField(_("status"), max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
     next_member_id = models.BigIntegerField(default=0)
+    lines_prepared = models.BooleanField(default=False, editable=False)  # campaigns.jobs.prepare_list_lines
     last_member_id = models.BigIntegerField(default=-1)
     issued = models.PositiveIntegerField(_("issued"), default=0)
     over_limit = models.PositiveIntegerField(_("skipped: limit reached"), default=0)
@@ -229,6 +228,23 @@ class CouponBatch(models.Model):
 
     def __str__(self):
         return f"batch {self.pk} of {self.template_id}"
+
+
+class CouponBatchLine(models.Model):
+    """A line of an uploaded list not yet issued to (the staging of a list batch): its key as written, filled by
+    COPY at upload (campaigns.coupon_lists.stage_lines); the job reads the stored form of the key into `key`, or
+    the reason the line is rejected before any member is looked up (malformed, duplicate) into `reason`, then
+    issues and deletes the lines chunk by chunk (campaigns.jobs)."""
+
+    pk = models.CompositePrimaryKey("batch", "line")
+    batch = models.ForeignKey(CouponBatch, models.CASCADE, related_name="lines", db_index=False)  # the pk leads
+    line = models.PositiveIntegerField()
+    written = models.CharField(max_length=200)
+    key = models.CharField(max_length=64, null=True)  # noqa: DJ001 - NULL: not read yet, or malformed
+    reason = models.CharField(max_length=200, blank=True)
+
+    def __str__(self):
+        return f"{self.batch_id}:{self.line}"
 
 
 class CouponBatchReject(models.Model):

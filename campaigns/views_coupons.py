@@ -2,8 +2,6 @@
 the redemption at the counter or POS, the undo, and the wallets. Each view validates input, checks whom the caller
 may act for, calls one service and returns its result."""
 
-import hashlib
-
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -204,12 +202,8 @@ def _uploaded_list(upload):
     """(member_list for start_batch, the body to fingerprint: the file's name and a digest of its bytes) of an
     uploaded file; 413 request_too_large past COUPON_LIST_MAX_BYTES (read no further), 400 invalid for a file
     coupon_lists refuses."""
-    if upload.size > coupon_lists.max_bytes():
-        raise coupon_lists.ListTooLarge()
-    content = upload.read(coupon_lists.max_bytes() + 1)
-    text, key_column, rows = coupon_lists.read_member_list(content)
-    name = (upload.name or "list.csv")[:200]
-    return (name, text, key_column, rows), {"file": hashlib.sha256(content).hexdigest(), "name": name}
+    member_list = coupon_lists.read_member_list(upload)
+    return member_list, {"file": member_list.digest, "name": member_list.name}
 
 
 class CouponBatchViewSet(viewsets.GenericViewSet):

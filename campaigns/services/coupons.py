@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from campaigns import coupon_lists
 from campaigns.coupon_codes import MalformedCode, new_code, normalise
 from campaigns.models_coupons import (
     Coupon,
@@ -350,12 +351,12 @@ def issue_coupons(*, actor, scope, key, fingerprint, template_id, member_ids, so
 
 def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segment=None, member_list=None):
     """A bulk issue to the members of a tag or of an RFM segment (as of the newest completed RFM run), or to an
-    uploaded list (`member_list`: (file name, text, key column, rows), as campaigns.coupon_lists.read_member_list
-    checked it), as a job: records the batch with the member id range (a list: the rows) to walk, and after commit
-    sends it to the workers (campaigns.tasks.run_coupon_batch). Checks now what it can (template issuable, tag or
-    segment exists); quantity and limits are applied per chunk (members over them are skipped and counted; a
-    list's lines are written to its rejects with the reason). Idempotent on (scope, key): a retry answers the
-    same batch. Returns 202 with the batch."""
+    uploaded list (`member_list`: a campaigns.coupon_lists.MemberList, checked; its lines are staged by COPY,
+    streamed from the file), as a job: records the batch with the member id range (a list: the lines) to walk,
+    and after commit sends it to the workers (campaigns.tasks.run_coupon_batch). Checks now what it can (template
+    issuable, tag or segment exists); quantity and limits are applied per chunk (members over them are skipped
+    and counted; a list's lines are written to its rejects with the reason). Idempotent on (scope, key): a retry
+    answers the same batch. Returns 202 with the batch."""
     from campaigns.tasks import run_coupon_batch
     from members.jobs import latest_rfm_date
     from members.models import Segment, Tag
@@ -376,10 +377,10 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             if rfm_as_of is None:
                 raise InvalidInput({"segment": [gettext("No RFM run has completed yet: members have no segment.")]})
         if member_list is not None:
-            list_name, text, list_key, rows = member_list
-            bounds = {"low": 0, "high": rows - 1}  # a list's rows by position
+            list_name, list_key = member_list.name, member_list.key_column
+            bounds = {"low": 2, "high": member_list.last_line}  # a list's lines (the header is line 1)
         else:
-            list_name, text, list_key = "", "", ""
+            list_name, list_key = "", ""
             bounds = Member.objects.aggregate(low=Min("id"), high=Max("id"))
         batch = CouponBatch.objects.create(
             template=template,
@@ -388,11 +389,12 @@ def start_batch(*, actor, scope, key, fingerprint, template_id, tag=None, segmen
             rfm_as_of=rfm_as_of,
             list_name=list_name,
             list_key=list_key,
-            member_list=text,
             next_member_id=bounds["low"] or 0,
             last_member_id=bounds["high"] if bounds["high"] is not None else -1,
             created_by=actor,
         )
+        if member_list is not None:
+            coupon_lists.stage_lines(batch, member_list)
         record_audit(
             actor=actor,
             action="coupons.batch_started",

@@ -7,9 +7,11 @@ import io
 import uuid
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from django.db import IntegrityError, transaction
 
+from campaigns import coupon_lists
+from campaigns.coupon_codes import new_codes
 from campaigns.jobs import run_coupon_batch
 from campaigns.models_coupons import Coupon, CouponBatch
 from members.models import ErasedIdentity
@@ -260,3 +262,64 @@ def test_a_phone_in_a_list_is_read_as_members_store_it(raw, key):
     from members.phone_numbers import normalise_phone
 
     assert key_of(raw, "phone") == key == normalise_phone(raw)
+
+
+def test_the_database_refuses_a_second_coupon_with_a_code_in_use(listed):
+    members, _, _ = listed
+    offer = template()
+    (coupon,) = issue(offer, members[0])
+    copy = Coupon(
+        code=coupon.code,
+        template=offer,
+        member=members[1],
+        valid_from=coupon.valid_from,
+        valid_until=coupon.valid_until,
+        source="api",
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copy.save()
+    assert list(Coupon.objects.filter(code=coupon.code).values_list("member_id", flat=True)) == [members[0].pk]
+
+
+def test_a_list_chunk_whose_new_code_is_in_use_is_done_again_with_new_codes(marketer_api, listed, monkeypatch):
+    members, _, _ = listed
+    offer = template(per_member_limit=1)
+    (taken,) = issue(template(), members[4])  # another template's coupon: its code is drawn first below
+    drawn = []
+
+    def codes_colliding_once(count):
+        codes = new_codes(count)
+        if not drawn:
+            codes[0] = taken.code
+        drawn.append(codes)
+        return codes
+
+    monkeypatch.setattr("campaigns.jobs.new_codes", codes_colliding_once)
+    batch_id = upload(marketer_api, offer, "phone\n13900000001\n13900000002\n13900000003\n").json()["id"]
+
+    result = run_coupon_batch(int(batch_id))
+
+    assert (result["status"], result["issued"], result["rejected"]) == ("done", 3, 0)
+    assert len(drawn) == 2  # the chunk rolled back once and drew three new codes
+    issued = Coupon.objects.filter(template=offer).order_by("member_id")
+    assert list(issued.values_list("member_id", flat=True)) == [m.pk for m in members[:3]]
+    assert set(issued.values_list("code", flat=True)) == set(drawn[1])
+    assert list(Coupon.objects.filter(code=taken.code).values_list("member_id", flat=True)) == [members[4].pk]
+    offer.refresh_from_db()
+    assert offer.issued_count == 3
+
+
+def test_a_list_uploaded_to_a_file_on_disk_is_read_from_it(
+    marketer_api, listed, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    members, _, _ = listed
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10  # as a large list: Django spools it to a temporary file
+    read = coupon_lists.read_member_list
+    uploads = []
+    monkeypatch.setattr(coupon_lists, "read_member_list", lambda upload: uploads.append(upload) or read(upload))
+
+    batch = ran(marketer_api, django_capture_on_commit_callbacks, template(), "phone\n13900000001\n13900000002\n", "T")
+
+    assert [type(upload) for upload in uploads] == [TemporaryUploadedFile]
+    assert (batch["status"], batch["issued"], batch["rejected"]) == ("done", 2, 0)
+    assert sorted(Coupon.objects.values_list("member_id", flat=True)) == [members[0].pk, members[1].pk]
