@@ -9,6 +9,7 @@ members of their own stores only. The services open durable transactions, so no 
 """
 
 import contextlib
+import re
 import uuid
 from decimal import Decimal
 from functools import partial
@@ -34,6 +35,8 @@ from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.errors import DomainError
+from loyalty.ledger_reasons import register as register_reason
+from loyalty.ledger_reasons import shown_reason
 from loyalty.registry import ExtensionPoint
 from members import services as member_services
 from members.admin import MemberAdmin
@@ -52,6 +55,7 @@ from points.models import (
     Redemption,
     RedemptionStatus,
     Reward,
+    RuleChannel,
 )
 from points.serializers import MAX_AMOUNT, MAX_POINTS
 from points.services import configuration
@@ -124,6 +128,26 @@ class MemberScopedAdmin(admin.ModelAdmin):
 
 
 # --- The member page at the counter ------------------------------------------------------------------------------
+
+
+# The reasons the points services write on ledger entries, as the admin shows them (loyalty/ledger_reasons.py).
+for _channel in RuleChannel:
+    register_reason(re.escape(_channel.value), _channel.label)
+for _pattern, _text in (
+    (r"points used as cash", _("points used as cash")),
+    (r"points used as cash returned on refund", _("points used as cash returned on refund")),
+    (r"refund", _("refund")),
+    (r"returned points whose lots had expired", _("returned points whose lots had expired")),
+    (r"pending period ended: these points can now be used", _("pending period ended: these points can now be used")),
+    (r"points expired on (?P<date>\S+)", _("points expired on %(date)s")),
+    (r"merged into member (?P<member>\S+)", _("merged into member %(member)s")),
+    (r"merged from member (?P<member>\S+)", _("merged from member %(member)s")),
+    (r"redemption (?P<id>\d+) cancelled", _("redemption %(id)s cancelled")),
+    (r"redeemed (?P<reward>.+)", _("redeemed %(reward)s")),
+    (r"transfer to (?P<member>\d+)(?P<note>: .*)?", _("transfer to %(member)s%(note)s")),
+    (r"transfer from (?P<member>\d+)(?P<note>: .*)?", _("transfer from %(member)s%(note)s")),
+):
+    register_reason(_pattern, _text)
 
 
 class KeyedForm(forms.Form):
@@ -532,7 +556,7 @@ class PointsMemberAdmin(MemberAdmin):
                 e.get_kind_display(),
                 f"{e.points:+d}",
                 e.balance_after,
-                e.reason,
+                shown_reason(e.reason),
                 e.reference,
                 e.actor,
                 when(e.expires_at) if e.expires_at else "",
@@ -1102,12 +1126,16 @@ admin.site.register(Member, PointsMemberAdmin)
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
-    list_display = ["member", "kind", "points", "balance_after", "reason", "reference", "actor", "created_at"]
+    list_display = ["member", "kind", "points", "balance_after", "shown_reason", "reference", "actor", "created_at"]
     list_filter = ["kind"]
     search_fields = ["member__member_no", "member__phone", "reference"]
     search_help_text = _("Card number, phone (any format), or an exact reference (order number ...).")
     search_other_field = "reference"
     ordering = ["-id"]
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def shown_reason(self, entry):
+        return shown_reason(entry.reason)
 
 
 @admin.register(Redemption)

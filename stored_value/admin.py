@@ -4,6 +4,7 @@ lists of top-ups, payments and withdrawals, and the marketer's top-up rules and 
 
 Every write goes through stored_value.services, the same functions the API calls."""
 
+import re
 from decimal import Decimal
 
 from django import forms
@@ -19,6 +20,8 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
+from loyalty.ledger_reasons import register as register_reason
+from loyalty.ledger_reasons import shown_reason
 from members.extensions import member_glance
 from members.models import Member, Store
 from points.admin import MemberScopedAdmin, domain_error_text, members_matching, refund_notes, when
@@ -36,9 +39,22 @@ from stored_value.models import (
 )
 from stored_value.services import configuration
 from stored_value.services.balances import MAX_CENTS
-from stored_value.services.ledger import cents, money
+from stored_value.services.ledger import BONUS_EXPIRY_REASON, cents, money
 
 LEDGER_ROWS_SHOWN = 50
+
+
+# The reasons the stored-value services write on entries, as the admin shows them (loyalty/ledger_reasons.py).
+for _pattern, _text in (
+    (r"top-up", _("top-up")),
+    (r"stored-value top-up bonus", _("stored-value top-up bonus")),
+    (r"bonus of (?P<rule>.+)", _("bonus of %(rule)s")),
+    (r"order (?P<order>\S+)", _("order %(order)s")),
+    (r"refund (?P<refund>\S+) of order (?P<order>\S+)", _("refund %(refund)s of order %(order)s")),
+    (re.escape(BONUS_EXPIRY_REASON), _("bonus money past its validity")),
+    (r"returned bonus whose validity had ended", _("returned bonus whose validity had ended")),
+):
+    register_reason(_pattern, _text)
 
 
 class ReadOnlyMemberScopedAdmin(MemberScopedAdmin, ReadOnlyAdmin):
@@ -91,7 +107,7 @@ class StoredValueAccountAdmin(ReadOnlyMemberScopedAdmin):
                     money(entry.bonus_delta),
                     money(entry.balance_after),
                     entry.reference,
-                    entry.reason,
+                    shown_reason(entry.reason),
                     entry.actor,
                 )
                 for entry in entries
@@ -113,10 +129,15 @@ class StoredValueEntryAdmin(ReadOnlyMemberScopedAdmin):
         "principal_after",
         "bonus_after",
         "reference",
+        "shown_reason",
         "actor",
     ]
     list_filter = ["kind"]
     search_other_field = "reference"
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def shown_reason(self, entry):
+        return shown_reason(entry.reason)
 
 
 class TopUpForm(forms.Form):
