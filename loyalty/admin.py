@@ -2,6 +2,8 @@
 deliveries); and the bases every app's admin builds on (saving through services, read-only screens, the acting
 staff user and her stores)."""
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -22,6 +24,7 @@ from loyalty.events import known_patterns
 from loyalty.login_guard import authenticate_staff
 from loyalty.message_templates import message_kinds, save_message_template
 from loyalty.message_templates import preview as preview_template
+from loyalty.messaging import MISSING_ADDRESS
 from loyalty.models import (
     Alert,
     ApiClient,
@@ -36,6 +39,8 @@ from loyalty.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from loyalty.stored_reasons import register as register_reason
+from loyalty.stored_reasons import shown_reason
 from loyalty.versions import VersionKeepsItsTerms
 
 
@@ -182,12 +187,33 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# Why a message was skipped (loyalty.messaging.skip_reason), as the admin shows it (loyalty/stored_reasons.py).
+for _pattern, _text in (
+    (r"member is (?P<status>\w+)", _("member is %(status)s")),
+    (r"no consent for (?P<channel>\w+)", _("no consent for %(channel)s")),
+    (r"WECHAT_APP_ID is not set", _("WECHAT_APP_ID is not set")),
+    (re.escape(MISSING_ADDRESS[MessageChannel.SMS]), _("no phone number")),
+    (re.escape(MISSING_ADDRESS[MessageChannel.EMAIL]), _("no email address")),
+    (re.escape(MISSING_ADDRESS[MessageChannel.WECHAT]), _("no WeChat openid")),
+    (re.escape(MISSING_ADDRESS[MessageChannel.INBOX]), _("no member")),
+    (
+        r"frequency cap: one (?P<kind>\S+) per (?P<days>\d+) days on (?P<channel>\w+)",
+        _("frequency cap: one %(kind)s per %(days)s days on %(channel)s"),
+    ),
+):
+    register_reason(_pattern, _text)
+
+
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "kind", "channel", "recipient", "status", "status_reason"]
+    list_display = ["created_at", "kind", "channel", "recipient", "status", "shown_reason"]
     list_filter = ["status", "channel", "kind"]
     search_fields = ["recipient"]
     show_full_result_count = False
+
+    @admin.display(description=_("reason"), ordering="status_reason")
+    def shown_reason(self, message):
+        return shown_reason(message.status_reason)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

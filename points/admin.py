@@ -35,9 +35,9 @@ from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.admin_fields import CodeChoiceListField, WordListField
 from loyalty.errors import DomainError
-from loyalty.ledger_reasons import register as register_reason
-from loyalty.ledger_reasons import shown_reason
 from loyalty.registry import ExtensionPoint
+from loyalty.stored_reasons import register as register_reason
+from loyalty.stored_reasons import shown_reason
 from members import services as member_services
 from members.admin import MemberAdmin
 from members.extensions import member_glance
@@ -130,7 +130,7 @@ class MemberScopedAdmin(admin.ModelAdmin):
 # --- The member page at the counter ------------------------------------------------------------------------------
 
 
-# The reasons the points services write on ledger entries, as the admin shows them (loyalty/ledger_reasons.py).
+# The reasons the points services write on ledger entries, as the admin shows them (loyalty/stored_reasons.py).
 for _channel in RuleChannel:
     register_reason(re.escape(_channel.value), _channel.label)
 for _pattern, _text in (

@@ -20,8 +20,8 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.access import staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
 from loyalty.errors import DomainError
-from loyalty.ledger_reasons import register as register_reason
-from loyalty.ledger_reasons import shown_reason
+from loyalty.stored_reasons import register as register_reason
+from loyalty.stored_reasons import shown_reason
 from members.extensions import member_glance
 from members.models import Member, Store
 from points.admin import MemberScopedAdmin, domain_error_text, members_matching, refund_notes, when
@@ -44,7 +44,7 @@ from stored_value.services.ledger import BONUS_EXPIRY_REASON, cents, money
 LEDGER_ROWS_SHOWN = 50
 
 
-# The reasons the stored-value services write on entries, as the admin shows them (loyalty/ledger_reasons.py).
+# The reasons the stored-value services write on entries, as the admin shows them (loyalty/stored_reasons.py).
 for _pattern, _text in (
     (r"top-up", _("top-up")),
     (r"stored-value top-up bonus", _("stored-value top-up bonus")),

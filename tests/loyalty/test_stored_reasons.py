@@ -1,12 +1,12 @@
 """The reasons the services store on ledger entries stay English (the API answers them as written); the admin
-shows them in the reader's language (loyalty/ledger_reasons.py), and a reason a person typed as typed."""
+shows them in the reader's language (loyalty/stored_reasons.py), and a reason a person typed as typed."""
 
 from decimal import Decimal
 
 import pytest
 from django.utils import translation
 
-from loyalty.ledger_reasons import shown_reason
+from loyalty.stored_reasons import shown_reason
 from points import services
 from points.models import LedgerEntry
 from tests.points.test_admin import change_url, give_points, readonly_values
@@ -27,6 +27,11 @@ CHINESE = [
     ("bonus of Top up 500", "Top up 500 赠送金"),
     ("refund R-9 of order A-1", "订单 A-1 的退款 R-9"),
     ("bonus money past its validity", "赠送金已过有效期"),
+    ("no consent for sms", "会员未同意接收 sms"),
+    ("member is frozen", "会员状态为 frozen"),
+    ("no phone number", "无手机号"),
+    ("frequency cap: one birthday per 30 days on sms", "频率上限：sms 渠道每 30 天只发一条 birthday"),
+    ("SMS provider answered 500", "SMS provider answered 500"),  # a provider's words: as written
     ("goodwill after a complaint", "goodwill after a complaint"),  # typed by a clerk: shown as typed
     ("purchase of a gift", "purchase of a gift"),  # a pattern matches the whole reason, not a part
 ]
