@@ -3,6 +3,7 @@ results, through the ORM."""
 
 from django.db import transaction
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext as _
 
 from members.models import Channel, ErasedIdentity, Member, Purchase
 from members.services.membership import generate_member_no, generate_referral_code
@@ -10,9 +11,11 @@ from members.services.membership import generate_member_no, generate_referral_co
 from .awards import _award_points
 from .rows import (
     CODE_ATTEMPTS,
+    DUPLICATE_OF_LINE,
     ERASED,
     LOOKUP_BATCH,
     NO_UNIQUE_CODE,
+    PHONE_OF_LINE,
     PHONE_TAKEN,
     UNKNOWN_MEMBER,
     AwardRow,
@@ -46,7 +49,7 @@ class _OrmMerger:
             if first == row.line:
                 kept.append(row)
             else:
-                rejects.append((row.line, reason.format(first)))
+                rejects.append((row.line, _(reason) % {"line": first}))
         return kept, rejects
 
 
@@ -100,8 +103,8 @@ def _member_instance(row):
 class _OrmMembers(_OrmMerger):
     def merge(self, rows):
         with transaction.atomic(durable=True):
-            rows, rejects = self._claim(rows, "external_id", "external_id", "duplicate of line {}")
-            rows, more = self._claim(rows, "phone", "phone", "phone already used by line {}")
+            rows, rejects = self._claim(rows, "external_id", "external_id", DUPLICATE_OF_LINE)
+            rows, more = self._claim(rows, "phone", "phone", PHONE_OF_LINE)
             existing = _lookup(Member.objects, "external_id", [row.external_id for row in rows])
             new = [row for row in rows if row.external_id not in existing]
             skipped = len(rows) - len(new)
@@ -122,7 +125,7 @@ class _OrmPurchases(_OrmMerger):
     def merge(self, rows):
         outcome = ChunkOutcome()
         with transaction.atomic(durable=True):
-            rows, outcome.rejects = self._claim(rows, "order_no", "order_no", "duplicate of line {}")
+            rows, outcome.rejects = self._claim(rows, "order_no", "order_no", DUPLICATE_OF_LINE)
             ours = Purchase.objects.filter(source=self.source)
             imported_before = _lookup(ours, "order_no", [row.order_no for row in rows])
             rows = [row for row in rows if row.order_no not in imported_before]

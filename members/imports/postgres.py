@@ -10,6 +10,7 @@ import contextlib
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from members.models import Channel, ErasedIdentity, Member, MemberStatus, Purchase
 from members.services.membership import generate_member_no, generate_referral_code
@@ -17,8 +18,10 @@ from members.services.membership import generate_member_no, generate_referral_co
 from .awards import _award_points
 from .rows import (
     CODE_ATTEMPTS,
+    DUPLICATE_OF_LINE,
     ERASED,
     NO_UNIQUE_CODE,
+    PHONE_OF_LINE,
     PHONE_TAKEN,
     UNKNOWN_MEMBER,
     AwardRow,
@@ -133,7 +136,7 @@ def _pg_claim(cursor, *, stage, column, reason):
         ) c
         WHERE c.line = s.line AND c.first <> s.line
         RETURNING s.line, c.first""")  # noqa: S608 - names are constants
-    rejects = [(line, reason.format(first)) for line, first in cursor.fetchall()]
+    rejects = [(line, _(reason) % {"line": first}) for line, first in cursor.fetchall()]
     cursor.execute(
         f"INSERT INTO {seen} (key, line) "  # noqa: S608
         f"SELECT {column}, line FROM {stage} WHERE {column} IS NOT NULL"
@@ -185,8 +188,8 @@ class _PostgresMembers(_PostgresMerger):
     def merge(self, rows):
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             _pg_stage(cursor, MEMBER_STAGE, MemberRow._fields, rows)
-            rejects = _pg_claim(cursor, stage=MEMBER_STAGE, column="external_id", reason="duplicate of line {}")
-            rejects += _pg_claim(cursor, stage=MEMBER_STAGE, column="phone", reason="phone already used by line {}")
+            rejects = _pg_claim(cursor, stage=MEMBER_STAGE, column="external_id", reason=DUPLICATE_OF_LINE)
+            rejects += _pg_claim(cursor, stage=MEMBER_STAGE, column="phone", reason=PHONE_OF_LINE)
             cursor.execute(UNSTAGE_PRESENT_MEMBERS)
             skipped = cursor.rowcount
             cursor.execute(UNSTAGE_ERASED_MEMBERS)
@@ -211,7 +214,7 @@ class _PostgresPurchases(_PostgresMerger):
         with transaction.atomic(durable=True), connection.cursor() as cursor:
             _pg_stage(cursor, PURCHASE_STAGE, PurchaseRow._fields, rows)
             outcome = ChunkOutcome(
-                rejects=_pg_claim(cursor, stage=PURCHASE_STAGE, column="order_no", reason="duplicate of line {}")
+                rejects=_pg_claim(cursor, stage=PURCHASE_STAGE, column="order_no", reason=DUPLICATE_OF_LINE)
             )
             if self.source_had_purchases:
                 cursor.execute(UNSTAGE_IMPORTED_PURCHASES, {"source": self.source})

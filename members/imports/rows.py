@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from loyalty.clock import business_tz
 from loyalty.csv_cells import neutralise_row, restore
@@ -55,10 +56,12 @@ MEMBER_COLUMNS = (
 )
 PURCHASE_COLUMNS = ("member_external_id", "member_phone", "order_no", "occurred_at", "amount", "store", "channel")
 
-PHONE_TAKEN = "phone already used by another member"
-UNKNOWN_MEMBER = "unknown member"
-NO_UNIQUE_CODE = "no unique card number or referral code could be drawn"
-ERASED = "erased on the member's request"
+PHONE_TAKEN = gettext_noop("phone already used by another member")
+UNKNOWN_MEMBER = gettext_noop("unknown member")
+DUPLICATE_OF_LINE = gettext_noop("duplicate of line %(line)s")
+PHONE_OF_LINE = gettext_noop("phone already used by line %(line)s")
+NO_UNIQUE_CODE = gettext_noop("no unique card number or referral code could be drawn")
+ERASED = gettext_noop("erased on the member's request")
 
 
 class ImportRefused(Exception):
@@ -218,7 +221,9 @@ class _CsvSource:
 
     def values(self, raw):
         if len(raw) != len(self.header):
-            raise Rejected(f"{len(raw)} columns, expected {len(self.header)}")
+            raise Rejected(
+                _("%(count)s columns, expected %(expected)s") % {"count": len(raw), "expected": len(self.header)}
+            )
         # restore(): a cell the rejects file neutralised ('=..., '+86..., '-5) reads back as it was written there.
         return {name: restore(raw[index]).strip() for name, index in self.positions}
 
@@ -247,7 +252,9 @@ class _RejectsFile:
         self.file.close()
 
     def write(self, rejects, raw_by_line):
-        self.writer.writerows(neutralise_row([line, reason, *raw_by_line[line]]) for line, reason in rejects)
+        # A reason is either already in the active language (Rejected's) or one of the constants above, marked
+        # with gettext_noop and translated here; gettext gives any other text back as it is.
+        self.writer.writerows(neutralise_row([line, _(reason), *raw_by_line[line]]) for line, reason in rejects)
         self.file.flush()
 
 
@@ -358,7 +365,7 @@ class _Checks:
         try:
             return self.normalise_phone(text)
         except InvalidPhoneNumber:
-            raise Rejected(f"invalid {name}") from None
+            raise Rejected(_("invalid %(name)s") % {"name": name}) from None
 
     def _store(self, code):
         if not code:
@@ -372,7 +379,7 @@ class _Checks:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise Rejected(f"invalid {name}") from None
+            raise Rejected(_("invalid %(name)s") % {"name": name}) from None
         # zoneinfo resolves a naive wall-clock time by replace(); a date alone is the start of that business day
         return moment if moment.tzinfo else moment.replace(tzinfo=self.tz)
 
@@ -407,12 +414,12 @@ class _Checks:
         try:
             return BOOLEANS[text.lower()]
         except KeyError:
-            raise Rejected(f"invalid {name}") from None
+            raise Rejected(_("invalid %(name)s") % {"name": name}) from None
 
 
 def _required(values, name):
     if not values.get(name):
-        raise Rejected(f"missing {name}")
+        raise Rejected(_("missing %(name)s") % {"name": name})
     return values[name]
 
 
@@ -420,7 +427,7 @@ def _text(values, name, model, *, column=None, required=False):
     text = _required(values, name) if required else values.get(name, "")
     max_length = model._meta.get_field(column or name).max_length
     if len(text) > max_length:
-        raise Rejected(f"{name} longer than {max_length} characters")
+        raise Rejected(_("%(name)s longer than %(max_length)s characters") % {"name": name, "max_length": max_length})
     return text
 
 

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
+from django.utils import translation
 
 from members import imports
 from members.models import Member, Purchase
@@ -288,6 +289,31 @@ MEMBER_REJECTS = [
     ["13", "invalid consent_sms", "E11", "", "", "", "", "", "", "", "maybe", "", ""],
     ["14", "missing external_id", "", "13700000001", "", "", "", "", "", "", "", "", ""],
 ]
+
+
+def test_the_rejects_file_speaks_the_operators_language(tmp_path, member_a, store_a, settings):
+    """Under zh-hans, the LANGUAGE_CODE a command or a worker runs with by default (rows are read on a thread of
+    their own, which has only the default language), every reason is in Chinese."""
+    settings.LANGUAGE_CODE = "zh-hans"
+    MemberFactory(external_id="EXISTING", phone="+8613500135000")
+    path = write(tmp_path, "members.csv", MEMBERS)
+
+    with translation.override("zh-hans"):
+        run("import_members", path)
+
+    assert [row[:2] for row in rejects_of(tmp_path / "members.rejects.csv")[1]] == [
+        ["4", "手机号已被其他会员使用"],
+        ["5", "phone 无效"],
+        ["6", "与第 2 行重复"],
+        ["7", "手机号已被第 2 行使用"],
+        ["8", "性别无效"],
+        ["9", "生日无效"],
+        ["10", "邮箱无效"],
+        ["11", "未知门店"],
+        ["12", "joined_at 无效"],
+        ["13", "consent_sms 无效"],
+        ["14", "缺少 external_id"],
+    ]
 
 
 @pytest.mark.parametrize("chunk_rows", [3, imports.CHUNK_ROWS])
