@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models_coupons import CouponBatchLine, ListKey
 from loyalty.api import csv_response
 from loyalty.errors import DomainError, InvalidInput
+from loyalty.stored_reasons import register as register_reason
+from loyalty.stored_reasons import shown_reason
 from members.phone_numbers import InvalidPhoneNumber, normalise_phone
 
 KEY_COLUMNS = tuple(ListKey.values)
@@ -32,6 +35,23 @@ NOT_ACTIVE = "member not active ({})"
 LIMIT_REACHED = "per-member limit reached"
 QUANTITY_USED_UP = "total quantity used up"
 MALFORMED = "malformed {}: {}"
+
+# The reasons are stored in English (the SQL path writes them too); the rejects file gives them in the reader's
+# language (loyalty/stored_reasons.py).
+for _pattern, _text in (
+    (re.escape(UNKNOWN_MEMBER), _("unknown member")),
+    (re.escape(ERASED), _("erased on the member's request")),
+    (r"duplicate of line (?P<line>\d+)", _("duplicate of line %(line)s")),
+    (r"the same member as line (?P<line>\d+)", _("the same member as line %(line)s")),
+    (re.escape(ALREADY_ISSUED), _("the same member as an earlier line (already issued by this batch)")),
+    (r"member not active \((?P<status>\w+)\)", _("member not active (%(status)s)")),
+    (re.escape(LIMIT_REACHED), _("per-member limit reached")),
+    (re.escape(QUANTITY_USED_UP), _("total quantity used up")),
+    (r"malformed (?P<column>\S+): empty", _("malformed %(column)s: empty")),
+    (r"malformed (?P<column>\S+): too long", _("malformed %(column)s: too long")),
+    (r"malformed (?P<column>\S+): not a valid phone number", _("malformed %(column)s: not a valid phone number")),
+):
+    register_reason(_pattern, _text)
 
 
 class ListTooLarge(DomainError):
@@ -171,5 +191,6 @@ def phone_key(value, label):
 
 def rejects_response(batch):
     """The batch's rejects file as a CSV download."""
-    rows = batch.rejects.order_by("line").values_list("line", "key", "reason").iterator(chunk_size=5000)
+    stored = batch.rejects.order_by("line").values_list("line", "key", "reason").iterator(chunk_size=5000)
+    rows = ((line, key, shown_reason(reason)) for line, key, reason in stored)
     return csv_response(f"coupon-batch-{batch.pk}-rejects.csv", REJECTS_HEADER, rows)

@@ -110,6 +110,34 @@ def test_an_uploaded_list_issues_to_its_members_and_writes_every_rejected_line(
     assert CouponBatch.objects.count() == 1
 
 
+def test_the_rejects_file_gives_the_reasons_in_the_readers_language(
+    marketer_api, listed, django_capture_on_commit_callbacks
+):
+    """Stored in English (the SQL path writes them), read in Chinese with Accept-Language: zh-hans."""
+    _, _, holder = listed
+    offer = template(total_quantity=5, per_member_limit=1)
+    with transaction.atomic():
+        issue(offer, holder)
+    erase("+8613900000008")
+    with django_capture_on_commit_callbacks(execute=True):
+        batch_id = upload(marketer_api, offer, PHONE_LIST).json()["id"]
+
+    response = marketer_api.get(f"/api/v1/coupon-batches/{batch_id}/rejects/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    body = b"".join(response.streaming_content).decode("utf-8-sig")
+
+    assert [row[2] for row in csv.reader(io.StringIO(body))] == [
+        "reason",
+        "与第 2 行重复",
+        "未知会员",
+        "phone 格式错误：不是有效的手机号",
+        "会员状态非正常（frozen）",
+        "已达每人限领数",
+        "已应会员要求删除",
+        "总数量已发完",
+    ]
+    assert [row[2] for row in rejects_of(marketer_api, batch_id)] == [row[2] for row in expected_rejects()]
+
+
 def test_a_list_run_in_small_chunks_gives_the_same_coupons_and_rejects(marketer_api, listed):
     members, _, holder = listed
     offer = template(total_quantity=5, per_member_limit=1)
