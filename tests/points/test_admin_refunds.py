@@ -12,6 +12,7 @@ from members.models import Purchase, Refund
 from points import services
 from points.models import EntryKind, LedgerEntry, PointsAccount, Redemption, RedemptionStatus, Reward
 from stored_value.models import Payment
+from tests.points.test_admin import give_points
 
 pytestmark = pytest.mark.django_db
 
@@ -30,19 +31,6 @@ def messages_of(response):
 
 def available(member):
     return PointsAccount.objects.get(member=member).available
-
-
-def give_points(member, points):
-    services.adjust_points(
-        actor="staff:seed",
-        role="admin",
-        scope="test",
-        key=str(uuid.uuid4()),
-        fingerprint="x",
-        member_id=member.pk,
-        points=points,
-        reason="seed",
-    )
 
 
 def buy(member, store, order_no="A-1", amount="100.00", lines=(), points_used=0):
