@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 from django.conf import settings
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
@@ -143,8 +144,9 @@ class Page:
         next page to replace this one."""
         selector = f'input[type=submit][name="{name}"]' if name else "#content input[type=submit], input[type=submit]"
         button = self.driver.find_element(By.CSS_SELECTOR, selector)
+        self.mark_page()
         button.click()
-        self.wait_for_next_page(button)
+        self.wait_for_next_page()
 
     def click_link(self, text):
         """Follows the link with exactly this text (as shown: CSS may capitalise it) and waits for the next page."""
@@ -154,13 +156,28 @@ class Page:
         """Follows a link (an element, or a CSS selector of one) and waits for the next page."""
         if isinstance(link, str):
             link = self.driver.find_element(By.CSS_SELECTOR, link)
+        self.mark_page()
         link.click()
-        self.wait_for_next_page(link)
+        self.wait_for_next_page()
 
-    def wait_for_next_page(self, element):
-        """Until the page that held `element` is gone and the next one has loaded."""
-        self.wait_for(expected_conditions.staleness_of(element))
-        self.wait_for(lambda driver: driver.execute_script("return document.readyState") == "complete")
+    def mark_page(self):
+        """Marks the document shown now, so that wait_for_next_page can tell it from the next one."""
+        self.driver.execute_script("window.__left_behind = true;")
+
+    def wait_for_next_page(self):
+        """Until the marked page is gone and the next one has loaded.
+
+        Asking the old page's element whether it went stale (expected_conditions.staleness_of) races the navigation:
+        Chromium sometimes answers "Node with given id does not belong to the document" instead of "stale", which
+        failed a CI run. A mark on the old window object asks the question of whichever document is current."""
+
+        def next_page_loaded(driver):
+            try:
+                return driver.execute_script("return !window.__left_behind && document.readyState === 'complete';")
+            except WebDriverException:  # the navigation replaced the document while the script was being sent
+                return False
+
+        self.wait_for(next_page_loaded)
 
     # Reading ---------------------------------------------------------------------------------------------------
 
