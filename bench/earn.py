@@ -3,13 +3,15 @@
 
 One run: drop and create the bench database, migrate it, bulk-insert members (with their points accounts), a
 store and an API client, start gunicorn (production settings) on a free 127.0.0.1 port, drive
-`POST /api/v1/purchases/` with N keep-alive clients, then `GET /api/v1/members/{id}/points/`, stop gunicorn, run
+`POST /api/v1/purchases/` with N keep-alive clients, then `GET /api/v1/members/{id}/points/`, sign-in events
+(`POST /api/v1/events/`) and redemptions (`POST /api/v1/redemptions/`), stop gunicorn, run
 the baseline with the same number of clients in the same database, and finally `manage.py check_ledger`.
 
     .venv/bin/python bench/earn.py                        # 16 clients, 20 s, summary block
     .venv/bin/python bench/earn.py --workers 3 --threads 4 --json
     .venv/bin/python bench/earn.py --breakdown 300        # no HTTP load: queries and cProfile of one purchase
     .venv/bin/python bench/earn.py --campaigns 50         # the same with 50 running campaigns, 5 applying
+    .venv/bin/python bench/earn.py --redis-url redis://127.0.0.1:6379/9   # Redis cache and broker, as in production
 
 Standard library only (the manage.py and gunicorn subprocesses use .venv). Everything it starts it stops: the
 gunicorn process group it started, never anything else. See bench/README.md.
@@ -39,6 +41,8 @@ DEFAULT_BASELINE = REPO.parent / "shared" / "bench" / "earn_baseline"
 OUT = REPO / "bench" / "out"  # git-ignored: gunicorn log, profiles
 PURCHASE_PATH = "/api/v1/purchases/"
 SUMMARY_PATH = "/api/v1/members/{}/points/"
+EVENT_PATH = "/api/v1/events/"
+REDEMPTION_PATH = "/api/v1/redemptions/"
 STORE_CODE = "BENCH01"
 TARGET_RATIO, TARGET_P99_MS, TARGET_READS = 0.20, 100.0, 1000.0
 
@@ -52,7 +56,7 @@ from members.models import Member, Store
 from loyalty.access import CLIENT_SCOPES
 from loyalty.credentials import create_api_client
 from members.services.membership import REFERRAL_ALPHABET, _luhn_check_digit
-from points.models import PointsAccount
+from points.models import PointsAccount, Reward
 
 count = __MEMBERS__
 store = Store.objects.create(code="__STORE__", name="Bench store", city="Shanghai")
@@ -79,7 +83,9 @@ ids = list(Member.objects.order_by("id").values_list("id", flat=True))
 PointsAccount.objects.bulk_create([PointsAccount(member_id=i) for i in ids], batch_size=batch)
 # For all stores, as keys bound to no store were before `all_stores` (the figures stay comparable).
 client, key = create_api_client(name="bench client", all_stores=True, scopes=sorted(CLIENT_SCOPES))
-print("BENCH_PREP " + json.dumps({"key": key, "member_ids": ids}))
+# The redemption phase's reward: 1 point, unlimited stock, no per-member limit (a sign-in's 5 points pay for five).
+reward = Reward.objects.create(code="bench-gift", name="Bench gift", kind="gift", cost_points=1)
+print("BENCH_PREP " + json.dumps({"key": key, "member_ids": ids, "reward": reward.pk}))
 """
 
 # --webhook: an active subscription to points.earned (made directly: its URL is never called, so it skips the
@@ -138,10 +144,10 @@ import cProfile, json, pstats, random, time
 from django.db import connection
 from django.test import Client
 
-key, ids, n = "__KEY__", __IDS__, __N__
+key, ids, n, reward = "__KEY__", __IDS__, __N__, __REWARD__
 rng = random.Random(7)
 client = Client(SERVER_NAME="127.0.0.1", HTTP_AUTHORIZATION=f"Api-Key {key}")
-seq = [0]
+seq, signed_in = [0], []
 
 def purchase():
     seq[0] += 1
@@ -153,6 +159,23 @@ def purchase():
 def summary():
     response = client.get(f"/api/v1/members/{rng.choice(ids)}/points/")
     assert response.status_code == 200, (response.status_code, response.content[:300])
+
+def sign_in():
+    # Each member once (one sign-in a business day): the members in order; each gets the rule's 5 points.
+    member = ids[len(signed_in)]
+    seq[0] += 1
+    response = client.post("/api/v1/events/", json.dumps({"member": str(member), "type": "sign_in"}),
+                           content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"BD-E-{seq[0]}")
+    assert response.status_code == 201, (response.status_code, response.content[:300])
+    signed_in.append(member)
+
+def redeem():
+    # The 1-point reward, from the members who signed in, in turn (5 points each: at most 5 redemptions each).
+    seq[0] += 1
+    member = signed_in[seq[0] % len(signed_in)]
+    response = client.post("/api/v1/redemptions/", json.dumps({"member": str(member), "reward": reward, "quantity": 1}),
+                           content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"BD-R-{seq[0]}")
+    assert response.status_code == 201, (response.status_code, response.content[:300])
 
 for _ in range(50):  # warm-up: imports, connection, caches
     purchase(); summary()
@@ -206,6 +229,12 @@ result = {"purchase_one": capture(purchase), "summary_one": capture(summary),
 result["purchase_cpu_ms"], result["summary_cpu_ms"] = cpu_timed(purchase, n), cpu_timed(summary, n)
 result["purchase_queries"], result["purchase_sql_ms"] = sql_per_call(purchase, n)
 result["summary_queries"], result["summary_sql_ms"] = sql_per_call(summary, n)
+result["event_one"] = capture(sign_in)
+result["event_ms"], result["event_cpu_ms"] = timed(sign_in, n), cpu_timed(sign_in, n)
+result["event_queries"], result["event_sql_ms"] = sql_per_call(sign_in, n)
+result["redemption_one"] = capture(redeem)
+result["redemption_ms"], result["redemption_cpu_ms"] = timed(redeem, n), cpu_timed(redeem, n)
+result["redemption_queries"], result["redemption_sql_ms"] = sql_per_call(redeem, n)
 
 BUCKETS = [
     ("request total (handler + middleware)", "django/core/handlers/base.py", "get_response"),
@@ -314,11 +343,25 @@ def parse_args(argv=None):
     parser.add_argument("--read-seconds", type=float, default=10, help="summary read load duration [10]")
     parser.add_argument("--read-clients", type=int, default=None, help="clients for the reads [--clients]")
     parser.add_argument(
+        "--event-seconds",
+        type=float,
+        default=10,
+        help="sign-in events (POST /api/v1/events/, each member once) for this long, then as long redemptions of a "
+        "1-point reward by those members (POST /api/v1/redemptions/); 0 skips both [10]",
+    )
+    parser.add_argument(
         "--floor-seconds",
         type=float,
         default=5,
         help="seconds of GET /healthz (no database, no DRF): the framework's ceiling on this "
         "machine, for comparison; 0 skips it [5]",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="Redis as cache and Celery broker, as in production, e.g. redis://127.0.0.1:6379/9: the messages a "
+        "redemption sends are queued there (no worker takes them; they stay) instead of being sent inside the "
+        "request, as they are without it [unset: eager tasks, in-process cache, as the earlier figures]",
     )
     parser.add_argument("--members", type=int, default=10_000, help="members to insert [10000]")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
@@ -392,9 +435,13 @@ def parse_args(argv=None):
 # --- Environment, database and data ---------------------------------------------------------------------------
 
 
-def service_env(dsn):
-    """The environment of every manage.py and gunicorn subprocess: production settings on the bench database."""
+def service_env(dsn, redis_url=None):
+    """The environment of every manage.py and gunicorn subprocess: production settings on the bench database;
+    with `redis_url`, Redis as cache and Celery broker as in production (tasks queued, not run), else none (tasks
+    run eagerly in the request, the cache is in-process)."""
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     env.update(
         {
             "DATABASE_URL": dsn,
@@ -676,8 +723,9 @@ def percentile(ordered, fraction):
 
 
 def drive(port, clients, seconds, make_request, headers, seed):
-    """`clients` threads, one keep-alive connection each, sending make_request(rng, client, n) until the
-    deadline. Returns throughput (2xx per second of the window), latency percentiles and non-2xx counts."""
+    """`clients` threads, one keep-alive connection each, sending make_request(rng, client, n) -> (method, path,
+    body[, extra headers]) until the deadline. Returns throughput (2xx per second of the window), latency
+    percentiles and non-2xx counts."""
     barrier = threading.Barrier(clients + 1)
     per_client = [None] * clients
 
@@ -690,11 +738,11 @@ def drive(port, clients, seconds, make_request, headers, seed):
         deadline = start_at[0] + seconds
         last_end = time.perf_counter()
         while time.perf_counter() < deadline:
-            method, path, body = make_request(rng, index, n)
+            method, path, body, *extra = make_request(rng, index, n)
             n += 1
             started = time.perf_counter()
             try:
-                connection.request(method, path, body=body, headers=headers)
+                connection.request(method, path, body=body, headers={**headers, **extra[0]} if extra else headers)
                 response = connection.getresponse()
                 data = response.read()
                 status = response.status
@@ -766,6 +814,31 @@ def purchase_maker(member_ids, run_tag):
 def summary_maker(member_ids):
     def make(rng, client, n):
         return "GET", SUMMARY_PATH.format(rng.choice(member_ids)), None
+
+    return make
+
+
+def sign_in_maker(member_ids, run_tag, used):
+    """Sign-in events of members in turn, each once (one a business day); `used` collects the members asked."""
+    turn = iter(member_ids)  # next() on a shared iterator: one member per request, across the client threads
+
+    def make(rng, client, n):
+        member = next(turn)  # StopIteration (more requests than members) ends the client's thread loudly
+        used.append(member)
+        body = {"member": str(member), "type": "sign_in"}
+        return "POST", EVENT_PATH, json.dumps(body).encode(), {"Idempotency-Key": f"{run_tag}-e-{client}-{n}"}
+
+    return make
+
+
+def redemption_maker(member_ids, reward, run_tag):
+    """Redemptions of the 1-point reward by the members who signed in (5 points each), in turn."""
+    counter = iter(range(10**9))
+
+    def make(rng, client, n):
+        member = member_ids[next(counter) % len(member_ids)]
+        body = {"member": str(member), "reward": reward, "quantity": 1}
+        return "POST", REDEMPTION_PATH, json.dumps(body).encode(), {"Idempotency-Key": f"{run_tag}-r-{client}-{n}"}
 
     return make
 
@@ -857,7 +930,7 @@ def summarise_py_spy(path):
 
 def run(args):
     dsn = f"{args.server_url}/{args.db}"
-    env = service_env(dsn)
+    env = service_env(dsn, args.redis_url)
     result = {
         "config": {
             "clients": args.clients,
@@ -865,6 +938,8 @@ def run(args):
             "warmup": args.warmup,
             "read_seconds": args.read_seconds,
             "read_clients": args.read_clients,
+            "event_seconds": args.event_seconds,
+            "redis_url": args.redis_url,
             "members": args.members,
             "workers": args.workers,
             "threads": args.threads,
@@ -913,6 +988,7 @@ def run(args):
             .replace("__N__", str(args.breakdown))
             .replace("__IDS__", json.dumps(member_ids))
             .replace("__STORE__", STORE_CODE)
+            .replace("__REWARD__", str(prepared["reward"]))
         )
         result["breakdown"] = shell_json(env, snippet, "BENCH_BREAKDOWN")
         result["check_ledger"] = check_ledger(env)
@@ -965,6 +1041,30 @@ def run(args):
         if spy:
             spy[0].wait(timeout=60)
             result["py_spy_reads"] = {"file": str(spy[1]), **summarise_py_spy(spy[1])}
+        if args.event_seconds:
+            signed_in = []
+            log(f"sign-in events: {args.clients} clients for {args.event_seconds:g} s")
+            with CpuMeter(gunicorn, args.db) as meter:
+                result["events"] = drive(
+                    gunicorn.port,
+                    args.clients,
+                    args.event_seconds,
+                    sign_in_maker(member_ids, run_tag, signed_in),
+                    headers,
+                    args.seed + 3,
+                )
+            result["events"]["cpu"] = meter.report(result["events"]["ok"])
+            log(f"redemptions: {args.clients} clients for {args.event_seconds:g} s")
+            with CpuMeter(gunicorn, args.db) as meter:
+                result["redemptions"] = drive(
+                    gunicorn.port,
+                    args.clients,
+                    args.event_seconds,
+                    redemption_maker(signed_in, prepared["reward"], run_tag),
+                    headers,
+                    args.seed + 4,
+                )
+            result["redemptions"]["cpu"] = meter.report(result["redemptions"]["ok"])
         if args.floor_seconds:
             log(f"floor: GET /healthz, {args.read_clients} clients for {args.floor_seconds:g} s")
             with CpuMeter(gunicorn, args.db) as meter:
@@ -1023,7 +1123,12 @@ def summary_text(result):
             if config.get("campaigns")
             else ""
         )
-        + ("; a webhook subscribed to points.earned" if config.get("webhook") else ""),
+        + ("; a webhook subscribed to points.earned" if config.get("webhook") else "")
+        + (
+            f"; Redis {config['redis_url']} (cache, broker: tasks queued)"
+            if config.get("redis_url")
+            else "; no Redis (tasks run in the request: a redemption's confirmation message is sent in it)"
+        ),
     ]
     if "breakdown" in result:
         b = result["breakdown"]
@@ -1038,6 +1143,16 @@ def summary_text(result):
             *[f"  {q['ms']:6.3f}  {q['sql']}" for q in b["purchase_one"]["queries"]],
             "queries of one summary read:",
             *[f"  {q['ms']:6.3f}  {q['sql']}" for q in b["summary_one"]["queries"]],
+            *[
+                line
+                for name, label in (("event", "sign-in event (POST /events/)"), ("redemption", "redemption"))
+                if f"{name}_ms" in b
+                for line in (
+                    f"{label}: {b[f'{name}_ms']:.2f} ms, {b[f'{name}_cpu_ms']:.2f} ms CPU "
+                    f"({b[f'{name}_queries']:.1f} queries, {b[f'{name}_sql_ms']:.2f} ms in SQL); its queries:",
+                    *[f"  {q['ms']:6.3f}  {q['sql']}" for q in b[f"{name}_one"]["queries"]],
+                )
+            ],
             "cProfile, inclusive ms per purchase (profiler overhead included, compare shares):",
             *[f"  {p['ms']:7.2f}  {p['part']}" for p in b["profiled_purchase"]],
             "cProfile, inclusive ms per summary read:",
@@ -1059,9 +1174,16 @@ def summary_text(result):
                 else []
             ),
             *[
+                f"{name:11.11} {result[name]['per_second']:8.1f} /s   p50 {result[name]['p50_ms']} ms  "
+                f"p99 {result[name]['p99_ms']} ms  max {result[name]['max_ms']} ms  ({result[name]['ok']} ok in "
+                f"{result[name]['seconds']} s, {result[name]['errors']} errors)  {path}"
+                for name, path in (("events", f"POST {EVENT_PATH} sign_in"), ("redemptions", f"POST {REDEMPTION_PATH}"))
+                if name in result
+            ],
+            *[
                 f"cpu         {name}: machine {result[name]['cpu']['machine_busy_pct']}% busy; CPU ms per request: "
                 + ", ".join(f"{k} {v}" for k, v in result[name]["cpu"]["cpu_ms_per_request"].items())
-                for name in ("purchases", "reads", "floor")
+                for name in ("purchases", "reads", "events", "redemptions", "floor")
                 if name in result
             ],
             f"baseline    {base['tps']} tps (pgbench, machine {base.get('machine_busy_pct')}% busy)"
@@ -1071,8 +1193,8 @@ def summary_text(result):
             f"p99 <= {TARGET_P99_MS:g} ms: {verdict(result['targets']['purchase_p99'])}; "
             f"reads >= {TARGET_READS:g}/s: {verdict(result['targets']['reads_per_second'])}",
         ]
-        for name in ("purchases", "reads"):
-            for status, count in result[name]["error_counts"].items():
+        for name in ("purchases", "reads", "events", "redemptions"):
+            for status, count in result.get(name, {}).get("error_counts", {}).items():
                 lines.append(f"errors      {name}: {count} x {status}: {result[name]['error_samples'].get(status, '')}")
         counts = result["db_counts"]
         expected = p["ok"] + result.get("warmup", {}).get("ok", 0)
@@ -1108,7 +1230,7 @@ def main(argv=None):
     else:
         print(summary_text(result))
     failed = not result["check_ledger"]["passed"] or any(
-        result.get(name, {}).get("errors") for name in ("purchases", "reads")
+        result.get(name, {}).get("errors") for name in ("purchases", "reads", "events", "redemptions")
     )
     return 1 if failed else 0
 
