@@ -35,7 +35,10 @@ def pipelined():
             yield
         return
     connection.ensure_connection()
-    with connection.connection.pipeline():
+    # The driver's errors raised by the pipeline itself (entering it, or the sync when it ends: a session
+    # terminated while its statements were in flight) are mapped as Django maps a cursor's (django.db's
+    # OperationalError, InterfaceError, ...), so the API answers 503 for them as for any statement's.
+    with connection.wrap_database_errors, connection.connection.pipeline():
         yield
 
 
