@@ -75,10 +75,11 @@ def wait_before_the_answer(transactional_db):
     record, its last statement before COMMIT on every path) first takes a shared advisory lock, so a test holding
     that lock stops the purchase there, everything else written and uncommitted. Dropped at the end."""
     with observer() as conn:
-        conn.execute(
-            "CREATE FUNCTION faults_wait_before_the_answer() RETURNS trigger LANGUAGE plpgsql AS "
+        conn.execute(  # OR REPLACE / IF EXISTS: a run killed before its clean-up left them in a kept test database
+            "CREATE OR REPLACE FUNCTION faults_wait_before_the_answer() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({WAIT_KEY}); RETURN NEW; END $$"
         )
+        conn.execute("DROP TRIGGER IF EXISTS faults_wait_before_the_answer ON points_idempotencyrecord")
         conn.execute(
             "CREATE TRIGGER faults_wait_before_the_answer BEFORE UPDATE OF response ON points_idempotencyrecord "
             "FOR EACH ROW EXECUTE FUNCTION faults_wait_before_the_answer()"
