@@ -8,6 +8,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 
 from loyalty.access import access_for
+from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError, PermissionDeniedError
 from members.extensions import prepare_member_queryset
 from members.models import Member, Store
@@ -24,6 +25,14 @@ def visible_members(request):
     if access.store_ids is not None:
         queryset = queryset.filter(home_store_id__in=access.store_ids)
     return queryset
+
+
+def active_stores_by_code():
+    """{code: Store} of the active stores (cached configuration, see loyalty.config_cache: a store saved in this
+    process is seen at once, in the others within CONFIG_CACHE_SECONDS)."""
+    return cached(
+        "members.active_stores", lambda: {s.code: s for s in Store.objects.filter(is_active=True)}, models=[Store]
+    )
 
 
 def store_for_write(request, store):

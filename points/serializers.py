@@ -5,10 +5,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
+from django.utils.encoding import smart_str
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
 from members.models import PurchaseChannel, Store
+from members.selectors import active_stores_by_code
 from members.serializers import TierChangeBriefSerializer
 from points.models import AdjustmentRequestStatus, EarningRule, EntryKind, LedgerEntry, Reward, RewardKind
 
@@ -101,14 +103,28 @@ def member_no_field():
     )
 
 
+class ActiveStoreField(serializers.SlugRelatedField):
+    """An active store by its code, looked up in the cached stores (no query per request on the purchase path);
+    the same answers and errors as SlugRelatedField(slug_field="code") over the active stores."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="code", queryset=Store.objects.filter(is_active=True), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str | int | float | bool):
+            return super().to_internal_value(data)
+        store = active_stores_by_code().get(str(data))
+        if store is None:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=smart_str(data))
+        return store
+
+
 class PurchaseInputSerializer(serializers.Serializer):
     member = IdField()
     member_no = member_no_field()
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     amount = money_field()
-    store = serializers.SlugRelatedField(
-        slug_field="code", queryset=Store.objects.filter(is_active=True), required=False, allow_null=True
-    )
+    store = ActiveStoreField(required=False, allow_null=True)
     channel = serializers.ChoiceField(choices=PurchaseChannel.choices, default=PurchaseChannel.OFFLINE)
     occurred_at = OccurredAtField(required=False)
     lines = lines_field(PurchaseLineSerializer)

@@ -14,12 +14,12 @@ from contextvars import ContextVar
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loyalty import events
+from loyalty import batch, events
 from loyalty.clock import business_date, end_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
@@ -177,9 +177,10 @@ def on_activity(activity):
     value = growth_for(activity, policy)
     if activity.preview:
         return {"growth_awarded": value}
+    change = None
     if value:
         reference = f"purchase:{activity.purchase.pk}" if activity.purchase else activity.event_type
-        GrowthEntry.objects.create(
+        entry = GrowthEntry(
             member=member,
             kind=activity.kind if activity.kind == "purchase" else activity.event_type,
             value=value,
@@ -187,8 +188,34 @@ def on_activity(activity):
             reference=reference,
             policy=policy,
         )
-    change = _upgrade_if_due(member, at=timezone.now(), policy=policy) if value > 0 else None
+        at = timezone.now()
+        growth = _book_and_count(entry, at=at, window_days=policy.window_days if policy else 365)
+        change = _upgrade_if_due(member, at=at, policy=policy, growth=growth) if value > 0 else None
     return {"growth_awarded": value, "tier_change": change}
+
+
+def _book_and_count(entry, *, at, window_days):
+    """Write a growth entry and count the member's window growth with it (window_growth): on PostgreSQL in one
+    statement (the INSERT in a CTE, whose row the count adds itself, as the statement's snapshot cannot see it),
+    elsewhere the INSERT then the count."""
+    if not batch.fast():
+        entry.save(force_insert=True)
+        return window_growth(entry.member_id, at=at, window_days=window_days)
+    start = end_of_business_day(business_date(at) - timedelta(days=window_days))
+    columns, params = batch.insert_columns(entry)
+    table = GrowthEntry._meta.db_table
+    sql = (
+        f"WITH g AS (INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608 - our table
+        "RETURNING id, occurred_at, value) "
+        f"SELECT (SELECT id FROM g), COALESCE((SELECT SUM(value) FROM {table} "
+        "WHERE member_id = %s AND occurred_at >= %s AND occurred_at <= %s), 0) "
+        "+ COALESCE((SELECT SUM(value) FROM g WHERE occurred_at >= %s AND occurred_at <= %s), 0)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, entry.member_id, start, at, start, at])
+        entry.pk, total = cursor.fetchone()
+    entry._state.adding, entry._state.db = False, connection.alias
+    return int(total)
 
 
 def book_campaign_growth(member_id, *, at, campaigns=1):
@@ -227,12 +254,13 @@ def _refresh_cached_growth(member_id, at):
     )
 
 
-def _upgrade_if_due(member, *, at, policy):
-    """Recount her window growth and move her up at once if it reaches a higher tier's entry threshold. Runs
-    under her account lock; locks her tier row and writes only what changed."""
-    window = policy.window_days if policy else 365
-    growth = window_growth(member.pk, at=at, window_days=window)
-    row = lock_member_tiers([member.pk]).get(member.pk)
+def _upgrade_if_due(member, *, at, policy, growth=None):
+    """Recount her window growth (unless `growth` gives it, counted under the same lock) and move her up at once if
+    it reaches a higher tier's entry threshold. Runs under her account lock; locks her tier row and writes only
+    what changed."""
+    if growth is None:
+        growth = window_growth(member.pk, at=at, window_days=policy.window_days if policy else 365)
+    row = _locked_tier_row(member)
     tier = tier_of(row)
     best = highest_tier(lambda candidate: candidate.entry_threshold <= growth)
     upgrade = best is not None and tier is not None and best.rank > tier.rank
@@ -240,9 +268,10 @@ def _upgrade_if_due(member, *, at, policy):
     if upgrade:
         changes.update(tier=best, since=at, hold_until=business_date(at) + timedelta(days=best.hold_days))
     if row is None:
-        MemberTier.objects.create(
+        row = MemberTier.objects.create(
             member=member, **({"tier": tier, "since": member.joined_at, "hold_until": None} | changes)
         )
+        _keep_tier_row(member, row)
     elif changes:
         for field, value in changes.items():
             setattr(row, field, value)
@@ -281,9 +310,43 @@ def emit_tier_changed(change):
     )
 
 
+def _tier_for_earn(context):
+    """current_tier for an earn modifier. An earn that writes (not a preview, nothing prefetched) runs under the
+    member's account lock and may upgrade her afterwards: her tier row is locked now (members.locking step 2) and
+    kept on her Member object for _upgrade_if_due, so the earn reads it once. The object lives as long as the
+    service call, so the row never outlives its transaction."""
+    member = context.member
+    prefetched = _prefetched_rows.get()
+    if context.preview or (prefetched is not None and member.pk in prefetched[0]):
+        return current_tier(member.pk)
+    row = lock_member_tiers([member.pk]).get(member.pk)
+    _keep_tier_row(member, row)
+    return tier_of(row), row
+
+
+def _service_transaction():
+    """The service's own transaction block (the innermost durable atomic), or None."""
+    return next((block for block in reversed(transaction.get_connection().atomic_blocks) if block.durable), None)
+
+
+def _keep_tier_row(member, row):
+    block = _service_transaction()
+    if block is not None:
+        member._locked_tier_row = (row, block)
+
+
+def _locked_tier_row(member):
+    """Her tier row, locked (lock_member_tiers), or the one this transaction's earn modifier locked already (kept
+    with the transaction block it was locked in: a row kept by an earlier transaction is never used)."""
+    kept = getattr(member, "_locked_tier_row", None)
+    if kept is not None and kept[1] is _service_transaction():
+        return kept[0]
+    return lock_member_tiers([member.pk]).get(member.pk)
+
+
 def tier_multiplier_lines(context):
     """Earn modifier: the tier's points multiplier on top of base (`tier:<code>`), and its birthday bonus."""
-    tier, _ = current_tier(context.member.pk)
+    tier, _ = _tier_for_earn(context)
     if tier is None:
         return []
     lines = []

@@ -22,6 +22,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from loyalty import batch
 from loyalty.clock import end_of_business_day
 from loyalty.errors import DomainError
 from points.models import IdempotencyRecord
@@ -60,17 +61,21 @@ class Claim:
     replay: IdempotencyRecord | None = None
 
 
-def claim(*, scope, key, fingerprint):
-    """Call first thing inside the service's transaction. Returns a Claim: either ours to fill with `complete`,
-    or a replay of the earlier result. Raises IdempotencyConflict for a different body under the same key."""
-    table = IdempotencyRecord._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (scope, key, request_hash, status_code, response, created_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, 0, NULL, %s) ON CONFLICT (scope, key) DO NOTHING RETURNING id",
-            [scope, key, fingerprint, timezone.now()],
-        )
-        row = cursor.fetchone()
+CLAIM_SQL = (
+    f"INSERT INTO {IdempotencyRecord._meta.db_table} (scope, key, request_hash, status_code, response, created_at) "  # noqa: S608
+    "VALUES (%s, %s, %s, 0, NULL, %s) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
+)
+
+
+def send_claim(*, scope, key, fingerprint):
+    """claim()'s INSERT, sent (loyalty.batch: inside `pipelined()` answered with the statements after it);
+    `claim_from` reads its answer."""
+    return batch.send(CLAIM_SQL, [scope, key, fingerprint, timezone.now()])
+
+
+def claim_from(sent, *, scope, key, fingerprint):
+    """The Claim that send_claim's answer makes (see claim)."""
+    row = sent.one()
     if row:
         return Claim(record_id=row[0])
     earlier = IdempotencyRecord.objects.get(scope=scope, key=key)
@@ -79,9 +84,22 @@ def claim(*, scope, key, fingerprint):
     return Claim(record_id=None, replay=earlier)
 
 
+def claim(*, scope, key, fingerprint):
+    """Call first thing inside the service's transaction. Returns a Claim: either ours to fill with `complete`,
+    or a replay of the earlier result. Raises IdempotencyConflict for a different body under the same key."""
+    return claim_from(
+        send_claim(scope=scope, key=key, fingerprint=fingerprint), scope=scope, key=key, fingerprint=fingerprint
+    )
+
+
+def response_text(response):
+    """The stored form of a result (what a replay answers, parsed again)."""
+    return json.dumps(response, cls=DjangoJSONEncoder, ensure_ascii=False)
+
+
 def complete(claim_, *, response, status_code=201):
     IdempotencyRecord.objects.filter(pk=claim_.record_id).update(
-        response=json.dumps(response, cls=DjangoJSONEncoder, ensure_ascii=False), status_code=status_code
+        response=response_text(response), status_code=status_code
     )
 
 

@@ -13,7 +13,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loyalty import events
+from loyalty import batch, events
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
 from loyalty.config_cache import cached
 from loyalty.errors import DomainError
@@ -81,11 +81,17 @@ def lock_accounts(member_ids, *, include_closed=False):
             a.member_id: a
             for a in PointsAccount.objects.select_for_update().filter(member_id__in=ids).order_by("member_id")
         }
+    if not include_closed:
+        refuse_closed(accounts)
+    return accounts
+
+
+def refuse_closed(accounts):
+    """MemberMerged for the first closed one of these locked accounts ({member_id: PointsAccount})."""
     closed = [member_id for member_id, account in accounts.items() if account.closed]
-    if closed and not include_closed:
+    if closed:
         survivor = Member.objects.filter(pk=closed[0]).values_list("merged_into_id", flat=True).first()
         raise MemberMerged(member=str(closed[0]), merged_into=str(survivor) if survivor else None)
-    return accounts
 
 
 def lock_member_accounts(member_ids):
@@ -278,9 +284,8 @@ def earn(
     )
     was_in_debt = account.available < 0
     entry, pending = _earn_entry(earning, actor=actor, kind=kind, now=now)
-    entry.save(force_insert=True)
     lot = _earn_lot(earning, entry, pending, now)
-    lot.save(force_insert=True)
+    batch.insert_linked(entry, lot, "entry")  # one statement on PostgreSQL
     account.lifetime_earned += points
     if not pending and was_in_debt:
         settle_debt(account, entry)

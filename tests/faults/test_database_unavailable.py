@@ -9,6 +9,7 @@ nightly jobs) run without them.
 
 import threading
 
+import psycopg
 import pytest
 from django.db import InterfaceError, connection
 from rest_framework.test import APIClient
@@ -18,7 +19,14 @@ from members.models import Purchase
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
 from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
-from tests.faults.conftest import assert_temporarily_unavailable, call, sessions, terminate, wait_for
+from tests.faults.conftest import (
+    assert_temporarily_unavailable,
+    call,
+    sessions,
+    tables_written_by,
+    terminate,
+    wait_for,
+)
 from tiers.models import GrowthEntry
 
 BODY = {"order_no": "T1", "amount": "129.90", "store": "A001"}
@@ -151,35 +159,88 @@ def test_a_connection_terminated_while_waiting_answers_503(member, api_key, row_
     assert_recorded_once(member, pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"))
 
 
+def in_pipeline(context):
+    """Whether the request's statements are being sent without waiting for their answers (loyalty.batch's
+    psycopg pipeline), so a statement's execute() returning does not mean it has run."""
+    return context["connection"].connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+
+
+def relations_locked_by(observer, pid, mode):
+    rows = observer.execute(
+        "SELECT DISTINCT relation::regclass::text FROM pg_locks WHERE pid = %s AND mode = %s AND locktype = 'relation'",
+        [pid, mode],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_connection_lost_between_two_statements_answers_503(member, api_key, db_observer):
     """The session dies while the request works in Python, its transaction open (claim written, account
-    locked): the next statement finds the connection gone."""
-    reached, resume = threading.Event(), threading.Event()
+    locked): the next statement finds the connection gone. The pause is before the first statement sent once the
+    account lock's answer is in (on PostgreSQL the purchase's first statements go together, in a pipeline: their
+    answers come when the last of them is sent and the first answer read)."""
+    reached, resume, locked = threading.Event(), threading.Event(), threading.Event()
 
-    def pause_after_the_account_lock(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if "points_pointsaccount" in sql and "FOR UPDATE" in sql and not reached.is_set():
+    def pause_once_the_account_is_locked(execute, sql, params, many, context):
+        if locked.is_set() and not reached.is_set() and not in_pipeline(context):
             reached.set()
             resume.wait(30)
+        result = execute(sql, params, many, context)
+        if "points_pointsaccount" in sql and "FOR UPDATE" in sql:
+            locked.set()
         return result
 
     request = Request(
         lambda: pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"),
-        wrapper=pause_after_the_account_lock,
+        wrapper=pause_once_the_account_is_locked,
     )
-    assert reached.wait(30), "the purchase never locked the account"
+    assert reached.wait(30), "the purchase never went on after locking the account"
     in_transaction = [s for s in sessions(db_observer) if s["state"] == "idle in transaction"]
     assert len(in_transaction) == 1
-    assert terminate(db_observer, [in_transaction[0]["pid"]]) == 1
-    wait_for(
-        lambda: not [s for s in sessions(db_observer) if s["pid"] == in_transaction[0]["pid"]],
-        30,
-        message="the session to end",
-    )
+    pid = in_transaction[0]["pid"]
+    assert "points_idempotencyrecord" in tables_written_by(db_observer, pid)  # the claim, written
+    assert "points_pointsaccount" in relations_locked_by(db_observer, pid, "RowShareLock")  # FOR UPDATE, taken
+    assert terminate(db_observer, [pid]) == 1
+    wait_for(lambda: not [s for s in sessions(db_observer) if s["pid"] == pid], 30, message="the session to end")
     resume.set()
     assert_temporarily_unavailable(request.result())
+    assert_nothing_written(member)
+    assert_recorded_once(member, pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "INSERT INTO points_idempotencyrecord",  # the first statement: the claim
+        'FROM "points_deduction"',  # the last of the first statements, sent together on PostgreSQL
+    ],
+)
+def test_a_connection_lost_while_answers_are_awaited_answers_503(member, api_key, db_observer, sent):
+    """The session dies right after a statement was sent, before its answer was read (on PostgreSQL the purchase's
+    first statements are sent together and answered when the pipeline is read or ends; the driver's errors there
+    are mapped like a cursor's): 503, nothing written, and the retry records the purchase once."""
+    cut = []
+
+    def terminate_after_sending(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sent in sql and not cut:
+            pid = context["connection"].connection.info.backend_pid
+            assert terminate(db_observer, [pid]) == 1
+            wait_for(
+                lambda: not [s for s in sessions(db_observer) if s["pid"] == pid], 30, message="the session to end"
+            )
+            cut.append(pid)
+        return result
+
+    response = Request(
+        lambda: pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"),
+        wrapper=terminate_after_sending,
+    ).result()
+    assert cut, "the statement was never sent"
+    assert_temporarily_unavailable(response)
     assert_nothing_written(member)
     assert_recorded_once(member, pos(api_key).post("/api/v1/purchases/", purchase_body(member), format="json"))
 

@@ -14,7 +14,7 @@ from members.models import Purchase
 from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, PointsLot
 from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
-from tests.faults.conftest import call, sessions, tables_written_by, wait_for
+from tests.faults.conftest import call, observer, sessions, tables_written_by, wait_for
 from tiers.models import GrowthEntry, MemberTier
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -66,26 +66,55 @@ def assert_once(member, order_no, points):
     return purchase
 
 
+WAIT_KEY = 7_340_014  # the advisory lock the purchase's last statement waits for (wait_before_the_answer)
+
+
+@pytest.fixture
+def wait_before_the_answer(transactional_db):
+    """A trigger, for this test only: a purchase storing its answer for retries (the UPDATE of its idempotency
+    record, its last statement before COMMIT on every path) first takes a shared advisory lock, so a test holding
+    that lock stops the purchase there, everything else written and uncommitted. Dropped at the end."""
+    with observer() as conn:
+        conn.execute(  # OR REPLACE / IF EXISTS: a run killed before its clean-up left them in a kept test database
+            "CREATE OR REPLACE FUNCTION faults_wait_before_the_answer() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({WAIT_KEY}); RETURN NEW; END $$"
+        )
+        conn.execute("DROP TRIGGER IF EXISTS faults_wait_before_the_answer ON points_idempotencyrecord")
+        conn.execute(
+            "CREATE TRIGGER faults_wait_before_the_answer BEFORE UPDATE OF response ON points_idempotencyrecord "
+            "FOR EACH ROW EXECUTE FUNCTION faults_wait_before_the_answer()"
+        )
+    try:
+        yield
+    finally:
+        with observer() as conn:
+            conn.execute("DROP TRIGGER faults_wait_before_the_answer ON points_idempotencyrecord")
+            conn.execute("DROP FUNCTION faults_wait_before_the_answer()")
+
+
 def test_a_worker_killed_while_its_purchase_waits_in_the_database_leaves_nothing(
-    start_gunicorn, shop, row_lock, db_observer
+    wait_before_the_answer, start_gunicorn, shop, row_lock, db_observer
 ):
     member = shop["member"]
     server = start_gunicorn(workers=1, threads=4)
     assert post(server, shop, order(member, "K0")).status == 201  # her tier row exists from now on
-    # Hold her tier row: the next purchase writes its order, ledger entry, lot and growth, then waits to
-    # update the tier row.
-    tier_lock = row_lock("SELECT 1 FROM tiers_membertier WHERE member_id = %s FOR UPDATE", [member.pk])
+    # Hold the lock the trigger waits for: the next purchase claims the order, writes it, locks her tier row, writes
+    # its ledger entry, lot and growth, updates her tier row, then waits in its last statement (its balances and
+    # its answer for retries), before COMMIT. (A lock the purchase takes early, such as her tier row, which it now
+    # locks before writing its entries, would stop it before most of its writes.)
+    answer_lock = row_lock("SELECT pg_advisory_xact_lock(%s)", [WAIT_KEY])
     first = Post(server, shop, order(member, "K1"))
     [held] = wait_for(
         lambda: [s for s in sessions(db_observer, server.application_name) if s["wait_event_type"] == "Lock"],
         30,
-        message="the purchase to wait on the tier row",
+        message="the purchase to wait before storing its answer",
     )
     assert {
         "members_purchase",
         "points_ledgerentry",
         "points_pointslot",
         "tiers_growthentry",
+        "tiers_membertier",
         "points_idempotencyrecord",
     } <= tables_written_by(db_observer, held["pid"])
     [worker] = server.worker_pids()
@@ -103,7 +132,7 @@ def test_a_worker_killed_while_its_purchase_waits_in_the_database_leaves_nothing
         60,
         message="the retry to wait on the dead worker's claim",
     )
-    tier_lock.release()  # the dead worker's session ends, its transaction rolled back; the retry goes on
+    answer_lock.release()  # the dead worker's session ends, its transaction rolled back; the retry goes on
     answer = retry.result()
     assert answer.status == 201, answer
     assert "idempotent-replayed" not in answer.headers

@@ -1,0 +1,167 @@
+"""How a hot path's statements reach the database: on PostgreSQL several in one round trip (psycopg's pipeline
+mode for reads that do not depend on each other; one data-modifying CTE for writes), on other databases the same
+statements one after the other. Only the transport differs: the SQL text (but PostgreSQL's row locks) and the
+Python that decides what to write are the same on every database, so a differential test can run both ways on
+PostgreSQL and compare what they wrote (tests/points/test_fast_path.py).
+
+`FAST_PATH` switches the PostgreSQL transport off (that test does; so can an operator, to compare)."""
+
+from contextlib import contextmanager, nullcontext
+
+from django.db import connection
+
+FAST_PATH = True
+
+
+def fast():
+    """Whether this connection takes the one-round-trip forms (PostgreSQL, FAST_PATH on)."""
+    return FAST_PATH and connection.vendor == "postgresql"
+
+
+def for_update(sql, *, no_key=False):
+    """The row lock clause where the database has one (SQLite locks the whole database on the first write)."""
+    if connection.vendor != "postgresql":
+        return sql
+    return f"{sql} FOR NO KEY UPDATE" if no_key else f"{sql} FOR UPDATE"
+
+
+@contextmanager
+def pipelined():
+    """Inside it, on PostgreSQL, statements are sent without waiting for their answers, and the first answer read
+    flushes them all (with the transaction's BEGIN): one round trip for a run of independent reads. Elsewhere a
+    plain block. Read every Pending's rows before the block ends or after, in the order sent."""
+    if not fast():
+        with nullcontext():
+            yield
+        return
+    connection.ensure_connection()
+    # The driver's errors raised by the pipeline itself (entering it, or the sync when it ends: a session
+    # terminated while its statements were in flight) are mapped as Django maps a cursor's (django.db's
+    # OperationalError, InterfaceError, ...), so the API answers 503 for them as for any statement's.
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+class Pending:
+    """A statement that returns rows, sent (maybe not answered yet); `rows()` waits for its rows, `models()` makes
+    model instances of them as the ORM would (its database converters applied). Read every Pending sent inside
+    `pipelined()`, in the order sent."""
+
+    def __init__(self, sql, params, model=None, fields=None):
+        self.model, self.fields = model, fields
+        self.cursor = connection.cursor()
+        self.cursor.execute(sql, params)
+        self._rows = None
+
+    def rows(self):
+        if self._rows is None:
+            self._rows = self.cursor.fetchall()
+            self.cursor.close()
+        return self._rows
+
+    def one(self):
+        rows = self.rows()
+        return rows[0] if rows else None
+
+    def values(self):
+        """The rows with each column converted as the ORM converts its field (`fields`, in the SELECT's order)."""
+        return [tuple(values) for values in self._converted()]
+
+    def models(self):
+        names = [f.attname for f in self.fields]
+        return [self.model.from_db(connection.alias, names, values) for values in self._converted()]
+
+    def _converted(self):
+        converters = [
+            (
+                [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)],
+                column,
+            )
+            for field in self.fields
+            for column in [field.get_col(self.model._meta.db_table)]
+        ]
+        for row in self.rows():
+            values = []
+            for value, (functions, column) in zip(row, converters, strict=True):
+                for function in functions:
+                    value = function(value, column, connection)
+                values.append(value)
+            yield values
+
+
+def select(model, where, params, *, fields=None, order_by="", limit=None, lock=False):
+    """SELECT the columns of `fields` (names; default: every column) of `model` WHERE `where` (its own columns,
+    unqualified), sent now: a Pending."""
+    meta = model._meta
+    fields = [meta.get_field(name) for name in fields] if fields else list(meta.concrete_fields)
+    quote = connection.ops.quote_name
+    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(model._meta.db_table)} WHERE {where}"  # noqa: S608 - our columns
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    if lock:
+        sql = for_update(sql)
+    return Pending(sql, params, model, fields)
+
+
+def send(sql, params, *, model=None, fields=None):
+    """A statement that returns rows (a SELECT, an INSERT ... RETURNING), sent now: a Pending. With `model` and
+    `fields` (names, one per column), `values()` converts its columns as the ORM would."""
+    meta = model._meta if model else None
+    return Pending(sql, params, model, [meta.get_field(name) for name in fields] if fields else None)
+
+
+def execute(sql, params):
+    """A statement without rows, outside `pipelined()`: its row count."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def update_values(instance, field_names):
+    """`(assignments, params)` for an UPDATE of these fields of `instance` as save(update_fields=...) writes them
+    (pre_save first: auto_now columns take the time now)."""
+    meta = instance._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in field_names]
+    params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
+    return ", ".join(f"{quote(f.column)} = %s" for f in fields), params
+
+
+def insert_columns(instance, exclude=()):
+    """(columns, params) of an INSERT of `instance` as save(force_insert=True) writes it (pre_save first)."""
+    meta = instance._meta
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
+    quote = connection.ops.quote_name
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    return [quote(f.column) for f in fields], params
+
+
+def insert_linked(parent, child, link):
+    """INSERT `parent`, then `child` pointing at it by its field `link`, in one statement on PostgreSQL (a
+    data-modifying CTE); elsewhere save(force_insert=True) each. Both get their ids, as after save()."""
+    if not fast():
+        parent.save(force_insert=True)
+        setattr(child, link, parent)
+        child.save(force_insert=True)
+        return
+    quote = connection.ops.quote_name
+    parent_columns, parent_params = insert_columns(parent)
+    child_columns, child_params = insert_columns(child, exclude=[link])
+    link_column = quote(child._meta.get_field(link).column)
+    parent_table, child_table = quote(parent._meta.db_table), quote(child._meta.db_table)
+    sql = (
+        f"WITH parent AS (INSERT INTO {parent_table} ({', '.join(parent_columns)}) "  # noqa: S608 - our tables
+        f"VALUES ({', '.join(['%s'] * len(parent_params))}) RETURNING id) "
+        f"INSERT INTO {child_table} ({', '.join(child_columns)}, {link_column}) "
+        f"VALUES ({', '.join(['%s'] * len(child_params))}, (SELECT id FROM parent)) "
+        f"RETURNING id, {link_column}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*parent_params, *child_params])
+        child_id, parent_id = cursor.fetchone()
+    parent.pk, child.pk = parent_id, child_id
+    setattr(child, link, parent)
+    for instance in (parent, child):
+        instance._state.adding, instance._state.db = False, connection.alias
