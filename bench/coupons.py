@@ -17,10 +17,10 @@ the past (untimed) and times `run_inline("expire_coupons", yesterday)`.
 With `--list`, instead of the tag and the expiry: a batch to an uploaded list of every member's phone (written
 `139…` as a till exports them, one column `phone`), written to a file on disk, checked as an upload is
 (coupon_lists.read_member_list, COUPON_LIST_MAX_ROWS/BYTES raised for the run), its lines COPYed in as start_batch
-does (stage_lines), then run by run_coupon_batch: the keys read in SQL, then 50,000 lines a chunk judged and
-issued. Times the upload's two steps and the job, with this process's CPU time and peak RSS and its PostgreSQL
-backend's CPU time (/proc), so a figure on a loaded machine can be read. Checks one coupon per member, no reject
-and no staged line left. Members are not tagged.
+does (stage_lines, each key written plainly stored), then run by run_coupon_batch: the other keys read and the
+duplicates marked, then 50,000 lines a chunk judged and issued. Times the upload's two steps and the job, with
+this process's CPU time and peak RSS and its PostgreSQL backend's CPU time (/proc), so a figure on a loaded machine
+can be read. Checks one coupon per member, no reject and no staged line left. Members are not tagged.
 
     .venv/bin/python bench/coupons.py --list
 

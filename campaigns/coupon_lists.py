@@ -139,9 +139,15 @@ STAGE_BATCH = 5000  # lines per bulk_create where there is no COPY
 
 
 def stage_lines(batch, member_list):
-    """Writes the list's lines (line, key as written, cut at 200 characters) as the batch's CouponBatchLine rows, in
-    the caller's transaction, streaming the file: on PostgreSQL by COPY, elsewhere by bulk_create in slices."""
-    rows = ((batch.pk, line, raw[:200], None, "") for _, line, raw in _records(member_list.file))
+    """Writes the list's lines (line, key as written, cut at 200 characters, and its stored form where it is written
+    plainly: plain_key) as the batch's CouponBatchLine rows, in the caller's transaction, streaming the file: on
+    PostgreSQL by COPY, elsewhere by bulk_create in slices. The job reads the other lines' keys (key_of)."""
+    column = member_list.key_column
+    rows = (
+        (batch.pk, line, written, plain_key(written, column), "")
+        for _, line, raw in _records(member_list.file)
+        for written in (raw[:200],)
+    )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor, cursor.copy(STAGE_COPY) as copy:
             for row in rows:
@@ -149,7 +155,10 @@ def stage_lines(batch, member_list):
         return
     while part := list(itertools.islice(rows, STAGE_BATCH)):
         CouponBatchLine.objects.bulk_create(
-            [CouponBatchLine(batch_id=batch_id, line=line, written=written) for batch_id, line, written, *_ in part]
+            [
+                CouponBatchLine(batch_id=batch_id, line=line, written=written, key=key)
+                for batch_id, line, written, key, _ in part
+            ]
         )
 
 
@@ -169,8 +178,29 @@ def key_of(raw, key_column):
     return value
 
 
+def plain_key(raw, key_column):
+    """key_of's answer where it is a key written plainly (a card number or an external id, a phone in E.164 or as a
+    Chinese mobile number: a few µs, no libphonenumber), else None (malformed, or a phone libphonenumber reads:
+    the job's first step reads such a line with key_of). Computed as the upload is staged, in the same pass."""
+    value = raw.strip()
+    if not value or len(value) > MAX_KEY_LENGTH[key_column]:
+        return None
+    if key_column == ListKey.PHONE:
+        return _plain_phone(value)
+    return value
+
+
 E164 = re.compile(r"\+[1-9]\d{7,14}")
 CHINESE_MOBILE = re.compile(r"(?:86)?(1[3-9]\d{9})")
+
+
+def _plain_phone(value):
+    compact = value.replace(" ", "").replace("-", "")
+    if E164.fullmatch(compact):
+        return compact
+    if settings.PHONE_DEFAULT_REGION == "CN" and (mobile := CHINESE_MOBILE.fullmatch(compact)):
+        return "+86" + mobile.group(1)
+    return None
 
 
 def phone_key(value, label):
@@ -178,11 +208,8 @@ def phone_key(value, label):
     takes ~0.3 ms a number, 5 minutes for a million. Written in E.164 already, it is taken as it is (a number that is
     not valid matches no member: "unknown member"); a Chinese mobile number (with the default region CN) gets
     +86; anything else goes through members.phone_numbers.normalise_phone."""
-    compact = value.replace(" ", "").replace("-", "")
-    if E164.fullmatch(compact):
-        return compact
-    if settings.PHONE_DEFAULT_REGION == "CN" and (mobile := CHINESE_MOBILE.fullmatch(compact)):
-        return "+86" + mobile.group(1)
+    if (plain := _plain_phone(value)) is not None:
+        return plain
     try:
         return normalise_phone(value)
     except InvalidPhoneNumber:

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from campaigns import coupon_lists
 from campaigns.coupon_codes import new_codes
 from campaigns.jobs import run_coupon_batch
-from campaigns.models_coupons import Coupon, CouponBatch
+from campaigns.models_coupons import Coupon, CouponBatch, CouponBatchLine
 from members.models import ErasedIdentity
 from members.services.membership import erasure_keys, identity_digest
 from tests.coupons.helpers import issue, template
@@ -292,6 +292,28 @@ def test_a_phone_in_a_list_is_read_as_members_store_it(raw, key):
     assert key_of(raw, "phone") == key == normalise_phone(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "column", "key"),
+    [
+        (" 13900000001 ", "phone", "+8613900000001"),
+        ("139 0000-0001", "phone", "+8613900000001"),
+        ("8613900000001", "phone", "+8613900000001"),
+        ("+44 20 7946 0958", "phone", "+442079460958"),
+        ("(010) 6552 9988", "phone", None),  # libphonenumber's: read by the job
+        ("12345", "phone", None),  # malformed: the job writes the reason
+        ("   ", "phone", None),
+        ("1" * 33, "phone", None),
+        (" 800000000001 ", "member_no", "800000000001"),
+        ("8" * 21, "member_no", None),
+        ("POS-1", "external_id", "POS-1"),
+    ],
+)
+def test_a_key_written_plainly_is_stored_at_upload_as_key_of_reads_it(raw, column, key):
+    assert coupon_lists.plain_key(raw, column) == key
+    if key is not None:
+        assert coupon_lists.key_of(raw, column) == key
+
+
 def test_the_database_refuses_a_second_coupon_with_a_code_in_use(listed):
     members, _, _ = listed
     offer = template()
@@ -351,3 +373,75 @@ def test_a_list_uploaded_to_a_file_on_disk_is_read_from_it(
     assert [type(upload) for upload in uploads] == [TemporaryUploadedFile]
     assert (batch["status"], batch["issued"], batch["rejected"]) == ("done", 2, 0)
     assert sorted(Coupon.objects.values_list("member_id", flat=True)) == [members[0].pk, members[1].pk]
+
+
+FORMS_LIST = (
+    "name,phone\n"
+    "a,13900000001\n"
+    "b,+86 139 0000 0002\n"
+    "c,8613900000003\n"
+    "d,139-0000-0004\n"
+    "land,(010) 6552 9988\n"
+    "a again,+86 (139) 0000 0001\n"
+    "land again,010 6552 9988\n"
+    "tab,\t13900000006\n"
+    "nobody,13900000099\n"
+    "nobody again,+8613900000099\n"
+    "blank,   \n"
+    f"long,{'1' * 40}\n"
+    "wide,１３９００００００００５\n"
+    "abroad,+1 202 555 0143\n"
+    "e,13900000005\n"
+    "tab again,13900000006\n"
+)
+FORMS_REJECTS = [
+    (7, "+86 (139) 0000 0001", "duplicate of line 2"),
+    (8, "010 6552 9988", "duplicate of line 6"),
+    (10, "13900000099", "unknown member"),
+    (11, "+8613900000099", "duplicate of line 10"),
+    (12, "   ", "malformed phone: empty"),
+    (13, "1" * 40, "malformed phone: too long"),
+    (14, "１３９００００００００５", "malformed phone: not a valid phone number"),
+    (15, "+1 202 555 0143", "unknown member"),
+    (17, "13900000006", "duplicate of line 9"),
+]
+
+
+@pytest.mark.parametrize(("chunk_size", "staged_keys"), [(None, True), (3, True), (None, False)])
+def test_keys_written_in_every_form_are_read_and_their_duplicates_found_across_forms_and_chunks(
+    marketer_api, store_a, chunk_size, staged_keys
+):
+    """The plain forms' keys are stored as the upload is staged (plain_key), the others (libphonenumber, a tab,
+    non-ASCII, empty, too long) read by the job's first step: a duplicate is found whichever way either line was
+    read, in any chunk, and an unknown phone's duplicate is a duplicate. A batch staged without keys (before
+    plain_key) gives the same."""
+    phones = ["+8613900000001", "+8613900000002", "+8613900000003", "+8613900000004", "+861065529988"]
+    phones += ["+8613900000006", "+8613900000005"]
+    members = [MemberFactory(home_store=store_a, phone=phone) for phone in phones]
+    offer = template(per_member_limit=1)
+    batch_id = int(upload(marketer_api, offer, FORMS_LIST).json()["id"])
+    staged = CouponBatchLine.objects.filter(batch_id=batch_id)
+    assert staged.filter(key__isnull=False).count() == 10  # lines 2-5, 9-11, 15-17: the plain forms
+    if not staged_keys:
+        staged.update(key=None)
+
+    result = run_coupon_batch(batch_id) if chunk_size is None else run_coupon_batch(batch_id, chunk_size=chunk_size)
+
+    assert (result["status"], result["issued"], result["rejected"]) == ("done", 7, 9)
+    holders = Coupon.objects.filter(template=offer).order_by("member_id").values_list("member_id", flat=True)
+    assert list(holders) == sorted(member.pk for member in members)
+    batch = CouponBatch.objects.get(pk=batch_id)
+    assert list(batch.rejects.order_by("line").values_list("line", "key", "reason")) == FORMS_REJECTS
+    assert not batch.lines.exists()
+
+
+def test_deleting_a_batch_deletes_its_staged_lines(marketer_api, listed):
+    """The staged lines have no foreign key constraint in the database: Django's delete of the batch removes them."""
+    batch_id = upload(marketer_api, template(), "phone\n13900000001\n13900000002\n").json()["id"]  # not run
+    other = upload(marketer_api, template(), "phone\n13900000003\n", key="L2").json()["id"]
+    batch = CouponBatch.objects.get(pk=batch_id)
+    assert batch.lines.count() == 2
+
+    batch.delete()
+
+    assert list(CouponBatchLine.objects.values_list("batch_id", "line")) == [(int(other), 2)]
