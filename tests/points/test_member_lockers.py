@@ -25,9 +25,9 @@ def test_locks_by_id_creates_missing_accounts_and_includes_closed_ones(store_a):
     created = PointsAccount.objects.get(member=without_account)
     assert (created.available, created.pending, created.lifetime_earned, created.closed) == (0, 0, 0, False)
     # Nothing else changed: the existing accounts are as they were.
-    assert list(
-        PointsAccount.objects.order_by("member_id").values_list("member_id", "available", "closed")
-    ) == sorted([(with_points.pk, 250, False), (closed.pk, 10, True), (without_account.pk, 0, False)])
+    assert list(PointsAccount.objects.order_by("member_id").values_list("member_id", "available", "closed")) == sorted(
+        [(with_points.pk, 250, False), (closed.pk, 10, True), (without_account.pk, 0, False)]
+    )
     assert lock_member_accounts([]) == []
 
 
