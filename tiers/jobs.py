@@ -140,7 +140,7 @@ def downgrade_chunk(start, stop, as_of, now):
     else:
         evaluated, downgraded = _evaluate_chunk_python(params)
     if downgraded:
-        queue_downgrade_messages(member_ids, as_of=as_of, now=now)  # written with the chunk, sent after commit
+        queue_downgrade_messages(start, stop, as_of=as_of, now=now)  # written with the chunk, sent after commit
     return {"evaluated": evaluated, "downgraded": downgraded}
 
 

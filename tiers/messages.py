@@ -77,12 +77,12 @@ def notify_upgrade(member, *, change, hold_until):
     )
 
 
-def queue_downgrade_messages(member_ids, *, as_of, now):
-    """The notices of the downgrades the nightly job just wrote for these members (one statement to find them,
-    bulk writes), in the job chunk's transaction."""
+def queue_downgrade_messages(start, stop, *, as_of, now):
+    """The notices of the downgrades the nightly job's chunk of member ids [start, stop) just wrote (at `now`):
+    one range scan to find them, bulk writes, in the chunk's transaction."""
     names = _tier_names()
     changes = TierChange.objects.filter(
-        member_id__in=member_ids, business_date=as_of, reason="downgrade", at=now
+        member_id__gte=start, member_id__lt=stop, business_date=as_of, reason="downgrade", at=now
     ).values_list("pk", "member_id", "from_tier_id", "to_tier_id")
     queue_messages(
         [

@@ -96,8 +96,40 @@ def refuse_closed(accounts):
 
 def lock_member_accounts(member_ids):
     """Step 1 of members.locking's order, for changes to a member that are not points mutations (status, identity,
-    a merge): her account locked even when closed; the caller checks her status after the locks."""
-    return lock_accounts(member_ids, include_closed=True)
+    a merge, a nightly job's chunk): her account locked even when closed; the caller checks her status after the
+    locks. Registered in `members.locking.member_lockers`.
+
+    By id only: the same rows and lock (FOR UPDATE, in member-id order, missing accounts created first, as
+    lock_accounts does) without building a model per account, so a job can lock 100,000 members' accounts in a
+    few statements. Returns the locked member ids, sorted."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return []
+    locked = _lock_account_ids(ids)
+    if len(locked) < len(ids):
+        present = set(locked)
+        PointsAccount.objects.bulk_create(
+            [PointsAccount(member_id=m) for m in ids if m not in present], ignore_conflicts=True
+        )
+        locked = _lock_account_ids(ids)
+    return locked
+
+
+def _lock_account_ids(ids):
+    """SELECT member_id ... ORDER BY member_id FOR UPDATE for these (sorted) member ids; the locked ids."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT member_id FROM points_pointsaccount WHERE member_id = ANY(%s) ORDER BY member_id FOR UPDATE",
+                [ids],
+            )
+            return [row[0] for row in cursor.fetchall()]
+    return list(
+        PointsAccount.objects.select_for_update()
+        .filter(member_id__in=ids)
+        .order_by("member_id")
+        .values_list("member_id", flat=True)
+    )
 
 
 def lock_account(member_id):

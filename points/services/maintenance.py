@@ -79,12 +79,17 @@ def release_pending(*, now=None, chunk_size=CHUNK_SIZE):
 
 
 def _lock_chunk_accounts(cursor, start, stop, due_condition, params):
+    """Lock, in member-id order, the accounts of the chunk's members with a due lot. The due lots' members are
+    read once for the whole range (one scan of the lot index the due condition matches) and joined, not probed
+    account by account (that read every account's lots through the member index: 4.9 s against 0.6 s for a chunk
+    of 50,000 members at 10M lots)."""
     # due_condition is one of this module's constants; values are bound parameters.
     cursor.execute(
         "SELECT a.member_id FROM points_pointsaccount a WHERE a.member_id >= %s AND a.member_id < %s "  # noqa: S608
-        f"AND EXISTS (SELECT 1 FROM points_pointslot l WHERE l.member_id = a.member_id AND {due_condition}) "
+        "AND a.member_id IN (SELECT l.member_id FROM points_pointslot l "
+        f"WHERE l.member_id >= %s AND l.member_id < %s AND {due_condition}) "
         "ORDER BY a.member_id FOR UPDATE",
-        [start, stop, *params],
+        [start, stop, start, stop, *params],
     )
 
 
@@ -170,7 +175,10 @@ def _settle_after_release(member_id):
 # The due lots with points left come from lot_spend_order_cover_idx alone (an index-only scan of the member id range;
 # the lots spent to zero are closed by the statement after this one). The members of the chunk already expired for
 # this date are read once (the partial unique index of expiry entries, one range scan) and hashed, instead of a
-# lookup per due lot.
+# lookup per due lot. The lots are updated in id order (= the table's order, as lots are written in time order), not
+# the index's member order: the heap pages and the id, entry and purchase index pages are then each visited once,
+# in sequence, instead of at random through 128 MB of shared buffers (the update of 178,000 lots: 3.0-3.7 s
+# against 5.6-8.3 s for the same chunk).
 EXPIRE_SQL = """
 WITH due AS (
     SELECT l.id, l.member_id, l.remaining FROM points_pointslot l
@@ -197,7 +205,8 @@ WITH due AS (
     INSERT INTO points_lotmovement (entry_id, lot_id, points)
     SELECT entries.id, due.id, -due.remaining FROM due JOIN entries USING (member_id) WHERE due.remaining > 0
 ), expired AS (
-    UPDATE points_pointslot l SET status = 'expired', remaining = 0 FROM due WHERE l.id = due.id
+    UPDATE points_pointslot l SET status = 'expired', remaining = 0
+    FROM (SELECT id FROM due ORDER BY id) in_table_order WHERE l.id = in_table_order.id
 ){events}
 SELECT count(*), coalesce(sum(points), 0) FROM moved
 """

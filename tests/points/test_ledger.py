@@ -12,6 +12,7 @@ from points.models import (
     EntryKind,
     ExpiryMode,
     LedgerEntry,
+    LotMovement,
     LotStatus,
     PointsLot,
     PointsPolicy,
@@ -264,3 +265,50 @@ def test_check_ledger_command_reports_a_tampered_balance(member, capsys):
     with pytest.raises(CommandError, match="1 ledger mismatch"):
         call_command("check_ledger")
     assert f"member {member.pk}: account available=11" in capsys.readouterr().out
+
+
+def test_expiry_of_a_chunk_whose_lots_interleave_across_members(store_a):
+    # Lots written in time order alternate between the members, so the chunk's lots in member order and in id
+    # order differ: every one is expired once, with its own movement, and the balances are exact.
+    first, second = MemberFactory.create_batch(2, home_store=store_a)
+    with time_machine.travel(at(2025, 3, 1, 12), tick=False):
+        for points in (7, 11, 13):
+            adjust(first, points)
+            adjust(second, points * 2)
+    with time_machine.travel(at(2025, 6, 1, 12), tick=False):
+        adjust(second, 5)  # last valid day 2026-06-01: stays
+    counts = services.expire_points(as_of=date(2026, 3, 1), chunk_size=10)
+    assert (counts.members, counts.points) == (2, 31 + 62)
+    assert [balances(first), balances(second)] == [(0, 0), (5, 0)]
+    expired = PointsLot.objects.filter(status=LotStatus.EXPIRED).order_by("id")
+    assert list(expired.values_list("member_id", "points", "remaining")) == [
+        (first.pk, 7, 0),
+        (second.pk, 14, 0),
+        (first.pk, 11, 0),
+        (second.pk, 22, 0),
+        (first.pk, 13, 0),
+        (second.pk, 26, 0),
+    ]
+    moved = LotMovement.objects.filter(entry__kind=EntryKind.EXPIRE).order_by("lot_id")
+    assert list(moved.values_list("lot_id", "points")) == [(lot.pk, -lot.points) for lot in expired]
+    assert_ledger_consistent()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_expiry_chunk_locks_exactly_its_members_with_a_due_lot(store_a):
+    from points.services.maintenance import _lock_chunk_accounts
+
+    due, not_due, spent, next_chunk = MemberFactory.create_batch(4, home_store=store_a)
+    with time_machine.travel(at(2025, 3, 1, 12), tick=False):
+        for member in (due, spent, next_chunk):
+            adjust(member, 30)
+        adjust(spent, -30)  # her lot spent to zero: nothing to expire, no lock
+    with time_machine.travel(at(2025, 6, 1, 12), tick=False):
+        adjust(not_due, 30)
+    assert PointsLot.objects.get(member=spent).remaining == 0
+    cutoff = at(2026, 3, 2, 0)
+    condition = "l.status = 'available' AND l.expires_at <= %s AND l.remaining <> 0"
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_chunk_accounts(cursor, due.pk, next_chunk.pk, condition, [cutoff])
+        assert [row[0] for row in cursor.fetchall()] == [due.pk]

@@ -283,3 +283,30 @@ def test_a_refund_in_the_window_of_an_older_order_cannot_break_the_evaluation(me
     assert evaluate_downgrades(as_of=date(2026, 12, 10)) == (1, 1)
     change = TierChange.objects.get(reason="downgrade")
     assert (change.to_tier.code, change.growth_value) == ("regular", -1000)
+
+
+@pytest.mark.django_db
+def test_each_downgraded_member_gets_her_own_notice_from_her_chunk(store_a):
+    from loyalty.models import Message
+
+    down_first, kept, down_later = (MemberFactory(home_store=store_a) for _ in range(3))
+    with time_machine.travel(at(2026, 1, 10, 12), tick=False):
+        purchase(down_first, "4990.00")  # 5000: gold
+        purchase(kept, "990.00")  # 1000: silver
+        purchase(down_later, "990.00")  # 1000: silver
+    with time_machine.travel(at(2026, 12, 1, 12), tick=False):
+        purchase(kept, "790.00")  # 800 in the window: silver retained
+    # Chunks of two member ids: the first holds down_first and kept, the second down_later.
+    assert evaluate_downgrades(as_of=date(2027, 1, 10), chunk_size=2) == (3, 2)
+    changes = {c.member_id: c for c in TierChange.objects.filter(reason="downgrade")}
+    assert sorted(changes) == [down_first.pk, down_later.pk]
+    notices = Message.objects.filter(kind="tier_down")
+    assert set(notices.values_list("member_id", "dedupe_key")) == {
+        (down_first.pk, f"tier_change:{changes[down_first.pk].pk}"),
+        (down_later.pk, f"tier_change:{changes[down_later.pk].pk}"),
+    }
+    # One per active channel each, none twice, none for the member who kept her tier.
+    channels = set(notices.values_list("channel", flat=True))
+    assert channels
+    assert notices.count() == 2 * len(channels)
+    assert not notices.filter(member=kept).exists()
