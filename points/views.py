@@ -13,6 +13,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from loyalty import batch
 from loyalty.access import ROLE_ADMIN, ROLE_CLERK, ROLE_MANAGER, ROLE_MARKETER, MemberPrincipal, access_for
 from loyalty.api import ID_PATTERN, IsMember, error_responses
 from loyalty.errors import NotFoundError
@@ -245,13 +246,14 @@ class EventView(APIView):
     def post(self, request):
         key = idempotency_key(request)
         data = validated(EventInputSerializer, request)
-        member = existing_member(data["member"])
+        # record_event reads the member under her account lock and answers an unknown id with this view's 400
+        # before anything else (one query less).
         outcome = services.record_event(
             actor=access_for(request).actor,
             scope=idempotency_scope(request),
             key=key,
             fingerprint=fingerprint(request, data),
-            member_id=member.pk,
+            member_id=data["member"],
             event_type=data["type"],
             occurred_at=data.get("occurred_at"),
             order_no=data["order_no"],
@@ -545,10 +547,13 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def create(self, request):
         key = idempotency_key(request)
         data = validated(RedemptionInputSerializer, request)
-        member = existing_member(data["member"])  # an unknown id stays 400 invalid on `member` (API.md)
+        member, reward = _member_and_reward(data["member"], data["reward"])
+        if member is None:  # an unknown id stays 400 invalid on `member` (API.md)
+            raise ValidationError({"member": [gettext("No member with this id.")]})
         if not may_act_for_member(access_for(request), member, data.get("member_no")):
             raise NotFoundError()
-        reward = _existing_reward(data["reward"])
+        if reward is None:
+            raise ValidationError({"reward": [gettext("No reward with this id.")]})
         outcome = services.redeem_reward(
             actor=access_for(request).actor,
             scope=idempotency_scope(request),
@@ -642,6 +647,16 @@ class AdjustmentRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                 approver=access_for(request).principal, request_id=adjustment.pk, note=data["note"]
             )
         )
+
+
+def _member_and_reward(member_id, reward_id):
+    """The member and the reward of a redemption (None for an unknown id), read in one round trip on PostgreSQL
+    (loyalty.batch); the caller judges them in its order."""
+    with batch.pipelined():
+        member_sent = batch.select(Member, "id = %s", [member_id])
+        reward_sent = batch.select(Reward, "id = %s", [reward_id])
+        members, rewards = member_sent.models(), reward_sent.models()
+    return (members[0] if members else None), (rewards[0] if rewards else None)
 
 
 def _existing_reward(reward_id):

@@ -16,7 +16,6 @@ from members.services import ensure_member_active
 from points import hooks
 from points.models import EarningRule, Event, RuleChannel
 
-from . import idempotency
 from .earning import Award, apply_daily_cap, daily_cap_left, rule_for, with_modifiers
 from .ledger import (
     Earning,
@@ -29,6 +28,7 @@ from .ledger import (
     save_account,
     save_accounts,
 )
+from .opening import finish_locked, open_locked
 from .purchases import Outcome, _replay
 
 
@@ -90,7 +90,10 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
     of the same request is answered (a retry of an accepted event replays however late it comes)."""
     now = timezone.now()
     with transaction.atomic(durable=True):
-        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        opened = open_locked(scope=scope, key=key, fingerprint=fingerprint, member_id=member_id)
+        if opened.member is None:  # the view's check, kept in its place: before the claim is judged
+            raise InvalidInput({"member": [gettext("No member with this id.")]})
+        claim = opened.claim
         if claim.replay:
             return _replay(claim)
         check_clock_skew(occurred_at, now)
@@ -98,8 +101,8 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
         rule = event_rule(event_type, occurred_at)
         if rule is None:
             raise InvalidInput({"type": [gettext("Unknown event type %(event_type)r.") % {"event_type": event_type}]})
-        account = lock_account(member_id)
-        member = Member.objects.get(pk=member_id)
+        account = opened.locked_account()
+        member = opened.member
         ensure_member_active(member)
         day = business_date(occurred_at)
         extra_lines, capped_by_count, purchase = [], False, None
@@ -169,7 +172,6 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
             hooks.Activity(kind="event", member=member, occurred_at=occurred_at, event_type=event_type),
             {"growth_awarded": 0, "tier_change": None},
         )
-        save_account(account)
         result = {
             "id": str(event.pk),
             "type": event_type,
@@ -177,7 +179,7 @@ def record_event(*, actor, scope, key, fingerprint, member_id, event_type, occur
             "capped": event.capped,
             **extra,
         }
-        idempotency.complete(claim, response=result)
+        finish_locked(account, claim, result)
     return Outcome(result)
 
 

@@ -405,16 +405,44 @@ class Take:
     points: int
 
 
-def plan_spend(member_id, points, exclude_ids=()):
+# How many of a member's spendable lots send_spendable_lots reads ahead (in the opening round trip of a spend);
+# a spend that needs more reads the rest as plan_spend does.
+SPENDABLE_FIRST = 200
+
+
+def send_spendable_lots(member_id):
+    """The first SPENDABLE_FIRST lots plan_spend would take from, in its order, sent now (loyalty.batch; inside
+    `pipelined()` after the account lock, so read under it): pass their `models()` to spend(lots=...)."""
+    return batch.select(
+        PointsLot,
+        "member_id = %s AND status = %s AND remaining > 0",
+        [member_id, LotStatus.AVAILABLE],
+        order_by="expires_at ASC NULLS LAST, id ASC",
+        limit=SPENDABLE_FIRST,
+    )
+
+
+def plan_spend(member_id, points, exclude_ids=(), lots=None):
     """The available lots `points` would come from, soonest expiry first (then oldest), and the shortfall.
-    The account lock protects the lots: no other transaction changes them until ours ends."""
+    The account lock protects the lots: no other transaction changes them until ours ends. `lots`: the first of
+    them read already (send_spendable_lots); the rest, if they are needed, are read here."""
     takes, needed = [], points
-    lots = (
+    if lots is not None:
+        for lot in lots:
+            if needed == 0:
+                return takes, needed
+            take = min(lot.remaining, needed)
+            takes.append(Take(lot, take))
+            needed -= take
+        if needed == 0 or len(lots) < SPENDABLE_FIRST:
+            return takes, needed
+        exclude_ids = [*exclude_ids, *(lot.pk for lot in lots)]
+    rest = (
         PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
         .exclude(pk__in=exclude_ids)
         .order_by(F("expires_at").asc(nulls_last=True), "id")
     )
-    for lot in lots.iterator(chunk_size=200):
+    for lot in rest.iterator(chunk_size=200):
         take = min(lot.remaining, needed)
         takes.append(Take(lot, take))
         needed -= take
@@ -429,6 +457,33 @@ def apply_takes(entry, takes):
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=t.lot, points=-t.points) for t in takes])
 
 
+def write_spend(entry, takes):
+    """Write a spend's entry (not saved yet) and take its points from the lots (apply_takes): on PostgreSQL in one
+    statement (data-modifying CTEs, loyalty.batch), elsewhere the entry's INSERT, then apply_takes. The same rows
+    either way, the movements in the takes' order."""
+    if not batch.fast() or not takes:
+        entry.save(force_insert=True)
+        apply_takes(entry, takes)
+        return
+    quote = connection.ops.quote_name
+    columns, params = batch.insert_columns(entry)
+    entries, lots, movements = (quote(model._meta.db_table) for model in (LedgerEntry, PointsLot, LotMovement))
+    taken = ", ".join(["(%s, %s::bigint, %s::bigint)"] * len(takes))
+    sql = (
+        f"WITH e AS (INSERT INTO {entries} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(params))}) "  # noqa: S608 - our tables
+        f"RETURNING id), t(ord, lot, points) AS (VALUES {taken}), "
+        f"u AS (UPDATE {lots} SET remaining = {lots}.remaining - t.points FROM t WHERE {lots}.id = t.lot), "
+        f"m AS (INSERT INTO {movements} (entry_id, lot_id, points) SELECT e.id, t.lot, -t.points FROM e, t "
+        "ORDER BY t.ord) "
+        "SELECT id FROM e"
+    )
+    taken_params = [value for number, take in enumerate(takes) for value in (number, take.lot.pk, take.points)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *taken_params])
+        (entry.pk,) = cursor.fetchone()
+    entry._state.adding, entry._state.db = False, connection.alias
+
+
 def spend(
     account,
     *,
@@ -441,18 +496,19 @@ def spend(
     allow_negative=False,
     store_id=None,
     channel=None,
+    lots=None,
 ):
     """Take points from available lots, first-expiring-first, with one entry. Raises InsufficientPoints when
     the balance does not cover them (the balance is checked under the account lock, so two concurrent spends
-    can never both pass)."""
+    can never both pass). `lots`: the first spendable lots, read under the lock already (send_spendable_lots)."""
     if points <= 0 or points > MAX_POINTS:
         raise ValueError("points to spend must be positive")
     if account.available < points and not allow_negative:
         raise InsufficientPoints(available=account.available, required=points)
-    takes, shortfall = plan_spend(account.member_id, points)
+    takes, shortfall = plan_spend(account.member_id, points, lots=lots)
     if shortfall and not allow_negative:
         raise InsufficientPoints(available=account.available, required=points)
-    entry = append_entry(
+    entry = new_entry(
         account,
         kind=kind,
         actor=actor,
@@ -463,7 +519,7 @@ def spend(
         store_id=store_id,
         channel=channel,
     )
-    apply_takes(entry, takes)
+    write_spend(entry, takes)
     if shortfall:
         add_debt(entry, account.member_id, shortfall, now)
     if kind in (EntryKind.REDEEM, EntryKind.DEDUCT):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from loyalty import events
+from loyalty import batch, events
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER
 from loyalty.audit import record_audit
 from loyalty.clock import business_date, end_of_business_day, start_of_business_day
@@ -31,8 +31,10 @@ from .ledger import (
     give_back,
     lock_account,
     save_account,
+    send_spendable_lots,
     spend,
 )
+from .opening import finish_locked, open_locked
 from .purchases import Outcome, _replay, iso, use_points_as_cash
 
 
@@ -107,13 +109,25 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
     OutOfStock."""
     now = timezone.now()
     with transaction.atomic(durable=True):
-        claim = idempotency.claim(scope=scope, key=key, fingerprint=fingerprint)
+        opened = open_locked(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            member_id=member_id,
+            more=[lambda: batch.select(Reward, "id = %s", [reward_id]), lambda: send_spendable_lots(member_id)],
+        )
+        claim = opened.claim
         if claim.replay:
             return _replay(claim)
-        account = lock_account(member_id)
-        member = Member.objects.get(pk=member_id)
+        rewards, lots = opened.more
+        if opened.member is None:  # the view read both the member and the reward: they exist
+            raise Member.DoesNotExist()
+        account = opened.locked_account()
+        member = opened.member
         ensure_member_active(member)
-        reward = Reward.objects.get(pk=reward_id)
+        if not rewards:
+            raise Reward.DoesNotExist()
+        reward = rewards[0]
         if not reward.is_available_at(now):
             raise RewardUnavailable()
         hooks.check_redemption(member, reward)
@@ -143,6 +157,7 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
             reference=f"reward:{reward.code}",
             now=now,
             store_id=store.pk if store else None,
+            lots=lots if opened.read_under_lock else None,  # else read now, under the lock
         )
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(12)) if reward.kind != RewardKind.GIFT else ""
         redemption = Redemption.objects.create(
@@ -160,11 +175,10 @@ def redeem_reward(*, actor, scope, key, fingerprint, member_id, reward_id, quant
         if handed_out:
             redemption.code = handed_out
             redemption.save(update_fields=["code"])
-        save_account(account)
         events.emit("redemption.created", redemption_event_data(redemption, account), member_id=member.pk)
         notify_redemption(redemption, balance=account.available)  # written now, sent after commit
         result = {**redemption_representation(redemption), "balance": account.available}
-        idempotency.complete(claim, response=result)
+        finish_locked(account, claim, result)
     return Outcome(result)
 
 
