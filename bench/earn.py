@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -363,6 +364,15 @@ def parse_args(argv=None):
         "redemption sends are queued there (no worker takes them; they stay) instead of being sent inside the "
         "request, as they are without it [unset: eager tasks, in-process cache, as the earlier figures]",
     )
+    parser.add_argument(
+        "--pgbouncer",
+        metavar="BIN",
+        help="put PgBouncer (this binary, e.g. /usr/sbin/pgbouncer from Debian's pgbouncer package) between gunicorn "
+        "and PostgreSQL: started on a free port in transaction pooling mode with --pool-size server sessions, the "
+        "server run with DATABASE_POOL_MODE=transaction (docs/SCALING.md); migrate, the data and check_ledger "
+        "connect directly [off]",
+    )
+    parser.add_argument("--pool-size", type=int, default=4, help="PgBouncer's default_pool_size [4]")
     parser.add_argument("--members", type=int, default=10_000, help="members to insert [10000]")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker [4]")
@@ -615,6 +625,67 @@ class Gunicorn:
 # --- CPU accounting ---------------------------------------------------------------------------------------------
 
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class PgBouncer:
+    """A PgBouncer of this run's own: its config in a temporary directory, a free port, transaction pooling, trust
+    authentication towards the local server as the URL's user; stopped by its own process id."""
+
+    def __init__(self, binary, server_url, database, pool_size):
+        match = re.fullmatch(r"postgresql://(?P<user>[^@/:]+)@(?P<host>[^:/]+):(?P<port>\d+)", server_url)
+        if not match:
+            raise SystemExit("--pgbouncer needs --server-url of the form postgresql://USER@HOST:PORT")
+        self.binary, self.database, self.pool_size = binary, database, pool_size
+        self.user, self.host, self.server_port = match["user"], match["host"], match["port"]
+        self.port = free_port()
+        self.url = f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        self.directory = Path(tempfile.mkdtemp(prefix="earn-pgbouncer-"))
+        self.process = None
+
+    def start(self, timeout=20):
+        self.directory.chmod(0o755)  # started as root, PgBouncer drops to the server's user (-u), who reads these
+        (self.directory / "users.txt").write_text(f'"{self.user}" ""\n')
+        config = self.directory / "pgbouncer.ini"
+        config.write_text(
+            "[databases]\n"
+            f"{self.database} = host={self.host} port={self.server_port} dbname={self.database}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.directory / 'users.txt'}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\nmax_client_conn = 500\n"
+            f"logfile = {self.directory / 'pgbouncer.log'}\n"
+        )
+        for path in self.directory.iterdir():
+            path.chmod(0o644)
+        (self.directory / "pgbouncer.log").touch(mode=0o666)
+        (self.directory / "pgbouncer.log").chmod(0o666)
+        command = [self.binary, str(config)]
+        if os.geteuid() == 0:
+            command[1:1] = ["-u", self.user]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"PgBouncer exited: {self.process.stderr.read()[-2000:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("PgBouncer did not listen in time")
+
+    def stop(self):
+        """Stops it (TERM, then KILL); returns the warning and error lines of its log."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        log_path = self.directory / "pgbouncer.log"
+        lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return [line for line in lines if " WARNING " in line or " ERROR " in line][:20]
 
 
 def machine_cpu():
@@ -940,6 +1011,8 @@ def run(args):
             "read_clients": args.read_clients,
             "event_seconds": args.event_seconds,
             "redis_url": args.redis_url,
+            "pgbouncer": bool(args.pgbouncer),
+            "pool_size": args.pool_size if args.pgbouncer else None,
             "members": args.members,
             "workers": args.workers,
             "threads": args.threads,
@@ -1000,8 +1073,18 @@ def run(args):
         "Accept": "application/json",
         "Host": "127.0.0.1",
     }
+    pooler, server_env = None, env
+    if args.pgbouncer:
+        pooler = PgBouncer(args.pgbouncer, args.server_url, args.db, args.pool_size)
+        log(f"starting PgBouncer (transaction pooling, {args.pool_size} server sessions) on port {pooler.port}")
+        pooler.start()
+        server_env = {**env, "DATABASE_URL": pooler.url, "DATABASE_POOL_MODE": "transaction"}
     gunicorn = Gunicorn(
-        env, workers=args.workers, threads=args.threads, worker_class=args.worker_class, log_path=OUT / "gunicorn.log"
+        server_env,
+        workers=args.workers,
+        threads=args.threads,
+        worker_class=args.worker_class,
+        log_path=OUT / "gunicorn.log",
     )
     run_tag = f"B{int(time.time())}"
     try:
@@ -1082,6 +1165,8 @@ def run(args):
     finally:
         log("stopping gunicorn")
         gunicorn.stop()
+        if pooler:
+            result["pgbouncer_log_errors"] = pooler.stop()
 
     result["db_counts"] = database_counts(args.server_url, args.db)
     if args.no_baseline:
@@ -1128,6 +1213,11 @@ def summary_text(result):
             f"; Redis {config['redis_url']} (cache, broker: tasks queued)"
             if config.get("redis_url")
             else "; no Redis (tasks run in the request: a redemption's confirmation message is sent in it)"
+        )
+        + (
+            f"; through PgBouncer, transaction pooling, {config['pool_size']} server sessions"
+            if config.get("pgbouncer")
+            else ""
         ),
     ]
     if "breakdown" in result:
@@ -1210,6 +1300,7 @@ def summary_text(result):
                 )
                 lines += [f"              {v:6.1%}  {k}" for k, v in result[key]["share"].items() if v]
         lines += [f"gunicorn    {line}" for line in result.get("gunicorn_log_errors", [])]
+        lines += [f"pgbouncer   {line}" for line in result.get("pgbouncer_log_errors", [])]
     ledger = result["check_ledger"]
     last = ledger["output"].splitlines()[-1] if ledger["output"] else ""
     lines.append(f"check_ledger {'pass' if ledger['passed'] else 'FAIL'} (rc {ledger['returncode']}): {last}")
