@@ -67,11 +67,23 @@ def finish_locked(account, claim, result, status_code=201):
         save_account(account)
         idempotency.complete(claim, response=result, status_code=status_code)
         return
+    batch.execute(*finishing_statement(account, claim, result, status_code=status_code))
+
+
+def finishing_statement(account, claim, result, *, status_code=201, before=()):
+    """The fast path's last statement of a write that locked one account: `before` (data-modifying statements of
+    the caller, as (sql, params), e.g. a purchase's points on its row), the answer kept for retries and the
+    account's balances, as data-modifying CTEs of one UPDATE. Returns (sql, params) for batch.execute."""
+    ctes = [
+        *before,
+        (
+            f"UPDATE {IdempotencyRecord._meta.db_table} SET response = %s, status_code = %s WHERE id = %s",  # noqa: S608
+            [idempotency.response_text(result), status_code, claim.record_id],
+        ),
+    ]  # the table names are ours; every value is bound
     assignments, params = batch.update_values(
         account, [f.name for f in PointsAccount._meta.concrete_fields if not f.primary_key]
     )
-    sql = (
-        f"WITH i AS (UPDATE {IdempotencyRecord._meta.db_table} SET response = %s, status_code = %s WHERE id = %s) "  # noqa: S608 - our tables
-        f"UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"
-    )
-    batch.execute(sql, [idempotency.response_text(result), status_code, claim.record_id, *params, account.member_id])
+    sql = "WITH " + ", ".join(f"c{n} AS ({cte_sql})" for n, (cte_sql, _params) in enumerate(ctes))
+    sql += f" UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"  # noqa: S608
+    return sql, [*(value for _sql, cte_params in ctes for value in cte_params), *params, account.member_id]

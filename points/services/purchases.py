@@ -15,7 +15,7 @@ from loyalty.errors import DomainError, InvalidInput
 from members.models import Member, MemberStatus, Purchase, PurchaseLine, Refund
 from members.services import ensure_member_active
 from points import hooks
-from points.models import Deduction, EntryKind, Event, IdempotencyRecord, PointsAccount, RuleChannel
+from points.models import Deduction, EntryKind, Event, PointsAccount, RuleChannel
 
 from . import idempotency
 from .earning import Award, apply_daily_cap, daily_cap_left, purchase_base_points, rule_for, with_modifiers
@@ -30,6 +30,7 @@ from .ledger import (
     save_account,
     spend,
 )
+from .opening import finishing_statement
 
 
 class RefundExceedsPurchase(DomainError):
@@ -403,26 +404,11 @@ def _finish_purchase(purchase, accounts, claim, result):
         idempotency.complete(claim, response=result)
         return
     (account,) = accounts.values()
-    assignments, params = batch.update_values(
-        account, [f.name for f in PointsAccount._meta.concrete_fields if not f.primary_key]
+    points_on_the_order = (
+        f"UPDATE {Purchase._meta.db_table} SET points_awarded = %s, points_used = %s WHERE id = %s",  # noqa: S608
+        [purchase.points_awarded, purchase.points_used, purchase.pk],
     )
-    sql = (
-        f"WITH p AS (UPDATE {Purchase._meta.db_table} SET points_awarded = %s, points_used = %s WHERE id = %s), "  # noqa: S608 - our tables
-        f"i AS (UPDATE {IdempotencyRecord._meta.db_table} SET response = %s, status_code = 201 WHERE id = %s) "
-        f"UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"
-    )
-    batch.execute(
-        sql,
-        [
-            purchase.points_awarded,
-            purchase.points_used,
-            purchase.pk,
-            idempotency.response_text(result),
-            claim.record_id,
-            *params,
-            account.member_id,
-        ],
-    )
+    batch.execute(*finishing_statement(account, claim, result, before=[points_on_the_order]))
 
 
 def _refuse_recorded_purchase(recorded, *, order_no):
