@@ -91,10 +91,19 @@ def fingerprint(request, data):
     return services.request_fingerprint({"path": request.path, "body": body})
 
 
+def unknown_member(field="member"):
+    """The 400 of an id in the body that names no member (API.md: invalid on that field)."""
+    return ValidationError({field: [gettext("No member with this id.")]})
+
+
+def unknown_reward():
+    return ValidationError({"reward": [gettext("No reward with this id.")]})
+
+
 def existing_member(member_id, field="member"):
     member = Member.objects.filter(pk=member_id).first()
     if member is None:
-        raise ValidationError({field: [gettext("No member with this id.")]})
+        raise unknown_member(field)
     return member
 
 
@@ -549,11 +558,11 @@ class RedemptionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = validated(RedemptionInputSerializer, request)
         member, reward = _member_and_reward(data["member"], data["reward"])
         if member is None:  # an unknown id stays 400 invalid on `member` (API.md)
-            raise ValidationError({"member": [gettext("No member with this id.")]})
+            raise unknown_member()
         if not may_act_for_member(access_for(request), member, data.get("member_no")):
             raise NotFoundError()
         if reward is None:
-            raise ValidationError({"reward": [gettext("No reward with this id.")]})
+            raise unknown_reward()
         outcome = services.redeem_reward(
             actor=access_for(request).actor,
             scope=idempotency_scope(request),
@@ -662,7 +671,7 @@ def _member_and_reward(member_id, reward_id):
 def _existing_reward(reward_id):
     reward = Reward.objects.filter(pk=reward_id).first()
     if reward is None:
-        raise ValidationError({"reward": [gettext("No reward with this id.")]})
+        raise unknown_reward()
     return reward
 
 
