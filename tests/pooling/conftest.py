@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -282,3 +283,25 @@ def hold_server(pgbouncer, transactional_db):
     yield hold
     for holder in holders:
         holder.release()
+
+
+def together(count, work):
+    """work(index) from `count` threads released at once; the results in index order (an exception is re-raised)."""
+    barrier, results, errors = threading.Barrier(count), [None] * count, []
+
+    def run(index):
+        try:
+            barrier.wait(timeout=60)
+            results[index] = work(index)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not any(thread.is_alive() for thread in threads), "a client thread did not finish"
+    if errors:
+        raise errors[0]
+    return results

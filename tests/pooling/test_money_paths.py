@@ -6,7 +6,6 @@ same keys. The balances, the ledger and the idempotency records come out exact; 
 pooler too, is clean. Then the pooler drops every client connection (KILL/RESUME) and the next requests still
 answer: the health check at the start of a request finds the dead persistent connection and opens another."""
 
-import threading
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ from points.models import IdempotencyRecord, LedgerEntry, PointsAccount, Purchas
 from tests.conftest import ALL_SCOPES
 from tests.factories import MemberFactory
 from tests.faults.conftest import call
-from tests.pooling.conftest import POOL_SIZE, manage
+from tests.pooling.conftest import POOL_SIZE, manage, together
 
 pytestmark = [
     pytest.mark.postgres,
@@ -38,28 +37,6 @@ REDEMPTION_ATTEMPTS = 5
 REWARD_STOCK = 3
 REWARD_COST = 100
 SIGN_IN_POINTS = 5  # the default rule of the migrations
-
-
-def together(count, work):
-    """work(index) from `count` threads released at once; the results in index order (an exception is re-raised)."""
-    barrier, results, errors = threading.Barrier(count), [None] * count, []
-
-    def run(index):
-        try:
-            barrier.wait(timeout=60)
-            results[index] = work(index)
-        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    assert not any(thread.is_alive() for thread in threads), "a client thread did not finish"
-    if errors:
-        raise errors[0]
-    return results
 
 
 def amount_of(thread, number):
