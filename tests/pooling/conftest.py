@@ -34,8 +34,8 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from tests.faults.conftest import Gunicorn
 from tests.jobs.conftest import free_port
 
-# Debian's package (`make pgbouncer`): /usr/sbin is not on every user's PATH.
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+# Debian's package (`make pgbouncer`): /usr/sbin is not on every user's PATH. PGBOUNCER=/path/to/pgbouncer for another.
+PGBOUNCER = os.environ.get("PGBOUNCER") or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 POOL_SIZE = 2
 
 
@@ -43,7 +43,7 @@ def pgbouncer_missing():
     """Why the pooling tests cannot run here, or "" when they can."""
     if shutil.which(PGBOUNCER):
         return ""
-    return f"needs Debian's pgbouncer ({PGBOUNCER}): run `make pgbouncer` (as root) to install it with apt"
+    return f"needs PgBouncer ({PGBOUNCER} is missing): run `make pgbouncer` (as root) to install Debian's with apt"
 
 
 def in_ci():
