@@ -87,7 +87,8 @@ browser:
 # The pooling tests (tests/pooling, marked `pgbouncer`) start a PgBouncer of their own in transaction pooling mode
 # from Debian's package (/usr/sbin/pgbouncer; only the binary is used: the package's own service is left alone).
 # apt needs root, as for `make browser`. Without it the pooling tests skip, saying why; in CI (CI=true) they fail.
-PGBOUNCER := /usr/sbin/pgbouncer
+# PGBOUNCER=/path/to/pgbouncer (make and the tests) names another binary.
+PGBOUNCER ?= /usr/sbin/pgbouncer
 
 pgbouncer:
 	@if [ ! -x $(PGBOUNCER) ]; then \
@@ -104,6 +105,7 @@ pgbouncer:
 		$$sudo apt-get update -qq && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer || exit 1; \
 	fi; \
+	[ -x $(PGBOUNCER) ] || { echo "make pgbouncer: $(PGBOUNCER) is still missing after apt" >&2; exit 1; }; \
 	echo "PgBouncer ready: $$($(PGBOUNCER) --version | head -n 1)"
 
 run: install
