@@ -19,13 +19,14 @@ LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install install-dev browser run test lint format audit lock migrate demo-data worker beat schema messages \
+.PHONY: help install install-dev browser pgbouncer run test lint format audit lock migrate demo-data worker beat schema messages \
 	clean distclean
 
 help:
 	@echo "make run        set up .venv, migrate, load demo data, serve http://$(HOST):$(PORT) (ENVIRONMENT=development)"
 	@echo "make test       set up .venv with the dev tools and run pytest (ENVIRONMENT=test; PYTEST_ARGS=... to pass options)"
 	@echo "make browser    install Debian's chromium and chromium-driver with apt when missing (the browser tests)"
+	@echo "make pgbouncer  install Debian's pgbouncer with apt when missing (the tests through a pooler, tests/pooling)"
 	@echo "make lint       ruff check . and ruff format --check . (make format rewrites the files)"
 	@echo "make audit      pip-audit the locked dependencies (says so when the advisory database is out of reach)"
 	@echo "make lock       pin requirements*.txt with every transitive dependency and its hashes into *.lock"
@@ -82,6 +83,30 @@ browser:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
 	fi; \
 	echo "Browser ready: $$(chromium --version 2>/dev/null), $$(chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"
+
+# The pooling tests (tests/pooling, marked `pgbouncer`) start a PgBouncer of their own in transaction pooling mode
+# from Debian's package (/usr/sbin/pgbouncer; only the binary is used: the package's own service is left alone).
+# apt needs root, as for `make browser`. Without it the pooling tests skip, saying why; in CI (CI=true) they fail.
+# PGBOUNCER=/path/to/pgbouncer (make and the tests) names another binary.
+PGBOUNCER ?= /usr/sbin/pgbouncer
+
+pgbouncer:
+	@if [ ! -x $(PGBOUNCER) ]; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo"; \
+		else \
+			echo "make pgbouncer: $(PGBOUNCER) is missing - installing Debian's pgbouncer with apt needs root." >&2; \
+			echo "Run as root (or with sudo):" >&2; \
+			echo "    apt-get update && apt-get install -y --no-install-recommends pgbouncer" >&2; \
+			echo "Until it is installed the pooling tests (pytest -m pgbouncer) skip (and fail in CI)." >&2; \
+			exit 1; \
+		fi; \
+		echo "Installing with apt: pgbouncer"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer || exit 1; \
+	fi; \
+	[ -x $(PGBOUNCER) ] || { echo "make pgbouncer: $(PGBOUNCER) is still missing after apt" >&2; exit 1; }; \
+	echo "PgBouncer ready: $$($(PGBOUNCER) --version | head -n 1)"
 
 run: install
 	ENVIRONMENT=development $(BIN)/python manage.py migrate --noinput
