@@ -8,7 +8,7 @@ PostgreSQL and compare what they wrote (tests/points/test_fast_path.py).
 
 from contextlib import contextmanager, nullcontext
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 FAST_PATH = True
 
@@ -141,19 +141,27 @@ def update_values(instance, field_names):
     """`(assignments, params)` for an UPDATE of these fields of `instance` as save(update_fields=...) writes them
     (pre_save first: auto_now columns take the time now)."""
     meta = instance._meta
-    quote = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
+    quote = db.ops.quote_name
     fields = [meta.get_field(name) for name in field_names]
-    params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
+    params = [f.get_db_prep_save(f.pre_save(instance, False), db) for f in fields]
     return ", ".join(f"{quote(f.column)} = %s" for f in fields), params
+
+
+_insert_fields_cache = {}
 
 
 def insert_columns(instance, exclude=()):
     """(columns, params) of an INSERT of `instance` as save(force_insert=True) writes it (pre_save first)."""
-    meta = instance._meta
-    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
-    quote = connection.ops.quote_name
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    return [quote(f.column) for f in fields], params
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
+    key = (db.vendor, type(instance), tuple(exclude))
+    found = _insert_fields_cache.get(key)
+    if found is None:  # the model's columns: worked out once per process
+        meta = instance._meta
+        fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
+        found = _insert_fields_cache[key] = (fields, [db.ops.quote_name(f.column) for f in fields])
+    fields, columns = found
+    return list(columns), [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
 
 
 def insert(instance):
