@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import sqlite3
+import threading
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -15,11 +16,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, parsers, permissions, renderers, serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -289,6 +292,70 @@ def _declared_too_large(request):
     except ValueError:
         return False
     return limit is not None and length > limit
+
+
+# --- Content negotiation -------------------------------------------------------------------------------------
+
+
+class RememberingContentNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation, its choice remembered per (the view's renderer classes, the format asked for, the
+    Accept header): the same inputs always give the same renderer and media type, and parsing the Accept header
+    again on every request was about 5 % of a points summary read's CPU (issue 14). A refusal (406, or 404 for an
+    unknown format) is never remembered: it is worked out, and raised, each time. At most MAX_REMEMBERED choices
+    (Accept headers are few: clients send one or two shapes), then the others are worked out each time."""
+
+    MAX_REMEMBERED = 512
+    _remembered = {}
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        query_format = None if format_suffix else request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        key = (
+            tuple(type(renderer) for renderer in renderers),
+            format_suffix,
+            query_format,
+            request.META.get("HTTP_ACCEPT"),
+        )
+        found = self._remembered.get(key)
+        if found is not None:
+            return renderers[found[0]], found[1]
+        renderer, media_type = super().select_renderer(request, renderers, format_suffix)
+        if len(self._remembered) < self.MAX_REMEMBERED:
+            index = next(i for i, candidate in enumerate(renderers) if candidate is renderer)
+            self._remembered[key] = (index, media_type)
+        return renderer, media_type
+
+
+# --- Input serializers of the hot paths -----------------------------------------------------------------------
+
+_shared_fields_lock = threading.Lock()
+
+
+class SharedFieldsSerializer(serializers.Serializer):
+    """An input serializer whose fields are built and bound once per class and shared by its instances.
+
+    DRF deep-copies every declared field for every serializer instance (so that one instance may change its fields
+    without touching another's); each copy runs the field's __init__ again. On the purchase path that copying was
+    about 12 % of a request's CPU (issue 14), for fields no view changes. Validation is the same code on the same
+    field classes, so the validated data and the errors are exactly the serializer's (tests/points/
+    test_input_validation.py compares both ways over random bodies).
+
+    For input serializers only, whose fields nobody changes per instance and whose validation reads neither the
+    context nor `partial`: an instance made with a context or partial=True takes its own copies, as DRF does."""
+
+    @cached_property
+    def fields(self):
+        if self.partial or self._context:
+            return super().fields
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            with _shared_fields_lock:
+                shared = cls.__dict__.get("_shared_fields")
+                if shared is None:
+                    # Bound to a template instance of the class (no data, no context), never to a request's.
+                    shared = serializers.Serializer.fields.func(cls())
+                    cls._shared_fields = shared
+        return shared
 
 
 # --- Errors ---------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ PostgreSQL and compare what they wrote (tests/points/test_fast_path.py).
 
 from contextlib import contextmanager, nullcontext
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 FAST_PATH = True
 
@@ -68,30 +68,48 @@ class Pending:
         return [tuple(values) for values in self._converted()]
 
     def models(self):
-        names = [f.attname for f in self.fields]
-        return [self.model.from_db(connection.alias, names, values) for values in self._converted()]
+        names, _ = _columns(self.model, self.fields)
+        alias = connection.alias
+        return [self.model.from_db(alias, names, values) for values in self._converted()]
 
     def _converted(self):
-        converters = [
-            (
-                [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)],
-                column,
-            )
-            for field in self.fields
-            for column in [field.get_col(self.model._meta.db_table)]
-        ]
+        _, converters = _columns(self.model, self.fields)
+        if not converters:  # no column needs converting (most on PostgreSQL): the driver's values as they are
+            yield from self.rows()
+            return
         for row in self.rows():
-            values = []
-            for value, (functions, column) in zip(row, converters, strict=True):
+            values = list(row)
+            for index, functions, column in converters:
+                value = values[index]
                 for function in functions:
                     value = function(value, column, connection)
-                values.append(value)
+                values[index] = value
             yield values
+
+
+_columns_cache = {}
+
+
+def _columns(model, fields):
+    """(attribute names, [(index, converters, column)] for the columns that have converters) of these fields of
+    `model` on this connection's database: what the ORM works out per query, worked out once per process (it
+    depends on the models and the database backend only)."""
+    key = (connection.alias, connection.vendor, model, tuple(fields))
+    found = _columns_cache.get(key)
+    if found is None:
+        converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(model._meta.db_table)
+            functions = (*connection.ops.get_db_converters(column), *field.get_db_converters(connection))
+            if functions:
+                converters.append((index, functions, column))
+        found = _columns_cache[key] = ([f.attname for f in fields], converters)
+    return found
 
 
 def select(model, where, params, *, fields=None, order_by="", limit=None, lock=False):
     """SELECT the columns of `fields` (names; default: every column) of `model` WHERE `where` (its own columns,
-    unqualified), sent now: a Pending."""
+    unqualified), sent now: a Pending. `lock`: True for FOR UPDATE, "no_key" for FOR NO KEY UPDATE (PostgreSQL)."""
     meta = model._meta
     fields = [meta.get_field(name) for name in fields] if fields else list(meta.concrete_fields)
     quote = connection.ops.quote_name
@@ -101,7 +119,7 @@ def select(model, where, params, *, fields=None, order_by="", limit=None, lock=F
     if limit:
         sql += f" LIMIT {int(limit)}"
     if lock:
-        sql = for_update(sql)
+        sql = for_update(sql, no_key=lock == "no_key")
     return Pending(sql, params, model, fields)
 
 
@@ -123,19 +141,63 @@ def update_values(instance, field_names):
     """`(assignments, params)` for an UPDATE of these fields of `instance` as save(update_fields=...) writes them
     (pre_save first: auto_now columns take the time now)."""
     meta = instance._meta
-    quote = connection.ops.quote_name
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
+    quote = db.ops.quote_name
     fields = [meta.get_field(name) for name in field_names]
-    params = [f.get_db_prep_save(f.pre_save(instance, False), connection) for f in fields]
+    params = [f.get_db_prep_save(f.pre_save(instance, False), db) for f in fields]
     return ", ".join(f"{quote(f.column)} = %s" for f in fields), params
+
+
+_insert_fields_cache = {}
 
 
 def insert_columns(instance, exclude=()):
     """(columns, params) of an INSERT of `instance` as save(force_insert=True) writes it (pre_save first)."""
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
+    key = (db.vendor, type(instance), tuple(exclude))
+    found = _insert_fields_cache.get(key)
+    if found is None:  # the model's columns: worked out once per process
+        meta = instance._meta
+        fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
+        found = _insert_fields_cache[key] = (fields, [db.ops.quote_name(f.column) for f in fields])
+    fields, columns = found
+    return list(columns), [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+
+
+def insert(instance):
+    """INSERT `instance` as save(force_insert=True) does (pre_save first; it gets its id), as one raw statement on
+    PostgreSQL: no ORM query built and compiled on a hot path. Elsewhere save(force_insert=True). For models with
+    no save() of their own and no signal receivers (none of the hot path's have either)."""
+    if not fast():
+        instance.save(force_insert=True)
+        return instance
     meta = instance._meta
-    fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
     quote = connection.ops.quote_name
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    return [quote(f.column) for f in fields], params
+    columns, params = insert_columns(instance)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - our table and columns
+        f"VALUES ({', '.join(['%s'] * len(params))}) RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (instance.pk,) = cursor.fetchone()
+    instance._state.adding, instance._state.db = False, connection.alias
+    return instance
+
+
+def update(instance, field_names):
+    """UPDATE these fields of `instance` (a saved row) as save(update_fields=...) does (pre_save first: auto_now
+    columns take the time now), as one raw statement on PostgreSQL; elsewhere save(update_fields=...). Like save(),
+    DatabaseError when no row was updated."""
+    if not fast():
+        instance.save(update_fields=field_names)
+        return
+    meta = instance._meta
+    quote = connection.ops.quote_name
+    assignments, params = update_values(instance, field_names)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - ours
+    if execute(sql, [*params, instance.pk]) == 0:
+        raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 def insert_linked(parent, child, link):

@@ -51,7 +51,7 @@ from django.utils.module_loading import import_string
 from loyalty.clock import business_tz
 from loyalty.config_cache import cached
 from loyalty.log_masking import mask_phones
-from loyalty.message_templates import CompiledTemplate, kind_for, message_kinds, plain_text, wechat_fields
+from loyalty.message_templates import compiled_template, kind_for, message_kinds, plain_text, wechat_fields
 from loyalty.models import Message, MessageChannel, MessageStatus, MessageTemplate
 from loyalty.registry import ExtensionPoint
 
@@ -434,7 +434,7 @@ def queue_messages(requests: Iterable[MessageRequest], *, now=None):
             if template is None:
                 continue
             if template.pk not in compiled:
-                compiled[template.pk] = CompiledTemplate(template)
+                compiled[template.pk] = compiled_template(template)
             rendered = compiled[template.pk].render(variables)
             reason = skip_reason(kind, channel, recipient, recent)
             status, send_after, sent_at = queued, None, None

@@ -308,6 +308,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["loyalty.api.JSONParser"],  # with a limit on nesting
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "loyalty.api.RememberingContentNegotiation",  # DRF's, its choices kept
     "EXCEPTION_HANDLER": "loyalty.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"staff_login": STAFF_LOGIN_RATE},
     "NUM_PROXIES": NUM_PROXIES,

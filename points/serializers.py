@@ -9,6 +9,7 @@ from django.utils.encoding import smart_str
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
+from loyalty.api import SharedFieldsSerializer
 from members.models import PurchaseChannel, Store
 from members.selectors import active_stores_by_code
 from members.serializers import TierChangeBriefSerializer
@@ -119,7 +120,7 @@ class ActiveStoreField(serializers.SlugRelatedField):
         return store
 
 
-class PurchaseInputSerializer(serializers.Serializer):
+class PurchaseInputSerializer(SharedFieldsSerializer):
     member = IdField()
     member_no = member_no_field()
     order_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
@@ -174,7 +175,7 @@ class RefundLineSerializer(serializers.Serializer):
     quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=Decimal("0.001"))
 
 
-class RefundInputSerializer(serializers.Serializer):
+class RefundInputSerializer(SharedFieldsSerializer):
     amount = money_field()
     refund_no = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_./:-]{0,63}$", max_length=64)
     lines = lines_field(RefundLineSerializer)
@@ -192,7 +193,7 @@ class RefundResultSerializer(serializers.Serializer):
     balance = serializers.IntegerField()
 
 
-class EventInputSerializer(serializers.Serializer):
+class EventInputSerializer(SharedFieldsSerializer):
     member = IdField()
     type = serializers.SlugField(max_length=40)
     occurred_at = OccurredAtField(required=False)
@@ -214,7 +215,7 @@ class EventResultSerializer(serializers.Serializer):
     tier_change = TierChangeBriefSerializer(allow_null=True, help_text="the upgrade this event caused, or null")
 
 
-class SignInInputSerializer(serializers.Serializer):
+class SignInInputSerializer(SharedFieldsSerializer):
     occurred_at = OccurredAtField(required=False)
 
 
@@ -384,14 +385,14 @@ class RewardSerializer(serializers.ModelSerializer):
         return value
 
 
-class RedemptionInputSerializer(serializers.Serializer):
+class RedemptionInputSerializer(SharedFieldsSerializer):
     member = IdField()
     reward = IdField()
     quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
     member_no = member_no_field()
 
 
-class MyRedemptionInputSerializer(serializers.Serializer):
+class MyRedemptionInputSerializer(SharedFieldsSerializer):
     reward = IdField()
     quantity = StrictIntegerField(min_value=1, max_value=1000, default=1)
 

@@ -263,14 +263,16 @@ def _record_purchase(
         referrer_id = _lock_referrer(member, accounts)
         account = accounts[member.pk]
         policy = current_policy(now)
-        purchase = Purchase.objects.create(
-            member=member,
-            store=store,
-            source=source,
-            order_no=order_no,
-            channel=channel,
-            occurred_at=occurred_at,
-            amount=amount,
+        purchase = batch.insert(
+            Purchase(
+                member=member,
+                store=store,
+                source=source,
+                order_no=order_no,
+                channel=channel,
+                occurred_at=occurred_at,
+                amount=amount,
+            )
         )
         PurchaseLine.objects.bulk_create([PurchaseLine(purchase=purchase, **line) for line in lines])
         if points_used:
