@@ -29,7 +29,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import pgettext, pgettext_lazy
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
@@ -71,12 +71,44 @@ PENDING_REQUESTS_SHOWN = 20
 ACTION_TEMPLATE = "admin/points/member_points_action.html"
 
 
+# The names of the figures a refusal carries (DomainError.extra: the API's error fields), as a clerk reads them
+# next to the detail; a name not listed here is shown as it is.
+ERROR_FIGURES = {
+    "available": pgettext_lazy("error figure", "available"),
+    "required": pgettext_lazy("error figure", "required"),
+    "redeemed": pgettext_lazy("error figure", "redeemed"),
+    "limit": pgettext_lazy("error figure", "limit"),
+    "per": pgettext_lazy("error figure", "per"),
+    "daily_total": pgettext_lazy("error figure", "daily_total"),
+    "adjusted_today": pgettext_lazy("error figure", "adjusted_today"),
+    "left": pgettext_lazy("error figure", "left"),
+    "daily_limit": pgettext_lazy("error figure", "daily_limit"),
+    "spent_today": pgettext_lazy("error figure", "spent_today"),
+    "max_points": pgettext_lazy("error figure", "max_points"),
+    "refundable": pgettext_lazy("error figure", "refundable"),
+    "unspent": pgettext_lazy("error figure", "unspent"),
+    "member": pgettext_lazy("error figure", "member"),
+    "member_no": pgettext_lazy("error figure", "member_no"),
+    "merged_into": pgettext_lazy("error figure", "merged_into"),
+    "tier": pgettext_lazy("error figure", "tier"),
+    "eligible": pgettext_lazy("error figure", "eligible"),
+    "reason": pgettext_lazy("error figure", "reason"),
+    "used_at": pgettext_lazy("error figure", "used_at"),
+    "valid_until": pgettext_lazy("error figure", "valid_until"),
+    "attempts_left": pgettext_lazy("error figure", "attempts_left"),
+}
+
+
 def domain_error_text(error):
     """A refused service call as a clerk reads it: the machine code (what support asks for), the detail, and
-    the numbers that explain it (available / required, the role's limit ...)."""
+    the numbers that explain it (available / required, the role's limit ...), named in the admin's language."""
     extra = {**error.extra, **getattr(error, "errors", {})}
-    details = ", ".join(f"{name}: {value}" for name, value in extra.items())
-    return f"{error.code}: {error.detail}" + (f" ({details})" if details else "")
+    details = pgettext("error figures", ", ").join(
+        pgettext("error figure", "%(name)s: %(value)s") % {"name": ERROR_FIGURES.get(name, name), "value": value}
+        for name, value in extra.items()
+    )
+    text = f"{error.code}: {error.detail}"
+    return pgettext("error figures", "%(text)s (%(details)s)") % {"text": text, "details": details} if details else text
 
 
 def when(value):
@@ -531,7 +563,7 @@ class PointsMemberAdmin(MemberAdmin):
         expiring = self._summary(member)["expiring"]
         if not expiring:
             return "—"
-        return format_html_join(", ", "{} on {}", ((row["points"], row["date"]) for row in expiring))
+        return ", ".join(_("%(points)s on %(date)s") % row for row in expiring)
 
     @admin.display(description=_("lifetime earned"))
     def lifetime_earned(self, member):
@@ -1316,8 +1348,10 @@ class RewardForm(ConfigurationForm):
                 field.keep_unknown(self.instance.eligible_tiers if self.instance.pk else [])
                 self.fields["eligible_tiers"] = field
         # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
-        # not write it, so redemptions made while the form was open keep their decrement.
-        self.fields["stock"].show_hidden_initial = True
+        # not write it, so redemptions made while the form was open keep their decrement. (A clerk only views a
+        # reward: her form has no fields, every one is shown read-only.)
+        if "stock" in self.fields:
+            self.fields["stock"].show_hidden_initial = True
 
 
 @admin.register(Reward)

@@ -249,6 +249,28 @@ def test_the_same_order_number_with_another_amount_is_refused(clerk_client, memb
     assert LedgerEntry.objects.count() == 1
 
 
+def test_a_refusal_names_its_figures_in_the_admins_language(clerk_client, member_a, store_a, settings):
+    """In Chinese the figures that explain a refusal are named in Chinese, with Chinese punctuation."""
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    response = clerk_client.post(action_url(member_a, "record-purchase"), purchase_form(store_a, points_used="100"))
+
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == ["insufficient_points: 可用积分不足。（可用：0，所需：100）"]
+    assert Purchase.objects.count() == 0
+
+
+def test_the_member_pages_expiring_points_read_in_chinese(clerk_client, member_a, settings):
+    give_points(member_a, 300)
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    values = readonly_values(clerk_client.get(change_url(member_a)))
+
+    expiring = services.expires_at_for(services.current_policy(), timezone.now())
+    last_day = timezone.localtime(expiring - timedelta(microseconds=1)).date().isoformat()
+    assert values["points_expiring"] == f"{last_day} 到期 300"
+
+
 def test_points_used_beyond_the_balance_show_the_error_and_record_nothing(clerk_client, member_a, store_a):
     response = clerk_client.post(action_url(member_a, "record-purchase"), purchase_form(store_a, points_used="100"))
 
@@ -865,6 +887,15 @@ def test_a_marketer_adds_rewards_and_a_clerk_only_sees_them(marketer_client, cli
     client.force_login(clerk_a)
     assert client.get("/admin/points/reward/").status_code == 200
     assert client.get("/admin/points/reward/add/").status_code == 403
+
+
+def test_a_clerk_opens_a_reward_read_only(client, clerk_a, gift):
+    """A clerk may view a reward (her form has no fields: all are read-only), and the page shows its stock."""
+    client.force_login(clerk_a)
+
+    shown = readonly_values(client.get(f"/admin/points/reward/{gift.pk}/change/"))
+
+    assert (shown["code"], shown["name"], shown["cost_points"], shown["stock"]) == ("mug", "Mug", "100", "5")
 
 
 def test_a_forged_initial_value_does_not_let_an_earning_field_change_in_place(admin_client, rule):
