@@ -15,6 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -497,7 +498,8 @@ def points_glance(member):
 member_glance.register(points_glance, key="points")
 
 
-# The breakdown's sources a clerk reads in the admin's messages; campaign:<id> and tier:<code> stay as they are.
+# The breakdown's sources a clerk reads in the admin's messages and the purchase preview; tier:<code> lines are
+# named by the tier's name and campaign:<id> lines by the campaign's (breakdown_source).
 BREAKDOWN_SOURCES = {
     "base": pgettext_lazy("points breakdown", "base"),
     "daily_cap": pgettext_lazy("points breakdown", "daily_cap"),
@@ -505,10 +507,30 @@ BREAKDOWN_SOURCES = {
 }
 
 
+def breakdown_source(line):
+    """A breakdown line's source as the admin shows it: base, streak, daily cap in words; `tier:<code>` (and
+    `tier:<code>:birthday`) by the tier's name; `campaign:<id>` by the campaign's name the line carries."""
+    source = line["source"]
+    if source in BREAKDOWN_SOURCES:
+        return str(BREAKDOWN_SOURCES[source])
+    kind, _colon, rest = source.partition(":")
+    if kind == "campaign" and line.get("campaign_name"):
+        return pgettext("points breakdown", "campaign %(name)s") % {"name": line["campaign_name"]}
+    if kind == "tier" and rest:
+        code, _colon, occasion = rest.partition(":")
+        try:  # tiers is a higher app (it adds these lines through points.hooks): its model is looked up, not imported
+            tier = apps.get_model("tiers", "Tier").objects.filter(code=code).values_list("name", flat=True).first()
+        except LookupError:
+            tier = None
+        names = {"tier": tier or code}
+        if occasion == "birthday":
+            return pgettext("points breakdown", "tier %(tier)s, birthday") % names
+        return pgettext("points breakdown", "tier %(tier)s") % names
+    return source
+
+
 def breakdown_text(breakdown):
-    return " + ".join(
-        f"{BREAKDOWN_SOURCES.get(line['source'], line['source'])} {line['points']}" for line in breakdown or ()
-    )
+    return " + ".join(f"{breakdown_source(line)} {line['points']}" for line in breakdown or ())
 
 
 class PointsMemberAdmin(MemberAdmin):
@@ -1540,8 +1562,15 @@ class EarningRuleAdmin(VersionedAdmin):
                 points = answer["points"]
                 result = {
                     "text": _("%(points)s points %(status)s; growth value %(growth)s.")
-                    % {"points": points["awarded"], "status": points["status"], "growth": answer["growth_awarded"]},
-                    "breakdown": points["breakdown"] or [],
+                    % {
+                        "points": points["awarded"],
+                        "status": LotStatus(points["status"]).label,
+                        "growth": answer["growth_awarded"],
+                    },
+                    "breakdown": [
+                        {"source": breakdown_source(line), "points": line["points"]}
+                        for line in points["breakdown"] or []
+                    ],
                     "tier_change": answer.get("tier_change"),
                 }
         context = {

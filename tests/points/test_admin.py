@@ -928,3 +928,51 @@ def test_the_member_admin_is_the_points_one_and_keeps_the_members_behaviour(cler
     assert type(admin.site._registry[Member]) is PointsMemberAdmin
     assert issubclass(PointsMemberAdmin, MemberAdmin)
     assert list(clerk_client.get("/admin/members/member/").context["cl"].result_list) == [member_a]
+
+
+def test_breakdown_lines_are_named_in_the_admins_language(db):
+    """The sources of a purchase's points as the admin's messages and preview show them: words for base, streak
+    and the daily cap; a tier line by the tier's name (the default ladder's silver is 银卡); a campaign's by its
+    name; an unknown source as it is."""
+    from django.utils import translation
+
+    from points.admin import breakdown_source, breakdown_text
+
+    lines = [
+        {"source": "base", "points": 95},
+        {"source": "tier:silver", "points": 19},
+        {"source": "tier:silver:birthday", "points": 20},
+        {"source": "campaign:3", "campaign_name": "Double Tuesdays", "points": 95},
+        {"source": "tier:nosuch", "points": 1},
+        {"source": "something:new", "points": 2},
+    ]
+    with translation.override("en"):
+        assert breakdown_text(lines) == (
+            "base 95 + tier 银卡 19 + tier 银卡, birthday 20 + campaign Double Tuesdays 95 + tier nosuch 1 "
+            "+ something:new 2"
+        )
+    with translation.override("zh-hans"):
+        assert [breakdown_source(line) for line in lines] == [
+            "基础",
+            "等级 银卡",
+            "等级 银卡（生日）",
+            "活动 Double Tuesdays",
+            "等级 nosuch",
+            "something:new",
+        ]
+
+
+def test_the_purchase_preview_reads_in_chinese(client, member_a, settings):
+    """The preview's line names the lot status and the breakdown's sources in Chinese."""
+    client.force_login(StaffUserFactory(username="mkt", role="marketer"))
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    response = client.post(
+        "/admin/points/earningrule/preview/",
+        {"member": member_a.member_no, "amount": "120.00", "channel": "offline", "lines": ""},
+    )
+
+    result = response.context["result"]
+    assert result["breakdown"] == [{"source": "基础", "points": 120}]
+    assert result["text"].startswith("120 积分")
+    assert "pending" not in result["text"] and "available" not in result["text"]
