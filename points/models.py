@@ -248,7 +248,7 @@ class PointsPolicy(models.Model):
         ]
 
     def __str__(self):
-        return gettext("policy from %(date)s") % {"date": f"{self.valid_from:%Y-%m-%d}"}
+        return gettext("policy from %(date)s") % {"date": f"{timezone.localtime(self.valid_from):%Y-%m-%d}"}
 
 
 class RuleChannel(models.TextChoices):
@@ -300,7 +300,7 @@ class EarningRule(models.Model):
         return gettext("%(name)s (%(channel)s, from %(date)s)") % {
             "name": self.name,
             "channel": self.get_channel_display(),
-            "date": f"{self.valid_from:%Y-%m-%d}",
+            "date": f"{timezone.localtime(self.valid_from):%Y-%m-%d}",
         }
 
     def clean(self):

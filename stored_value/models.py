@@ -171,7 +171,8 @@ class TopUpRule(models.Model):
         indexes = [models.Index(fields=["valid_from"], name="sv_rule_valid_from_idx")]
 
     def __str__(self):
-        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": f"{self.valid_from:%Y-%m-%d}"}
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": starts}
 
     def clean(self):
         if self.valid_until and self.valid_until <= self.valid_from:
@@ -243,7 +244,8 @@ class StoredValuePolicy(models.Model):
         ]
 
     def __str__(self):
-        return gettext("stored-value policy from %(date)s") % {"date": f"{self.valid_from:%Y-%m-%d}"}
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("stored-value policy from %(date)s") % {"date": starts}
 
 
 class TopUp(models.Model):

@@ -90,7 +90,8 @@ class GrowthPolicy(models.Model):
         verbose_name_plural = _("growth policies")
 
     def __str__(self):
-        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": f"{self.valid_from:%Y-%m-%d}"}
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": starts}
 
 
 class GrowthEntry(models.Model):

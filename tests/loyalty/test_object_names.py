@@ -79,3 +79,20 @@ def objects():
 def test_object_names_follow_the_admins_language(language, names):
     with translation.override(language):
         assert [str(thing) for thing in objects()] == names
+
+
+def test_a_versions_name_gives_its_start_as_a_business_date():
+    """16:00 UTC on 31 December is 1 January in Shanghai (the business time zone): the name says 2030-01-01."""
+    starts = datetime(2029, 12, 31, 16, 0, tzinfo=UTC)
+    with translation.override("en"):
+        assert [
+            str(PointsPolicy(valid_from=starts)),
+            str(EarningRule(name="Sign-in", channel="sign_in", valid_from=starts)),
+            str(GrowthPolicy(name="Default", valid_from=starts)),
+            str(TopUpRule(name="Top up", valid_from=starts)),
+        ] == [
+            "policy from 2030-01-01",
+            "Sign-in (sign-in, from 2030-01-01)",
+            "Default (from 2030-01-01)",
+            "Top up (from 2030-01-01)",
+        ]
