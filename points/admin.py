@@ -1186,10 +1186,21 @@ class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     search_help_text = _("Card number, phone (any format), or an exact reference (order number ...).")
     search_other_field = "reference"
     ordering = ["-id"]
+    readonly_fields = ["shown_reason", "shown_breakdown"]
+    # On an entry's page: its reason and breakdown as the lists and the member page show them, not as stored.
+    SHOWN_FIELDS = {"reason": "shown_reason", "breakdown": "shown_breakdown"}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
+        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
 
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, entry):
         return shown_reason(entry.reason)
+
+    @admin.display(description=_("breakdown"))
+    def shown_breakdown(self, entry):
+        return breakdown_text(entry.breakdown) or "—"
 
 
 @admin.register(Redemption)

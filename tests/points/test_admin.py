@@ -976,3 +976,24 @@ def test_the_purchase_preview_reads_in_chinese(client, member_a, settings):
     assert result["breakdown"] == [{"source": "基础", "points": 120}]
     assert result["text"].startswith("120 积分")
     assert "pending" not in result["text"] and "available" not in result["text"]
+
+
+def test_a_ledger_entrys_page_shows_its_reason_and_breakdown_in_the_admins_language(
+    clerk_client, member_a, store_a, settings
+):
+    services.record_purchase(
+        actor="client:pos",
+        source="store:A001",
+        member_id=member_a.pk,
+        order_no="A-7",
+        amount=Decimal("120.00"),
+        store=store_a,
+        fingerprint="f",
+    )
+    entry = LedgerEntry.objects.get(reference="A-7")
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    shown = readonly_values(clerk_client.get(f"{LEDGER}{entry.pk}/change/"))
+
+    assert "reason" not in shown and "breakdown" not in shown
+    assert (shown["shown_reason"], shown["shown_breakdown"]) == ("消费", "基础 120")
