@@ -146,7 +146,7 @@ beat: install
 	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/celery -A loyalty beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler
 
 schema: install
-	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(SCHEMA_FILE)
+	ENVIRONMENT=$(ENVIRONMENT) $(BIN)/python manage.py spectacular --lang en --validate --fail-on-warn --file $(SCHEMA_FILE)
 
 # One Simplified Chinese catalogue per app (<app>/locale/zh_Hans/LC_MESSAGES/django.po). `make messages` adds the
 # strings marked in the code to it (file names only as locations, obsolete entries dropped) and compiles django.mo:

@@ -26,7 +26,7 @@ from campaigns.serializers_coupons import (
 )
 from campaigns.services import coupons
 from loyalty.access import ROLE_ADMIN, ROLE_MARKETER, access_for
-from loyalty.api import ID_PATTERN, IsMember, JSONParser, error_responses
+from loyalty.api import BODY_REQUIRED, ID_PATTERN, IsMember, JSONParser, error_responses
 from loyalty.errors import NotFoundError, PermissionDeniedError
 from members.models import Member
 from members.selectors import get_visible_member_or_404, store_for_write
@@ -148,6 +148,7 @@ class CouponTemplateViewSet(viewsets.ModelViewSet):
             ),
         },
         description=ISSUE_DESCRIPTION,
+        extensions={BODY_REQUIRED: True},  # no one field is required, but members, a tag, a segment or a file must come
     )
     @action(detail=True, methods=["post"], parser_classes=[JSONParser, MultiPartParser])
     def issue(self, request, pk=None):

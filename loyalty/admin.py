@@ -204,12 +204,22 @@ for _pattern, _text in (
     register_reason(_pattern, _text)
 
 
+def kind_label(code):
+    """A message kind as the admin shows it: its label (translated), or its code when no app registers it."""
+    kind = message_kinds.get(code)
+    return kind.label if kind else code
+
+
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "kind", "channel", "recipient", "status", "shown_reason"]
+    list_display = ["created_at", "shown_kind", "channel", "recipient", "status", "shown_reason"]
     list_filter = ["status", "channel", "kind"]
     search_fields = ["recipient"]
     show_full_result_count = False
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def shown_kind(self, message):
+        return kind_label(message.kind)
 
     @admin.display(description=_("reason"), ordering="status_reason")
     def shown_reason(self, message):
@@ -227,9 +237,13 @@ class MessageTemplateAdmin(ServiceAdmin):
     form, in plain {{ placeholders }}); the preview renders the saved text with example values."""
 
     fields = ["kind", "channel", "language", "subject", "body", "provider_template_id", "is_active"]
-    list_display = ["kind", "channel", "language", "is_active", "updated_at", "updated_by"]
+    list_display = ["shown_kind", "channel", "language", "is_active", "updated_at", "updated_by"]
     list_filter = ["kind", "channel", "language", "is_active"]
     search_fields = ["body", "subject"]
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def shown_kind(self, template):
+        return kind_label(template.kind)
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["kind", "channel", "language"] if obj is not None else []

@@ -173,6 +173,16 @@ class TagAdmin(admin.ModelAdmin):
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
 
+    def get_fieldsets(self, request, obj=None):
+        """Read-only (a clerk views tags): the rule as saved, not the editing fields (which have no values to
+        show outside the form)."""
+        if obj is None or self.has_change_permission(request, obj):
+            return super().get_fieldsets(request, obj)
+        main = (None, {"fields": ["code", "name", "kind", "description", "is_active"]})
+        if obj.kind != TagKind.RULE:
+            return [main]
+        return [main, (_("Rule (rule-based tags)"), {"fields": ["rule"]})]
+
 
 class MemberTagInline(admin.TabularInline):
     model = MemberTag
@@ -318,13 +328,17 @@ def rfm_glance(member):
     if rfm is None:
         not_yet = _("not computed yet (the nightly RFM job has not run)")
         return [(_("segment"), not_yet), (_("lifecycle stage"), not_yet)]
-    segment = _("%(segment)s (R%(r)s F%(f)s M%(m)s, as of %(as_of)s)") % {
+    figures = {
         "segment": dict(Segment.choices).get(rfm["segment"], rfm["segment"]),
         "r": rfm["r_score"],
         "f": rfm["f_score"],
         "m": rfm["m_score"],
         "as_of": rfm["as_of"],
     }
+    if rfm["r_score"] is None:  # inactive: no purchase in the window, so no scores
+        segment = _("%(segment)s (as of %(as_of)s)") % figures
+    else:
+        segment = _("%(segment)s (R%(r)s F%(f)s M%(m)s, as of %(as_of)s)") % figures
     lifecycle = dict(Lifecycle.choices).get(rfm["lifecycle"], rfm["lifecycle"])
     return [(_("segment"), segment), (_("lifecycle stage"), lifecycle)]
 
@@ -389,6 +403,7 @@ class MemberAdmin(ServiceAdmin):
         "joined_at",
         "updated_at",
         "wechat_identities",
+        "consents_shown",
     ]
     inlines = [MemberTagInline]
     actions = ["freeze_members", "unfreeze_members"]
@@ -398,12 +413,20 @@ class MemberAdmin(ServiceAdmin):
         main = ["phone", "external_id", "name", "gender", "birthday", "email", "home_store", "channel", "consents"]
         if obj is None:
             return [(None, {"fields": main})]
+        if not self.has_change_permission(request, obj):  # read-only: the form's consents field is not shown
+            main[-1] = "consents_shown"
         status = ["status", "merged_into"] if obj.merged_into_id else ["status"]
         return [
             (None, {"fields": ["member_no", *status, *main]}),
             (_("Membership"), {"fields": ["referral_code", "referrer", "joined_at", "updated_at"]}),
             (_("WeChat"), {"fields": ["wechat_identities"]}),
         ]
+
+    @admin.display(description=_("marketing consents"))
+    def consents_shown(self, obj):
+        """Her consents as the channels she agreed to, for those who see her profile read-only."""
+        labels = dict(MemberAdminForm.base_fields["consents"].choices)
+        return ", ".join(str(labels[channel]) for channel, on in obj.consents.items() if on) or "—"
 
     @admin.display(description=_("WeChat identities"))
     def wechat_identities(self, obj):

@@ -15,6 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
@@ -29,7 +30,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import pgettext, pgettext_lazy
 
 from loyalty.access import ROLE_ADMIN, staff_role
 from loyalty.admin import ConfigurationAdmin, ConfigurationForm, ReadOnlyAdmin, admin_actor, clerk_store_ids
@@ -71,12 +72,44 @@ PENDING_REQUESTS_SHOWN = 20
 ACTION_TEMPLATE = "admin/points/member_points_action.html"
 
 
+# The names of the figures a refusal carries (DomainError.extra: the API's error fields), as a clerk reads them
+# next to the detail; a name not listed here is shown as it is.
+ERROR_FIGURES = {
+    "available": pgettext_lazy("error figure", "available"),
+    "required": pgettext_lazy("error figure", "required"),
+    "redeemed": pgettext_lazy("error figure", "redeemed"),
+    "limit": pgettext_lazy("error figure", "limit"),
+    "per": pgettext_lazy("error figure", "per"),
+    "daily_total": pgettext_lazy("error figure", "daily_total"),
+    "adjusted_today": pgettext_lazy("error figure", "adjusted_today"),
+    "left": pgettext_lazy("error figure", "left"),
+    "daily_limit": pgettext_lazy("error figure", "daily_limit"),
+    "spent_today": pgettext_lazy("error figure", "spent_today"),
+    "max_points": pgettext_lazy("error figure", "max_points"),
+    "refundable": pgettext_lazy("error figure", "refundable"),
+    "unspent": pgettext_lazy("error figure", "unspent"),
+    "member": pgettext_lazy("error figure", "member"),
+    "member_no": pgettext_lazy("error figure", "member_no"),
+    "merged_into": pgettext_lazy("error figure", "merged_into"),
+    "tier": pgettext_lazy("error figure", "tier"),
+    "eligible": pgettext_lazy("error figure", "eligible"),
+    "reason": pgettext_lazy("error figure", "reason"),
+    "used_at": pgettext_lazy("error figure", "used_at"),
+    "valid_until": pgettext_lazy("error figure", "valid_until"),
+    "attempts_left": pgettext_lazy("error figure", "attempts_left"),
+}
+
+
 def domain_error_text(error):
     """A refused service call as a clerk reads it: the machine code (what support asks for), the detail, and
-    the numbers that explain it (available / required, the role's limit ...)."""
+    the numbers that explain it (available / required, the role's limit ...), named in the admin's language."""
     extra = {**error.extra, **getattr(error, "errors", {})}
-    details = ", ".join(f"{name}: {value}" for name, value in extra.items())
-    return f"{error.code}: {error.detail}" + (f" ({details})" if details else "")
+    details = pgettext("error figures", ", ").join(
+        pgettext("error figure", "%(name)s: %(value)s") % {"name": ERROR_FIGURES.get(name, name), "value": value}
+        for name, value in extra.items()
+    )
+    text = f"{error.code}: {error.detail}"
+    return pgettext("error figures", "%(text)s (%(details)s)") % {"text": text, "details": details} if details else text
 
 
 def when(value):
@@ -465,7 +498,8 @@ def points_glance(member):
 member_glance.register(points_glance, key="points")
 
 
-# The breakdown's sources a clerk reads in the admin's messages; campaign:<id> and tier:<code> stay as they are.
+# The breakdown's sources a clerk reads in the admin's messages and the purchase preview; tier:<code> lines are
+# named by the tier's name and campaign:<id> lines by the campaign's (breakdown_source).
 BREAKDOWN_SOURCES = {
     "base": pgettext_lazy("points breakdown", "base"),
     "daily_cap": pgettext_lazy("points breakdown", "daily_cap"),
@@ -473,10 +507,30 @@ BREAKDOWN_SOURCES = {
 }
 
 
+def breakdown_source(line):
+    """A breakdown line's source as the admin shows it: base, streak, daily cap in words; `tier:<code>` (and
+    `tier:<code>:birthday`) by the tier's name; `campaign:<id>` by the campaign's name the line carries."""
+    source = line["source"]
+    if source in BREAKDOWN_SOURCES:
+        return str(BREAKDOWN_SOURCES[source])
+    kind, _colon, rest = source.partition(":")
+    if kind == "campaign" and line.get("campaign_name"):
+        return pgettext("points breakdown", "campaign %(name)s") % {"name": line["campaign_name"]}
+    if kind == "tier" and rest:
+        code, _colon, occasion = rest.partition(":")
+        try:  # tiers is a higher app (it adds these lines through points.hooks): its model is looked up, not imported
+            tier = apps.get_model("tiers", "Tier").objects.filter(code=code).values_list("name", flat=True).first()
+        except LookupError:
+            tier = None
+        names = {"tier": tier or code}
+        if occasion == "birthday":
+            return pgettext("points breakdown", "tier %(tier)s, birthday") % names
+        return pgettext("points breakdown", "tier %(tier)s") % names
+    return source
+
+
 def breakdown_text(breakdown):
-    return " + ".join(
-        f"{BREAKDOWN_SOURCES.get(line['source'], line['source'])} {line['points']}" for line in breakdown or ()
-    )
+    return " + ".join(f"{breakdown_source(line)} {line['points']}" for line in breakdown or ())
 
 
 class PointsMemberAdmin(MemberAdmin):
@@ -531,7 +585,7 @@ class PointsMemberAdmin(MemberAdmin):
         expiring = self._summary(member)["expiring"]
         if not expiring:
             return "—"
-        return format_html_join(", ", "{} on {}", ((row["points"], row["date"]) for row in expiring))
+        return ", ".join(_("%(points)s on %(date)s") % row for row in expiring)
 
     @admin.display(description=_("lifetime earned"))
     def lifetime_earned(self, member):
@@ -1132,10 +1186,21 @@ class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     search_help_text = _("Card number, phone (any format), or an exact reference (order number ...).")
     search_other_field = "reference"
     ordering = ["-id"]
+    readonly_fields = ["shown_reason", "shown_breakdown"]
+    # On an entry's page: its reason and breakdown as the lists and the member page show them, not as stored.
+    SHOWN_FIELDS = {"reason": "shown_reason", "breakdown": "shown_breakdown"}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
+        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
 
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, entry):
         return shown_reason(entry.reason)
+
+    @admin.display(description=_("breakdown"))
+    def shown_breakdown(self, entry):
+        return breakdown_text(entry.breakdown) or "—"
 
 
 @admin.register(Redemption)
@@ -1316,8 +1381,10 @@ class RewardForm(ConfigurationForm):
                 field.keep_unknown(self.instance.eligible_tiers if self.instance.pk else [])
                 self.fields["eligible_tiers"] = field
         # The stock as the form showed it comes back with the post: if the marketer left it alone, the save does
-        # not write it, so redemptions made while the form was open keep their decrement.
-        self.fields["stock"].show_hidden_initial = True
+        # not write it, so redemptions made while the form was open keep their decrement. (A clerk only views a
+        # reward: her form has no fields, every one is shown read-only.)
+        if "stock" in self.fields:
+            self.fields["stock"].show_hidden_initial = True
 
 
 @admin.register(Reward)
@@ -1506,8 +1573,15 @@ class EarningRuleAdmin(VersionedAdmin):
                 points = answer["points"]
                 result = {
                     "text": _("%(points)s points %(status)s; growth value %(growth)s.")
-                    % {"points": points["awarded"], "status": points["status"], "growth": answer["growth_awarded"]},
-                    "breakdown": points["breakdown"] or [],
+                    % {
+                        "points": points["awarded"],
+                        "status": LotStatus(points["status"]).label,
+                        "growth": answer["growth_awarded"],
+                    },
+                    "breakdown": [
+                        {"source": breakdown_source(line), "points": line["points"]}
+                        for line in points["breakdown"] or []
+                    ],
                     "tier_change": answer.get("tier_change"),
                 }
         context = {

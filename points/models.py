@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from members.models import Member, Purchase, Store
@@ -52,7 +53,11 @@ class PointsAccount(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.member_id}: {self.available} (+{self.pending} pending)"
+        return gettext("%(member)s: %(available)s (+%(pending)s pending)") % {
+            "member": self.member_id,
+            "available": self.available,
+            "pending": self.pending,
+        }
 
 
 class EntryKind(models.TextChoices):
@@ -118,7 +123,7 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.points:+d} → {self.balance_after}"
+        return f"{self.get_kind_display()} {self.points:+d} → {self.balance_after}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
@@ -243,7 +248,7 @@ class PointsPolicy(models.Model):
         ]
 
     def __str__(self):
-        return f"policy from {self.valid_from:%Y-%m-%d}"
+        return gettext("policy from %(date)s") % {"date": f"{timezone.localtime(self.valid_from):%Y-%m-%d}"}
 
 
 class RuleChannel(models.TextChoices):
@@ -292,7 +297,11 @@ class EarningRule(models.Model):
         indexes = [models.Index(fields=["channel", "event_type", "valid_from"], name="rule_lookup_idx")]
 
     def __str__(self):
-        return f"{self.name} ({self.channel}, from {self.valid_from:%Y-%m-%d})"
+        return gettext("%(name)s (%(channel)s, from %(date)s)") % {
+            "name": self.name,
+            "channel": self.get_channel_display(),
+            "date": f"{timezone.localtime(self.valid_from):%Y-%m-%d}",
+        }
 
     def clean(self):
         if self.valid_until and self.valid_until <= self.valid_from:
@@ -422,7 +431,7 @@ class Reward(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.name} ({self.cost_points} points)"
+        return gettext("%(name)s (%(points)s points)") % {"name": self.name, "points": self.cost_points}
 
     def is_available_at(self, at):
         return (
@@ -457,7 +466,11 @@ class Redemption(models.Model):
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="redemption_quantity_positive")]
 
     def __str__(self):
-        return f"{self.reward_id} × {self.quantity} for {self.member_id}"
+        return gettext("%(reward)s × %(quantity)s for %(member)s") % {
+            "reward": self.reward_id,
+            "quantity": self.quantity,
+            "member": self.member_id,
+        }
 
 
 class Deduction(models.Model):
@@ -482,7 +495,11 @@ class Deduction(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.order_no}: {self.points} points = {self.amount}"
+        return gettext("%(order_no)s: %(points)s points = %(amount)s") % {
+            "order_no": self.order_no,
+            "points": self.points,
+            "amount": self.amount,
+        }
 
 
 class AdjustmentRequestStatus(models.TextChoices):
@@ -538,7 +555,11 @@ class AdjustmentRequest(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.points:+d} for {self.member_id} ({self.status})"
+        return gettext("%(points)s for %(member)s (%(status)s)") % {
+            "points": f"{self.points:+d}",
+            "member": self.member_id,
+            "status": self.get_status_display(),
+        }
 
 
 class PointsTransfer(models.Model):
@@ -571,4 +592,8 @@ class PointsTransfer(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.points} from {self.from_member_id} to {self.to_member_id}"
+        return gettext("%(points)s from %(from)s to %(to)s") % {
+            "points": self.points,
+            "from": self.from_member_id,
+            "to": self.to_member_id,
+        }

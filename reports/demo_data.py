@@ -40,7 +40,7 @@ from loyalty.clock import business_date, business_tz
 from loyalty.errors import DomainError
 from loyalty.scheduling import job_names, run_inline
 from members.models import Member, Purchase, StaffUser, Store
-from members.services import add_wechat_identity
+from members.services import add_wechat_identity, merge_members, register_member
 from points import services as points
 from points.models import Reward
 from stored_value import services as stored_value
@@ -264,6 +264,7 @@ class DemoHistory:
             day += timedelta(days=1)
         clock.now = at(self.today - timedelta(days=1), 20)
         self._wechat_and_approval()
+        self._merge_a_duplicate()
         for job, reason in self.skipped.items():
             stdout.write(f"  {job}: not run ({reason})")
 
@@ -619,6 +620,27 @@ class DemoHistory:
                 member_id=member.pk,
                 points=2000,
                 reason="Lost receipt, goodwill 小票丢失补积分",
+            )
+        except DomainError:
+            return
+
+    def _merge_a_duplicate(self):
+        """One member registered twice (a second card at another store, by her external id) and an admin merged
+        the duplicate into her: the merges list and the survivor's ledger show it."""
+        survivor = self.members[1]
+        try:
+            duplicate = register_member(
+                actor=ACTOR,
+                external_id=f"{survivor.external_id or survivor.member_no}-DUP",
+                name=survivor.name,
+                store=self.stores[-1],
+                channel="store",
+            )
+            merge_members(
+                actor="staff:admin",
+                survivor_id=survivor.pk,
+                duplicate_id=duplicate.pk,
+                reason="Registered twice at two stores 两家门店重复注册",
             )
         except DomainError:
             return

@@ -4,6 +4,7 @@ lists of top-ups, payments and withdrawals, and the marketer's top-up rules and 
 
 Every write goes through stored_value.services, the same functions the API calls."""
 
+import json
 import re
 from decimal import Decimal
 
@@ -15,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.access import staff_role
@@ -263,7 +265,103 @@ class WithdrawalAdmin(ReadOnlyMemberScopedAdmin):
     list_display = ["created_at", "member", "top_up", "principal_cents", "bonus_forfeited_cents", "reason", "actor"]
 
 
+# "amount, bonus[, points[, growth]]": amounts in yuan with at most 2 decimals; commas ASCII or full-width.
+MONEY, WHOLE, COMMA = r"(\d+(?:\.\d{1,2})?)", r"(\d*)", r"\s*[,，]\s*"
+TIER_LINE = re.compile(rf"^\s*{MONEY}{COMMA}{MONEY}(?:{COMMA}{WHOLE}(?:{COMMA}{WHOLE})?)?\s*$")
+
+
+def yuan(cents):
+    return f"{Decimal(cents) / 100:.2f}"
+
+
+class TopUpTiersField(forms.Field):
+    """A top-up rule's tiers as lines a marketer types, one tier a line: the amount and the bonus money in yuan,
+    then optionally bonus points and growth value ("500.00, 50.00, 100"). Cleaned into the list of
+    {"amount": cents, "bonus": cents, "points"?, "growth"?} the model keeps (points and growth left out when 0);
+    a JSON list (as the field was typed before) is taken as it is. The service checks the tiers themselves."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40, "class": "vLargeTextField top-up-tiers"})
+    default_error_messages = {
+        "invalid_line": _(
+            "Line %(line)s: write the amount and the bonus in yuan, then optionally points and growth, separated by "
+            "commas (e.g. “500.00, 50.00, 100”)."
+        ),
+    }
+
+    def prepare_value(self, value):
+        if not isinstance(value, list | tuple):
+            return value
+        lines = []
+        for tier in value:
+            if not isinstance(tier, dict) or not {"amount", "bonus"} <= set(tier):
+                return json.dumps(list(value))  # a shape the lines cannot say: shown as JSON
+            parts = [yuan(tier["amount"]), yuan(tier["bonus"])]
+            if tier.get("points") or tier.get("growth"):
+                parts.append(str(tier.get("points") or 0))
+            if tier.get("growth"):
+                parts.append(str(tier["growth"]))
+            lines.append(", ".join(parts))
+        return "\n".join(lines)
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return []
+        if isinstance(value, list | tuple):
+            return list(value)
+        if str(value).strip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return parsed
+        tiers = []
+        for number, line in enumerate(str(value).splitlines(), start=1):
+            if not line.strip():
+                continue
+            match = TIER_LINE.match(line)
+            if not match:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_line"], code="invalid_line", params={"line": number}
+                )
+            amount, bonus, points, growth = match.groups()
+            tier = {"amount": int(Decimal(amount) * 100), "bonus": int(Decimal(bonus) * 100)}
+            if points and int(points):
+                tier["points"] = int(points)
+            if growth and int(growth):
+                tier["growth"] = int(growth)
+            tiers.append(tier)
+        return tiers
+
+    @staticmethod
+    def _plain(tiers):
+        """Tiers with zero points and growth left out: the same terms however they were written."""
+        if not isinstance(tiers, list):
+            return tiers
+        return [
+            {key: value for key, value in tier.items() if not (key in ("points", "growth") and value == 0)}
+            if isinstance(tier, dict)
+            else tier
+            for tier in tiers
+        ]
+
+    def has_changed(self, initial, data):
+        try:
+            return self._plain(self.to_python(initial)) != self._plain(self.to_python(data))
+        except forms.ValidationError:
+            return True
+
+
 class TopUpRuleForm(ConfigurationForm):
+    tiers = TopUpTiersField(
+        label=capfirst(TopUpRule._meta.get_field("tiers").verbose_name),
+        help_text=_(
+            "One tier a line: the top-up amount and the bonus money in yuan, then optionally bonus points and "
+            "growth value, separated by commas (e.g. “500.00, 50.00, 100”). A top-up of at least the amount gets "
+            "the highest tier it reaches."
+        ),
+    )
+
     class Meta:
         model = TopUpRule
         fields = configuration.RULE_FIELDS

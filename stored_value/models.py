@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from members.models import Member, Store
@@ -51,7 +52,11 @@ class StoredValueAccount(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.member_id}: {self.principal_cents}+{self.bonus_cents} cents"
+        return gettext("%(member)s: %(principal)s+%(bonus)s cents") % {
+            "member": self.member_id,
+            "principal": self.principal_cents,
+            "bonus": self.bonus_cents,
+        }
 
     @property
     def total_cents(self):
@@ -106,7 +111,7 @@ class StoredValueEntry(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} {self.principal_delta:+d}/{self.bonus_delta:+d}"
+        return f"{self.get_kind_display()} {self.principal_delta:+d}/{self.bonus_delta:+d}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
@@ -166,7 +171,8 @@ class TopUpRule(models.Model):
         indexes = [models.Index(fields=["valid_from"], name="sv_rule_valid_from_idx")]
 
     def __str__(self):
-        return f"{self.name} (from {self.valid_from:%Y-%m-%d})"
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": starts}
 
     def clean(self):
         if self.valid_until and self.valid_until <= self.valid_from:
@@ -238,7 +244,8 @@ class StoredValuePolicy(models.Model):
         ]
 
     def __str__(self):
-        return f"stored-value policy from {self.valid_from:%Y-%m-%d}"
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("stored-value policy from %(date)s") % {"date": starts}
 
 
 class TopUp(models.Model):
@@ -274,7 +281,11 @@ class TopUp(models.Model):
         ]
 
     def __str__(self):
-        return f"top-up {self.payment_method}:{self.payment_ref} {self.amount_cents}+{self.bonus_cents}"
+        return gettext("top-up %(reference)s %(amount)s+%(bonus)s") % {
+            "reference": f"{self.payment_method}:{self.payment_ref}",
+            "amount": self.amount_cents,
+            "bonus": self.bonus_cents,
+        }
 
 
 class StoredValueLot(models.Model):
@@ -379,7 +390,7 @@ class Payment(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.order_no}: {self.amount_cents} cents"
+        return gettext("%(number)s: %(amount)s cents") % {"number": self.order_no, "amount": self.amount_cents}
 
     @property
     def refunded_cents(self):
@@ -410,7 +421,7 @@ class PaymentRefund(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.refund_no}: {self.amount_cents} cents"
+        return gettext("%(number)s: %(amount)s cents") % {"number": self.refund_no, "amount": self.amount_cents}
 
 
 class Withdrawal(models.Model):
@@ -436,4 +447,7 @@ class Withdrawal(models.Model):
         ]
 
     def __str__(self):
-        return f"withdrawal of {self.principal_cents} cents from top-up {self.top_up_id}"
+        return gettext("withdrawal of %(amount)s cents from top-up %(top_up)s") % {
+            "amount": self.principal_cents,
+            "top_up": self.top_up_id,
+        }

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from members.models import Member, MemberMerge, Tag
@@ -89,7 +90,8 @@ class GrowthPolicy(models.Model):
         verbose_name_plural = _("growth policies")
 
     def __str__(self):
-        return f"{self.name} (from {self.valid_from:%Y-%m-%d})"
+        starts = timezone.localtime(self.valid_from).date()  # the business date
+        return gettext("%(name)s (from %(date)s)") % {"name": self.name, "date": starts}
 
 
 class GrowthEntry(models.Model):
@@ -158,6 +160,15 @@ class MemberTier(models.Model):
         return f"{self.member_id}: {self.tier_id}"
 
 
+# Why a tier changed (TierChange.reason), as the admin shows it.
+TIER_CHANGE_REASONS = {
+    "upgrade": _("upgrade"),
+    "downgrade": _("downgrade"),
+    "manual": _("manual"),
+    "merge": _("merge"),
+}
+
+
 class TierChange(models.Model):
     member = models.ForeignKey(Member, models.PROTECT, related_name="tier_changes")
     from_tier = models.ForeignKey(Tier, models.PROTECT, null=True, related_name="+")
@@ -174,4 +185,5 @@ class TierChange(models.Model):
         indexes = [models.Index(fields=["member", "-at"], name="tier_change_member_idx")]
 
     def __str__(self):
-        return f"{self.member_id}: {self.from_tier_id} → {self.to_tier_id} ({self.reason})"
+        reason = TIER_CHANGE_REASONS.get(self.reason, self.reason)
+        return f"{self.member_id}: {self.from_tier_id} → {self.to_tier_id} ({reason})"

@@ -133,6 +133,35 @@ def test_the_served_schema_does_not_change_with_the_callers_language(client, db)
     assert asked_for_chinese != english  # the texts that are translated, on purpose
 
 
+def test_make_schema_writes_the_served_english_schema_whatever_the_default_language(client, db, settings, tmp_path):
+    """`make schema` (the Makefile's recipe: spectacular --lang en) writes the text /api/schema/ serves, also
+    under the project's default language zh-hans; a bare `spectacular` would follow LANGUAGE_CODE."""
+    import json
+    from pathlib import Path
+
+    from django.utils import translation
+
+    recipe = (Path(settings.BASE_DIR) / "Makefile").read_text().split("\nschema:", 1)[1].split("\n\n", 1)[0]
+    assert "manage.py spectacular --lang en " in recipe
+    served = json.loads(client.get("/api/schema/", {"format": "json"}).content)
+    settings.LANGUAGE_CODE = "zh-hans"
+    target = tmp_path / "schema.json"
+    with translation.override("zh-hans"):
+        call_command("spectacular", "--lang", "en", "--format", "openapi-json", "--file", str(target))
+    assert json.loads(target.read_text()) == served
+    components = served["components"]["schemas"]
+    assert components["Member"]["properties"]["store"]["description"] == "home store, or null"
+
+
+def test_the_coupon_issue_body_is_required(tmp_path, db):
+    """No single field of it is required, but one of members, tag, segment or file must come."""
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--file", str(target))
+    schema = yaml.safe_load(target.read_text())
+
+    assert schema["paths"]["/api/v1/coupon-templates/{id}/issue/"]["post"]["requestBody"]["required"] is True
+
+
 def test_the_docs_page_works_without_internet(client, db):
     from django.contrib.staticfiles import finders
 

@@ -428,6 +428,65 @@ def test_the_member_page_shows_her_segment_and_lifecycle(admin_client, member_a)
     assert rows["Lifecycle stage"] == "active"
 
 
+def test_an_inactive_members_segment_shows_no_scores(admin_client, member_a):
+    """An inactive member bought nothing in the RFM window: she has a segment but no R, F and M scores."""
+    from loyalty.models import JobRun, JobStatus
+
+    JobRun.objects.create(job="rfm", business_date=date(2026, 11, 30), status=JobStatus.DONE)
+    RfmSnapshot.objects.create(
+        member=member_a,
+        as_of=date(2026, 11, 30),
+        recency_days=None,
+        frequency=0,
+        monetary=Decimal("0.00"),
+        r_score=None,
+        f_score=None,
+        m_score=None,
+        segment="inactive",
+        lifecycle="new",
+    )
+
+    rows = glance(admin_client.get(change_url(member_a)))
+
+    assert rows["Segment"] == "inactive (as of 2026-11-30)"
+
+
+def readonly_fields_shown(response):
+    """The read-only fields of an admin change page: {field name: (label, rendered value)}."""
+    assert response.status_code == 200, response.content[:500]
+    return {
+        field.field["name"]: (str(field.field["label"]), str(field.contents()))
+        for fieldset in response.context["adminform"]
+        for line in fieldset
+        for field in line
+        if field.is_readonly
+    }
+
+
+def test_another_stores_member_read_only_shows_her_consents_by_channel_in_chinese(clerk_client, member_b, settings):
+    Member.objects.filter(pk=member_b.pk).update(consent_sms=True, consent_wechat=False, consent_email=True)
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    clerk_client.get(CHANGELIST, {"q": member_b.member_no})
+
+    shown = readonly_fields_shown(clerk_client.get(change_url(member_b)))
+
+    assert "consents" not in shown
+    assert shown["consents_shown"] == ("营销授权", "短信, 邮件")
+
+
+def test_a_clerk_views_a_rule_based_tag_read_only(clerk_client):
+    from members.models import Tag
+
+    tag = Tag.objects.create(code="adults", name="Adults", kind="rule", rule={"age": {"min": 18}})
+
+    response = clerk_client.get(f"/admin/members/tag/{tag.pk}/change/")
+
+    shown = readonly_fields_shown(response)
+    assert list(shown) == ["code", "name", "kind", "description", "is_active", "rule"]
+    assert shown["code"][1] == "adults"
+    assert "Rule match" not in response.content.decode()
+
+
 def test_a_clerk_sees_the_points_buttons_but_not_the_merge(clerk_client, member_a):
     labels = [label for _url, label in counter_buttons(clerk_client.get(change_url(member_a)))]
 

@@ -150,3 +150,21 @@ def test_marketers_edit_templates_in_the_admin_with_the_variables_and_a_preview(
     assert saved.status_code == 302
     row.refresh_from_db()
     assert (row.body, row.updated_by) == ("You are {{ tier }} now, {{ name }}!", "staff:mk")
+
+
+def test_the_templates_and_messages_lists_name_the_kinds_in_the_admins_language(client, settings):
+    """The lists show a kind's label, in Chinese for a Chinese admin, not its code."""
+    from loyalty.models import Message
+    from tests.factories import StaffUserFactory
+
+    Message.objects.create(kind="tier_up", channel="sms", recipient="+8613800138000", status="sent")
+    client.force_login(StaffUserFactory(username="mk", role="marketer"))
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    templates = client.get("/admin/loyalty/messagetemplate/", {"kind": "tier_up", "language": "zh-hans"})
+    messages = client.get("/admin/loyalty/message/")
+
+    assert len(templates.context["cl"].result_list) == 4  # inbox, SMS, WeChat and email
+    assert templates.content.decode().count('<th class="field-shown_kind"><a href=') == 4
+    assert "等级升级</a>" in templates.content.decode()
+    assert '<td class="field-shown_kind">等级升级</td>' in messages.content.decode()

@@ -249,6 +249,28 @@ def test_the_same_order_number_with_another_amount_is_refused(clerk_client, memb
     assert LedgerEntry.objects.count() == 1
 
 
+def test_a_refusal_names_its_figures_in_the_admins_language(clerk_client, member_a, store_a, settings):
+    """In Chinese the figures that explain a refusal are named in Chinese, with Chinese punctuation."""
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    response = clerk_client.post(action_url(member_a, "record-purchase"), purchase_form(store_a, points_used="100"))
+
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == ["insufficient_points: 可用积分不足。（可用：0，所需：100）"]
+    assert Purchase.objects.count() == 0
+
+
+def test_the_member_pages_expiring_points_read_in_chinese(clerk_client, member_a, settings):
+    give_points(member_a, 300)
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    values = readonly_values(clerk_client.get(change_url(member_a)))
+
+    expiring = services.expires_at_for(services.current_policy(), timezone.now())
+    last_day = timezone.localtime(expiring - timedelta(microseconds=1)).date().isoformat()
+    assert values["points_expiring"] == f"{last_day} 到期 300"
+
+
 def test_points_used_beyond_the_balance_show_the_error_and_record_nothing(clerk_client, member_a, store_a):
     response = clerk_client.post(action_url(member_a, "record-purchase"), purchase_form(store_a, points_used="100"))
 
@@ -867,6 +889,15 @@ def test_a_marketer_adds_rewards_and_a_clerk_only_sees_them(marketer_client, cli
     assert client.get("/admin/points/reward/add/").status_code == 403
 
 
+def test_a_clerk_opens_a_reward_read_only(client, clerk_a, gift):
+    """A clerk may view a reward (her form has no fields: all are read-only), and the page shows its stock."""
+    client.force_login(clerk_a)
+
+    shown = readonly_values(client.get(f"/admin/points/reward/{gift.pk}/change/"))
+
+    assert (shown["code"], shown["name"], shown["cost_points"], shown["stock"]) == ("mug", "Mug", "100", "5")
+
+
 def test_a_forged_initial_value_does_not_let_an_earning_field_change_in_place(admin_client, rule):
     later = timezone.now() + timedelta(days=1)
     date_part, time_part = split(later)
@@ -897,3 +928,72 @@ def test_the_member_admin_is_the_points_one_and_keeps_the_members_behaviour(cler
     assert type(admin.site._registry[Member]) is PointsMemberAdmin
     assert issubclass(PointsMemberAdmin, MemberAdmin)
     assert list(clerk_client.get("/admin/members/member/").context["cl"].result_list) == [member_a]
+
+
+def test_breakdown_lines_are_named_in_the_admins_language(db):
+    """The sources of a purchase's points as the admin's messages and preview show them: words for base, streak
+    and the daily cap; a tier line by the tier's name (the default ladder's silver is 银卡); a campaign's by its
+    name; an unknown source as it is."""
+    from django.utils import translation
+
+    from points.admin import breakdown_source, breakdown_text
+
+    lines = [
+        {"source": "base", "points": 95},
+        {"source": "tier:silver", "points": 19},
+        {"source": "tier:silver:birthday", "points": 20},
+        {"source": "campaign:3", "campaign_name": "Double Tuesdays", "points": 95},
+        {"source": "tier:nosuch", "points": 1},
+        {"source": "something:new", "points": 2},
+    ]
+    with translation.override("en"):
+        assert breakdown_text(lines) == (
+            "base 95 + tier 银卡 19 + tier 银卡, birthday 20 + campaign Double Tuesdays 95 + tier nosuch 1 "
+            "+ something:new 2"
+        )
+    with translation.override("zh-hans"):
+        assert [breakdown_source(line) for line in lines] == [
+            "基础",
+            "等级 银卡",
+            "等级 银卡（生日）",
+            "活动 Double Tuesdays",
+            "等级 nosuch",
+            "something:new",
+        ]
+
+
+def test_the_purchase_preview_reads_in_chinese(client, member_a, settings):
+    """The preview's line names the lot status and the breakdown's sources in Chinese."""
+    client.force_login(StaffUserFactory(username="mkt", role="marketer"))
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    response = client.post(
+        "/admin/points/earningrule/preview/",
+        {"member": member_a.member_no, "amount": "120.00", "channel": "offline", "lines": ""},
+    )
+
+    result = response.context["result"]
+    assert result["breakdown"] == [{"source": "基础", "points": 120}]
+    assert result["text"].startswith("120 积分")
+    assert "pending" not in result["text"] and "available" not in result["text"]
+
+
+def test_a_ledger_entrys_page_shows_its_reason_and_breakdown_in_the_admins_language(
+    clerk_client, member_a, store_a, settings
+):
+    services.record_purchase(
+        actor="client:pos",
+        source="store:A001",
+        member_id=member_a.pk,
+        order_no="A-7",
+        amount=Decimal("120.00"),
+        store=store_a,
+        fingerprint="f",
+    )
+    entry = LedgerEntry.objects.get(reference="A-7")
+    clerk_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+
+    shown = readonly_values(clerk_client.get(f"{LEDGER}{entry.pk}/change/"))
+
+    assert "reason" not in shown and "breakdown" not in shown
+    assert (shown["shown_reason"], shown["shown_breakdown"]) == ("消费", "基础 120")

@@ -1,6 +1,6 @@
 """A loaded demo (load_demo_data) shows something on every main admin page: members and their purchases, points,
 rewards and redemptions, coupons, stored value, campaigns, the nightly jobs' runs and (on PostgreSQL) RFM results,
-WeChat identities and an adjustment waiting for approval."""
+WeChat identities, an adjustment waiting for approval and a merged duplicate."""
 
 from datetime import datetime
 from io import StringIO
@@ -18,6 +18,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 CHANGELISTS = [
     "members/member",
+    "members/membermerge",
     "members/purchase",
     "members/store",
     "members/tag",
@@ -73,3 +74,8 @@ def test_a_loaded_demo_fills_the_main_admin_pages(client, monkeypatch):
     assert Payment.objects.exists()
     assert WechatIdentity.objects.count() == 10
     assert AdjustmentRequest.objects.filter(status="pending").count() == 1
+    from members.models import Member, MemberMerge
+
+    (merge,) = MemberMerge.objects.all()
+    duplicate = Member.objects.get(pk=merge.duplicate_id)
+    assert (duplicate.status, duplicate.merged_into_id) == ("merged", merge.survivor_id)

@@ -87,6 +87,46 @@ def test_a_marketer_adds_a_top_up_rule_and_a_change_of_terms_is_a_new_version(cl
     assert TopUpRule.objects.get().tiers == [{"amount": 10000, "bonus": 1000}]
 
 
+def test_a_marketer_types_a_top_up_rules_tiers_as_lines_in_yuan(client, settings):
+    """The tiers are lines "amount, bonus[, points[, growth]]" in yuan, not JSON; the saved rule shows them the
+    same way, an untouched field is no change, and a line that cannot be read is named (in Chinese here)."""
+    client.force_login(StaffUserFactory(username="mk", role="marketer"))
+    body = {
+        "name": "充500送50",
+        "tiers": "100, 10\n500.00，50.00， 100, 20",
+        "valid_from_0": "2030-01-01",
+        "valid_from_1": "00:00:00",
+        "is_active": "on",
+    }
+
+    created = client.post("/admin/stored_value/topuprule/add/", body)
+
+    assert created.status_code == 302, created.context["adminform"].form.errors
+    rule = TopUpRule.objects.get()
+    assert rule.tiers == [
+        {"amount": 10000, "bonus": 1000},
+        {"amount": 50000, "bonus": 5000, "points": 100, "growth": 20},
+    ]
+    page = client.get(f"/admin/stored_value/topuprule/{rule.pk}/change/")
+    assert ">\n100.00, 10.00\n500.00, 50.00, 100, 20</textarea>" in page.content.decode()
+    shown = "100.00, 10.00\n500.00, 50.00, 100, 20"
+    switched = client.post(
+        f"/admin/stored_value/topuprule/{rule.pk}/change/", {**body, "tiers": shown, "is_active": ""}
+    )
+    assert switched.status_code == 302  # only the switch changed: allowed in place
+    rule.refresh_from_db()
+    assert (rule.is_active, rule.tiers[0]) == (False, {"amount": 10000, "bonus": 1000})
+
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
+    bad = client.post(
+        "/admin/stored_value/topuprule/add/", {**body, "valid_from_0": "2030-02-01", "tiers": "100, 10\n五百, 50"}
+    )
+    assert bad.status_code == 200
+    assert bad.context["adminform"].form.errors["tiers"] == [
+        "第 2 行：请先写充值金额和赠送金（元），再可选写赠送积分和成长值，用逗号分隔（如“500.00, 50.00, 100”）。"
+    ]
+
+
 def test_only_an_admin_adds_a_stored_value_policy(client, admin_user):
     client.force_login(StaffUserFactory(username="mk", role="marketer"))
     assert client.get("/admin/stored_value/storedvaluepolicy/add/").status_code == 403
