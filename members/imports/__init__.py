@@ -25,13 +25,14 @@ the erasure check), `postgres` merges them with COPY and set-based SQL, `portabl
 records them with points; this module runs an import and picks the merge.
 """
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
 
 from loyalty.registry import ExtensionPoint
@@ -207,17 +208,27 @@ def _run(path, *, rejects_path, encoding, chunk_rows, progress, columns, require
     ):
         merger.start()
         try:
-            for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):
-                outcome = merger.merge(good) if good else ChunkOutcome()
-                found += outcome.rejects
-                rejects.write(sorted(found), dict(chunk))
-                report.read += len(chunk)
-                report.imported += outcome.imported
-                report.skipped += outcome.skipped
-                report.rejected += len(found)
-                report.members_created += outcome.members_created
-                if progress:
-                    progress.update(report.read, fraction)
+            try:
+                for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):
+                    outcome = merger.merge(good) if good else ChunkOutcome()
+                    found += outcome.rejects
+                    rejects.write(sorted(found), dict(chunk))
+                    report.read += len(chunk)
+                    report.imported += outcome.imported
+                    report.skipped += outcome.skipped
+                    report.rejected += len(found)
+                    report.members_created += outcome.members_created
+                    if progress:
+                        progress.update(report.read, fraction)
+            except Exception:
+                # The chunks merged before stay merged (a re-run skips them), with the rows a merger held back for
+                # one insert; a failing database fails this too, and the first error is the one to see.
+                with contextlib.suppress(DatabaseError):
+                    merger.flush()
+                raise
+            outcome = merger.flush()
+            report.imported += outcome.imported
+            report.skipped += outcome.skipped
         finally:
             merger.finish()
     if progress:
