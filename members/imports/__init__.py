@@ -11,8 +11,9 @@ What an import guarantees:
 - Nothing silently dropped: every data row counts once, as imported, skipped (already imported) or rejected, and
   every rejected row is written to the rejects file with its line number, the reason and its original values.
 - Idempotent: members are keyed by external_id, purchases by (source, order_no). A second run of the same file
-  imports nothing and writes the same rejects. Each chunk commits on its own, so a run that died half-way is
-  finished by running it again.
+  imports nothing and writes the same rejects. Each chunk commits on its own (on PostgreSQL a chunk's purchases
+  wait in a temporary table and are inserted up to a million at once, in index order; on an error, those waiting
+  are inserted before it is raised), so a run that died half-way is finished by running it again.
 - PostgreSQL: rows are checked in Python while streaming, COPYed into a temporary staging table and merged with
   set-based SQL (INSERT ... SELECT ... ON CONFLICT DO NOTHING) once per chunk. Other databases (the SQLite demo):
   the same checks in the same order through the ORM, with the same results.
