@@ -24,12 +24,14 @@ def normalise_phone(raw):
     region = settings.PHONE_DEFAULT_REGION
     try:
         number = phonenumbers.parse(text, region)
-        if not phonenumbers.is_valid_number(number) and not text.startswith("+"):
+        valid = phonenumbers.is_valid_number(number)  # once per parse: the check is most of the cost
+        if not valid and not text.startswith("+"):
             # '8613800138000' without the plus: try it as an international number.
             number = phonenumbers.parse("+" + text, None)
+            valid = phonenumbers.is_valid_number(number)
     except phonenumbers.NumberParseException:
         raise InvalidPhoneNumber(_("Enter a valid phone number.")) from None
-    if not phonenumbers.is_valid_number(number):
+    if not valid:
         raise InvalidPhoneNumber(_("Enter a valid phone number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -11,8 +11,9 @@ What an import guarantees:
 - Nothing silently dropped: every data row counts once, as imported, skipped (already imported) or rejected, and
   every rejected row is written to the rejects file with its line number, the reason and its original values.
 - Idempotent: members are keyed by external_id, purchases by (source, order_no). A second run of the same file
-  imports nothing and writes the same rejects. Each chunk commits on its own, so a run that died half-way is
-  finished by running it again.
+  imports nothing and writes the same rejects. Each chunk commits on its own (on PostgreSQL a chunk's purchases
+  wait in a temporary table and are inserted up to a million at once, in index order; on an error, those waiting
+  are inserted before it is raised), so a run that died half-way is finished by running it again.
 - PostgreSQL: rows are checked in Python while streaming, COPYed into a temporary staging table and merged with
   set-based SQL (INSERT ... SELECT ... ON CONFLICT DO NOTHING) once per chunk. Other databases (the SQLite demo):
   the same checks in the same order through the ORM, with the same results.
@@ -25,13 +26,14 @@ the erasure check), `postgres` merges them with COPY and set-based SQL, `portabl
 records them with points; this module runs an import and picks the merge.
 """
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
 
 from loyalty.registry import ExtensionPoint
@@ -207,17 +209,27 @@ def _run(path, *, rejects_path, encoding, chunk_rows, progress, columns, require
     ):
         merger.start()
         try:
-            for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):
-                outcome = merger.merge(good) if good else ChunkOutcome()
-                found += outcome.rejects
-                rejects.write(sorted(found), dict(chunk))
-                report.read += len(chunk)
-                report.imported += outcome.imported
-                report.skipped += outcome.skipped
-                report.rejected += len(found)
-                report.members_created += outcome.members_created
-                if progress:
-                    progress.update(report.read, fraction)
+            try:
+                for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):
+                    outcome = merger.merge(good) if good else ChunkOutcome()
+                    found += outcome.rejects
+                    rejects.write(sorted(found), dict(chunk))
+                    report.read += len(chunk)
+                    report.imported += outcome.imported
+                    report.skipped += outcome.skipped
+                    report.rejected += len(found)
+                    report.members_created += outcome.members_created
+                    if progress:
+                        progress.update(report.read, fraction)
+            except Exception:
+                # The chunks merged before stay merged (a re-run skips them), with the rows a merger held back for
+                # one insert; a failing database fails this too, and the first error is the one to see.
+                with contextlib.suppress(DatabaseError):
+                    merger.flush()
+                raise
+            outcome = merger.flush()
+            report.imported += outcome.imported
+            report.skipped += outcome.skipped
         finally:
             merger.finish()
     if progress:

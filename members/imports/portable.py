@@ -37,6 +37,10 @@ class _OrmMerger:
     def start(self):
         self.seen = {}  # (kind, key) -> first line
 
+    def flush(self):
+        """The rows a merge kept back, merged after the last chunk (none here)."""
+        return ChunkOutcome()
+
     def finish(self):
         self.seen = {}
 

@@ -28,6 +28,7 @@ from members.services.membership import erasure_keys, generate_member_no, genera
 CHUNK_ROWS = 50_000
 AWARD_CHUNK_ROWS = 1_000  # with award_points each order is its own transaction: show progress more often
 LOOKUP_BATCH = 500  # keys per IN (...) on the ORM path: SQLite allows 999 parameters per statement
+PHONE_CACHE = 1_000_000  # phones normalised once per run
 CODE_ATTEMPTS = 5  # draws of a card number / referral code before a row is given up
 ACTOR = "import"
 EARLIEST_ORDER = datetime(2000, 1, 1, tzinfo=UTC)  # as the purchase API: no order is older
@@ -291,7 +292,9 @@ class _Checks:
         self.now = timezone.now()
         self.latest = self.now + timedelta(days=1)  # as the purchase API: clocks drift, orders do not
         self.today = self.now.astimezone(self.tz).date()
-        self.normalise_phone = lru_cache(maxsize=100_000)(normalise_phone)
+        # A purchase history names each member many times: a phone is parsed once a run (up to a million phones,
+        # ~200 MB; libphonenumber is most of the checking time).
+        self.normalise_phone = lru_cache(maxsize=PHONE_CACHE)(normalise_phone)
 
     def member(self, line, values):
         external_id = _text(values, "external_id", Member, required=True)

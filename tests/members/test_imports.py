@@ -529,3 +529,35 @@ def test_two_concurrent_imports_of_one_file_import_each_row_once(tmp_path):
     assert len(counts) == 2
     assert sum(c[1] for c in counts) == 300  # imported
     assert sum(c[2] for c in counts) == 300  # skipped by the other
+
+
+@pytest.mark.postgres
+def test_postgres_inserts_in_index_order_with_the_ids_of_the_lines(tmp_path, monkeypatch, store_a):
+    first, second = MemberFactory(external_id="M1"), MemberFactory(external_id="M2")
+    monkeypatch.setattr(imports.postgres, "INSERT_ROWS", 3)  # one insert after the second chunk, one at the end
+    orders = [
+        ("M2", "2024-03-05"),
+        ("M1", "2024-03-04"),
+        ("M2", "2024-03-01"),
+        ("M1", "2024-03-02"),
+        ("M1", "2024-03-03"),
+    ]
+    path = write(
+        tmp_path,
+        "orders.csv",
+        PURCHASE_HEADER + "\n" + "".join(f"{who},,I-{n},{day},{n},A001,\n" for n, (who, day) in enumerate(orders, 1)),
+    )
+
+    assert run("import_purchases", path, "--chunk-rows", "2").startswith(
+        "Read 5 rows: 5 purchases imported, 0 skipped (already imported), 0 rejected"
+    )
+
+    by_id = list(Purchase.objects.order_by("id").values_list("order_no", flat=True))
+    assert by_id == ["I-1", "I-2", "I-3", "I-4", "I-5"]  # ids drawn in line order, as one insert per chunk draws them
+    assert [p.amount for p in Purchase.objects.order_by("id")] == [Decimal(n) for n in range(1, 6)]
+    with connection.cursor() as cursor:  # each insert writes its rows in (member, occurred_at) order
+        cursor.execute("SELECT order_no FROM members_purchase ORDER BY ctid")
+        on_disk = [order_no for (order_no,) in cursor.fetchall()]
+    assert on_disk == (
+        ["I-4", "I-2", "I-3", "I-1", "I-5"] if first.id < second.id else ["I-3", "I-1", "I-4", "I-2", "I-5"]
+    )
