@@ -539,15 +539,43 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
         return queryset if condition is None else queryset.filter(condition)
 
 
+def term_labels():
+    """Each JSON term's key as the form labels it, and how its coded values read (codes without a label stay)."""
+    return {
+        "weekdays": (_("Days of the week"), dict(WEEKDAYS)),
+        "hours": (_("Hours"), dict(HOURS)),
+        "categories": (_("Categories"), {}),
+        "min_amount": (_("Minimum amount"), {}),
+        "tiers": (_("Tiers"), {}),
+        "tags": (_("Tags"), {}),
+        "segments": (_("RFM segments"), dict(Segment.choices)),
+        "lifecycle": (_("Lifecycle stages"), dict(Lifecycle.choices)),
+        "stores": (_("Stores"), {}),
+        "channels": (_("Purchase channels"), dict(PurchaseChannel.choices)),
+        "action": (_("Bonus: action"), dict(BonusAction.choices)),
+        "days": (_("Bonus: days (N)"), {}),
+        "event_type": (_("Bonus: event type"), {}),
+        "from_segment": (_("Segment move: from segment"), dict(Segment.choices)),
+        "to_segment": (_("Segment move: to segment"), dict(Segment.choices)),
+        "from_lifecycle": (_("Segment move: from lifecycle stage"), dict(Lifecycle.choices)),
+        "to_lifecycle": (_("Segment move: to lifecycle stage"), dict(Lifecycle.choices)),
+        "referrer_points": (_("Referral: referrer's points"), {}),
+    }
+
+
 def terms_text(terms, keys, empty):
-    """A JSON term as a line a clerk reads: "tiers: gold, silver; channels: offline" (empty lists left out)."""
+    """A JSON term as a line a clerk reads in the admin's language: "Tiers: gold, silver; Purchase channels:
+    offline", "Days of the week: Saturday, Sunday" (empty lists left out; an unknown key or code as stored)."""
+    labels = term_labels()
     parts = []
     for key in keys:
         value = (terms or {}).get(key)
         if value in (None, "", []):
             continue
-        shown = ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
-        parts.append(f"{key}: {shown}")
+        label, readings = labels.get(key, (key, {}))
+        items = value if isinstance(value, list) else [value]
+        shown = ", ".join(str(readings.get(item, item)) for item in items)
+        parts.append(_("%(term)s: %(values)s") % {"term": label, "values": shown})
     return "; ".join(parts) or empty
 
 

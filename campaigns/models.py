@@ -5,6 +5,7 @@ Coupon templates and coupons live in campaigns.models_coupons (imported here so 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models_coupons import Coupon, CouponBatch, CouponTemplate  # noqa: F401 - the coupons' tables (SPEC §10)
@@ -187,7 +188,11 @@ class CampaignAssignment(models.Model):
         indexes = [models.Index(fields=["member"], name="assignment_member_idx")]
 
     def __str__(self):
-        return f"{self.campaign_id}:{self.member_id} → {self.group}"
+        return gettext("campaign %(campaign)s: member %(member)s → %(group)s") % {
+            "campaign": self.campaign_id,
+            "member": self.member_id,
+            "group": self.group,
+        }
 
 
 class CouponSkipped(models.TextChoices):
@@ -236,4 +241,8 @@ class CampaignAward(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.campaign_id} → {self.member_id}: {self.points}"
+        return gettext("campaign %(campaign)s → member %(member)s: %(points)s points") % {
+            "campaign": self.campaign_id,
+            "member": self.member_id,
+            "points": self.points,
+        }

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from loyalty import webhooks
@@ -358,6 +359,7 @@ class ApiClientForm(forms.ModelForm):
     both, not neither), and at least one scope (none ticked in advance)."""
 
     scopes = forms.MultipleChoiceField(
+        label=capfirst(ApiClient._meta.get_field("scopes").verbose_name),
         choices=sorted(CLIENT_SCOPES.items()),
         widget=forms.CheckboxSelectMultiple,
     )
@@ -452,6 +454,7 @@ class JobRunAdmin(ReadOnlyAdmin):
 class WebhookSubscriptionForm(forms.ModelForm):
     url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
     events = forms.MultipleChoiceField(
+        label=capfirst(WebhookSubscription._meta.get_field("events").verbose_name),
         choices=[(pattern, pattern) for pattern in known_patterns()],
         widget=forms.CheckboxSelectMultiple,
         help_text=_("`prefix.*` takes every event of that kind, `*` every event."),

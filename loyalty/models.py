@@ -7,6 +7,7 @@ log's recipient, a client app's stores) it names that table by foreign key, as a
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 
@@ -100,6 +101,14 @@ class MessageChannel(models.TextChoices):
     INBOX = "inbox", _("in-app inbox")
 
 
+# A template's language named in the admin's language ("英语"): the settings' LANGUAGES name each language in its
+# own, for the language switch.
+TEMPLATE_LANGUAGES = {
+    "en": pgettext_lazy("a message template's language", "English"),
+    "zh-hans": pgettext_lazy("a message template's language", "Simplified Chinese"),
+}
+
+
 class MessageTemplate(models.Model):
     """The text of one kind of message on one channel in one language, as a marketer edits it (checked on save by
     loyalty.message_templates: only the kind's variables, only plain {{ variable }} placeholders). The active
@@ -138,7 +147,12 @@ class MessageTemplate(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} / {self.channel} / {self.language}"
+        from loyalty.message_templates import message_kinds
+
+        kind = message_kinds.get(self.kind)
+        language = TEMPLATE_LANGUAGES.get(self.language, self.language)
+        labels = (kind.label if kind else self.kind, self.get_channel_display(), language)
+        return " / ".join(str(label) for label in labels)
 
     def clean(self):
         from loyalty.message_templates import check_template
@@ -196,7 +210,14 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.kind} → {self.recipient} ({self.status})"
+        from loyalty.message_templates import message_kinds
+
+        kind = message_kinds.get(self.kind)
+        return gettext("%(kind)s → %(recipient)s (%(status)s)") % {
+            "kind": kind.label if kind else self.kind,
+            "recipient": self.recipient,
+            "status": self.get_status_display(),
+        }
 
 
 class AuditEntry(models.Model):
@@ -216,7 +237,13 @@ class AuditEntry(models.Model):
         indexes = [models.Index(fields=["target_type", "target_id", "-id"], name="audit_target_idx")]
 
     def __str__(self):
-        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"
+        # The action and the target's type are codes (their identity): only the sentence around them is translated.
+        return gettext("%(actor)s %(action)s %(target_type)s:%(target_id)s") % {
+            "actor": self.actor,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+        }
 
 
 class JobStatus(models.TextChoices):
@@ -248,7 +275,12 @@ class JobRun(models.Model):
         indexes = [models.Index(fields=["-started_at"], name="job_run_recent_idx")]
 
     def __str__(self):
-        return f"{self.job} {self.business_date} ({self.status})"
+        # A job has no label: its name is its code (as `run_job NAME` takes it).
+        return gettext("%(job)s %(date)s (%(status)s)") % {
+            "job": self.job,
+            "date": self.business_date,
+            "status": self.get_status_display(),
+        }
 
 
 class JobChunk(models.Model):

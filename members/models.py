@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -556,4 +557,8 @@ class RfmSnapshot(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.member_id} {self.as_of}: {self.segment}"
+        return gettext("member %(member)s on %(date)s: %(segment)s") % {
+            "member": self.member_id,
+            "date": self.as_of,
+            "segment": self.get_segment_display(),
+        }

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
@@ -136,6 +137,13 @@ class StoredValueEntryAdmin(ReadOnlyMemberScopedAdmin):
     ]
     list_filter = ["kind"]
     search_other_field = "reference"
+    readonly_fields = ["shown_reason"]
+    # On an entry's page: its reason as the lists show it, not as stored ("order DEMO-1" reads 订单 DEMO-1).
+    SHOWN_FIELDS = {"reason": "shown_reason"}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
+        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
 
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, entry):
@@ -274,6 +282,22 @@ def yuan(cents):
     return f"{Decimal(cents) / 100:.2f}"
 
 
+def tier_lines(tiers):
+    """A rule's tiers as the lines a marketer types: "500.00, 50.00, 100" (amount and bonus in yuan, then points
+    and growth when given). A shape the lines cannot say is one line of JSON."""
+    lines = []
+    for tier in tiers or ():
+        if not isinstance(tier, dict) or not {"amount", "bonus"} <= set(tier):
+            return [json.dumps(list(tiers))]
+        parts = [yuan(tier["amount"]), yuan(tier["bonus"])]
+        if tier.get("points") or tier.get("growth"):
+            parts.append(str(tier.get("points") or 0))
+        if tier.get("growth"):
+            parts.append(str(tier["growth"]))
+        lines.append(", ".join(parts))
+    return lines
+
+
 class TopUpTiersField(forms.Field):
     """A top-up rule's tiers as lines a marketer types, one tier a line: the amount and the bonus money in yuan,
     then optionally bonus points and growth value ("500.00, 50.00, 100"). Cleaned into the list of
@@ -291,17 +315,7 @@ class TopUpTiersField(forms.Field):
     def prepare_value(self, value):
         if not isinstance(value, list | tuple):
             return value
-        lines = []
-        for tier in value:
-            if not isinstance(tier, dict) or not {"amount", "bonus"} <= set(tier):
-                return json.dumps(list(value))  # a shape the lines cannot say: shown as JSON
-            parts = [yuan(tier["amount"]), yuan(tier["bonus"])]
-            if tier.get("points") or tier.get("growth"):
-                parts.append(str(tier.get("points") or 0))
-            if tier.get("growth"):
-                parts.append(str(tier["growth"]))
-            lines.append(", ".join(parts))
-        return "\n".join(lines)
+        return "\n".join(tier_lines(value))
 
     def to_python(self, value):
         if value in self.empty_values:
@@ -376,10 +390,21 @@ class TopUpRuleAdmin(ConfigurationAdmin):
     save_as = True
     list_display = ["name", "store", "valid_from", "valid_until", "is_active", "created_by"]
     list_filter = ["is_active"]
-    readonly_fields = ["created_by", "created_at"]
+    readonly_fields = ["created_by", "created_at", "shown_tiers"]
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_fields(self, request, obj=None):
+        """Read only (staff who may only view): the tiers as the same yuan lines the form's field shows, not JSON."""
+        fields = [name for name in super().get_fields(request, obj) if name != "shown_tiers"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["shown_tiers" if name == "tiers" else name for name in fields]
+        return fields
+
+    @admin.display(description=capfirst(TopUpRule._meta.get_field("tiers").verbose_name))
+    def shown_tiers(self, rule):
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in tier_lines(rule.tiers)))
 
     def create(self, request, values):
         return services.create_top_up_rule(actor=admin_actor(request), values=values)

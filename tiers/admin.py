@@ -9,7 +9,7 @@ from loyalty.admin import ConfigurationAdmin, ReadOnlyAdmin, admin_actor
 from members.extensions import member_glance
 from points.admin import tier_choices
 from tiers import selectors, services
-from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
+from tiers.models import TIER_CHANGE_REASONS, GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
 
 def tier_glance(member):
@@ -125,13 +125,37 @@ class MemberTierAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class TierChangeReasonFilter(admin.SimpleListFilter):
+    """The stored reason codes (upgrade, downgrade ...) under their translated labels."""
+
+    title = _("reason")
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return list(TIER_CHANGE_REASONS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(reason=self.value()) if self.value() else queryset
+
+
 @admin.register(TierChange)
 class TierChangeAdmin(ReadOnlyAdmin):
-    list_display = ["at", "member", "from_tier", "to_tier", "reason", "growth_value", "actor"]
-    list_filter = ["reason", "to_tier"]
+    list_display = ["at", "member", "from_tier", "to_tier", "shown_reason", "growth_value", "actor"]
+    list_filter = [TierChangeReasonFilter, "to_tier"]
     list_select_related = ["member", "from_tier", "to_tier"]
     search_fields = ["member__member_no", "member__phone"]
     show_full_result_count = False
+    readonly_fields = ["shown_reason"]
+    # On a change's page: its reason as the list shows it, not as stored (no migration: the codes stay).
+    SHOWN_FIELDS = {"reason": "shown_reason"}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
+        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def shown_reason(self, change):
+        return TIER_CHANGE_REASONS.get(change.reason, change.reason)
 
 
 @admin.register(GrowthEntry)

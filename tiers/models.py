@@ -157,7 +157,7 @@ class MemberTier(models.Model):
         indexes = [models.Index(fields=["hold_until", "member"], name="member_tier_hold_idx")]
 
     def __str__(self):
-        return f"{self.member_id}: {self.tier_id}"
+        return gettext("member %(member)s: tier %(tier)s") % {"member": self.member_id, "tier": self.tier_id}
 
 
 # Why a tier changed (TierChange.reason), as the admin shows it.

@@ -322,12 +322,28 @@ def test_a_clerk_gets_403_on_add_and_sees_campaigns_read_only(client, clerk_a):
     assert "awards_count" not in client.get(CAMPAIGNS).context["cl"].list_display
     assert (shown["budget_burn_shown"], shown["target_shown"], shown["conditions_shown"], shown["trigger_shown"]) == (
         "0 / 1000 (0.0%)",
-        "tiers: gold, silver; channels: offline",
-        "weekdays: 2",
+        "Tiers: gold, silver; Purchase channels: offline",
+        "Days of the week: Tuesday",
         "—",
     )
     assert Campaign.objects.get().name == "Spring bonus"
     assert (Campaign.objects.count(), AuditEntry.objects.filter(actor="staff:clerk-a").count()) == (1, 0)
+
+
+def test_a_campaigns_terms_read_in_chinese_on_the_chinese_admin(client, clerk_a):
+    """Issue 15: the terms' keys and coded values as the form labels them, not "categories: beans; weekdays: 6, 7"."""
+    campaign = create(
+        target={"lifecycle": ["dormant"], "channels": ["online"]},
+        conditions={"categories": ["beans"], "weekdays": [6, 7]},
+    )
+    client.force_login(clerk_a)
+
+    shown = readonly_values(client.get(change_url(campaign), HTTP_ACCEPT_LANGUAGE="zh-hans"))
+
+    assert (shown["conditions_shown"], shown["target_shown"]) == (
+        "品类：beans; 星期：星期六, 星期日",
+        "生命周期阶段：沉睡; 消费渠道：线上",
+    )
 
 
 # --- A running campaign keeps its terms ------------------------------------------------------------------------

@@ -96,3 +96,58 @@ def test_a_versions_name_gives_its_start_as_a_business_date():
             "Default (from 2030-01-01)",
             "Top up (from 2030-01-01)",
         ]
+
+
+def platform_objects():
+    from campaigns.models import CampaignAssignment, CampaignAward
+    from loyalty.models import AuditEntry, JobRun, Message, MessageTemplate
+    from members.models import RfmSnapshot
+    from tiers.models import MemberTier
+
+    return [
+        Message(kind="redemption_confirmed", recipient="13800000017", channel="sms", status="sent"),
+        MessageTemplate(kind="birthday", channel="email", language="en"),
+        JobRun(job="report_results", business_date=FROM.date(), status="done"),
+        AuditEntry(actor="staff:admin", action="points.reward.added", target_type="reward", target_id="3"),
+        CampaignAssignment(campaign_id=4, member_id=7, group="A"),
+        CampaignAward(campaign_id=4, member_id=7, points=50),
+        RfmSnapshot(member_id=7, as_of=FROM.date(), segment="inactive"),
+        MemberTier(member_id=200, tier_id=2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("language", "names"),
+    [
+        (
+            "en",
+            [
+                "redemption confirmed → 13800000017 (sent)",
+                "birthday greeting / email / English",
+                "report_results 2026-05-17 (done)",
+                "staff:admin points.reward.added reward:3",
+                "campaign 4: member 7 → A",
+                "campaign 4 → member 7: 50 points",
+                "member 7 on 2026-05-17: inactive",
+                "member 200: tier 2",
+            ],
+        ),
+        (
+            "zh-hans",
+            [
+                "兑换成功 → 13800000017（已发送）",
+                "生日祝福 / 邮件 / 英语",
+                "report_results 2026-05-17（已完成）",
+                "staff:admin 执行 points.reward.added，对象 reward:3",
+                "活动 4：会员 7 → A",
+                "活动 4 → 会员 7：50 积分",
+                "会员 7（2026-05-17）：inactive 不活跃",  # the segments are named in both languages, on purpose
+                "会员 200：等级 2",
+            ],
+        ),
+    ],
+)
+def test_the_platforms_object_names_follow_the_admins_language(language, names):
+    """Issue 15: kinds and statuses by their labels (a job's name and an audit action are codes: they stay)."""
+    with translation.override(language):
+        assert [str(thing) for thing in platform_objects()] == names

@@ -398,6 +398,13 @@ def test_api_client_added_inactive_in_the_admin_is_inactive(admin_client, member
     assert api.get("/api/v1/members/").status_code == 401
 
 
+def test_an_api_clients_scopes_are_labelled_in_chinese(admin_client):
+    """Issue 15: the form's scopes field was labelled "Scopes" on the Chinese admin."""
+    form = admin_client.get("/admin/loyalty/apiclient/add/", HTTP_ACCEPT_LANGUAGE="zh-hans").context["adminform"].form
+
+    assert str(form["scopes"].label) == "权限范围"
+
+
 def test_clerk_cannot_create_api_clients(clerk_client):
     response = clerk_client.get("/admin/loyalty/apiclient/add/")
 

@@ -139,3 +139,32 @@ def test_only_an_admin_adds_a_stored_value_policy(client, admin_user):
     }
     assert client.post("/admin/stored_value/storedvaluepolicy/add/", body).status_code == 302
     assert StoredValuePolicy.objects.get().daily_limit_cents == 50_000
+
+
+def test_an_entrys_page_gives_its_reason_in_chinese(clerk_client, member_a):
+    """Issue 15: the page of a payment's entry read "order DEMO-…" as stored; it reads as the ledger list does."""
+    from stored_value.models import StoredValueEntry
+    from tests.stored_value.helpers import pay
+
+    top_up(member_a, 10_000)
+    pay(member_a, 2_500, order_no="DEMO-0042")
+    entry = StoredValueEntry.objects.get(reason="order DEMO-0042")
+
+    page = clerk_client.get(f"/admin/stored_value/storedvalueentry/{entry.pk}/change/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert '<div class="readonly">订单 DEMO-0042</div>' in text
+    assert "order DEMO-0042" not in text
+
+
+def test_a_top_up_rule_read_only_shows_its_tiers_as_yuan_lines(clerk_client):
+    """Issue 15: staff who may only view a rule read its tiers as the lines the form takes, not as JSON."""
+    shown = rule([{"amount": 10_000, "bonus": 1_000}, {"amount": 50_000, "bonus": 5_000, "points": 100, "growth": 20}])
+
+    page = clerk_client.get(f"/admin/stored_value/topuprule/{shown.pk}/change/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert '<div class="readonly">100.00, 10.00<br>500.00, 50.00, 100, 20</div>' in text
+    assert "&quot;amount&quot;" not in text and '"amount"' not in text

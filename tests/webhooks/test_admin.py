@@ -38,6 +38,14 @@ def test_an_admin_subscribes_in_the_admin_and_sees_the_secret_once(admin_client,
     assert subscription.secret not in page
 
 
+def test_a_subscriptions_url_and_events_are_labelled_in_chinese(admin_client):
+    """Issue 15: the form's fields were labelled "URL" and "Events" on the Chinese admin."""
+    page = admin_client.get("/admin/loyalty/webhooksubscription/add/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    form = page.context["adminform"].form
+
+    assert [str(form[name].label) for name in ("url", "events")] == ["网址", "事件"]
+
+
 def test_the_admin_refuses_an_unsafe_url_in_production(admin_client, settings):
     settings.WEBHOOKS_ALLOW_PRIVATE_URLS = False
     answer = admin_client.post(
