@@ -92,6 +92,7 @@ def test_a_loaded_demo_fills_the_main_admin_pages(client, monkeypatch):
     deliveries = sorted(WebhookDelivery.objects.values_list("status", "attempts"))
     assert events == 3 and len(deliveries) == events  # the withdrawal and two top-ups
     assert deliveries[0] == ("failed", 2) and {status for status, _ in deliveries[1:]} == {"pending"}
+    assert not Alert.objects.filter(rule="nightly_job_late").exists()  # not evaluated by the demo
     (alert,) = Alert.objects.filter(rule="webhook_delivery_failed")
     assert alert.detail["last_error"] == "ConnectionRefusedError: [Errno 111] Connection refused"
     (alert_subscription,) = AlertSubscription.objects.all()
