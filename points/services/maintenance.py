@@ -11,10 +11,12 @@ entry per member and date (a unique constraint).
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from loyalty import events
 from loyalty.clock import end_of_business_day
+from members.models import Member
 from points.models import EntryKind, LedgerEntry, LotStatus, PointsLot
 
 from .ledger import (
@@ -225,7 +227,15 @@ EXPIRE_EVENTS_SQL = events.outbox_insert_sql(
 
 
 def expire_bounds(as_of):
-    return _id_range(PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=end_of_business_day(as_of)))
+    """The member id range the expiry goes through: from the first member with a due lot to the last member.
+    The last member with a due lot is not looked for: the member index read backwards walks every lot of the newest
+    members, whose lots are not due yet, before it finds one (12 s of a 92 s run at 1M members / 10M lots); the
+    chunks past the last due lot find nothing through the same index."""
+    due = PointsLot.objects.filter(status=LotStatus.AVAILABLE, expires_at__lte=end_of_business_day(as_of))
+    low = due.order_by("member_id").values_list("member_id", flat=True).first()
+    if low is None:
+        return None, None
+    return low, Member.objects.aggregate(high=Max("id"))["high"]
 
 
 def expire_chunk(start, stop, as_of, now):
