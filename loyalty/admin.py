@@ -178,6 +178,17 @@ class ConfigurationAdmin(ServiceAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    # Stored fields whose page shows them as the lists do: {"reason": "shown_reason"} puts the display method (a
+    # readonly field) where the stored field stood, e.g. a ledger reason as 消费 rather than as stored.
+    SHOWN_FIELDS = {}
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self.SHOWN_FIELDS:
+            return fields
+        fields = [name for name in fields if name not in self.SHOWN_FIELDS.values()]
+        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
+
     def has_add_permission(self, request):
         return False
 

@@ -1190,10 +1190,6 @@ class LedgerEntryAdmin(MemberScopedAdmin, ReadOnlyAdmin):
     # On an entry's page: its reason and breakdown as the lists and the member page show them, not as stored.
     SHOWN_FIELDS = {"reason": "shown_reason", "breakdown": "shown_breakdown"}
 
-    def get_fields(self, request, obj=None):
-        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
-        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
-
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, entry):
         return shown_reason(entry.reason)

@@ -141,10 +141,6 @@ class StoredValueEntryAdmin(ReadOnlyMemberScopedAdmin):
     # On an entry's page: its reason as the lists show it, not as stored ("order DEMO-1" reads 订单 DEMO-1).
     SHOWN_FIELDS = {"reason": "shown_reason"}
 
-    def get_fields(self, request, obj=None):
-        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
-        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
-
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, entry):
         return shown_reason(entry.reason)

@@ -149,10 +149,6 @@ class TierChangeAdmin(ReadOnlyAdmin):
     # On a change's page: its reason as the list shows it, not as stored (no migration: the codes stay).
     SHOWN_FIELDS = {"reason": "shown_reason"}
 
-    def get_fields(self, request, obj=None):
-        fields = [name for name in super().get_fields(request, obj) if name not in self.SHOWN_FIELDS.values()]
-        return [self.SHOWN_FIELDS.get(name, name) for name in fields]
-
     @admin.display(description=_("reason"), ordering="reason")
     def shown_reason(self, change):
         return TIER_CHANGE_REASONS.get(change.reason, change.reason)
