@@ -183,7 +183,9 @@ class PointsLot(models.Model):
                 name="lot_remaining_within_points",
             ),
             models.CheckConstraint(
-                condition=(Q(status="pending") & Q(pending_until=models.F("available_at")))
+                condition=(
+                    Q(status="pending") & Q(pending_until__isnull=False) & Q(pending_until=models.F("available_at"))
+                )
                 | (~Q(status="pending") & Q(pending_until__isnull=True)),
                 name="lot_pending_until_while_pending",
             ),

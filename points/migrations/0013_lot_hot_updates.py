@@ -18,7 +18,11 @@ NEW_INDEXES = [
 ]
 OLD_INDEXES = ["lot_spend_order_cover_idx", "lot_expiry_idx", "lot_release_idx"]
 PENDING_UNTIL_CHECK = models.CheckConstraint(
-    condition=(models.Q(status="pending") & models.Q(pending_until=models.F("available_at")))
+    condition=(
+        models.Q(status="pending")
+        & models.Q(pending_until__isnull=False)
+        & models.Q(pending_until=models.F("available_at"))
+    )
     | (~models.Q(status="pending") & models.Q(pending_until__isnull=True)),
     name="lot_pending_until_while_pending",
 )
@@ -51,7 +55,10 @@ def forwards(apps, schema_editor):
             execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
         execute("ALTER TABLE points_pointslot SET (fillfactor = 80)")
     else:
-        schema_editor.add_constraint(lot, PENDING_UNTIL_CHECK)  # SQLite: rebuilds the table
+        # SQLite adds a check constraint by rebuilding the table from the model it is given: this (historical)
+        # model, with the new constraint added to it.
+        lot._meta.constraints = [*lot._meta.constraints, PENDING_UNTIL_CHECK]
+        schema_editor.add_constraint(lot, PENDING_UNTIL_CHECK)
         for name in OLD_INDEXES + _member_index_names(schema_editor):
             execute(f'DROP INDEX IF EXISTS "{name}"')
         for index in NEW_INDEXES:
