@@ -762,6 +762,32 @@ def bench_reminders(args, results):
         drop_database(args.dsn, target)
 
 
+# What an expiry run leaves, to compare two runs (two versions of the code) row for row: lots by status (count,
+# remaining, a hash of id:status:remaining), the expiry entries (count, points, an md5 of each entry's member,
+# points, balances, reference, reason and actor in member order), the expiry movements (count, points, an md5 of
+# member, lot and points in lot order) and the accounts (sums and a hash). Not the times written (created_at).
+EXPIRE_DIGEST = [
+    """SELECT 'lots ' || status, count(*), sum(remaining)::text,
+              sum(hashtext(id || ':' || status || ':' || remaining)::bigint)::text
+       FROM points_pointslot GROUP BY status ORDER BY status""",
+    """SELECT 'expire entries', count(*), sum(points)::text,
+              md5(string_agg(concat_ws(':', member_id, points, balance_after, pending_after, reference, reason, actor),
+                             ',' ORDER BY member_id, id))
+       FROM points_ledgerentry WHERE kind = 'expire'""",
+    """SELECT 'expiry movements', count(*), sum(m.points)::text,
+              md5(string_agg(concat_ws(':', e.member_id, m.lot_id, m.points), ',' ORDER BY m.lot_id, m.id))
+       FROM points_lotmovement m JOIN points_ledgerentry e ON e.id = m.entry_id WHERE e.kind = 'expire'""",
+    """SELECT 'accounts', count(*), concat_ws('/', sum(available), sum(pending), sum(lifetime_expired)),
+              sum(hashtext(concat_ws(':', member_id, available, pending, lifetime_expired))::bigint)::text
+       FROM points_pointsaccount""",
+]
+
+
+def expire_digest(dsn, db):
+    with psycopg.connect(url(dsn, db)) as conn:
+        return [list(row) for statement in EXPIRE_DIGEST for row in conn.execute(statement).fetchall()]
+
+
 def bench_expire(args, results):
     target = args.work + "_expire"
     if args.explain:  # in the shared work copy, whose lots the other jobs leave as seeded
@@ -781,6 +807,9 @@ def bench_expire(args, results):
                 }
             )
             show(f"expire_points job run {run}", results[-1])
+            results[-1]["digest"] = expire_digest(args.dsn, target)
+            for row in results[-1]["digest"]:
+                log(f"    digest: {row}")
             if run == 1:
                 check = measure([str(PYTHON), "manage.py", "check_ledger"], dsn=args.dsn, db=target)
                 results.append({"job": "check_ledger", "kind": "check", "run": run, **check})

@@ -282,6 +282,11 @@ EXPIRE_EVENTS_SQL = events.outbox_insert_sql(
 )
 
 
+# The members whose lots the chunk's statement changes: with a lot spent to 0 too (it is closed, and a return
+# holding her lock could otherwise add points to it meanwhile).
+EXPIRE_LOCK_CONDITION = "l.expires_at >= %s AND l.expires_at <= %s AND l.status = 'available'"
+
+
 def _due(as_of, floor):
     return PointsLot.objects.filter(
         status=LotStatus.AVAILABLE, expires_at__gte=floor, expires_at__lte=end_of_business_day(as_of)
@@ -308,13 +313,7 @@ def expire_chunk(start, stop, as_of, now):
         with connection.cursor() as cursor:
             # JIT off for the chunk's transaction: compiling costs seconds per chunk, more than it saves here.
             cursor.execute("SELECT set_config('jit', 'off', true)")
-            _lock_chunk_accounts(
-                cursor,
-                start,
-                stop,
-                "l.expires_at >= %s AND l.expires_at <= %s AND l.status = 'available'",
-                [floor, cutoff],
-            )
+            _lock_chunk_accounts(cursor, start, stop, EXPIRE_LOCK_CONDITION, [floor, cutoff])
             emitting = events.wanted("points.expired")
             cursor.execute(
                 EXPIRE_SQL.format(events=f", emitted AS ({EXPIRE_EVENTS_SQL})" if emitting else ""),
