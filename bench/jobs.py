@@ -783,6 +783,16 @@ EXPIRE_DIGEST = [
 ]
 
 
+def lot_updates(dsn, db):
+    """The copy's lot updates and how many were HOT (in place, no new index entries), from its statistics."""
+    time.sleep(1)  # the backends report their counters when their transactions end
+    with psycopg.connect(url(dsn, db)) as conn:
+        row = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'points_pointslot'"
+        ).fetchone()
+    return list(row)
+
+
 def expire_digest(dsn, db):
     with psycopg.connect(url(dsn, db)) as conn:
         return [list(row) for statement in EXPIRE_DIGEST for row in conn.execute(statement).fetchall()]
@@ -810,6 +820,8 @@ def bench_expire(args, results):
             results[-1]["digest"] = expire_digest(args.dsn, target)
             for row in results[-1]["digest"]:
                 log(f"    digest: {row}")
+            results[-1]["lot_updates"] = lot_updates(args.dsn, target)
+            log(f"    lot updates (all, HOT): {results[-1]['lot_updates']}")
             if run == 1:
                 check = measure([str(PYTHON), "manage.py", "check_ledger"], dsn=args.dsn, db=target)
                 results.append({"job": "check_ledger", "kind": "check", "run": run, **check})
