@@ -232,7 +232,8 @@ def expiry_floor():
 # expired for this date are read once (the partial unique index of expiry entries, one range scan) and hashed. The
 # lots are updated in id order (= the table's order, as lots are written in time order), not the index's member
 # order: the heap pages and the id, entry and purchase index pages are then each visited once, in sequence. No
-# indexed column changes: the updates are HOT (on the page, with points_pointslot's fillfactor 80).
+# indexed column changes: the updates are HOT (on the page: fillfactor 80, and each chunk changes only its
+# members' share of a page, whose old versions the next chunk prunes).
 EXPIRE_SQL = """
 WITH due AS (
     SELECT l.id, l.member_id, l.remaining, l.expires_at,
