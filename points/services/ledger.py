@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.db import connection
-from django.db.models import F, Q, Sum
+from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -410,8 +410,13 @@ def lower_expiry_watermark(earliest):
     """reopened_from = LEAST(reopened_from, earliest). The row lock is held until the caller's transaction ends,
     so an expiry run starting meanwhile (maintenance.expire_prepare locks the row) waits and then reads from there."""
     ExpiryWatermark.objects.get_or_create(pk=1)
-    ExpiryWatermark.objects.filter(Q(reopened_from__isnull=True) | Q(reopened_from__gt=earliest), pk=1).update(
-        reopened_from=earliest
+    # Always an UPDATE of the row (LEAST, not a WHERE that may match nothing): its lock is what makes a run
+    # starting meanwhile wait for this transaction, whose lot it may otherwise read too early and then pass.
+    ExpiryWatermark.objects.filter(pk=1).update(
+        reopened_from=Case(
+            When(Q(reopened_from__isnull=True) | Q(reopened_from__gt=earliest), then=Value(earliest)),
+            default=F("reopened_from"),
+        )
     )
 
 

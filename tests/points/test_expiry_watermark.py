@@ -3,12 +3,13 @@ from a closed one. Each path that can open a lot behind a run is tested here wit
 must end with: an import of an old purchase, a merge during a run, a release after the lot's expiry date, a
 member already expired for the date, a cancellation returning points; and pending_until follows the status."""
 
+import threading
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from loyalty.clock import end_of_business_day
 from members.services import merge_members
@@ -232,3 +233,36 @@ def test_pending_until_follows_the_status(member, store_a):
     with pytest.raises(IntegrityError), transaction.atomic():  # the database refuses a pending lot without it
         PointsLot.objects.filter(member=member).update(status=LotStatus.PENDING)
     assert_ledger_consistent()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_starting_while_a_late_lot_is_being_written_waits_for_it_and_reads_from_its_expiry(member):
+    """The watermark row's lock orders a run's start after a transaction that opens a lot behind it: the run
+    then reads from that lot's expiry (it is written whether or not the row already had an earlier mark)."""
+    ExpiryWatermark.objects.create(pk=1, closed_before=at(2026, 3, 2), reopened_from=at(2026, 1, 1))
+    late = at(2026, 2, 1)
+    written, release = threading.Event(), threading.Event()
+
+    def writer():
+        try:
+            with transaction.atomic():
+                ledger.lower_expiry_watermark(late)  # an earlier mark is there already: still an UPDATE
+                written.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert written.wait(10)
+    with connection.cursor() as cursor:  # a run's start, in another transaction: it must wait for the writer
+        cursor.execute("SET lock_timeout = '500ms'")
+        with pytest.raises(OperationalError), transaction.atomic():
+            maintenance.expire_prepare(date(2026, 3, 2))
+        cursor.execute("SET lock_timeout = 0")
+    release.set()
+    thread.join()
+    with time_machine.travel(at(2026, 3, 3, 0, 30), tick=False):
+        maintenance.expire_prepare(date(2026, 3, 2))
+    assert watermark() == (at(2026, 3, 2), None, at(2026, 1, 1), at(2026, 3, 3, 0, 30))
