@@ -220,12 +220,18 @@ class ExpiryWatermark(models.Model):
     Every available lot still open has expires_at >= the least of the three dates (NULL: no bound). closed_before:
     the last completed run closed every lot expiring before it. reopened_from: lowered (LEAST) by whatever opens a
     lot that may be behind a run (an import of old purchases, a merge, a transfer, a return, a release after the
-    lot's expiry date: ledger.note_late_lots). run_from: what the run in progress (run_started_at) reads from."""
+    lot's expiry date: ledger.note_late_lots). run_from: what the run in progress (run_started_at, for run_as_of)
+    reads from."""
 
-    closed_before = models.DateTimeField(null=True, blank=True)
-    reopened_from = models.DateTimeField(null=True, blank=True)
-    run_from = models.DateTimeField(null=True, blank=True)
-    run_started_at = models.DateTimeField(null=True, blank=True)
+    closed_before = models.DateTimeField(_("closed before"), null=True, blank=True)
+    reopened_from = models.DateTimeField(_("reopened from"), null=True, blank=True)
+    run_from = models.DateTimeField(_("run reads from"), null=True, blank=True)
+    run_started_at = models.DateTimeField(_("run started at"), null=True, blank=True)
+    run_as_of = models.DateField(_("run business date"), null=True, blank=True)  # of the run in progress
+
+    class Meta:
+        verbose_name = _("expiry watermark")
+        verbose_name_plural = _("expiry watermarks")
 
     def __str__(self):
         return f"expiry from {self.closed_before} (reopened from {self.reopened_from})"

@@ -101,11 +101,13 @@ class Migration(migrations.Migration):
             name="ExpiryWatermark",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("closed_before", models.DateTimeField(blank=True, null=True)),
-                ("reopened_from", models.DateTimeField(blank=True, null=True)),
-                ("run_from", models.DateTimeField(blank=True, null=True)),
-                ("run_started_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_before", models.DateTimeField(blank=True, null=True, verbose_name="closed before")),
+                ("reopened_from", models.DateTimeField(blank=True, null=True, verbose_name="reopened from")),
+                ("run_from", models.DateTimeField(blank=True, null=True, verbose_name="run reads from")),
+                ("run_started_at", models.DateTimeField(blank=True, null=True, verbose_name="run started at")),
+                ("run_as_of", models.DateField(blank=True, null=True, verbose_name="run business date")),
             ],
+            options={"verbose_name": "expiry watermark", "verbose_name_plural": "expiry watermarks"},
         ),
         migrations.AddField(
             model_name="pointslot",

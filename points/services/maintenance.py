@@ -195,19 +195,21 @@ def expire_prepare(as_of, params=None):
         mark, _ = ExpiryWatermark.objects.select_for_update().get_or_create(pk=1)
         unbounded = mark.closed_before is None or (mark.run_started_at is not None and mark.run_from is None)
         floor = None if unbounded else _least(mark.closed_before, mark.reopened_from, mark.run_from)
-        mark.run_from, mark.run_started_at, mark.reopened_from = floor, timezone.now(), None
+        mark.run_from, mark.run_started_at, mark.run_as_of, mark.reopened_from = floor, timezone.now(), as_of, None
         mark.save()
 
 
 def expire_finish(as_of, params=None):
     """After the last chunk (the finishing transaction): every lot expiring by the cutoff that the run saw is
-    closed, or its expiry is in reopened_from (a late lot, or one of a member already expired for this date)."""
+    closed, or its expiry is in reopened_from (a late lot, or one of a member already expired for this date).
+    A run whose start was overtaken by another date's run (a crashed run resumed later) leaves the watermark to
+    that run: its own chunks read from that run's floor, which is no later than its own."""
     mark = ExpiryWatermark.objects.select_for_update().filter(pk=1).first()
-    if mark is None or mark.run_started_at is None:
+    if mark is None or mark.run_started_at is None or mark.run_as_of != as_of:
         return {}
     reached = min(end_of_business_day(as_of) + timedelta(microseconds=1), mark.run_started_at)
     mark.closed_before = max(mark.run_from, reached) if mark.run_from is not None else reached
-    mark.run_from = mark.run_started_at = None
+    mark.run_from = mark.run_started_at = mark.run_as_of = None
     mark.save()
     return {}
 

@@ -34,6 +34,7 @@ def reach(as_of):
 
 def watermark():
     mark = ExpiryWatermark.objects.get()
+    assert (mark.run_started_at is None) == (mark.run_as_of is None)
     return (mark.closed_before, mark.reopened_from, mark.run_from, mark.run_started_at)
 
 
@@ -266,3 +267,26 @@ def test_a_run_starting_while_a_late_lot_is_being_written_waits_for_it_and_reads
     with time_machine.travel(at(2026, 3, 3, 0, 30), tick=False):
         maintenance.expire_prepare(date(2026, 3, 2))
     assert watermark() == (at(2026, 3, 2), None, at(2026, 1, 1), at(2026, 3, 3, 0, 30))
+
+
+def test_a_crashed_run_finishing_after_the_next_dates_run_began_leaves_the_watermark_to_that_run(member):
+    with time_machine.travel(at(2025, 3, 1, 12), tick=False):
+        adjust(member, 40)  # last valid day 2026-03-01
+    expire(date(2026, 2, 27))
+    with time_machine.travel(at(2026, 3, 1, 0, 30), tick=False):
+        maintenance.expire_prepare(date(2026, 2, 28))  # the run for 02-28 stops here (a crash)
+    with time_machine.travel(at(2026, 3, 2, 0, 30), tick=False):
+        maintenance.expire_prepare(date(2026, 3, 1))  # the next night's run starts
+        with transaction.atomic():
+            maintenance.expire_finish(date(2026, 2, 28))  # the 02-28 run resumed and finished: no change
+    assert watermark() == (reach(date(2026, 2, 27)), None, reach(date(2026, 2, 27)), at(2026, 3, 2, 0, 30))
+    assert maintenance.expiry_floor() == reach(date(2026, 2, 27))
+    with time_machine.travel(at(2026, 3, 2, 0, 30), tick=False):
+        low, high = maintenance.expire_bounds(date(2026, 3, 1))
+        with transaction.atomic():
+            maintenance.expire_chunk(low, high + 1, date(2026, 3, 1), at(2026, 3, 2, 0, 30))
+        with transaction.atomic():
+            maintenance.expire_finish(date(2026, 3, 1))
+    assert watermark() == (reach(date(2026, 3, 1)), None, None, None)
+    assert expiries(member) == [(-40, 0, "expiry:2026-03-01")]
+    assert_ledger_consistent()
