@@ -91,7 +91,7 @@ MIDDLEWARE = [
     "loyalty.api.DatabaseTimeoutsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),  # runserver serves static in dev
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "loyalty.middleware.LazySessionMiddleware",  # Django's; without a session cookie, the store made on first use
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
