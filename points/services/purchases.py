@@ -176,8 +176,9 @@ def preview_purchase(*, member, amount, store=None, channel="offline", occurred_
     return {"points": _points_block(award, now), **extra}
 
 
-# A new purchase's id, taken in the opening round trip (PostgreSQL: the row is inserted at the end).
-PURCHASE_ID_SQL = f"SELECT nextval(pg_get_serial_sequence('{Purchase._meta.db_table}', 'id'))"
+# A new purchase's id, taken with the idempotency claim in the opening round trip (PostgreSQL: the row is
+# inserted at the end).
+PURCHASE_ID = f"nextval(pg_get_serial_sequence('{Purchase._meta.db_table}', 'id'))"
 
 
 class _ReferrerFirst(Exception):
@@ -384,7 +385,13 @@ def _open_purchase(*, source, order_no, fingerprint, member_id, account_ids):
     order as if each had waited (a replay answers before anything else is looked at)."""
     ids = sorted(set(account_ids))
     with batch.pipelined():
-        claim_sent = idempotency.send_claim(scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
+        # On the fast path the claim also takes the new order's id from its sequence (its row is written last).
+        claim_sent = idempotency.send_claim(
+            scope=f"purchase:{source}",
+            key=order_no,
+            fingerprint=fingerprint,
+            returning=PURCHASE_ID if batch.fast() else "",
+        )
         recorded_sent = batch.select(
             Purchase, "source = %s AND order_no = %s", [source, order_no], fields=["id", "created_at"], limit=1
         )
@@ -398,14 +405,13 @@ def _open_purchase(*, source, order_no, fingerprint, member_id, account_ids):
         member_sent = batch.select(Member, "id = %s", [member_id])
         deduction_sent = batch.select(Deduction, "source = %s AND order_no = %s", [source, order_no], limit=1)
         locked_reads = hooks.send_locked_reads(member_id)  # her tier row (tiers), locked after the account
-        id_sent = batch.send(PURCHASE_ID_SQL, []) if batch.fast() else None
-        claim_sent.rows()  # the first answer read sends them all
+        claimed = claim_sent.one()  # the first answer read sends them all
         recorded, accounts, members, deductions = [
             sent.models() for sent in (recorded_sent, accounts_sent, member_sent, deduction_sent)
         ]
         member = members[0] if members else None
         hooks.keep_locked_reads(locked_reads, member, account_locked=member_id in {a.member_id for a in accounts})
-        purchase_id = id_sent.one()[0] if id_sent is not None else None
+        purchase_id = claimed[1] if claimed and batch.fast() else None  # None too for a replay
     claim = idempotency.claim_from(claim_sent, scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
     return _Opened(
         claim=claim,
