@@ -156,6 +156,38 @@ def execute(sql, params):
         return cursor.rowcount
 
 
+def execute_all(statements):
+    """Statements without rows ((sql, params) each), in order: on PostgreSQL in one round trip (pipeline mode; an
+    error raises when the block ends, as a statement's would), elsewhere one after the other."""
+    if not fast():
+        for sql, params in statements:
+            execute(sql, params)
+        return
+    cursors = []
+    try:
+        with pipelined():
+            for sql, params in statements:
+                cursor = connection.cursor()
+                cursors.append(cursor)
+                cursor.execute(sql, params)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def combined(items):
+    """Data-modifying statements ((sql, params) or (sql, params, name): a named one is read by a later one, as
+    `deferring()` keeps them) as one statement: the last as the main statement, the others as its CTEs (c<n> or
+    their name). (sql, params)."""
+    *ctes, (last_sql, last_params, *name) = items
+    if name:  # a named statement is read by a later one: never last, but be safe
+        ctes, last_sql, last_params = [*ctes, (last_sql, last_params, *name)], "SELECT 1", []
+    if not ctes:
+        return last_sql, list(last_params)
+    sql = "WITH " + ", ".join(f"{cte[2] if len(cte) > 2 else f'c{n}'} AS ({cte[0]})" for n, cte in enumerate(ctes))
+    return f"{sql} {last_sql}", [*(value for cte in ctes for value in cte[1]), *last_params]
+
+
 def update_values(instance, field_names):
     """`(assignments, params)` for an UPDATE of these fields of `instance` as save(update_fields=...) writes them
     (pre_save first: auto_now columns take the time now)."""

@@ -425,9 +425,14 @@ def _open_purchase(*, source, order_no, fingerprint, member_id, account_ids):
 
 
 def _finish_purchase(purchase, accounts, claim, result, deferred=()):
-    """A purchase's last writes: the order with its points, the locked accounts' balances, the answer kept for
-    retries. On PostgreSQL with one account: one statement (data-modifying CTEs), the order's row inserted there
-    (not written before: see _record_purchase); else the order's points updated, then one statement each."""
+    """A purchase's last writes: the writes kept by batch.deferring() (`deferred`), the order with its points, the
+    locked accounts' balances, the answer kept for retries. On PostgreSQL with one account: one round trip of two
+    statements (data-modifying CTEs: the kept writes; then the order's row, inserted there, not written before,
+    see _record_purchase, the answer and the balances); else the order's points updated, then one statement each.
+
+    Two statements, not one: psycopg parses a statement's placeholders once per process only when it has at most
+    50 parameters (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS); all of them in one would have about 60, parsed
+    again on every purchase."""
     if not batch.fast() or len(accounts) != 1:
         purchase.save(update_fields=["points_awarded", "points_used"])
         for locked in accounts.values():
@@ -441,7 +446,8 @@ def _finish_purchase(purchase, accounts, claim, result, deferred=()):
         f"VALUES ({', '.join(['%s'] * (len(params) + 1))})",
         [purchase.pk, *params],
     )
-    batch.execute(*finishing_statement(account, claim, result, before=[*deferred, the_order]))
+    last = finishing_statement(account, claim, result, before=[the_order])
+    batch.execute_all([batch.combined(deferred), last] if deferred else [last])
     purchase._state.adding, purchase._state.db = False, connection.alias
 
 
