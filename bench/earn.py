@@ -325,6 +325,7 @@ PYSPY_BUCKETS = [
     ("ORM: SQL compile (as_sql)", "as_sql (django/db/models/sql/compiler.py"),
     ("psycopg cursor.execute (Python side)", "execute (psycopg/cursor.py"),
     ("connection health check (SELECT 1)", "is_usable (django/db/backends/postgresql/base.py"),
+    ("connection health check (socket poll first)", "close_if_health_check_failed (loyalty/backends/postgresql/"),
     ("COMMIT", "commit (psycopg/connection.py"),
 ]
 

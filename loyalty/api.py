@@ -17,8 +17,8 @@ from django.db import InterfaceError, OperationalError
 from django.db.backends.signals import connection_created
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.utils.functional import cached_property
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views import defaults as django_defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, parsers, permissions, renderers, serializers
@@ -340,21 +340,26 @@ class SharedFieldsSerializer(serializers.Serializer):
     test_input_validation.py compares both ways over random bodies).
 
     For input serializers only, whose fields nobody changes per instance and whose validation reads neither the
-    context nor `partial`: an instance made with a context or partial=True takes its own copies, as DRF does."""
+    context nor `partial`: an instance made with a context or partial=True takes its own copies, as DRF does.
+
+    One set per language: DRF's length and range messages (`lazy_format`) keep the text of their first rendering,
+    so fields shared across languages would answer every later request in the language of the first error."""
 
     @cached_property
     def fields(self):
         if self.partial or self._context:
             return super().fields
         cls = type(self)
-        shared = cls.__dict__.get("_shared_fields")
+        language = get_language()
+        shared = cls.__dict__.get("_shared_fields", {}).get(language)
         if shared is None:
             with _shared_fields_lock:
-                shared = cls.__dict__.get("_shared_fields")
+                by_language = cls.__dict__.get("_shared_fields", {})
+                shared = by_language.get(language)
                 if shared is None:
                     # Bound to a template instance of the class (no data, no context), never to a request's.
                     shared = serializers.Serializer.fields.func(cls())
-                    cls._shared_fields = shared
+                    cls._shared_fields = {**by_language, language: shared}
         return shared
 
 

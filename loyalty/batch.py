@@ -7,6 +7,7 @@ PostgreSQL and compare what they wrote (tests/points/test_fast_path.py).
 `FAST_PATH` switches the PostgreSQL transport off (that test does; so can an operator, to compare)."""
 
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
@@ -47,8 +48,8 @@ class Pending:
     model instances of them as the ORM would (its database converters applied). Read every Pending sent inside
     `pipelined()`, in the order sent."""
 
-    def __init__(self, sql, params, model=None, fields=None):
-        self.model, self.fields = model, fields
+    def __init__(self, sql, params, model=None, fields=None, columns=None):
+        self.model, self.fields, self._columns = model, fields, columns
         self.cursor = connection.cursor()
         self.cursor.execute(sql, params)
         self._rows = None
@@ -68,12 +69,17 @@ class Pending:
         return [tuple(values) for values in self._converted()]
 
     def models(self):
-        names, _ = _columns(self.model, self.fields)
+        names, _ = self._columns_info()
         alias = connection.alias
         return [self.model.from_db(alias, names, values) for values in self._converted()]
 
+    def _columns_info(self):
+        if self._columns is None:
+            self._columns = _columns(self.model, self.fields)
+        return self._columns
+
     def _converted(self):
-        _, converters = _columns(self.model, self.fields)
+        _, converters = self._columns_info()
         if not converters:  # no column needs converting (most on PostgreSQL): the driver's values as they are
             yield from self.rows()
             return
@@ -107,20 +113,33 @@ def _columns(model, fields):
     return found
 
 
+_select_cache = {}
+SELECT_CACHE_SIZE = 512
+
+
 def select(model, where, params, *, fields=None, order_by="", limit=None, lock=False):
     """SELECT the columns of `fields` (names; default: every column) of `model` WHERE `where` (its own columns,
-    unqualified), sent now: a Pending. `lock`: True for FOR UPDATE, "no_key" for FOR NO KEY UPDATE (PostgreSQL)."""
-    meta = model._meta
-    fields = [meta.get_field(name) for name in fields] if fields else list(meta.concrete_fields)
-    quote = connection.ops.quote_name
-    sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(model._meta.db_table)} WHERE {where}"  # noqa: S608 - our columns
-    if order_by:
-        sql += f" ORDER BY {order_by}"
-    if limit:
-        sql += f" LIMIT {int(limit)}"
-    if lock:
-        sql = for_update(sql, no_key=lock == "no_key")
-    return Pending(sql, params, model, fields)
+    unqualified), sent now: a Pending. `lock`: True for FOR UPDATE, "no_key" for FOR NO KEY UPDATE (PostgreSQL).
+    The statement's text and its columns' converters are worked out once per process for each shape (the first
+    SELECT_CACHE_SIZE shapes)."""
+    key = (connection.alias, connection.vendor, model, where, tuple(fields or ()), order_by, limit, lock)
+    found = _select_cache.get(key)
+    if found is None:
+        meta = model._meta
+        fields = [meta.get_field(name) for name in fields] if fields else list(meta.concrete_fields)
+        quote = connection.ops.quote_name
+        sql = f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(model._meta.db_table)} WHERE {where}"  # noqa: S608 - our columns
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        if lock:
+            sql = for_update(sql, no_key=lock == "no_key")
+        found = (sql, fields, _columns(model, fields))
+        if len(_select_cache) < SELECT_CACHE_SIZE:  # a job's `IN (...)` of every chunk size is not kept for ever
+            _select_cache[key] = found
+    sql, fields, columns = found
+    return Pending(sql, params, model, fields, columns)
 
 
 def send(sql, params, *, model=None, fields=None):
@@ -135,6 +154,38 @@ def execute(sql, params):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def execute_all(statements):
+    """Statements without rows ((sql, params) each), in order: on PostgreSQL in one round trip (pipeline mode; an
+    error raises when the block ends, as a statement's would), elsewhere one after the other."""
+    if not fast():
+        for sql, params in statements:
+            execute(sql, params)
+        return
+    cursors = []
+    try:
+        with pipelined():
+            for sql, params in statements:
+                cursor = connection.cursor()
+                cursors.append(cursor)
+                cursor.execute(sql, params)
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def combined(items):
+    """Data-modifying statements ((sql, params) or (sql, params, name): a named one is read by a later one, as
+    `deferring()` keeps them) as one statement: the last as the main statement, the others as its CTEs (c<n> or
+    their name). (sql, params)."""
+    *ctes, (last_sql, last_params, *name) = items
+    if name:  # a named statement is read by a later one: never last, but be safe
+        ctes, last_sql, last_params = [*ctes, (last_sql, last_params, *name)], "SELECT 1", []
+    if not ctes:
+        return last_sql, list(last_params)
+    sql = "WITH " + ", ".join(f"{cte[2] if len(cte) > 2 else f'c{n}'} AS ({cte[0]})" for n, cte in enumerate(ctes))
+    return f"{sql} {last_sql}", [*(value for cte in ctes for value in cte[1]), *last_params]
 
 
 def update_values(instance, field_names):
@@ -164,16 +215,49 @@ def insert_columns(instance, exclude=()):
     return list(columns), [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
 
 
+_deferred = ContextVar("batch.deferred", default=None)
+
+
+@contextmanager
+def deferring():
+    """Inside it, on PostgreSQL, `insert` of a row whose primary key is already known (not generated: nothing to
+    wait for) and `update` are not sent but kept, in order, in the list it yields: the service sends them as
+    data-modifying CTEs of its last statement (one round trip less each). Use it only around code after which
+    nothing reads those rows before that statement. Elsewhere (or FAST_PATH off) it yields None and changes
+    nothing."""
+    if not fast():
+        yield None
+        return
+    statements = []
+    token = _deferred.set(statements)
+    try:
+        yield statements
+    finally:
+        _deferred.reset(token)
+
+
 def insert(instance):
     """INSERT `instance` as save(force_insert=True) does (pre_save first; it gets its id), as one raw statement on
     PostgreSQL: no ORM query built and compiled on a hot path. Elsewhere save(force_insert=True). For models with
-    no save() of their own and no signal receivers (none of the hot path's have either)."""
+    no save() of their own and no signal receivers (none of the hot path's have either). Inside `deferring()`, a
+    row with a given primary key is kept for the service's last statement."""
     if not fast():
         instance.save(force_insert=True)
         return instance
     meta = instance._meta
     quote = connection.ops.quote_name
     columns, params = insert_columns(instance)
+    deferred = _deferred.get()
+    if deferred is not None and meta.auto_field is None and instance.pk is not None:
+        deferred.append(
+            (
+                f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - our table and columns
+                f"VALUES ({', '.join(['%s'] * len(params))})",
+                params,
+            )
+        )
+        instance._state.adding, instance._state.db = False, connection.alias
+        return instance
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - our table and columns
         f"VALUES ({', '.join(['%s'] * len(params))}) RETURNING {quote(meta.pk.column)}"
@@ -188,7 +272,8 @@ def insert(instance):
 def update(instance, field_names):
     """UPDATE these fields of `instance` (a saved row) as save(update_fields=...) does (pre_save first: auto_now
     columns take the time now), as one raw statement on PostgreSQL; elsewhere save(update_fields=...). Like save(),
-    DatabaseError when no row was updated."""
+    DatabaseError when no row was updated (not checked for an update kept by `deferring()`: use it for rows the
+    service holds locked)."""
     if not fast():
         instance.save(update_fields=field_names)
         return
@@ -196,13 +281,20 @@ def update(instance, field_names):
     quote = connection.ops.quote_name
     assignments, params = update_values(instance, field_names)
     sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - ours
+    deferred = _deferred.get()
+    if deferred is not None:  # a row the service holds locked: it is there when its last statement runs
+        deferred.append((sql, [*params, instance.pk]))
+        return
     if execute(sql, [*params, instance.pk]) == 0:
         raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
-def insert_linked(parent, child, link):
+def insert_linked(parent, child, link, *, defer=False):
     """INSERT `parent`, then `child` pointing at it by its field `link`, in one statement on PostgreSQL (a
-    data-modifying CTE); elsewhere save(force_insert=True) each. Both get their ids, as after save()."""
+    data-modifying CTE); elsewhere save(force_insert=True) each. Both get their ids, as after save().
+
+    `defer`: inside `deferring()` (PostgreSQL), the two INSERTs are kept as two named CTEs for the service's last
+    statement instead, and neither gets its id: for a caller that reads neither id (nor the rows) afterwards."""
     if not fast():
         parent.save(force_insert=True)
         setattr(child, link, parent)
@@ -213,6 +305,26 @@ def insert_linked(parent, child, link):
     child_columns, child_params = insert_columns(child, exclude=[link])
     link_column = quote(child._meta.get_field(link).column)
     parent_table, child_table = quote(parent._meta.db_table), quote(child._meta.db_table)
+    deferred = _deferred.get() if defer else None
+    if deferred is not None:
+        name = f"linked{len(deferred)}"
+        deferred.append(
+            (
+                f"INSERT INTO {parent_table} ({', '.join(parent_columns)}) "  # noqa: S608 - our tables
+                f"VALUES ({', '.join(['%s'] * len(parent_params))}) RETURNING id",
+                parent_params,
+                name,
+            )
+        )
+        deferred.append(
+            (
+                f"INSERT INTO {child_table} ({', '.join(child_columns)}, {link_column}) "  # noqa: S608 - ours
+                f"VALUES ({', '.join(['%s'] * len(child_params))}, (SELECT id FROM {name}))",
+                child_params,
+            )
+        )
+        setattr(child, link, parent)
+        return
     sql = (
         f"WITH parent AS (INSERT INTO {parent_table} ({', '.join(parent_columns)}) "  # noqa: S608 - our tables
         f"VALUES ({', '.join(['%s'] * len(parent_params))}) RETURNING id) "

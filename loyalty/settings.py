@@ -91,12 +91,12 @@ MIDDLEWARE = [
     "loyalty.api.DatabaseTimeoutsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     *(["whitenoise.middleware.WhiteNoiseMiddleware"] if PRODUCTION else []),  # runserver serves static in dev
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "loyalty.middleware.LazySessionMiddleware",  # Django's; without a session cookie, the store made on first use
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "loyalty.middleware.LazyMessageMiddleware",  # Django's, its storage made on first use
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "loyalty.api.ApiErrorMiddleware",
 ]
@@ -127,6 +127,13 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60 if PRODUCTION else 0))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's PostgreSQL backend (psycopg 3) whose health check at a request's first query polls the connection's
+# socket instead of sending `SELECT 1` (a round trip per request), and does the round trip only when the socket
+# has something to read (the server or the pooler ended the session) or psycopg knows the connection is not idle
+# (loyalty/backends/postgresql/base.py; measured in bench/RESULTS.md; docs/SCALING.md §3).
+POSTGRESQL_ENGINE = "loyalty.backends.postgresql"
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = POSTGRESQL_ENGINE
 # How the web and workers reach PostgreSQL (docs/SCALING.md): "direct" or a pooler in session mode (the default), or
 # "transaction" for PgBouncer in transaction mode, where consecutive transactions of one Django connection may run
 # on different server sessions: no server-side cursors (QuerySet.iterator() would DECLARE a cursor that the next
@@ -136,7 +143,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASE_POOL_MODE = env.str("DATABASE_POOL_MODE", default="direct")
 if DATABASE_POOL_MODE not in ("direct", "transaction"):
     raise ImproperlyConfigured("DATABASE_POOL_MODE must be 'direct' or 'transaction'.")
-if DATABASE_POOL_MODE == "transaction" and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASE_POOL_MODE == "transaction" and DATABASES["default"]["ENGINE"] == POSTGRESQL_ENGINE:
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -147,6 +154,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 REPLICA_DATABASE_URL = env.str("REPLICA_DATABASE_URL", default="")
 if REPLICA_DATABASE_URL:
     DATABASES["replica"] = env.db_url_config(REPLICA_DATABASE_URL)
+    if DATABASES["replica"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["replica"]["ENGINE"] = POSTGRESQL_ENGINE
     DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"]["CONN_MAX_AGE"])
     DATABASES["replica"]["CONN_HEALTH_CHECKS"] = True
     for key in ("DISABLE_SERVER_SIDE_CURSORS", "OPTIONS"):

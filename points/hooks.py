@@ -55,6 +55,9 @@ _earn_modifiers = ExtensionPoint("earn_modifiers", "modifier(EarnContext) -> ext
 _earn_prefetchers = ExtensionPoint(
     "earn_prefetchers", "prefetch(member_ids) -> context manager in which modifiers read what it read for them"
 )
+_locked_reads = ExtensionPoint(
+    "locked_reads", "send(member_id) -> answer(); answer() -> keep(member): an app's rows read in an opening round trip"
+)
 _activity_listeners = ExtensionPoint("activity_listeners", "listener(Activity) -> fields merged into the result")
 _redemption_checks = ExtensionPoint("redemption_checks", "check(member, reward) raises when she may not redeem it")
 _reward_fulfillers = ExtensionPoint("reward_fulfillers", "fulfil(redemption) -> the code it handed out, or None")
@@ -79,6 +82,28 @@ def earns_prefetched(member_ids):
         for prefetch in _earn_prefetchers:
             stack.enter_context(prefetch(member_ids))
         yield
+
+
+def register_locked_read(send):
+    """`send(member_id)` sends (loyalty.batch) the statement(s) an app's hooks would send first for a member whose
+    account is locked (tiers: her tier row, locked), in the opening round trip of a write right after the account
+    lock, and returns `answer()`; `answer()` reads them (in the order sent) and returns `keep(member)`, which the
+    service calls with her row once it knows her account was locked then, so that the hooks use what was read."""
+    _locked_reads.register(send)
+
+
+def send_locked_reads(member_id):
+    """Each registered app's locked read for this member, sent now (see register_locked_read): a list of answer()."""
+    return [send(member_id) for send in _locked_reads]
+
+
+def keep_locked_reads(answers, member, *, account_locked):
+    """Read the answers of send_locked_reads in order; when `account_locked`, hand them to the hooks of `member`
+    (else they are dropped and the hooks read again, under the lock the service takes then)."""
+    keeps = [answer() for answer in answers]
+    if account_locked and member is not None:
+        for keep in keeps:
+            keep(member)
 
 
 def register_activity_listener(listener):

@@ -16,6 +16,7 @@ class TiersConfig(AppConfig):
         hooks.register_activity_listener(services.on_activity)
         hooks.register_earn_modifier(services.tier_multiplier_lines)
         hooks.register_earn_prefetcher(services.tiers_prefetched)
+        hooks.register_locked_read(services.send_tier_lock)
         hooks.register_redemption_check(services.check_reward_tier)
         register_member_field(
             MemberField(

@@ -25,6 +25,7 @@ from loyalty.config_cache import cached
 from loyalty.errors import DomainError, NotFoundError
 from loyalty.versions import add, change_in_place, check_no_overlap, only, version_start
 from members.models import MemberTag
+from points.models import PointsAccount
 from tiers.messages import notify_upgrade
 from tiers.models import GrowthEntry, GrowthPolicy, MemberTier, Tier, TierChange
 
@@ -96,6 +97,27 @@ def lock_member_tiers(member_ids):
         MemberTier, f"member_id IN ({', '.join(['%s'] * len(ids))})", ids, order_by="member_id", lock="no_key"
     ).models()
     return {row.member_id: row for row in rows}
+
+
+def send_tier_lock(member_id):
+    """points.hooks' locked read: her tier row locked as lock_member_tiers locks it, sent in a write's opening
+    round trip right after her points account's lock. The statement locks her account itself first (FOR UPDATE,
+    as lock_accounts: already held by this transaction when the statement before found it, so no wait), then the
+    tier row, so step 1 comes before step 2 even when her account was committed by another transaction between
+    the two statements (each statement has its own snapshot) or does not exist (then nothing is locked). The
+    answer keeps the row for _locked_tier_row, as the earn modifier would (one statement less after the opening)."""
+    account_lock = batch.for_update(
+        f"SELECT member_id FROM {PointsAccount._meta.db_table} WHERE member_id = %s"  # noqa: S608 - our table
+    )
+    sent = batch.select(
+        MemberTier, f"member_id = %s AND member_id IN ({account_lock})", [member_id, member_id], lock="no_key"
+    )
+
+    def answer():
+        rows = sent.models()
+        return lambda member: _keep_tier_row(member, rows[0] if rows else None)
+
+    return answer
 
 
 def growth_policy_for(member_id, at):
@@ -326,7 +348,7 @@ def _tier_for_earn(context):
     prefetched = _prefetched_rows.get()
     if context.preview or (prefetched is not None and member.pk in prefetched[0]):
         return current_tier(member.pk)
-    row = lock_member_tiers([member.pk]).get(member.pk)
+    row = _locked_tier_row(member)
     _keep_tier_row(member, row)
     return tier_of(row), row
 

@@ -67,10 +67,13 @@ CLAIM_SQL = (
 )
 
 
-def send_claim(*, scope, key, fingerprint):
+def send_claim(*, scope, key, fingerprint, returning=""):
     """claim()'s INSERT, sent (loyalty.batch: inside `pipelined()` answered with the statements after it);
-    `claim_from` reads its answer."""
-    return batch.send(CLAIM_SQL, [scope, key, fingerprint, timezone.now()])
+    `claim_from` reads its answer. `returning`: more values to return after the record's id when the key is
+    claimed (SQL expressions of ours, e.g. a new purchase's id from its sequence)."""
+    return batch.send(
+        f"{CLAIM_SQL}, {returning}" if returning else CLAIM_SQL, [scope, key, fingerprint, timezone.now()]
+    )
 
 
 def claim_from(sent, *, scope, key, fingerprint):

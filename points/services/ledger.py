@@ -319,12 +319,16 @@ def earn(
     was_in_debt = account.available < 0
     entry, pending = _earn_entry(earning, actor=actor, kind=kind, now=now)
     lot = _earn_lot(earning, entry, pending, now)
-    batch.insert_linked(entry, lot, "entry")  # one statement on PostgreSQL
-    note_late_lots([lot])
+    settles = not pending and was_in_debt
+    event = kind == EntryKind.EARN and events.wanted("points.earned")
+    # One statement on PostgreSQL; inside batch.deferring() (a purchase), kept for the service's last statement
+    # when nothing here reads the rows or their ids (no debt to settle from the lot, no event naming the entry).
+    batch.insert_linked(entry, lot, "entry", defer=not (settles or event))
+    note_late_lots([lot])  # a round trip only for a lot expiring within a day (an import of an old order)
     account.lifetime_earned += points
-    if not pending and was_in_debt:
+    if settles:
         settle_debt(account, entry)
-    if kind == EntryKind.EARN:  # adjustments report themselves as points.adjusted
+    if event:  # adjustments report themselves as points.adjusted
         events.emit("points.earned", _earned_event(earning, entry, pending), member_id=account.member_id)
     return entry, lot
 

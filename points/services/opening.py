@@ -72,7 +72,7 @@ def finish_locked(account, claim, result, status_code=201):
 
 def finishing_statement(account, claim, result, *, status_code=201, before=()):
     """The fast path's last statement of a write that locked one account: `before` (data-modifying statements of
-    the caller, as (sql, params), e.g. a purchase's points on its row), the answer kept for retries and the
+    the caller, as (sql, params) or (sql, params, name), e.g. a purchase's row), the answer kept for retries and the
     account's balances, as data-modifying CTEs of one UPDATE. Returns (sql, params) for batch.execute."""
     ctes = [
         *before,
@@ -84,6 +84,8 @@ def finishing_statement(account, claim, result, *, status_code=201, before=()):
     assignments, params = batch.update_values(
         account, [f.name for f in PointsAccount._meta.concrete_fields if not f.primary_key]
     )
-    sql = "WITH " + ", ".join(f"c{n} AS ({cte_sql})" for n, (cte_sql, _params) in enumerate(ctes))
+    # Each CTE is c<n>, or the name its (sql, params, name) gives (one that a later CTE reads: loyalty.batch's
+    # deferred insert_linked).
+    sql = "WITH " + ", ".join(f"{cte[2] if len(cte) > 2 else f'c{n}'} AS ({cte[0]})" for n, cte in enumerate(ctes))
     sql += f" UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"  # noqa: S608
-    return sql, [*(value for _sql, cte_params in ctes for value in cte_params), *params, account.member_id]
+    return sql, [*(value for cte in ctes for value in cte[1]), *params, account.member_id]

@@ -1,10 +1,11 @@
 """Purchases and refunds with their points: one durable transaction each, idempotent on order_no / refund_no."""
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -175,6 +176,11 @@ def preview_purchase(*, member, amount, store=None, channel="offline", occurred_
     return {"points": _points_block(award, now), **extra}
 
 
+# A new purchase's id, taken with the idempotency claim in the opening round trip (PostgreSQL: the row is
+# inserted at the end).
+PURCHASE_ID = f"nextval(pg_get_serial_sequence('{Purchase._meta.db_table}', 'id'))"
+
+
 class _ReferrerFirst(Exception):
     """Raised inside a purchase's transaction when the referrer's account, with the lower id, must be locked
     before the member's: the transaction rolls back and starts again with both locked in id order."""
@@ -263,17 +269,23 @@ def _record_purchase(
         referrer_id = _lock_referrer(member, accounts)
         account = accounts[member.pk]
         policy = current_policy(now)
-        purchase = batch.insert(
-            Purchase(
-                member=member,
-                store=store,
-                source=source,
-                order_no=order_no,
-                channel=channel,
-                occurred_at=occurred_at,
-                amount=amount,
-            )
+        purchase = Purchase(
+            member=member,
+            store=store,
+            source=source,
+            order_no=order_no,
+            channel=channel,
+            occurred_at=occurred_at,
+            amount=amount,
         )
+        if opened.purchase_id is not None and len(accounts) == 1:
+            # PostgreSQL, one account: the row is written last, in _finish_purchase's statement, with its award
+            # (one INSERT instead of an INSERT now and an UPDATE at the end). Its id was taken from the table's
+            # sequence in the opening round trip; the rows written before it that point at it (lot, lines,
+            # campaign awards) are checked at COMMIT (Django's foreign keys are DEFERRABLE INITIALLY DEFERRED).
+            purchase.pk = opened.purchase_id
+        else:
+            batch.insert(purchase)
         PurchaseLine.objects.bulk_create([PurchaseLine(purchase=purchase, **line) for line in lines])
         if points_used:
             deduction = use_points_as_cash(
@@ -293,6 +305,9 @@ def _record_purchase(
             deduction = _earlier_deduction(policy, opened.deduction, member=member, amount=amount)
         paid = amount - deduction.amount if deduction else amount
         purchase.points_used = deduction.points if deduction else 0
+        # Writes that nothing reads before the end (the earn's entry and lot, her tier row: tiers' listener) go
+        # with the last statement on the fast path (the order's row is written there: see _finish_purchase).
+        deferring = batch.deferring() if purchase._state.adding else nullcontext()
         award = _purchase_award(
             account,
             member=member,
@@ -306,28 +321,29 @@ def _record_purchase(
             purchase=purchase,
             actor=actor,
         )
-        if award.points > 0:
-            earn(
-                account,
-                points=award.points,
-                actor=actor,
-                available_at=award.available_at,
-                expires_at=expires_at_for(policy, occurred_at),
-                reason="purchase",
-                reference=order_no,
-                breakdown=award.breakdown,
-                purchase=purchase,
-                now=now,
-                store_id=purchase.store_id,
-                channel=purchase.channel,
+        with deferring as deferred:
+            if award.points > 0:
+                earn(
+                    account,
+                    points=award.points,
+                    actor=actor,
+                    available_at=award.available_at,
+                    expires_at=expires_at_for(policy, occurred_at),
+                    reason="purchase",
+                    reference=order_no,
+                    breakdown=award.breakdown,
+                    purchase=purchase,
+                    now=now,
+                    store_id=purchase.store_id,
+                    channel=purchase.channel,
+                )
+            purchase.points_awarded = award.points
+            if referrer_id:
+                _referral_bonus(accounts[referrer_id], referee=member, policy=policy, actor=actor, now=now)
+            extra = hooks.activity_fields(
+                hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at, purchase=purchase, amount=paid),
+                {"growth_awarded": 0, "tier_change": None},
             )
-        purchase.points_awarded = award.points
-        if referrer_id:
-            _referral_bonus(accounts[referrer_id], referee=member, policy=policy, actor=actor, now=now)
-        extra = hooks.activity_fields(
-            hooks.Activity(kind="purchase", member=member, occurred_at=occurred_at, purchase=purchase, amount=paid),
-            {"growth_awarded": 0, "tier_change": None},
-        )
         result = {
             "id": str(purchase.pk),
             "order_no": order_no,
@@ -337,7 +353,7 @@ def _record_purchase(
             "points_used": {"points": points_used, "amount": f"{amount - paid:.2f}"} if points_used else None,
             **extra,
         }
-        _finish_purchase(purchase, accounts, claim, result)
+        _finish_purchase(purchase, accounts, claim, result, deferred=deferred or ())
     return Outcome(result)
 
 
@@ -351,6 +367,7 @@ class _Opened:
     account_ids: list
     member: Member | None
     deduction: Deduction | None
+    purchase_id: int | None = None
 
     def locked_accounts(self):
         """The locked accounts; a missing one is made and locked now (lock_accounts), a closed one refused."""
@@ -368,7 +385,13 @@ def _open_purchase(*, source, order_no, fingerprint, member_id, account_ids):
     order as if each had waited (a replay answers before anything else is looked at)."""
     ids = sorted(set(account_ids))
     with batch.pipelined():
-        claim_sent = idempotency.send_claim(scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
+        # On the fast path the claim also takes the new order's id from its sequence (its row is written last).
+        claim_sent = idempotency.send_claim(
+            scope=f"purchase:{source}",
+            key=order_no,
+            fingerprint=fingerprint,
+            returning=PURCHASE_ID if batch.fast() else "",
+        )
         recorded_sent = batch.select(
             Purchase, "source = %s AND order_no = %s", [source, order_no], fields=["id", "created_at"], limit=1
         )
@@ -381,24 +404,35 @@ def _open_purchase(*, source, order_no, fingerprint, member_id, account_ids):
         )
         member_sent = batch.select(Member, "id = %s", [member_id])
         deduction_sent = batch.select(Deduction, "source = %s AND order_no = %s", [source, order_no], limit=1)
-        claim_sent.rows()  # the first answer read sends them all
+        locked_reads = hooks.send_locked_reads(member_id)  # her tier row (tiers), locked after the account
+        claimed = claim_sent.one()  # the first answer read sends them all
         recorded, accounts, members, deductions = [
             sent.models() for sent in (recorded_sent, accounts_sent, member_sent, deduction_sent)
         ]
+        member = members[0] if members else None
+        hooks.keep_locked_reads(locked_reads, member, account_locked=member_id in {a.member_id for a in accounts})
+        purchase_id = claimed[1] if claimed and batch.fast() else None  # None too for a replay
     claim = idempotency.claim_from(claim_sent, scope=f"purchase:{source}", key=order_no, fingerprint=fingerprint)
     return _Opened(
         claim=claim,
         recorded=(recorded[0].pk, recorded[0].created_at) if recorded else None,
         accounts={account.member_id: account for account in accounts},
         account_ids=ids,
-        member=members[0] if members else None,
+        member=member,
         deduction=deductions[0] if deductions else None,
+        purchase_id=purchase_id,
     )
 
 
-def _finish_purchase(purchase, accounts, claim, result):
-    """A purchase's last writes: its points on the order, the locked accounts' balances, the answer kept for
-    retries. On PostgreSQL with one account: one statement (data-modifying CTEs); else one statement each."""
+def _finish_purchase(purchase, accounts, claim, result, deferred=()):
+    """A purchase's last writes: the writes kept by batch.deferring() (`deferred`), the order with its points, the
+    locked accounts' balances, the answer kept for retries. On PostgreSQL with one account: one round trip of two
+    statements (data-modifying CTEs: the kept writes; then the order's row, inserted there, not written before,
+    see _record_purchase, the answer and the balances); else the order's points updated, then one statement each.
+
+    Two statements, not one: psycopg parses a statement's placeholders once per process only when it has at most
+    50 parameters (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS); all of them in one would have about 60, parsed
+    again on every purchase."""
     if not batch.fast() or len(accounts) != 1:
         purchase.save(update_fields=["points_awarded", "points_used"])
         for locked in accounts.values():
@@ -406,11 +440,15 @@ def _finish_purchase(purchase, accounts, claim, result):
         idempotency.complete(claim, response=result)
         return
     (account,) = accounts.values()
-    points_on_the_order = (
-        f"UPDATE {Purchase._meta.db_table} SET points_awarded = %s, points_used = %s WHERE id = %s",  # noqa: S608
-        [purchase.points_awarded, purchase.points_used, purchase.pk],
+    columns, params = batch.insert_columns(purchase)
+    the_order = (
+        f"INSERT INTO {Purchase._meta.db_table} (id, {', '.join(columns)}) "  # noqa: S608 - our table and columns
+        f"VALUES ({', '.join(['%s'] * (len(params) + 1))})",
+        [purchase.pk, *params],
     )
-    batch.execute(*finishing_statement(account, claim, result, before=[points_on_the_order]))
+    last = finishing_statement(account, claim, result, before=[the_order])
+    batch.execute_all([batch.combined(deferred), last] if deferred else [last])
+    purchase._state.adding, purchase._state.db = False, connection.alias
 
 
 def _refuse_recorded_purchase(recorded, *, order_no):

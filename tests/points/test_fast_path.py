@@ -190,3 +190,24 @@ def test_the_fast_and_the_portable_path_write_the_same_ledger(ops, monkeypatch):
     for part in fast:
         assert fast[part] == portable[part], part
     assert_ledger_consistent()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_purchase_whose_earn_is_wanted_as_an_event_names_its_entry(fast, monkeypatch):
+    """The fast path keeps the earn's entry and lot for its last statement only when nothing reads them before:
+    with a subscription to points.earned the entry is written at once, and its event names it."""
+    from loyalty.models import OutboxEvent, WebhookSubscription
+
+    WebhookSubscription.objects.create(url="https://crm.example.com/hook", events=["points.earned"], secret="s")
+    monkeypatch.setattr(batch, "FAST_PATH", fast)
+    member = MemberFactory(home_store=StoreFactory())
+    with time_machine.travel(NOW, tick=False):
+        outcome = _purchase(member, "store:x", "E1", Decimal("120.00"))
+    entry = LedgerEntry.objects.get(member=member, reason="purchase")
+    (event,) = OutboxEvent.objects.filter(type="points.earned", member_id=member.pk)
+    assert event.data["entry"] == str(entry.pk)
+    assert event.data["points"] == entry.points == outcome.result["points"]["awarded"] > 0
+    lot = PointsLot.objects.get(entry=entry)
+    assert lot.purchase_id == int(outcome.result["id"]) == Purchase.objects.get(order_no="E1").pk
+    assert_ledger_consistent()

@@ -204,3 +204,104 @@ def test_a_context_or_partial_takes_own_copies():
     shared = PurchaseInputSerializer(data={}).fields
     assert PurchaseInputSerializer(data={}, partial=True).fields is not shared
     assert PurchaseInputSerializer(data={}, context={"request": None}).fields is not shared
+
+
+# --- The purchase's common body validated without the serializer (points.serializers.fast_purchase_input) -------
+
+near_valid = {
+    "member": st.one_of(
+        st.integers(min_value=-5, max_value=10**19),
+        st.from_regex(r"\A[0-9]{1,20}\Z"),
+        st.sampled_from(["", " 12", "12 ", "１２", "+5", "-5", "1.0", "0x1f", True, None, 12.0]),
+    ),
+    "order_no": st.one_of(
+        st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_./:-]{0,66}\Z"),
+        st.sampled_from(["", " ORD-1", "ORD-1 ", "ORD-1\n", "-bad", "a" * 64, "a" * 65, "ORD 1", 12, None, "é1"]),
+    ),
+    "amount": st.one_of(
+        st.from_regex(r"\A[0-9]{1,12}(\.[0-9]{0,3})?\Z"),
+        st.decimals(min_value=Decimal("-1"), max_value=Decimal("99999999999"), places=2).map(str),
+        st.sampled_from(["0", "0.00", "0.01", "0.001", " 5", "5 ", "1e3", "NaN", "-1", "00.10", 5, 5.5, None]),
+    ),
+    "store": st.sampled_from(["BENCH01", "NOPE", "", None, 1, "bench01", "OFF01"]),
+    "channel": st.sampled_from(["offline", "online", "app", "", "OFFLINE", None, 1, "wechat"]),
+    "points_used": st.sampled_from([0, 1, None, "0"]),
+    "lines": st.sampled_from([[], None]),
+    "occurred_at": st.sampled_from(["2026-03-10T12:00:00+08:00"]),
+    "member_no": st.sampled_from(["123"]),
+    "unknown": st.sampled_from(["x"]),
+}
+purchase_bodies = st.fixed_dictionaries(
+    {key: near_valid[key] for key in ("member", "order_no", "amount")},
+    optional={key: near_valid[key] for key in ("store", "channel", "points_used", "lines", "occurred_at", "unknown")},
+)
+
+
+def _typed(data):
+    """The validated data with each value's type and repr (Decimal('5.00') is not Decimal('5'); an enum member is
+    not its string)."""
+    return {
+        key: (type(value), repr(value) if key != "store" else value.pk if value is not None else None)
+        for key, value in data.items()
+    }
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=purchase_bodies, chinese=st.booleans())
+def test_the_fast_purchase_input_is_the_serializers(store, body, chinese):
+    from points.serializers import fast_purchase_input
+
+    StoreFactory(code="OFF01", is_active=False) if not type(store).objects.filter(code="OFF01").exists() else None
+    with translation.override("zh-hans" if chinese else "en"):
+        fast = fast_purchase_input(body)
+        reference = PurchaseInputSerializer(data=body, context={"reference": True})
+        valid = reference.is_valid()
+    if fast is None:
+        return  # the view asks the serializer: its answer, errors included
+    assert valid, (body, reference.errors)
+    assert list(fast) == list(reference.validated_data)  # same keys, same order
+    assert _typed(fast) == _typed(reference.validated_data)
+    assert fast == reference.validated_data
+
+
+def test_the_fast_purchase_input_takes_the_common_bodies(store):
+    from members.models import PurchaseChannel
+    from points.serializers import fast_purchase_input
+
+    common = {"member": "17", "order_no": "BD-1", "amount": "129.90", "store": "BENCH01", "channel": "offline"}
+    assert fast_purchase_input(common) == {
+        "member": 17,
+        "order_no": "BD-1",
+        "amount": Decimal("129.90"),
+        "store": store,
+        "channel": "offline",
+        "lines": [],
+        "points_used": 0,
+    }
+    short = fast_purchase_input({"member": 17, "order_no": "A", "amount": "5"})
+    assert short["amount"] == Decimal("5.00") and str(short["amount"]) == "5.00"
+    assert short["channel"] is PurchaseChannel.OFFLINE and "store" not in short
+    # Anything else is left to the serializer.
+    for body in (
+        {**common, "points_used": 0},
+        {**common, "store": "NOPE"},
+        {**common, "amount": 5},
+        {**common, "member": " 17"},
+        {**common, "extra": 1},
+        [common],
+    ):
+        assert fast_purchase_input(body) is None, body
+
+
+def test_an_error_rendered_in_one_language_first_does_not_stick_to_the_others(store):
+    # DRF's range and length messages keep the text of their first rendering: shared across languages, the first
+    # request's language would answer every later one.
+    body = {"member": "1", "order_no": "A", "amount": "0"}
+    answers = {}
+    for language in ("zh-hans", "en", "zh-hans"):
+        with translation.override(language):
+            shared, reference = _both(PurchaseInputSerializer, body)
+        assert shared == reference
+        answers.setdefault(language, shared)
+    assert answers["en"][1]["amount"] == ["Ensure this value is greater than or equal to 0.01."]
+    assert answers["zh-hans"][1]["amount"] != answers["en"][1]["amount"]
