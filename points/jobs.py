@@ -32,8 +32,11 @@ def register_jobs():
         JobDefinition(
             name="expire_points",
             description=_("Expire what remains of lots whose last valid day is the business date or earlier."),
+            # prepare and finish move the watermark the chunks read lots from (maintenance.expire_prepare).
+            prepare=maintenance.expire_prepare,
             bounds=lambda as_of, params: maintenance.expire_bounds(as_of),
             run_chunk=lambda as_of, start, stop, params: maintenance.expire_chunk(start, stop, as_of, timezone.now()),
+            finish=maintenance.expire_finish,
         )
     )
     register_job(

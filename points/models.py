@@ -149,7 +149,8 @@ class PointsLot(models.Model):
     to 0 by a movement; status `merged`, a debt lot stays `debt`) and opens lots with the same remaining points and
     dates on the survivor."""
 
-    member = models.ForeignKey(Member, models.PROTECT, related_name="points_lots")
+    # No index of its own: lot_member_expiry_idx starts with member_id.
+    member = models.ForeignKey(Member, models.PROTECT, related_name="points_lots", db_index=False)
     entry = models.ForeignKey(LedgerEntry, models.PROTECT, related_name="lots")
     status = models.CharField(_("status"), max_length=9, choices=LotStatus.choices)
     points = models.BigIntegerField(_("points"))
@@ -158,27 +159,35 @@ class PointsLot(models.Model):
     available_at = models.DateTimeField(_("available at"))
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     purchase = models.ForeignKey(Purchase, models.PROTECT, null=True, blank=True, related_name="points_lots")
+    # available_at while the lot is pending, NULL otherwise (a check constraint ties it to the status): what the
+    # hourly release finds pending lots by, in an index the nightly expiry never changes.
+    pending_until = models.DateTimeField(_("pending until"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("points lot")
         verbose_name_plural = _("points lots")
+        # No index names `status` or `remaining` (key, INCLUDE or predicate): PostgreSQL updates a row in place
+        # (HOT, no new index entries) only when no indexed column changes, and the nightly expiry and every spend
+        # change just those two. A spend, the expiry, the reminders and the summary's expiring dates read a member's
+        # lots by expiry from lot_member_expiry_idx; the release finds pending lots by lot_pending_until_idx.
         indexes = [
-            # Covering (remaining): the nightly expiry reads a member id range's due lots from the index alone; the
-            # lots are in time order, so a member's lots are spread over the whole table (a heap page per lot).
+            models.Index(fields=["member", "expires_at", "id"], name="lot_member_expiry_idx"),
             models.Index(
-                fields=["member", "status", "expires_at", "id"],
-                include=["remaining"],
-                name="lot_spend_order_cover_idx",
-                condition=~Q(remaining=0),
+                fields=["pending_until"], name="lot_pending_until_idx", condition=Q(pending_until__isnull=False)
             ),
-            models.Index(fields=["status", "expires_at"], name="lot_expiry_idx", condition=~Q(remaining=0)),
-            models.Index(fields=["status", "available_at"], name="lot_release_idx", condition=Q(status="pending")),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(status="debt") & Q(remaining__lte=0) & Q(points__lt=0))
                 | (~Q(status="debt") & Q(remaining__gte=0) & Q(remaining__lte=models.F("points"))),
                 name="lot_remaining_within_points",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status="pending") & Q(pending_until__isnull=False) & Q(pending_until=models.F("available_at"))
+                )
+                | (~Q(status="pending") & Q(pending_until__isnull=True)),
+                name="lot_pending_until_while_pending",
             ),
         ]
 
@@ -201,6 +210,31 @@ class LotMovement(models.Model):
 
     def __str__(self):
         return f"{self.entry_id}→{self.lot_id}: {self.points:+d}"
+
+
+class ExpiryWatermark(models.Model):
+    """Where the nightly expiry starts reading lots by expiry (one row): no lot index tells an open lot from a
+    closed one (points.services.maintenance: they would stop the expiry's updates being HOT), so without this the
+    expiry would read, every night, every lot already closed on earlier nights.
+
+    Every available lot still open has expires_at >= the least of the three dates (NULL: no bound). closed_before:
+    the last completed run closed every lot expiring before it. reopened_from: lowered (LEAST) by whatever opens a
+    lot that may be behind a run (an import of old purchases, a merge, a transfer, a return, a release after the
+    lot's expiry date: ledger.note_late_lots). run_from: what the run in progress (run_started_at, for run_as_of)
+    reads from."""
+
+    closed_before = models.DateTimeField(_("closed before"), null=True, blank=True)
+    reopened_from = models.DateTimeField(_("reopened from"), null=True, blank=True)
+    run_from = models.DateTimeField(_("run reads from"), null=True, blank=True)
+    run_started_at = models.DateTimeField(_("run started at"), null=True, blank=True)
+    run_as_of = models.DateField(_("run business date"), null=True, blank=True)  # of the run in progress
+
+    class Meta:
+        verbose_name = _("expiry watermark")
+        verbose_name_plural = _("expiry watermarks")
+
+    def __str__(self):
+        return f"expiry from {self.closed_before} (reopened from {self.reopened_from})"
 
 
 class ExpiryMode(models.TextChoices):

@@ -5,11 +5,11 @@ entries, lots and movements.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.db import connection
-from django.db.models import F, Sum
+from django.db.models import Case, F, Q, Sum, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +22,7 @@ from members.services import MemberMerged
 from points.models import (
     EntryKind,
     ExpiryMode,
+    ExpiryWatermark,
     LedgerEntry,
     LotMovement,
     LotStatus,
@@ -263,6 +264,7 @@ def _earn_lot(earning, entry, pending, now):
         available_at=earning.available_at,
         expires_at=earning.expires_at,
         purchase=earning.purchase,
+        pending_until=earning.available_at if pending else None,
     )
 
 
@@ -322,6 +324,7 @@ def earn(
     # One statement on PostgreSQL; inside batch.deferring() (a purchase), kept for the service's last statement
     # when nothing here reads the rows or their ids (no debt to settle from the lot, no event naming the entry).
     batch.insert_linked(entry, lot, "entry", defer=not (settles or event))
+    note_late_lots([lot])  # a round trip only for a lot expiring within a day (an import of an old order)
     account.lifetime_earned += points
     if settles:
         settle_debt(account, entry)
@@ -350,6 +353,7 @@ def earn_many(earnings, *, actor, kind=EntryKind.EARN, now=None):
                 "points.earned",
                 [(_earned_event(item, entry, pending), item.account.member_id) for item, entry, pending in run],
             )
+        note_late_lots(lots)
         done.extend(zip(entries, lots, strict=True))
         run.clear()
 
@@ -379,6 +383,45 @@ def earn_many(earnings, *, actor, kind=EntryKind.EARN, now=None):
         run.append((earning, entry, pending))
     write_run()
     return done
+
+
+# A lot opened with an expiry before now + LATE_MARGIN may be behind a nightly expiry run (its cutoff is the end of
+# a business date that has ended, and it starts reading from no later than its own start time): it lowers the
+# watermark the next run starts from. Any later expiry is ahead of every run that could miss the lot, as long as
+# no transaction lasts longer than the margin (maintenance.expire_prepare, expire_finish).
+LATE_MARGIN = timedelta(days=1)
+
+
+def note_late_lots(lots):
+    """Lower the expiry watermark (models.ExpiryWatermark.reopened_from) to the earliest expiry of these lots that
+    are available now, if it may be behind a run (note_late_expiry). Call in the transaction that made them
+    available (created, released, merged, transferred or returned to)."""
+    note_late_expiry(
+        min(
+            (lot.expires_at for lot in lots if lot.status == LotStatus.AVAILABLE and lot.expires_at is not None),
+            default=None,
+        )
+    )
+
+
+def note_late_expiry(earliest):
+    """note_late_lots for the earliest expiry of lots just made available (None: none)."""
+    if earliest is not None and earliest < timezone.now() + LATE_MARGIN:
+        lower_expiry_watermark(earliest)
+
+
+def lower_expiry_watermark(earliest):
+    """reopened_from = LEAST(reopened_from, earliest). The row lock is held until the caller's transaction ends,
+    so an expiry run starting meanwhile (maintenance.expire_prepare locks the row) waits and then reads from there."""
+    ExpiryWatermark.objects.get_or_create(pk=1)
+    # Always an UPDATE of the row (LEAST, not a WHERE that may match nothing): its lock is what makes a run
+    # starting meanwhile wait for this transaction, whose lot it may otherwise read too early and then pass.
+    ExpiryWatermark.objects.filter(pk=1).update(
+        reopened_from=Case(
+            When(Q(reopened_from__isnull=True) | Q(reopened_from__gt=earliest), then=Value(earliest)),
+            default=F("reopened_from"),
+        )
+    )
 
 
 def settle_debt(account, entry):
@@ -570,7 +613,7 @@ def move_points(sender, receiver, *, points, actor, reason_out, reason_in, now=N
         expires_at=min(expiries, default=None),
         now=now,
     )
-    PointsLot.objects.bulk_create(
+    received = PointsLot.objects.bulk_create(
         [
             PointsLot(
                 member_id=receiver.member_id,
@@ -585,6 +628,7 @@ def move_points(sender, receiver, *, points, actor, reason_out, reason_in, now=N
             for expires_at, moved in by_expiry.items()
         ]
     )
+    note_late_lots(received)
     if was_in_debt:
         settle_debt(receiver, in_entry)
     return out_entry, in_entry
@@ -711,7 +755,7 @@ def give_back(
     for take in live:
         PointsLot.objects.filter(pk=take.lot.pk).update(remaining=F("remaining") + take.points)
     LotMovement.objects.bulk_create([LotMovement(entry=entry, lot=r.lot, points=r.points) for r in live])
-    PointsLot.objects.bulk_create(
+    reborn_lots = PointsLot.objects.bulk_create(
         [
             PointsLot(
                 member_id=account.member_id,
@@ -727,6 +771,7 @@ def give_back(
             for r in reborn
         ]
     )
+    note_late_lots([r.lot for r in live] + reborn_lots)
     if kind in (EntryKind.CANCEL,):
         account.lifetime_spent -= returned
     if expired:
@@ -759,7 +804,7 @@ def release_member_lots(account, *, now, actor="job:release_pending"):
     lot's expiry. A member who was in debt then pays it from her available lots, on the last release entry.
     maintenance.RELEASE_SQL (the set-based release) writes exactly these entries; keep the two in step."""
     lots = list(
-        PointsLot.objects.filter(member_id=account.member_id, status=LotStatus.PENDING, available_at__lte=now)
+        PointsLot.objects.filter(member_id=account.member_id, pending_until__lte=now)
         .select_related("entry")
         .order_by("available_at", "id")
     )
@@ -781,7 +826,10 @@ def release_member_lots(account, *, now, actor="job:release_pending"):
             now=now,
         )
         released += lot.remaining
-    PointsLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(status=LotStatus.AVAILABLE)
+    PointsLot.objects.filter(pk__in=[lot.pk for lot in lots]).update(status=LotStatus.AVAILABLE, pending_until=None)
+    for lot in lots:
+        lot.status = LotStatus.AVAILABLE
+    note_late_lots(lots)
     if was_in_debt and entry is not None:
         settle_debt(account, entry)
     return released

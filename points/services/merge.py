@@ -13,7 +13,7 @@ from points.models import (
     Redemption,
 )
 
-from .ledger import append_entry, lock_accounts, save_account, settle_debt
+from .ledger import append_entry, lock_accounts, note_late_lots, save_account, settle_debt
 
 LIFETIME_FIGURES = ("lifetime_earned", "lifetime_spent", "lifetime_expired")
 
@@ -62,7 +62,7 @@ def merge_points(merge):
         now=merge.now,
     )
     LotMovement.objects.bulk_create([LotMovement(entry=closing, lot=lot, points=-lot.remaining) for lot in lots])
-    PointsLot.objects.bulk_create(
+    opened = PointsLot.objects.bulk_create(
         [
             PointsLot(
                 member_id=survivor_id,
@@ -74,18 +74,20 @@ def merge_points(merge):
                 available_at=lot.available_at,
                 expires_at=lot.expires_at,
                 purchase_id=lot.purchase_id,
+                pending_until=lot.pending_until,
             )
             for lot in lots
         ]
     )
+    note_late_lots(opened)
     for lot in lots:
         lot.remaining = 0
         if lot.status != LotStatus.DEBT:  # a debt lot at 0 is a paid debt; others are marked moved
-            lot.status = LotStatus.MERGED
-    PointsLot.objects.bulk_update(lots, ["remaining", "status"])
+            lot.status, lot.pending_until = LotStatus.MERGED, None
+    PointsLot.objects.bulk_update(lots, ["remaining", "status", "pending_until"])
     # Her spent-out lots are closed too, so the nightly release and expiry never come back to her account.
     PointsLot.objects.filter(member_id=duplicate_id, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE]).update(
-        status=LotStatus.MERGED
+        status=LotStatus.MERGED, pending_until=None
     )
     if _has_debt_and_points(survivor_id):
         settle_debt(survivor, opening)

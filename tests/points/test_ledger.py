@@ -297,18 +297,17 @@ def test_expiry_of_a_chunk_whose_lots_interleave_across_members(store_a):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_expiry_chunk_locks_exactly_its_members_with_a_due_lot(store_a):
-    from points.services.maintenance import _lock_chunk_accounts
+    from points.services.maintenance import EXPIRE_LOCK_CONDITION, NO_FLOOR, _lock_chunk_accounts
 
     due, not_due, spent, next_chunk = MemberFactory.create_batch(4, home_store=store_a)
     with time_machine.travel(at(2025, 3, 1, 12), tick=False):
         for member in (due, spent, next_chunk):
             adjust(member, 30)
-        adjust(spent, -30)  # her lot spent to zero: nothing to expire, no lock
+        adjust(spent, -30)  # her lot spent to zero: nothing to expire, but the statement closes it
     with time_machine.travel(at(2025, 6, 1, 12), tick=False):
         adjust(not_due, 30)
     assert PointsLot.objects.get(member=spent).remaining == 0
     cutoff = at(2026, 3, 2, 0)
-    condition = "l.status = 'available' AND l.expires_at <= %s AND l.remaining <> 0"
     with transaction.atomic(), connection.cursor() as cursor:
-        _lock_chunk_accounts(cursor, due.pk, next_chunk.pk, condition, [cutoff])
-        assert [row[0] for row in cursor.fetchall()] == [due.pk]
+        _lock_chunk_accounts(cursor, due.pk, next_chunk.pk, EXPIRE_LOCK_CONDITION, [NO_FLOOR, cutoff])
+        assert sorted(row[0] for row in cursor.fetchall()) == sorted([due.pk, spent.pk])

@@ -55,6 +55,7 @@ def add_lots(member, entry, rng, now):
                 earned_at=now - timedelta(days=400),
                 available_at=now - timedelta(days=1),
                 expires_at=expires_at,
+                pending_until=now - timedelta(days=1) if status == LotStatus.PENDING else None,
             )
         )
     PointsLot.objects.bulk_create(lots)
