@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from dateutil.relativedelta import relativedelta
 from django.db import connection
 from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -457,12 +458,31 @@ class Take:
 SPENDABLE_FIRST = 200
 
 
+# The earliest expiry an open lot can have, on PostgreSQL (as maintenance.expiry_floor; -infinity when unbounded):
+# no lot index tells an open lot from a closed one (they would stop the nightly expiry's updates being HOT), so a
+# spend reads a member's lots by expiry from lot_member_expiry_idx and, without this bound, every lot she ever had
+# that expired or was spent to 0 before it finds her first open one. A lot below it that is open again (returned
+# to, imported late, merged, released late) lowered reopened_from in its own transaction, under the member's lock.
+SPEND_FLOOR_SQL = (
+    "COALESCE((SELECT CASE WHEN w.run_started_at IS NOT NULL THEN"
+    " CASE WHEN w.run_from IS NOT NULL THEN LEAST(w.run_from, w.reopened_from) END"
+    " WHEN w.closed_before IS NOT NULL THEN LEAST(w.closed_before, w.reopened_from) END"
+    " FROM points_expirywatermark w WHERE w.id = 1), '-infinity')"
+)
+SPENDABLE_WHERE = "member_id = %s AND status = %s AND remaining > 0"
+SPENDABLE_FROM_FLOOR = f" AND (expires_at IS NULL OR expires_at >= {SPEND_FLOOR_SQL})"
+
+
+def _spendable_where():
+    return SPENDABLE_WHERE + (SPENDABLE_FROM_FLOOR if connection.vendor == "postgresql" else "")
+
+
 def send_spendable_lots(member_id):
     """The first SPENDABLE_FIRST lots plan_spend would take from, in its order, sent now (loyalty.batch; inside
     `pipelined()` after the account lock, so read under it): pass their `models()` to spend(lots=...)."""
     return batch.select(
         PointsLot,
-        "member_id = %s AND status = %s AND remaining > 0",
+        _spendable_where(),
         [member_id, LotStatus.AVAILABLE],
         order_by="expires_at ASC NULLS LAST, id ASC",
         limit=SPENDABLE_FIRST,
@@ -484,11 +504,10 @@ def plan_spend(member_id, points, exclude_ids=(), lots=None):
         if needed == 0 or len(lots) < SPENDABLE_FIRST:
             return takes, needed
         exclude_ids = [*exclude_ids, *(lot.pk for lot in lots)]
-    rest = (
-        PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
-        .exclude(pk__in=exclude_ids)
-        .order_by(F("expires_at").asc(nulls_last=True), "id")
-    )
+    rest = PointsLot.objects.filter(member_id=member_id, status=LotStatus.AVAILABLE, remaining__gt=0)
+    if connection.vendor == "postgresql":
+        rest = rest.filter(Q(expires_at__isnull=True) | Q(expires_at__gte=RawSQL(SPEND_FLOOR_SQL, [])))  # noqa: S611 - constant
+    rest = rest.exclude(pk__in=exclude_ids).order_by(F("expires_at").asc(nulls_last=True), "id")
     for lot in rest.iterator(chunk_size=200):
         take = min(lot.remaining, needed)
         takes.append(Take(lot, take))

@@ -14,7 +14,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from loyalty.clock import end_of_business_day
 from members.services import merge_members
 from points import services
-from points.models import EntryKind, ExpiryWatermark, LedgerEntry, LotStatus, PointsLot, Reward
+from points.models import EntryKind, ExpiryWatermark, LedgerEntry, LotMovement, LotStatus, PointsLot, Reward
 from points.services import ledger, maintenance
 from tests.factories import MemberFactory
 from tests.points.helpers import adjust, assert_ledger_consistent, balances, purchase, redeem
@@ -290,3 +290,48 @@ def test_a_crashed_run_finishing_after_the_next_dates_run_began_leaves_the_water
     assert watermark() == (reach(date(2026, 3, 1)), None, None, None)
     assert expiries(member) == [(-40, 0, "expiry:2026-03-01")]
     assert_ledger_consistent()
+
+
+def spent_from(member):
+    """(lot's points, points taken) of the member's redemption movements, in order."""
+    return list(
+        LotMovement.objects.filter(entry__member=member, entry__kind=EntryKind.REDEEM)
+        .order_by("id")
+        .values_list("lot__points", "points")
+    )
+
+
+def test_a_late_lot_behind_the_watermark_is_spent_first(member, mug):
+    """A spend reads lots from the watermark on (ledger.SPEND_FLOOR_SQL on PostgreSQL); a lot opened behind it
+    lowered reopened_from, so it is still found, and taken first as the soonest to expire."""
+    with time_machine.travel(at(2025, 12, 1, 12), tick=False):
+        adjust(member, 200)  # last valid day 2026-12-01
+    assert expire(date(2026, 3, 1)) == (0, 0)
+    with time_machine.travel(at(2026, 3, 5, 10), tick=False):
+        purchase(member, "80.00", order_no="OLD1", occurred_at=at(2025, 1, 20, 15))  # lasted until 2026-01-20
+        assert watermark() == (reach(date(2026, 3, 1)), at(2026, 1, 21), None, None)
+        redeem(member, mug)
+    assert spent_from(member) == [(80, -80), (200, -20)]
+    assert balances(member) == (180, 0)
+    assert lots(member) == [(200, 180, "available", at(2026, 12, 2)), (80, 0, "available", at(2026, 1, 21))]
+    assert expire(date(2026, 3, 5)) == (0, 0)
+    assert lots(member)[1] == (80, 0, "expired", at(2026, 1, 21))
+    assert_ledger_consistent()
+
+
+@pytest.mark.postgres
+@pytest.mark.tampers_ledger
+def test_a_spend_does_not_read_lots_behind_the_watermark(member, mug):
+    """The bound is applied: a lot made open behind the watermark without lowering it (here by hand, as no
+    service does) is not seen by a spend on PostgreSQL, which takes from the next lot instead."""
+    with time_machine.travel(at(2025, 3, 1, 12), tick=False):
+        adjust(member, 40)  # last valid day 2026-03-01
+    with time_machine.travel(at(2025, 12, 1, 12), tick=False):
+        adjust(member, 200)
+    assert expire(date(2026, 3, 1)) == (1, 40)
+    old = PointsLot.objects.get(member=member, points=40)
+    PointsLot.objects.filter(pk=old.pk).update(status=LotStatus.AVAILABLE, remaining=40)
+    with time_machine.travel(at(2026, 3, 5, 10), tick=False):
+        redeem(member, mug)
+    assert spent_from(member) == [(200, -100)]
+    assert PointsLot.objects.get(pk=old.pk).remaining == 40
