@@ -2,7 +2,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from loyalty.credentials import create_api_client
+from points.models import Reward
 from tests.conftest import ALL_SCOPES
+from tests.factories import MemberFactory
 
 
 @pytest.fixture
@@ -16,3 +18,15 @@ def api(store_a):
         return c
 
     return client
+
+
+@pytest.fixture
+def member(store_a):
+    """A member of store A (the ledger, earning, release and expiry tests' one member)."""
+    return MemberFactory(home_store=store_a)
+
+
+@pytest.fixture
+def mug(db):
+    """A gift reward of 100 points, 100 in stock."""
+    return Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100, stock=100)

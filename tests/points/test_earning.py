@@ -24,11 +24,6 @@ def at(*args):
     return datetime(*args, tzinfo=SHANGHAI)
 
 
-@pytest.fixture
-def member(store_a):
-    return MemberFactory(home_store=store_a)
-
-
 def test_purchase_earns_one_point_per_yuan_rounded_down(member):
     assert purchase(member, "99.99")["points"]["awarded"] == 99
     small = purchase(member, "0.99")["points"]

@@ -14,7 +14,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from loyalty.clock import end_of_business_day
 from members.services import merge_members
 from points import services
-from points.models import EntryKind, ExpiryWatermark, LedgerEntry, LotMovement, LotStatus, PointsLot, Reward
+from points.models import EntryKind, ExpiryWatermark, LedgerEntry, LotMovement, LotStatus, PointsLot
 from points.services import ledger, maintenance
 from tests.factories import MemberFactory
 from tests.points.helpers import adjust, assert_ledger_consistent, balances, purchase, redeem
@@ -59,16 +59,6 @@ def lots(member):
         .order_by("id")
         .values_list("points", "remaining", "status", "expires_at")
     )
-
-
-@pytest.fixture
-def member(store_a):
-    return MemberFactory(home_store=store_a)
-
-
-@pytest.fixture
-def mug(db):
-    return Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100, stock=100)
 
 
 def test_a_run_reads_from_where_the_last_one_closed(member):

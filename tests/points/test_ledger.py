@@ -31,16 +31,6 @@ def at(*args):
     return datetime(*args, tzinfo=SHANGHAI)
 
 
-@pytest.fixture
-def member(store_a):
-    return MemberFactory(home_store=store_a)
-
-
-@pytest.fixture
-def mug(db):
-    return Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100, stock=100)
-
-
 def test_purchase_points_are_pending_for_seven_days_then_released(member):
     with time_machine.travel(at(2026, 11, 1, 10), tick=False):
         result = purchase(member, "129.90")

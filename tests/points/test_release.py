@@ -10,7 +10,7 @@ import time_machine
 from django.db import transaction
 
 from points import services
-from points.models import EntryKind, LedgerEntry, LotMovement, LotStatus, PointsLot, Reward
+from points.models import EntryKind, LedgerEntry, LotMovement, LotStatus, PointsLot
 from points.services import maintenance
 from tests.factories import MemberFactory
 from tests.points.helpers import adjust, balances, purchase, redeem, refund
@@ -36,11 +36,6 @@ pytestmark = pytest.mark.django_db
 
 def at(*args):
     return datetime(*args, tzinfo=SHANGHAI)
-
-
-@pytest.fixture
-def mug(db):
-    return Reward.objects.create(code="mug", name="Mug", kind="gift", cost_points=100, stock=100)
 
 
 def release_entries(member):
