@@ -84,8 +84,5 @@ def finishing_statement(account, claim, result, *, status_code=201, before=()):
     assignments, params = batch.update_values(
         account, [f.name for f in PointsAccount._meta.concrete_fields if not f.primary_key]
     )
-    # Each CTE is c<n>, or the name its (sql, params, name) gives (one that a later CTE reads: loyalty.batch's
-    # deferred insert_linked).
-    sql = "WITH " + ", ".join(f"{cte[2] if len(cte) > 2 else f'c{n}'} AS ({cte[0]})" for n, cte in enumerate(ctes))
-    sql += f" UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"  # noqa: S608
-    return sql, [*(value for cte in ctes for value in cte[1]), *params, account.member_id]
+    update = f"UPDATE {PointsAccount._meta.db_table} SET {assignments} WHERE member_id = %s"  # noqa: S608
+    return batch.combined([*ctes, (update, [*params, account.member_id])])
