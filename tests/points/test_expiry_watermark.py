@@ -325,3 +325,43 @@ def test_a_spend_does_not_read_lots_behind_the_watermark(member, mug):
         redeem(member, mug)
     assert spent_from(member) == [(200, -100)]
     assert PointsLot.objects.get(pk=old.pk).remaining == 40
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("running", [False, True])
+@pytest.mark.parametrize("mark", [None, at(2026, 3, 2)])
+@pytest.mark.parametrize("reopened", [None, at(2026, 1, 21), at(2026, 6, 1)])
+@pytest.mark.parametrize("other", [None, at(2025, 7, 1)])
+def test_the_spend_floor_in_sql_is_the_expiry_floor(running, mark, reopened, other):
+    """ledger.SPEND_FLOOR_SQL (inside a spend's statement) and maintenance.expiry_floor (the expiry's chunks) are
+    the same bound written twice: equal in every state of the watermark. `mark` is what bounds the reading
+    (run_from during a run, closed_before between runs); `other` is the other of the two, which must not count."""
+    fields = {"reopened_from": reopened}
+    if running:
+        fields |= {
+            "run_from": mark,
+            "closed_before": other,
+            "run_started_at": at(2026, 3, 3),
+            "run_as_of": date(2026, 3, 2),
+        }
+    else:
+        fields |= {"closed_before": mark, "run_from": other, "run_started_at": None, "run_as_of": None}
+    ExpiryWatermark.objects.update_or_create(pk=1, defaults=fields)
+    expected = None if mark is None else min(value for value in (mark, reopened) if value is not None)
+    assert maintenance.expiry_floor() == (maintenance.NO_FLOOR if expected is None else expected)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT floor = '-infinity', CASE WHEN floor <> '-infinity' THEN floor END"  # noqa: S608 - constant
+            f" FROM (SELECT {ledger.SPEND_FLOOR_SQL} AS floor) f"
+        )
+        unbounded, floor = cursor.fetchone()
+    assert (unbounded, floor) == (expected is None, expected)
+
+
+@pytest.mark.postgres
+def test_the_spend_floor_without_a_watermark_row_is_unbounded():
+    ExpiryWatermark.objects.all().delete()
+    assert maintenance.expiry_floor() == maintenance.NO_FLOOR
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {ledger.SPEND_FLOOR_SQL} = '-infinity'")  # noqa: S608 - constant
+        assert cursor.fetchone() == (True,)
