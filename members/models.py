@@ -436,7 +436,8 @@ class Purchase(models.Model):
                 name="purchase_member_time_cover_idx",
             ),
             models.Index(fields=["occurred_at"], name="purchase_time_idx"),
-            models.Index(fields=["order_no"], name="purchase_order_no_idx"),
+            # No index on order_no alone: every lookup names the source too (purchase_order_unique), and the
+            # admin's search is a substring match that no B-tree serves.
         ]
 
     def __str__(self):

@@ -80,7 +80,8 @@ class LedgerEntry(models.Model):
     moved (an earn into the pending period moves pending only; its release later moves it to available).
     """
 
-    member = models.ForeignKey(Member, models.PROTECT, related_name="ledger_entries")
+    # No index of its own: ledger_member_idx starts with member_id (one index entry less per entry written).
+    member = models.ForeignKey(Member, models.PROTECT, related_name="ledger_entries", db_index=False)
     kind = models.CharField(_("kind"), max_length=8, choices=EntryKind.choices)
     points = models.BigIntegerField(_("points"))
     available_delta = models.BigIntegerField(default=0)
@@ -151,14 +152,19 @@ class PointsLot(models.Model):
 
     # No index of its own: lot_member_expiry_idx starts with member_id.
     member = models.ForeignKey(Member, models.PROTECT, related_name="points_lots", db_index=False)
-    entry = models.ForeignKey(LedgerEntry, models.PROTECT, related_name="lots")
+    # No index by entry or by purchase (two index entries less per lot written): ledger entries and purchases are
+    # never deleted, and the two lookups (a transfer's received lots, a refund's lots) name the member too, so
+    # lot_member_expiry_idx finds them.
+    entry = models.ForeignKey(LedgerEntry, models.PROTECT, related_name="lots", db_index=False)
     status = models.CharField(_("status"), max_length=9, choices=LotStatus.choices)
     points = models.BigIntegerField(_("points"))
     remaining = models.BigIntegerField(_("remaining"))
     earned_at = models.DateTimeField(_("earned at"))
     available_at = models.DateTimeField(_("available at"))
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
-    purchase = models.ForeignKey(Purchase, models.PROTECT, null=True, blank=True, related_name="points_lots")
+    purchase = models.ForeignKey(
+        Purchase, models.PROTECT, null=True, blank=True, related_name="points_lots", db_index=False
+    )
     # available_at while the lot is pending, NULL otherwise (a check constraint ties it to the status): what the
     # hourly release finds pending lots by, in an index the nightly expiry never changes.
     pending_until = models.DateTimeField(_("pending until"), null=True, blank=True, editable=False)

@@ -103,12 +103,15 @@ class GrowthEntry(models.Model):
     value = models.IntegerField(_("growth value"))
     occurred_at = models.DateTimeField(_("occurred at"))
     reference = models.CharField(_("reference"), max_length=100, blank=True)
-    policy = models.ForeignKey(GrowthPolicy, models.PROTECT, null=True, related_name="entries")
+    # No index by policy (policies are versions, never deleted, and nothing reads entries by policy); the merge's
+    # index is partial (growth_merge_idx): merge is NULL on every entry but a merge's mirrors.
+    policy = models.ForeignKey(GrowthPolicy, models.PROTECT, null=True, related_name="entries", db_index=False)
     merge = models.ForeignKey(
         MemberMerge,
         models.PROTECT,
         null=True,
         blank=True,
+        db_index=False,
         related_name="growth_entries",
         help_text=_(
             "Set on the mirror entries of a merge: the duplicate's entry negated on her, "
@@ -125,6 +128,7 @@ class GrowthEntry(models.Model):
             # a purchase's tier check) is summed from the index alone; the entries are in time order, so reading
             # the table took a heap page per entry.
             models.Index(fields=["member", "occurred_at"], include=["value"], name="growth_member_time_cover_idx"),
+            models.Index(fields=["merge"], name="growth_merge_idx", condition=Q(merge__isnull=False)),
         ]
 
     def __str__(self):

@@ -674,7 +674,10 @@ def claw_back(account, *, purchase, points, actor, reason, reference, now=None):
     now = now or timezone.now()
     own = list(
         PointsLot.objects.filter(
-            purchase=purchase, remaining__gt=0, status__in=[LotStatus.PENDING, LotStatus.AVAILABLE]
+            member_id=account.member_id,  # lot_member_expiry_idx: lots have no index by purchase
+            purchase=purchase,
+            remaining__gt=0,
+            status__in=[LotStatus.PENDING, LotStatus.AVAILABLE],
         ).order_by("-status", "id")
     )  # descending: "pending" before "available"
     pending_takes, available_takes, needed = [], [], points

@@ -124,6 +124,8 @@ def transfer_points(*, actor, scope, key, fingerprint, from_member_id, to_member
         )
         save_account(accounts[sender.pk])
         save_account(accounts[receiver.pk])
-        result = transfer_representation(transfer, in_entry.lots.order_by("expires_at", "id"))
+        # Her lots by expiry (lot_member_expiry_idx), then this entry's: lots have no index by entry.
+        lots = in_entry.lots.filter(member_id=receiver.pk).order_by("expires_at", "id")
+        result = transfer_representation(transfer, lots)
         idempotency.complete(claim, response=result)
     return Outcome(result)
