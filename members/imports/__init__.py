@@ -268,6 +268,7 @@ def _run(
                     chunk_rows=chunk_rows,
                     phone_column=phone_column,
                     ahead=check_processes + 1,  # one waiting for each process, and one being checked
+                    encode=merger.encode,
                 )
                 for chunk, good, found, fraction in checked:
                     outcome = merger.merge(good) if good else ChunkOutcome()

@@ -7,6 +7,7 @@ once per chunk).
 """
 
 import contextlib
+from datetime import date
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -26,6 +27,7 @@ from .rows import (
     UNKNOWN_MEMBER,
     AwardRow,
     ChunkOutcome,
+    EncodedRows,
     MemberRow,
     PurchaseRow,
     _new_member,
@@ -131,9 +133,37 @@ STAGED_FOR_AWARD = f"""
     FROM {PURCHASE_STAGE} ORDER BY line"""  # noqa: S608
 
 
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_value(value):
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value.translate(COPY_ESCAPES)
+    if isinstance(value, list):  # text[]: each element quoted as an array literal wants it
+        elements = ('"' + element.replace("\\", "\\\\").replace('"', '\\"') + '"' for element in value)
+        return ("{" + ",".join(elements) + "}").translate(COPY_ESCAPES)
+    if isinstance(value, date):  # and datetime: ISO 8601, with its offset
+        return value.isoformat()
+    return str(value)  # int, Decimal (quantized: no exponent)
+
+
+def _copy_text(rows):
+    """Rows as COPY's text format: what _pg_stage writes. Runs in the checking processes, not in the one that
+    merges."""
+    text = "".join("\t".join([_copy_value(value) for value in row]) + "\n" for row in rows)
+    return EncodedRows(text.encode(), len(rows))
+
+
 def _pg_stage(cursor, table, columns, rows):
     cursor.execute(f"TRUNCATE {table}")
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        if isinstance(rows, EncodedRows):
+            copy.write(rows.data)
+            return
         for row in rows:
             copy.write_row(row)
 
@@ -183,6 +213,8 @@ def _pg_insert_staged_members(cursor):
 
 
 class _PostgresMerger:
+    encode = staticmethod(_copy_text)
+
     def start(self):
         with connection.cursor() as cursor:
             # Only possible before the session's first temporary table; a session that had one keeps its size.

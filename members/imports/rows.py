@@ -126,6 +126,18 @@ class AwardRow(NamedTuple):
     channel: str
 
 
+@dataclass(frozen=True)
+class EncodedRows:
+    """A chunk's good rows as a merge's encoder wrote them in the checking process (postgres: COPY text), so that
+    the process that merges only passes them on."""
+
+    data: bytes
+    count: int
+
+    def __len__(self):
+        return self.count
+
+
 @dataclass
 class ChunkOutcome:
     imported: int = 0
@@ -134,7 +146,7 @@ class ChunkOutcome:
     members_created: int = 0
 
 
-def _checked_chunks(source, checks, parse_name, checker, *, chunk_rows, phone_column, ahead):
+def _checked_chunks(source, checks, parse_name, checker, *, chunk_rows, phone_column, ahead, encode=None):
     """Yield (chunk, good rows, rejects, fraction of the file read), in file order. Up to `ahead` chunks are
     checked by `checker` (a pool of processes, or one thread) while the caller merges this one; this thread reads
     the file and looks up, once per chunk, which phones are members' already (see _Checks.stored_phones), so at
@@ -149,7 +161,15 @@ def _checked_chunks(source, checks, parse_name, checker, *, chunk_rows, phone_co
         if chunk is None:
             return False
         texts = (_cell(raw, source.positions, phone_column) for _line, raw in chunk)
-        arguments = (parse_name, chunk, len(source.header), source.positions, checks.stored_phones(texts), language)
+        arguments = (
+            parse_name,
+            encode,
+            chunk,
+            len(source.header),
+            source.positions,
+            checks.stored_phones(texts),
+            language,
+        )
         if in_process:
             future = checker.submit(_check_chunk_in_worker, *arguments)
         else:
@@ -166,9 +186,9 @@ def _checked_chunks(source, checks, parse_name, checker, *, chunk_rows, phone_co
         yield chunk, good, found, fraction
 
 
-def _check_chunk(checks, parse_name, chunk, width, positions, stored_phones, language):
-    """Check a chunk's rows: (good rows, [(line, reason)]). The same code whether it runs in a process of the
-    pool or in a thread."""
+def _check_chunk(checks, parse_name, encode, chunk, width, positions, stored_phones, language):
+    """Check a chunk's rows: (good rows, [(line, reason)]), the good rows as `encode` gives them (EncodedRows) when
+    the merge has an encoder. The same code whether it runs in a process of the pool or in a thread."""
     parse = getattr(checks, parse_name)
     checks.known_phones = stored_phones
     good, found = [], []
@@ -178,7 +198,7 @@ def _check_chunk(checks, parse_name, chunk, width, positions, stored_phones, lan
                 good.append(parse(line, _values(raw, width, positions)))
             except Rejected as rejected:
                 found.append((line, rejected.reason))
-    return good, found
+    return (encode(good) if encode else good), found
 
 
 _worker_checks = None  # a pool process's _Checks, given once when it starts: its phone cache lasts the run

@@ -173,3 +173,25 @@ def test_rows_checked_in_processes_and_by_libphonenumber_give_the_same_rejects_a
         order_no: members_of[order_no] for order_no, *_rest in ((p[1],) for p in purchases)
     }
     assert len(purchases) == 66
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("processes", [0, 2])
+def test_text_with_copy_s_special_characters_is_stored_as_written(tmp_path, processes):
+    # On PostgreSQL the checking processes write the rows as COPY text: tabs, newlines, backslashes and quotes
+    # must arrive as they were in the file (on SQLite the rows go through the ORM: the same outcome).
+    name = 'Tab\there, new\nline, back\\slash \\N "quoted" {braces}, 张三'
+    path = tmp_path / "members.csv"
+    path.write_text('external_id,name,email\nE\\1,"' + name.replace('"', '""') + '",a@example.com\n', "utf-8")
+    with time_machine.travel(NOW, tick=False):
+        report = imports.import_members(str(path), check_processes=processes)
+
+    assert (report.imported, report.rejected) == (1, 0)
+    member = Member.objects.get()
+    assert (member.external_id, member.name, member.email, member.phone, member.birthday) == (
+        "E\\1",
+        name,
+        "a@example.com",
+        None,
+        None,
+    )
