@@ -7,7 +7,8 @@ once per chunk).
 """
 
 import contextlib
-from datetime import date
+from datetime import date, datetime
+from decimal import Decimal
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -136,25 +137,40 @@ STAGED_FOR_AWARD = f"""
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
-def _copy_value(value):
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, str):
+def _copy_text_value(value):
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:  # four scans in C: cheaper than translate
         return value.translate(COPY_ESCAPES)
-    if isinstance(value, list):  # text[]: each element quoted as an array literal wants it
-        elements = ('"' + element.replace("\\", "\\\\").replace('"', '\\"') + '"' for element in value)
-        return ("{" + ",".join(elements) + "}").translate(COPY_ESCAPES)
-    if isinstance(value, date):  # and datetime: ISO 8601, with its offset
-        return value.isoformat()
-    return str(value)  # int, Decimal (quantized: no exponent)
+    return value
+
+
+def _copy_array(value):  # text[]: each element quoted as an array literal wants it
+    elements = ('"' + element.replace("\\", "\\\\").replace('"', '\\"') + '"' for element in value)
+    return _copy_text_value("{" + ",".join(elements) + "}")
+
+
+COPY_BY_TYPE = {
+    str: _copy_text_value,
+    int: str,
+    Decimal: str,  # quantized: no exponent
+    datetime: datetime.isoformat,  # ISO 8601 with its offset
+    date: date.isoformat,
+    bool: lambda value: "t" if value else "f",
+    list: _copy_array,
+    type(None): lambda value: "\\N",
+}
+
+
+def _copy_value(value):
+    encode = COPY_BY_TYPE.get(type(value))
+    if encode is None:  # a subclass: a choices enum member is a str
+        encode = next(encode for kind, encode in COPY_BY_TYPE.items() if isinstance(value, kind))
+    return encode(value)
 
 
 def _copy_text(rows):
     """Rows as COPY's text format: what _pg_stage writes. Runs in the checking processes, not in the one that
     merges."""
-    text = "".join("\t".join([_copy_value(value) for value in row]) + "\n" for row in rows)
+    text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in rows)
     return EncodedRows(text.encode(), len(rows))
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 from django.conf import settings
@@ -223,8 +223,9 @@ def _cell(raw, positions, name):
 def _values(raw, width, positions):
     if len(raw) != width:
         raise Rejected(_("%(count)s columns, expected %(expected)s") % {"count": len(raw), "expected": width})
-    # restore(): a cell the rejects file neutralised ('=..., '+86..., '-5) reads back as it was written there.
-    return {name: restore(raw[index]).strip() for name, index in positions}
+    # restore(): a cell the rejects file neutralised ('=..., '+86..., '-5) reads back as it was written there; it
+    # changes only a cell that starts with an apostrophe.
+    return {name: (restore(cell) if (cell := raw[index])[:1] == "'" else cell).strip() for name, index in positions}
 
 
 class _CsvSource:
@@ -465,6 +466,8 @@ class _Checks:
     def _phone(self, text, name):
         if not text:
             return None
+        if text in self.known_phones:  # the stored form itself, as most files have it
+            return text
         # A member's stored phone was valid when it was stored (normalise_phone gave it): a text whose E.164 form
         # is one gives that form without libphonenumber (~50 µs a number, most of the checks' time). Anything
         # else, a non-member's valid or invalid number included, is parsed as before, with the same reasons.
@@ -512,11 +515,12 @@ class _Checks:
         amount = Decimal(text)
         if amount <= 0:
             raise Rejected(_("amount must be greater than 0"))
-        if amount != amount.quantize(CENT):
+        cents = amount.quantize(CENT)
+        if amount != cents:
             raise Rejected(_("amount has more than 2 decimals"))
         if amount > MAX_AMOUNT:
             raise Rejected(_("amount too large"))
-        return amount.quantize(CENT)
+        return cents
 
     @staticmethod
     def _boolean(text, name):
@@ -532,9 +536,14 @@ def _required(values, name):
     return values[name]
 
 
+@cache
+def _max_length(model, name):
+    return model._meta.get_field(name).max_length
+
+
 def _text(values, name, model, *, column=None, required=False):
     text = _required(values, name) if required else values.get(name, "")
-    max_length = model._meta.get_field(column or name).max_length
+    max_length = _max_length(model, column or name)
     if len(text) > max_length:
         raise Rejected(_("%(name)s longer than %(max_length)s characters") % {"name": name, "max_length": max_length})
     return text
