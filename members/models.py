@@ -436,7 +436,8 @@ class Purchase(models.Model):
                 name="purchase_member_time_cover_idx",
             ),
             models.Index(fields=["occurred_at"], name="purchase_time_idx"),
-            models.Index(fields=["order_no"], name="purchase_order_no_idx"),
+            # No index on order_no alone (dropped in members 0018): lookups name the source, the admin's search is
+            # icontains.
         ]
 
     def __str__(self):
