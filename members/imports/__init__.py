@@ -2,7 +2,10 @@
 
 What an import guarantees:
 - Streaming: the file is read row by row and merged in chunks of `chunk_rows`; while one chunk is merged the next
-  is read and checked in a thread, so memory holds two chunks, never the file. On PostgreSQL even the keys seen
+  ones are checked by CHECK_PROCESSES forked processes (or one thread), at most one chunk ahead per process, and
+  merged in file order, so memory holds a few chunks, never the file. The checks are the same code either way.
+- Phones: a phone whose E.164 form is a member's stored phone (looked up once per chunk) is taken as that form;
+  any other is parsed by libphonenumber, with the same reasons as always. On PostgreSQL even the keys seen
   so far (to catch duplicates inside the file) live in a temporary table.
 - Erasures honoured: a row carrying the external id or phone of a member erased on her request (ErasedIdentity,
   keyed hashes) never creates a member: import_members rejects it, import_purchases --create-members rejects the
