@@ -436,8 +436,7 @@ class Purchase(models.Model):
                 name="purchase_member_time_cover_idx",
             ),
             models.Index(fields=["occurred_at"], name="purchase_time_idx"),
-            # No index on order_no alone (dropped in members 0018): lookups name the source, the admin's search is
-            # icontains.
+            models.Index(fields=["order_no"], name="purchase_order_no_idx"),
         ]
 
     def __str__(self):
