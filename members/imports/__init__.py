@@ -2,7 +2,10 @@
 
 What an import guarantees:
 - Streaming: the file is read row by row and merged in chunks of `chunk_rows`; while one chunk is merged the next
-  is read and checked in a thread, so memory holds two chunks, never the file. On PostgreSQL even the keys seen
+  ones are checked by CHECK_PROCESSES forked processes (or one thread), at most one chunk ahead per process, and
+  merged in file order, so memory holds a few chunks, never the file. The checks are the same code either way.
+- Phones: a phone whose E.164 form is a member's stored phone (looked up once per chunk) is taken as that form;
+  any other is parsed by libphonenumber, with the same reasons as always. On PostgreSQL even the keys seen
   so far (to catch duplicates inside the file) live in a temporary table.
 - Erasures honoured: a row carrying the external id or phone of a member erased on her request (ErasedIdentity,
   keyed hashes) never creates a member: import_members rejects it, import_purchases --create-members rejects the
@@ -27,9 +30,10 @@ records them with points; this module runs an import and picks the merge.
 """
 
 import contextlib
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +57,7 @@ from .rows import (
     _CsvSource,
     _ErasureCheck,
     _RejectsFile,
+    _start_check_worker,
 )
 
 __all__ = [
@@ -68,6 +73,10 @@ __all__ = [
     "import_purchases",
     "register_purchase_recorder",
 ]
+
+# Processes checking rows while this one reads the file and merges (the machine's 2 cores); 0: one thread instead.
+# Each holds its own phone cache (up to PHONE_CACHE phones, ~130 MB) and two chunks at most.
+CHECK_PROCESSES = 2
 
 _registry = ExtensionPoint("import_services", "services of higher apps an import calls, by name", keyed=True)
 
@@ -117,7 +126,15 @@ class ProgressBar:
 # Entry points
 
 
-def import_members(path, *, rejects_path=None, encoding="utf-8-sig", chunk_rows=CHUNK_ROWS, progress=None):
+def import_members(
+    path,
+    *,
+    rejects_path=None,
+    encoding="utf-8-sig",
+    chunk_rows=CHUNK_ROWS,
+    progress=None,
+    check_processes=None,
+):
     """Import members (channel "import") keyed by external_id; see MEMBER_COLUMNS and the command's help.
 
     A member whose external_id exists is skipped (left as it is); a row whose phone belongs to another member,
@@ -135,8 +152,11 @@ def import_members(path, *, rejects_path=None, encoding="utf-8-sig", chunk_rows=
         progress=progress,
         columns=MEMBER_COLUMNS,
         required=("external_id",),
-        parse=checks.member,
+        checks=checks,
+        parse_name="member",
+        phone_column="phone",
         merger=merger,
+        check_processes=check_processes,
     )
 
 
@@ -150,6 +170,7 @@ def import_purchases(
     encoding="utf-8-sig",
     chunk_rows=None,
     progress=None,
+    check_processes=None,
 ):
     """Import purchases keyed by (source, order_no); see PURCHASE_COLUMNS and the command's help.
 
@@ -178,8 +199,11 @@ def import_purchases(
         progress=progress,
         columns=PURCHASE_COLUMNS,
         required=("order_no", "occurred_at", "amount"),
-        parse=checks.purchase,
+        checks=checks,
+        parse_name="purchase",
+        phone_column="member_phone",
         merger=merger,
+        check_processes=check_processes,
         one_of=("member_external_id", "member_phone"),
     )
 
@@ -193,24 +217,64 @@ def _on_postgres():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The run: chunks read and checked in a thread, merged one by one, counted in the report
+# The run: chunks checked in processes (or a thread), merged one by one in file order, counted in the report
 
 
-def _run(path, *, rejects_path, encoding, chunk_rows, progress, columns, required, parse, merger, one_of=()):
+def _checker(checks, processes):
+    """A pool of `processes` processes checking chunks (forked: each starts with this process's checks, stores and
+    settings, and never touches the database), or one thread when processes is 0 or this process may not have
+    children (a daemonic process, e.g. a Celery prefork worker's child, if an import is ever run from a task)."""
+    if not processes or multiprocessing.current_process().daemon:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-check")
+    return ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_check_worker,
+        initargs=(checks,),
+    )
+
+
+def _run(
+    path,
+    *,
+    rejects_path,
+    encoding,
+    chunk_rows,
+    progress,
+    columns,
+    required,
+    checks,
+    parse_name,
+    phone_column,
+    merger,
+    check_processes,
+    one_of=(),
+):
     started = time.monotonic()
     rejects_path = rejects_path or default_rejects_path(path)
     if os.path.abspath(rejects_path) == os.path.abspath(path):
         raise ImportRefused(_("The rejects file must not be the input file."))
     report = ImportReport(rejects_path=rejects_path)
+    check_processes = CHECK_PROCESSES if check_processes is None else check_processes
     with (
         _CsvSource(path, encoding, columns=columns, required=required, one_of=one_of) as source,
         _RejectsFile(rejects_path, source.header, encoding) as rejects,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-check") as checker,
+        _checker(checks, check_processes) as checker,
     ):
         merger.start()
         try:
             try:
-                for chunk, good, found, fraction in _checked_chunks(source, parse, chunk_rows, checker):
+                checked = _checked_chunks(
+                    source,
+                    checks,
+                    parse_name,
+                    checker,
+                    chunk_rows=chunk_rows,
+                    phone_column=phone_column,
+                    ahead=check_processes + 1,  # one waiting for each process, and one being checked
+                    encode=merger.encode,
+                )
+                for chunk, good, found, fraction in checked:
                     outcome = merger.merge(good) if good else ChunkOutcome()
                     found += outcome.rejects
                     rejects.write(sorted(found), dict(chunk))

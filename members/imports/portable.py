@@ -34,6 +34,8 @@ def _lookup(queryset, field_name, keys, value="id"):
 
 
 class _OrmMerger:
+    encode = None  # the merge takes the rows as they are
+
     def start(self):
         self.seen = {}  # (kind, key) -> first line
 
