@@ -165,16 +165,11 @@ def execute_all(statements):
         for sql, params in statements:
             execute(sql, params)
         return
-    cursors = []
-    try:
-        with pipelined():
-            for sql, params in statements:
-                cursor = connection.cursor()
-                cursors.append(cursor)
-                cursor.execute(sql, params)
-    finally:
-        for cursor in cursors:
-            cursor.close()
+    # One cursor for all of them: their results are not read (each replaces the one before on the cursor), and a
+    # failed statement raises when the pipeline syncs at the block's end, as it did with a cursor each.
+    with connection.cursor() as cursor, pipelined():
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def combined(items):
