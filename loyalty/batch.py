@@ -6,10 +6,12 @@ PostgreSQL and compare what they wrote (tests/points/test_fast_path.py).
 
 `FAST_PATH` switches the PostgreSQL transport off (that test does; so can an operator, to compare)."""
 
+import datetime
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models
 
 FAST_PATH = True
 
@@ -163,16 +165,11 @@ def execute_all(statements):
         for sql, params in statements:
             execute(sql, params)
         return
-    cursors = []
-    try:
-        with pipelined():
-            for sql, params in statements:
-                cursor = connection.cursor()
-                cursors.append(cursor)
-                cursor.execute(sql, params)
-    finally:
-        for cursor in cursors:
-            cursor.close()
+    # One cursor for all of them: their results are not read (each replaces the one before on the cursor), and a
+    # failed statement raises when the pipeline syncs at the block's end, as it did with a cursor each.
+    with connection.cursor() as cursor, pipelined():
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def combined(items):
@@ -188,15 +185,121 @@ def combined(items):
     return f"{sql} {last_sql}", [*(value for cte in ctes for value in cte[1]), *last_params]
 
 
+def _stock(field, base, *names):
+    """Whether `field`'s class has `base`'s own methods `names` (no subclass changed how a value is saved)."""
+    return isinstance(field, base) and all(getattr(type(field), name) is getattr(base, name) for name in names)
+
+
+_SAVE_METHODS = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+_INTEGER_FIELDS = (
+    models.IntegerField,
+    models.SmallIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveSmallIntegerField,
+    models.PositiveBigIntegerField,
+)
+
+
+def prep_save(field):
+    """A function of (value, connection) giving what `field.get_db_prep_save(value, connection)` gives, for a hot
+    path's writes: for the plain values of Django's own field classes (int, str, bool, aware datetime, date,
+    Decimal, None) the backend conversion those methods end with, without their chain of calls; for anything else
+    (another type, a field class of its own) get_db_prep_save itself. tests/loyalty/test_batch_prep.py compares
+    both."""
+    generic = field.get_db_prep_save
+    if isinstance(field, models.ForeignKey) and type(field).get_db_prep_save is models.ForeignKey.get_db_prep_save:
+        target = prep_save(field.target_field)
+
+        def foreign_key(value, connection):
+            if value is None:
+                return None
+            return target(value, connection) if type(value) is int else generic(value, connection)
+
+        return foreign_key
+    if _stock(field, models.AutoField, *_SAVE_METHODS) or _stock(field, models.BigAutoField, *_SAVE_METHODS):
+
+        def auto(value, connection):
+            if type(value) is int or value is None:
+                return connection.ops.validate_autopk_value(value)
+            return generic(value, connection)
+
+        return auto
+    if _stock(field, models.BigIntegerField, *_SAVE_METHODS) or (
+        type(field) in _INTEGER_FIELDS and _stock(field, models.IntegerField, *_SAVE_METHODS)
+    ):
+        internal_type = field.get_internal_type()
+
+        def integer(value, connection):
+            if type(value) is int or value is None:
+                return connection.ops.adapt_integerfield_value(value, internal_type)
+            return generic(value, connection)
+
+        return integer
+    if type(field) is models.CharField and _stock(field, models.CharField, *_SAVE_METHODS):
+        return lambda value, connection: value if type(value) is str or value is None else generic(value, connection)
+    if type(field) is models.BooleanField and _stock(field, models.BooleanField, *_SAVE_METHODS):
+        return lambda value, connection: value if type(value) is bool or value is None else generic(value, connection)
+    if type(field) is models.DateTimeField and _stock(field, models.DateTimeField, *_SAVE_METHODS):
+
+        def aware_datetime(value, connection):  # a naive one takes the generic way (its warning, the default zone)
+            if value is None or (type(value) is datetime.datetime and value.utcoffset() is not None):
+                return connection.ops.adapt_datetimefield_value(value)
+            return generic(value, connection)
+
+        return aware_datetime
+    if type(field) is models.DateField and _stock(field, models.DateField, *_SAVE_METHODS):
+
+        def date(value, connection):
+            if type(value) is datetime.date or value is None:
+                return connection.ops.adapt_datefield_value(value)
+            return generic(value, connection)
+
+        return date
+    if type(field) is models.DecimalField and _stock(field, models.DecimalField, *_SAVE_METHODS):
+        digits, places = field.max_digits, field.decimal_places
+
+        def decimal(value, connection):
+            if type(value) is Decimal and value.is_finite():
+                return connection.ops.adapt_decimalfield_value(value, digits, places)
+            return generic(value, connection)
+
+        return decimal
+    return generic
+
+
+def _saver(field, *, add):
+    """A function of (instance, connection) giving `field.get_db_prep_save(field.pre_save(instance, add),
+    connection)`."""
+    prep = prep_save(field)
+    if type(field).pre_save is models.Field.pre_save or (
+        isinstance(field, models.DateField)
+        and type(field).pre_save in (models.DateField.pre_save, models.DateTimeField.pre_save)
+        and not field.auto_now
+        and not (field.auto_now_add and add)
+    ):  # pre_save only reads the attribute
+        attname = field.attname
+        return lambda instance, connection: prep(getattr(instance, attname), connection)
+    return lambda instance, connection: prep(field.pre_save(instance, add), connection)
+
+
+_update_fields_cache = {}
+
+
 def update_values(instance, field_names):
     """`(assignments, params)` for an UPDATE of these fields of `instance` as save(update_fields=...) writes them
     (pre_save first: auto_now columns take the time now)."""
-    meta = instance._meta
     db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
-    quote = db.ops.quote_name
-    fields = [meta.get_field(name) for name in field_names]
-    params = [f.get_db_prep_save(f.pre_save(instance, False), db) for f in fields]
-    return ", ".join(f"{quote(f.column)} = %s" for f in fields), params
+    key = (db.vendor, type(instance), tuple(field_names))
+    found = _update_fields_cache.get(key)
+    if found is None:  # the statement's assignments and each column's conversion: worked out once per process
+        meta = instance._meta
+        fields = [meta.get_field(name) for name in field_names]
+        quote = db.ops.quote_name
+        found = (", ".join(f"{quote(f.column)} = %s" for f in fields), [_saver(f, add=False) for f in fields])
+        if len(_update_fields_cache) < SELECT_CACHE_SIZE:
+            _update_fields_cache[key] = found
+    assignments, savers = found
+    return assignments, [save(instance, db) for save in savers]
 
 
 _insert_fields_cache = {}
@@ -207,12 +310,15 @@ def insert_columns(instance, exclude=()):
     db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for in this thread, looked up once, not per field
     key = (db.vendor, type(instance), tuple(exclude))
     found = _insert_fields_cache.get(key)
-    if found is None:  # the model's columns: worked out once per process
+    if found is None:  # the model's columns and each one's conversion: worked out once per process
         meta = instance._meta
         fields = [f for f in meta.concrete_fields if f is not meta.auto_field and f.name not in exclude]
-        found = _insert_fields_cache[key] = (fields, [db.ops.quote_name(f.column) for f in fields])
-    fields, columns = found
-    return list(columns), [f.get_db_prep_save(f.pre_save(instance, True), db) for f in fields]
+        found = _insert_fields_cache[key] = (
+            [db.ops.quote_name(f.column) for f in fields],
+            [_saver(f, add=True) for f in fields],
+        )
+    columns, savers = found
+    return list(columns), [save(instance, db) for save in savers]
 
 
 _deferred = ContextVar("batch.deferred", default=None)
