@@ -13,6 +13,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from loyalty.schema_changes import drop_own_indexes, restore_own_indexes
+
 # (table, column, the name Django gave the column's own index): the name is looked up, the one here is for going
 # back.
 OWN_INDEXES = [
@@ -22,37 +24,15 @@ OWN_INDEXES = [
 ]
 
 
-def _own_index_names(schema_editor, table, column):
-    """The column's own index (a foreign key's db_index): single-column, not unique, not partial, named by Django."""
-    with schema_editor.connection.cursor() as cursor:
-        constraints = schema_editor.connection.introspection.get_constraints(cursor, table)
-    return [
-        name
-        for name, info in constraints.items()
-        if info["index"]
-        and not info["unique"]
-        and not info.get("primary_key")
-        and info["columns"] == [column]
-        and name.startswith(f"{table}_{column}_")
-    ]
-
-
 def forwards(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    concurrently = "CONCURRENTLY" if postgres else ""
-    for table, column, _name in OWN_INDEXES:
-        for name in _own_index_names(schema_editor, table, column):
-            schema_editor.execute(f'DROP INDEX {concurrently} IF EXISTS "{name}"')
-    if postgres:
+    drop_own_indexes(schema_editor, OWN_INDEXES)
+    if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE points_pointsaccount SET (fillfactor = 90)")
 
 
 def backwards(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    concurrently = "CONCURRENTLY" if postgres else ""
-    for table, column, name in OWN_INDEXES:
-        schema_editor.execute(f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON "{table}" ("{column}")')
-    if postgres:
+    restore_own_indexes(schema_editor, OWN_INDEXES)
+    if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE points_pointsaccount RESET (fillfactor)")
 
 

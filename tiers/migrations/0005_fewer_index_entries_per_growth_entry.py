@@ -12,25 +12,16 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from loyalty.schema_changes import drop_own_indexes, restore_own_indexes
+
 MERGE_INDEX = models.Index(fields=["merge"], name="growth_merge_idx", condition=models.Q(merge__isnull=False))
-# (column, the name Django gave its own index): the name is looked up, the one here is for going back.
-OWN_INDEXES = [("merge_id", "tiers_growthentry_merge_id_28f714ff"), ("policy_id", "tiers_growthentry_policy_id_7bfc6c08")]
+# (table, column, the name Django gave the column's own index): the name is looked up, the one here is for going
+# back.
 TABLE = "tiers_growthentry"
-
-
-def _own_index_names(schema_editor, column):
-    """The column's own index (a foreign key's db_index): single-column, not unique, not partial, named by Django."""
-    with schema_editor.connection.cursor() as cursor:
-        constraints = schema_editor.connection.introspection.get_constraints(cursor, TABLE)
-    return [
-        name
-        for name, info in constraints.items()
-        if info["index"]
-        and not info["unique"]
-        and not info.get("primary_key")
-        and info["columns"] == [column]
-        and name.startswith(f"{TABLE}_{column}_")
-    ]
+OWN_INDEXES = [
+    (TABLE, "merge_id", "tiers_growthentry_merge_id_28f714ff"),
+    (TABLE, "policy_id", "tiers_growthentry_policy_id_7bfc6c08"),
+]
 
 
 def forwards(apps, schema_editor):
@@ -41,10 +32,7 @@ def forwards(apps, schema_editor):
         schema_editor.execute(sql.replace("CREATE INDEX CONCURRENTLY", "CREATE INDEX CONCURRENTLY IF NOT EXISTS", 1))
     else:
         schema_editor.add_index(entry, MERGE_INDEX)
-    concurrently = "CONCURRENTLY" if postgres else ""
-    for column, _name in OWN_INDEXES:
-        for name in _own_index_names(schema_editor, column):
-            schema_editor.execute(f'DROP INDEX {concurrently} IF EXISTS "{name}"')
+    drop_own_indexes(schema_editor, OWN_INDEXES)
     if postgres:
         schema_editor.execute("ALTER TABLE tiers_membertier SET (fillfactor = 90)")
 
@@ -52,8 +40,7 @@ def forwards(apps, schema_editor):
 def backwards(apps, schema_editor):
     postgres = schema_editor.connection.vendor == "postgresql"
     concurrently = "CONCURRENTLY" if postgres else ""
-    for column, name in OWN_INDEXES:
-        schema_editor.execute(f'CREATE INDEX {concurrently} IF NOT EXISTS "{name}" ON "{TABLE}" ("{column}")')
+    restore_own_indexes(schema_editor, OWN_INDEXES)
     schema_editor.execute(f'DROP INDEX {concurrently} IF EXISTS "{MERGE_INDEX.name}"')
     if postgres:
         schema_editor.execute("ALTER TABLE tiers_membertier RESET (fillfactor)")
